@@ -1,0 +1,61 @@
+"""``servesim`` command line: parse, dispatch to one module per command, print."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from simulator.errors import UserError
+
+#: Command modules under ``simulator.cli``; each defines ``register(subparsers)``.
+COMMAND_MODULES = ("simulate", "step", "calibrate", "trace")
+
+EPILOG = """examples:
+  servesim simulate workloads/quickstart.yaml
+  servesim simulate workloads/quickstart.yaml --set workload.arrival.rate_per_s=20 --json
+  servesim step --model llama-3.1-8b --gpu h100-sxm --decode 64x1024 --prefill 1x512
+  servesim calibrate --from ../shared/calibration/h100_sxm_microbench.jsonl -o h100.yaml
+  servesim trace stats trace.csv
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="servesim",
+        description="Simulate LLM serving: latency, throughput and cost of a deployment.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"simulator.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"simulator.cli.{name}":
+                continue  # command not installed in this build
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``servesim`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        for line in exc.messages:
+            print(f"servesim: error: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("servesim: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
