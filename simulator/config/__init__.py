@@ -1,0 +1,1 @@
+"""Scenario schema, YAML loading and ``--set`` overrides."""

@@ -1,0 +1,103 @@
+"""Read a scenario YAML safely, apply ``--set`` overrides, report every error at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from simulator.config.scenario import Scenario
+from simulator.errors import UnknownNameError, UserError
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"engine.max_num_seqs=128"`` -> (["engine", "max_num_seqs"], 128); the value is YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set {text!r}: expected dotted.key=value, e.g. engine.max_num_seqs=128")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise UserError(f"--set {text!r}: value is not valid YAML ({exc.problem})") from None
+    return [part for part in key.strip().split(".")], value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Set each ``dotted.key=value`` in a nested dict (creating sections as needed)."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def _format_error(err: dict) -> str:
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return f"{loc}: unknown key"
+    if err["type"] == "missing":
+        return f"{loc}: required key is missing"
+    value = err.get("input")
+    shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
+    return f"{loc}: {msg}{shown}" if loc else f"{msg}{shown}"
+
+
+def _catalog_errors(data: dict) -> list[str]:
+    from simulator.specs.catalog import load_gpu, load_link, load_model
+
+    errors: list[str] = []
+    hardware = data.get("hardware") if isinstance(data.get("hardware"), dict) else {}
+    checks = [("model", data.get("model"), load_model),
+              ("hardware.gpu", hardware.get("gpu"), load_gpu),
+              ("hardware.interconnect", hardware.get("interconnect"), load_link)]
+    for field, value, loader in checks:
+        if isinstance(value, str):
+            try:
+                loader(value)
+            except UnknownNameError as exc:
+                errors.append(f"{field}: {exc}")
+            except UserError as exc:
+                errors.extend(f"{field}: {m}" for m in exc.messages)
+    return errors
+
+
+def scenario_from_dict(data: Any, *, source: str = "<scenario>") -> Scenario:
+    """Validate a scenario mapping; raise UserError listing every problem with its dotted path."""
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: a scenario must be a mapping of keys, got {type(data).__name__}")
+    errors = _catalog_errors(data)
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        errors.extend(_format_error(e) for e in exc.errors())
+        scenario = None
+    if errors:
+        raise UserError([f"{source}: {e}" for e in dict.fromkeys(errors)])
+    return scenario
+
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
+    """Load and validate a scenario file; relative paths inside it resolve from its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"scenario file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise UserError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if isinstance(data, dict):
+        data = apply_overrides(data, overrides or [])
+    scenario = scenario_from_dict(data, source=str(path))
+    scenario._base_dir = path.resolve().parent
+    return scenario

@@ -1,0 +1,82 @@
+"""What a simulation run records, as plain arrays; the summary is computed from these.
+
+The engine fills these containers; ``simulator.metrics.summary`` turns them into
+percentiles, goodput and cost. Times are seconds from the start of the simulation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from simulator.metrics.histogram import GapHistogram
+
+
+@dataclass
+class RequestRecords:
+    """One row per request that arrived (completed, unfinished or rejected).
+
+    ``first_token_s`` / ``finish_s`` are NaN when the request never got that far
+    (rejected, or still in the system when the run ended).
+    """
+
+    request_id: np.ndarray  # int64
+    arrival_s: np.ndarray  # float64
+    first_token_s: np.ndarray  # float64, NaN if none
+    finish_s: np.ndarray  # float64, NaN if unfinished
+    prompt_tokens: np.ndarray  # int64
+    output_tokens: np.ndarray  # int64 (requested output length)
+    replica: np.ndarray  # int64, -1 if never routed
+    class_name: np.ndarray  # object (str)
+    rejected: np.ndarray  # bool
+    reject_reason: np.ndarray  # object (str, "" if not rejected)
+    #: Prompt tokens served from the prefix cache (0 without prefix caching).
+    cached_prompt_tokens: np.ndarray | None = None
+    #: Times the request was preempted.
+    preemptions: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.request_id)
+
+
+@dataclass
+class TimeSeries:
+    """Samples of replica state over time (one row per sample per replica)."""
+
+    time_s: np.ndarray
+    replica: np.ndarray
+    waiting: np.ndarray  # requests queued, not yet admitted
+    running: np.ndarray  # sequences holding KV blocks and being stepped
+    kv_used_fraction: np.ndarray  # used / total KV blocks, 0..1
+    batch_tokens: np.ndarray  # tokens in the last step
+
+
+@dataclass
+class ReplicaStats:
+    """Time-integrated accounting of one replica over the whole run."""
+
+    replica: int
+    gpus: int
+    busy_s: float  # time spent executing steps
+    steps: int
+    #: Sum over steps of (sequences in the step × step duration), for the time-weighted batch size.
+    batch_seq_seconds: float
+    peak_kv_used_fraction: float
+    kv_capacity_tokens: int
+
+
+@dataclass
+class RunRecords:
+    """Everything a run produced, before summarising."""
+
+    requests: RequestRecords
+    timeseries: TimeSeries
+    replicas: list[ReplicaStats]
+    #: Every inter-token gap of every request (s), as a fine log-binned histogram.
+    itl: GapHistogram
+    #: Simulated time at which the run ended (s).
+    end_s: float
+    #: Waiting-queue length at the end, and its trend, for saturation detection.
+    final_waiting: int = 0
+    extra: dict = field(default_factory=dict)
