@@ -1,0 +1,402 @@
+"""Scenario schema of the ``workload:`` section (pydantic v2, unknown keys rejected).
+
+The workload layer takes ``WorkloadConfig(...).model_dump()`` (it may not import this
+package); see ``simulator.workload`` for what each option does at run time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- lengths and durations
+
+
+class _Clipped(_Strict):
+    """Optional clipping bounds (values below ``min`` become ``min``, above ``max`` ``max``)."""
+
+    min: NonNegativeFloat | None = None
+    max: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self):
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class FixedLength(_Clipped):
+    """Always ``value``."""
+
+    distribution: Literal["fixed"]
+    value: PositiveFloat
+
+
+class UniformLength(_Clipped):
+    """Every value in [min, max] equally likely (whole numbers for token lengths)."""
+
+    distribution: Literal["uniform"]
+    min: NonNegativeFloat
+    max: PositiveFloat
+
+
+class NormalLength(_Clipped):
+    """Normal(mean, std), truncated below at 1 token (0 s for durations)."""
+
+    distribution: Literal["normal"]
+    mean: PositiveFloat
+    std: PositiveFloat
+
+
+class LognormalLength(_Clipped):
+    """Lognormal whose mean is ``mean`` (tokens or seconds) and log-space std ``sigma``."""
+
+    distribution: Literal["lognormal"]
+    mean: PositiveFloat
+    sigma: PositiveFloat
+
+
+class ExponentialLength(_Clipped):
+    """Exponential with mean ``mean``."""
+
+    distribution: Literal["exponential"]
+    mean: PositiveFloat
+
+
+class ZipfLength(_Clipped):
+    """P(k) proportional to k^-exponent over the whole numbers min (default 1) .. max."""
+
+    distribution: Literal["zipf"]
+    exponent: PositiveFloat
+    max: PositiveFloat = Field(description="largest value (the support must be bounded)")
+
+    @model_validator(mode="after")
+    def _support_not_huge(self):
+        support = math.floor(self.max) - max(1, math.ceil(self.min or 1)) + 1
+        if support < 1:
+            raise ValueError(
+                f"zipf support min..max ({self.min}..{self.max}) holds no whole number"
+            )
+        if support > 10_000_000:
+            raise ValueError(f"zipf support of {support} values is too large (at most 10,000,000)")
+        return self
+
+
+class HistogramConfig(_Strict):
+    """Either bins (``edges``, one more than ``counts``; uniform within a bin) or discrete
+    ``values`` with ``weights``."""
+
+    edges: list[NonNegativeFloat] | None = None
+    counts: list[NonNegativeFloat] | None = None
+    values: list[NonNegativeFloat] | None = None
+    weights: list[NonNegativeFloat] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self):
+        binned = self.edges is not None or self.counts is not None
+        discrete = self.values is not None or self.weights is not None
+        if binned == discrete:
+            raise ValueError("give either edges + counts or values + weights")
+        if binned:
+            if self.edges is None or self.counts is None:
+                raise ValueError("edges and counts must be given together")
+            if len(self.edges) != len(self.counts) + 1:
+                raise ValueError(
+                    f"edges has {len(self.edges)} entries; it needs one more than counts "
+                    f"({len(self.counts)})"
+                )
+            if any(b <= a for a, b in itertools.pairwise(self.edges)):
+                raise ValueError("edges must increase strictly")
+            _positive_total(self.counts, "counts")
+        else:
+            if self.values is None or self.weights is None:
+                raise ValueError("values and weights must be given together")
+            if len(self.values) != len(self.weights):
+                raise ValueError(
+                    f"values ({len(self.values)}) and weights ({len(self.weights)}) "
+                    "differ in length"
+                )
+            _positive_total(self.weights, "weights")
+        return self
+
+
+def _positive_total(numbers: list[float], name: str) -> None:
+    if not numbers or sum(numbers) <= 0:
+        raise ValueError(f"{name} must sum to a positive number (got {sum(numbers)})")
+
+
+class EmpiricalLength(_Clipped):
+    """Resample recorded values: a list of ``samples``, a ``file`` (one number per line, or
+    the named ``column`` of a CSV with header; relative to the scenario file), or a
+    ``histogram``."""
+
+    distribution: Literal["empirical"]
+    samples: list[NonNegativeFloat] | None = None
+    file: str | None = None
+    column: str | None = None
+    histogram: HistogramConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        given = [k for k in ("samples", "file", "histogram") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of samples, file, histogram (got {', '.join(given) or 'none'})"
+            )
+        if self.samples is not None and not self.samples:
+            raise ValueError("samples is empty")
+        return self
+
+
+LengthConfig = Annotated[
+    FixedLength
+    | UniformLength
+    | NormalLength
+    | LognormalLength
+    | ExponentialLength
+    | ZipfLength
+    | EmpiricalLength,
+    Field(discriminator="distribution"),
+]
+#: A duration in seconds: a number (fixed) or a distribution.
+DurationConfig = NonNegativeFloat | LengthConfig
+
+
+# ---------------------------------------------------------------- arrival processes
+
+
+class PoissonArrival(_Strict):
+    """Exponential inter-arrival gaps."""
+
+    process: Literal["poisson"]
+    rate_per_s: PositiveFloat
+
+
+class GammaArrival(_Strict):
+    """Gamma inter-arrival gaps: mean 1/rate, coefficient of variation ``cv`` (>1 bursty)."""
+
+    process: Literal["gamma"]
+    rate_per_s: PositiveFloat
+    cv: PositiveFloat
+
+
+class ConstantArrival(_Strict):
+    """One request every ``interval_s`` (or 1/``rate_per_s``)."""
+
+    process: Literal["constant"]
+    rate_per_s: PositiveFloat | None = None
+    interval_s: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if (self.rate_per_s is None) == (self.interval_s is None):
+            raise ValueError("give exactly one of rate_per_s, interval_s")
+        return self
+
+
+class RatePoint(_Strict):
+    time_s: NonNegativeFloat
+    rate_per_s: NonNegativeFloat
+
+
+class TimeVaryingArrival(_Strict):
+    """Non-homogeneous Poisson process following ``points``; the rate holds (``step``) or
+    ramps (``linear``) between points, repeats every ``period_s`` if given, else the last
+    rate holds forever."""
+
+    process: Literal["time_varying"]
+    points: list[RatePoint] = Field(min_length=1)
+    interpolation: Literal["step", "linear"] = "step"
+    period_s: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _check_points(self):
+        times = [p.time_s for p in self.points]
+        if any(b <= a for a, b in itertools.pairwise(times)):
+            raise ValueError(f"points must have strictly increasing time_s (got {times})")
+        if times[0] != 0:
+            raise ValueError(f"the first point must be at time_s 0 (got {times[0]})")
+        if max(p.rate_per_s for p in self.points) <= 0:
+            raise ValueError("at least one point needs rate_per_s > 0")
+        if self.period_s is not None and times[-1] >= self.period_s:
+            raise ValueError(
+                f"every point must lie before period_s ({self.period_s}); last is {times[-1]}"
+            )
+        return self
+
+
+class DiurnalArrival(_Strict):
+    """Sinusoidal daily curve: mean ``mean_rate_per_s``, peak / trough = ``peak_to_trough``,
+    peak at ``peak_time_s`` into each ``period_s`` (default: 14:00 of a 24 h day)."""
+
+    process: Literal["diurnal"]
+    mean_rate_per_s: PositiveFloat
+    peak_to_trough: Annotated[float, Field(ge=1, allow_inf_nan=False)]
+    period_s: PositiveFloat = 86400.0
+    peak_time_s: NonNegativeFloat = 50400.0
+
+
+class OnOffArrival(_Strict):
+    """Bursts: ``on_rate_per_s`` for ``on_duration_s``, then ``off_rate_per_s`` for
+    ``off_duration_s``, repeating (exponential durations with those means if
+    ``random_durations``)."""
+
+    process: Literal["on_off"]
+    on_rate_per_s: PositiveFloat
+    off_rate_per_s: NonNegativeFloat = 0.0
+    on_duration_s: PositiveFloat
+    off_duration_s: PositiveFloat
+    random_durations: bool = False
+
+
+class ClosedLoopArrival(_Strict):
+    """``users`` concurrent users, each sending its next request ``think_time_s`` after the
+    previous answer; user start times spread uniformly over ``ramp_up_s``."""
+
+    process: Literal["closed_loop"]
+    users: Annotated[int, Field(gt=0)]
+    think_time_s: DurationConfig = 0.0
+    ramp_up_s: NonNegativeFloat = 0.0
+
+
+ArrivalConfig = Annotated[
+    PoissonArrival
+    | GammaArrival
+    | ConstantArrival
+    | TimeVaryingArrival
+    | DiurnalArrival
+    | OnOffArrival
+    | ClosedLoopArrival,
+    Field(discriminator="process"),
+]
+
+
+# ---------------------------------------------------------------- classes and sessions
+
+SloTarget = dict[Literal["mean", "p50", "p90", "p95", "p99", "p99.9"], PositiveFloat]
+
+
+class ClassSloConfig(_Strict):
+    """Latency targets of one request class, by percentile, e.g. ``ttft_ms: {p99: 500}``."""
+
+    ttft_ms: SloTarget | None = None
+    tpot_ms: SloTarget | None = None
+    itl_ms: SloTarget | None = None
+    e2e_ms: SloTarget | None = None
+
+
+class RequestClassConfig(_Strict):
+    """One class of a weighted mix: its share of arrivals (``weight``), lengths (the
+    workload's when omitted), scheduling ``priority`` (larger is more urgent) and SLO."""
+
+    name: Annotated[str, Field(min_length=1)]
+    weight: NonNegativeFloat = 1.0
+    prompt_tokens: LengthConfig | None = None
+    output_tokens: LengthConfig | None = None
+    length_correlation: Annotated[float, Field(ge=-1, le=1)] | None = None
+    priority: int = 0
+    slo: ClassSloConfig | None = None
+
+
+class SessionConfig(_Strict):
+    """Multi-turn conversations. Each arrival starts a conversation of ``turns`` turns; turn
+    k+1 arrives ``think_time_s`` after turn k finished, with prompt = turn k's prompt + its
+    output + ``followup_tokens`` new tokens (drawn like the prompt when omitted). A
+    conversation ends early when its prompt would exceed ``max_context_tokens``."""
+
+    turns: Annotated[int, Field(ge=1)] | LengthConfig = 1
+    think_time_s: DurationConfig = 0.0
+    followup_tokens: LengthConfig | None = None
+    max_context_tokens: Annotated[int, Field(gt=0)] | None = None
+
+
+class TraceWindow(_Strict):
+    """Keep rows with ``start_s`` <= trace time < ``end_s`` (seconds from the trace start
+    for absolute timestamps, else the trace's own seconds)."""
+
+    start_s: NonNegativeFloat = 0.0
+    end_s: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.end_s is not None and self.end_s <= self.start_s:
+            raise ValueError(f"end_s ({self.end_s}) must exceed start_s ({self.start_s})")
+        return self
+
+
+# ---------------------------------------------------------------- the workload
+
+
+class WorkloadConfig(_Strict):
+    """The traffic of a scenario: synthetic (arrival process + lengths [+ classes,
+    sessions]) or replayed from a ``trace`` file."""
+
+    arrival: ArrivalConfig | None = None
+    prompt_tokens: LengthConfig | None = None
+    output_tokens: LengthConfig | None = None
+    length_correlation: Annotated[float, Field(ge=-1, le=1)] = Field(
+        0.0, description="normal-copula correlation between prompt and output lengths"
+    )
+    num_requests: Annotated[int, Field(gt=0)] | None = None
+    duration_s: PositiveFloat | None = None
+    seed: Annotated[int, Field(ge=0)] = 0
+    classes: list[RequestClassConfig] | None = None
+    sessions: SessionConfig | None = None
+    trace: str | None = None
+    format: Literal["azure", "burstgpt", "servesim"] | None = None
+    time_scale: PositiveFloat = Field(
+        1.0, description="multiplies trace times: 0.5 replays at twice the rate"
+    )
+    window: TraceWindow | None = None
+    sample: Annotated[float, Field(gt=0, le=1)] = Field(
+        1.0, description="fraction of trace rows kept (each row independently, seeded)"
+    )
+    time_unit: Literal["s", "ms"] | None = Field(
+        None, description="unit of relative trace timestamps (default: the format's own)"
+    )
+    on_bad_row: Literal["error", "skip"] = "error"
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.trace is not None:
+            synthetic = [k for k in ("arrival", "sessions") if getattr(self, k) is not None]
+            if synthetic:
+                raise ValueError(
+                    f"trace replay takes arrivals from the trace; remove {', '.join(synthetic)}"
+                )
+            return self
+        trace_only = [k for k in ("format", "window", "time_unit") if getattr(self, k) is not None]
+        if trace_only:
+            raise ValueError(f"{', '.join(trace_only)} only apply with trace")
+        if self.arrival is None:
+            raise ValueError("arrival is required unless trace is given")
+        classes = self.classes or []
+        for key in ("prompt_tokens", "output_tokens"):
+            if getattr(self, key) is None and (
+                not classes or any(getattr(c, key) is None for c in classes)
+            ):
+                raise ValueError(
+                    f"{key} is required (here or in every class) unless trace is given"
+                )
+        if classes:
+            names = [c.name for c in classes]
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"classes: duplicate names {duplicates}")
+            total = sum(c.weight for c in classes)
+            if total <= 0:
+                raise ValueError(f"classes: weights must sum to a positive number (got {total})")
+        if self.num_requests is None and self.duration_s is None:
+            self.num_requests = 1000
+        return self

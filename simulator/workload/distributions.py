@@ -1,0 +1,236 @@
+"""Length and think-time distributions, sampled through their inverse CDF.
+
+Every distribution is expressed as an inverse CDF (``quantile(u)`` for ``u`` in [0, 1)),
+so one uniform draw gives one value and a Gaussian copula can correlate prompt and output
+lengths without caring which distributions they follow.
+
+Specs are plain mappings (a dumped ``LengthConfig``): ``{"distribution": "lognormal",
+"mean": 1000, "sigma": 0.8, "min": 16, "max": 8192}``. Token lengths are rounded to whole
+tokens, clipped to ``[min, max]`` and never below one token; durations (think times) stay
+real-valued and never below zero. ``normal`` is *truncated* (conditioned) at that floor
+rather than clipped, so it has no pile of mass at the floor; ``min``/``max`` clip.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import special
+
+from simulator.errors import UserError
+
+Quantile = Callable[[np.ndarray], np.ndarray]
+
+#: Largest support (max - min + 1) of a Zipf distribution, whose CDF is tabulated.
+MAX_ZIPF_SUPPORT = 10_000_000
+
+
+class LengthSampler:
+    """Draws token lengths (integers >= 1) or durations (floats >= 0) from one distribution."""
+
+    def __init__(
+        self, quantile: Quantile, *, minimum: float, maximum: float, integer: bool, mean: float
+    ):
+        self._quantile = quantile
+        self.minimum, self.maximum, self.integer = minimum, maximum, integer
+        #: Mean of the distribution before rounding and clipping (for documentation and tests).
+        self.nominal_mean = mean
+
+    def from_uniform(self, u: np.ndarray) -> np.ndarray:
+        """Values for uniforms ``u`` in [0, 1): int64 tokens or float64 seconds."""
+        values = self._quantile(np.asarray(u, dtype=np.float64))
+        if self.integer:
+            values = np.rint(values)
+        values = np.clip(values, self.minimum, self.maximum)
+        return values.astype(np.int64) if self.integer else values
+
+    def draw(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """``count`` independent values."""
+        return self.from_uniform(rng.random(count))
+
+
+def _quantile_fixed(spec: Mapping[str, Any], floor: float) -> tuple[Quantile, float]:
+    value = float(spec["value"])
+    return (lambda u: np.full(u.shape, value)), value
+
+
+def _quantile_uniform(spec: Mapping[str, Any], integer: bool) -> tuple[Quantile, float]:
+    low, high = float(spec["min"]), float(spec["max"])
+    if integer:  # every whole number in [min, max] equally likely
+        low, high = math.ceil(low), math.floor(high)
+        return (lambda u: low + np.floor(u * (high - low + 1))), (low + high) / 2
+    return (lambda u: low + u * (high - low)), (low + high) / 2
+
+
+def _quantile_normal(spec: Mapping[str, Any], floor: float) -> tuple[Quantile, float]:
+    mean, std = float(spec["mean"]), float(spec["std"])
+    # Truncate below at the floor by mapping u into the CDF range above it.
+    cdf_floor = float(special.ndtr((floor - mean) / std))
+    alpha = (floor - mean) / std
+    truncated_mean = mean + std * _phi(alpha) / float(special.ndtr(-alpha))
+    return (
+        lambda u: mean + std * special.ndtri(cdf_floor + u * (1.0 - cdf_floor)),
+        truncated_mean,
+    )
+
+
+def _phi(x: float) -> float:
+    return math.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+
+
+def _quantile_lognormal(spec: Mapping[str, Any], floor: float) -> tuple[Quantile, float]:
+    mean, sigma = float(spec["mean"]), float(spec["sigma"])
+    mu = math.log(mean) - 0.5 * sigma * sigma  # so that the distribution's mean is `mean`
+    return (lambda u: np.exp(mu + sigma * special.ndtri(u))), mean
+
+
+def _quantile_exponential(spec: Mapping[str, Any], floor: float) -> tuple[Quantile, float]:
+    mean = float(spec["mean"])
+    return (lambda u: -mean * np.log1p(-u)), mean
+
+
+def _quantile_zipf(spec: Mapping[str, Any], floor: float) -> tuple[Quantile, float]:
+    exponent = float(spec["exponent"])
+    low = max(1, math.ceil(float(spec.get("min") or 1)))
+    high = math.floor(float(spec["max"]))
+    support = np.arange(low, high + 1, dtype=np.float64)
+    weights = support ** (-exponent)
+    cdf = np.cumsum(weights)
+    total = cdf[-1]
+    cdf /= total
+    mean = float((support * weights).sum() / total)
+    return (
+        lambda u: support[np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)]
+    ), mean
+
+
+def _quantile_empirical(
+    spec: Mapping[str, Any], floor: float, base_dir: Path | None
+) -> tuple[Quantile, float]:
+    histogram = spec.get("histogram")
+    if histogram:
+        if histogram.get("edges") is not None:
+            return _quantile_binned(histogram["edges"], histogram["counts"])
+        values = np.asarray(histogram["values"], dtype=np.float64)
+        weights = np.asarray(histogram["weights"], dtype=np.float64)
+        order = np.argsort(values)
+        values, weights = values[order], weights[order]
+        cdf = np.cumsum(weights) / weights.sum()
+        mean = float((values * weights).sum() / weights.sum())
+        return (
+            lambda u: values[np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)]
+        ), mean
+    if spec.get("samples") is not None:
+        samples = np.sort(np.asarray(spec["samples"], dtype=np.float64))
+    else:
+        samples = np.sort(load_samples_file(spec["file"], spec.get("column"), base_dir))
+    count = len(samples)
+    # Resampling with replacement: each recorded value equally likely.
+    return (lambda u: samples[np.minimum((u * count).astype(np.int64), count - 1)]), float(
+        samples.mean()
+    )
+
+
+def _quantile_binned(edges: list[float], counts: list[float]) -> tuple[Quantile, float]:
+    edges_arr = np.asarray(edges, dtype=np.float64)
+    counts_arr = np.asarray(counts, dtype=np.float64)
+    cdf = np.concatenate([[0.0], np.cumsum(counts_arr) / counts_arr.sum()])
+    mean = float(((edges_arr[:-1] + edges_arr[1:]) / 2 * counts_arr).sum() / counts_arr.sum())
+    # Uniform within each bin: piecewise-linear inverse CDF.
+    return (lambda u: np.interp(u, cdf, edges_arr)), mean
+
+
+def load_samples_file(path: str, column: str | None, base_dir: Path | None) -> np.ndarray:
+    """Numbers from a text/CSV file: one per line, or the named ``column`` of a CSV with header.
+
+    Blank lines and lines starting with ``#`` are skipped.
+    """
+    file = Path(path)
+    if not file.is_absolute() and base_dir is not None:
+        file = base_dir / file
+    if not file.is_file():
+        raise UserError(f"empirical samples file {str(file)!r} does not exist")
+    values: list[float] = []
+    with file.open(newline="") as handle:
+        rows = csv.reader(line for line in handle if line.strip() and not line.startswith("#"))
+        col_index = 0
+        for line_number, row in enumerate(rows, start=1):
+            if line_number == 1 and column is not None:
+                if column not in row:
+                    raise UserError(
+                        f"{file}: column {column!r} not in header; columns: {', '.join(row)}"
+                    )
+                col_index = row.index(column)
+                continue
+            try:
+                value = float(row[col_index])
+            except (ValueError, IndexError):
+                raise UserError(
+                    f"{file}: data line {line_number}: {row[col_index : col_index + 1]!r} is not a "
+                    "number (give `column:` for a CSV with a header)"
+                ) from None
+            if not math.isfinite(value) or value < 0:
+                raise UserError(f"{file}: data line {line_number}: {value} must be >= 0")
+            values.append(value)
+    if not values:
+        raise UserError(f"{file}: no samples found")
+    return np.asarray(values, dtype=np.float64)
+
+
+def build_sampler(
+    spec: Mapping[str, Any] | float | int, *, integer: bool = True, base_dir: Path | None = None
+) -> LengthSampler:
+    """A sampler for a dumped ``LengthConfig`` (a bare number means ``fixed``).
+
+    ``integer=True`` gives token lengths (rounded, >= 1); ``False`` gives durations (>= 0).
+    """
+    if isinstance(spec, int | float):
+        spec = {"distribution": "fixed", "value": float(spec)}
+    floor = 1.0 if integer else 0.0
+    kind = spec["distribution"]
+    if kind == "fixed":
+        quantile, mean = _quantile_fixed(spec, floor)
+    elif kind == "uniform":
+        quantile, mean = _quantile_uniform(spec, integer)
+    elif kind == "normal":
+        quantile, mean = _quantile_normal(spec, floor)
+    elif kind == "lognormal":
+        quantile, mean = _quantile_lognormal(spec, floor)
+    elif kind == "exponential":
+        quantile, mean = _quantile_exponential(spec, floor)
+    elif kind == "zipf":
+        quantile, mean = _quantile_zipf(spec, floor)
+    elif kind == "empirical":
+        quantile, mean = _quantile_empirical(spec, floor, base_dir)
+    else:
+        raise UserError(
+            f"distribution: {kind!r} is not one of fixed, uniform, normal, "
+            "lognormal, exponential, zipf, empirical"
+        )
+    minimum = spec.get("min")
+    maximum = spec.get("max")
+    return LengthSampler(
+        quantile,
+        minimum=max(floor, float(minimum)) if minimum is not None else floor,
+        maximum=float(maximum) if maximum is not None else math.inf,
+        integer=integer,
+        mean=mean,
+    )
+
+
+def correlated_uniforms(
+    rng: np.random.Generator, count: int, correlation: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two uniform arrays joined by a Gaussian copula with the given normal correlation."""
+    if correlation == 0.0:
+        return rng.random(count), rng.random(count)
+    first = rng.standard_normal(count)
+    second = correlation * first + math.sqrt(1.0 - correlation**2) * rng.standard_normal(count)
+    # ndtr(z) can round to exactly 1.0 far in the tail; keep u strictly below 1.
+    top = np.nextafter(1.0, 0.0)
+    return np.minimum(special.ndtr(first), top), np.minimum(special.ndtr(second), top)
