@@ -39,6 +39,11 @@ class ModelSpec:
     qk_rope_head_dim: int = 0
     qk_nope_head_dim: int = 0
     v_head_dim: int = 0
+    # --- sliding-window attention (0 = every layer attends to the whole context) ---
+    #: Window length in tokens of the layers that use one (Mistral v0.1, gpt-oss).
+    sliding_window: int = 0
+    #: How many layers use the window (gpt-oss alternates: half of them).
+    sliding_window_layers: int = 0
 
     @property
     def is_moe(self) -> bool:
@@ -67,6 +72,19 @@ class ModelSpec:
     def kv_bytes_per_token(self, kv_dtype: str = "bf16") -> float:
         """KV-cache bytes per token over all layers (e.g. 131072 for Llama-3.1-8B in bf16)."""
         return self.kv_elements_per_token() * dtype_bytes(kv_dtype)
+
+    def kv_bytes_for_context(self, context_tokens: int, kv_dtype: str = "bf16") -> float:
+        """KV-cache bytes one sequence of ``context_tokens`` needs when sliding-window layers
+        keep only their last ``sliding_window`` tokens (equals tokens x kv_bytes_per_token
+        for a model without a window)."""
+        if self.sliding_window <= 0 or self.sliding_window_layers <= 0:
+            return context_tokens * self.kv_bytes_per_token(kv_dtype)
+        per_layer = self.kv_bytes_per_token(kv_dtype) / self.num_layers
+        full_layers = self.num_layers - self.sliding_window_layers
+        windowed_tokens = min(context_tokens, self.sliding_window)
+        return per_layer * (
+            full_layers * context_tokens + self.sliding_window_layers * windowed_tokens
+        )
 
     # --- parameter counts (elements) ---
     def attention_params_per_layer(self) -> int:

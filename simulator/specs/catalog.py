@@ -1,0 +1,300 @@
+"""The hardware and model catalog: YAML/JSON files under ``hardware_specs/``.
+
+Layout of the catalog folder (see :func:`specs_dir`)::
+
+    gpus/<name>.yaml      one accelerator; every number as {value: ..., source: "..."}
+    links.yaml            name -> {kind, description, bandwidth_bytes_per_s, latency_s}
+    models/<name>.json    a Hugging Face config.json
+    prices.yaml           cloud, purchase, API and data-center prices (see prices.py)
+
+Every loader accepts a catalog name or a path to a file of the same form. Unknown names
+raise :class:`UnknownNameError` (which lists the known names and suggests a close one);
+missing or malformed files raise :class:`UserError` naming the file.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from simulator.errors import UnknownNameError, UserError
+from simulator.specs.gpu import GpuSpec
+from simulator.specs.hf_config import model_spec_from_hf_config
+from simulator.specs.link import LinkSpec
+from simulator.specs.model import ModelSpec
+
+SPECS_DIR_ENV = "SERVESIM_SPECS_DIR"
+#: Value of ``interconnect`` / ``host_link`` meaning "no such link".
+NO_LINK = "none"
+
+_GPU_REQUIRED = ("name", "peak_flops", "memory_bytes", "memory_bw_bytes_per_s")
+_GPU_OPTIONAL = ("vendor", "description", "notes", "l2_bytes", "tdp_w", "interconnect", "host_link")
+_LINK_REQUIRED = ("kind", "bandwidth_bytes_per_s", "latency_s")
+_LINK_OPTIONAL = ("name", "description")
+
+
+# ----------------------------------------------------------------------------- locations
+def specs_dir() -> Path:
+    """The catalog folder: ``$SERVESIM_SPECS_DIR`` if set, else the copy packaged inside
+    the installed wheel (``simulator/_data/hardware_specs``), else the repository's
+    ``hardware_specs/``."""
+    override = os.environ.get(SPECS_DIR_ENV)
+    if override:
+        path = Path(override).expanduser()
+        if not path.is_dir():
+            raise UserError(f"{SPECS_DIR_ENV}={override!r} is not a directory")
+        return path
+    package_root = Path(__file__).resolve().parents[1]
+    packaged = package_root / "_data" / "hardware_specs"
+    if packaged.is_dir():
+        return packaged
+    return package_root.parent / "hardware_specs"
+
+
+def list_gpus() -> list[str]:
+    """Catalog GPU names (file stems under ``gpus/``), sorted."""
+    return sorted(p.stem for p in (specs_dir() / "gpus").glob("*.yaml"))
+
+
+def list_links() -> list[str]:
+    """Catalog link names (keys of ``links.yaml``), sorted."""
+    return sorted(_links_file(specs_dir() / "links.yaml"))
+
+
+def list_models() -> list[str]:
+    """Catalog model names (file stems under ``models/``), sorted."""
+    return sorted(p.stem for p in (specs_dir() / "models").glob("*.json"))
+
+
+def clear_cache() -> None:
+    """Forget loaded files (after editing catalog files in a running process)."""
+    for cached in (_read_yaml, _read_json, _gpu_from_file, _links_file, _model_from_file):
+        cached.cache_clear()
+
+
+# ----------------------------------------------------------------------------- file reading
+def _looks_like_path(name_or_path: str) -> bool:
+    return (
+        os.sep in name_or_path
+        or "/" in name_or_path
+        or name_or_path.endswith((".yaml", ".yml", ".json"))
+        or name_or_path.startswith(".")
+    )
+
+
+def _existing_file(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise UserError(f"{path}: {what} file does not exist")
+    if not path.is_file():
+        raise UserError(f"{path}: expected a {what} file, found a directory")
+    return path.resolve()
+
+
+@functools.lru_cache(maxsize=256)
+def _read_yaml(path: Path) -> Any:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: malformed YAML: {exc}".replace("\n", " ")) from exc
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+@functools.lru_cache(maxsize=256)
+def _read_json(path: Path) -> Any:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: malformed JSON: {exc}") from exc
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+def _number(entry: Any, where: str, field: str, sources: dict[str, str]) -> float:
+    """Read ``{value: <number>, source: "..."}`` into a float and record its source."""
+    if not isinstance(entry, dict) or "value" not in entry or "source" not in entry:
+        raise UserError(f"{where}: {field} must be a mapping {{value: <number>, source: <text>}}")
+    value = entry["value"]
+    # PyYAML reads exponents without a sign (80.0e9) as strings: accept numeric strings.
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise UserError(f"{where}: {field}.value {entry['value']!r} is not a number") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UserError(f"{where}: {field}.value {value!r} is not a number")
+    if value < 0:
+        raise UserError(f"{where}: {field}.value {value} must not be negative")
+    source = entry["source"]
+    if not isinstance(source, str) or not source.strip():
+        raise UserError(f"{where}: {field}.source must be a non-empty text")
+    sources[field] = source
+    return float(value)
+
+
+def _text(entry: Any, where: str, field: str, sources: dict[str, str]) -> str:
+    """Read ``{value: <text>, source: "..."}`` (or a bare text) and record its source."""
+    if isinstance(entry, dict):
+        if "value" not in entry or "source" not in entry:
+            raise UserError(f"{where}: {field} must be {{value: <text>, source: <text>}}")
+        sources[field] = str(entry["source"])
+        entry = entry["value"]
+    if not isinstance(entry, str):
+        raise UserError(f"{where}: {field} must be a text, got {entry!r}")
+    return entry
+
+
+def _check_keys(data: dict, where: str, required: tuple, optional: tuple) -> None:
+    problems = [f"{where}: field {key!r} is missing" for key in required if key not in data]
+    allowed = required + optional
+    problems += [
+        f"{where}: unknown field {key!r}; allowed: {', '.join(allowed)}"
+        for key in data
+        if key not in allowed
+    ]
+    if problems:
+        raise UserError(problems)
+
+
+# ----------------------------------------------------------------------------- GPUs
+def _gpu_path(name_or_path: str) -> Path:
+    if _looks_like_path(name_or_path):
+        return _existing_file(Path(name_or_path).expanduser(), "GPU spec")
+    path = specs_dir() / "gpus" / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise UnknownNameError("GPU", name_or_path, list_gpus())
+    return path.resolve()
+
+
+def gpu_catalog_entry(name: str) -> dict[str, Any]:
+    """The raw YAML of one GPU (numbers with their sources), for display."""
+    data = _read_yaml(_gpu_path(name))
+    return copy.deepcopy(data)
+
+
+def load_gpu(name_or_path: str) -> GpuSpec:
+    """A GpuSpec from a catalog name (``h100-sxm``) or a path to a GPU YAML file."""
+    return _gpu_from_file(_gpu_path(name_or_path))
+
+
+@functools.lru_cache(maxsize=128)
+def _gpu_from_file(path: Path) -> GpuSpec:
+    data = _read_yaml(path)
+    where = str(path)
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: a GPU spec must be a YAML mapping")
+    _check_keys(data, where, _GPU_REQUIRED, _GPU_OPTIONAL)
+    sources: dict[str, str] = {}
+    flops_in = data["peak_flops"]
+    if not isinstance(flops_in, dict) or "bf16" not in flops_in:
+        raise UserError(
+            f"{where}: peak_flops must map dtypes to {{value, source}} and include bf16"
+        )
+    peak_flops = {
+        dtype: _number(entry, where, f"peak_flops.{dtype}", sources)
+        for dtype, entry in flops_in.items()
+    }
+    if peak_flops["bf16"] <= 0:
+        raise UserError(f"{where}: peak_flops.bf16 must be positive")
+    fields: dict[str, Any] = {
+        "name": str(data["name"]),
+        "peak_flops": peak_flops,
+        "memory_bytes": _number(data["memory_bytes"], where, "memory_bytes", sources),
+        "memory_bw_bytes_per_s": _number(
+            data["memory_bw_bytes_per_s"], where, "memory_bw_bytes_per_s", sources
+        ),
+        "vendor": str(data.get("vendor", "")),
+    }
+    for key in ("memory_bytes", "memory_bw_bytes_per_s"):
+        if fields[key] <= 0:
+            raise UserError(f"{where}: {key} must be positive")
+    for key in ("l2_bytes", "tdp_w"):
+        if key in data:
+            fields[key] = _number(data[key], where, key, sources)
+    known_links = list_links()
+    for key in ("interconnect", "host_link"):
+        if key not in data:
+            continue
+        link = _text(data[key], where, key, sources)
+        if link != NO_LINK and link not in known_links:
+            raise UnknownNameError(f"link (in {where}: {key})", link, [*known_links, NO_LINK])
+        fields[key] = "" if link == NO_LINK else link
+    return GpuSpec(sources=sources, **fields)
+
+
+# ----------------------------------------------------------------------------- links
+@functools.lru_cache(maxsize=16)
+def _links_file(path: Path) -> dict[str, Any]:
+    data = _read_yaml(_existing_file(path, "link catalog"))
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: the link catalog must map link names to link specs")
+    return data
+
+
+def _link_from_mapping(name: str, data: Any, where: str) -> LinkSpec:
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: link {name!r} must be a mapping")
+    _check_keys(data, where, _LINK_REQUIRED, _LINK_OPTIONAL)
+    sources: dict[str, str] = {}
+    kind = _text(data["kind"], where, "kind", sources)
+    bandwidth = _number(data["bandwidth_bytes_per_s"], where, "bandwidth_bytes_per_s", sources)
+    if bandwidth <= 0:
+        raise UserError(f"{where}: link {name!r} bandwidth_bytes_per_s must be positive")
+    latency = _number(data["latency_s"], where, "latency_s", sources)
+    return LinkSpec(
+        name=name,
+        kind=kind,
+        bandwidth_bytes_per_s=bandwidth,
+        latency_s=latency,
+        sources=sources,
+    )
+
+
+def load_link(name_or_path: str) -> LinkSpec:
+    """A LinkSpec from a catalog name (``nvlink4``) or a path to a YAML file holding one
+    link mapping (its ``name`` field, or the file stem, names it)."""
+    if _looks_like_path(name_or_path):
+        path = _existing_file(Path(name_or_path).expanduser(), "link spec")
+        data = _read_yaml(path)
+        name = data.get("name", path.stem) if isinstance(data, dict) else path.stem
+        return _link_from_mapping(str(name), data, str(path))
+    if name_or_path == NO_LINK:
+        raise UserError(f"{NO_LINK!r} means no link; it cannot be loaded as one")
+    catalog_path = (specs_dir() / "links.yaml").resolve()
+    links = _links_file(catalog_path)
+    if name_or_path not in links:
+        raise UnknownNameError("link", name_or_path, sorted(links))
+    return _link_from_mapping(name_or_path, links[name_or_path], f"{catalog_path} [{name_or_path}]")
+
+
+# ----------------------------------------------------------------------------- models
+def load_model(name_or_path: str) -> ModelSpec:
+    """A ModelSpec from a catalog name (``llama-3.1-8b``), a path to a config.json, or a
+    directory that contains a config.json (as a downloaded Hugging Face model does)."""
+    if _looks_like_path(name_or_path) or Path(name_or_path).expanduser().is_dir():
+        path = Path(name_or_path).expanduser()
+        if path.is_dir():
+            path = path / "config.json"
+            if not path.is_file():
+                raise UserError(f"{path.parent}: directory has no config.json")
+        path = _existing_file(path, "model config")
+        # A Hugging Face download is a folder holding config.json: name it after the folder.
+        name = path.parent.name if path.name == "config.json" else path.stem
+        return _model_from_file(path, name)
+    path = specs_dir() / "models" / f"{name_or_path}.json"
+    if not path.is_file():
+        raise UnknownNameError("model", name_or_path, list_models())
+    return _model_from_file(path.resolve(), name_or_path)
+
+
+@functools.lru_cache(maxsize=128)
+def _model_from_file(path: Path, name: str) -> ModelSpec:
+    return model_spec_from_hf_config(_read_json(path), name=name, source=str(path))
