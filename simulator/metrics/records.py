@@ -80,3 +80,5 @@ class RunRecords:
     #: Waiting-queue length at the end, and its trend, for saturation detection.
     final_waiting: int = 0
     extra: dict = field(default_factory=dict)
+    #: Optional inter-token gaps per request class (class name -> histogram), for per-class ITL.
+    itl_by_class: dict[str, GapHistogram] = field(default_factory=dict)

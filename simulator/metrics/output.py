@@ -1,0 +1,198 @@
+"""Presenting a summary: an aligned text table for the terminal, and JSON/CSV files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simulator.metrics.records import RunRecords
+from simulator.metrics.summary import Summary, per_request_latencies_ms
+
+LATENCY_ROWS = (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"), ("ITL", "itl_ms"), ("E2E", "e2e_ms"))
+LATENCY_COLUMNS = ("mean", "p50", "p90", "p99", "p99.9")
+
+
+def _num(value: Any, fmt: str = ".2f") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return format(value, fmt)
+
+
+def _ms(value: float | None) -> str:
+    """Milliseconds with about four significant digits, whatever the magnitude."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 100:
+        return f"{value:.1f}"
+    if value >= 10:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def _pairs(rows: list[tuple[str, str]], indent: str = "  ") -> list[str]:
+    width = max(len(k) for k, _ in rows)
+    return [f"{indent}{k:<{width}}  {v}" for k, v in rows]
+
+
+def _latency_table(source: dict[str, Any], indent: str = "  ") -> list[str]:
+    header = ["(ms)", *LATENCY_COLUMNS]
+    body = [[label, *(_ms(source[key].get(c)) for c in LATENCY_COLUMNS)]
+            for label, key in LATENCY_ROWS]  # fmt: skip
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    lines = []
+    for row in [header, *body]:
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append(indent + "  ".join(cells))
+    return lines
+
+
+def _slo_lines(slo: dict[str, Any], indent: str = "  ") -> list[str]:
+    lines = []
+    for c in slo.get("constraints", []):
+        mark = {True: "✓", False: "✗", None: "?"}[c["met"]]
+        name = f"{c['metric'].removesuffix('_ms').upper()} {c['percentile']}"
+        lines.append(
+            f"{indent}{mark} {name:<14} {_ms(c['observed_ms']):>10} ms  (target ≤ "
+            f"{_ms(c['threshold_ms'])} ms)"
+        )
+    return lines
+
+
+def format_summary_table(summary: Summary) -> str:
+    """The summary as aligned plain text: requests, throughput, latency, SLO, utilisation, cost."""
+    s = summary
+    out: list[str] = []
+    if s.saturated:
+        out += [
+            f"SATURATED: {s.saturation_reason}",
+            "  (latencies below grow with run length: the load exceeds capacity)",
+            "",
+        ]
+    window = f"{_num(s.duration_s, '.1f')} s"
+    if s.warmup_s:
+        window += f" (after {s.warmup_s:g} s warmup)"
+    out.append("requests")
+    rows = [
+        ("total", str(s.requests_total)),
+        ("completed", str(s.requests_completed)),
+        ("rejected", str(s.requests_rejected)),
+        ("unfinished", str(s.requests_unfinished)),
+        ("measured window", window),
+    ]
+    if s.requests_measured != s.requests_completed:
+        rows.insert(2, ("measured", str(s.requests_measured)))
+    out += _pairs(rows)
+    for reason, count in s.rejections.items():
+        out.append(f"    {count} × {reason}")
+
+    out += ["", "throughput"]
+    rows = [
+        ("requests/s", _num(s.throughput_rps, ".3f")),
+        ("output tokens/s", _num(s.output_tokens_per_s, ",.0f")),
+        ("total tokens/s", _num(s.total_tokens_per_s, ",.0f")),
+        ("goodput (req/s)", _num(s.goodput_rps, ".3f")),
+    ]
+    out += _pairs(rows)
+
+    out += ["", "latency", *_latency_table(s.to_dict())]
+
+    if s.slo.get("constraints"):
+        attainment = s.slo.get("attainment")
+        att = "-" if attainment is None or not math.isfinite(attainment) else f"{attainment:.1%}"
+        out += ["", f"SLO  (requests meeting every threshold: {att})", *_slo_lines(s.slo)]
+
+    out += ["", "utilisation"]
+    rows = [
+        ("GPUs", str(s.num_gpus)),
+        ("GPU busy", _num(s.gpu_busy_fraction * 100, ".1f") + " %"),
+        ("mean batch (seqs)", _num(s.mean_batch_size, ".1f")),
+        ("peak KV cache use", _num(s.peak_kv_use_fraction * 100, ".1f") + " %"),
+    ]
+    if s.preemptions is not None:
+        rows.append(("preemptions", str(s.preemptions)))
+    if s.prefix_cache_hit_fraction is not None:
+        rows.append(("prefix cache hits", _num(s.prefix_cache_hit_fraction * 100, ".1f") + " %"))
+    out += _pairs(rows)
+
+    out += ["", "cost"]
+    if s.gpu_hour_usd is None:
+        out.append("  (no cost.gpu_hour_usd given)")
+    else:
+        out += _pairs([
+            ("GPU price", f"${s.gpu_hour_usd:g}/GPU-hour × {s.num_gpus} GPUs"),
+            ("window cost", "$" + _num(s.gpu_cost_usd, ",.4f")),
+            ("per 1M output tokens", "$" + _num(s.cost_per_million_output_tokens_usd, ",.4f")),
+            ("per 1M total tokens", "$" + _num(s.cost_per_million_total_tokens_usd, ",.4f")),
+        ])  # fmt: skip
+
+    if s.per_class:
+        out += ["", "per class"]
+        for name, c in s.to_dict()["per_class"].items():
+            rps = _num(c["throughput_rps"], ".3f")
+            good = _num(c["goodput_rps"], ".3f")
+            out.append(f"  {name}: {c['requests_completed']} completed, {rps} req/s, "
+                       f"goodput {good} req/s")  # fmt: skip
+            out += _latency_table(c, indent="    ")
+            out += _slo_lines(c["slo"], indent="    ")
+    return "\n".join(out)
+
+
+def requests_frame(records: RunRecords) -> pd.DataFrame:
+    """One row per request: times (s), lengths, replica, rejection, TTFT and E2E (ms)."""
+    req = records.requests
+    lat = per_request_latencies_ms(records)
+    columns: dict[str, Any] = {
+        "request_id": req.request_id,
+        "class_name": req.class_name,
+        "arrival_s": req.arrival_s,
+        "first_token_s": req.first_token_s,
+        "finish_s": req.finish_s,
+        "prompt_tokens": req.prompt_tokens,
+        "output_tokens": req.output_tokens,
+        "replica": req.replica,
+        "rejected": np.asarray(req.rejected, dtype=bool),
+        "reject_reason": req.reject_reason,
+        "ttft_ms": lat["ttft_ms"],
+        "tpot_ms": lat["tpot_ms"],
+        "e2e_ms": lat["e2e_ms"],
+    }
+    if req.cached_prompt_tokens is not None:
+        columns["cached_prompt_tokens"] = req.cached_prompt_tokens
+    if req.preemptions is not None:
+        columns["preemptions"] = req.preemptions
+    return pd.DataFrame(columns)
+
+
+def timeseries_frame(records: RunRecords) -> pd.DataFrame:
+    """One row per sample per replica: queue, running sequences, KV use, tokens in the step."""
+    t = records.timeseries
+    return pd.DataFrame({
+        "time_s": t.time_s,
+        "replica": t.replica,
+        "waiting": t.waiting,
+        "running": t.running,
+        "kv_used_fraction": t.kv_used_fraction,
+        "batch_tokens": t.batch_tokens,
+    })  # fmt: skip
+
+
+def write_outputs(out_dir: Path, summary: Summary, records: RunRecords) -> list[Path]:
+    """Write ``summary.json``, ``requests.csv`` and ``timeseries.csv`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary_path = out_dir / "summary.json"
+    summary_path.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    requests_path = out_dir / "requests.csv"
+    requests_frame(records).to_csv(requests_path, index=False)
+    timeseries_path = out_dir / "timeseries.csv"
+    timeseries_frame(records).to_csv(timeseries_path, index=False)
+    return [summary_path, requests_path, timeseries_path]

@@ -1,0 +1,139 @@
+"""Is the simulated system saturated, i.e. are its latencies only finite because the run ended?
+
+A run drains after its last arrival, so every request eventually completes and the latency
+percentiles are finite even when the offered load exceeds what the deployment can serve. The
+telltale sign is in the arrival period: the backlog (requests arrived and not yet finished)
+keeps growing instead of fluctuating around a steady level.
+
+Rule (``detect_saturation``): the run is *saturated* when
+
+1. requests were still unfinished when the run ended, or
+2. over the second half of the arrival period (first arrival to ``arrival_end_s``),
+   a. the backlog grows: its Theil–Sen slope (a median of pairwise slopes, robust to
+      bursts) is at least ``GROWTH_FRACTION_OF_ARRIVAL_RATE`` of the arrival rate, i.e. the
+      system completes less than 95% of what arrives; and
+   b. the waiting queue at the end of the arrival period is large: at least
+      ``QUEUE_FRACTION_OF_BATCH`` of the typical batch (time-weighted running sequences,
+      summed over replicas) and at least ``MIN_SATURATED_QUEUE_REQUESTS``.
+
+Condition 2b keeps a lightly loaded run, whose queue stays near empty, from being flagged by
+a chance upward drift of its backlog; 2a keeps a stable but long queue (a deep, steady batch
+of waiting requests) from being flagged. The backlog comes from the request records (exact);
+the waiting queue from the time series (the last sample of each replica at or before
+``arrival_end_s``), or the backlog minus the typical batch when there is no time series.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from simulator.metrics.records import RunRecords
+
+#: Backlog growth (requests/s) that counts as "still growing", as a fraction of the arrival rate.
+GROWTH_FRACTION_OF_ARRIVAL_RATE = 0.05
+#: Waiting requests at the end of the arrival period, relative to the typical batch, to flag.
+QUEUE_FRACTION_OF_BATCH = 0.5
+#: Fewest waiting requests that can indicate saturation (a handful waiting is normal).
+MIN_SATURATED_QUEUE_REQUESTS = 4
+#: Fewest arrivals in the tested half of the arrival period for the trend test to be meaningful.
+MIN_ARRIVALS_FOR_TREND = 10
+#: Points of the backlog curve the trend is fitted on.
+TREND_GRID_POINTS = 101
+
+
+@dataclass
+class SaturationVerdict:
+    """Whether the run is saturated, why, and the numbers behind the decision."""
+
+    saturated: bool
+    reason: str
+    details: dict = field(default_factory=dict)
+
+
+def backlog_at(records: RunRecords, times_s: np.ndarray) -> np.ndarray:
+    """Requests arrived (and not rejected) but not finished at each of ``times_s``."""
+    req = records.requests
+    arrivals = np.sort(req.arrival_s[~req.rejected.astype(bool)])
+    finishes = np.sort(req.finish_s[np.isfinite(req.finish_s)])
+    arrived = np.searchsorted(arrivals, times_s, side="right")
+    finished = np.searchsorted(finishes, times_s, side="right")
+    return (arrived - finished).astype(np.float64)
+
+
+def waiting_at(records: RunRecords, time_s: float) -> float:
+    """Waiting requests summed over replicas at ``time_s`` (last sample of each); NaN if none."""
+    ts = records.timeseries
+    if ts is None or len(ts.time_s) == 0:
+        return math.nan
+    total = 0.0
+    found = False
+    for replica in np.unique(ts.replica):
+        mask = ts.replica == replica
+        times = ts.time_s[mask]
+        order = np.argsort(times, kind="stable")
+        idx = np.searchsorted(times[order], time_s, side="right") - 1
+        if idx >= 0:
+            total += float(ts.waiting[mask][order][idx])
+            found = True
+    return total if found else math.nan
+
+
+def typical_batch(records: RunRecords) -> float:
+    """Time-weighted running sequences while busy, summed over replicas (0 if unknown)."""
+    return float(sum(r.batch_seq_seconds / r.busy_s for r in records.replicas if r.busy_s > 0))
+
+
+def detect_saturation(records: RunRecords) -> SaturationVerdict:
+    """Apply the module's rule to a run's records."""
+    req = records.requests
+    rejected = req.rejected.astype(bool)
+    unfinished = int(np.count_nonzero(~rejected & ~np.isfinite(req.finish_s)))
+    if unfinished:
+        return SaturationVerdict(
+            True,
+            f"{unfinished} request(s) still unfinished when the run ended at {records.end_s:.1f} s",
+            {"unfinished": unfinished},
+        )
+    if len(req) == 0:
+        return SaturationVerdict(False, "", {})
+    first_arrival_s = float(np.min(req.arrival_s))
+    arrival_end_s = float(records.extra.get("arrival_end_s", np.max(req.arrival_s)))
+    half_start_s = first_arrival_s + 0.5 * (arrival_end_s - first_arrival_s)
+    accepted_arrivals = req.arrival_s[~rejected]
+    in_half = int(
+        np.count_nonzero((accepted_arrivals > half_start_s) & (accepted_arrivals <= arrival_end_s))
+    )
+    details: dict = {"arrivals_in_tested_half": in_half}
+    if in_half < MIN_ARRIVALS_FOR_TREND or arrival_end_s <= half_start_s:
+        return SaturationVerdict(False, "", details)
+
+    grid_s = np.linspace(half_start_s, arrival_end_s, TREND_GRID_POINTS)
+    backlog = backlog_at(records, grid_s)
+    slope_rps = float(stats.theilslopes(backlog, grid_s).slope)
+    arrival_rate_rps = in_half / (arrival_end_s - half_start_s)
+    batch = typical_batch(records)
+    waiting = waiting_at(records, arrival_end_s)
+    if math.isnan(waiting):
+        waiting = max(0.0, float(backlog[-1]) - batch)
+    queue_threshold = max(MIN_SATURATED_QUEUE_REQUESTS, QUEUE_FRACTION_OF_BATCH * batch)
+    details.update(
+        backlog_growth_rps=slope_rps,
+        arrival_rate_rps=arrival_rate_rps,
+        waiting_at_arrival_end=waiting,
+        typical_batch=batch,
+        arrival_end_s=arrival_end_s,
+    )
+    growing = slope_rps >= GROWTH_FRACTION_OF_ARRIVAL_RATE * arrival_rate_rps
+    if growing and waiting >= queue_threshold:
+        served_fraction = 1.0 - slope_rps / arrival_rate_rps
+        reason = (
+            f"queue still growing at the end of arrivals: backlog +{slope_rps:.3g} req/s while "
+            f"{arrival_rate_rps:.3g} req/s arrive (about {served_fraction:.0%} served), "
+            f"{waiting:.0f} waiting at t={arrival_end_s:.1f} s; latencies are not steady-state"
+        )
+        return SaturationVerdict(True, reason, details)
+    return SaturationVerdict(False, "", details)
