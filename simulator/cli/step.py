@@ -1,0 +1,178 @@
+"""``servesim step``: price one forward step and show its per-op breakdown."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from simulator.costmodel import CostModel, CostParams, StepShape
+from simulator.errors import UserError
+
+_DECODE_RE = re.compile(r"^(\d+)x(\d+)$")
+_PREFILL_RE = re.compile(r"^(\d+)x(\d+)(?:\+(\d+))?$")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "step",
+        help="price one forward step (roofline breakdown per op)",
+        description=(
+            "Price one forward step of a model on a GPU: time per op (compute, memory, "
+            "latency or communication bound) and the step total."
+        ),
+        epilog=(
+            "examples:\n"
+            "  servesim step --model llama-3.1-8b --gpu h100-sxm --decode 64x1024\n"
+            "  servesim step --model llama-3.1-8b --gpu h100-sxm --prefill 1x256+2048 "
+            "--decode 16x1024 --json\n"
+            "  servesim step --model llama-3.1-70b --gpu h100-sxm --tp 4 --decode 32x2048"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, help="catalog model name or config.json path")
+    p.add_argument("--gpu", required=True, help="catalog GPU name or YAML path")
+    p.add_argument("--tp", type=int, default=1, help="tensor-parallel GPUs (default 1)")
+    p.add_argument("--link", help="link between GPUs for --tp > 1 (default: the GPU's own)")
+    p.add_argument(
+        "--decode",
+        action="append",
+        default=[],
+        metavar="COUNTxCONTEXT",
+        help="COUNT sequences adding one token after CONTEXT cached tokens (repeatable)",
+    )
+    p.add_argument(
+        "--prefill",
+        action="append",
+        default=[],
+        metavar="COUNTxTOKENS[+CACHED]",
+        help="COUNT chunks of TOKENS new tokens, after CACHED cached tokens (repeatable)",
+    )
+    p.add_argument(
+        "--calibration",
+        help="calibration YAML, or 'none' for datasheet defaults "
+        "(default: hardware_specs/calibration/<gpu>.yaml when it exists)",
+    )
+    p.add_argument("--weight-dtype", default="bf16")
+    p.add_argument("--kv-dtype", default="bf16")
+    p.add_argument("--activation-dtype", default="bf16")
+    p.add_argument("--eager", action="store_true", help="engine without CUDA graphs")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.set_defaults(func=run)
+
+
+def parse_decode(value: str) -> tuple[int, int]:
+    """``COUNTxCONTEXT`` → (count, context)."""
+    match = _DECODE_RE.match(value.strip())
+    if not match:
+        raise UserError(
+            f"--decode: {value!r} is not of the form COUNTxCONTEXT (e.g. 64x1024: 64 "
+            "sequences after 1024 cached tokens)"
+        )
+    return int(match[1]), int(match[2])
+
+
+def parse_prefill(value: str) -> tuple[int, int, int]:
+    """``COUNTxTOKENS[+CACHED]`` → (count, new_tokens, cached_tokens)."""
+    match = _PREFILL_RE.match(value.strip())
+    if not match or int(match[2]) == 0:
+        raise UserError(
+            f"--prefill: {value!r} is not of the form COUNTxTOKENS[+CACHED] with TOKENS >= 1 "
+            "(e.g. 4x512, or 1x256+2048 for 256 new tokens after 2048 cached)"
+        )
+    return int(match[1]), int(match[2]), int(match[3] or 0)
+
+
+def build_shape(decodes: list[str], prefills: list[str]) -> StepShape:
+    """The step described by the ``--decode`` and ``--prefill`` flags."""
+    shape = StepShape()
+    for spec in prefills:
+        count, new, cached = parse_prefill(spec)
+        shape = shape + StepShape.uniform(
+            prefill_count=count, prefill_new=new, prefill_cached=cached
+        )
+    for spec in decodes:
+        count, context = parse_decode(spec)
+        shape = shape + StepShape.uniform(decode_count=count, decode_context=context)
+    if shape.tokens == 0:
+        raise UserError("step: give at least one --decode COUNTxCONTEXT or --prefill COUNTxTOKENS")
+    return shape
+
+
+def resolve_params(gpu_name: str, choice: str | None) -> tuple[CostParams, str]:
+    """Calibration to apply: an explicit file, 'none', or the catalog's file for the GPU."""
+    from simulator.specs.catalog import specs_dir
+
+    if choice is not None and choice.lower() == "none":
+        return CostParams.defaults(), "datasheet defaults"
+    if choice is None:
+        shipped = specs_dir() / "calibration" / f"{Path(gpu_name).stem}.yaml"
+        if shipped.is_file():
+            return CostParams.from_file(shipped), str(shipped)
+        return CostParams.defaults(), "datasheet defaults"
+    if not Path(choice).is_file():
+        raise UserError(f"--calibration: file {choice!r} does not exist (or pass 'none')")
+    return CostParams.from_file(choice), choice
+
+
+def run(args: argparse.Namespace) -> int:
+    from simulator.specs.catalog import load_gpu, load_link, load_model
+
+    shape = build_shape(args.decode, args.prefill)
+    model, gpu = load_model(args.model), load_gpu(args.gpu)
+    if args.tp < 1:
+        raise UserError(f"--tp: {args.tp} must be >= 1")
+    link = None
+    if args.tp > 1:
+        name = args.link or gpu.interconnect
+        if not name or name == "none":
+            raise UserError(
+                f"--link: {gpu.name} has no GPU-to-GPU link; name one for --tp {args.tp}"
+            )
+        link = load_link(name)
+    params, source = resolve_params(args.gpu, args.calibration)
+    cost_model = CostModel(
+        model,
+        gpu,
+        params=params,
+        tensor_parallel=args.tp,
+        link=link,
+        weight_dtype=args.weight_dtype,
+        kv_dtype=args.kv_dtype,
+        activation_dtype=args.activation_dtype,
+        cuda_graphs=not args.eager,
+    )
+    cost = cost_model.price(shape)
+    tokens_per_s = shape.tokens / cost.total_s if cost.total_s > 0 else 0.0
+    if args.json:
+        out = {
+            "model": model.name,
+            "gpu": gpu.name,
+            "tensor_parallel": args.tp,
+            "calibration": source,
+            "cuda_graphs": not args.eager,
+            "shape": {name: getattr(shape, name) for name in StepShape.__slots__},
+            **cost.to_dict(),
+            "tokens_per_s": tokens_per_s,
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    print(
+        f"{model.name} on {args.tp}x {gpu.name} ({'CUDA graphs' if not args.eager else 'eager'}; "
+        f"parameters: {source})"
+    )
+    print(
+        f"step: {shape.prefill_tokens} prefill tokens in {shape.prefill_seqs} chunks, "
+        f"{shape.decode_seqs} decodes over {shape.decode_context_tokens} context tokens, "
+        f"{shape.logits_rows} logits rows"
+    )
+    print(f"{'op':<20}{'GFLOP':>12}{'MB':>12}{'ms':>10}{'share':>8}  bound")
+    for op in cost.ops:
+        share = op.time_s / cost.total_s if cost.total_s else 0.0
+        print(
+            f"{op.name:<20}{op.flops / 1e9:>12.2f}{op.bytes / 1e6:>12.2f}"
+            f"{op.time_s * 1e3:>10.4f}{share:>8.1%}  {op.bound}"
+        )
+    print(f"{'total':<44}{cost.total_s * 1e3:>10.4f} ms   ({tokens_per_s:,.0f} tokens/s)")
+    return 0

@@ -1,0 +1,177 @@
+"""Per-model constants of a forward step: the ops of one decoder layer, sharded for TP.
+
+Everything here is computed once per (model, tensor_parallel, dtypes) so that pricing a
+step only multiplies token counts by precomputed coefficients.
+
+The op sequence mirrors a Llama-style layer as run by PyTorch reference code and by
+serving engines: RMSNorm → fused QKV GEMM → rotary → KV-cache write → attention → output
+GEMM → residual add → RMSNorm → fused gate+up GEMM → SiLU×up → down GEMM → residual add.
+Engines that fuse residual add into the norm launch two kernels fewer per layer; the
+difference is within ``kernel_latency_s``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from simulator.specs.dtypes import dtype_bytes
+from simulator.specs.model import ModelSpec
+
+#: Formats priced with ``gemm_efficiency_8bit``.
+EIGHT_BIT_OR_LESS = ("fp8", "int8", "int4", "fp4")
+
+
+@dataclass(frozen=True, slots=True)
+class GemmOp:
+    """``x[tokens, k] @ w[k, n]`` once per layer that has it (sizes per GPU)."""
+
+    name: str
+    k: int
+    n: int
+    layers: int
+    weight_bytes: float  # per layer instance
+    act_bytes_per_token: float  # input row + output row
+    #: MoE experts: number of routed experts per layer and experts each token picks (0 = dense).
+    experts: int = 0
+    experts_per_token: int = 0
+
+    @property
+    def flops_per_token(self) -> float:
+        per_expert = 2.0 * self.k * self.n
+        return per_expert * (self.experts_per_token if self.experts else 1)
+
+    def weight_bytes_touched(self, tokens: int) -> float:
+        """Weight bytes read for ``tokens`` rows: all of a dense GEMM, touched experts of MoE."""
+        if not self.experts:
+            return self.weight_bytes
+        # Expected distinct experts hit when each token picks experts_per_token of them.
+        miss = (1.0 - self.experts_per_token / self.experts) ** tokens
+        return self.weight_bytes * self.experts * (1.0 - miss)
+
+
+@dataclass(frozen=True, slots=True)
+class ElementwiseOp:
+    """A memory-bound kernel whose traffic grows with tokens (norm, rotary, add, ...)."""
+
+    name: str
+    layers: int
+    bytes_per_token: float
+    fixed_bytes: float = 0.0
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """The ops of a model's step, with sizes per GPU under tensor parallelism."""
+
+    gemms: tuple[GemmOp, ...]
+    elementwise: tuple[ElementwiseOp, ...]
+    lm_head: GemmOp
+    num_layers: int
+    hidden_size: int
+    heads_per_gpu: int
+    qk_head_dim: int
+    v_head_dim: int
+    kv_bytes_per_token_per_layer: float  # per GPU
+    q_bytes_per_token: float  # query + output rows of attention, per GPU
+    activation_bytes: float  # bytes per activation element
+    allreduce_bytes_per_token: float  # one all-reduce message per token
+    allreduces_per_layer: int
+    compute_dtype: str
+    small_kernels_per_layer: int  # kernels other than attention per layer
+
+
+def compute_dtype(weight_dtype: str, activation_dtype: str) -> str:
+    """Tensor-core format of the GEMMs: the wider of weights and activations (W4A16 → bf16)."""
+    w, a = dtype_bytes(weight_dtype), dtype_bytes(activation_dtype)
+    return weight_dtype if w >= a else activation_dtype
+
+
+def build_layer_plan(
+    model: ModelSpec,
+    *,
+    tensor_parallel: int,
+    weight_dtype: str,
+    kv_dtype: str,
+    activation_dtype: str,
+) -> LayerPlan:
+    """Shard every op of ``model`` over ``tensor_parallel`` GPUs and size it in bytes."""
+    tp = tensor_parallel
+    wb, ab, kvb = dtype_bytes(weight_dtype), dtype_bytes(activation_dtype), dtype_bytes(kv_dtype)
+    h, layers = model.hidden_size, model.num_layers
+    heads = max(1, model.num_attention_heads // tp)
+
+    def gemm(name: str, k: int, n: int, n_layers: int, experts: int = 0, top_k: int = 0) -> GemmOp:
+        return GemmOp(name, k, n, n_layers, k * n * wb, (k + n) * ab, experts, top_k)
+
+    gemms: list[GemmOp] = []
+    if model.uses_mla:
+        qk_dim = model.qk_nope_head_dim + model.qk_rope_head_dim
+        v_dim = model.v_head_dim
+        # Projections as one GEMM of the same parameter count; latent KV is replicated.
+        attn_params = model.attention_params_per_layer()
+        out_params = model.num_attention_heads * v_dim * h
+        gemms.append(gemm("qkv_proj", h, math.ceil((attn_params - out_params) / h / tp), layers))
+        gemms.append(gemm("o_proj", model.num_attention_heads * v_dim // tp, h, layers))
+        kv_per_token_layer = (model.kv_lora_rank + model.qk_rope_head_dim) * kvb
+        rope_width = (heads + 1) * model.qk_rope_head_dim
+    else:
+        qk_dim = v_dim = model.head_dim
+        kv_heads = max(1, math.ceil(model.num_kv_heads / tp))  # replicated when tp > kv heads
+        qkv_n = heads * model.head_dim + 2 * kv_heads * model.head_dim
+        gemms.append(gemm("qkv_proj", h, qkv_n, layers))
+        gemms.append(gemm("o_proj", heads * model.head_dim, h, layers))
+        kv_per_token_layer = 2 * kv_heads * model.head_dim * kvb
+        rope_width = (heads + kv_heads) * model.head_dim
+
+    mlp_factor = 2 if model.gated_mlp else 1
+    dense_layers = layers - model.num_moe_layers()
+    inter = model.intermediate_size // tp
+    if dense_layers:
+        gemms.append(gemm("gate_up_proj", h, mlp_factor * inter, dense_layers))
+        gemms.append(gemm("down_proj", inter, h, dense_layers))
+    act_width = inter if dense_layers else 0
+    if model.is_moe:
+        moe_layers = model.num_moe_layers()
+        e_inter = (model.moe_intermediate_size or model.intermediate_size) // tp
+        experts, top_k = model.num_experts, model.experts_per_token
+        gemms.append(gemm("router", h, experts, moe_layers))
+        gemms.append(gemm("experts_gate_up", h, mlp_factor * e_inter, moe_layers, experts, top_k))
+        gemms.append(gemm("experts_down", e_inter, h, moe_layers, experts, top_k))
+        if model.num_shared_experts:
+            s_inter = e_inter * model.num_shared_experts
+            gemms.append(gemm("shared_gate_up", h, mlp_factor * s_inter, moe_layers))
+            gemms.append(gemm("shared_down", s_inter, h, moe_layers))
+        act_width = max(act_width, e_inter * top_k)
+
+    elementwise = (
+        # Read the hidden row, write the normed row (weights are negligible).
+        ElementwiseOp("norms", 2 * layers, 2 * h * ab, h * wb),
+        ElementwiseOp("residual_adds", 2 * layers, 3 * h * ab),
+        # Rotary reads and writes query and key rows.
+        ElementwiseOp("rotary", layers, 2 * rope_width * ab),
+        ElementwiseOp("kv_cache_write", layers, kv_per_token_layer + kv_per_token_layer / kvb * ab),
+        # SiLU(gate) × up: read 2 rows of the intermediate width, write one.
+        ElementwiseOp("activation", layers, (mlp_factor + 1) * act_width * ab),
+        ElementwiseOp("embedding", 1, 2 * h * ab),
+        ElementwiseOp("final_norm", 1, 2 * h * ab, h * wb),
+    )
+    lm_head = gemm("lm_head", h, math.ceil(model.vocab_size / tp), 1)
+    small_kernels = len(gemms) + 2 + 2 + 3  # GEMMs, norms, adds, rotary, kv write, activation
+    return LayerPlan(
+        gemms=tuple(gemms),
+        elementwise=elementwise,
+        lm_head=lm_head,
+        num_layers=layers,
+        hidden_size=h,
+        heads_per_gpu=heads,
+        qk_head_dim=qk_dim,
+        v_head_dim=v_dim,
+        kv_bytes_per_token_per_layer=kv_per_token_layer,
+        q_bytes_per_token=heads * (qk_dim + v_dim) * ab,
+        activation_bytes=ab,
+        allreduce_bytes_per_token=h * ab,
+        allreduces_per_layer=2 if tp > 1 else 0,
+        compute_dtype=compute_dtype(weight_dtype, activation_dtype),
+        small_kernels_per_layer=small_kernels,
+    )

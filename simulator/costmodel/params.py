@@ -1,0 +1,181 @@
+"""Efficiency parameters of the cost model: how much of each datasheet peak real kernels reach.
+
+Every factor is a named, documented field. ``CostParams.defaults()`` holds values taken from
+the reference sheet (``reference/hardware_and_prices.md`` section C, ``published_benchmarks.md``
+section 9) and from documented engine behaviour; ``servesim calibrate`` fits them to
+measurements and writes a YAML file that ``CostParams.from_file`` reads back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from simulator.errors import UserError
+
+#: Format tag written into calibration files; bumped when fields change meaning.
+CALIBRATION_FORMAT = "servesim-calibration/1"
+
+
+@dataclass(frozen=True)
+class CostParams:
+    """Efficiency factors, latencies and overheads that turn FLOPs and bytes into seconds."""
+
+    gemm_efficiency: float = 0.70
+    """Fraction of the datasheet dense bf16/fp16 peak FLOP/s that large GEMMs reach (unitless).
+    Default 0.70: model-shaped GEMMs on H100 (Vidur operator profiles, published_benchmarks.md
+    §9A: QKV at 4096 tokens ~695 TFLOP/s of 989); square MAMF shapes reach 0.80 (sheet C1/C4)."""
+
+    gemm_efficiency_8bit: float = 0.62
+    """Same for fp8/int8 GEMMs (unitless). Default 0.62 = 0.70 × (0.709 / 0.803), the MAMF
+    fp8-to-bf16 ratio measured on H100 (sheet C1)."""
+
+    gemm_pad_tokens: float = 32.0
+    """Shape dependence of GEMM compute (tokens): a GEMM of m rows costs as much compute time
+    as one of ``m + gemm_pad_tokens`` rows at full efficiency, so efficiency at m rows is
+    ``gemm_efficiency * m / (m + gemm_pad_tokens)``. Models tile padding and the ramp of
+    small GEMMs. Default 32: a quarter of a 128-row tensor-core tile."""
+
+    memory_bw_efficiency: float = 0.77
+    """Fraction of datasheet HBM bandwidth reached by weight-streaming GEMMs and elementwise
+    kernels (unitless). Default 0.77: Vidur batch-1 linear layers on H100 (~2.6 of 3.35 TB/s,
+    published_benchmarks.md §9A), the regime that dominates decode; pure copies reach 0.85-0.90
+    (sheet C2/C4)."""
+
+    kernel_latency_s: float = 4.0e-6
+    """Fixed GPU time per kernel inside a CUDA graph (seconds): launch, ramp-up and tail.
+    Default 4 µs: Vidur H100 profiles spend 17-20 µs per layer on their five small non-GEMM
+    ops (norms, rotary, SiLU×up, residual add) at one token (published_benchmarks.md §9A)."""
+
+    attention_kernel_latency_s: float = 10.0e-6
+    """Extra fixed time of one attention call beyond ``kernel_latency_s`` (seconds): layout
+    transposes, split-KV reduction and setup of the fused attention kernel. Default 10 µs:
+    two to three extra small kernels at ``kernel_latency_s`` plus the flash kernel's setup."""
+
+    attention_prefill_efficiency: float = 0.35
+    """Fraction of peak FLOP/s reached by prefill (causal) attention (unitless). Default 0.35:
+    FlashAttention-2 on H100 (sheet C3, FA3 paper), the kernel behind PyTorch SDPA; engines
+    running FlashAttention-3 reach 0.60-0.75 (sheet C4) and should set that."""
+
+    attention_decode_bw_efficiency: float = 0.90
+    """Fraction of HBM bandwidth reached by decode attention reading the KV cache (unitless).
+    Default 0.90: sheet C4 "Decode: ~0.85-0.95 of HBM bandwidth"."""
+
+    step_overhead_s: float = 20.0e-6
+    """Fixed time per forward step outside the kernels (seconds): graph launch, input copy
+    and synchronisation. Default 20 µs. Engine scheduling overhead belongs to the engine
+    profile and is added by the engine, not here."""
+
+    cuda_graphs: bool = True
+    """Whether the engine replays steps as CUDA graphs. Without them the host launches every
+    kernel from Python and a step lasts at least ``eager_launch_overhead_s`` per kernel."""
+
+    eager_launch_overhead_s: float = 65.0e-6
+    """Host time per counted kernel when launched op by op without a CUDA graph (seconds);
+    it covers Python module dispatch and the unfused small ops behind each counted kernel.
+    Default 65 µs: DESIGN.md reports eager decode of an 8B model at ~25 ms per step (graphed
+    ~7.5 ms), i.e. host-bound; this model counts 387 kernels in that step (25 ms / 387)."""
+
+    allreduce_latency_s: float = 10.0e-6
+    """Fixed time of one all-reduce (seconds). Default 10 µs: NCCL ring all-reduce of a small
+    message between 2 GPUs (sheet B4, nccl-tests#123); graphed NVLS reaches ~6 µs."""
+
+    allreduce_bw_efficiency: float = 0.82
+    """NCCL bus bandwidth of large all-reduces as a fraction of the link's per-direction
+    bandwidth (unitless). Default 0.82: 8× H100/H200 without NVLS (sheet B5/C4)."""
+
+    # --- helpers -------------------------------------------------------------------------
+    @classmethod
+    def defaults(cls) -> CostParams:
+        """Datasheet-derived defaults documented on each field."""
+        return cls()
+
+    def replace(self, **changes: Any) -> CostParams:
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def __post_init__(self) -> None:
+        problems = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "cuda_graphs":
+                if not isinstance(value, bool):
+                    problems.append(f"{f.name}: {value!r} must be true or false")
+                continue
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                problems.append(f"{f.name}: {value!r} must be a number")
+            elif value < 0:
+                problems.append(f"{f.name}: {value!r} must be >= 0")
+            elif (
+                f.name.endswith("efficiency") or f.name.endswith("efficiency_8bit")
+            ) and not 0 < value <= 1.5:
+                problems.append(f"{f.name}: {value!r} must be in (0, 1.5]")
+        if problems:
+            raise UserError(problems)
+
+    def to_dict(self) -> dict[str, float | bool]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "parameters") -> CostParams:
+        """Build from a mapping; unknown keys are an error naming the known ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(
+                f"{source}: unknown cost parameter(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        coerced: dict[str, Any] = {}
+        for key, value in values.items():
+            coerced[key] = bool(value) if key == "cuda_graphs" else _number(value, source, key)
+        return cls(**coerced)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> CostParams:
+        """Read a calibration YAML written by ``servesim calibrate`` (or by ``to_file``)."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"calibration file {str(path)!r} does not exist") from None
+        except yaml.YAMLError as exc:
+            raise UserError(f"calibration file {str(path)!r} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("params"), dict):
+            raise UserError(
+                f"calibration file {str(path)!r}: expected a mapping with a 'params' mapping"
+            )
+        return cls.from_dict(data["params"], source=f"{path}: params")
+
+    def to_file(self, path: str | Path, metadata: dict[str, Any]) -> None:
+        """Write parameters and metadata (source file, GPU, date, software, fit errors)."""
+        meta = {"format": CALIBRATION_FORMAT, "written_utc": _utc_now(), **metadata}
+        doc = {"metadata": _plain(meta), "params": self.to_dict()}
+        Path(path).write_text(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
+
+
+def _number(value: Any, source: str, key: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{source}.{key}: {value!r} is not a number") from None
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _plain(value: Any) -> Any:
+    """Convert numpy scalars and tuples so that yaml.safe_dump accepts them."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item"):
+        return value.item()
+    return value
