@@ -284,7 +284,7 @@ ArrivalConfig = Annotated[
 
 # ---------------------------------------------------------------- classes and sessions
 
-SloTarget = dict[Literal["mean", "p50", "p90", "p95", "p99", "p99.9"], PositiveFloat]
+SloTarget = dict[Literal["mean", "p50", "p90", "p95", "p99", "p99.9", "max"], PositiveFloat]
 
 
 class ClassSloConfig(_Strict):

@@ -1,0 +1,146 @@
+"""Replaying a recorded trace as a request source, streaming row by row.
+
+Options of a dumped ``WorkloadConfig`` that apply here:
+
+- ``window: {start_s, end_s}`` keeps rows with start_s <= trace time < end_s; replay time
+  counts from ``start_s`` (so a window that starts an hour in does not idle an hour).
+- ``time_scale`` multiplies replay times: 0.5 replays at twice the rate.
+- ``sample`` keeps each row independently with that probability (seeded).
+- ``num_requests`` / ``duration_s`` stop after that many kept rows / that replay time;
+  with neither, the whole trace is replayed.
+- ``classes`` (optional) give the priority of rows by ``class_name`` (a ``priority``
+  column of the trace wins).
+- ``on_bad_row: skip`` skips bad rows (logged, counted) instead of stopping; a trace whose
+  rows are all bad, or that keeps no row, is an error either way.
+
+Rows with a ``session_id`` are tagged for prefix caching: ``prefix_id`` = the session and
+``prefix_tokens`` as recorded. Completion feedback is ignored: a trace's times are fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from simulator.errors import UserError
+from simulator.workload.request import Request
+from simulator.workload.streams import ChunkBuffer, named_rng
+from simulator.workload.trace_io import TraceReader, TraceRow
+
+logger = logging.getLogger("simulator.workload")
+
+
+def resolve_path(path: str, base_dir: Path | None) -> Path:
+    """``path`` as given if absolute, else relative to ``base_dir`` (the scenario's folder)."""
+    candidate = Path(path).expanduser()
+    if not candidate.is_absolute() and base_dir is not None:
+        candidate = base_dir / candidate
+    return candidate
+
+
+class TraceSource:
+    """Requests of a trace file, in file order (which must be time order)."""
+
+    def __init__(self, spec: Mapping[str, Any], *, base_dir: Path | None = None):
+        self.reader = TraceReader(
+            resolve_path(spec["trace"], base_dir),
+            layout=spec.get("format"),
+            time_unit=spec.get("time_unit"),
+            skip_bad_rows=spec.get("on_bad_row") == "skip",
+        )
+        window = spec.get("window") or {}
+        self._start_s = float(window.get("start_s") or 0.0)
+        end = window.get("end_s")
+        self._window_end_s = math.inf if end is None else float(end)
+        self._scale = float(spec.get("time_scale") or 1.0)
+        count, duration = spec.get("num_requests"), spec.get("duration_s")
+        self._max_requests = math.inf if count is None else int(count)
+        self._end_s = math.inf if duration is None else float(duration)
+        self._sample = float(spec.get("sample") or 1.0)
+        sample_rng = named_rng(int(spec.get("seed") or 0), "trace-sample")
+        self._keep = ChunkBuffer(lambda n: sample_rng.random(n))
+        self._priorities = {
+            str(c["name"]): int(c.get("priority") or 0) for c in spec.get("classes") or []
+        }
+        self._rows = self._kept_rows()
+        self._issued = 0
+        self._next: TraceRow | None = next(self._rows, None)
+        if self._next is None:
+            self._raise_empty()
+
+    def _kept_rows(self) -> Iterator[TraceRow]:
+        for row in self.reader:
+            if row.time_s < self._start_s:
+                continue
+            if row.time_s >= self._window_end_s:
+                return  # rows are in time order: nothing later can be in the window
+            if self._sample < 1.0 and self._keep.next() >= self._sample:
+                continue
+            row.time_s = (row.time_s - self._start_s) * self._scale
+            if row.time_s >= self._end_s:
+                return
+            yield row
+        if self.reader.bad_rows:
+            logger.warning(
+                "%s: skipped %d bad rows of %d; first: %s",
+                self.reader.path,
+                self.reader.bad_rows,
+                self.reader.data_rows,
+                self.reader.bad_messages[0],
+            )
+
+    def _raise_empty(self) -> None:
+        reader = self.reader
+        if reader.data_rows == 0:
+            raise UserError(f"{reader.path}: the trace has no data rows")
+        if reader.bad_rows == reader.data_rows:
+            raise UserError(
+                [
+                    f"{reader.path}: all {reader.data_rows} rows are bad; first errors:",
+                    *reader.bad_messages,
+                ]
+            )
+        raise UserError(
+            f"{reader.path}: no row left after window/sample/duration_s "
+            f"(window start_s {self._start_s}, end_s {self._window_end_s}, "
+            f"sample {self._sample}, duration_s {self._end_s})"
+        )
+
+    def peek_time(self) -> float:
+        if self._next is None or self._issued >= self._max_requests:
+            return math.inf
+        return self._next.time_s
+
+    def pop(self) -> Request:
+        row = self._next
+        if row is None or self._issued >= self._max_requests:
+            raise IndexError("the trace has no more requests")
+        class_name = row.class_name or "default"
+        priority = row.priority
+        if priority is None:
+            priority = self._priorities.get(class_name, 0)
+        request = Request(
+            self._issued,
+            row.time_s,
+            row.prompt_tokens,
+            row.output_tokens,
+            class_name,
+            priority,
+            row.session_id,
+            row.turn,
+            row.session_id,
+            row.prefix_tokens,
+        )
+        self._issued += 1
+        self._next = next(self._rows, None)
+        return request
+
+    def on_finish(self, request: Request, finish_s: float) -> None:
+        """A trace's arrival times are fixed; completions change nothing."""
+
+    @property
+    def exhausted(self) -> bool:
+        return self._next is None or self._issued >= self._max_requests
