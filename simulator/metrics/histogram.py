@@ -39,8 +39,17 @@ class GapHistogram:
     order statistics), each order statistic placed geometrically inside its bin.
     """
 
-    __slots__ = ("_bins", "_buf_counts", "_buf_values", "_count", "_cum", "_fill", "_max",
-                 "_min", "_sum")  # fmt: skip
+    __slots__ = (
+        "_bins",
+        "_buf_counts",
+        "_buf_values",
+        "_count",
+        "_cum",
+        "_fill",
+        "_max",
+        "_min",
+        "_sum",
+    )
 
     def __init__(self) -> None:
         self._bins = np.zeros(NUM_BINS, dtype=np.float64)  # float64: exact counts below 2**53

@@ -43,8 +43,9 @@ def _pairs(rows: list[tuple[str, str]], indent: str = "  ") -> list[str]:
 
 def _latency_table(source: dict[str, Any], indent: str = "  ") -> list[str]:
     header = ["(ms)", *LATENCY_COLUMNS]
-    body = [[label, *(_ms(source[key].get(c)) for c in LATENCY_COLUMNS)]
-            for label, key in LATENCY_ROWS]  # fmt: skip
+    body = [
+        [label, *(_ms(source[key].get(c)) for c in LATENCY_COLUMNS)] for label, key in LATENCY_ROWS
+    ]
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
     lines = []
     for row in [header, *body]:
@@ -127,20 +128,23 @@ def format_summary_table(summary: Summary) -> str:
     if s.gpu_hour_usd is None:
         out.append("  (no cost.gpu_hour_usd given)")
     else:
-        out += _pairs([
-            ("GPU price", f"${s.gpu_hour_usd:g}/GPU-hour × {s.num_gpus} GPUs"),
-            ("window cost", "$" + _num(s.gpu_cost_usd, ",.4f")),
-            ("per 1M output tokens", "$" + _num(s.cost_per_million_output_tokens_usd, ",.4f")),
-            ("per 1M total tokens", "$" + _num(s.cost_per_million_total_tokens_usd, ",.4f")),
-        ])  # fmt: skip
+        out += _pairs(
+            [
+                ("GPU price", f"${s.gpu_hour_usd:g}/GPU-hour × {s.num_gpus} GPUs"),
+                ("window cost", "$" + _num(s.gpu_cost_usd, ",.4f")),
+                ("per 1M output tokens", "$" + _num(s.cost_per_million_output_tokens_usd, ",.4f")),
+                ("per 1M total tokens", "$" + _num(s.cost_per_million_total_tokens_usd, ",.4f")),
+            ]
+        )
 
     if s.per_class:
         out += ["", "per class"]
         for name, c in s.to_dict()["per_class"].items():
             rps = _num(c["throughput_rps"], ".3f")
             good = _num(c["goodput_rps"], ".3f")
-            out.append(f"  {name}: {c['requests_completed']} completed, {rps} req/s, "
-                       f"goodput {good} req/s")  # fmt: skip
+            out.append(
+                f"  {name}: {c['requests_completed']} completed, {rps} req/s, goodput {good} req/s"
+            )
             out += _latency_table(c, indent="    ")
             out += _slo_lines(c["slo"], indent="    ")
     return "\n".join(out)
@@ -162,8 +166,8 @@ def requests_frame(records: RunRecords) -> pd.DataFrame:
         "rejected": np.asarray(req.rejected, dtype=bool),
         "reject_reason": req.reject_reason,
         "ttft_ms": lat["ttft_ms"],
-        "tpot_ms": lat["tpot_ms"],
         "e2e_ms": lat["e2e_ms"],
+        "tpot_ms": lat["tpot_ms"],
     }
     if req.cached_prompt_tokens is not None:
         columns["cached_prompt_tokens"] = req.cached_prompt_tokens
@@ -175,14 +179,16 @@ def requests_frame(records: RunRecords) -> pd.DataFrame:
 def timeseries_frame(records: RunRecords) -> pd.DataFrame:
     """One row per sample per replica: queue, running sequences, KV use, tokens in the step."""
     t = records.timeseries
-    return pd.DataFrame({
-        "time_s": t.time_s,
-        "replica": t.replica,
-        "waiting": t.waiting,
-        "running": t.running,
-        "kv_used_fraction": t.kv_used_fraction,
-        "batch_tokens": t.batch_tokens,
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "time_s": t.time_s,
+            "replica": t.replica,
+            "waiting": t.waiting,
+            "running": t.running,
+            "kv_used_fraction": t.kv_used_fraction,
+            "batch_tokens": t.batch_tokens,
+        }
+    )
 
 
 def write_outputs(out_dir: Path, summary: Summary, records: RunRecords) -> list[Path]:

@@ -11,7 +11,9 @@ Rule (``detect_saturation``): the run is *saturated* when
 2. over the second half of the arrival period (first arrival to ``arrival_end_s``),
    a. the backlog grows: its Theil–Sen slope (a median of pairwise slopes, robust to
       bursts) is at least ``GROWTH_FRACTION_OF_ARRIVAL_RATE`` of the arrival rate, i.e. the
-      system completes less than 95% of what arrives; and
+      system completes less than 95% of what arrives, and the growth over the half exceeds
+      ``GROWTH_NOISE_SIGMAS`` × √(arrivals in the half), the Poisson noise of the arrival
+      count, so that a short run's chance drift is not read as a trend; and
    b. the waiting queue at the end of the arrival period is large: at least
       ``QUEUE_FRACTION_OF_BATCH`` of the typical batch (time-weighted running sequences,
       summed over replicas) and at least ``MIN_SATURATED_QUEUE_REQUESTS``.
@@ -35,10 +37,14 @@ from simulator.metrics.records import RunRecords
 
 #: Backlog growth (requests/s) that counts as "still growing", as a fraction of the arrival rate.
 GROWTH_FRACTION_OF_ARRIVAL_RATE = 0.05
-#: Waiting requests at the end of the arrival period, relative to the typical batch, to flag.
-QUEUE_FRACTION_OF_BATCH = 0.5
+#: Backlog growth over the tested half must exceed this many standard deviations of the
+#: number of arrivals in it (√arrivals for Poisson arrivals).
+GROWTH_NOISE_SIGMAS = 2.0
+#: Waiting requests at the end of the arrival period, relative to the typical batch, to flag:
+#: a whole batch more waiting than running means at least a batch-time of queueing delay.
+QUEUE_FRACTION_OF_BATCH = 1.0
 #: Fewest waiting requests that can indicate saturation (a handful waiting is normal).
-MIN_SATURATED_QUEUE_REQUESTS = 4
+MIN_SATURATED_QUEUE_REQUESTS = 8
 #: Fewest arrivals in the tested half of the arrival period for the trend test to be meaningful.
 MIN_ARRIVALS_FOR_TREND = 10
 #: Points of the backlog curve the trend is fitted on.
@@ -127,7 +133,10 @@ def detect_saturation(records: RunRecords) -> SaturationVerdict:
         typical_batch=batch,
         arrival_end_s=arrival_end_s,
     )
-    growing = slope_rps >= GROWTH_FRACTION_OF_ARRIVAL_RATE * arrival_rate_rps
+    growth = slope_rps * (arrival_end_s - half_start_s)
+    growing = slope_rps >= GROWTH_FRACTION_OF_ARRIVAL_RATE * arrival_rate_rps and (
+        growth >= GROWTH_NOISE_SIGMAS * math.sqrt(in_half)
+    )
     if growing and waiting >= queue_threshold:
         served_fraction = 1.0 - slope_rps / arrival_rate_rps
         reason = (

@@ -1,0 +1,206 @@
+"""summarize(): hand-built records with known TTFT/TPOT/E2E, goodput, cost, classes, warmup."""
+
+import json
+
+import numpy as np
+import pytest
+
+from simulator.errors import UserError
+from simulator.metrics import GapHistogram, summarize
+from simulator.metrics.synthetic import hand_worked_run as hand_records
+
+
+def test_counts_and_window():
+    s = summarize(hand_records(), slo=None, gpu_hour_usd=None)
+    assert (s.requests_total, s.requests_completed, s.requests_rejected) == (5, 4, 1)
+    assert s.requests_unfinished == 0
+    assert s.duration_s == pytest.approx(5.0)  # first arrival 0 .. last completion 5.0
+    assert s.throughput_rps == pytest.approx(4 / 5)
+    assert s.output_tokens_per_s == pytest.approx((11 + 21 + 1 + 16) / 5)
+    assert s.total_tokens_per_s == pytest.approx((49 + 400) / 5)
+    assert not s.saturated
+
+
+def test_latency_means_and_percentiles_are_exact():
+    s = summarize(hand_records(), slo=None, gpu_hour_usd=None)
+    # TTFT 100, 300, 200, 500 ms: sorted 100 200 300 500, linear interpolation of ranks.
+    assert s.ttft_ms["mean"] == pytest.approx(275.0)
+    assert s.ttft_ms["p50"] == pytest.approx(250.0)
+    assert s.ttft_ms["p90"] == pytest.approx(300 + 0.7 * 200)
+    assert s.ttft_ms["p99"] == pytest.approx(300 + 0.97 * 200)
+    assert s.ttft_ms["p99.9"] == pytest.approx(300 + 0.997 * 200)
+    # TPOT: 1000/10, 1000/20, 1500/15; the one-token request has no TPOT.
+    assert s.tpot_ms["mean"] == pytest.approx(250 / 3)
+    assert s.tpot_ms["p50"] == pytest.approx(100.0)
+    # E2E 1100, 1300, 200, 2000.
+    assert s.e2e_ms["mean"] == pytest.approx(1150.0)
+    assert s.e2e_ms["p50"] == pytest.approx(1200.0)
+    assert s.e2e_ms["max"] == pytest.approx(2000.0)
+    # ITL from the histogram: 20 × 50 ms and 25 × 100 ms.
+    assert s.itl_ms["mean"] == pytest.approx((20 * 50 + 25 * 100) / 45)
+    assert s.itl_ms["p50"] == pytest.approx(100.0, rel=1e-3)
+    assert s.itl_ms["p90"] == pytest.approx(100.0, rel=1e-3)
+
+
+def test_goodput_counts_exactly_the_requests_meeting_every_threshold():
+    slo = {"ttft_ms": {"p99": 400}, "e2e_ms": {"p90": 1500}, "tpot_ms": {"p50": 90}}
+    s = summarize(hand_records(), slo=slo, gpu_hour_usd=None)
+    # Per request: #0 TPOT 100 > 90 ✗; #1 ✓; #2 ✓ (no TPOT); #3 TTFT 500 > 400 ✗.
+    assert s.goodput_rps == pytest.approx(2 / 5)
+    assert s.slo["attainment"] == pytest.approx(0.5)
+    by_metric = {c["metric"]: c for c in s.slo["constraints"]}
+    assert by_metric["ttft_ms"]["observed_ms"] == pytest.approx(494.0)
+    assert by_metric["ttft_ms"]["met"] is False
+    assert by_metric["e2e_ms"]["observed_ms"] == pytest.approx(1300 + 0.7 * 700)
+    assert by_metric["e2e_ms"]["met"] is False
+    assert by_metric["tpot_ms"]["observed_ms"] == pytest.approx(100.0)
+    assert by_metric["tpot_ms"]["met"] is False
+    assert s.slo["all_met"] is False
+
+
+def test_loose_slo_is_met_and_goodput_equals_throughput():
+    slo = {"ttft_ms": {"p99": 1000, "max": 600}, "itl_ms": {"p99": 150}}
+    s = summarize(hand_records(), slo=slo, gpu_hour_usd=None)
+    assert s.goodput_rps == pytest.approx(s.throughput_rps)
+    assert s.slo["attainment"] == 1.0
+    assert all(c["met"] for c in s.slo["constraints"])
+    itl = next(c for c in s.slo["constraints"] if c["metric"] == "itl_ms")
+    assert itl["observed_ms"] == pytest.approx(100.0, rel=1e-3)
+
+
+def test_itl_constraint_does_not_judge_requests():
+    s = summarize(hand_records(), slo={"itl_ms": {"p50": 1}}, gpu_hour_usd=None)
+    assert s.slo["constraints"][0]["met"] is False
+    assert s.goodput_rps == pytest.approx(s.throughput_rps)
+
+
+def test_cost_per_million_output_tokens_hand_calculated():
+    s = summarize(hand_records(), slo=None, gpu_hour_usd=3.6)
+    window_cost = 3.6 * 2 * 5.0 / 3600  # $/GPU-hour × GPUs × hours = $0.01
+    assert s.gpu_cost_usd == pytest.approx(window_cost)
+    assert s.cost_per_million_output_tokens_usd == pytest.approx(window_cost / 49 * 1e6)
+    assert s.cost_per_million_total_tokens_usd == pytest.approx(window_cost / 449 * 1e6)
+    assert (
+        summarize(hand_records(), slo=None, gpu_hour_usd=None).to_dict()[
+            "cost_per_million_output_tokens_usd"
+        ]
+        is None
+    )
+
+
+def test_utilisation():
+    s = summarize(hand_records(), slo=None, gpu_hour_usd=None)
+    assert s.num_gpus == 2
+    assert s.gpu_busy_fraction == pytest.approx(4.0 / 5.0)
+    assert s.mean_batch_size == pytest.approx(6.0 / 4.0)
+    assert s.peak_kv_use_fraction == pytest.approx(0.4)
+    assert s.preemptions == 3
+
+
+def test_rejections_grouped_by_reason():
+    s = summarize(hand_records(), slo=None, gpu_hour_usd=None)
+    assert s.rejections == {"prompt + output = N tokens exceeds the model's maximum length N": 1}
+
+
+def test_warmup_excludes_requests_finished_before_it():
+    s = summarize(hand_records(), slo=None, gpu_hour_usd=None, warmup_s=1.5)
+    assert s.window_start_s == pytest.approx(1.5)
+    assert s.duration_s == pytest.approx(3.5)
+    assert s.requests_measured == 3  # request 0 finished at 1.1 s, inside the warmup
+    assert s.requests_completed == 4
+    assert s.throughput_rps == pytest.approx(3 / 3.5)
+    assert s.ttft_ms["mean"] == pytest.approx((300 + 200 + 500) / 3)
+
+
+def test_unfinished_requests_are_counted_and_flag_saturation():
+    s = summarize(hand_records(unfinished=True), slo=None, gpu_hour_usd=None)
+    assert s.requests_unfinished == 1
+    assert s.requests_completed == 4
+    assert s.saturated
+    assert "unfinished" in s.saturation_reason
+
+
+def test_per_class_metrics_and_class_slo():
+    slo = {"ttft_ms": {"p99": 400}}
+    s = summarize(
+        hand_records(), slo=slo, gpu_hour_usd=None, class_slos={"rag": {"e2e_ms": {"max": 1000}}}
+    )
+    assert set(s.per_class) == {"chat", "rag"}
+    chat, rag = s.per_class["chat"], s.per_class["rag"]
+    assert (chat["requests_total"], chat["requests_completed"], chat["requests_rejected"]) == (
+        3,
+        2,
+        1,
+    )
+    assert chat["throughput_rps"] == pytest.approx(2 / 5)
+    assert chat["ttft_ms"]["mean"] == pytest.approx(200.0)
+    assert rag["e2e_ms"]["mean"] == pytest.approx(1100.0)
+    # chat judged on TTFT ≤ 400 (both meet); rag on E2E ≤ 1000 (only the 200 ms one meets).
+    assert chat["goodput_rps"] == pytest.approx(2 / 5)
+    assert rag["goodput_rps"] == pytest.approx(1 / 5)
+    assert rag["slo"]["constraints"][0]["metric"] == "e2e_ms"
+    assert s.goodput_rps == pytest.approx(3 / 5)
+
+
+def test_single_class_has_no_per_class_section():
+    records = hand_records()
+    records.requests.class_name[:] = "default"
+    assert summarize(records, slo=None, gpu_hour_usd=None).per_class == {}
+
+
+def test_to_dict_is_json_ready_and_has_the_interface_keys():
+    records = hand_records()
+    records.itl = GapHistogram()  # no gaps: ITL statistics are NaN -> None
+    d = summarize(records, slo={"ttft_ms": {"p99": 400}}, gpu_hour_usd=2.5).to_dict()
+    json.dumps(d, allow_nan=False)
+    for key in (
+        "requests_total", "requests_completed", "requests_rejected", "requests_unfinished",
+        "duration_s", "throughput_rps", "output_tokens_per_s", "total_tokens_per_s",
+        "ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "goodput_rps", "slo", "saturated",
+        "saturation_reason", "gpu_busy_fraction", "mean_batch_size", "peak_kv_use_fraction",
+        "num_gpus", "cost_per_million_output_tokens_usd", "per_class", "rejections",
+        "preemptions",
+    ):  # fmt: skip
+        assert key in d, key
+    for metric in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"):
+        assert {"mean", "p50", "p90", "p99", "p99.9"} <= set(d[metric])
+    assert d["itl_ms"]["p50"] is None
+    assert "attainment" in d["slo"]
+
+
+@pytest.mark.parametrize(
+    ("slo", "fragment"),
+    [
+        ({"ttfb_ms": {"p99": 1}}, "slo.ttfb_ms: unknown SLO metric"),
+        ({"ttft_ms": {"p101": 1}}, "slo.ttft_ms.p101"),
+        ({"ttft_ms": {"median": 1}}, "slo.ttft_ms.median"),
+        ({"ttft_ms": {"p99": -5}}, "slo.ttft_ms.p99: -5 must be a positive number"),
+        ({"tpot_ms": 50}, "slo.tpot_ms: expected a mapping"),
+    ],
+)
+def test_bad_slo_names_the_dotted_path(slo, fragment):
+    with pytest.raises(UserError) as info:
+        summarize(hand_records(), slo=slo, gpu_hour_usd=None)
+    assert fragment in str(info.value)
+
+
+def test_every_slo_mistake_is_reported_at_once():
+    with pytest.raises(UserError) as info:
+        summarize(
+            hand_records(), slo={"ttft_ms": {"p0": 1}, "e2e_ms": {"p99": "x"}}, gpu_hour_usd=None
+        )
+    assert len(info.value.messages) == 2
+
+
+def test_empty_run():
+    records = hand_records()
+    keep = np.zeros(5, dtype=bool)
+    for name in ("request_id", "arrival_s", "first_token_s", "finish_s", "prompt_tokens",
+                 "output_tokens", "replica", "class_name", "rejected", "reject_reason",
+                 "preemptions"):  # fmt: skip
+        setattr(records.requests, name, getattr(records.requests, name)[keep])
+    d = summarize(records, slo={"ttft_ms": {"p99": 400}}, gpu_hour_usd=1.0).to_dict()
+    assert d["requests_total"] == 0
+    assert d["throughput_rps"] == 0.0
+    assert d["ttft_ms"]["mean"] is None
+    json.dumps(d, allow_nan=False)
