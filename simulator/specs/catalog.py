@@ -39,6 +39,23 @@ _LINK_REQUIRED = ("kind", "bandwidth_bytes_per_s", "latency_s")
 _LINK_OPTIONAL = ("name", "description")
 
 
+class CatalogNameError(UnknownNameError):
+    """An unknown catalog name. When the name starts some known names (``h100`` for
+    ``h100-sxm`` and ``h100-pcie``) it suggests the shortest of them rather than the
+    closest spelling (``h200``), since a prefix is how people abbreviate catalog names."""
+
+    def __init__(self, kind: str, name: str, known: list[str]):
+        super().__init__(kind, name, known)
+        extensions = sorted((k for k in known if k.startswith(name)), key=lambda k: (len(k), k))
+        if name and extensions:
+            message = (
+                f"unknown {kind} {name!r}; did you mean {extensions[0]!r}? "
+                f"known: {', '.join(sorted(known))}"
+            )
+            self.messages = [message]
+            self.args = (message,)
+
+
 # ----------------------------------------------------------------------------- locations
 def specs_dir() -> Path:
     """The catalog folder: ``$SERVESIM_SPECS_DIR`` if set, else the copy packaged inside
@@ -74,7 +91,7 @@ def list_models() -> list[str]:
 
 def clear_cache() -> None:
     """Forget loaded files (after editing catalog files in a running process)."""
-    for cached in (_read_yaml, _read_json, _gpu_from_file, _links_file, _model_from_file):
+    for cached in (_read_yaml_cached, _read_json_cached, _gpu_from_file, _model_from_file):
         cached.cache_clear()
 
 
@@ -96,8 +113,29 @@ def _existing_file(path: Path, what: str) -> Path:
     return path.resolve()
 
 
-@functools.lru_cache(maxsize=256)
+def _file_key(path: Path) -> tuple[Path, int, int]:
+    """Cache key of a file: its path, modification time and size, so that an edited file
+    is read again."""
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror}") from exc
+    return path, stat.st_mtime_ns, stat.st_size
+
+
 def _read_yaml(path: Path) -> Any:
+    """Parsed YAML of ``path`` (``yaml.safe_load``), cached while the file is unchanged."""
+    return _read_yaml_cached(_file_key(path))
+
+
+def _read_json(path: Path) -> Any:
+    """Parsed JSON of ``path``, cached while the file is unchanged."""
+    return _read_json_cached(_file_key(path))
+
+
+@functools.lru_cache(maxsize=256)
+def _read_yaml_cached(key: tuple[Path, int, int]) -> Any:
+    path = key[0]
     try:
         with path.open(encoding="utf-8") as fh:
             return yaml.safe_load(fh)
@@ -108,7 +146,8 @@ def _read_yaml(path: Path) -> Any:
 
 
 @functools.lru_cache(maxsize=256)
-def _read_json(path: Path) -> Any:
+def _read_json_cached(key: tuple[Path, int, int]) -> Any:
+    path = key[0]
     try:
         with path.open(encoding="utf-8") as fh:
             return json.load(fh)
@@ -170,7 +209,7 @@ def _gpu_path(name_or_path: str) -> Path:
         return _existing_file(Path(name_or_path).expanduser(), "GPU spec")
     path = specs_dir() / "gpus" / f"{name_or_path}.yaml"
     if not path.is_file():
-        raise UnknownNameError("GPU", name_or_path, list_gpus())
+        raise CatalogNameError("GPU", name_or_path, list_gpus())
     return path.resolve()
 
 
@@ -182,11 +221,12 @@ def gpu_catalog_entry(name: str) -> dict[str, Any]:
 
 def load_gpu(name_or_path: str) -> GpuSpec:
     """A GpuSpec from a catalog name (``h100-sxm``) or a path to a GPU YAML file."""
-    return _gpu_from_file(_gpu_path(name_or_path))
+    return _gpu_from_file(_file_key(_gpu_path(name_or_path)))
 
 
 @functools.lru_cache(maxsize=128)
-def _gpu_from_file(path: Path) -> GpuSpec:
+def _gpu_from_file(key: tuple[Path, int, int]) -> GpuSpec:
+    path = key[0]
     data = _read_yaml(path)
     where = str(path)
     if not isinstance(data, dict):
@@ -225,13 +265,12 @@ def _gpu_from_file(path: Path) -> GpuSpec:
             continue
         link = _text(data[key], where, key, sources)
         if link != NO_LINK and link not in known_links:
-            raise UnknownNameError(f"link (in {where}: {key})", link, [*known_links, NO_LINK])
+            raise CatalogNameError(f"link (in {where}: {key})", link, [*known_links, NO_LINK])
         fields[key] = "" if link == NO_LINK else link
     return GpuSpec(sources=sources, **fields)
 
 
 # ----------------------------------------------------------------------------- links
-@functools.lru_cache(maxsize=16)
 def _links_file(path: Path) -> dict[str, Any]:
     data = _read_yaml(_existing_file(path, "link catalog"))
     if not isinstance(data, dict):
@@ -271,7 +310,7 @@ def load_link(name_or_path: str) -> LinkSpec:
     catalog_path = (specs_dir() / "links.yaml").resolve()
     links = _links_file(catalog_path)
     if name_or_path not in links:
-        raise UnknownNameError("link", name_or_path, sorted(links))
+        raise CatalogNameError("link", name_or_path, sorted(links))
     return _link_from_mapping(name_or_path, links[name_or_path], f"{catalog_path} [{name_or_path}]")
 
 
@@ -288,13 +327,14 @@ def load_model(name_or_path: str) -> ModelSpec:
         path = _existing_file(path, "model config")
         # A Hugging Face download is a folder holding config.json: name it after the folder.
         name = path.parent.name if path.name == "config.json" else path.stem
-        return _model_from_file(path, name)
+        return _model_from_file(_file_key(path), name)
     path = specs_dir() / "models" / f"{name_or_path}.json"
     if not path.is_file():
-        raise UnknownNameError("model", name_or_path, list_models())
-    return _model_from_file(path.resolve(), name_or_path)
+        raise CatalogNameError("model", name_or_path, list_models())
+    return _model_from_file(_file_key(path.resolve()), name_or_path)
 
 
 @functools.lru_cache(maxsize=128)
-def _model_from_file(path: Path, name: str) -> ModelSpec:
+def _model_from_file(key: tuple[Path, int, int], name: str) -> ModelSpec:
+    path = key[0]
     return model_spec_from_hf_config(_read_json(path), name=name, source=str(path))
