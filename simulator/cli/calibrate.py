@@ -1,0 +1,153 @@
+"""``servesim calibrate``: fit cost-model parameters to measurements and write them as YAML."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+from simulator.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "calibrate",
+        help="fit cost-model efficiencies to measured GEMM/step/all-reduce timings",
+        description=(
+            "Fit CostParams (GEMM efficiency and shape dependence, bandwidth efficiency, "
+            "kernel latency, step overhead, attention efficiencies, eager launch overhead, "
+            "all-reduce latency and bandwidth) to JSON-lines measurements, and write a "
+            "calibration YAML that `servesim step --calibration` and scenarios read."
+        ),
+        epilog=(
+            "examples:\n"
+            "  servesim calibrate --from ../shared/calibration/h100_sxm_microbench.jsonl "
+            "-o h100.yaml\n"
+            "  servesim calibrate --from h100.jsonl --from h200x2_allreduce.jsonl -o out.yaml "
+            "--holdout kind=mixed --holdout kind=decode,batch=512"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--from",
+        dest="sources",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="JSON-lines measurements (repeatable)",
+    )
+    p.add_argument("-o", "--output", required=True, help="calibration YAML to write")
+    p.add_argument(
+        "--holdout",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="rows matching are not fitted, only scored (repeatable)",
+    )
+    p.add_argument(
+        "--gpu",
+        help="catalog GPU the measurements were taken on (default: from the file's env row)",
+    )
+    p.add_argument("--link", help="link of the all-reduce rows (default: the GPU's interconnect)")
+    p.add_argument("--quiet", action="store_true", help="print no per-kind error table")
+    p.set_defaults(func=run)
+
+
+def _env_rows(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r["kind"] == "env"]
+
+
+def run(args: argparse.Namespace) -> int:
+    from simulator.costmodel.calibration import (
+        STEP_KINDS,
+        catalog_gpu_name,
+        fit,
+        load_rows,
+        parse_holdout,
+    )
+    from simulator.specs.catalog import load_gpu, load_link, load_model
+
+    per_file = [(src, load_rows(src)) for src in args.sources]
+    rows = [r for _, rs in per_file for r in rs]
+    timed = [r for r in rows if r["kind"] in ("gemm", "allreduce", *STEP_KINDS)]
+    if not timed:
+        raise UserError(f"--from: no gemm, step or allreduce rows in {', '.join(args.sources)}")
+
+    # The GPU: --gpu, else the env row of the first file holding GEMM or step rows.
+    device_names = {src: [e.get("gpu", "") for e in _env_rows(rs)] for src, rs in per_file}
+    main_src = next(
+        (src for src, rs in per_file if any(r["kind"] in ("gemm", *STEP_KINDS) for r in rs)),
+        per_file[0][0],
+    )
+    gpu_name = args.gpu
+    if gpu_name is None:
+        names = device_names.get(main_src) or []
+        gpu_name = catalog_gpu_name(names[0]) if names else None
+        if gpu_name is None:
+            raise UserError(
+                f"--gpu: cannot tell the catalog GPU of {main_src} (env gpu "
+                f"{names[0] if names else 'missing'!r}); pass --gpu NAME"
+            )
+    gpu = load_gpu(gpu_name)
+
+    link = None
+    if any(r["kind"] == "allreduce" for r in rows):
+        link_name = args.link
+        if link_name is None:
+            ar_src = next(src for src, rs in per_file if any(r["kind"] == "allreduce" for r in rs))
+            ar_device = (device_names.get(ar_src) or [""])[0]
+            ar_gpu = catalog_gpu_name(ar_device) if ar_device else None
+            link_name = load_gpu(ar_gpu).interconnect if ar_gpu else gpu.interconnect
+        if not link_name or link_name == "none":
+            raise UserError("--link: the all-reduce rows need a link; pass --link NAME")
+        link = load_link(link_name)
+
+    models = {r["model"]: load_model(r["model"]) for r in rows if r["kind"] in STEP_KINDS}
+    predicates = [parse_holdout(h) for h in args.holdout]
+    holdout = (lambda row: any(p(row) for p in predicates)) if predicates else None
+    result = fit(rows, models=models, gpu=gpu, link=link, holdout=holdout)
+
+    fitted = result.summary(held_out=False)
+    held = result.summary(held_out=True)
+    metadata = {
+        "sources": [str(Path(s)) for s in args.sources],
+        "gpu": gpu.name,
+        "devices": device_names,
+        "measured_with": [
+            {k: e.get(k) for k in ("gpu", "torch", "cuda", "tp") if k in e} for e in _env_rows(rows)
+        ],
+        "link": link.name if link else None,
+        "models": sorted(models),
+        "holdout": list(args.holdout),
+        "fitted_parameters": list(result.fitted_names),
+        "gemm_call_overhead_s": result.gemm_call_overhead_s,
+        "error_fitted_rows": fitted,
+        "error_held_out_rows": held,
+        "software": {
+            "servesim": _version("servesim"),
+            "numpy": _version("numpy"),
+            "scipy": _version("scipy"),
+            "python": platform.python_version(),
+        },
+    }
+    result.params.to_file(args.output, metadata)
+    if not args.quiet:
+        print(f"calibrated {gpu.name} from {len(timed)} timed rows; wrote {args.output}")
+        for name in result.fitted_names:
+            print(f"  {name:<32}{getattr(result.params, name):.6g}")
+        for title, table in (("fitted rows", fitted), ("held-out rows", held)):
+            if table:
+                print(f"{title}: abs % error by kind (n, median, worst)")
+                for kind, s in table.items():
+                    print(
+                        f"  {kind:<10}{s['n']:>5}{s['median_abs_pct']:>9.1f}{s['max_abs_pct']:>9.1f}"
+                    )
+    return 0
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib_metadata.version(package)
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
