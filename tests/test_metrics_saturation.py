@@ -90,3 +90,13 @@ def test_synthetic_run_summary_matches_queueing_theory_at_light_load():
     offered = 0.1 * CAPACITY_RPS * SERVICE_S
     expected = offered / (1.0 - np.exp(-offered))
     assert summary.mean_batch_size == pytest.approx(expected, rel=0.1)
+
+
+@pytest.mark.parametrize(("load", "expected"), [(0.5, False), (0.9, False), (2.0, True)])
+def test_large_batch(load, expected):
+    """A deep batch (200 slots of 8 s, capacity 25 req/s), as continuous batching runs it."""
+    for seed in range(5):
+        records = multi_server_queue_run(
+            rate_per_s=25 * load, servers=200, service_s=8.0, arrival_window_s=80, seed=seed
+        )
+        assert detect_saturation(records).saturated is expected

@@ -41,8 +41,8 @@ GROWTH_FRACTION_OF_ARRIVAL_RATE = 0.05
 #: number of arrivals in it (√arrivals for Poisson arrivals).
 GROWTH_NOISE_SIGMAS = 2.0
 #: Waiting requests at the end of the arrival period, relative to the typical batch, to flag:
-#: a whole batch more waiting than running means at least a batch-time of queueing delay.
-QUEUE_FRACTION_OF_BATCH = 1.0
+#: half a batch waiting means a request waits at least about half a batch-time to start.
+QUEUE_FRACTION_OF_BATCH = 0.5
 #: Fewest waiting requests that can indicate saturation (a handful waiting is normal).
 MIN_SATURATED_QUEUE_REQUESTS = 8
 #: Fewest arrivals in the tested half of the arrival period for the trend test to be meaningful.
@@ -138,10 +138,10 @@ def detect_saturation(records: RunRecords) -> SaturationVerdict:
         growth >= GROWTH_NOISE_SIGMAS * math.sqrt(in_half)
     )
     if growing and waiting >= queue_threshold:
-        served_fraction = 1.0 - slope_rps / arrival_rate_rps
+        completing_rps = arrival_rate_rps - slope_rps
         reason = (
-            f"queue still growing at the end of arrivals: backlog +{slope_rps:.3g} req/s while "
-            f"{arrival_rate_rps:.3g} req/s arrive (about {served_fraction:.0%} served), "
+            f"queue still growing at the end of arrivals: {arrival_rate_rps:.3g} req/s arrive, "
+            f"about {completing_rps:.3g} req/s complete, backlog +{slope_rps:.3g} req/s, "
             f"{waiting:.0f} waiting at t={arrival_end_s:.1f} s; latencies are not steady-state"
         )
         return SaturationVerdict(True, reason, details)
