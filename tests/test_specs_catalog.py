@@ -136,6 +136,12 @@ def test_unknown_gpu_suggests_the_close_catalog_name():
         load_link("nvlink-4")
 
 
+def test_catalog_names_ignore_letter_case():
+    assert load_gpu("H100-SXM").name == "h100-sxm"
+    assert load_link("NVLink4").name == "nvlink4"
+    assert load_model("Llama-3.1-8B").name == "llama-3.1-8b"
+
+
 def test_catalog_entry_is_a_copy_with_sources():
     entry = gpu_catalog_entry("h100-sxm")
     assert "source" in entry["memory_bw_bytes_per_s"]

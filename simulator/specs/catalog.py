@@ -7,7 +7,9 @@ Layout of the catalog folder (see :func:`specs_dir`)::
     models/<name>.json    a Hugging Face config.json
     prices.yaml           cloud, purchase, API and data-center prices (see prices.py)
 
-Every loader accepts a catalog name or a path to a file of the same form. Unknown names
+Every loader accepts a catalog name (case-insensitive) or a path to a file of the same
+form. ``GpuSpec.sources`` / ``LinkSpec.sources`` map each field (``peak_flops.bf16``,
+``memory_bw_bytes_per_s``, ``interconnect``, ...) to its citation. Unknown names
 raise :class:`UnknownNameError` (which lists the known names and suggests a close one);
 missing or malformed files raise :class:`UserError` naming the file.
 """
@@ -204,10 +206,18 @@ def _check_keys(data: dict, where: str, required: tuple, optional: tuple) -> Non
 
 
 # ----------------------------------------------------------------------------- GPUs
+def _catalog_name(name: str, known: list[str]) -> str:
+    """``name`` as spelled in the catalog when it differs only in letter case."""
+    if name in known:
+        return name
+    by_lower = {k.lower(): k for k in known}
+    return by_lower.get(name.lower(), name)
+
+
 def _gpu_path(name_or_path: str) -> Path:
     if _looks_like_path(name_or_path):
         return _existing_file(Path(name_or_path).expanduser(), "GPU spec")
-    path = specs_dir() / "gpus" / f"{name_or_path}.yaml"
+    path = specs_dir() / "gpus" / f"{_catalog_name(name_or_path, list_gpus())}.yaml"
     if not path.is_file():
         raise CatalogNameError("GPU", name_or_path, list_gpus())
     return path.resolve()
@@ -309,6 +319,7 @@ def load_link(name_or_path: str) -> LinkSpec:
         raise UserError(f"{NO_LINK!r} means no link; it cannot be loaded as one")
     catalog_path = (specs_dir() / "links.yaml").resolve()
     links = _links_file(catalog_path)
+    name_or_path = _catalog_name(name_or_path, list(links))
     if name_or_path not in links:
         raise CatalogNameError("link", name_or_path, sorted(links))
     return _link_from_mapping(name_or_path, links[name_or_path], f"{catalog_path} [{name_or_path}]")
@@ -328,6 +339,7 @@ def load_model(name_or_path: str) -> ModelSpec:
         # A Hugging Face download is a folder holding config.json: name it after the folder.
         name = path.parent.name if path.name == "config.json" else path.stem
         return _model_from_file(_file_key(path), name)
+    name_or_path = _catalog_name(name_or_path, list_models())
     path = specs_dir() / "models" / f"{name_or_path}.json"
     if not path.is_file():
         raise CatalogNameError("model", name_or_path, list_models())
