@@ -173,7 +173,7 @@ def test_to_dict_is_json_ready_and_has_the_interface_keys():
     [
         ({"ttfb_ms": {"p99": 1}}, "slo.ttfb_ms: unknown SLO metric"),
         ({"ttft_ms": {"p101": 1}}, "slo.ttft_ms.p101"),
-        ({"ttft_ms": {"median": 1}}, "slo.ttft_ms.median"),
+        ({"ttft_ms": {"median": 1}}, "slo.ttft_ms.median: 'median' is not a percentile"),
         ({"ttft_ms": {"p99": -5}}, "slo.ttft_ms.p99: -5 must be a positive number"),
         ({"tpot_ms": 50}, "slo.tpot_ms: expected a mapping"),
     ],
@@ -204,3 +204,15 @@ def test_empty_run():
     assert d["throughput_rps"] == 0.0
     assert d["ttft_ms"]["mean"] is None
     json.dumps(d, allow_nan=False)
+
+
+def test_mean_targets_and_unconstrained_metrics():
+    slo = {"ttft_ms": {"mean": 250}, "itl_ms": {"mean": 80}, "e2e_ms": None}
+    s = summarize(hand_records(), slo=slo, gpu_hour_usd=None)
+    ttft, itl = s.slo["constraints"]
+    assert (ttft["percentile"], ttft["met"]) == ("mean", False)
+    assert ttft["observed_ms"] == pytest.approx(275.0)
+    assert itl["observed_ms"] == pytest.approx((20 * 50 + 25 * 100) / 45)
+    assert itl["met"] is False
+    # Per request, a mean target is a threshold like any other: TTFT 100 and 200 ms meet 250.
+    assert s.goodput_rps == pytest.approx(2 / 5)

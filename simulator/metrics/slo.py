@@ -2,12 +2,12 @@
 
 An SLO is a plain dict of latency metric -> {percentile: threshold in ms}, e.g.
 ``{"ttft_ms": {"p99": 1000}, "tpot_ms": {"p99": 50}, "e2e_ms": {"p90": 20000}}``.
-Percentile keys are ``p50``, ``p90``, ``p95``, ``p99``, ``p99.9`` (any ``pX`` with
-0 < X ≤ 100) or ``max``.
+Statistic keys are ``p50``, ``p90``, ``p95``, ``p99``, ``p99.9`` (any ``pX`` with
+0 < X ≤ 100), ``max`` or ``mean``. A metric whose targets are ``None`` is unconstrained.
 
 Two questions are asked of an SLO:
 
-- **per constraint**: is the observed percentile of the run's distribution at or below the
+- **per constraint**: is the observed statistic of the run's distribution at or below the
   threshold? (``ttft_ms: {p99: 1000}`` holds when the run's p99 TTFT is ≤ 1000 ms.)
 - **per request**: a request *meets the SLO* when each of its own values is at or below
   every threshold on that metric, whatever the percentile (a request with a 1200 ms TTFT
@@ -37,18 +37,22 @@ _PERCENTILE_KEY = re.compile(r"^p(\d+(?:\.\d+)?)$")
 
 @dataclass(frozen=True)
 class SloConstraint:
-    """One threshold: ``metric``'s ``percentile`` (0-100, 100 for ``max``) ≤ ``threshold_ms``."""
+    """One threshold: ``metric``'s statistic ≤ ``threshold_ms``; the statistic is the
+    ``percentile`` (0-100, 100 for ``max``), or the mean when ``percentile`` is None."""
 
     metric: str
-    key: str  # as the user wrote it: "p99", "p99.9", "max"
-    percentile: float
+    key: str  # as the user wrote it: "p99", "p99.9", "max", "mean"
+    percentile: float | None
     threshold_ms: float
 
 
-def parse_percentile_key(key: str, path: str) -> float:
-    """``"p99.9"`` -> 99.9, ``"max"`` -> 100; UserError naming ``path`` otherwise."""
+def parse_percentile_key(key: str, path: str) -> float | None:
+    """``"p99.9"`` -> 99.9, ``"max"`` -> 100, ``"mean"`` -> None; UserError naming ``path``
+    otherwise."""
     if key == "max":
         return 100.0
+    if key == "mean":
+        return None
     match = _PERCENTILE_KEY.match(str(key))
     if match:
         value = float(match.group(1))
@@ -56,7 +60,7 @@ def parse_percentile_key(key: str, path: str) -> float:
             return value
     raise UserError(
         f"{path}: {key!r} is not a percentile; use p50, p90, p95, p99, p99.9 (any pX with "
-        "0 < X <= 100) or max"
+        "0 < X <= 100), max or mean"
     )
 
 
@@ -71,6 +75,8 @@ def parse_slo(slo: dict[str, Any] | None, path: str = "slo") -> list[SloConstrai
     for metric, targets in slo.items():
         if metric not in SLO_METRICS:
             errors.append(f"{path}.{metric}: unknown SLO metric; known: {', '.join(SLO_METRICS)}")
+            continue
+        if targets is None:
             continue
         if not isinstance(targets, dict) or not targets:
             errors.append(

@@ -157,10 +157,16 @@ def _observed_ms(
     if constraint.metric == "itl_ms":
         if itl is None or itl.count == 0:
             return math.nan
+        if constraint.percentile is None:
+            return itl.mean() * 1e3
         return float(itl.quantile(constraint.percentile / 100.0)) * 1e3
     values = latencies[constraint.metric][sel]
     values = values[np.isfinite(values)]
-    return float(np.percentile(values, constraint.percentile)) if len(values) else math.nan
+    if len(values) == 0:
+        return math.nan
+    if constraint.percentile is None:
+        return float(values.mean())
+    return float(np.percentile(values, constraint.percentile))
 
 
 def _group_metrics(
