@@ -1,7 +1,6 @@
 """GapHistogram: quantiles against numpy, counts, exact mean, merging, edge bins, speed."""
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -129,13 +128,22 @@ def test_zero_counts_are_ignored():
     assert hist.max() == 0.5
 
 
-def test_add_is_cheap():
-    """Loose bound (the target is a few µs): 20k adds of 256 values well under a second."""
+def test_add_does_not_bin_on_every_call(monkeypatch):
+    """Adds only copy into the buffer; binning happens once per BUFFER_SIZE values. (Speed
+    itself is measured by a benchmark, not asserted here: shared test machines vary.)"""
+    calls = []
+    original = GapHistogram._bin
+
+    def counting_bin(self, values, counts):
+        calls.append(len(values))
+        original(self, values, counts)
+
+    monkeypatch.setattr(GapHistogram, "_bin", counting_bin)
     values = np.random.default_rng(0).lognormal(-4, 1, 256)
     hist = GapHistogram()
-    start = time.perf_counter()
-    for _ in range(20_000):
+    adds = 4 * BUFFER_SIZE // 256
+    for _ in range(adds):
         hist.add(values, 2)
-    per_add_s = (time.perf_counter() - start) / 20_000
-    assert hist.count == 20_000 * 256 * 2
-    assert per_add_s < 50e-6
+    assert calls == [BUFFER_SIZE] * 3  # the fourth buffer-full is still waiting
+    assert hist.count == adds * 256 * 2  # reading flushes it
+    assert calls == [BUFFER_SIZE] * 4
