@@ -216,3 +216,23 @@ def test_mean_targets_and_unconstrained_metrics():
     assert itl["met"] is False
     # Per request, a mean target is a threshold like any other: TTFT 100 and 200 ms meet 250.
     assert s.goodput_rps == pytest.approx(2 / 5)
+
+
+def test_per_class_itl_unknown_without_per_class_histograms():
+    s = summarize(hand_records(), slo={"itl_ms": {"p99": 500}}, gpu_hour_usd=None)
+    assert s.slo["all_met"] is True
+    chat = s.per_class["chat"]
+    assert chat["itl_ms"]["mean"] != chat["itl_ms"]["mean"]  # NaN: not tracked per class
+    assert chat["slo"]["constraints"][0]["met"] is None
+    assert chat["slo"]["all_met"] is None
+
+
+def test_per_class_itl_from_per_class_histograms():
+    records = hand_records()
+    for name, gap_s in (("chat", 0.02), ("rag", 0.9)):
+        records.itl_by_class[name] = GapHistogram()
+        records.itl_by_class[name].add_value(gap_s, 10)
+    s = summarize(records, slo={"itl_ms": {"p99": 500}}, gpu_hour_usd=None)
+    assert s.per_class["chat"]["itl_ms"]["p99"] == pytest.approx(20.0)
+    assert s.per_class["chat"]["slo"]["all_met"] is True
+    assert s.per_class["rag"]["slo"]["all_met"] is False

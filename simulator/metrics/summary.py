@@ -61,7 +61,8 @@ class Summary:
     e2e_ms: dict[str, float]
     goodput_rps: float
     #: {"constraints": [{metric, percentile, observed_ms, threshold_ms, met}], "attainment",
-    #:  "all_met"}; attainment = fraction of measured requests meeting every threshold.
+    #:  "all_met"}; attainment = fraction of measured requests meeting every threshold;
+    #:  ``met`` / ``all_met`` are None where a statistic could not be observed (no data).
     slo: dict[str, Any]
     saturated: bool
     saturation_reason: str
@@ -169,6 +170,13 @@ def _observed_ms(
     return float(np.percentile(values, constraint.percentile))
 
 
+def _all_met(results: list[bool | None]) -> bool | None:
+    """False if any constraint failed, None if any could not be checked, else True."""
+    if False in results:
+        return False
+    return None if None in results else True
+
+
 def _group_metrics(
     records: RunRecords,
     sel: np.ndarray,
@@ -198,7 +206,7 @@ def _group_metrics(
         "slo": {
             "constraints": reports,
             "attainment": met / n if n else math.nan,
-            "all_met": all(r["met"] for r in reports),
+            "all_met": _all_met([r["met"] for r in reports]),
         },
         "output_tokens": output_tokens,
         "prompt_tokens": prompt_tokens,
