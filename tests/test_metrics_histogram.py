@@ -147,3 +147,20 @@ def test_add_does_not_bin_on_every_call(monkeypatch):
     assert calls == [BUFFER_SIZE] * 3  # the fourth buffer-full is still waiting
     assert hist.count == adds * 256 * 2  # reading flushes it
     assert calls == [BUFFER_SIZE] * 4
+
+
+def test_pickle_round_trip_is_small_and_equal():
+    import pickle
+
+    values = np.random.default_rng(2).lognormal(-4, 0.3, 10_000)
+    hist = _filled(values)
+    hist.add(values[:10])  # still in the buffer when pickled
+    data = pickle.dumps(hist)
+    assert len(data) < 100_000
+    restored = pickle.loads(data)
+    assert restored.count == hist.count == 10_010
+    assert restored.mean() == hist.mean()
+    np.testing.assert_array_equal(restored.quantile(QS), hist.quantile(QS))
+    restored.add_value(1.0, 1)
+    assert restored.max() == 1.0
+    assert pickle.loads(pickle.dumps(GapHistogram())).count == 0

@@ -190,5 +190,27 @@ class GapHistogram:
         value = np.where(k <= 0, self._min, value)
         return np.where(k >= self._count - 1, self._max, value)
 
+    def __getstate__(self) -> dict:
+        # Pickled (e.g. sent back from a sweep worker) without the buffer, and only the
+        # occupied range of bins: a typical gap distribution spans a few hundred bins.
+        self._flush()
+        nonzero = np.flatnonzero(self._bins)
+        first, last = (int(nonzero[0]), int(nonzero[-1]) + 1) if len(nonzero) else (0, 0)
+        return {
+            "first_bin": first,
+            "bins": self._bins[first:last].copy(),
+            "count": self._count,
+            "sum": self._sum,
+            "min": self._min,
+            "max": self._max,
+        }
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+        first = state["first_bin"]
+        self._bins[first : first + len(state["bins"])] = state["bins"]
+        self._count, self._sum = state["count"], state["sum"]
+        self._min, self._max = state["min"], state["max"]
+
     def __repr__(self) -> str:
         return f"GapHistogram(count={self.count}, mean_s={self.mean():.6g})"
