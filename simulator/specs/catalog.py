@@ -328,8 +328,15 @@ def load_link(name_or_path: str) -> LinkSpec:
 # ----------------------------------------------------------------------------- models
 def load_model(name_or_path: str) -> ModelSpec:
     """A ModelSpec from a catalog name (``llama-3.1-8b``), a path to a config.json, or a
-    directory that contains a config.json (as a downloaded Hugging Face model does)."""
-    if _looks_like_path(name_or_path) or Path(name_or_path).expanduser().is_dir():
+    directory that contains a config.json (as a downloaded Hugging Face model does).
+    A bare catalog name wins over a same-named folder in the working directory."""
+    known = list_models()
+    is_catalog_name = not _looks_like_path(name_or_path) and (
+        _catalog_name(name_or_path, known) in known
+    )
+    if not is_catalog_name and (
+        _looks_like_path(name_or_path) or Path(name_or_path).expanduser().is_dir()
+    ):
         path = Path(name_or_path).expanduser()
         if path.is_dir():
             path = path / "config.json"
@@ -339,10 +346,10 @@ def load_model(name_or_path: str) -> ModelSpec:
         # A Hugging Face download is a folder holding config.json: name it after the folder.
         name = path.parent.name if path.name == "config.json" else path.stem
         return _model_from_file(_file_key(path), name)
-    name_or_path = _catalog_name(name_or_path, list_models())
+    name_or_path = _catalog_name(name_or_path, known)
     path = specs_dir() / "models" / f"{name_or_path}.json"
     if not path.is_file():
-        raise CatalogNameError("model", name_or_path, list_models())
+        raise CatalogNameError("model", name_or_path, known)
     return _model_from_file(_file_key(path.resolve()), name_or_path)
 
 
