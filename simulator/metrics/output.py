@@ -46,6 +46,8 @@ def _latency_table(source: dict[str, Any], indent: str = "  ") -> list[str]:
     body = [
         [label, *(_ms(source[key].get(c)) for c in LATENCY_COLUMNS)] for label, key in LATENCY_ROWS
     ]
+    # A metric not observed at all (e.g. ITL of a class without its own histogram) is left out.
+    body = [row for row in body if any(cell != "-" for cell in row[1:])]
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
     lines = []
     for row in [header, *body]:
@@ -142,8 +144,13 @@ def format_summary_table(summary: Summary) -> str:
         for name, c in s.to_dict()["per_class"].items():
             rps = _num(c["throughput_rps"], ".3f")
             good = _num(c["goodput_rps"], ".3f")
+            attainment = c["slo"]["attainment"]
+            met = ""
+            if c["slo"]["constraints"] and attainment is not None:
+                met = f" ({attainment:.1%} meet the SLO)"
             out.append(
-                f"  {name}: {c['requests_completed']} completed, {rps} req/s, goodput {good} req/s"
+                f"  {name}: {c['requests_completed']} completed, {rps} req/s, "
+                f"goodput {good} req/s{met}"
             )
             out += _latency_table(c, indent="    ")
             out += _slo_lines(c["slo"], indent="    ")
