@@ -10,7 +10,9 @@ utilisation and cost. Definitions follow DESIGN.md ("Metrics"):
   whole run (its histogram is not split by time).
 - Goodput = measured requests that met every per-request SLO threshold, per second of window.
 - Cost per million output tokens = gpu_hour_usd × num_gpus × window hours / output tokens of
-  the measured requests × 1e6.
+  the measured requests × 1e6 (and likewise per million prompt + output tokens).
+- With several request classes, every number above is also reported per class (``per_class``),
+  over the same window; ITL per class needs ``RunRecords.itl_by_class``.
 """
 
 from __future__ import annotations
@@ -64,10 +66,15 @@ class Summary:
     #:  "all_met"}; attainment = fraction of measured requests meeting every threshold;
     #:  ``met`` / ``all_met`` are None where a statistic could not be observed (no data).
     slo: dict[str, Any]
+    #: See ``metrics.saturation``: the queue still grew at the end of arrivals, or requests
+    #: were left unfinished; the reason says which, with numbers ("" when not saturated).
     saturated: bool
     saturation_reason: str
+    #: GPU-seconds spent executing steps / GPU-seconds from the first arrival to the run's end.
     gpu_busy_fraction: float
+    #: Running sequences per step, weighted by step time, while replicas were busy.
     mean_batch_size: float
+    #: Highest KV-cache use (used / total blocks) of any replica.
     peak_kv_use_fraction: float
     num_gpus: int
     gpu_hour_usd: float | None
