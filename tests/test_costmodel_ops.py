@@ -30,6 +30,7 @@ IDEAL = CostParams(
     attention_kernel_latency_s=0.0,
     attention_prefill_efficiency=1.0,
     attention_decode_bw_efficiency=1.0,
+    attention_decode_pad_tokens=0.0,
     step_overhead_s=0.0,
 )
 

@@ -50,6 +50,8 @@ STEP_PARAMS = (
     "attention_kernel_latency_s",
     "attention_prefill_efficiency",
     "attention_decode_bw_efficiency",
+    "attention_decode_pad_tokens",
+    "elementwise_traffic_factor",
     "step_overhead_s",
 )
 EAGER_PARAMS = ("eager_launch_overhead_s",)
@@ -63,6 +65,8 @@ UPPER = {
     "attention_decode_bw_efficiency": 1.0,
     "allreduce_bw_efficiency": 1.2,  # in-switch reduction (NVLS) exceeds the link rate
     "gemm_pad_tokens": 1024.0,
+    "attention_decode_pad_tokens": 4096.0,
+    "elementwise_traffic_factor": 10.0,
 }
 
 #: Weight of the log-normal prior that keeps each parameter near its starting value,

@@ -158,7 +158,10 @@ class CostModel:
         self._prefill_m_per_q = layers * self._q_bpt / self._bw
         self._decode_c_per_tok = layers * self._attn_flops_per_pair / attn_flops_s
         self._decode_m_per_tok = layers * self._kv_bpt / attn_bw
-        self._decode_m_per_seq = layers * self._q_bpt / attn_bw
+        self._decode_m_per_seq = (
+            layers * self._q_bpt / attn_bw + p.attention_decode_pad_tokens * self._decode_m_per_tok
+        )
+        self._elementwise_factor = p.elementwise_traffic_factor
         self._attn_lat_total = layers * self._attn_lat
         self._overhead = p.step_overhead_s
         self._graphs = p.cuda_graphs
@@ -182,7 +185,7 @@ class CostModel:
         return OpCost(op.name, n * per_layer_flops, n * per_layer_bytes, n * time_s, bound)
 
     def _elementwise(self, op: ElementwiseOp, tokens: int) -> OpCost:
-        per_layer_bytes = op.bytes_per_token * tokens + op.fixed_bytes
+        per_layer_bytes = (op.bytes_per_token * tokens + op.fixed_bytes) * self._elementwise_factor
         memory_s = per_layer_bytes / self._bw
         n = op.layers
         bound = _bound(0.0, memory_s, self._lat)
@@ -233,7 +236,8 @@ class CostModel:
     def _decode_attention(self, seqs: int, context: float) -> tuple[float, float, float]:
         """(compute_s, memory_s, latency_s) of decode attention over all layers.
 
-        Each sequence reads its whole cache plus the token it just wrote."""
+        Each sequence reads its whole cache plus the token it just wrote, and pays a fixed
+        ``attention_decode_pad_tokens`` worth of reading (last tile, query and output)."""
         read = context + seqs
         compute_s = read * self._decode_c_per_tok
         memory_s = read * self._decode_m_per_tok + seqs * self._decode_m_per_seq

@@ -66,6 +66,18 @@ class CostParams:
     """Fraction of HBM bandwidth reached by decode attention reading the KV cache (unitless).
     Default 0.90: sheet C4 "Decode: ~0.85-0.95 of HBM bandwidth"."""
 
+    attention_decode_pad_tokens: float = 64.0
+    """Fixed cost of each decoding sequence in attention, in KV tokens' worth of reading
+    (tokens): the kernel reads the KV cache in tiles, so the last tile of every sequence is
+    partly wasted, and each sequence loads its query and writes its output. Default 64: half
+    of a 128-token KV tile (FlashAttention split-KV / FlashInfer block sizes of 64-256)."""
+
+    elementwise_traffic_factor: float = 1.0
+    """Memory traffic of norms, rotary, residual adds, activation and KV writes relative to
+    fused kernels that read and write each row once (unitless). Default 1.0: serving engines
+    fuse these (vLLM/TensorRT-LLM custom kernels); PyTorch reference code upcasts to fp32
+    and makes several passes, which a calibration captures as a factor above 1."""
+
     step_overhead_s: float = 20.0e-6
     """Fixed time per forward step outside the kernels (seconds): graph launch, input copy
     and synchronisation. Default 20 µs. Engine scheduling overhead belongs to the engine
