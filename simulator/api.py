@@ -53,21 +53,31 @@ def build_cost_model(scenario: Scenario) -> CostModel:
         )
     params, _ = resolve_calibration(scenario)
     return CostModel(
-        load_model(scenario.model), gpu, params=params, tensor_parallel=hw.tensor_parallel,
-        link=link, weight_dtype=eng.weight_dtype, kv_dtype=eng.kv_dtype,
+        load_model(scenario.model),
+        gpu,
+        params=params,
+        tensor_parallel=hw.tensor_parallel,
+        link=link,
+        weight_dtype=eng.weight_dtype,
+        kv_dtype=eng.kv_dtype,
         cuda_graphs=eng.cuda_graphs,
     )
 
 
-def build_simulation(scenario: Scenario, progress: Callable[[int], None] | None = None
-                     ) -> Simulation:
+def build_simulation(
+    scenario: Scenario, progress: Callable[[int], None] | None = None
+) -> Simulation:
     """Turn a validated scenario into a ready-to-run simulation (checks the memory fit)."""
     hw, eng = scenario.hardware, scenario.engine
     model = load_model(scenario.model)
     gpu = load_gpu(hw.gpu)
     plan = memory_plan(
-        model, gpu, tensor_parallel=hw.tensor_parallel, weight_dtype=eng.weight_dtype,
-        kv_dtype=eng.kv_dtype, gpu_memory_utilization=eng.gpu_memory_utilization,
+        model,
+        gpu,
+        tensor_parallel=hw.tensor_parallel,
+        weight_dtype=eng.weight_dtype,
+        kv_dtype=eng.kv_dtype,
+        gpu_memory_utilization=eng.gpu_memory_utilization,
         max_num_batched_tokens=eng.max_num_batched_tokens,
     )
     if not plan.fits:
@@ -90,8 +100,11 @@ def build_simulation(scenario: Scenario, progress: Callable[[int], None] | None 
     )
     source = build_source(scenario.workload.model_dump(), base_dir=scenario.base_dir)
     return Simulation(
-        [group], source, routing=scenario.routing.policy,
-        sample_interval_s=scenario.output.timeseries_interval_s, progress=progress,
+        [group],
+        source,
+        routing=scenario.routing.policy,
+        sample_interval_s=scenario.output.timeseries_interval_s,
+        progress=progress,
     )
 
 
@@ -110,31 +123,45 @@ class Result:
     @property
     def requests(self) -> pd.DataFrame:
         r = self.records.requests
-        return pd.DataFrame({
-            "request_id": r.request_id, "class_name": r.class_name, "arrival_s": r.arrival_s,
-            "first_token_s": r.first_token_s, "finish_s": r.finish_s,
-            "prompt_tokens": r.prompt_tokens, "output_tokens": r.output_tokens,
-            "replica": r.replica, "rejected": r.rejected, "reject_reason": r.reject_reason,
-        })
+        return pd.DataFrame(
+            {
+                "request_id": r.request_id,
+                "class_name": r.class_name,
+                "arrival_s": r.arrival_s,
+                "first_token_s": r.first_token_s,
+                "finish_s": r.finish_s,
+                "prompt_tokens": r.prompt_tokens,
+                "output_tokens": r.output_tokens,
+                "replica": r.replica,
+                "rejected": r.rejected,
+                "reject_reason": r.reject_reason,
+            }
+        )
 
     @property
     def timeseries(self) -> pd.DataFrame:
         t = self.records.timeseries
-        return pd.DataFrame({
-            "time_s": t.time_s, "replica": t.replica, "waiting": t.waiting,
-            "running": t.running, "kv_used_fraction": t.kv_used_fraction,
-            "batch_tokens": t.batch_tokens,
-        })
+        return pd.DataFrame(
+            {
+                "time_s": t.time_s,
+                "replica": t.replica,
+                "waiting": t.waiting,
+                "running": t.running,
+                "kv_used_fraction": t.kv_used_fraction,
+                "batch_tokens": t.batch_tokens,
+            }
+        )
 
 
-def run(scenario: Scenario | str | Path, progress: Callable[[int], None] | None = None
-        ) -> Result:
+def run(scenario: Scenario | str | Path, progress: Callable[[int], None] | None = None) -> Result:
     """Simulate a scenario (object or YAML path) and summarise it."""
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     records = build_simulation(scenario, progress=progress).run()
     summary = summarize(
-        records, slo=scenario.slo or None, gpu_hour_usd=scenario.cost.gpu_hour_usd,
+        records,
+        slo=scenario.slo or None,
+        gpu_hour_usd=scenario.cost.gpu_hour_usd,
         warmup_s=scenario.output.warmup_s,
     )
     return Result(scenario, records, summary)

@@ -25,10 +25,20 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("scenario", help="scenario YAML file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a scenario value by dotted key (repeatable)")
-    p.add_argument("--out", type=Path, metavar="DIR",
-                   help="write summary.json, requests.csv and timeseries.csv to DIR")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a scenario value by dotted key (repeatable)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="write summary.json, requests.csv and timeseries.csv to DIR",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -39,8 +49,15 @@ def _progress_bar(total: int | None, quiet: bool):
         return None, None
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit="req", desc="simulating", file=sys.stderr, disable=None,
-               mininterval=0.5, leave=False)
+    bar = tqdm(
+        total=total,
+        unit="req",
+        desc="simulating",
+        file=sys.stderr,
+        disable=None,
+        mininterval=0.5,
+        leave=False,
+    )
     state = {"last": 0}
 
     def update(count: int) -> None:
@@ -63,9 +80,12 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    summary = summarize(records, slo=scenario.slo or None,
-                        gpu_hour_usd=scenario.cost.gpu_hour_usd,
-                        warmup_s=scenario.output.warmup_s)
+    summary = summarize(
+        records,
+        slo=scenario.slo or None,
+        gpu_hour_usd=scenario.cost.gpu_hour_usd,
+        warmup_s=scenario.output.warmup_s,
+    )
     result = Result(scenario, records, summary)
     if args.out:
         written = write_outputs(args.out, summary, records)
@@ -74,8 +94,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.summary, indent=2))
     else:
-        print(f"scenario: {scenario.name}  model: {scenario.model}  "
-              f"hardware: {scenario.hardware.replicas}× {scenario.hardware.tensor_parallel}× "
-              f"{scenario.hardware.gpu}  batching: {scenario.engine.batching}")
+        print(
+            f"scenario: {scenario.name}  model: {scenario.model}  "
+            f"hardware: {scenario.hardware.replicas}× {scenario.hardware.tensor_parallel}× "
+            f"{scenario.hardware.gpu}  batching: {scenario.engine.batching}"
+        )
         print(format_summary_table(summary))
     return 0

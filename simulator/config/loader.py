@@ -56,9 +56,11 @@ def _catalog_errors(data: dict) -> list[str]:
 
     errors: list[str] = []
     hardware = data.get("hardware") if isinstance(data.get("hardware"), dict) else {}
-    checks = [("model", data.get("model"), load_model),
-              ("hardware.gpu", hardware.get("gpu"), load_gpu),
-              ("hardware.interconnect", hardware.get("interconnect"), load_link)]
+    checks = [
+        ("model", data.get("model"), load_model),
+        ("hardware.gpu", hardware.get("gpu"), load_gpu),
+        ("hardware.interconnect", hardware.get("interconnect"), load_link),
+    ]
     for field, value, loader in checks:
         if isinstance(value, str):
             try:
@@ -73,7 +75,9 @@ def _catalog_errors(data: dict) -> list[str]:
 def scenario_from_dict(data: Any, *, source: str = "<scenario>") -> Scenario:
     """Validate a scenario mapping; raise UserError listing every problem with its dotted path."""
     if not isinstance(data, dict):
-        raise UserError(f"{source}: a scenario must be a mapping of keys, got {type(data).__name__}")
+        raise UserError(
+            f"{source}: a scenario must be a mapping of keys, got {type(data).__name__}"
+        )
     errors = _catalog_errors(data)
     try:
         scenario = Scenario.model_validate(data)

@@ -7,9 +7,8 @@ when the simulation is built.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pathlib import Path
+from typing import Literal
 
 from pydantic import (
     Field,
@@ -90,8 +89,8 @@ class Scenario(StrictModel):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     workload: WorkloadConfig
     #: Latency targets: metric -> {percentile: threshold in ms}, e.g. {ttft_ms: {p99: 1000}}.
-    slo: dict[Literal["ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"], dict[str, PositiveFloat]] = (
-        Field(default_factory=dict)
+    slo: dict[Literal["ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"], dict[str, PositiveFloat]] = Field(
+        default_factory=dict
     )
     cost: CostConfig = Field(default_factory=CostConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)

@@ -54,7 +54,7 @@ class Waiting:
 class _WaitingView(Sequence):
     """Lazy read-only view of the waiting queue for a policy (items built on access)."""
 
-    __slots__ = ("_queue", "_block")
+    __slots__ = ("_block", "_queue")
 
     def __init__(self, queue: deque, block_size: int):
         self._queue = queue
@@ -102,8 +102,8 @@ class Replica:
         self._on_finish = on_finish
         self._sample = sampler
         self.waiting: deque[Waiting] = deque()
-        self.batch = RunningBatch(config.max_num_seqs)
-        self.free_blocks = config.total_kv_blocks
+        self.batch = RunningBatch(config.max_num_seqs, config.kv_block_size)
+        self._reserved = 0  # blocks taken by prompts being prefilled
         self.watermark_blocks = int(config.kv_watermark_fraction * config.total_kv_blocks)
         self._wakeup: simpy.Event | None = None
         self.outstanding = 0  # requests routed here and not finished
@@ -120,15 +120,25 @@ class Replica:
         """Queue a routed request; wakes the loop if it is idle."""
         self.outstanding += 1
         self.waiting.append(
-            Waiting(ordinal, request.arrival_s, request.prompt_tokens,
-                    request.output_tokens - 1, request.priority, False)
+            Waiting(
+                ordinal,
+                request.arrival_s,
+                request.prompt_tokens,
+                request.output_tokens - 1,
+                request.priority,
+                False,
+            )
         )
         if self._wakeup is not None and not self._wakeup.triggered:
             self._wakeup.succeed()
 
     @property
     def used_blocks(self) -> int:
-        return self.cfg.total_kv_blocks - self.free_blocks
+        return self.batch.blocks_held + self._reserved
+
+    @property
+    def free_blocks(self) -> int:
+        return self.cfg.total_kv_blocks - self.batch.blocks_held - self._reserved
 
     def stats(self) -> ReplicaStats:
         total = self.cfg.total_kv_blocks
@@ -187,99 +197,116 @@ class Replica:
     def _prefill(self, admit: tuple[int, ...]):
         env = self.env
         block = self.cfg.kv_block_size
-        if admit == tuple(range(len(admit))):
-            items = [self.waiting.popleft() for _ in admit]
+        waiting = self.waiting
+        if admit[-1] == len(admit) - 1:  # a prefix of the queue (first-come first-served)
+            items = [waiting.popleft() for _ in admit]
         else:
             chosen = set(admit)
-            items = [w for i, w in enumerate(self.waiting) if i in chosen]
-            self.waiting = deque(w for i, w in enumerate(self.waiting) if i not in chosen)
-        tokens = sum(w.prefill_tokens for w in items)
-        shape = StepShape.build(prefills=[(w.prefill_tokens, 0) for w in items])
-        blocks = [-(-w.prefill_tokens // block) for w in items]
-        self.free_blocks -= sum(blocks)
+            items = [w for i, w in enumerate(waiting) if i in chosen]
+            self.waiting = deque(w for i, w in enumerate(waiting) if i not in chosen)
+        tokens = 0
+        pairs = 0.0
+        blocks = 0
+        for w in items:
+            p = w.prefill_tokens
+            tokens += p
+            pairs += p * (p + 1) / 2
+            blocks += -(-p // block)
+        k = len(items)
+        shape = StepShape(
+            prefill_tokens=tokens,
+            prefill_seqs=k,
+            prefill_attn_pairs=pairs,
+            prefill_kv_tokens=tokens,
+            logits_rows=k,
+        )
+        self._reserved = blocks
         self.peak_used_blocks = max(self.peak_used_blocks, self.used_blocks)
         dt = self.cost.step_time_s(shape)
         start = env.now
         yield env.timeout(dt)
         now = env.now
-        self._account(dt, len(items) + self.batch.size, tokens, start)
+        self._reserved = 0
+        self._account(dt, k + self.batch.size, tokens, start)
         first = self.ledger.first_token_s
-        for w, b in zip(items, blocks, strict=True):
+        for w in items:
             if w.started:  # recomputed after preemption: this token is one more gap
                 self.itl.add_value(now - w.last_token_s, 1)
             else:
                 first[w.ordinal] = now
             if w.remaining <= 0:
-                self._finish(w.ordinal, b, now)
+                self._finish(w.ordinal, now)
             else:
-                self.batch.append(w.ordinal, w.prefill_tokens, w.remaining, now, b)
+                self.batch.append(w.ordinal, w.prefill_tokens, w.remaining, now)
 
     def _decode(self):
         env = self.env
         batch = self.batch
         n = batch.size
         now = env.now
-        ctx = batch.context[:n]
-        remaining = batch.remaining[:n]
-        steps = int(remaining.min())
+        steps = int(batch.remaining[:n].min())
+        cost = self.cost
         # Stop at the first step boundary after the next arrival if it could be admitted then.
         horizon = math.inf
         if not self.waiting and n < self.cfg.max_num_seqs:
             horizon = self._next_arrival_s()
-        sum_ctx = int(ctx.sum())
         if horizon < math.inf:
-            first = self.cost.step_time_s(StepShape(decode_seqs=n, decode_context_tokens=sum_ctx,
-                                                    logits_rows=n))
+            first = cost.step_time_s(
+                StepShape(decode_seqs=n, decode_context_tokens=batch.context_sum, logits_rows=n)
+            )
             # Step durations never shrink as contexts grow, so this many steps reach the horizon.
             steps = max(1, min(steps, math.ceil((horizon - now) / first) + 1))
         steps = self._steps_within_kv(steps)
         if steps == 0:
             self._preempt_last()
             return
-        durations = self.cost.decode_run_s(n, sum_ctx, steps)
-        ends = now + np.cumsum(durations)
-        if horizon < ends[-1]:
-            steps = int(np.searchsorted(ends, horizon, side="left")) + 1
-            durations = durations[:steps]
-            ends = ends[:steps]
-        end = float(ends[-1])
+        if steps == 1:
+            d = cost.step_time_s(
+                StepShape(decode_seqs=n, decode_context_tokens=batch.context_sum, logits_rows=n)
+            )
+            end = now + d
+            first_end = end
+            total = d
+        else:
+            durations = cost.decode_run_s(n, batch.context_sum, steps)
+            ends = np.cumsum(durations)
+            ends += now
+            if horizon < ends[-1]:
+                steps = int(np.searchsorted(ends, horizon, side="left")) + 1
+                durations = durations[:steps]
+            end = float(ends[steps - 1])
+            first_end = float(ends[0])
+            total = end - now
         yield env.timeout(end - now)
-        # every sequence produced `steps` tokens
+        # every sequence produced `steps` tokens; record the gaps since each one's last token
         itl = self.itl
-        itl.add(ends[0] - batch.last_token_s[:n])
+        for last_s, count in batch.cohorts:
+            itl.add_value(first_end - last_s, count)
         if steps > 1:
             itl.add(durations[1:], n)
-        batch.last_token_s[:n] = end
-        new_ctx = ctx + steps
-        new_blocks = -(-new_ctx // self.cfg.kv_block_size)
-        self.free_blocks -= int(new_blocks.sum() - batch.blocks[:n].sum())
+        batch.advance(steps, end)
         self.peak_used_blocks = max(self.peak_used_blocks, self.used_blocks)
-        ctx[:] = new_ctx
-        batch.blocks[:n] = new_blocks
-        remaining -= steps
-        self._account_run(durations, n, now)
-        done = remaining == 0
+        self._account_run(total, steps, n, now)
+        done = batch.remaining[:n] == 0
         if done.any():
-            for i in np.flatnonzero(done):
-                self._finish(int(batch.ordinal[i]), int(batch.blocks[i]), end)
+            ordinals = batch.ordinal[:n][done].tolist()
             batch.remove(~done)
+            for ordinal in ordinals:
+                self._finish(ordinal, end)
 
     def _steps_within_kv(self, steps: int) -> int:
         """Largest step count ≤ ``steps`` whose KV growth fits in the free blocks."""
-        n = self.batch.size
-        ctx = self.batch.context[:n]
-        held = int(self.batch.blocks[:n].sum())
-        block = self.cfg.kv_block_size
-
-        def needed(k: int) -> int:
-            return int((-(-(ctx + k) // block)).sum()) - held
-
-        if needed(steps) <= self.free_blocks:
+        batch = self.batch
+        free = self.free_blocks
+        # Cheap bound first: each sequence crosses at most steps // block + 1 block boundaries.
+        if batch.size * (steps // self.cfg.kv_block_size + 1) <= free:
             return steps
-        lo, hi = 0, steps  # needed(lo) fits, needed(hi) does not
+        if batch.blocks_needed(steps) <= free:
+            return steps
+        lo, hi = 0, steps  # blocks_needed(lo) fits, blocks_needed(hi) does not
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if needed(mid) <= self.free_blocks:
+            if batch.blocks_needed(mid) <= free:
                 lo = mid
             else:
                 hi = mid
@@ -287,18 +314,17 @@ class Replica:
 
     def _preempt_last(self) -> None:
         """Out of KV blocks: drop the newest sequence; it recomputes its context later."""
-        ordinal, ctx, remaining, last_token_s, blocks = self.batch.pop_last()
-        self.free_blocks += blocks
+        ordinal, ctx, remaining, last_token_s, _ = self.batch.pop_last()
         self.ledger.preemptions[ordinal] += 1
-        arrival = self.ledger.requests[ordinal].arrival_s
-        prio = self.ledger.requests[ordinal].priority
+        request = self.ledger.requests[ordinal]
         # Recompute prefills the prompt and the tokens generated so far; that pass yields a token.
         self.waiting.appendleft(
-            Waiting(ordinal, arrival, ctx, remaining - 1, prio, True, last_token_s)
+            Waiting(
+                ordinal, request.arrival_s, ctx, remaining - 1, request.priority, True, last_token_s
+            )
         )
 
-    def _finish(self, ordinal: int, blocks: int, now: float) -> None:
-        self.free_blocks += blocks
+    def _finish(self, ordinal: int, now: float) -> None:
         self.ledger.finish_s[ordinal] = now
         self.outstanding -= 1
         self._on_finish(ordinal, now)
@@ -311,10 +337,9 @@ class Replica:
         self.last_batch_tokens = tokens
         self._sample(self, start, 1)
 
-    def _account_run(self, durations: np.ndarray, seqs: int, start: float) -> None:
-        total = float(durations.sum()) if len(durations) > 1 else float(durations[0])
+    def _account_run(self, total: float, steps: int, seqs: int, start: float) -> None:
         self.busy_s += total
-        self.steps += len(durations)
+        self.steps += steps
         self.batch_seq_seconds += seqs * total
         self.last_batch_tokens = seqs
-        self._sample(self, start, len(durations))
+        self._sample(self, start, steps)

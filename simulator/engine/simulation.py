@@ -59,8 +59,16 @@ class Simulation:
             for _ in range(group.count):
                 rid = len(self.replicas)
                 replica = Replica(
-                    self.env, rid, group.cost_model, group.make_policy(), group.config,
-                    self.ledger, self.itl, self._peek_arrival, self._finished, self._sampler,
+                    self.env,
+                    rid,
+                    group.cost_model,
+                    group.make_policy(),
+                    group.config,
+                    self.ledger,
+                    self.itl,
+                    self._peek_arrival,
+                    self._finished,
+                    self._sampler,
                 )
                 self.replicas.append(replica)
                 admit_blocks = group.config.total_kv_blocks - replica.watermark_blocks
@@ -91,9 +99,9 @@ class Simulation:
                 continue
             if t > env.now:
                 self._sleep_until = t
-                try:
+                try:  # noqa: SIM105 (a yield cannot sit inside contextlib.suppress)
                     yield env.timeout(t - env.now)
-                except simpy.Interrupt:
+                except simpy.Interrupt:  # an earlier arrival was scheduled meanwhile
                     pass
                 self._sleep_until = math.inf
                 continue
@@ -111,11 +119,15 @@ class Simulation:
         total = request.prompt_tokens + request.output_tokens
         block = self.replicas[i].cfg.kv_block_size
         if total > max_len:
-            self.ledger.reject(ordinal, f"prompt + output = {total} tokens exceeds the model's "
-                                        f"maximum length {max_len}")
+            self.ledger.reject(
+                ordinal,
+                f"prompt + output = {total} tokens exceeds the model's maximum length {max_len}",
+            )
         elif -(-total // block) > admit_blocks:
-            self.ledger.reject(ordinal, f"needs {total} tokens of KV cache, a replica holds at "
-                                        f"most {admit_blocks * block}")
+            self.ledger.reject(
+                ordinal,
+                f"needs {total} tokens of KV cache, a replica holds at most {admit_blocks * block}",
+            )
         else:
             self.ledger.replica[ordinal] = i
             self.replicas[i].submit(ordinal, request)
@@ -126,10 +138,15 @@ class Simulation:
         self.source.on_finish(self.ledger.requests[ordinal], now)
         if self._feedback is not None and not self._feedback.triggered:
             self._feedback.succeed()
-        elif self.source.peek_time() < self._sleep_until and self._arrival_proc.is_alive:
-            if self._arrival_proc.target is not None and now < self._sleep_until:
-                self._sleep_until = math.inf
-                self._arrival_proc.interrupt()
+        elif (
+            now < self._sleep_until
+            and self.source.peek_time() < self._sleep_until
+            and self._arrival_proc.is_alive
+            and self._arrival_proc.target is not None
+        ):
+            # feedback scheduled an arrival before the one the arrival process sleeps for
+            self._sleep_until = math.inf
+            self._arrival_proc.interrupt()
 
     # ------------------------------------------------------------- sampling
     def _sampler(self, replica: Replica, start_s: float, steps: int) -> None:
@@ -137,10 +154,16 @@ class Simulation:
         if start_s >= self._next_sample[rid]:
             self._next_sample[rid] = start_s + self.sample_interval_s
             total = replica.cfg.total_kv_blocks
-            self._samples.append((
-                start_s, rid, len(replica.waiting), replica.batch.size,
-                replica.used_blocks / total if total else 0.0, replica.last_batch_tokens,
-            ))
+            self._samples.append(
+                (
+                    start_s,
+                    rid,
+                    len(replica.waiting),
+                    replica.batch.size,
+                    replica.used_blocks / total if total else 0.0,
+                    replica.last_batch_tokens,
+                )
+            )
 
     # ------------------------------------------------------------------- run
     def run(self) -> RunRecords:
