@@ -160,3 +160,29 @@ def test_shipped_scenarios_have_valid_workloads(name):
     requests = list(iterate_requests(source))
     assert requests and source.exhausted
     assert all(r.prompt_tokens >= 1 and r.output_tokens >= 1 for r in requests)
+
+
+def test_trace_and_synthetic_options_do_not_mix():
+    with pytest.raises(ValidationError, match="remove prompt_tokens"):
+        WorkloadConfig(trace="t.csv", prompt_tokens={"distribution": "fixed", "value": 3})
+    with pytest.raises(ValidationError, match=r"classes\.a\.output_tokens"):
+        WorkloadConfig(
+            trace="t.csv",
+            classes=[{"name": "a", "output_tokens": {"distribution": "fixed", "value": 3}}],
+        )
+    with pytest.raises(ValidationError, match="time_scale only apply with trace"):
+        WorkloadConfig(**VALID, time_scale=2)
+    assert (
+        WorkloadConfig(trace="t.csv", classes=[{"name": "a", "priority": 2}]).num_requests is None
+    )
+
+
+def test_class_slos_in_the_shape_of_the_scenario_slo():
+    config = WorkloadConfig(
+        **VALID,
+        classes=[
+            {"name": "chat", "slo": {"ttft_ms": {"p99": 500}, "tpot_ms": {"p90": 40}}},
+            {"name": "batch"},
+        ],
+    )
+    assert config.class_slos() == {"chat": {"ttft_ms": {"p99": 500}, "tpot_ms": {"p90": 40}}}

@@ -217,3 +217,24 @@ def test_closed_loop_all_waiting_peeks_inf_but_not_exhausted():
     assert source.peek_time() == 3.0
     source.on_finish(b, 4.0)
     assert source.pop().arrival_s == 3.0
+
+
+def test_closed_loop_users_carry_on_their_conversations():
+    source = source_of(
+        arrival={"process": "closed_loop", "users": 3, "think_time_s": 100.0},
+        sessions={"turns": 2, "think_time_s": 1.0},
+        output_tokens={"distribution": "fixed", "value": 10},
+        num_requests=60,
+    )
+    most, issued = simulate_closed_loop(source, service_s=0.5)
+    assert most == 3 and len(issued) == 60
+    first_turns = {r.session_id: r for r in issued if r.turn == 0}
+    for r in issued:
+        if r.turn == 1:
+            start = first_turns[r.session_id]
+            # Session think time after the answer, and the history as prefix.
+            assert r.arrival_s == pytest.approx(start.arrival_s + 0.5 + 1.0)
+            assert r.prefix_tokens == start.prompt_tokens + 10
+    # After its last turn a user thinks for the closed-loop think time before a new session.
+    starts = sorted(r.arrival_s for r in first_turns.values())
+    assert starts[3] == pytest.approx(starts[0] + 0.5 + 1.0 + 0.5 + 100.0)

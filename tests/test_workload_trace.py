@@ -100,9 +100,10 @@ def test_burstgpt_layout_with_extra_columns(tmp_path):
         "45,GPT-4,1087,230,1317,Conversation log\n"
     )
     requests = replay(path)
+    # Recorded traces count from their first row.
     assert [(r.arrival_s, r.prompt_tokens, r.output_tokens) for r in requests] == [
-        (5.0, 472, 18),
-        (45.0, 1087, 230),
+        (0.0, 472, 18),
+        (40.0, 1087, 230),
     ]
 
 
@@ -227,3 +228,15 @@ def test_cli_reports_bad_scenario_with_dotted_path(tmp_path, capsys):
     assert main(["trace", "generate", str(scenario), "-o", str(tmp_path / "x.csv")]) == 2
     err = capsys.readouterr().err
     assert "workload.arrival.poisson.rate_per_s" in err and "-1" in err
+
+
+def test_cli_stats_reads_an_azure_trace(tmp_path, capsys):
+    path = tmp_path / "azure.csv"
+    rows = [
+        f"2023-11-16 18:{15 + k // 60:02d}:{k % 60:02d}.5,{100 + k},{1 + k % 7}" for k in range(120)
+    ]
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "\n".join(rows) + "\n")
+    assert main(["trace", "stats", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "layout: azure" in printed and "requests: 120" in printed
+    assert "span: 119.000 s" in printed

@@ -322,8 +322,8 @@ class SessionConfig(_Strict):
 
 
 class TraceWindow(_Strict):
-    """Keep rows with ``start_s`` <= trace time < ``end_s`` (seconds from the trace start
-    for absolute timestamps, else the trace's own seconds)."""
+    """Keep rows with ``start_s`` <= trace time < ``end_s`` (seconds from the first row for
+    recorded layouts (azure, burstgpt), else the trace's own seconds)."""
 
     start_s: NonNegativeFloat = 0.0
     end_s: PositiveFloat | None = None
@@ -370,13 +370,29 @@ class WorkloadConfig(_Strict):
     @model_validator(mode="after")
     def _consistent(self):
         if self.trace is not None:
-            synthetic = [k for k in ("arrival", "sessions") if getattr(self, k) is not None]
+            synthetic = [
+                k
+                for k in ("arrival", "sessions", "prompt_tokens", "output_tokens")
+                if getattr(self, k) is not None
+            ]
+            synthetic += [
+                f"classes.{c.name}.{k}"
+                for c in self.classes or []
+                for k in ("prompt_tokens", "output_tokens", "length_correlation")
+                if getattr(c, k) is not None
+            ]
+            if "length_correlation" in self.model_fields_set:
+                synthetic.append("length_correlation")
             if synthetic:
                 raise ValueError(
-                    f"trace replay takes arrivals from the trace; remove {', '.join(synthetic)}"
+                    "trace replay takes arrivals and lengths from the trace; remove "
+                    + ", ".join(synthetic)
                 )
             return self
         trace_only = [k for k in ("format", "window", "time_unit") if getattr(self, k) is not None]
+        trace_only += [
+            k for k in ("time_scale", "sample", "on_bad_row") if k in self.model_fields_set
+        ]
         if trace_only:
             raise ValueError(f"{', '.join(trace_only)} only apply with trace")
         if self.arrival is None:
@@ -400,3 +416,8 @@ class WorkloadConfig(_Strict):
         if self.num_requests is None and self.duration_s is None:
             self.num_requests = 1000
         return self
+
+    def class_slos(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Each class's own SLO as ``{class: {metric: {percentile: ms}}}`` (classes without
+        one left out), in the shape of the scenario's ``slo:``."""
+        return {c.name: c.slo.model_dump(exclude_none=True) for c in self.classes or [] if c.slo}

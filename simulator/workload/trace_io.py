@@ -3,10 +3,14 @@
 Three column layouts are recognised from the header (or the first JSON object's keys):
 
 - ``azure`` (Azure LLM inference traces): ``TIMESTAMP, ContextTokens, GeneratedTokens``;
-  timestamps are absolute date-times (or numbers), made relative to the first row.
+  timestamps are absolute date-times (or numbers).
 - ``burstgpt`` (BurstGPT): ``Timestamp, Request tokens, Response tokens``; seconds.
 - ``servesim`` (ours): ``arrival_s, prompt_tokens, output_tokens`` and optionally
-  ``class_name, session_id, turn, prefix_tokens, priority``; seconds.
+  ``class_name, session_id, turn, prefix_tokens, priority``; seconds, used as they are
+  (so a generated trace replays exactly).
+
+Times of the recorded layouts (azure, burstgpt) count from the trace's first row.
+Numeric timestamps are seconds unless ``time_unit="ms"``.
 
 Each row is checked: a missing column or value, a non-numeric or negative number, a token
 count below one, or a timestamp earlier than the previous row's is reported as
@@ -31,18 +35,19 @@ from simulator.workload.request import Request
 
 @dataclass(frozen=True)
 class TraceLayout:
-    """Column names of one trace format; ``absolute_time`` means date-times are allowed."""
+    """Column names of one trace format. Times of a ``recorded`` layout may be date-times
+    or numbers (e.g. epoch seconds) and count from the first row; ours are used as they are."""
 
     name: str
     time: str
     prompt: str
     output: str
-    absolute_time: bool
+    recorded: bool
 
 
 LAYOUTS = {
     "azure": TraceLayout("azure", "TIMESTAMP", "ContextTokens", "GeneratedTokens", True),
-    "burstgpt": TraceLayout("burstgpt", "Timestamp", "Request tokens", "Response tokens", False),
+    "burstgpt": TraceLayout("burstgpt", "Timestamp", "Request tokens", "Response tokens", True),
     "servesim": TraceLayout("servesim", "arrival_s", "prompt_tokens", "output_tokens", False),
 }
 #: Optional columns of our own layout, in the order the writer puts them.
@@ -139,11 +144,11 @@ class TraceReader:
 
     def _time(self, raw, line: int, column: str) -> float | None:
         try:
-            value = float(raw)
+            value = float(raw) * self._time_factor
         except (TypeError, ValueError):
             value = None
         if value is None:
-            if not self.layout.absolute_time or not isinstance(raw, str):
+            if not self.layout.recorded or not isinstance(raw, str):
                 self._fail(line, column, f"{raw!r} is not a number")
                 return None
             try:
@@ -154,13 +159,14 @@ class TraceReader:
             if stamp.tzinfo is None:
                 stamp = stamp.replace(tzinfo=UTC)
             value = stamp.timestamp()
-            if self._origin_s is None:
-                self._origin_s = value
-            return value - self._origin_s
-        if not math.isfinite(value) or value < 0:
+        elif not math.isfinite(value) or value < 0:
             self._fail(line, column, f"{raw!r} must be a finite number >= 0")
             return None
-        return value * self._time_factor
+        if not self.layout.recorded:
+            return value
+        if self._origin_s is None:
+            self._origin_s = value
+        return value - self._origin_s
 
     def _count(self, raw, line: int, column: str) -> int | None:
         try:
