@@ -173,3 +173,24 @@ def test_params_validation_and_roundtrip(tmp_path):
     path.write_text("params: {gemm_eficiency: 0.5}\n")
     with pytest.raises(UserError, match="unknown cost parameter"):
         CostParams.from_file(path)
+
+
+def test_sliding_window_layers_cap_attention_reads():
+    windowed = dataclasses.replace(LLAMA_8B, sliding_window=128, sliding_window_layers=16)
+    full, win = CostModel(LLAMA_8B, H100), CostModel(windowed, H100)
+    short = StepShape.uniform(decode_count=8, decode_context=100)
+    long = StepShape.uniform(decode_count=8, decode_context=8000)
+    assert win.step_time_s(short) == pytest.approx(full.step_time_s(short))
+    attn = {m: {op.name: op for op in m.price(long).ops}["attention_decode"] for m in (full, win)}
+    # Half the layers read 129 tokens per sequence instead of 8001.
+    assert attn[win].flops == pytest.approx(attn[full].flops * (8001 + 129) / (2 * 8001))
+    run = win.decode_run_s(8, 8 * 8000, 3)
+    steps = [
+        win.step_time_s(
+            StepShape(decode_seqs=8, decode_context_tokens=8 * 8000 + 8 * i, logits_rows=8)
+        )
+        for i in range(3)
+    ]
+    np.testing.assert_allclose(run, steps, rtol=1e-12)
+    prefill = StepShape.uniform(prefill_count=1, prefill_new=4096)
+    assert win.step_time_s(prefill) < full.step_time_s(prefill)

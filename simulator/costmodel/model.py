@@ -162,6 +162,11 @@ class CostModel:
             layers * self._q_bpt / attn_bw + p.attention_decode_pad_tokens * self._decode_m_per_tok
         )
         self._elementwise_factor = p.elementwise_traffic_factor
+        # Sliding-window layers attend to at most ``window`` keys (gpt-oss: half the layers).
+        model = self.model
+        windowed = model.sliding_window > 0 and model.sliding_window_layers > 0
+        self._window = model.sliding_window if windowed else 0
+        self._window_frac = model.sliding_window_layers / layers if windowed else 0.0
         self._attn_lat_total = layers * self._attn_lat
         self._overhead = p.step_overhead_s
         self._graphs = p.cuda_graphs
@@ -224,21 +229,45 @@ class CostModel:
             self._logits_cache[rows] = t
         return t
 
+    def _prefill_work(self, shape: StepShape) -> tuple[float, float]:
+        """Query-key pairs and KV tokens read by prefill attention, averaged over layers.
+
+        Sliding-window layers see at most ``window`` keys per query (per-chunk averages)."""
+        pairs, kv = shape.prefill_attn_pairs, float(shape.prefill_kv_tokens)
+        if self._window:
+            f, w = self._window_frac, self._window
+            pairs = (1 - f) * pairs + f * min(pairs, shape.prefill_tokens * w)
+            kv = (1 - f) * kv + f * min(kv, shape.prefill_tokens + shape.prefill_seqs * w)
+        return pairs, kv
+
+    def _decode_read(self, seqs: int, context):
+        """KV tokens read by decode attention, averaged over layers (scalar or array)."""
+        read = context + seqs
+        if self._window:
+            f, capped = self._window_frac, seqs * (self._window + 1)
+            windowed = (
+                np.minimum(read, capped) if isinstance(read, np.ndarray) else min(read, capped)
+            )
+            read = (1 - f) * read + f * windowed
+        return read
+
     def _prefill_attention(self, shape: StepShape) -> tuple[float, float, float]:
         """(compute_s, memory_s, latency_s) of prefill attention over all layers."""
-        compute_s = shape.prefill_attn_pairs * self._attn_c_per_pair
-        memory_s = (
-            shape.prefill_kv_tokens * self._prefill_m_per_kv
-            + shape.prefill_tokens * self._prefill_m_per_q
+        pairs, kv = (
+            self._prefill_work(shape)
+            if self._window
+            else (shape.prefill_attn_pairs, shape.prefill_kv_tokens)
         )
+        compute_s = pairs * self._attn_c_per_pair
+        memory_s = kv * self._prefill_m_per_kv + shape.prefill_tokens * self._prefill_m_per_q
         return compute_s, memory_s, self._attn_lat_total
 
-    def _decode_attention(self, seqs: int, context: float) -> tuple[float, float, float]:
+    def _decode_attention(self, seqs: int, context) -> tuple[float, float, float]:
         """(compute_s, memory_s, latency_s) of decode attention over all layers.
 
         Each sequence reads its whole cache plus the token it just wrote, and pays a fixed
         ``attention_decode_pad_tokens`` worth of reading (last tile, query and output)."""
-        read = context + seqs
+        read = self._decode_read(seqs, context) if self._window else context + seqs
         compute_s = read * self._decode_c_per_tok
         memory_s = read * self._decode_m_per_tok + seqs * self._decode_m_per_seq
         return compute_s, memory_s, self._attn_lat_total
@@ -284,15 +313,15 @@ class CostModel:
         layers = self.plan.num_layers
         if shape.prefill_tokens:
             c, m, lat = self._prefill_attention(shape)
-            flops = shape.prefill_attn_pairs * self._attn_flops_per_pair * layers
-            nbytes = layers * (
-                shape.prefill_kv_tokens * self._kv_bpt + shape.prefill_tokens * self._q_bpt
-            )
+            pairs, kv = self._prefill_work(shape)
+            flops = pairs * self._attn_flops_per_pair * layers
+            nbytes = layers * (kv * self._kv_bpt + shape.prefill_tokens * self._q_bpt)
             ops.append(
                 OpCost("attention_prefill", flops, nbytes, max(c, m) + lat, _bound(c, m, lat))
             )
         if shape.decode_seqs:
-            seqs, read = shape.decode_seqs, shape.decode_context_tokens + shape.decode_seqs
+            seqs = shape.decode_seqs
+            read = self._decode_read(seqs, shape.decode_context_tokens)
             c, m, lat = self._decode_attention(seqs, shape.decode_context_tokens)
             flops = read * self._attn_flops_per_pair * layers
             nbytes = layers * (read * self._kv_bpt + seqs * self._q_bpt)
