@@ -67,6 +67,17 @@ class StepCost:
         return {"step_ms": self.total_s * 1e3, "ops": [op.to_dict() for op in self.ops]}
 
 
+def gemm_dtype(weight_dtype: str, wider_dtype: str, gpu: GpuSpec) -> str:
+    """Tensor-core format the GEMMs run in.
+
+    fp8/int8 weights on a GPU with a native rate for them run W8A8 (activations quantised on
+    the fly, as vLLM and TensorRT-LLM do on Hopper); other formats compute in the wider of
+    weights and activations (int4/fp4 weights without native support: W4A16 in bf16)."""
+    if weight_dtype in ("fp8", "int8", "fp4") and weight_dtype in gpu.peak_flops:
+        return weight_dtype
+    return wider_dtype
+
+
 def _bound(compute_s: float, memory_s: float, latency_s: float) -> str:
     if latency_s > max(compute_s, memory_s):
         return "latency"
@@ -138,10 +149,9 @@ class CostModel:
 
     def _precompute(self) -> None:
         p, plan, gpu = self.params, self.plan, self.gpu
-        eff = (
-            p.gemm_efficiency_8bit if plan.compute_dtype in EIGHT_BIT_OR_LESS else p.gemm_efficiency
-        )
-        self._gemm_flops_s = gpu.flops_for(plan.compute_dtype) * eff
+        self.gemm_dtype = gemm_dtype(self.weight_dtype, plan.compute_dtype, gpu)
+        eff = p.gemm_efficiency_8bit if self.gemm_dtype in EIGHT_BIT_OR_LESS else p.gemm_efficiency
+        self._gemm_flops_s = gpu.flops_for(self.gemm_dtype) * eff
         self._bw = gpu.memory_bw_bytes_per_s * p.memory_bw_efficiency
         self._lat = p.kernel_latency_s
         self._attn_lat = p.kernel_latency_s + p.attention_kernel_latency_s
