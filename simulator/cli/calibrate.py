@@ -50,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="catalog GPU the measurements were taken on (default: from the file's env row)",
     )
     p.add_argument("--link", help="link of the all-reduce rows (default: the GPU's interconnect)")
+    p.add_argument("--note", help="free text stored in the file's metadata (what was measured)")
     p.add_argument("--quiet", action="store_true", help="print no per-kind error table")
     p.set_defaults(func=run)
 
@@ -111,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     fitted = result.summary(held_out=False)
     held = result.summary(held_out=True)
     metadata = {
+        "note": args.note or "",
         "sources": [str(Path(s)) for s in args.sources],
         "gpu": gpu.name,
         "devices": device_names,
