@@ -143,6 +143,7 @@ class Simulation:
             and self.source.peek_time() < self._sleep_until
             and self._arrival_proc.is_alive
             and self._arrival_proc.target is not None
+            and self.env.active_process is not self._arrival_proc
         ):
             # feedback scheduled an arrival before the one the arrival process sleeps for
             self._sleep_until = math.inf
