@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import TypeAdapter
 from scipy import stats
 
@@ -142,3 +144,54 @@ def test_copula_correlation_orders_lengths_together():
     assert rho == pytest.approx(6 / math.pi * math.asin(0.4), abs=0.01)
     independent = correlated_uniforms(np.random.default_rng(0), SAMPLES, 0.0)
     assert abs(stats.spearmanr(*independent).statistic) < 0.01
+
+
+LENGTH_SPECS = st.one_of(
+    st.builds(lambda v: {"distribution": "fixed", "value": v}, st.floats(0.5, 1e5)),
+    st.builds(
+        lambda a, w: {"distribution": "uniform", "min": a, "max": a + w},
+        st.floats(0, 1e4),
+        st.floats(0.01, 1e4),
+    ),
+    st.builds(
+        lambda m, s: {"distribution": "normal", "mean": m, "std": s},
+        st.floats(0.1, 1e4),
+        st.floats(0.1, 1e4),
+    ),
+    st.builds(
+        lambda m, s: {"distribution": "lognormal", "mean": m, "sigma": s},
+        st.floats(0.1, 1e4),
+        st.floats(0.05, 3),
+    ),
+    st.builds(lambda m: {"distribution": "exponential", "mean": m}, st.floats(0.1, 1e4)),
+    st.builds(
+        lambda e, top: {"distribution": "zipf", "exponent": e, "max": top},
+        st.floats(0.1, 3),
+        st.integers(1, 5000),
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    spec=LENGTH_SPECS,
+    low=st.none() | st.integers(0, 50),
+    high=st.none() | st.integers(60, 10**5),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_token_lengths_are_whole_within_bounds_and_reproducible(spec, low, high, seed):
+    spec = (
+        {**spec, "min": low, "max": high}
+        if spec["distribution"] not in ("uniform", "zipf")
+        else spec
+    )
+    dumped = LENGTH.validate_python(spec).model_dump()
+    sampler = build_sampler(dumped)
+    values = sampler.draw(np.random.default_rng(seed), 512)
+    assert values.dtype == np.int64 and values.min() >= 1
+    # Documented bounds: rounded inwards to whole tokens; the lower one wins if they cross.
+    lowest = max(1, math.ceil(dumped.get("min") or 0))
+    assert values.min() >= lowest
+    if dumped.get("max") is not None:
+        assert values.max() <= max(lowest, math.floor(dumped["max"]))
+    assert np.array_equal(values, sampler.draw(np.random.default_rng(seed), 512))

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.cli.main import main
 from simulator.config.workload import WorkloadConfig
 from simulator.errors import UserError
-from simulator.workload import build_source, iterate_requests
+from simulator.workload import Request, build_source, iterate_requests
 from simulator.workload.trace_io import write_trace
 
 FIELDS = (
@@ -240,3 +242,29 @@ def test_cli_stats_reads_an_azure_trace(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "layout: azure" in printed and "requests: 120" in printed
     assert "span: 119.000 s" in printed
+
+
+ROWS = st.lists(
+    st.tuples(
+        st.floats(0, 1e9, allow_nan=False, allow_infinity=False),
+        st.integers(1, 10**6),
+        st.integers(1, 10**5),
+        st.sampled_from(["default", "chat", "rag, long", 'quote"d']),
+        st.integers(-1, 10**6),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=ROWS)
+def test_any_rows_round_trip_exactly(tmp_path_factory, rows):
+    rows = sorted(rows)
+    requests = [
+        Request(i, t, p, o, class_name=c, session_id=s, prefix_id=s)
+        for i, (t, p, o, c, s) in enumerate(rows)
+    ]
+    path = tmp_path_factory.mktemp("rows") / "rows.csv"
+    write_trace(requests, path)
+    assert as_rows(replay(path)) == as_rows(requests)

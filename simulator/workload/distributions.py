@@ -6,9 +6,10 @@ lengths without caring which distributions they follow.
 
 Specs are plain mappings (a dumped ``LengthConfig``): ``{"distribution": "lognormal",
 "mean": 1000, "sigma": 0.8, "min": 16, "max": 8192}``. Token lengths are rounded to whole
-tokens, clipped to ``[min, max]`` and never below one token; durations (think times) stay
-real-valued and never below zero. ``normal`` is *truncated* (conditioned) at that floor
-rather than clipped, so it has no pile of mass at the floor; ``min``/``max`` clip.
+tokens, clipped to ``[min, max]`` (bounds rounded inwards to whole tokens) and never below
+one; durations (think times) stay real-valued and never below zero. ``normal`` is
+*truncated* (conditioned) at that floor rather than clipped, so it has no pile of mass at
+the floor; ``min``/``max`` clip.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def _quantile_fixed(spec: Mapping[str, Any], floor: float) -> tuple[Quantile, fl
 def _quantile_uniform(spec: Mapping[str, Any], integer: bool) -> tuple[Quantile, float]:
     low, high = float(spec["min"]), float(spec["max"])
     if integer:  # every whole number in [min, max] equally likely
-        low, high = math.ceil(low), math.floor(high)
+        low, high = _whole_bounds(low, high)
         return (lambda u: low + np.floor(u * (high - low + 1))), (low + high) / 2
     return (lambda u: low + u * (high - low)), (low + high) / 2
 
@@ -212,15 +213,21 @@ def build_sampler(
             f"distribution: {kind!r} is not one of fixed, uniform, normal, "
             "lognormal, exponential, zipf, empirical"
         )
-    minimum = spec.get("min")
-    maximum = spec.get("max")
+    minimum = max(floor, float(spec.get("min") or 0.0))
+    maximum = math.inf if spec.get("max") is None else float(spec["max"])
+    if integer:
+        minimum, maximum = _whole_bounds(minimum, maximum)
     return LengthSampler(
-        quantile,
-        minimum=max(floor, float(minimum)) if minimum is not None else floor,
-        maximum=float(maximum) if maximum is not None else math.inf,
-        integer=integer,
-        mean=mean,
+        quantile, minimum=minimum, maximum=max(minimum, maximum), integer=integer, mean=mean
     )
+
+
+def _whole_bounds(low: float, high: float) -> tuple[float, float]:
+    """Token bounds rounded inwards to whole tokens, at least 1; if no whole number lies
+    in [low, high], the lower bound wins."""
+    whole_low = max(1, math.ceil(low))
+    whole_high = high if math.isinf(high) else math.floor(high)
+    return whole_low, max(whole_low, whole_high)
 
 
 def correlated_uniforms(
