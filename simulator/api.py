@@ -12,6 +12,7 @@ from simulator.config.loader import load_scenario, scenario_from_dict
 from simulator.config.scenario import Scenario
 from simulator.costmodel import CostModel, CostParams, memory_plan
 from simulator.engine.replica import ReplicaConfig
+from simulator.engine.router import make_router
 from simulator.engine.simulation import ReplicaGroup, Simulation
 from simulator.errors import UserError
 from simulator.metrics import RunRecords, Summary, summarize
@@ -81,8 +82,13 @@ def build_simulation(
         max_num_batched_tokens=eng.max_num_batched_tokens,
     )
     if not plan.fits:
-        raise UserError(f"{scenario.model} on {hw.tensor_parallel}× {hw.gpu}: {plan.explain()}")
-    make_policy(eng.batching)  # unknown names fail here, before anything runs
+        raise UserError(f"hardware: {plan.explain()}")
+    try:  # unknown names fail here, before anything runs
+        make_policy(eng.batching)
+        make_router(scenario.routing.policy)
+    except UserError as exc:
+        field = "engine.batching" if "batching" in str(exc) else "routing.policy"
+        raise UserError(f"{field}: {exc}") from None
     config = ReplicaConfig(
         max_num_seqs=eng.max_num_seqs,
         max_num_batched_tokens=eng.max_num_batched_tokens,

@@ -23,7 +23,7 @@ class UnknownNameError(UserError, KeyError):
 
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        super().__init__(f"unknown {kind} {name!r}{hint} known: {', '.join(sorted(known))}")
+        super().__init__(f"unknown {kind} {name!r}{hint}; known: {', '.join(sorted(known))}")
         self.kind, self.name, self.known = kind, name, known
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message

@@ -39,8 +39,26 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def _format_error(err: dict) -> str:
-    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+def _data_path(loc: tuple, data: object) -> list[str]:
+    """The error location as keys of the user's data: union tags pydantic adds
+    (``poisson`` in ``arrival.poisson.rate_per_s``) are not keys and are dropped."""
+    parts: list[str] = []
+    node = data
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(node, dict):
+            if part in node:
+                node = node[part]
+            elif not last:
+                continue  # a tag of a tagged union, not a key
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        parts.append(str(part))
+    return parts
+
+
+def _format_error(err: dict, data: object) -> str:
+    loc = ".".join(_data_path(err["loc"], data))
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         return f"{loc}: unknown key"
@@ -82,7 +100,7 @@ def scenario_from_dict(data: Any, *, source: str = "<scenario>") -> Scenario:
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        errors.extend(_format_error(e) for e in exc.errors())
+        errors.extend(_format_error(e, data) for e in exc.errors())
         scenario = None
     if errors:
         raise UserError([f"{source}: {e}" for e in dict.fromkeys(errors)])

@@ -1,0 +1,107 @@
+"""Scenario loading: every error at once with its dotted path, safe YAML, overrides, exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from simulator.cli.main import main
+from simulator.config.loader import apply_overrides, load_scenario
+from simulator.errors import UserError
+
+BAD = textwrap.dedent("""\
+    name: bad
+    model: llama-3.1-8x
+    hardware: {gpu: h100, replicas: 0, foo: 1}
+    engine: {max_num_seqs: -5, weight_dtype: bf17}
+    workload:
+      arrival: {process: poisson, rate_per_s: -10}
+      prompt_tokens: {distribution: lognormal, mean: 1000, sigma: 0}
+      output_tokens: {distribution: fixed, value: 0}
+    slo: {ttft_ms: {p98: 1000}}
+""")
+
+
+def test_every_error_reported_at_once_with_dotted_paths(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(BAD)
+    with pytest.raises(UserError) as info:
+        load_scenario(path)
+    text = "\n".join(info.value.messages)
+    for expected in (
+        "model: unknown model 'llama-3.1-8x'; did you mean 'llama-3.1-8b'?",
+        "hardware.gpu: unknown GPU 'h100'; did you mean 'h100-sxm'?",
+        "hardware.replicas: Input should be greater than 0 (got 0)",
+        "hardware.foo: unknown key",
+        "engine.max_num_seqs: Input should be greater than 0 (got -5)",
+        "engine.weight_dtype: unknown dtype 'bf17'",
+        "workload.arrival.rate_per_s: Input should be greater than 0 (got -10)",
+        "workload.prompt_tokens.sigma: Input should be greater than 0 (got 0)",
+        "workload.output_tokens.value: Input should be greater than 0 (got 0)",
+        "ttft_ms.p98: unknown percentile",
+    ):
+        assert expected in text, expected
+    assert all(m.startswith(str(path)) for m in info.value.messages)
+
+
+def test_tensor_parallel_must_divide_heads(tmp_path):
+    path = tmp_path / "tp.yaml"
+    path.write_text(
+        "model: llama-3.1-70b\nhardware: {tensor_parallel: 3}\n"
+        "workload: {arrival: {process: poisson, rate_per_s: 1},"
+        " prompt_tokens: {distribution: fixed, value: 10},"
+        " output_tokens: {distribution: fixed, value: 10}}\n"
+    )
+    with pytest.raises(UserError, match="hardware.tensor_parallel: 3 does not divide 64"):
+        load_scenario(path)
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("model: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_scenario(path)
+
+
+def test_overrides_set_nested_values_as_yaml():
+    data = apply_overrides(
+        {"engine": {"max_num_seqs": 8}},
+        ["engine.max_num_seqs=128", "workload.arrival.rate_per_s=2.5", "hardware.gpu=h200"],
+    )
+    assert data == {
+        "engine": {"max_num_seqs": 128},
+        "hardware": {"gpu": "h200"},
+        "workload": {"arrival": {"rate_per_s": 2.5}},
+    }
+    with pytest.raises(UserError, match="expected dotted.key=value"):
+        apply_overrides({}, ["engine.max_num_seqs"])
+
+
+def test_cli_reports_user_errors_with_status_2_and_no_traceback(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(BAD)
+    assert main(["simulate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.count("servesim: error:") >= 9
+
+
+def test_model_that_does_not_fit_says_how_much_memory(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text(
+        "model: llama-3.1-70b\nhardware: {gpu: l4}\n"
+        "workload: {arrival: {process: poisson, rate_per_s: 1},"
+        " prompt_tokens: {distribution: fixed, value: 10},"
+        " output_tokens: {distribution: fixed, value: 10}}\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "simulator.cli.main", "simulate", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "does not fit" in proc.stderr and "GB" in proc.stderr
+    assert "Traceback" not in proc.stderr
