@@ -187,3 +187,27 @@ def test_load_rows_reports_bad_lines(tmp_path):
     bad.write_text('{"kind": "env"}\nnot json\n')
     with pytest.raises(UserError, match=r"bad.jsonl:2"):
         load_rows(bad)
+
+
+def test_step_applies_the_catalog_calibration_of_the_gpu_by_default(tmp_path, monkeypatch, capsys):
+    from simulator.specs import catalog
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    for name in ("gpus", "models", "links.yaml"):
+        (specs / name).symlink_to(catalog.specs_dir() / name)
+    (specs / "calibration").mkdir()
+    slow = CostParams.defaults().replace(step_overhead_s=0.5)
+    slow.to_file(specs / "calibration" / "h100-sxm.yaml", {"gpu": "h100-sxm"})
+    monkeypatch.setenv("SERVESIM_SPECS_DIR", str(specs))
+    catalog.clear_cache()
+    args = ["step", "--model", "llama-3.2-1b", "--gpu", "h100-sxm", "--decode", "8x512", "--json"]
+    assert main(args) == 0
+    shipped = json.loads(capsys.readouterr().out)
+    assert shipped["calibration"].endswith("h100-sxm.yaml")
+    assert main([*args, "--calibration", "none"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["calibration"] == "datasheet defaults"
+    extra_ms = (0.5 - CostParams.defaults().step_overhead_s) * 1e3
+    assert shipped["step_ms"] - plain["step_ms"] == pytest.approx(extra_ms, rel=1e-6)
+    catalog.clear_cache()

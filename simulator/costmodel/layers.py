@@ -72,6 +72,10 @@ class LayerPlan:
     heads_per_gpu: int
     qk_head_dim: int
     v_head_dim: int
+    #: Per-head widths of decode attention; differ from prefill's for MLA, whose decode runs
+    #: in the weight-absorbed form over the latent (kv_lora_rank + rope) cache.
+    decode_qk_head_dim: int
+    decode_v_head_dim: int
     kv_bytes_per_token_per_layer: float  # per GPU
     q_bytes_per_token: float  # query + output rows of attention, per GPU
     activation_bytes: float  # bytes per activation element
@@ -108,6 +112,7 @@ def build_layer_plan(
     if model.uses_mla:
         qk_dim = model.qk_nope_head_dim + model.qk_rope_head_dim
         v_dim = model.v_head_dim
+        decode_qk, decode_v = model.kv_lora_rank + model.qk_rope_head_dim, model.kv_lora_rank
         # Projections as one GEMM of the same parameter count; latent KV is replicated.
         attn_params = model.attention_params_per_layer()
         out_params = model.num_attention_heads * v_dim * h
@@ -116,7 +121,7 @@ def build_layer_plan(
         kv_per_token_layer = (model.kv_lora_rank + model.qk_rope_head_dim) * kvb
         rope_width = (heads + 1) * model.qk_rope_head_dim
     else:
-        qk_dim = v_dim = model.head_dim
+        qk_dim = v_dim = decode_qk = decode_v = model.head_dim
         kv_heads = max(1, math.ceil(model.num_kv_heads / tp))  # replicated when tp > kv heads
         qkv_n = heads * model.head_dim + 2 * kv_heads * model.head_dim
         gemms.append(gemm("qkv_proj", h, qkv_n, layers))
@@ -167,6 +172,8 @@ def build_layer_plan(
         heads_per_gpu=heads,
         qk_head_dim=qk_dim,
         v_head_dim=v_dim,
+        decode_qk_head_dim=decode_qk,
+        decode_v_head_dim=decode_v,
         kv_bytes_per_token_per_layer=kv_per_token_layer,
         q_bytes_per_token=heads * (qk_dim + v_dim) * ab,
         activation_bytes=ab,

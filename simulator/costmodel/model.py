@@ -159,6 +159,9 @@ class CostModel:
         attn_bw = gpu.memory_bw_bytes_per_s * p.attention_decode_bw_efficiency
         # Per layer: 2 FLOPs per multiply-add in QK^T and in PV, per head.
         self._attn_flops_per_pair = 2.0 * plan.heads_per_gpu * (plan.qk_head_dim + plan.v_head_dim)
+        self._decode_flops_per_tok = (
+            2.0 * plan.heads_per_gpu * (plan.decode_qk_head_dim + plan.decode_v_head_dim)
+        )
         self._kv_bpt = plan.kv_bytes_per_token_per_layer
         self._q_bpt = plan.q_bytes_per_token
         # Seconds per unit, with the layer count folded in (hot path multiplies once).
@@ -166,7 +169,7 @@ class CostModel:
         self._attn_c_per_pair = layers * self._attn_flops_per_pair / attn_flops_s
         self._prefill_m_per_kv = layers * self._kv_bpt / self._bw
         self._prefill_m_per_q = layers * self._q_bpt / self._bw
-        self._decode_c_per_tok = layers * self._attn_flops_per_pair / attn_flops_s
+        self._decode_c_per_tok = layers * self._decode_flops_per_tok / attn_flops_s
         self._decode_m_per_tok = layers * self._kv_bpt / attn_bw
         self._decode_m_per_seq = (
             layers * self._q_bpt / attn_bw + p.attention_decode_pad_tokens * self._decode_m_per_tok
@@ -333,7 +336,7 @@ class CostModel:
             seqs = shape.decode_seqs
             read = self._decode_read(seqs, shape.decode_context_tokens)
             c, m, lat = self._decode_attention(seqs, shape.decode_context_tokens)
-            flops = read * self._attn_flops_per_pair * layers
+            flops = read * self._decode_flops_per_tok * layers
             nbytes = layers * (read * self._kv_bpt + seqs * self._q_bpt)
             ops.append(
                 OpCost("attention_decode", flops, nbytes, max(c, m) + lat, _bound(c, m, lat))
