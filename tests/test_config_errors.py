@@ -55,7 +55,7 @@ def test_tensor_parallel_must_divide_heads(tmp_path):
         " prompt_tokens: {distribution: fixed, value: 10},"
         " output_tokens: {distribution: fixed, value: 10}}\n"
     )
-    with pytest.raises(UserError, match="hardware.tensor_parallel: 3 does not divide 64"):
+    with pytest.raises(UserError, match=r"hardware\.tensor_parallel: 3 does not divide 64"):
         load_scenario(path)
 
 
@@ -76,7 +76,7 @@ def test_overrides_set_nested_values_as_yaml():
         "hardware": {"gpu": "h200"},
         "workload": {"arrival": {"rate_per_s": 2.5}},
     }
-    with pytest.raises(UserError, match="expected dotted.key=value"):
+    with pytest.raises(UserError, match=r"expected dotted\.key=value"):
         apply_overrides({}, ["engine.max_num_seqs"])
 
 
