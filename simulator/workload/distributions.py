@@ -70,12 +70,16 @@ def _quantile_uniform(spec: Mapping[str, Any], integer: bool) -> tuple[Quantile,
 
 def _quantile_normal(spec: Mapping[str, Any], floor: float) -> tuple[Quantile, float]:
     mean, std = float(spec["mean"]), float(spec["std"])
-    # Truncate below at the floor by mapping u into the CDF range above it.
-    cdf_floor = float(special.ndtr((floor - mean) / std))
+    # Truncate below at the floor: condition on X > floor by mapping u into the survival
+    # range above it. Survival (not CDF) form, so a floor far in the upper tail keeps
+    # its precision (1 - cdf would round to 0).
     alpha = (floor - mean) / std
-    truncated_mean = mean + std * _phi(alpha) / float(special.ndtr(-alpha))
+    survival_floor = float(special.ndtr(-alpha))
+    if survival_floor == 0.0:  # floor beyond ~37 std: all the mass sits at the floor
+        return (lambda u: np.full(u.shape, floor)), floor
+    truncated_mean = mean + std * _phi(alpha) / survival_floor
     return (
-        lambda u: mean + std * special.ndtri(cdf_floor + u * (1.0 - cdf_floor)),
+        lambda u: mean - std * special.ndtri((1.0 - u) * survival_floor),
         truncated_mean,
     )
 
