@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+#: Largest support (max - min + 1) of a Zipf distribution: its CDF is tabulated in memory.
+MAX_ZIPF_SUPPORT = 10_000_000
 
 
 class _Strict(BaseModel):
@@ -88,8 +90,10 @@ class ZipfLength(_Clipped):
             raise ValueError(
                 f"zipf support min..max ({self.min}..{self.max}) holds no whole number"
             )
-        if support > 10_000_000:
-            raise ValueError(f"zipf support of {support} values is too large (at most 10,000,000)")
+        if support > MAX_ZIPF_SUPPORT:
+            raise ValueError(
+                f"zipf support of {support} values is too large (at most {MAX_ZIPF_SUPPORT:,})"
+            )
         return self
 
 

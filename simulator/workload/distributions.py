@@ -27,8 +27,9 @@ from simulator.errors import UserError
 
 Quantile = Callable[[np.ndarray], np.ndarray]
 
-#: Largest support (max - min + 1) of a Zipf distribution, whose CDF is tabulated.
-MAX_ZIPF_SUPPORT = 10_000_000
+#: Ceiling of any token length: far beyond every model's context (the engine rejects what
+#: does not fit), but keeps heavy tails (lognormal with a large sigma) from overflowing int64.
+TOKEN_LENGTH_CEILING = 1_000_000_000
 
 
 class LengthSampler:
@@ -220,7 +221,7 @@ def build_sampler(
     minimum = max(floor, float(spec.get("min") or 0.0))
     maximum = math.inf if spec.get("max") is None else float(spec["max"])
     if integer:
-        minimum, maximum = _whole_bounds(minimum, maximum)
+        minimum, maximum = _whole_bounds(minimum, min(maximum, TOKEN_LENGTH_CEILING))
     return LengthSampler(
         quantile, minimum=minimum, maximum=max(minimum, maximum), integer=integer, mean=mean
     )
