@@ -268,3 +268,16 @@ def test_any_rows_round_trip_exactly(tmp_path_factory, rows):
     path = tmp_path_factory.mktemp("rows") / "rows.csv"
     write_trace(requests, path)
     assert as_rows(replay(path)) == as_rows(requests)
+
+
+def test_cli_generate_refuses_endless_closed_loop(tmp_path, capsys):
+    scenario = tmp_path / "endless.yaml"
+    scenario.write_text(
+        "workload:\n"
+        "  arrival: {process: closed_loop, users: 2}\n"
+        "  prompt_tokens: {distribution: fixed, value: 5}\n"
+        "  output_tokens: {distribution: fixed, value: 5}\n"
+        "  duration_s: 10\n"
+    )
+    assert main(["trace", "generate", str(scenario), "-o", str(tmp_path / "x.csv")]) == 2
+    assert "workload.num_requests is required" in capsys.readouterr().err

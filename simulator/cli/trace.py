@@ -101,6 +101,18 @@ def _generate(args: argparse.Namespace) -> int:
     if args.seed is not None:
         overrides["seed"] = args.seed
     workload = load_workload_section(args.scenario, overrides)
+    arrival = workload.arrival
+    if (
+        arrival is not None
+        and arrival.process == "closed_loop"
+        and arrival.think_time_s == 0
+        and workload.num_requests is None
+    ):
+        raise UserError(
+            f"{args.scenario}: workload.num_requests is required to generate a closed-loop "
+            "trace with think_time_s 0: with instant completions its users would send "
+            "endless requests at time 0"
+        )
     source = build_source(workload.model_dump(), base_dir=Path(args.scenario).resolve().parent)
     flags = "".join(f" --{key.replace('_', '-')} {value}" for key, value in overrides.items())
     comment = (
