@@ -10,7 +10,7 @@ import pandas as pd
 
 from simulator.config.loader import load_scenario, scenario_from_dict
 from simulator.config.scenario import Scenario
-from simulator.costmodel import CostModel, CostParams, memory_plan
+from simulator.costmodel import CostModel, CostParams, MemoryPlan, memory_plan
 from simulator.engine.replica import ReplicaConfig
 from simulator.engine.router import make_router
 from simulator.engine.simulation import ReplicaGroup, Simulation
@@ -65,22 +65,27 @@ def build_cost_model(scenario: Scenario) -> CostModel:
     )
 
 
-def build_simulation(
-    scenario: Scenario, progress: Callable[[int], None] | None = None
-) -> Simulation:
-    """Turn a validated scenario into a ready-to-run simulation (checks the memory fit)."""
+def build_memory_plan(scenario: Scenario) -> MemoryPlan:
+    """Memory of one GPU of a replica: weights, workspace and what is left for the KV cache."""
     hw, eng = scenario.hardware, scenario.engine
-    model = load_model(scenario.model)
-    gpu = load_gpu(hw.gpu)
-    plan = memory_plan(
-        model,
-        gpu,
+    return memory_plan(
+        load_model(scenario.model),
+        load_gpu(hw.gpu),
         tensor_parallel=hw.tensor_parallel,
         weight_dtype=eng.weight_dtype,
         kv_dtype=eng.kv_dtype,
         gpu_memory_utilization=eng.gpu_memory_utilization,
         max_num_batched_tokens=eng.max_num_batched_tokens,
     )
+
+
+def build_simulation(
+    scenario: Scenario, progress: Callable[[int], None] | None = None
+) -> Simulation:
+    """Turn a validated scenario into a ready-to-run simulation (checks the memory fit)."""
+    hw, eng = scenario.hardware, scenario.engine
+    model = load_model(scenario.model)
+    plan = build_memory_plan(scenario)
     if not plan.fits:
         raise UserError(f"hardware: {plan.explain()}")
     try:  # unknown names fail here, before anything runs
