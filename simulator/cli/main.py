@@ -9,7 +9,7 @@ import sys
 from simulator.errors import UserError
 
 #: Command modules under ``simulator.cli``; each defines ``register(subparsers)``.
-COMMAND_MODULES = ("simulate", "step", "calibrate", "trace")
+COMMAND_MODULES = ("simulate", "plan", "sweep", "fit", "step", "calibrate", "trace")
 
 EPILOG = """examples:
   servesim simulate workloads/quickstart.yaml
