@@ -1,9 +1,9 @@
 """Memory and speed of request generation: 1,000,000 requests, generated lazily.
 
-Pulls every request of a synthetic workload through its source (as the engine does) and
-prints peak Python heap (tracemalloc, a separate pass because tracing slows allocation),
-peak resident memory of the process, and requests generated per wall second. Target:
-peak memory under 300 MB for 1,000,000 requests.
+Pulls every request of synthetic workloads, and of a trace replay, through their source
+(as the engine does) and prints peak Python heap (tracemalloc, a separate pass because
+tracing slows allocation), peak resident memory of the process, and requests generated
+per wall second. Target: peak memory under 300 MB for 1,000,000 requests.
 
     python benchmarks/workload_memory.py [--requests N]
 """
@@ -13,11 +13,14 @@ from __future__ import annotations
 import argparse
 import resource
 import sys
+import tempfile
 import time
 import tracemalloc
+from pathlib import Path
 
 from simulator.config.workload import WorkloadConfig
-from simulator.workload import build_source
+from simulator.workload import build_source, iterate_requests
+from simulator.workload.trace_io import write_trace
 
 WORKLOADS = {
     "poisson + lognormal": {
@@ -92,6 +95,21 @@ def main() -> int:
         print(
             f"{name:<46}{count:>10,}{count / wall_s:>12,.0f}{wall_s / count * 1e6:>8.2f}"
             f"{peak_bytes / 1e6:>14.2f}"
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "trace.csv"
+        first = next(iter(WORKLOADS.values()))
+        spec = WorkloadConfig(**first, num_requests=args.requests).model_dump()
+        write_trace(iterate_requests(build_source(spec)), path)
+        replay_spec = WorkloadConfig(trace=str(path)).model_dump()
+        count, wall_s = drain(replay_spec)
+        tracemalloc.start()
+        drain(replay_spec)
+        _, peak_bytes = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        print(
+            f"{'replay of the first as a CSV trace':<46}{count:>10,}{count / wall_s:>12,.0f}"
+            f"{wall_s / count * 1e6:>8.2f}{peak_bytes / 1e6:>14.2f}"
         )
     # ru_maxrss is in kilobytes on Linux (bytes on macOS).
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
