@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -281,3 +282,17 @@ def test_cli_generate_refuses_endless_closed_loop(tmp_path, capsys):
     )
     assert main(["trace", "generate", str(scenario), "-o", str(tmp_path / "x.csv")]) == 2
     assert "workload.num_requests is required" in capsys.readouterr().err
+
+
+def test_shipped_sample_trace_is_what_its_command_generates(tmp_path):
+    # Golden file: regenerate it on purpose (see workloads/traces/README.md) when the
+    # generator's draws change.
+    workloads = Path(__file__).resolve().parent.parent / "workloads"
+    out = tmp_path / "sample.csv"
+    args = ["trace", "generate", str(workloads / "bursty_mixed.yaml"), "--num-requests", "1000"]
+    assert main([*args, "-o", str(out)]) == 0
+
+    def data(path):
+        return [line for line in path.read_text().splitlines() if not line.startswith("#")]
+
+    assert data(out) == data(workloads / "traces" / "sample_trace.csv")
