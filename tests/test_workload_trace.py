@@ -296,3 +296,17 @@ def test_shipped_sample_trace_is_what_its_command_generates(tmp_path):
         return [line for line in path.read_text().splitlines() if not line.startswith("#")]
 
     assert data(out) == data(workloads / "traces" / "sample_trace.csv")
+
+
+def test_unreadable_files_are_user_errors(tmp_path):
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"arrival_s,prompt_tokens,output_tokens\n1,2,3\n\xff\xfe\xb3garbage\n")
+    with pytest.raises(UserError, match="cannot be read as a UTF-8"):
+        replay(binary)
+    fake_gzip = tmp_path / "fake.csv.gz"
+    fake_gzip.write_text("arrival_s,prompt_tokens,output_tokens\n1,2,3\n")
+    with pytest.raises(UserError, match="gzip"):
+        replay(fake_gzip)
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbfarrival_s,prompt_tokens,output_tokens\r\n1,2,3\r\n")
+    assert [(r.arrival_s, r.prompt_tokens) for r in replay(bom)] == [(1.0, 2)]

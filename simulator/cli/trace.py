@@ -165,7 +165,7 @@ def format_stats(times, prompts, outputs, classes, session_count, reader) -> lis
     lines = [
         f"trace: {reader.path}  layout: {reader.layout.name}",
         f"requests: {len(times)}  bad rows: {reader.bad_rows}  span: {span_s:.3f} s  "
-        f"mean rate: {len(times) / span_s if span_s > 0 else math.inf:.3f} req/s",
+        "mean rate: " + (f"{len(times) / span_s:.3f} req/s" if span_s > 0 else "n/a"),
     ]
     if len(classes) > 1 or session_count:
         shares = ", ".join(

@@ -76,8 +76,8 @@ class TraceRowError(UserError):
 
 def _open_text(path: Path) -> io.TextIOBase:
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), newline="")
-    return path.open(newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return path.open(encoding="utf-8-sig", newline="")  # a BOM (spreadsheet export) is dropped
 
 
 def _is_jsonl(path: Path) -> bool:
@@ -233,11 +233,17 @@ class TraceReader:
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[TraceRow]:
         records = self._json_records() if _is_jsonl(self.path) else self._csv_records()
-        for line, record in records:
-            self.data_rows += 1
-            row = self._row(line, record)
-            if row is not None:
-                yield row
+        try:
+            for line, record in records:
+                self.data_rows += 1
+                row = self._row(line, record)
+                if row is not None:
+                    yield row
+        except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error) as exc:
+            raise TraceRowError(
+                f"{self.path}: cannot be read as a UTF-8 text CSV/JSONL trace "
+                f"(optionally gzip-compressed): {exc}"
+            ) from None
 
     def _csv_records(self) -> Iterator[tuple[int, dict]]:
         with _open_text(self.path) as handle:
