@@ -8,5 +8,14 @@ from simulator.workload.source import (
     build_source,
     iterate_requests,
 )
+from simulator.workload.trace_io import TraceReader, write_trace
 
-__all__ = ["DEFAULT_NUM_REQUESTS", "Request", "RequestSource", "build_source", "iterate_requests"]
+__all__ = [
+    "DEFAULT_NUM_REQUESTS",
+    "Request",
+    "RequestSource",
+    "TraceReader",
+    "build_source",
+    "iterate_requests",
+    "write_trace",
+]
