@@ -169,10 +169,17 @@ def run(scenario: Scenario | str | Path, progress: Callable[[int], None] | None 
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     records = build_simulation(scenario, progress=progress).run()
-    summary = summarize(
+    return Result(scenario, records, summarize_run(scenario, records))
+
+
+def summarize_run(scenario: Scenario, records: RunRecords) -> Summary:
+    """The scenario's summary of a finished run (its SLOs, per-class SLOs and GPU price)."""
+    classes = scenario.workload.classes or []
+    class_slos = {c.name: c.slo.model_dump(exclude_none=True) for c in classes if c.slo}
+    return summarize(
         records,
         slo=scenario.slo or None,
         gpu_hour_usd=scenario.cost.gpu_hour_usd,
         warmup_s=scenario.output.warmup_s,
+        class_slos=class_slos or None,
     )
-    return Result(scenario, records, summary)

@@ -68,8 +68,8 @@ def _progress_bar(total: int | None, quiet: bool):
 
 
 def run(args: argparse.Namespace) -> int:
-    from simulator.api import Result, build_simulation, load_scenario
-    from simulator.metrics import format_summary_table, summarize, write_outputs
+    from simulator.api import Result, build_simulation, load_scenario, summarize_run
+    from simulator.metrics import format_summary_table, write_outputs
 
     scenario = load_scenario(args.scenario, args.overrides)
     simulation = build_simulation(scenario)
@@ -80,12 +80,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    summary = summarize(
-        records,
-        slo=scenario.slo or None,
-        gpu_hour_usd=scenario.cost.gpu_hour_usd,
-        warmup_s=scenario.output.warmup_s,
-    )
+    summary = summarize_run(scenario, records)
     result = Result(scenario, records, summary)
     if args.out:
         written = write_outputs(args.out, summary, records)

@@ -139,7 +139,8 @@ class Simulation:
         if self._feedback is not None and not self._feedback.triggered:
             self._feedback.succeed()
         elif (
-            now < self._sleep_until
+            self._sleep_until < math.inf  # the arrival process sleeps until a later arrival
+            and now < self._sleep_until
             and self.source.peek_time() < self._sleep_until
             and self._arrival_proc.is_alive
             and self._arrival_proc.target is not None
