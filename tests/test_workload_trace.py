@@ -144,6 +144,14 @@ def test_classes_give_priorities_to_trace_rows(tmp_path):
             ":4: column 'arrival_s'",
         ),
         ("arrival_s,prompt_tokens\n1,10\n", ":1: header"),
+        (
+            "arrival_s,prompt_tokens,output_tokens,prefix_tokens\n1,10,5,11\n",
+            ":2: column 'prefix_tokens'",
+        ),
+        (
+            "arrival_s,prompt_tokens,output_tokens,session_id\n1,10,5,x\n",
+            ":2: column 'session_id'",
+        ),
     ],
 )
 def test_bad_rows_name_file_line_and_column(tmp_path, body, where):

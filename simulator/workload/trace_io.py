@@ -228,6 +228,13 @@ class TraceReader:
                 self._fail(row.line, column, f"{raw!r} must not be negative")
                 return False
             setattr(row, column, value)
+        if row.prefix_tokens > row.prompt_tokens:
+            self._fail(
+                row.line,
+                "prefix_tokens",
+                f"{row.prefix_tokens} exceeds the row's prompt_tokens ({row.prompt_tokens})",
+            )
+            return False
         return True
 
     # ------------------------------------------------------------------ iteration
