@@ -15,7 +15,10 @@ import numpy as np
 
 
 class RunningBatch:
-    """Sequences holding KV blocks on a replica. Only the first ``size`` rows are live."""
+    """Sequences decoding on a replica. Only the first ``size`` rows are live.
+
+    ``blocks_held`` counts KV blocks the sequences own: all blocks of their contexts minus
+    the ``shared`` ones they read from the prefix cache (which the cache accounts for)."""
 
     def __init__(self, capacity: int, block_size: int):
         self.size = 0
@@ -23,36 +26,57 @@ class RunningBatch:
         self.ordinal = np.zeros(capacity, dtype=np.int64)  # request ordinal in the run
         self.context = np.zeros(capacity, dtype=np.int64)  # tokens held in the KV cache
         self.remaining = np.zeros(capacity, dtype=np.int64)  # output tokens still to produce
+        self.shared = np.zeros(capacity, dtype=np.int64)  # blocks read from the prefix cache
         self.context_sum = 0  # sum of live contexts (tokens)
-        self.blocks_held = 0  # KV blocks held by live sequences
+        self.blocks_held = 0  # KV blocks owned by live sequences
         #: [last_token_s, count] per cohort, oldest first; counts sum to ``size``.
         self.cohorts: list[list] = []
 
-    def append(self, ordinal: int, context: int, remaining: int, last_token_s: float) -> None:
+    def append(
+        self, ordinal: int, context: int, remaining: int, last_token_s: float, shared: int = 0
+    ) -> None:
         i = self.size
         self.ordinal[i] = ordinal
         self.context[i] = context
         self.remaining[i] = remaining
+        self.shared[i] = shared
         self.size = i + 1
         self.context_sum += context
-        self.blocks_held += -(-context // self.block_size)
+        self.blocks_held += -(-context // self.block_size) - shared
         cohorts = self.cohorts
         if cohorts and cohorts[-1][0] == last_token_s:
             cohorts[-1][1] += 1
         else:
             cohorts.append([last_token_s, 1])
 
+    def _own_blocks(self, steps: int = 0) -> int:
+        n = self.size
+        block = self.block_size
+        total = int(((self.context[:n] + (steps + block - 1)) // block).sum())
+        return total - int(self.shared[:n].sum())
+
     def advance(self, steps: int, end_s: float) -> int:
         """Every live sequence produced ``steps`` tokens, the last at ``end_s``.
 
         Returns the number of KV blocks newly taken by the grown contexts."""
         n = self.size
-        ctx = self.context[:n]
-        ctx += steps
+        self.context[:n] += steps
         self.remaining[:n] -= steps
         self.context_sum += n * steps
-        block = self.block_size
-        held = int(((ctx + (block - 1)) // block).sum())
+        held = self._own_blocks()
+        grown = held - self.blocks_held
+        self.blocks_held = held
+        self.cohorts = [[end_s, n]]
+        return grown
+
+    def advance_rows(self, rows: np.ndarray, steps: int, end_s: float) -> int:
+        """Like ``advance`` for the sequences selected by the bool mask ``rows`` only (the
+        others keep their context); all rows now share one cohort ending at ``end_s``."""
+        n = self.size
+        self.context[:n][rows] += steps
+        self.remaining[:n][rows] -= steps
+        self.context_sum += int(rows.sum()) * steps
+        held = self._own_blocks()
         grown = held - self.blocks_held
         self.blocks_held = held
         self.cohorts = [[end_s, n]]
@@ -60,40 +84,45 @@ class RunningBatch:
 
     def blocks_needed(self, steps: int) -> int:
         """KV blocks the live sequences would newly take over ``steps`` more tokens each."""
+        return self._own_blocks(steps) - self.blocks_held
+
+    def take_finished(self) -> tuple[list[int], list[int], list[int]]:
+        """Remove the sequences with nothing left to produce (right after ``advance``, when
+        the batch is one cohort). Returns their ordinals, contexts and shared blocks."""
         n = self.size
+        done = self.remaining[:n] <= 0
+        if not done.any():
+            return [], [], []
+        keep = ~done
+        ordinals = self.ordinal[:n][done].tolist()
+        contexts = self.context[:n][done].tolist()
+        shared = self.shared[:n][done].tolist()
         block = self.block_size
-        ctx = self.context[:n]
-        return int(((ctx + (steps + block - 1)) // block).sum()) - self.blocks_held
-
-    def remove(self, keep: np.ndarray) -> None:
-        """Keep only rows where ``keep`` (a bool mask over the live rows) is True.
-
-        Only called right after ``advance`` (one cohort), so cohorts stay exact."""
-        n = int(keep.sum())
-        block = self.block_size
-        gone = self.context[: self.size][~keep]
-        self.context_sum -= int(gone.sum())
-        self.blocks_held -= int(((gone + (block - 1)) // block).sum())
-        for arr in (self.ordinal, self.context, self.remaining):
-            arr[:n] = arr[: self.size][keep]
-        self.size = n
-        self.cohorts[-1][1] = n
-        if n == 0:
+        self.context_sum -= sum(contexts)
+        self.blocks_held -= sum(-(-c // block) for c in contexts) - sum(shared)
+        m = n - len(ordinals)
+        for arr in (self.ordinal, self.context, self.remaining, self.shared):
+            arr[:m] = arr[:n][keep]
+        self.size = m
+        if m:
+            self.cohorts[-1][1] = m
+        else:
             self.cohorts = []
+        return ordinals, contexts, shared
 
     def pop_last(self) -> tuple[int, int, int, float, int]:
         """Remove the most recently admitted sequence.
 
-        Returns (ordinal, context, remaining, last_token_s, blocks it held)."""
+        Returns (ordinal, context, remaining, last_token_s, shared blocks)."""
         self.size -= 1
         i = self.size
         context = int(self.context[i])
-        blocks = -(-context // self.block_size)
+        shared = int(self.shared[i])
         self.context_sum -= context
-        self.blocks_held -= blocks
+        self.blocks_held -= -(-context // self.block_size) - shared
         cohort = self.cohorts[-1]
         last_token_s = cohort[0]
         cohort[1] -= 1
         if cohort[1] == 0:
             self.cohorts.pop()
-        return int(self.ordinal[i]), context, int(self.remaining[i]), last_token_s, blocks
+        return int(self.ordinal[i]), context, int(self.remaining[i]), last_token_s, shared

@@ -4,7 +4,11 @@ Each iteration asks the batching policy for a plan, prices it with the cost mode
 advances simulated time by the step's duration. Between one arrival or completion and
 the next, a pure-decode batch does not change, so successive decode steps are advanced
 together in one event: their durations come from one vectorised cost-model call and
-their token timestamps are recorded with numpy. This changes no result, only speed.
+their token timestamps are recorded per cohort. This changes no result, only speed.
+
+KV memory is paged: sequences hold blocks for their contexts, prefixes may be shared
+through a prefix cache, and when blocks run out the newest sequence is preempted, either
+dropped and recomputed later or swapped to host memory over the host link.
 """
 
 from __future__ import annotations
@@ -20,14 +24,21 @@ import simpy
 from simulator.costmodel.shape import StepShape
 from simulator.engine.batch import RunningBatch
 from simulator.engine.ledger import RequestLedger
+from simulator.engine.prefix_cache import PrefixCache
 from simulator.metrics.histogram import GapHistogram
 from simulator.metrics.records import ReplicaStats
-from simulator.policies.base import BatchingPolicy, ReplicaView, WaitingItem
+from simulator.policies.base import (
+    ALL_TOKENS,
+    BatchingPolicy,
+    BatchPlan,
+    ReplicaView,
+    WaitingItem,
+)
 
 
 @dataclass(frozen=True)
 class ReplicaConfig:
-    """Scheduler limits and KV-cache geometry of one replica."""
+    """Scheduler limits, KV-cache geometry and preemption settings of one replica."""
 
     max_num_seqs: int
     max_num_batched_tokens: int
@@ -36,47 +47,82 @@ class ReplicaConfig:
     #: Fraction of KV blocks kept free at admission so running sequences can grow (vLLM: 0.01).
     kv_watermark_fraction: float = 0.01
     gpus: int = 1
+    prefix_caching: bool = False
+    #: "recompute" (drop the KV, prefill it again later) or "swap" (to host memory and back).
+    preemption: str = "recompute"
+    #: Host memory for swapped KV per replica (bytes); when full, preemption recomputes.
+    swap_space_bytes: float = 0.0
+    #: KV bytes per token of the whole replica (all its GPUs), for swap traffic.
+    kv_bytes_per_token: float = 0.0
+    #: Host-link bandwidth per GPU (bytes/s, one direction) and its latency (s), for swaps.
+    host_link_bytes_per_s: float = 0.0
+    host_link_latency_s: float = 0.0
 
 
 @dataclass(slots=True)
 class Waiting:
-    """A request queued on a replica (new, or preempted and waiting to recompute)."""
+    """A request queued on a replica (new, preempted, or arriving with its KV prefilled)."""
 
     ordinal: int
     arrival_s: float
-    prefill_tokens: int  # tokens to prefill on admission
-    remaining: int  # output tokens still to produce after that prefill's token
+    context_tokens: int  # tokens its KV cache must hold once admitted
+    remaining: int  # output tokens still to produce after admission's first token
     priority: int
-    started: bool  # True when it already produced its first token (preempted)
+    started: bool  # it already produced its first token (preempted)
     last_token_s: float = math.nan
+    prefix_id: int = -1
+    prefix_tokens: int = 0
+    #: KV already computed elsewhere (disaggregated decode): admission prefills nothing.
+    prefilled: bool = False
+
+
+@dataclass(slots=True)
+class Prefilling:
+    """An admitted sequence whose prompt is (partly) being prefilled."""
+
+    source: Waiting
+    todo: int  # prompt tokens still to prefill
+    done: int  # tokens already in its KV cache (cache hit + chunks so far)
+    own_blocks: int  # KV blocks taken for it (beyond shared cached blocks)
+    shared_blocks: int
+
+
+@dataclass(slots=True)
+class Swapped:
+    ordinal: int
+    context: int
+    remaining: int
+    last_token_s: float
 
 
 class _WaitingView(Sequence):
     """Lazy read-only view of the waiting queue for a policy (items built on access)."""
 
-    __slots__ = ("_block", "_queue")
+    __slots__ = ("_replica",)
 
-    def __init__(self, queue: deque, block_size: int):
-        self._queue = queue
-        self._block = block_size
+    def __init__(self, replica: Replica):
+        self._replica = replica
 
     def __len__(self) -> int:
-        return len(self._queue)
-
-    def _item(self, i: int, w: Waiting) -> WaitingItem:
-        blocks = -(-w.prefill_tokens // self._block)
-        return WaitingItem(i, w.prefill_tokens, blocks, w.arrival_s, w.priority)
+        return len(self._replica.waiting)
 
     def __getitem__(self, i):  # type: ignore[override]
-        return self._item(i, self._queue[i])
+        return self._replica.waiting_item(i, self._replica.waiting[i])
 
     def __iter__(self) -> Iterator[WaitingItem]:
-        for i, w in enumerate(self._queue):
-            yield self._item(i, w)
+        replica = self._replica
+        for i, w in enumerate(replica.waiting):
+            yield replica.waiting_item(i, w)
 
 
 class Replica:
-    """A replica of the model on ``config.gpus`` GPUs, with its own queue and KV cache."""
+    """A replica of the model on ``config.gpus`` GPUs, with its own queue and KV cache.
+
+    Hooks into the cluster: ``next_arrival_s()`` (when the next request arrives anywhere),
+    ``on_finish(ordinal, t)``, ``on_prefilled(ordinal, t, context)`` (when set, a finished
+    prefill hands its sequence over instead of decoding it: disaggregated prefill) and
+    ``sampler(replica, t, steps)`` for time series and step traces.
+    """
 
     def __init__(
         self,
@@ -90,6 +136,8 @@ class Replica:
         next_arrival_s: Callable[[], float],
         on_finish: Callable[[int, float], None],
         sampler: Callable[[Replica, float, int], None],
+        on_prefilled: Callable[[int, float, int], None] | None = None,
+        speculative=None,
     ):
         self.env = env
         self.replica_id = replica_id
@@ -100,12 +148,19 @@ class Replica:
         self.itl = itl
         self._next_arrival_s = next_arrival_s
         self._on_finish = on_finish
+        self._on_prefilled = on_prefilled
         self._sample = sampler
+        self.spec = speculative
         self.waiting: deque[Waiting] = deque()
+        self.prefilling: list[Prefilling] = []
+        self.swapped: deque[Swapped] = deque()
         self.batch = RunningBatch(config.max_num_seqs, config.kv_block_size)
-        self._reserved = 0  # blocks taken by prompts being prefilled
+        self.cache = PrefixCache(config.kv_block_size) if config.prefix_caching else None
+        self._prefill_blocks = 0  # blocks held by partly prefilled sequences
+        self._static_reserved = 0  # blocks a static batch set aside for its outputs
         self.watermark_blocks = int(config.kv_watermark_fraction * config.total_kv_blocks)
         self._wakeup: simpy.Event | None = None
+        self._transfer_s = 0.0  # swap traffic waiting to be charged to the next step
         self.outstanding = 0  # requests routed here and not finished
         # accounting
         self.busy_s = 0.0
@@ -113,11 +168,15 @@ class Replica:
         self.batch_seq_seconds = 0.0
         self.peak_used_blocks = 0
         self.last_batch_tokens = 0
+        self.preemptions = 0
+        self.swapped_bytes = 0.0
+        self.swap_used_bytes = 0.0
         self.process = env.process(self._run())
 
     # ----------------------------------------------------------------- intake
-    def submit(self, ordinal: int, request) -> None:
-        """Queue a routed request; wakes the loop if it is idle."""
+    def submit(self, ordinal: int, request, prefilled: bool = False, first_s: float = 0.0):
+        """Queue a routed request (or, with ``prefilled``, one whose KV arrived from a
+        prefill replica at ``first_s``, its first token); wakes the loop if idle."""
         self.outstanding += 1
         self.waiting.append(
             Waiting(
@@ -126,19 +185,45 @@ class Replica:
                 request.prompt_tokens,
                 request.output_tokens - 1,
                 request.priority,
-                False,
+                prefilled,
+                first_s if prefilled else math.nan,
+                request.prefix_id,
+                request.prefix_tokens,
+                prefilled,
             )
         )
+        self.wake()
+
+    def wake(self) -> None:
         if self._wakeup is not None and not self._wakeup.triggered:
             self._wakeup.succeed()
 
+    # ------------------------------------------------------------------ memory
     @property
     def used_blocks(self) -> int:
-        return self.batch.blocks_held + self._reserved
+        cached = self.cache.blocks if self.cache is not None else 0
+        return self.batch.blocks_held + self._prefill_blocks + self._static_reserved + cached
 
     @property
     def free_blocks(self) -> int:
-        return self.cfg.total_kv_blocks - self.batch.blocks_held - self._reserved
+        """Free KV blocks, counting cached prefixes nobody uses as free (they are evicted)."""
+        evictable = self.cache.evictable_blocks if self.cache is not None else 0
+        return self.cfg.total_kv_blocks - self.used_blocks + evictable
+
+    def _take_blocks(self, blocks: int) -> None:
+        """Make ``blocks`` physically free, evicting unused cached prefixes if needed."""
+        short = blocks - (self.cfg.total_kv_blocks - self.used_blocks)
+        if short > 0 and self.cache is not None:
+            self.cache.evict(short)
+
+    def waiting_item(self, index: int, w: Waiting) -> WaitingItem:
+        block = self.cfg.kv_block_size
+        hit = 0
+        if self.cache is not None and w.prefix_tokens and not w.started:
+            hit = self.cache.hit_blocks(w.prefix_id, w.prefix_tokens, w.context_tokens)
+        tokens = 0 if w.prefilled else w.context_tokens - hit * block
+        blocks = -(-w.context_tokens // block) - hit
+        return WaitingItem(index, tokens, blocks, w.arrival_s, w.priority)
 
     def stats(self) -> ReplicaStats:
         total = self.cfg.total_kv_blocks
@@ -152,17 +237,22 @@ class Replica:
             kv_capacity_tokens=total * self.cfg.kv_block_size,
         )
 
+    @property
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.prefilling or self.batch.size or self.swapped)
+
     # ------------------------------------------------------------------- loop
     def _run(self):
         env = self.env
         while True:
-            if not self.waiting and self.batch.size == 0:
-                self._wakeup = env.event()
-                yield self._wakeup
-                self._wakeup = None
+            if not self.has_work:
+                yield from self._sleep(math.inf)
                 continue
+            if self.swapped:
+                self._swap_in()
             view = ReplicaView(
-                waiting=_WaitingView(self.waiting, self.cfg.kv_block_size),
+                waiting=_WaitingView(self),
+                prefilling=[p.todo for p in self.prefilling],
                 running_seqs=self.batch.size,
                 free_blocks=self.free_blocks,
                 total_blocks=self.cfg.total_kv_blocks,
@@ -171,104 +261,186 @@ class Replica:
                 max_num_batched_tokens=self.cfg.max_num_batched_tokens,
             )
             plan = self.policy.plan(view, env.now)
-            if plan.admit:
-                yield from self._prefill(plan.admit)
-            elif plan.decode:
-                yield from self._decode()
-            elif self.batch.size == 0:
-                self._reject_head()
-            else:  # nothing runnable now: wait for an arrival
-                self._wakeup = env.event()
-                yield self._wakeup
-                self._wakeup = None
+            if plan.idle:
+                if self.batch.size or self.prefilling or self.swapped or plan.wake_at_s < math.inf:
+                    yield from self._sleep(plan.wake_at_s)
+                else:
+                    self._reject_head()
+            elif plan.pad:
+                yield from self._static_step(plan)
+            elif plan.decode and not plan.admit and not (plan.prefill_budget and self.prefilling):
+                yield from self._decode_run(plan.max_steps)
+            else:
+                yield from self._step(plan)
+
+    def _sleep(self, until_s: float):
+        """Wait for an arrival (or until ``until_s``)."""
+        self._wakeup = self.env.event()
+        if until_s < math.inf:
+            yield self._wakeup | self.env.timeout(max(until_s - self.env.now, 0.0))
+        else:
+            yield self._wakeup
+        self._wakeup = None
 
     def _reject_head(self) -> None:
         """The queue head can never be admitted on an empty replica: reject it."""
         w = self.waiting.popleft()
-        blocks = -(-w.prefill_tokens // self.cfg.kv_block_size)
+        blocks = -(-w.context_tokens // self.cfg.kv_block_size)
         self.ledger.reject(
             w.ordinal,
-            f"prompt needs {blocks} KV blocks, replica admits at most "
+            f"needs {blocks} KV blocks, a replica admits at most "
             f"{self.cfg.total_kv_blocks - self.watermark_blocks}",
         )
         self.outstanding -= 1
         self._on_finish(w.ordinal, self.env.now)
 
-    def _prefill(self, admit: tuple[int, ...]):
-        env = self.env
-        block = self.cfg.kv_block_size
+    # ------------------------------------------------------------- admission
+    def _admit(self, positions: tuple[int, ...]) -> None:
+        """Move waiting requests into the prefilling set, taking their KV blocks."""
         waiting = self.waiting
-        if admit[-1] == len(admit) - 1:  # a prefix of the queue (first-come first-served)
-            items = [waiting.popleft() for _ in admit]
+        if positions[-1] == len(positions) - 1:  # a prefix of the queue
+            items = [waiting.popleft() for _ in positions]
         else:
-            chosen = set(admit)
+            chosen = set(positions)
             items = [w for i, w in enumerate(waiting) if i in chosen]
             self.waiting = deque(w for i, w in enumerate(waiting) if i not in chosen)
+        block = self.cfg.kv_block_size
+        for w in items:
+            shared = 0
+            cache = self.cache
+            if cache is not None and w.prefix_tokens and not w.started:
+                shared = cache.hit_blocks(w.prefix_id, w.prefix_tokens, w.context_tokens)
+                if shared:
+                    cache.acquire(w.prefix_id)
+            own = -(-w.context_tokens // block) - shared
+            self._take_blocks(own)
+            self._prefill_blocks += own
+            done = w.context_tokens if w.prefilled else shared * block
+            self.ledger.cached_prompt_tokens[w.ordinal] = shared * block
+            self.prefilling.append(Prefilling(w, w.context_tokens - done, done, own, shared))
+        self.peak_used_blocks = max(self.peak_used_blocks, self.used_blocks)
+
+    def _chunks(self, budget: int) -> list[tuple[Prefilling, int]]:
+        chunks = []
+        for p in self.prefilling:
+            if budget <= 0:
+                break
+            take = p.todo if p.todo <= budget else budget
+            chunks.append((p, take))
+            budget -= take
+        return chunks
+
+    # ------------------------------------------------------------ one step
+    def _step(self, plan: BatchPlan):
+        """One step: prompt chunks, fused with a decode step when the plan says so."""
+        env = self.env
+        if plan.admit:
+            self._admit(plan.admit)
+        n = 0
+        if plan.decode and self.batch.size:
+            while self.batch.size and self._steps_within_kv(1) == 0:
+                self._preempt_last()
+            n = self.batch.size
+        chunks = self._chunks(plan.prefill_budget)
+        if not chunks and n == 0:
+            return
+        batch = self.batch
         tokens = 0
         pairs = 0.0
-        blocks = 0
-        for w in items:
-            p = w.prefill_tokens
-            tokens += p
-            pairs += p * (p + 1) / 2
-            blocks += -(-p // block)
-        k = len(items)
+        kv_tokens = 0
+        completing = 0
+        for p, take in chunks:
+            tokens += take
+            pairs += take * (p.done + (take + 1) / 2)
+            kv_tokens += p.done + take
+            completing += take == p.todo
         shape = StepShape(
             prefill_tokens=tokens,
-            prefill_seqs=k,
+            prefill_seqs=len(chunks),
             prefill_attn_pairs=pairs,
-            prefill_kv_tokens=tokens,
-            logits_rows=k,
+            prefill_kv_tokens=kv_tokens,
+            decode_seqs=n,
+            decode_context_tokens=batch.context_sum if n else 0,
+            logits_rows=n + completing,
         )
-        self._reserved = blocks
-        self.peak_used_blocks = max(self.peak_used_blocks, self.used_blocks)
-        dt = self.cost.step_time_s(shape)
+        dt = self.cost.step_time_s(shape) + self._transfer_s
+        self._transfer_s = 0.0
         start = env.now
         yield env.timeout(dt)
-        now = env.now
-        self._reserved = 0
-        self._account(dt, k + self.batch.size, tokens, start)
-        first = self.ledger.first_token_s
-        for w in items:
-            if w.started:  # recomputed after preemption: this token is one more gap
-                self.itl.add_value(now - w.last_token_s, 1)
-            else:
-                first[w.ordinal] = now
-            if w.remaining <= 0:
-                self._finish(w.ordinal, now)
-            else:
-                self.batch.append(w.ordinal, w.prefill_tokens, w.remaining, now)
+        end = env.now
+        self._account(dt, n + len(chunks), tokens + n, start)
+        if n:
+            for last_s, count in batch.cohorts:
+                self.itl.add_value(end - last_s, count)
+            batch.advance(1, end)
+            self.peak_used_blocks = max(self.peak_used_blocks, self.used_blocks)
+        finished = batch.take_finished() if n else ([], [], [])
+        for p, take in chunks:
+            p.done += take
+            p.todo -= take
+        self._complete_prefills(end)
+        self._finish_many(finished, end)
 
-    def _decode(self):
+    def _complete_prefills(self, end: float) -> None:
+        """Prefilled sequences produce their first token and start decoding."""
+        if not self.prefilling or self.prefilling[0].todo:
+            if not any(p.todo == 0 for p in self.prefilling):
+                return
+        still: list[Prefilling] = []
+        first = self.ledger.first_token_s
+        for p in self.prefilling:
+            if p.todo:
+                still.append(p)
+                continue
+            w = p.source
+            self._prefill_blocks -= p.own_blocks
+            if w.started:  # recomputed (or prefilled elsewhere): one more gap, no new TTFT
+                self.itl.add_value(end - w.last_token_s, 1)
+            else:
+                first[w.ordinal] = end
+            if self._on_prefilled is not None:
+                self._release_prefix(w, p.shared_blocks)
+                self._on_prefilled(w.ordinal, end, w.context_tokens)
+                self.outstanding -= 1
+            elif w.remaining <= 0:
+                self._retain_or_free(w.ordinal, w.context_tokens, p.shared_blocks)
+                self._finish(w.ordinal, end)
+            else:
+                self.batch.append(w.ordinal, w.context_tokens, w.remaining, end, p.shared_blocks)
+        self.prefilling = still
+
+    # --------------------------------------------------------- decode runs
+    def _decode_run(self, max_steps: int):
         env = self.env
         batch = self.batch
         n = batch.size
         now = env.now
-        steps = int(batch.remaining[:n].min())
+        steps = min(int(batch.remaining[:n].min()), max_steps)
         cost = self.cost
         # Stop at the first step boundary after the next arrival if it could be admitted then.
         horizon = math.inf
         if not self.waiting and n < self.cfg.max_num_seqs:
             horizon = self._next_arrival_s()
-        if horizon < math.inf:
-            first = cost.step_time_s(
-                StepShape(decode_seqs=n, decode_context_tokens=batch.context_sum, logits_rows=n)
-            )
+        shape = StepShape(decode_seqs=n, decode_context_tokens=batch.context_sum, logits_rows=n)
+        if horizon < math.inf and steps > 1:
+            first = cost.step_time_s(shape)
             # Step durations never shrink as contexts grow, so this many steps reach the horizon.
             steps = max(1, min(steps, math.ceil((horizon - now) / first) + 1))
         steps = self._steps_within_kv(steps)
         if steps == 0:
             self._preempt_last()
             return
+        extra = self._transfer_s
+        self._transfer_s = 0.0
         if steps == 1:
-            d = cost.step_time_s(
-                StepShape(decode_seqs=n, decode_context_tokens=batch.context_sum, logits_rows=n)
-            )
+            d = cost.step_time_s(shape) + extra
             end = now + d
             first_end = end
             total = d
+            durations = None
         else:
             durations = cost.decode_run_s(n, batch.context_sum, steps)
+            durations[0] += extra
             ends = np.cumsum(durations)
             ends += now
             if horizon < ends[-1]:
@@ -282,47 +454,179 @@ class Replica:
         itl = self.itl
         for last_s, count in batch.cohorts:
             itl.add_value(first_end - last_s, count)
-        if steps > 1:
+        if durations is not None and steps > 1:
             itl.add(durations[1:], n)
         batch.advance(steps, end)
         self.peak_used_blocks = max(self.peak_used_blocks, self.used_blocks)
         self._account_run(total, steps, n, now)
-        done = batch.remaining[:n] == 0
-        if done.any():
-            ordinals = batch.ordinal[:n][done].tolist()
-            batch.remove(~done)
-            for ordinal in ordinals:
-                self._finish(ordinal, end)
+        if batch.remaining[:n].min() <= 0:
+            self._finish_many(batch.take_finished(), end)
 
     def _steps_within_kv(self, steps: int) -> int:
-        """Largest step count ≤ ``steps`` whose KV growth fits in the free blocks."""
+        """Largest step count ≤ ``steps`` whose KV growth fits in the free blocks
+        (evicting unused cached prefixes as needed)."""
         batch = self.batch
         free = self.free_blocks
         # Cheap bound first: each sequence crosses at most steps // block + 1 block boundaries.
-        if batch.size * (steps // self.cfg.kv_block_size + 1) <= free:
-            return steps
-        if batch.blocks_needed(steps) <= free:
-            return steps
-        lo, hi = 0, steps  # blocks_needed(lo) fits, blocks_needed(hi) does not
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if batch.blocks_needed(mid) <= free:
-                lo = mid
-            else:
-                hi = mid
-        return lo
+        if batch.size * (steps // self.cfg.kv_block_size + 1) > free:
+            if batch.blocks_needed(steps) > free:
+                lo, hi = 0, steps  # blocks_needed(lo) fits, blocks_needed(hi) does not
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    if batch.blocks_needed(mid) <= free:
+                        lo = mid
+                    else:
+                        hi = mid
+                steps = lo
+        if steps and self.cache is not None:
+            self._take_blocks(batch.blocks_needed(steps))
+        return steps
 
+    # ---------------------------------------------------------- static batches
+    def _static_step(self, plan: BatchPlan):
+        """Static batching: a padded prefill of the whole batch, then decode steps of the
+        whole batch until its longest request is done. Finished rows stay as padding: they
+        keep their slot and are computed with the batch, but their KV no longer grows. As
+        static engines preallocate, a batch takes KV blocks for its full output up front."""
+        env = self.env
+        if plan.admit:
+            yield from self._static_prefill(plan.admit)
+            return
+        batch = self.batch
+        n = batch.size
+        live = batch.remaining[:n] > 0
+        if not live.any():  # the longest request is done: the batch ends
+            self._static_reserved = 0
+            batch.remaining[:n] = 0
+            self._finish_many(batch.take_finished(), env.now, notify=False)
+            return
+        steps = int(batch.remaining[:n][live].min())
+        now = env.now
+        durations = self.cost.decode_run_s(n, batch.context_sum, steps)
+        ends = now + np.cumsum(durations)
+        end = float(ends[-1])
+        yield env.timeout(end - now)
+        live_n = int(live.sum())
+        self.itl.add_value(float(ends[0]) - batch.cohorts[0][0], live_n)
+        if steps > 1:
+            self.itl.add(durations[1:], live_n)
+        finishing = live & (batch.remaining[:n] == steps)
+        grown = batch.advance_rows(live, steps, end)
+        self._static_reserved -= grown
+        self._account_run(end - now, steps, n, now)
+        for ordinal in batch.ordinal[:n][finishing].tolist():
+            self._finish(ordinal, end)
+
+    def _static_prefill(self, positions: tuple[int, ...]):
+        env = self.env
+        block = self.cfg.kv_block_size
+        # keep the admitted prefix whose full-length KV fits
+        free = self.free_blocks - self.watermark_blocks
+        keep: list[int] = []
+        reserve = 0
+        for i in positions:
+            w = self.waiting[i]
+            prompt = -(-w.context_tokens // block)
+            full = -(-(w.context_tokens + w.remaining) // block)
+            if full > free and keep:
+                break
+            keep.append(i)
+            free -= full
+            reserve += full - prompt
+        self._admit(tuple(keep))
+        self._static_reserved = reserve
+        chunks = self._chunks(ALL_TOKENS)
+        longest = max(p.todo for p, _ in chunks)
+        k = len(chunks)
+        # every prompt is padded to the longest one
+        shape = StepShape.build(prefills=[(longest, 0)] * k)
+        dt = self.cost.step_time_s(shape)
+        start = env.now
+        yield env.timeout(dt)
+        self._account(dt, k, k * longest, start)
+        for p, take in chunks:
+            p.done += take
+            p.todo -= take
+        self._complete_prefills(env.now)
+
+    # --------------------------------------------------------------- preemption
     def _preempt_last(self) -> None:
-        """Out of KV blocks: drop the newest sequence; it recomputes its context later."""
-        ordinal, ctx, remaining, last_token_s, _ = self.batch.pop_last()
+        """Out of KV blocks: preempt the newest sequence (swap it out, or drop it to
+        recompute its context later)."""
+        ordinal, ctx, remaining, last_token_s, shared = self.batch.pop_last()
+        self.preemptions += 1
         self.ledger.preemptions[ordinal] += 1
         request = self.ledger.requests[ordinal]
+        if shared:
+            self.cache.release(request.prefix_id)
+        cfg = self.cfg
+        if cfg.preemption == "swap":
+            size = ctx * cfg.kv_bytes_per_token
+            if self.swap_used_bytes + size <= cfg.swap_space_bytes:
+                self.swap_used_bytes += size
+                self.swapped_bytes += size
+                self._transfer_s += self._host_transfer_s(size)
+                self.swapped.append(Swapped(ordinal, ctx, remaining, last_token_s))
+                return
         # Recompute prefills the prompt and the tokens generated so far; that pass yields a token.
         self.waiting.appendleft(
             Waiting(
                 ordinal, request.arrival_s, ctx, remaining - 1, request.priority, True, last_token_s
             )
         )
+
+    def _host_transfer_s(self, size_bytes: float) -> float:
+        """Copy time of a replica's KV over its GPUs' host links, in parallel per GPU."""
+        cfg = self.cfg
+        return cfg.host_link_latency_s + size_bytes / (cfg.gpus * cfg.host_link_bytes_per_s)
+
+    def _swap_in(self) -> None:
+        """Bring swapped sequences back (oldest first) while blocks allow; the copy time is
+        charged to the next step."""
+        block = self.cfg.kv_block_size
+        while self.swapped and self.batch.size < self.cfg.max_num_seqs:
+            s = self.swapped[0]
+            need = -(-s.context // block)
+            if self.free_blocks - need < self.watermark_blocks:
+                break
+            self.swapped.popleft()
+            self._take_blocks(need)
+            size = s.context * self.cfg.kv_bytes_per_token
+            self.swap_used_bytes -= size
+            self.swapped_bytes += size
+            self._transfer_s += self._host_transfer_s(size)
+            self.batch.append(s.ordinal, s.context, s.remaining, s.last_token_s)
+
+    # ----------------------------------------------------------------- finish
+    def _release_prefix(self, w: Waiting, shared: int) -> None:
+        if shared:
+            self.cache.release(w.prefix_id)
+
+    def _retain_or_free(self, ordinal: int, context: int, shared: int) -> None:
+        """A finished sequence's KV: keep its prefix in the cache, free the rest."""
+        cache = self.cache
+        if cache is None:
+            return
+        request = self.ledger.requests[ordinal]
+        if shared:
+            cache.release(request.prefix_id)
+        if request.prefix_id >= 0:
+            # a conversation's next turn resends this whole context; a shared system
+            # prompt is only the declared prefix
+            keep = context if request.session_id == request.prefix_id else request.prefix_tokens
+            own = -(-context // self.cfg.kv_block_size) - shared
+            cache.retain(request.prefix_id, keep, own)
+
+    def _finish_many(
+        self, finished: tuple[list[int], list[int], list[int]], end: float, notify: bool = True
+    ) -> None:
+        """Release finished sequences' KV; ``notify`` records their finish (False for
+        padding rows whose finish was recorded when their last token came)."""
+        ordinals, contexts, shared = finished
+        for ordinal, ctx, sh in zip(ordinals, contexts, shared, strict=True):
+            self._retain_or_free(ordinal, ctx, sh)
+            if notify:
+                self._finish(ordinal, end)
 
     def _finish(self, ordinal: int, now: float) -> None:
         self.ledger.finish_s[ordinal] = now

@@ -1,7 +1,14 @@
 """Batching, routing and preemption planners (pure; no SimPy)."""
 
-from simulator.policies import continuous as _continuous  # noqa: F401  (registers "continuous")
+from simulator.policies import (  # noqa: F401  (importing registers the policies)
+    chunked,
+    continuous,
+    decode_priority,
+    priority,
+    static,
+)
 from simulator.policies.base import (
+    ALL_TOKENS,
     BatchingPolicy,
     BatchPlan,
     ReplicaView,
@@ -12,6 +19,7 @@ from simulator.policies.base import (
 )
 
 __all__ = [
+    "ALL_TOKENS",
     "BatchPlan",
     "BatchingPolicy",
     "ReplicaView",

@@ -1,0 +1,41 @@
+"""Decode-priority scheduling: running sequences never wait behind more than a bounded
+amount of prefill work.
+
+Prefill and decode run in separate steps. A prefill step processes at most ``chunk_size``
+prompt tokens (long prompts are split), and after ``max_prefill_steps`` prefill steps in a
+row the running sequences take a decode step, so no decode waits longer than that many
+bounded prefill steps.
+"""
+
+from __future__ import annotations
+
+from simulator.policies.base import BatchPlan, ReplicaView, admit_in_order, register_policy
+
+
+@register_policy("decode_priority")
+class DecodePriority:
+    name = "decode_priority"
+    PARAMS = ("chunk_size", "max_prefill_steps")
+
+    def __init__(self, chunk_size: int = 512, max_prefill_steps: int = 1):
+        if chunk_size < 1 or max_prefill_steps < 1:
+            raise ValueError("chunk_size and max_prefill_steps must be at least 1")
+        self.chunk_size = chunk_size
+        self.max_prefill_steps = max_prefill_steps
+        self._prefill_steps = 0  # prefill steps since the last decode step
+
+    def plan(self, view: ReplicaView, now_s: float) -> BatchPlan:
+        must_decode = view.running_seqs > 0 and self._prefill_steps >= self.max_prefill_steps
+        if not must_decode:
+            pending = sum(view.prefilling)
+            admit: list[int] = []
+            if pending < self.chunk_size and view.waiting:
+                admit, _ = admit_in_order(view, view.waiting, self.chunk_size - pending, True)
+            if pending or admit:
+                self._prefill_steps += 1
+                return BatchPlan(admit=tuple(admit), prefill_budget=self.chunk_size)
+        if view.running_seqs == 0:
+            return BatchPlan()
+        self._prefill_steps = 0
+        waiting_work = bool(view.prefilling) or bool(view.waiting)
+        return BatchPlan(decode=True, max_steps=1 if waiting_work else BatchPlan.max_steps)

@@ -1,0 +1,31 @@
+"""Priority scheduling: continuous batching that admits the most urgent class first.
+
+Waiting requests are considered in order of ``priority`` (lower values first, as in vLLM),
+then arrival; otherwise it behaves like ``continuous`` (whole-prompt prefill steps).
+"""
+
+from __future__ import annotations
+
+from simulator.policies.base import (
+    ALL_TOKENS,
+    BatchPlan,
+    ReplicaView,
+    admit_in_order,
+    register_policy,
+)
+
+
+@register_policy("priority")
+class PriorityBatching:
+    name = "priority"
+    PARAMS = ()
+
+    def plan(self, view: ReplicaView, now_s: float) -> BatchPlan:
+        if view.waiting:
+            order = sorted(view.waiting, key=lambda w: (w.priority, w.arrival_s, w.index))
+            admit, _ = admit_in_order(view, order, view.max_num_batched_tokens, False)
+            if admit:
+                return BatchPlan(admit=tuple(sorted(admit)), prefill_budget=ALL_TOKENS)
+        if view.prefilling:
+            return BatchPlan(prefill_budget=ALL_TOKENS)
+        return BatchPlan(decode=view.running_seqs > 0)
