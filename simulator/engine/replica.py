@@ -383,9 +383,8 @@ class Replica:
 
     def _complete_prefills(self, end: float) -> None:
         """Prefilled sequences produce their first token and start decoding."""
-        if not self.prefilling or self.prefilling[0].todo:
-            if not any(p.todo == 0 for p in self.prefilling):
-                return
+        if not any(p.todo == 0 for p in self.prefilling):
+            return
         still: list[Prefilling] = []
         first = self.ledger.first_token_s
         for p in self.prefilling:
@@ -468,16 +467,16 @@ class Replica:
         batch = self.batch
         free = self.free_blocks
         # Cheap bound first: each sequence crosses at most steps // block + 1 block boundaries.
-        if batch.size * (steps // self.cfg.kv_block_size + 1) > free:
-            if batch.blocks_needed(steps) > free:
-                lo, hi = 0, steps  # blocks_needed(lo) fits, blocks_needed(hi) does not
-                while hi - lo > 1:
-                    mid = (lo + hi) // 2
-                    if batch.blocks_needed(mid) <= free:
-                        lo = mid
-                    else:
-                        hi = mid
-                steps = lo
+        bound_fits = batch.size * (steps // self.cfg.kv_block_size + 1) <= free
+        if not bound_fits and batch.blocks_needed(steps) > free:
+            lo, hi = 0, steps  # blocks_needed(lo) fits, blocks_needed(hi) does not
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if batch.blocks_needed(mid) <= free:
+                    lo = mid
+                else:
+                    hi = mid
+            steps = lo
         if steps and self.cache is not None:
             self._take_blocks(batch.blocks_needed(steps))
         return steps
