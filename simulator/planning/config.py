@@ -1,0 +1,194 @@
+"""The ``plan:`` and ``search:`` sections of a planning scenario file, and how to read them.
+
+A planning file is a scenario YAML with two optional extra sections::
+
+    plan:                       # what to find for the scenario's own deployment
+      target_rate_per_s: 40     # fewest replicas serving this rate within the SLO
+      replications: 3           # seeds per rate (the knee's confidence interval)
+    search:                     # configurations to compare (cross product)
+      gpus: [h100-sxm, h200, l40s]
+      tensor_parallel: [1, 2]
+      batching: [continuous]
+      weight_dtype: [bf16, fp8]
+
+Both sections are validated here (unknown keys are errors) and removed before the rest is
+validated as a ``Scenario``, so every error of the file is reported at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
+
+from simulator.config.loader import apply_overrides, scenario_from_dict
+from simulator.config.scenario import SLO_METRICS, SLO_PERCENTILES, Scenario
+from simulator.errors import UserError
+from simulator.specs.dtypes import canonical_dtype
+
+PRICE_KINDS = ("on_demand", "reserved", "spot")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PlanConfig(_Strict):
+    """What ``servesim plan`` looks for, and how hard it searches."""
+
+    #: Rate (requests/s) the deployment must serve: find the fewest replicas that do.
+    target_rate_per_s: PositiveFloat | None = None
+    #: Simulations per rate, each with its own seed (workload.seed + i); a rate is
+    #: sustainable when every replication meets the SLO without saturating.
+    replications: PositiveInt = 3
+    #: The rate search stops when its bracket [meets, fails] is narrower than this
+    #: fraction of the lower end.
+    rate_tolerance: float = Field(0.05, gt=0.0, lt=1.0)
+    #: First rate tried (requests/s); default: the scenario's own rate.
+    start_rate_per_s: PositiveFloat | None = None
+    #: Additionally required: this fraction of requests meets every SLO threshold.
+    min_attainment: float | None = Field(None, gt=0.0, le=1.0)
+    #: Largest fraction of requests that may be rejected (too long to ever fit).
+    max_rejected_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    #: Largest fleet the replica search tries.
+    max_replicas: PositiveInt = 256
+
+
+class SearchConfig(_Strict):
+    """Axes of the configuration search; an axis left out keeps the scenario's value."""
+
+    gpus: list[str] | None = None
+    tensor_parallel: list[PositiveInt] | None = None
+    #: Only 1 is modelled; larger values are listed as infeasible ("not modelled").
+    pipeline_parallel: list[PositiveInt] = Field(default_factory=lambda: [1])
+    #: Only 1 is modelled; larger values are listed as infeasible ("not modelled").
+    expert_parallel: list[PositiveInt] = Field(default_factory=lambda: [1])
+    batching: list[str] | None = None
+    weight_dtype: list[str] | None = None
+    kv_dtype: list[str] | None = None
+    max_num_seqs: list[PositiveInt] | None = None
+    #: Which cloud price of prices.yaml sets $/GPU-hour (the cheapest row of that kind).
+    price_kind: Literal["on_demand", "reserved", "spot"] = "on_demand"
+    #: $/GPU-hour per GPU name, overriding prices.yaml.
+    gpu_hour_usd: dict[str, float] = Field(default_factory=dict)
+    #: Latency axis of the cost-latency Pareto frontier: "metric.statistic" of the summary.
+    latency: str = "e2e_ms.p50"
+    #: Replications of each candidate's rate search (1 keeps a large search fast).
+    replications: PositiveInt = 1
+    #: Candidates simulated between two pruning decisions (1: prune as much as possible).
+    batch_size: PositiveInt = 1
+
+    @field_validator("weight_dtype", "kv_dtype")
+    @classmethod
+    def _known_dtypes(cls, values: list[str] | None) -> list[str] | None:
+        if values is None:
+            return None
+        return [canonical_dtype(v) for v in values]
+
+    @field_validator("gpu_hour_usd")
+    @classmethod
+    def _non_negative(cls, prices: dict[str, float]) -> dict[str, float]:
+        for gpu, price in prices.items():
+            if price < 0:
+                raise ValueError(f"{gpu}: price {price} must be >= 0")
+        return prices
+
+    @field_validator("latency")
+    @classmethod
+    def _known_latency(cls, value: str) -> str:
+        metric, _, stat = value.partition(".")
+        if metric not in SLO_METRICS or stat not in SLO_PERCENTILES:
+            raise ValueError(
+                f"{value!r}: expected metric.statistic with metric in {', '.join(SLO_METRICS)} "
+                f"and statistic in {', '.join(SLO_PERCENTILES)}"
+            )
+        return value
+
+
+@dataclass
+class PlanFile:
+    """A planning file read: the scenario and its optional plan and search sections."""
+
+    scenario: Scenario
+    plan: PlanConfig
+    search: SearchConfig | None
+    path: Path | None = None
+
+
+def _errors(exc: ValidationError, section: str) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in (section, *err["loc"]))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            out.append(f"{loc}: unknown key")
+            continue
+        value = err.get("input")
+        shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
+        out.append(f"{loc}: {msg}{shown}")
+    return out
+
+
+def split_sections(data: dict[str, Any]) -> tuple[dict, PlanConfig, SearchConfig | None, list]:
+    """Remove ``plan``/``search`` from a scenario mapping; return (rest, plan, search, errors)."""
+    rest = dict(data)
+    errors: list[str] = []
+    plan, search = PlanConfig(), None
+    raw_plan = rest.pop("plan", None)
+    raw_search = rest.pop("search", None)
+    try:
+        plan = PlanConfig.model_validate(raw_plan or {})
+    except ValidationError as exc:
+        errors += _errors(exc, "plan")
+    if raw_search is not None:
+        try:
+            search = SearchConfig.model_validate(raw_search)
+        except ValidationError as exc:
+            errors += _errors(exc, "search")
+    return rest, plan, search, errors
+
+
+def plan_file_from_dict(
+    data: Any, *, source: str = "<scenario>", base_dir: Path | None = None
+) -> PlanFile:
+    """Validate a planning mapping (scenario keys plus ``plan``/``search``)."""
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: a scenario must be a mapping of keys")
+    rest, plan, search, errors = split_sections(data)
+    try:
+        scenario = scenario_from_dict(rest, source=source)
+    except UserError as exc:
+        errors = [f"{source}: {e}" for e in errors] + exc.messages
+        raise UserError(errors) from None
+    if errors:
+        raise UserError([f"{source}: {e}" for e in errors])
+    if base_dir is not None:
+        scenario._base_dir = base_dir
+    return PlanFile(scenario, plan, search)
+
+
+def load_plan_file(path: str | Path, overrides: list[str] | None = None) -> PlanFile:
+    """Read a planning file; ``overrides`` (``dotted.key=value``) may set plan/search keys too."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"scenario file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if isinstance(data, dict):
+        data = apply_overrides(data, overrides or [])
+    loaded = plan_file_from_dict(data, source=str(path), base_dir=path.resolve().parent)
+    loaded.path = path
+    return loaded

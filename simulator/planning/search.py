@@ -1,0 +1,383 @@
+"""Configuration search: which GPU, parallel layout, batching policy and dtypes serve the
+scenario's traffic most cheaply within its SLO.
+
+Every point of the cross product of the ``search:`` axes is one replica configuration. Points
+are settled in this order, cheapest checks first:
+
+1. **Static**: unmodelled layouts (pipeline or expert parallel > 1), unknown batching
+   policies, a tensor-parallel size that does not divide the heads, no price for the GPU,
+   and models that do not fit in memory are *infeasible*, with their reason.
+2. **Roofline**: a lone request that already misses an SLO target makes the point
+   infeasible; otherwise the roofline rate bound gives a lower bound on the point's cost per
+   million output tokens and the request-alone latency a lower bound on its latency.
+3. **Simulation**, in order of increasing cost bound: the point's maximum sustainable rate per
+   replica (``rate.max_sustainable_rate``); its cost per million output tokens and its
+   latency are those simulated at that rate. Before a point is simulated, it is *pruned* if an
+   already simulated point costs no more than its cost bound and is no slower than its latency
+   bound: it could neither rank first nor join the cost-latency Pareto frontier.
+
+Feasible points are ranked by cost per million output tokens; the Pareto frontier (no other
+point both cheaper and faster) is marked.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from simulator.config.scenario import Scenario
+from simulator.errors import UserError
+from simulator.planning.bounds import (
+    LengthSample,
+    latency_lower_bound_ms,
+    replica_rate_bound_per_s,
+    request_latency_bounds_ms,
+    sample_lengths,
+    scenario_memory_plan,
+    slo_violations_at_any_load,
+)
+from simulator.planning.config import PlanConfig, SearchConfig
+from simulator.planning.executors import run_tasks
+from simulator.planning.outcome import scenario_data, variant
+from simulator.planning.rate import max_sustainable_rate
+from simulator.planning.tco import HOURS_PER_MONTH, cheapest_cloud_offer
+
+#: Search axis -> scenario key it sets (pipeline/expert parallel are checked, not set).
+AXIS_KEYS = {
+    "gpu": "hardware.gpu",
+    "tensor_parallel": "hardware.tensor_parallel",
+    "pipeline_parallel": None,
+    "expert_parallel": None,
+    "batching": "engine.batching",
+    "weight_dtype": "engine.weight_dtype",
+    "kv_dtype": "engine.kv_dtype",
+    "max_num_seqs": "engine.max_num_seqs",
+}
+
+
+@dataclass
+class Candidate:
+    """One configuration of the search and what became of it (rates per replica)."""
+
+    settings: dict[str, Any]
+    #: "ranked" (simulated, meets the SLO at some rate), "infeasible" or "pruned".
+    status: str = "infeasible"
+    feasible: bool = False
+    reason: str = ""
+    gpus_per_replica: int = 1
+    gpu_hour_usd: float | None = None
+    rate_bound_per_s: float | None = None
+    cost_lower_bound_usd: float | None = None
+    latency_lower_bound_ms: float | None = None
+    max_rate_per_s: float | None = None
+    knee_per_s: float | None = None
+    cost_per_million_output_tokens_usd: float | None = None
+    latency_ms: float | None = None
+    #: With plan.target_rate_per_s: replicas at the simulated per-replica rate (estimate:
+    #: round-robin replicas scale linearly), their GPUs and monthly cloud cost.
+    replicas_for_target: int | None = None
+    gpus_for_target: int | None = None
+    monthly_cloud_usd_for_target: float | None = None
+    pareto: bool = False
+    rank: int | None = None
+    simulations: int = 0
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SearchResult:
+    """All candidates (ranked feasible ones first) and the search's bookkeeping."""
+
+    candidates: list[Candidate]
+    latency_metric: str
+    simulated: int
+    pruned: int
+    infeasible: int
+    simulations: int
+    wall_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def feasible(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.feasible]
+
+    @property
+    def best(self) -> Candidate | None:
+        ranked = self.feasible
+        return ranked[0] if ranked else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "latency_metric": self.latency_metric,
+            "points": len(self.candidates),
+            "simulated": self.simulated,
+            "pruned": self.pruned,
+            "infeasible": self.infeasible,
+            "simulations": self.simulations,
+            "wall_s": self.wall_s,
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
+
+
+def pareto_flags(points: list[tuple[float, float]]) -> list[bool]:
+    """True for points no other point dominates (<= in both coordinates, < in one)."""
+    flags = []
+    for i, (c, lat) in enumerate(points):
+        dominated = any(
+            (c2 <= c and l2 <= lat) and (c2 < c or l2 < lat)
+            for j, (c2, l2) in enumerate(points)
+            if j != i
+        )
+        flags.append(not dominated)
+    return flags
+
+
+def expand_axes(scenario: Scenario, search: SearchConfig) -> list[dict[str, Any]]:
+    """The cross product of the axes, in the order given (scenario values for unset axes)."""
+    hw, eng = scenario.hardware, scenario.engine
+    axes = {
+        "gpu": search.gpus or [hw.gpu],
+        "tensor_parallel": search.tensor_parallel or [hw.tensor_parallel],
+        "pipeline_parallel": search.pipeline_parallel,
+        "expert_parallel": search.expert_parallel,
+        "batching": search.batching or [eng.batching],
+        "weight_dtype": search.weight_dtype or [eng.weight_dtype],
+        "kv_dtype": search.kv_dtype or [eng.kv_dtype],
+        "max_num_seqs": search.max_num_seqs or [eng.max_num_seqs],
+    }
+    names = list(axes)
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*axes.values())]
+
+
+def _price(gpu: str, search: SearchConfig) -> float | None:
+    if gpu in search.gpu_hour_usd:
+        return float(search.gpu_hour_usd[gpu])
+    offer = cheapest_cloud_offer(gpu, search.price_kind)
+    return float(offer["price_per_gpu_hour"]) if offer else None
+
+
+def _static_check(
+    scenario: Scenario, search: SearchConfig, cand: Candidate
+) -> tuple[Scenario | None, Any]:
+    """The candidate's one-replica scenario and cost model, or None with ``cand.reason`` set."""
+    from simulator.api import build_cost_model
+    from simulator.policies import known_policies
+    from simulator.specs.catalog import load_gpu
+
+    s = cand.settings
+    cand.gpus_per_replica = s["tensor_parallel"] * s["pipeline_parallel"]
+    if s["pipeline_parallel"] > 1:
+        cand.reason = f"pipeline_parallel {s['pipeline_parallel']}: not modelled"
+        return None, None
+    if s["expert_parallel"] > 1:
+        cand.reason = f"expert_parallel {s['expert_parallel']}: not modelled"
+        return None, None
+    if s["batching"] not in known_policies():
+        cand.reason = (
+            f"batching {s['batching']!r}: unknown policy; known: {', '.join(known_policies())}"
+        )
+        return None, None
+    try:
+        gpu = load_gpu(s["gpu"])
+    except UserError as exc:
+        cand.reason = f"gpu: {exc.messages[0]}"
+        return None, None
+    cand.gpu_hour_usd = _price(s["gpu"], search)
+    if cand.gpu_hour_usd is None:
+        cand.reason = (
+            f"no {search.price_kind} cloud price for {s['gpu']} in prices.yaml; "
+            f"give search.gpu_hour_usd.{s['gpu']}"
+        )
+        return None, None
+    settings = {key: s[axis] for axis, key in AXIS_KEYS.items() if key}
+    settings["hardware.replicas"] = 1
+    settings["cost.gpu_hour_usd"] = cand.gpu_hour_usd
+    link = gpu.interconnect if gpu.interconnect and gpu.interconnect != "none" else gpu.host_link
+    settings["hardware.interconnect"] = link if s["tensor_parallel"] > 1 else None
+    if s["tensor_parallel"] > 1 and link != gpu.interconnect:
+        cand.notes = f"tensor parallel over {link} (no GPU-to-GPU link)"
+    try:
+        point = variant(scenario, settings)
+        mem = scenario_memory_plan(point)
+        if not mem.fits:
+            cand.reason = f"does not fit: {mem.explain()}"
+            return None, None
+        cost_model = build_cost_model(point)
+    except UserError as exc:
+        cand.reason = "; ".join(m.split(": ", 1)[-1] for m in exc.messages)
+        return None, None
+    return point, (cost_model, mem)
+
+
+def evaluate_candidate(payload: dict[str, Any]) -> dict[str, Any]:
+    """Simulate one candidate (a task for any executor): its maximum rate per replica, and
+    its cost and latency there. ``payload``: scenario data, base_dir, plan, latency metric."""
+    point = variant(payload["scenario"], base_dir=payload["base_dir"])
+    plan = PlanConfig.model_validate(payload["plan"])
+    found = max_sustainable_rate(point, plan, replications=payload["replications"])
+    out = found.to_dict()
+    metric, _, stat = payload["latency"].partition(".")
+    if found.summaries:
+        n = len(found.summaries)
+        out["cost_per_million_output_tokens_usd"] = (
+            sum(s["cost_per_million_output_tokens_usd"] for s in found.summaries) / n
+        )
+        out["latency_ms"] = sum(s[metric][stat] for s in found.summaries) / n
+    return out
+
+
+def _payload(point: Scenario, plan: PlanConfig, search: SearchConfig) -> dict[str, Any]:
+    return {
+        "scenario": scenario_data(point),
+        "base_dir": str(point.base_dir),
+        "plan": plan.model_dump(),
+        "replications": search.replications,
+        "latency": search.latency,
+    }
+
+
+def _settle(cand: Candidate, found: dict[str, Any], target: float | None) -> None:
+    cand.simulations = found["simulations"]
+    if found["max_rate_per_s"] is None or "cost_per_million_output_tokens_usd" not in found:
+        cand.status, cand.feasible = "infeasible", False
+        cand.reason = found["reason"] or "no sustainable rate"
+        return
+    cand.status, cand.feasible = "ranked", True
+    cand.max_rate_per_s = found["max_rate_per_s"]
+    cand.knee_per_s = found["knee_per_s"]
+    cand.cost_per_million_output_tokens_usd = found["cost_per_million_output_tokens_usd"]
+    cand.latency_ms = found["latency_ms"]
+    cand.reason = found["reason"] or f"sustains {cand.max_rate_per_s:.4g} req/s per replica"
+    if target:
+        cand.replicas_for_target = math.ceil(target / cand.max_rate_per_s)
+        cand.gpus_for_target = cand.replicas_for_target * cand.gpus_per_replica
+        cand.monthly_cloud_usd_for_target = (
+            cand.gpus_for_target * cand.gpu_hour_usd * HOURS_PER_MONTH
+        )
+
+
+def _dominated_by(cand: Candidate, ranked: list[Candidate]) -> Candidate | None:
+    for other in ranked:
+        if (
+            other.cost_per_million_output_tokens_usd <= cand.cost_lower_bound_usd
+            and other.latency_ms <= cand.latency_lower_bound_ms
+        ):
+            return other
+    return None
+
+
+def search_configurations(
+    scenario: Scenario,
+    search: SearchConfig,
+    plan: PlanConfig | None = None,
+    *,
+    workers: int = 1,
+    dask_scheduler: Any = None,
+    progress: bool = False,
+    prune: bool = True,
+) -> SearchResult:
+    """Search the ``search:`` axes for the cheapest configurations that meet the SLO."""
+    plan = plan or PlanConfig()
+    started = time.perf_counter()
+    metric, _, stat = search.latency.partition(".")
+    lengths: LengthSample = sample_lengths(scenario)
+    mean_out = lengths.mean_output_tokens
+    candidates = [Candidate(settings) for settings in expand_axes(scenario, search)]
+    pending: list[tuple[Candidate, Scenario]] = []
+    for cand in candidates:
+        point, models = _static_check(scenario, search, cand)
+        if point is None:
+            continue
+        cost_model, mem = models
+        bounds = request_latency_bounds_ms(cost_model, lengths)
+        missed = slo_violations_at_any_load(point, bounds, cost_model, lengths)
+        if missed:
+            cand.reason = "breaks the SLO at any load: " + "; ".join(missed)
+            continue
+        rate = replica_rate_bound_per_s(point, lengths, cost_model, mem.max_kv_tokens)
+        cand.rate_bound_per_s = rate
+        usd_per_s = cand.gpu_hour_usd * cand.gpus_per_replica / 3600
+        cand.cost_lower_bound_usd = usd_per_s / (rate * mean_out) * 1e6
+        cand.latency_lower_bound_ms = latency_lower_bound_ms(
+            bounds, cost_model, lengths, metric, stat
+        )
+        pending.append((cand, point))
+    pending.sort(key=lambda item: item[0].cost_lower_bound_usd)
+
+    ranked: list[Candidate] = []
+    bar = _bar(len(candidates), progress)
+    bar.update(len(candidates) - len(pending))
+    simulated = pruned = 0
+    wave = max(1, search.batch_size)
+    for start in range(0, len(pending), wave):
+        batch = []
+        for cand, point in pending[start : start + wave]:
+            better = _dominated_by(cand, ranked) if prune else None
+            if better is not None:
+                cand.status, pruned = "pruned", pruned + 1
+                cand.reason = (
+                    f"pruned: cannot beat {_label(better.settings)} "
+                    f"(${better.cost_per_million_output_tokens_usd:.4g}/M, "
+                    f"{better.latency_ms:.4g} ms); bounds ${cand.cost_lower_bound_usd:.4g}/M, "
+                    f"{cand.latency_lower_bound_ms:.4g} ms"
+                )
+                bar.update(1)
+                continue
+            batch.append((cand, _payload(point, plan, search)))
+        payloads = [p for _, p in batch]
+        for i, found in run_tasks(
+            evaluate_candidate, payloads, workers=workers, dask_scheduler=dask_scheduler
+        ):
+            cand = batch[i][0]
+            _settle(cand, found, plan.target_rate_per_s)
+            simulated += 1
+            bar.update(1)
+            bar.set_postfix(simulated=simulated, pruned=pruned)
+        ranked = [c for c, _ in pending if c.feasible]
+    bar.close()
+
+    ranked.sort(key=lambda c: (c.cost_per_million_output_tokens_usd, c.latency_ms))
+    flags = pareto_flags([(c.cost_per_million_output_tokens_usd, c.latency_ms) for c in ranked])
+    for rank, (cand, flag) in enumerate(zip(ranked, flags, strict=True), start=1):
+        cand.rank, cand.pareto = rank, flag
+    others = [c for c in candidates if not c.feasible]
+    return SearchResult(
+        candidates=ranked + others,
+        latency_metric=search.latency,
+        simulated=simulated,
+        pruned=pruned,
+        infeasible=sum(1 for c in others if c.status == "infeasible"),
+        simulations=sum(c.simulations for c in candidates),
+        wall_s=time.perf_counter() - started,
+    )
+
+
+def _label(settings: dict[str, Any]) -> str:
+    return (
+        f"{settings['gpu']} tp{settings['tensor_parallel']} {settings['batching']} "
+        f"w:{settings['weight_dtype']} kv:{settings['kv_dtype']} "
+        f"seqs:{settings['max_num_seqs']}"
+    )
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None: ...
+
+    def set_postfix(self, **kwargs: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _bar(total: int, progress: bool):
+    if not progress:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="config", desc="searching", file=sys.stderr, leave=False)
