@@ -13,15 +13,23 @@ from simulator.errors import UserError
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "calibrate",
-        help="fit cost-model efficiencies to measured GEMM/step/all-reduce timings",
+        help="measure this GPU (--measure) or fit cost-model efficiencies to measurements",
         description=(
-            "Fit CostParams (GEMM efficiency and shape dependence, bandwidth efficiency, "
-            "kernel latency, step overhead, attention efficiencies, eager launch overhead, "
-            "all-reduce latency and bandwidth) to JSON-lines measurements, and write a "
-            "calibration YAML that `servesim step --calibration` and scenarios read."
+            "--measure: time GEMMs, attention, copies, kernel launches and whole graphed "
+            "steps of a Llama-shaped model on this GPU (PyTorch needed: pip install "
+            "'servesim[torch]'), and all-reduce when run under torchrun on several GPUs; "
+            "writes JSON lines. --from: fit CostParams (GEMM efficiency and shape "
+            "dependence, bandwidth efficiency, kernel latency, step overhead, attention "
+            "efficiencies, eager launch overhead, all-reduce latency and bandwidth) to "
+            "JSON-lines measurements, and write a calibration YAML that `servesim step "
+            "--calibration` and scenarios read."
         ),
         epilog=(
             "examples:\n"
+            "  servesim calibrate --measure --quick -o my-gpu.jsonl\n"
+            "  torchrun --nproc-per-node 2 $(which servesim) calibrate --measure "
+            "-o allreduce.jsonl\n"
+            "  servesim calibrate --from my-gpu.jsonl -o my-gpu.yaml\n"
             "  servesim calibrate --from ../shared/calibration/h100_sxm_microbench.jsonl "
             "-o h100.yaml\n"
             "  servesim calibrate --from h100.jsonl --from h200x2_allreduce.jsonl -o out.yaml "
@@ -29,15 +37,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument(
         "--from",
         dest="sources",
         action="append",
-        required=True,
         metavar="FILE",
-        help="JSON-lines measurements (repeatable)",
+        help="JSON-lines measurements to fit (repeatable)",
     )
-    p.add_argument("-o", "--output", required=True, help="calibration YAML to write")
+    what.add_argument(
+        "--measure",
+        action="store_true",
+        help="run the microbenchmarks on this machine's GPU and write JSON lines to -o",
+    )
+    p.add_argument(
+        "-o", "--output", required=True, help="calibration YAML to write (JSON lines: --measure)"
+    )
+    size = p.add_mutually_exclusive_group()
+    size.add_argument(
+        "--quick", action="store_true", help="--measure: fewer shapes (under 2 min on an H100)"
+    )
+    size.add_argument(
+        "--smoke",
+        action="store_true",
+        help="--measure: tiny shapes that run on a CPU in seconds (tests the script)",
+    )
+    p.add_argument(
+        "--models",
+        help="--measure: comma-separated catalog models whose GEMM shapes are timed",
+    )
+    p.add_argument(
+        "--step-models",
+        help="--measure: comma-separated dense catalog models whose whole steps are timed "
+        "(default llama-3.2-1b,llama-3.1-8b)",
+    )
+    p.add_argument("--device", help="--measure: torch device (default cuda, else cpu)")
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        help="--measure: stop starting new shapes after this many seconds "
+        "(default 480 full, 100 quick)",
+    )
     p.add_argument(
         "--holdout",
         action="append",
@@ -59,7 +99,43 @@ def _env_rows(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r["kind"] == "env"]
 
 
+def _names(text: str | None, option: str) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise UserError(f"{option}: {text!r} names no model")
+    from simulator.specs.catalog import load_model
+
+    for name in names:
+        load_model(name)  # unknown names fail here, listing the known ones
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.measure:
+        return run_measure(args)
+    if args.quick or args.smoke or args.models or args.step_models or args.device:
+        raise UserError("--quick/--smoke/--models/--step-models/--device go with --measure")
+    return run_fit(args)
+
+
+def run_measure(args: argparse.Namespace) -> int:
+    from simulator.calibrate.run import measure
+
+    size = "smoke" if args.smoke else "quick" if args.quick else "full"
+    measure(
+        Path(args.output),
+        size=size,
+        gemm_models=_names(args.models, "--models"),
+        step_models=_names(args.step_models, "--step-models"),
+        device_name=args.device,
+        budget_s=args.budget_s,
+    )
+    return 0
+
+
+def run_fit(args: argparse.Namespace) -> int:
     from simulator.costmodel.calibration import (
         STEP_KINDS,
         catalog_gpu_name,
