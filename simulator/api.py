@@ -11,14 +11,10 @@ import pandas as pd
 from simulator.config.loader import load_scenario, scenario_from_dict
 from simulator.config.scenario import Scenario
 from simulator.costmodel import CostModel, CostParams, MemoryPlan, memory_plan
-from simulator.engine.replica import ReplicaConfig
-from simulator.engine.router import make_router
-from simulator.engine.simulation import ReplicaGroup, Simulation
+from simulator.engine.simulation import Simulation
 from simulator.errors import UserError
 from simulator.metrics import RunRecords, Summary, summarize
-from simulator.policies import make_policy
 from simulator.specs.catalog import load_gpu, load_link, load_model, specs_dir
-from simulator.workload import build_source
 
 __all__ = ["Result", "build_simulation", "load_scenario", "run", "scenario_from_dict"]
 
@@ -42,81 +38,108 @@ def resolve_calibration(scenario: Scenario) -> tuple[CostParams, str]:
 
 
 def build_cost_model(scenario: Scenario) -> CostModel:
-    """The step-time model of one replica of the scenario."""
+    """The step-time model of one replica of the scenario (TP × PP × EP GPUs, offload)."""
+    from simulator.costmodel.offload import OffloadPlan
+    from simulator.specs.topology import build_placement
+
     hw, eng = scenario.hardware, scenario.engine
     gpu = load_gpu(hw.gpu)
-    link_name = hw.interconnect or gpu.interconnect
-    link = load_link(link_name) if hw.tensor_parallel > 1 and link_name else None
-    if hw.tensor_parallel > 1 and link is None:
-        raise UserError(
-            f"hardware.interconnect: {hw.gpu} has no GPU-to-GPU link; name one for "
-            f"tensor_parallel {hw.tensor_parallel} (e.g. pcie4)"
+    model = load_model(scenario.model)
+    placement = build_placement(
+        gpu.name,
+        gpu.interconnect,
+        tensor_parallel=hw.tensor_parallel,
+        pipeline_parallel=hw.pipeline_parallel,
+        expert_parallel=hw.expert_parallel,
+        gpus_per_node=hw.gpus_per_node,
+        interconnect=hw.interconnect,
+        inter_node_link=hw.inter_node_link,
+    )
+    offload = None
+    if hw.offload is not None:
+        offload = OffloadPlan(
+            gpu_layers=hw.offload.gpu_layers,
+            mode=hw.offload.mode,
+            host=load_gpu(hw.offload.host),
+            host_link=load_link(gpu.host_link) if gpu.host_link else None,
         )
     params, _ = resolve_calibration(scenario)
-    return CostModel(
-        load_model(scenario.model),
-        gpu,
-        params=params,
-        tensor_parallel=hw.tensor_parallel,
-        link=link,
-        weight_dtype=eng.weight_dtype,
-        kv_dtype=eng.kv_dtype,
-        cuda_graphs=eng.cuda_graphs,
-    )
+    try:
+        return CostModel(
+            model,
+            gpu,
+            params=params,
+            tensor_parallel=hw.tensor_parallel,
+            pipeline_parallel=hw.pipeline_parallel,
+            expert_parallel=hw.expert_parallel,
+            placement=placement,
+            pipeline_microbatches=hw.pipeline_microbatches,
+            offload=offload,
+            weight_dtype=eng.weight_dtype,
+            kv_dtype=eng.kv_dtype,
+            cuda_graphs=eng.cuda_graphs,
+        )
+    except UserError as exc:
+        # Cost-model messages name their field; give it its scenario section.
+        raise UserError(
+            [
+                m
+                if m.startswith(("hardware.", "engine."))
+                else f"engine.{m}"
+                if m.startswith(("kv_dtype", "weight_dtype"))
+                else f"hardware.{m}"
+                for m in exc.messages
+            ]
+        ) from None
 
 
 def build_memory_plan(scenario: Scenario) -> MemoryPlan:
-    """Memory of one GPU of a replica: weights, workspace and what is left for the KV cache."""
+    """Memory of the most loaded GPU of a replica: weights, workspace and the KV cache left."""
+    from simulator.costmodel.offload import OffloadPlan
+
     hw, eng = scenario.hardware, scenario.engine
-    return memory_plan(
-        load_model(scenario.model),
-        load_gpu(hw.gpu),
-        tensor_parallel=hw.tensor_parallel,
-        weight_dtype=eng.weight_dtype,
-        kv_dtype=eng.kv_dtype,
-        gpu_memory_utilization=eng.gpu_memory_utilization,
-        max_num_batched_tokens=eng.max_num_batched_tokens,
-    )
+    gpu = load_gpu(hw.gpu)
+    offload = None
+    if hw.offload is not None:
+        offload = OffloadPlan(
+            gpu_layers=hw.offload.gpu_layers, mode=hw.offload.mode, host=load_gpu(hw.offload.host)
+        )
+    try:
+        return memory_plan(
+            load_model(scenario.model),
+            gpu,
+            tensor_parallel=hw.tensor_parallel,
+            pipeline_parallel=hw.pipeline_parallel,
+            expert_parallel=hw.expert_parallel,
+            weight_dtype=eng.weight_dtype,
+            kv_dtype=eng.kv_dtype,
+            gpu_memory_utilization=eng.gpu_memory_utilization,
+            max_num_batched_tokens=eng.max_num_batched_tokens,
+            offload=offload,
+        )
+    except UserError as exc:
+        # Cost-model messages name their field; give it its scenario section.
+        raise UserError(
+            [
+                m
+                if m.startswith(("hardware.", "engine."))
+                else f"engine.{m}"
+                if m.startswith(("kv_dtype", "weight_dtype"))
+                else f"hardware.{m}"
+                for m in exc.messages
+            ]
+        ) from None
 
 
 def build_simulation(
-    scenario: Scenario, progress: Callable[[int], None] | None = None
+    scenario: Scenario,
+    progress: Callable[[int], None] | None = None,
+    trace_steps: bool = False,
 ) -> Simulation:
     """Turn a validated scenario into a ready-to-run simulation (checks the memory fit)."""
-    hw, eng = scenario.hardware, scenario.engine
-    model = load_model(scenario.model)
-    plan = build_memory_plan(scenario)
-    if not plan.fits:
-        raise UserError(f"hardware: {plan.explain()}")
-    try:  # unknown names fail here, before anything runs
-        make_policy(eng.batching)
-        make_router(scenario.routing.policy)
-    except UserError as exc:
-        field = "engine.batching" if "batching" in str(exc) else "routing.policy"
-        raise UserError(f"{field}: {exc}") from None
-    config = ReplicaConfig(
-        max_num_seqs=eng.max_num_seqs,
-        max_num_batched_tokens=eng.max_num_batched_tokens,
-        kv_block_size=eng.kv_block_size,
-        total_kv_blocks=plan.max_kv_tokens // eng.kv_block_size,
-        kv_watermark_fraction=eng.kv_watermark,
-        gpus=hw.tensor_parallel,
-    )
-    group = ReplicaGroup(
-        count=hw.replicas,
-        cost_model=build_cost_model(scenario),
-        config=config,
-        make_policy=lambda: make_policy(eng.batching),
-        max_model_len=eng.max_model_len or model.max_position_embeddings,
-    )
-    source = build_source(scenario.workload.model_dump(), base_dir=scenario.base_dir)
-    return Simulation(
-        [group],
-        source,
-        routing=scenario.routing.policy,
-        sample_interval_s=scenario.output.timeseries_interval_s,
-        progress=progress,
-    )
+    from simulator.assembly import assemble
+
+    return assemble(scenario, build_cost_model, build_memory_plan, progress, trace_steps)
 
 
 @dataclass

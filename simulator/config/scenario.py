@@ -8,10 +8,11 @@ when the simulation is built.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     Field,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     PrivateAttr,
@@ -27,15 +28,79 @@ SLO_METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms")
 SLO_PERCENTILES = ("mean", "p50", "p90", "p95", "p99", "p99.9", "max")
 
 
+class OffloadConfig(StrictModel):
+    """Decoder layers kept outside GPU memory (llama.cpp ``-ngl``-style split)."""
+
+    #: Decoder layers kept on the GPU; the rest live in host memory.
+    gpu_layers: NonNegativeInt
+    #: "cpu": the other layers run on the host CPU; "stream": their weights are copied over
+    #: the GPU's host link every step and run on the GPU.
+    mode: Literal["cpu", "stream"] = "cpu"
+    #: Device spec of the host (CPU memory bandwidth, FLOP/s, memory size).
+    host: str = "cpu-server"
+
+
 class HardwareConfig(StrictModel):
-    """GPUs of one replica, how many replicas, and the link between a replica's GPUs."""
+    """GPUs of one replica, how many replicas, and how they are placed and linked.
+
+    A replica has ``tensor_parallel × pipeline_parallel × expert_parallel`` GPUs; data
+    parallelism is ``replicas``. GPUs fill nodes of ``gpus_per_node``; collectives that span
+    nodes run over ``inter_node_link`` (per-GPU NIC bandwidth)."""
+
+    gpu: str = "h100-sxm"
+    tensor_parallel: PositiveInt = 1
+    #: Pipeline stages of one replica (layers split evenly).
+    pipeline_parallel: PositiveInt = 1
+    #: Expert groups of one replica (MoE only): routed experts split over them, attention
+    #: data-parallel across them.
+    expert_parallel: PositiveInt = 1
+    #: Micro-batches per step with pipeline stages; default: one per stage.
+    pipeline_microbatches: PositiveInt | None = None
+    replicas: PositiveInt = 1
+    #: Link between the GPUs of a node (catalog name); default: the GPU's own interconnect.
+    interconnect: str | None = None
+    #: GPUs per node; default: one node holds the whole replica.
+    gpus_per_node: PositiveInt | None = None
+    #: Network between nodes, per GPU (catalog name, e.g. infiniband-ndr).
+    inter_node_link: str | None = None
+    #: Layers kept in host memory (offload); unset: the whole model is on the GPUs.
+    offload: OffloadConfig | None = None
+    #: Calibration file (path), "none" for datasheet defaults, or unset for the GPU's shipped one.
+    calibration: str | None = None
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.tensor_parallel * self.pipeline_parallel * self.expert_parallel
+
+
+class SpeculativeConfig(StrictModel):
+    """Speculative decoding: a draft proposes tokens that the target verifies in one step."""
+
+    #: "draft": a smaller catalog model on the same GPUs; "mtp": the model's own
+    #: multi-token-prediction head (DeepSeek-V3 style: one extra layer and the LM head).
+    method: Literal["draft", "mtp"] = "draft"
+    draft_model: str | None = None
+    #: Tokens proposed per step (k).
+    num_speculative_tokens: PositiveInt = 4
+    #: Probability that each proposed token is accepted (independent per token).
+    acceptance_rate: float = Field(0.7, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _draft_named(self) -> SpeculativeConfig:
+        if self.method == "draft" and not self.draft_model:
+            raise ValueError("speculative.draft_model: required when method is 'draft'")
+        return self
+
+
+class PoolConfig(StrictModel):
+    """One pool of a disaggregated deployment (prefill or decode)."""
 
     gpu: str = "h100-sxm"
     tensor_parallel: PositiveInt = 1
     replicas: PositiveInt = 1
-    #: Link between the GPUs of a replica (catalog name); default: the GPU's own interconnect.
+    batching: str = "continuous"
+    batching_options: dict[str, Any] = Field(default_factory=dict)
     interconnect: str | None = None
-    #: Calibration file (path), "none" for datasheet defaults, or unset for the GPU's shipped one.
     calibration: str | None = None
 
 
@@ -43,6 +108,8 @@ class EngineConfig(StrictModel):
     """Inference-engine settings (vLLM-style names)."""
 
     batching: str = "continuous"
+    #: Parameters of the batching policy, e.g. {chunk_size: 512} for chunked.
+    batching_options: dict[str, Any] = Field(default_factory=dict)
     max_num_seqs: PositiveInt = 256
     max_num_batched_tokens: PositiveInt = 8192
     kv_block_size: PositiveInt = 16
@@ -55,15 +122,57 @@ class EngineConfig(StrictModel):
     cuda_graphs: bool = True
     #: Longest prompt + output accepted; default: the model's maximum position embeddings.
     max_model_len: PositiveInt | None = None
+    #: Reuse cached KV blocks of shared prefixes (sessions, system prompts).
+    prefix_caching: bool = True
+    #: When KV blocks run out: drop and recompute later, or swap to host memory over PCIe.
+    preemption: Literal["recompute", "swap"] = "recompute"
+    #: Host memory for swapped KV cache per GPU (GB; vLLM's default swap space is 4 GiB).
+    swap_space_gb: float = Field(4.0, ge=0.0)
+    speculative: SpeculativeConfig | None = None
+    #: Disaggregated serving (batching: disaggregated): the two pools and the KV link.
+    prefill: PoolConfig | None = None
+    decode: PoolConfig | None = None
+    kv_link: str | None = None
 
     @field_validator("weight_dtype", "kv_dtype")
     @classmethod
     def _known_dtype(cls, value: str) -> str:
         return canonical_dtype(value)
 
+    @model_validator(mode="after")
+    def _pools_match_batching(self) -> EngineConfig:
+        disaggregated = self.batching == "disaggregated"
+        if disaggregated and (self.prefill is None or self.decode is None):
+            raise ValueError("batching 'disaggregated' needs both engine.prefill and engine.decode")
+        if not disaggregated and (self.prefill is not None or self.decode is not None):
+            raise ValueError(
+                "engine.prefill and engine.decode apply only to batching "
+                f"'disaggregated', not {self.batching!r}"
+            )
+        return self
+
+
+class FleetGroupConfig(StrictModel):
+    """One group of identical replicas in a heterogeneous fleet."""
+
+    name: str | None = None
+    gpu: str
+    tensor_parallel: PositiveInt = 1
+    replicas: PositiveInt = 1
+    interconnect: str | None = None
+    calibration: str | None = None
+    #: Engine settings that differ from the scenario's ``engine`` section.
+    engine: dict[str, Any] = Field(default_factory=dict)
+
 
 class RoutingConfig(StrictModel):
+    """How arriving requests are spread over replicas."""
+
     policy: str = "round_robin"
+    #: length_aware: prompts of at least this many tokens go to the long-request replicas.
+    long_prompt_tokens: PositiveInt = 2048
+    #: length_aware: share of replicas reserved for long requests.
+    long_replica_fraction: float = Field(0.5, gt=0.0, lt=1.0)
 
 
 class CostConfig(StrictModel):
@@ -87,6 +196,9 @@ class Scenario(StrictModel):
     hardware: HardwareConfig = Field(default_factory=HardwareConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    #: Heterogeneous fleet: replica groups of different GPUs behind one router (replaces
+    #: the single group described by ``hardware``).
+    fleet: list[FleetGroupConfig] | None = None
     workload: WorkloadConfig
     #: Latency targets: metric -> {percentile: threshold in ms}, e.g. {ttft_ms: {p99: 1000}}.
     slo: dict[Literal["ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"], dict[str, PositiveFloat]] = Field(

@@ -1,19 +1,25 @@
-"""A cluster of replicas fed by a request source: build, run, collect records."""
+"""A cluster of replicas fed by a request source: build, run, collect records.
+
+Replicas come in groups (a heterogeneous fleet has several). In a disaggregated deployment
+the ``prefill`` groups take arrivals and hand each prefilled sequence's KV cache over a
+shared link to a ``decode`` group; the first token reaches the user when the KV arrives.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import simpy
 
 from simulator.engine.ledger import RequestLedger
+from simulator.engine.link import SharedLink
 from simulator.engine.replica import Replica, ReplicaConfig
-from simulator.engine.router import make_router
 from simulator.metrics.histogram import GapHistogram
 from simulator.metrics.records import RunRecords, TimeSeries
+from simulator.policies.routing import make_router
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,41 @@ class ReplicaGroup:
     make_policy: Callable[[], object]
     #: Longest sequence (prompt + output tokens) the model accepts.
     max_model_len: int
+    name: str = "replicas"
+    #: "serve" (whole requests), "prefill" or "decode" (disaggregated pools).
+    role: str = "serve"
+    #: Relative capacity for routing (e.g. decode tokens/s at full batch).
+    capacity: float = 1.0
+    #: Disaggregated prefill: link to the decode pool (bytes/s per direction, latency s).
+    kv_link_bytes_per_s: float = 0.0
+    kv_link_latency_s: float = 0.0
+    speculative: object = None
+
+
+@dataclass
+class StepTrace:
+    """Steps of every replica as Chrome/Perfetto trace events (when enabled)."""
+
+    events: list[dict] = field(default_factory=list)
+
+    def add(
+        self, replica: int, start_s: float, dur_s: float, steps: int, seqs: int, tokens: int
+    ) -> None:
+        name = "decode" if tokens == seqs else "prefill/mixed"
+        self.events.append(
+            {
+                "name": name,
+                "ph": "X",
+                "pid": 0,
+                "tid": replica,
+                "ts": start_s * 1e6,
+                "dur": dur_s * 1e6,
+                "args": {"steps": steps, "seqs": seqs, "tokens": tokens},
+            }
+        )
+
+    def to_json(self) -> dict:
+        return {"traceEvents": self.events, "displayTimeUnit": "ms"}
 
 
 class Simulation:
@@ -41,23 +82,32 @@ class Simulation:
         source,
         *,
         routing: str = "round_robin",
+        routing_options: dict | None = None,
+        seed: int = 0,
         sample_interval_s: float = 0.5,
         progress: Callable[[int], None] | None = None,
+        trace_steps: bool = False,
     ):
         self.env = simpy.Environment()
         self.source = source
         self.ledger = RequestLedger()
         self.itl = GapHistogram()
-        self.router = make_router(routing)
         self.sample_interval_s = sample_interval_s
         self._progress = progress
+        self.step_trace = StepTrace() if trace_steps else None
         self._samples: list[tuple] = []
         self._next_sample: dict[int, float] = {}
         self.replicas: list[Replica] = []
-        self._limits: list[tuple[int, int]] = []  # (max tokens per sequence, admit blocks)
+        self.entry: list[Replica] = []  # replicas that take arrivals
+        self.decoders: list[Replica] = []  # disaggregated decode pool
+        self._links: dict[int, SharedLink] = {}
+        entry_weights: list[float] = []
+        decode_weights: list[float] = []
+        self._limits: dict[int, tuple[int, int]] = {}
         for group in groups:
             for _ in range(group.count):
                 rid = len(self.replicas)
+                handoff = self._handoff if group.role == "prefill" else None
                 replica = Replica(
                     self.env,
                     rid,
@@ -69,11 +119,29 @@ class Simulation:
                     self._peek_arrival,
                     self._finished,
                     self._sampler,
+                    on_prefilled=handoff,
                 )
                 self.replicas.append(replica)
-                admit_blocks = group.config.total_kv_blocks - replica.watermark_blocks
-                self._limits.append((group.max_model_len, admit_blocks))
+                self._limits[rid] = (
+                    group.max_model_len,
+                    group.config.total_kv_blocks - replica.watermark_blocks,
+                )
                 self._next_sample[rid] = 0.0
+                if group.role == "decode":
+                    self.decoders.append(replica)
+                    decode_weights.append(group.capacity)
+                else:
+                    self.entry.append(replica)
+                    entry_weights.append(group.capacity)
+                if group.role == "prefill":
+                    self._links[rid] = SharedLink(
+                        self.env, group.kv_link_bytes_per_s, group.kv_link_latency_s
+                    )
+        self.router = make_router(routing, entry_weights, seed, **(routing_options or {}))
+        self.decode_router = (
+            make_router("least_outstanding", decode_weights) if self.decoders else None
+        )
+        self._kv_bytes_per_token = {r.replica_id: r.cfg.kv_bytes_per_token for r in self.replicas}
         self.num_gpus = sum(g.count * g.config.gpus for g in groups)
         self.arrival_end_s = 0.0
         self._arrival_proc = self.env.process(self._arrivals())
@@ -114,10 +182,11 @@ class Simulation:
 
     def _route(self, request) -> None:
         ordinal = self.ledger.add(request)
-        i = self.router.choose(self.replicas, request)
-        max_len, admit_blocks = self._limits[i]
+        i = self.router.choose(self.entry, request)
+        replica = self.entry[i]
+        max_len, admit_blocks = self._limits[replica.replica_id]
         total = request.prompt_tokens + request.output_tokens
-        block = self.replicas[i].cfg.kv_block_size
+        block = replica.cfg.kv_block_size
         if total > max_len:
             self.ledger.reject(
                 ordinal,
@@ -129,8 +198,8 @@ class Simulation:
                 f"needs {total} tokens of KV cache, a replica holds at most {admit_blocks * block}",
             )
         else:
-            self.ledger.replica[ordinal] = i
-            self.replicas[i].submit(ordinal, request)
+            self.ledger.replica[ordinal] = replica.replica_id
+            replica.submit(ordinal, request)
             return
         self._finished(ordinal, self.env.now)
 
@@ -150,8 +219,38 @@ class Simulation:
             self._sleep_until = math.inf
             self._arrival_proc.interrupt()
 
+    # ------------------------------------------------------- disaggregation
+    def _handoff(self, ordinal: int, now: float, context_tokens: int) -> None:
+        """A prefill replica finished a prompt: ship its KV to a decode replica."""
+        source_id = self.ledger.replica[ordinal]
+        size = context_tokens * self._kv_bytes_per_token[source_id]
+        self.env.process(self._ship(ordinal, source_id, size))
+
+    def _ship(self, ordinal: int, source_id: int, size: float):
+        yield from self._links[source_id].transfer(size)
+        now = self.env.now
+        request = self.ledger.requests[ordinal]
+        self.ledger.first_token_s[ordinal] = now  # the user sees the token once it arrives
+        if request.output_tokens <= 1:
+            self.ledger.finish_s[ordinal] = now
+            self._finished(ordinal, now)
+            return
+        i = self.decode_router.choose(self.decoders, request)
+        decoder = self.decoders[i]
+        self.ledger.replica[ordinal] = decoder.replica_id
+        decoder.submit(ordinal, request, prefilled=True, first_s=now)
+
     # ------------------------------------------------------------- sampling
     def _sampler(self, replica: Replica, start_s: float, steps: int) -> None:
+        if self.step_trace is not None:
+            self.step_trace.add(
+                replica.replica_id,
+                start_s,
+                self.env.now - start_s,
+                steps,
+                replica.batch.size,
+                replica.last_batch_tokens,
+            )
         rid = replica.replica_id
         if start_s >= self._next_sample[rid]:
             self._next_sample[rid] = start_s + self.sample_interval_s
@@ -162,6 +261,7 @@ class Simulation:
                     rid,
                     len(replica.waiting),
                     replica.batch.size,
+                    len(replica.swapped),
                     replica.used_blocks / total if total else 0.0,
                     replica.last_batch_tokens,
                 )
@@ -171,15 +271,22 @@ class Simulation:
     def run(self) -> RunRecords:
         """Run until every request has finished or been rejected."""
         self.env.run()
-        cols = list(zip(*self._samples, strict=True)) if self._samples else [()] * 6
+        cols = list(zip(*self._samples, strict=True)) if self._samples else [()] * 7
         ts = TimeSeries(
             time_s=np.array(cols[0], dtype=np.float64),
             replica=np.array(cols[1], dtype=np.int64),
             waiting=np.array(cols[2], dtype=np.int64),
             running=np.array(cols[3], dtype=np.int64),
-            kv_used_fraction=np.array(cols[4], dtype=np.float64),
-            batch_tokens=np.array(cols[5], dtype=np.int64),
+            swapped=np.array(cols[4], dtype=np.int64),
+            kv_used_fraction=np.array(cols[5], dtype=np.float64),
+            batch_tokens=np.array(cols[6], dtype=np.int64),
         )
+        extra = {
+            "arrival_end_s": self.arrival_end_s,
+            "num_gpus": self.num_gpus,
+            "swapped_bytes": sum(r.swapped_bytes for r in self.replicas),
+            "kv_transfer_bytes": sum(link.bytes_moved for link in self._links.values()),
+        }
         return RunRecords(
             requests=self.ledger.to_records(),
             timeseries=ts,
@@ -187,5 +294,5 @@ class Simulation:
             itl=self.itl,
             end_s=self.env.now,
             final_waiting=sum(len(r.waiting) for r in self.replicas),
-            extra={"arrival_end_s": self.arrival_end_s, "num_gpus": self.num_gpus},
+            extra=extra,
         )

@@ -186,16 +186,17 @@ def requests_frame(records: RunRecords) -> pd.DataFrame:
 def timeseries_frame(records: RunRecords) -> pd.DataFrame:
     """One row per sample per replica: queue, running sequences, KV use, tokens in the step."""
     t = records.timeseries
-    return pd.DataFrame(
-        {
-            "time_s": t.time_s,
-            "replica": t.replica,
-            "waiting": t.waiting,
-            "running": t.running,
-            "kv_used_fraction": t.kv_used_fraction,
-            "batch_tokens": t.batch_tokens,
-        }
-    )
+    columns = {
+        "time_s": t.time_s,
+        "replica": t.replica,
+        "waiting": t.waiting,
+        "running": t.running,
+    }
+    if t.swapped is not None:
+        columns["swapped"] = t.swapped
+    columns["kv_used_fraction"] = t.kv_used_fraction
+    columns["batch_tokens"] = t.batch_tokens
+    return pd.DataFrame(columns)
 
 
 def write_outputs(out_dir: Path, summary: Summary, records: RunRecords) -> list[Path]:

@@ -50,6 +50,8 @@ class TimeSeries:
     running: np.ndarray  # sequences holding KV blocks and being stepped
     kv_used_fraction: np.ndarray  # used / total KV blocks, 0..1
     batch_tokens: np.ndarray  # tokens in the last step
+    #: Sequences swapped out to host memory.
+    swapped: np.ndarray | None = None
 
 
 @dataclass
