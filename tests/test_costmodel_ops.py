@@ -122,9 +122,14 @@ def test_shape_build_sums():
 
 
 def test_fp8_weights_halve_weight_bytes():
-    bf16 = ops_by_name(CostModel(TINY, GPU, params=IDEAL).price(StepShape.build([(1, 0)])))
-    fp8 = ops_by_name(
-        CostModel(TINY, GPU, params=IDEAL, weight_dtype="fp8").price(StepShape.build([(1, 0)]))
-    )
+    step = StepShape.build([(1, 0)])
+    bf16 = ops_by_name(CostModel(TINY, GPU, params=IDEAL).price(step))
+    fp8_all = CostModel(TINY, GPU, params=IDEAL, weight_dtype="fp8", attention_dtype="fp8")
+    fp8 = ops_by_name(fp8_all.price(step))
     w_bf16 = 64 * 128 * 2
     assert bf16["qkv_proj"].bytes - fp8["qkv_proj"].bytes == pytest.approx(2 * w_bf16 / 2)
+    # An FP8 checkpoint keeps attention projections and LM head in bf16 unless told otherwise.
+    default = ops_by_name(CostModel(TINY, GPU, params=IDEAL, weight_dtype="fp8").price(step))
+    assert default["qkv_proj"].bytes == bf16["qkv_proj"].bytes
+    assert default["lm_head"].bytes == bf16["lm_head"].bytes
+    assert default["down_proj"].bytes < bf16["down_proj"].bytes

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from simulator.costmodel.quant import WeightFormats
 from simulator.specs.dtypes import dtype_bytes
 from simulator.specs.model import ModelSpec
 
@@ -35,19 +36,35 @@ class GemmOp:
     #: MoE experts: number of routed experts per layer and experts each token picks (0 = dense).
     experts: int = 0
     experts_per_token: int = 0
+    #: Storage format of the weights (sets bytes, compute path and dequantisation).
+    dtype: str = "bf16"
+    #: Expert parallelism: routed experts held by this GPU's expert group.
+    local_experts: int = 0
 
     @property
     def flops_per_token(self) -> float:
+        """FLOPs per token over all experts it picks (every expert group together)."""
         per_expert = 2.0 * self.k * self.n
         return per_expert * (self.experts_per_token if self.experts else 1)
+
+    @property
+    def is_expert(self) -> bool:
+        return self.experts > 0
+
+    def experts_touched(self, tokens: int) -> float:
+        """Expected distinct experts of this GPU's group hit by ``tokens`` tokens.
+
+        Each token picks ``experts_per_token`` of ``experts`` (uniform routing), so one expert
+        is missed by all of them with probability ``(1 - k/E)^tokens``: a batch touches
+        ``E·(1 - (1 - k/E)^B)`` experts in expectation."""
+        miss = (1.0 - self.experts_per_token / self.experts) ** tokens
+        return (self.local_experts or self.experts) * (1.0 - miss)
 
     def weight_bytes_touched(self, tokens: int) -> float:
         """Weight bytes read for ``tokens`` rows: all of a dense GEMM, touched experts of MoE."""
         if not self.experts:
             return self.weight_bytes
-        # Expected distinct experts hit when each token picks experts_per_token of them.
-        miss = (1.0 - self.experts_per_token / self.experts) ** tokens
-        return self.weight_bytes * self.experts * (1.0 - miss)
+        return self.weight_bytes * self.experts_touched(tokens)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +108,17 @@ def compute_dtype(weight_dtype: str, activation_dtype: str) -> str:
     return weight_dtype if w >= a else activation_dtype
 
 
+def split_layers(model: ModelSpec, layers: int) -> tuple[int, int]:
+    """(dense, MoE) decoder layers among ``layers`` of the model's layers, in proportion
+    (rounded up): the heaviest pipeline stage, or the layers kept on one device."""
+    moe_total = model.num_moe_layers()
+    dense_total = model.num_layers - moe_total
+    if layers >= model.num_layers:
+        return dense_total, moe_total
+    moe = math.ceil(moe_total * layers / model.num_layers)
+    return max(0, min(dense_total, layers - moe)), moe
+
+
 def build_layer_plan(
     model: ModelSpec,
     *,
@@ -98,15 +126,38 @@ def build_layer_plan(
     weight_dtype: str,
     kv_dtype: str,
     activation_dtype: str,
+    formats: WeightFormats | None = None,
+    expert_parallel: int = 1,
+    layers: int | None = None,
+    lm_head: bool = True,
 ) -> LayerPlan:
-    """Shard every op of ``model`` over ``tensor_parallel`` GPUs and size it in bytes."""
+    """Shard every op of ``model`` over ``tensor_parallel`` GPUs and size it in bytes.
+
+    ``formats`` gives the storage dtype of attention, MLP and LM head (default: all
+    ``weight_dtype``). ``expert_parallel`` groups share the routed experts. ``layers``: the
+    decoder layers this device runs (a pipeline stage, or the part kept on a GPU when the
+    rest is offloaded); ``lm_head``: whether it also runs the LM head."""
     tp = tensor_parallel
-    wb, ab, kvb = dtype_bytes(weight_dtype), dtype_bytes(activation_dtype), dtype_bytes(kv_dtype)
-    h, layers = model.hidden_size, model.num_layers
+    if formats is None:
+        formats = WeightFormats(weight_dtype, weight_dtype, weight_dtype, weight_dtype)
+    ab, kvb = dtype_bytes(activation_dtype), dtype_bytes(kv_dtype)
+    h = model.hidden_size
+    layers = model.num_layers if layers is None else layers
+    dense_layers, moe_layers = split_layers(model, layers)
     heads = max(1, model.num_attention_heads // tp)
 
-    def gemm(name: str, k: int, n: int, n_layers: int, experts: int = 0, top_k: int = 0) -> GemmOp:
-        return GemmOp(name, k, n, n_layers, k * n * wb, (k + n) * ab, experts, top_k)
+    def gemm(
+        name: str,
+        k: int,
+        n: int,
+        n_layers: int,
+        experts: int = 0,
+        top_k: int = 0,
+        dtype: str = formats.mlp,
+    ) -> GemmOp:
+        local = math.ceil(experts / expert_parallel) if experts else 0
+        wbytes = k * n * dtype_bytes(dtype)
+        return GemmOp(name, k, n, n_layers, wbytes, (k + n) * ab, experts, top_k, dtype, local)
 
     gemms: list[GemmOp] = []
     if model.uses_mla:
@@ -116,31 +167,31 @@ def build_layer_plan(
         # Projections as one GEMM of the same parameter count; latent KV is replicated.
         attn_params = model.attention_params_per_layer()
         out_params = model.num_attention_heads * v_dim * h
-        gemms.append(gemm("qkv_proj", h, math.ceil((attn_params - out_params) / h / tp), layers))
-        gemms.append(gemm("o_proj", model.num_attention_heads * v_dim // tp, h, layers))
+        qkv_n = math.ceil((attn_params - out_params) / h / tp)
+        gemms.append(gemm("qkv_proj", h, qkv_n, layers, dtype=formats.attention))
+        o_k = model.num_attention_heads * v_dim // tp
+        gemms.append(gemm("o_proj", o_k, h, layers, dtype=formats.attention))
         kv_per_token_layer = (model.kv_lora_rank + model.qk_rope_head_dim) * kvb
         rope_width = (heads + 1) * model.qk_rope_head_dim
     else:
         qk_dim = v_dim = decode_qk = decode_v = model.head_dim
         kv_heads = max(1, math.ceil(model.num_kv_heads / tp))  # replicated when tp > kv heads
         qkv_n = heads * model.head_dim + 2 * kv_heads * model.head_dim
-        gemms.append(gemm("qkv_proj", h, qkv_n, layers))
-        gemms.append(gemm("o_proj", heads * model.head_dim, h, layers))
+        gemms.append(gemm("qkv_proj", h, qkv_n, layers, dtype=formats.attention))
+        gemms.append(gemm("o_proj", heads * model.head_dim, h, layers, dtype=formats.attention))
         kv_per_token_layer = 2 * kv_heads * model.head_dim * kvb
         rope_width = (heads + kv_heads) * model.head_dim
 
     mlp_factor = 2 if model.gated_mlp else 1
-    dense_layers = layers - model.num_moe_layers()
     inter = model.intermediate_size // tp
     if dense_layers:
         gemms.append(gemm("gate_up_proj", h, mlp_factor * inter, dense_layers))
         gemms.append(gemm("down_proj", inter, h, dense_layers))
     act_width = inter if dense_layers else 0
-    if model.is_moe:
-        moe_layers = model.num_moe_layers()
+    if model.is_moe and moe_layers:
         e_inter = (model.moe_intermediate_size or model.intermediate_size) // tp
         experts, top_k = model.num_experts, model.experts_per_token
-        gemms.append(gemm("router", h, experts, moe_layers))
+        gemms.append(gemm("router", h, experts, moe_layers, dtype="bf16"))
         gemms.append(gemm("experts_gate_up", h, mlp_factor * e_inter, moe_layers, experts, top_k))
         gemms.append(gemm("experts_down", e_inter, h, moe_layers, experts, top_k))
         if model.num_shared_experts:
@@ -151,7 +202,7 @@ def build_layer_plan(
 
     elementwise = (
         # Read the hidden row, write the normed row (weights are negligible).
-        ElementwiseOp("norms", 2 * layers, 2 * h * ab, h * wb),
+        ElementwiseOp("norms", 2 * layers, 2 * h * ab, h * 2.0),
         ElementwiseOp("residual_adds", 2 * layers, 3 * h * ab),
         # Rotary reads and writes query and key rows.
         ElementwiseOp("rotary", layers, 2 * rope_width * ab),
@@ -159,9 +210,11 @@ def build_layer_plan(
         # SiLU(gate) × up: read 2 rows of the intermediate width, write one.
         ElementwiseOp("activation", layers, (mlp_factor + 1) * act_width * ab),
         ElementwiseOp("embedding", 1, 2 * h * ab),
-        ElementwiseOp("final_norm", 1, 2 * h * ab, h * wb),
+        ElementwiseOp("final_norm", 1 if lm_head else 0, 2 * h * ab, h * 2.0),
     )
-    lm_head = gemm("lm_head", h, math.ceil(model.vocab_size / tp), 1)
+    lm_head = gemm(
+        "lm_head", h, math.ceil(model.vocab_size / tp), 1 if lm_head else 0, dtype=formats.lm_head
+    )
     small_kernels = len(gemms) + 2 + 2 + 3  # GEMMs, norms, adds, rotary, kv write, activation
     return LayerPlan(
         gemms=tuple(gemms),

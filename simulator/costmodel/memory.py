@@ -3,6 +3,13 @@
 Mirrors how serving engines (vLLM's ``gpu_memory_utilization``) size the KV cache: a fraction
 of the GPU's memory is usable; weights and the activation workspace of the largest batch come
 out of it; the rest holds KV blocks.
+
+Sharding: attention and dense weights split over tensor-parallel ranks, routed experts over
+tensor × expert ranks, layers over pipeline stages (``quant.weight_bytes_per_gpu``). The KV
+cache of a token is split like its layers: KV heads over TP ranks (replicated when TP exceeds
+them; MLA's latent cache is replicated on every rank), layers over stages. Expert groups run
+attention data-parallel, each holding the KV of its own sequences, so a replica holds
+``expert_parallel`` times the tokens of one group.
 """
 
 from __future__ import annotations
@@ -10,6 +17,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from simulator.costmodel.offload import OffloadPlan
+from simulator.costmodel.quant import (
+    check_kv_dtype,
+    resolve_weight_formats,
+    weight_bytes,
+    weight_bytes_for_layers,
+    weight_bytes_per_gpu,
+)
 from simulator.errors import UserError
 from simulator.specs.dtypes import canonical_dtype, dtype_bytes
 from simulator.specs.gpu import GpuSpec
@@ -34,28 +49,70 @@ class MemoryPlan:
     kv_capacity_bytes_per_gpu: float
     kv_bytes_per_token_per_gpu: float
     max_kv_tokens: int
+    """KV tokens the whole replica holds (all expert groups)."""
     fits: bool
     model_name: str = ""
     gpu_name: str = ""
     tensor_parallel: int = 1
     gpu_memory_utilization: float = 0.9
+    pipeline_parallel: int = 1
+    expert_parallel: int = 1
+    weight_formats: str = "bf16"
+    kv_dtype: str = "bf16"
+    total_weight_bytes: float = 0.0
+    """Weights of the whole model in their formats (not sharded)."""
+    kv_bytes_per_token: float = 0.0
+    """KV-cache bytes of one token over all layers (not sharded)."""
+    offloaded_weight_bytes: float = 0.0
+    """Weights kept in host memory (offload)."""
+    host_bytes_needed: float = 0.0
+    """Host memory for offloaded weights and the KV cache of CPU layers at full capacity."""
+    host_memory_bytes: float = 0.0
+
+    @property
+    def gpus(self) -> int:
+        return self.tensor_parallel * self.pipeline_parallel * self.expert_parallel
+
+    @property
+    def free_bytes_per_gpu(self) -> float:
+        """Usable memory left once weights and workspace are placed (the KV budget)."""
+        return self.usable_bytes - self.weight_bytes_per_gpu - self.workspace_bytes
+
+    def max_sequences(self, context_tokens: int) -> int:
+        """Sequences of ``context_tokens`` whose KV cache fits at once (whole replica)."""
+        if context_tokens <= 0:
+            raise ValueError(f"context_tokens {context_tokens} must be >= 1")
+        return self.max_kv_tokens // context_tokens
+
+    def layout(self) -> str:
+        parts = [f"tensor_parallel {self.tensor_parallel}"]
+        if self.pipeline_parallel > 1:
+            parts.append(f"pipeline_parallel {self.pipeline_parallel}")
+        if self.expert_parallel > 1:
+            parts.append(f"expert_parallel {self.expert_parallel}")
+        return ", ".join(parts)
 
     def explain(self) -> str:
         """One paragraph: where the memory goes and whether the model fits."""
         gb = 1e9
         need = self.weight_bytes_per_gpu + self.workspace_bytes
         head = (
-            f"{self.model_name} on {self.gpu_name} (tensor_parallel {self.tensor_parallel}): "
+            f"{self.model_name} on {self.gpu_name} ({self.layout()}): "
             f"weights {self.weight_bytes_per_gpu / gb:.2f} GB + workspace "
             f"{self.workspace_bytes / gb:.2f} GB per GPU = {need / gb:.2f} GB needed; "
             f"usable {self.usable_bytes / gb:.2f} GB "
             f"({self.gpu_memory_utilization:.0%} of {self.gpu_memory_bytes / gb:.2f} GB)"
         )
+        if self.host_bytes_needed > self.host_memory_bytes > 0:
+            return (
+                f"{head}; offload needs {self.host_bytes_needed / gb:.2f} GB of host memory, "
+                f"the host has {self.host_memory_bytes / gb:.2f} GB"
+            )
         if not self.fits:
             return (
                 f"{head}: does not fit, {need / gb:.2f} GB needed vs {self.usable_bytes / gb:.2f} "
-                "GB available; raise tensor_parallel, use a smaller weight dtype or a GPU with "
-                "more memory"
+                "GB available; raise tensor_parallel or pipeline_parallel, use a smaller weight "
+                "dtype or a GPU with more memory"
             )
         return (
             f"{head}; KV cache {self.kv_capacity_bytes_per_gpu / gb:.2f} GB at "
@@ -63,12 +120,23 @@ class MemoryPlan:
         )
 
 
-def kv_bytes_per_token_per_gpu(model: ModelSpec, tensor_parallel: int, kv_dtype: str) -> float:
-    """KV-cache bytes one token takes on one GPU (KV heads replicate when TP exceeds them)."""
+def kv_bytes_per_token_per_gpu(
+    model: ModelSpec,
+    tensor_parallel: int,
+    kv_dtype: str,
+    *,
+    pipeline_parallel: int = 1,
+    layers_on_device: int | None = None,
+) -> float:
+    """KV-cache bytes one token takes on one GPU (KV heads replicate when TP exceeds them;
+    the heaviest stage holds ⌈layers / stages⌉ layers)."""
+    layers = math.ceil(model.num_layers / pipeline_parallel)
+    if layers_on_device is not None:
+        layers = min(layers, layers_on_device)
     if model.uses_mla:  # the latent cache is replicated on every rank
-        return model.kv_bytes_per_token(kv_dtype)
+        return model.kv_bytes_per_token(kv_dtype) * layers / model.num_layers
     kv_heads = max(1, math.ceil(model.num_kv_heads / tensor_parallel))
-    return 2 * kv_heads * model.head_dim * model.num_layers * dtype_bytes(kv_dtype)
+    return 2 * kv_heads * model.head_dim * layers * dtype_bytes(kv_dtype)
 
 
 def workspace_bytes(
@@ -94,23 +162,76 @@ def memory_plan(
     gpu_memory_utilization: float = 0.9,
     max_num_batched_tokens: int = 8192,
     activation_dtype: str = "bf16",
+    pipeline_parallel: int = 1,
+    expert_parallel: int = 1,
+    attention_dtype: str | None = None,
+    lm_head_dtype: str | None = None,
+    offload: OffloadPlan | None = None,
 ) -> MemoryPlan:
-    """Budget one GPU of a replica of ``tensor_parallel`` GPUs."""
+    """Budget the most loaded GPU of a replica of ``tensor_parallel × pipeline_parallel ×
+    expert_parallel`` GPUs."""
     if not 0 < gpu_memory_utilization <= 1:
         raise UserError(f"gpu_memory_utilization: {gpu_memory_utilization} must be in (0, 1]")
-    if tensor_parallel < 1:
-        raise UserError(f"tensor_parallel: {tensor_parallel} must be >= 1")
-    for field, value in (("weight_dtype", weight_dtype), ("kv_dtype", kv_dtype)):
-        try:
-            canonical_dtype(value)
-        except ValueError as exc:
-            raise UserError(f"{field}: {exc}") from None
+    for name, value in (
+        ("tensor_parallel", tensor_parallel),
+        ("pipeline_parallel", pipeline_parallel),
+        ("expert_parallel", expert_parallel),
+    ):
+        if value < 1:
+            raise UserError(f"{name}: {value} must be >= 1")
+    try:
+        canonical_dtype(activation_dtype)
+    except ValueError as exc:
+        raise UserError(f"activation_dtype: {exc}") from None
+    kv_dtype = check_kv_dtype(kv_dtype)
+    formats = resolve_weight_formats(weight_dtype, attention_dtype, lm_head_dtype)
+    layers_on_gpu = None
+    offloaded = 0.0
+    host_needed = 0.0
+    if offload is not None:
+        if not 0 <= offload.gpu_layers <= model.num_layers:
+            raise UserError(
+                f"offload.gpu_layers: {offload.gpu_layers} must be within 0..{model.num_layers}"
+            )
+        layers_on_gpu = offload.gpu_layers
+        offloaded = weight_bytes_for_layers(model, formats, model.num_layers - layers_on_gpu)
     usable = gpu.memory_bytes * gpu_memory_utilization
-    weights = model.weight_bytes(weight_dtype) / tensor_parallel
-    workspace = workspace_bytes(model, tensor_parallel, activation_dtype, max_num_batched_tokens)
+    weights = weight_bytes_per_gpu(
+        model,
+        formats,
+        tensor_parallel=tensor_parallel,
+        pipeline_parallel=pipeline_parallel,
+        expert_parallel=expert_parallel,
+        layers_on_device=layers_on_gpu,
+    )
+    local_tokens = math.ceil(max_num_batched_tokens / expert_parallel)
+    workspace = workspace_bytes(model, tensor_parallel, activation_dtype, local_tokens)
     kv_capacity = max(0.0, usable - weights - workspace)
-    per_token = kv_bytes_per_token_per_gpu(model, tensor_parallel, kv_dtype)
-    max_tokens = int(kv_capacity // per_token) if per_token > 0 else 0
+    # Streamed layers still keep their KV cache on the GPU; CPU layers keep it in host memory.
+    kv_layers = layers_on_gpu if offload is not None and offload.mode == "cpu" else None
+    per_token = kv_bytes_per_token_per_gpu(
+        model,
+        tensor_parallel,
+        kv_dtype,
+        pipeline_parallel=pipeline_parallel,
+        layers_on_device=kv_layers,
+    )
+    if per_token > 0:
+        max_tokens = int(kv_capacity // per_token) * expert_parallel
+    else:  # every layer on the CPU: the KV cache lives in host memory
+        max_tokens = int(model.max_position_embeddings * 4)
+    host_memory = 0.0
+    if offload is not None:
+        host_needed = offloaded
+        if offload.mode == "cpu":
+            cpu_layers = model.num_layers - offload.gpu_layers
+            per_token_host = model.kv_bytes_per_token(kv_dtype) * cpu_layers / model.num_layers
+            host_needed += per_token_host * max_tokens
+        if offload.host is not None:
+            host_memory = offload.host.memory_bytes
+    fits = weights + workspace <= usable and max_tokens > 0
+    if host_memory and host_needed > host_memory:
+        fits = False
     return MemoryPlan(
         gpu_memory_bytes=gpu.memory_bytes,
         usable_bytes=usable,
@@ -119,9 +240,18 @@ def memory_plan(
         kv_capacity_bytes_per_gpu=kv_capacity,
         kv_bytes_per_token_per_gpu=per_token,
         max_kv_tokens=max_tokens,
-        fits=weights + workspace <= usable and max_tokens > 0,
+        fits=fits,
         model_name=model.name,
         gpu_name=gpu.name,
         tensor_parallel=tensor_parallel,
         gpu_memory_utilization=gpu_memory_utilization,
+        pipeline_parallel=pipeline_parallel,
+        expert_parallel=expert_parallel,
+        weight_formats=formats.describe(),
+        kv_dtype=kv_dtype,
+        total_weight_bytes=weight_bytes(model, formats).total,
+        kv_bytes_per_token=model.kv_bytes_per_token(kv_dtype),
+        offloaded_weight_bytes=offloaded,
+        host_bytes_needed=host_needed,
+        host_memory_bytes=host_memory,
     )

@@ -101,6 +101,52 @@ class CostParams:
     """NCCL bus bandwidth of large all-reduces as a fraction of the link's per-direction
     bandwidth (unitless). Default 0.82: 8× H100/H200 without NVLS (sheet B5/C4)."""
 
+    alltoall_latency_s: float = 20.0e-6
+    """Fixed time of one MoE all-to-all, dispatch or combine (seconds): kernel launch and the
+    exchange of per-expert token counts. Default 20 µs (estimate): DeepEP's low-latency
+    kernels take 77 µs (dispatch) and 114 µs (combine) at EP8 for 128 tokens × 7168 × top-8,
+    almost all of it bandwidth (github.com/deepseek-ai/DeepEP README, H800)."""
+
+    alltoall_bw_efficiency: float = 0.86
+    """Achieved fraction of the link's per-direction bandwidth in MoE dispatch/combine
+    (unitless). Default 0.86: DeepEP normal kernels reach 43 GB/s over 50 GB/s CX7 RDMA at
+    EP16 (153 of ~160 GB/s NVLink intranode at EP8: 0.96) (DeepEP README, H800)."""
+
+    expert_load_imbalance: float = 1.0
+    """Tokens of the busiest expert-parallel rank over the mean (>= 1, unitless); the step
+    waits for that rank, so expert GEMM compute and all-to-all bytes scale by it. Default
+    1.0: balanced, which expert-parallel load balancers with redundant experts approach;
+    SGLang measured 1.49x (prefill) and 2.54x (decode) speed-ups from EPLB on DeepSeek-V3
+    (published_benchmarks.md §7A), so unbalanced deployments sit around 1.5-2.5."""
+
+    p2p_latency_s: float = 10.0e-6
+    """Fixed time of one activation hand-off between pipeline stages (seconds): NCCL
+    send/recv launch. Default 10 µs, taken equal to ``allreduce_latency_s`` (estimate)."""
+
+    p2p_bw_efficiency: float = 0.80
+    """Achieved fraction of link bandwidth by stage-to-stage send/recv (unitless). Default
+    0.80 (estimate, between NCCL's all-reduce busbw fraction 0.82 and DeepEP's 0.86)."""
+
+    dequant_overhead: float = 0.10
+    """Extra GEMM compute time when weights are stored narrower than the GEMM computes
+    (W4A16 int4, GGUF k-quants, fp8 on a GPU without fp8 tensor cores): the kernel unpacks
+    and rescales every weight tile (fraction of the compute time, unitless). Default 0.10
+    (estimate): Marlin-style kernels stay close to the bf16 GEMM rate at large batch."""
+
+    offload_bw_efficiency: float = 0.80
+    """Fraction of the host link's bandwidth reached when streaming offloaded weights from
+    pinned host memory each step (unitless). Default 0.80 (estimate: pinned host-to-device
+    copies reach ~25 of 31.5 GB/s on PCIe 4 x16)."""
+
+    host_memory_bw_efficiency: float = 0.70
+    """Fraction of the host (CPU) memory bandwidth reached by layers run on the CPU
+    (unitless). Default 0.70: STREAM typically reaches 70-80% of DDR peak (cpu-server spec
+    note in hardware_specs/gpus/cpu-server.yaml)."""
+
+    host_gemm_efficiency: float = 0.50
+    """Fraction of the host's matrix peak (AMX/AVX-512, Apple GPU ALUs) reached by GEMMs of
+    layers run on the CPU or an integrated GPU (unitless). Default 0.50 (estimate)."""
+
     # --- helpers -------------------------------------------------------------------------
     @classmethod
     def defaults(cls) -> CostParams:
@@ -127,6 +173,8 @@ class CostParams:
                 f.name.endswith("efficiency") or f.name.endswith("efficiency_8bit")
             ) and not 0 < value <= 1.5:
                 problems.append(f"{f.name}: {value!r} must be in (0, 1.5]")
+            elif f.name == "expert_load_imbalance" and value < 1:
+                problems.append(f"{f.name}: {value!r} must be >= 1 (busiest rank over mean)")
         if problems:
             raise UserError(problems)
 

@@ -1,0 +1,174 @@
+"""Weight formats per part of a model and the bytes each part takes on one GPU.
+
+A quantised checkpoint rarely stores every tensor in its headline format:
+
+* FP8 checkpoints in the Llama-3.1-405B-FP8 recipe quantise the MLP only ("we do not
+  quantize parameters in the self-attention layers", Llama 3 paper §6.2, arXiv 2407.21783);
+  the LM head and embeddings stay bf16. DeepSeek-V3's native FP8 checkpoint also quantises
+  the attention projections: pass ``attention_dtype="fp8"`` for it.
+* NVFP4/MXFP4 checkpoints (gpt-oss) quantise the MoE/MLP weights; attention stays bf16.
+* AWQ/GPTQ int4 and int8 (SmoothQuant) quantise every linear layer but the LM head.
+* GGUF files mix types inside a layer; their bits per weight are whole-file averages, so
+  every part takes the same average here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from simulator.errors import UserError
+from simulator.specs.dtypes import KV_DTYPES, canonical_dtype, dtype_bytes, is_gguf
+from simulator.specs.model import ModelSpec
+
+#: Formats whose checkpoints keep attention projections in bf16 by default.
+MLP_ONLY_FORMATS = ("fp8", "fp4", "mxfp4")
+UNQUANTISED = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class WeightFormats:
+    """Storage dtype of each part of the weights."""
+
+    mlp: str
+    """Dense MLPs, routed and shared experts."""
+    attention: str
+    """Attention projections (QKV / MLA projections and output)."""
+    lm_head: str
+    embedding: str
+
+    def describe(self) -> str:
+        parts = {"mlp": self.mlp, "attention": self.attention, "lm_head": self.lm_head}
+        if len(set(parts.values())) == 1:
+            return self.mlp
+        return ", ".join(f"{k} {v}" for k, v in parts.items())
+
+
+def _dtype(field: str, value: str) -> str:
+    try:
+        return canonical_dtype(value)
+    except ValueError as exc:
+        raise UserError(f"{field}: {exc}") from None
+
+
+def resolve_weight_formats(
+    weight_dtype: str, attention_dtype: str | None = None, lm_head_dtype: str | None = None
+) -> WeightFormats:
+    """Formats of each part for a checkpoint in ``weight_dtype`` (see the module docstring)."""
+    w = _dtype("weight_dtype", weight_dtype)
+    if w in UNQUANTISED or is_gguf(w):
+        attn, head = w, w
+    elif w in MLP_ONLY_FORMATS:
+        attn, head = "bf16", "bf16"
+    else:  # int8, int4 (AWQ/GPTQ)
+        attn, head = w, "bf16"
+    if attention_dtype is not None:
+        attn = _dtype("attention_dtype", attention_dtype)
+    if lm_head_dtype is not None:
+        head = _dtype("lm_head_dtype", lm_head_dtype)
+    embedding = w if is_gguf(w) or w in UNQUANTISED else "bf16"
+    return WeightFormats(mlp=w, attention=attn, lm_head=head, embedding=embedding)
+
+
+def check_kv_dtype(kv_dtype: str) -> str:
+    """Canonical KV-cache dtype, or a ``UserError`` listing the allowed ones."""
+    kv = _dtype("kv_dtype", kv_dtype)
+    if kv not in KV_DTYPES:
+        raise UserError(f"kv_dtype: {kv_dtype!r} is not a KV-cache format; allowed: {KV_DTYPES}")
+    return kv
+
+
+@dataclass(frozen=True)
+class WeightBytes:
+    """Bytes of each part of a model's weights (whole model, not sharded)."""
+
+    attention: float
+    dense_mlp: float
+    routed_experts: float
+    shared_experts: float
+    router: float
+    embedding: float
+    lm_head: float
+    norms: float
+
+    @property
+    def layer_bytes(self) -> float:
+        """Everything inside the decoder layers."""
+        return (
+            self.attention
+            + self.dense_mlp
+            + self.routed_experts
+            + self.shared_experts
+            + self.router
+            + self.norms
+        )
+
+    @property
+    def total(self) -> float:
+        return self.layer_bytes + self.embedding + self.lm_head
+
+
+def weight_bytes(model: ModelSpec, formats: WeightFormats) -> WeightBytes:
+    """Bytes of every part of ``model`` stored in ``formats``."""
+    moe_layers = model.num_moe_layers()
+    dense_layers = model.num_layers - moe_layers
+    emb = model.vocab_size * model.hidden_size
+    return WeightBytes(
+        attention=model.num_layers
+        * model.attention_params_per_layer()
+        * dtype_bytes(formats.attention),
+        dense_mlp=dense_layers * model.dense_mlp_params() * dtype_bytes(formats.mlp),
+        routed_experts=moe_layers
+        * model.num_experts
+        * model.expert_params()
+        * dtype_bytes(formats.mlp),
+        shared_experts=moe_layers
+        * model.num_shared_experts
+        * model.expert_params()
+        * dtype_bytes(formats.mlp),
+        router=moe_layers * model.hidden_size * model.num_experts * 2.0,
+        embedding=emb * dtype_bytes(formats.embedding),
+        lm_head=0.0 if model.tie_word_embeddings else emb * dtype_bytes(formats.lm_head),
+        norms=(2 * model.num_layers + 1) * model.hidden_size * 2.0,
+    )
+
+
+def weight_bytes_per_gpu(
+    model: ModelSpec,
+    formats: WeightFormats,
+    *,
+    tensor_parallel: int = 1,
+    pipeline_parallel: int = 1,
+    expert_parallel: int = 1,
+    layers_on_device: int | None = None,
+) -> float:
+    """Weight bytes held by the most loaded GPU of a replica.
+
+    Attention, dense MLPs and shared experts are split over the tensor-parallel ranks and
+    copied in every expert group (data-parallel attention); routed experts are split over
+    tensor × expert ranks; layers over pipeline stages (the heaviest stage holds
+    ⌈layers / stages⌉). Embedding and LM head are vocabulary-parallel over the TP ranks, on
+    the first and last stage. MLA's small latent projections are counted as sharded too.
+    ``layers_on_device``: decoder layers kept on the GPU when the rest is offloaded.
+    """
+    parts = weight_bytes(model, formats)
+    tp, ep = tensor_parallel, expert_parallel
+    layers = model.num_layers
+    on_device = math.ceil(layers / pipeline_parallel)
+    if layers_on_device is not None:
+        on_device = min(on_device, layers_on_device)
+    per_layer = (
+        (parts.attention + parts.dense_mlp + parts.shared_experts) / tp
+        + parts.routed_experts / (tp * ep)
+        + parts.router
+        + parts.norms
+    ) / layers
+    ends = parts.embedding + parts.lm_head
+    if pipeline_parallel > 1:
+        ends = max(parts.embedding, parts.lm_head)
+    return per_layer * on_device + ends / tp
+
+
+def weight_bytes_for_layers(model: ModelSpec, formats: WeightFormats, layers: int) -> float:
+    """Bytes of ``layers`` decoder layers (an average layer), nothing sharded."""
+    return weight_bytes(model, formats).layer_bytes * layers / model.num_layers
