@@ -1,0 +1,50 @@
+"""Capacity planning: maximum sustainable rate, fewest replicas, configuration search,
+sweeps on local processes or Dask, and cost of ownership (cloud, owned, API).
+
+Notebook use::
+
+    from simulator.planning import plan, sweep, max_sustainable_rate, fewest_replicas
+    result = plan("workloads/plan_chat.yaml")
+    result.max_rate_per_s, result.to_dict()["candidates"]
+    frame = sweep(scenario, {"hardware.gpu": ["h100-sxm", "h200"]}, workers=2)
+"""
+
+from simulator.planning.config import (
+    PlanConfig,
+    PlanFile,
+    SearchConfig,
+    TcoConfig,
+    load_plan_file,
+)
+from simulator.planning.plan import PlanResult, deployment_costs, plan
+from simulator.planning.rate import (
+    RateSearch,
+    ReplicaSearch,
+    fewest_replicas,
+    max_sustainable_rate,
+)
+from simulator.planning.search import Candidate, SearchResult, pareto_flags, search_configurations
+from simulator.planning.sweep import parse_grid, scenario_hash, sweep, write_table
+
+__all__ = [
+    "Candidate",
+    "PlanConfig",
+    "PlanFile",
+    "PlanResult",
+    "RateSearch",
+    "ReplicaSearch",
+    "SearchConfig",
+    "SearchResult",
+    "TcoConfig",
+    "deployment_costs",
+    "fewest_replicas",
+    "load_plan_file",
+    "max_sustainable_rate",
+    "pareto_flags",
+    "parse_grid",
+    "plan",
+    "scenario_hash",
+    "search_configurations",
+    "sweep",
+    "write_table",
+]

@@ -66,7 +66,13 @@ def sample_lengths(scenario: Scenario, max_requests: int = LENGTH_SAMPLE_REQUEST
 
 
 def scenario_memory_plan(scenario: Scenario) -> MemoryPlan:
-    """Memory budget of one GPU of the scenario's replica."""
+    """Memory budget of the most loaded GPU of the scenario's replica."""
+    try:
+        from simulator.api import build_memory_plan
+    except ImportError:  # a build whose API predates parallel layouts
+        build_memory_plan = None
+    if build_memory_plan is not None:
+        return build_memory_plan(scenario)
     hw, eng = scenario.hardware, scenario.engine
     return memory_plan(
         load_model(scenario.model),
@@ -79,10 +85,17 @@ def scenario_memory_plan(scenario: Scenario) -> MemoryPlan:
     )
 
 
-def replica_rate_bound_per_s(
+def gpus_per_replica(scenario: Scenario) -> int:
+    """GPUs of one replica (tensor × pipeline × expert parallel where modelled)."""
+    hw = scenario.hardware
+    return int(getattr(hw, "gpus_per_replica", hw.tensor_parallel))
+
+
+def busy_time_per_request_s(
     scenario: Scenario, lengths: LengthSample, cost_model: CostModel, max_kv_tokens: int
-) -> float:
-    """Upper bound on the requests/s one replica can complete (see the module docstring)."""
+) -> tuple[float, float]:
+    """Least GPU time (s) a mean request needs: (prefill part, decode part), at the most
+    efficient step sizes the engine allows (see the module docstring)."""
     eng = scenario.engine
     chunk = eng.max_num_batched_tokens
     prefill_per_token_s = cost_model.step_time_s(StepShape(prefill_tokens=chunk)) / chunk
@@ -91,12 +104,16 @@ def replica_rate_bound_per_s(
     batch = max(1, min(eng.max_num_seqs, kv_limited))
     context = round(mean_prompt) * batch
     decode_step_s = float(cost_model.decode_run_s(batch, context, 1)[0])
-    decode_per_seq_s = decode_step_s / batch
-    decode_tokens = np.maximum(lengths.output_tokens - 1, 0)
-    per_request_s = (
-        lengths.mean_prompt_tokens * prefill_per_token_s
-        + float(decode_tokens.mean()) * decode_per_seq_s
-    )
+    decode_tokens = float(np.maximum(lengths.output_tokens - 1, 0).mean())
+    return mean_prompt * prefill_per_token_s, decode_tokens * decode_step_s / batch
+
+
+def replica_rate_bound_per_s(
+    scenario: Scenario, lengths: LengthSample, cost_model: CostModel, max_kv_tokens: int
+) -> float:
+    """Upper bound on the requests/s one replica can complete (see the module docstring)."""
+    prefill_s, decode_s = busy_time_per_request_s(scenario, lengths, cost_model, max_kv_tokens)
+    per_request_s = prefill_s + decode_s
     return RATE_BOUND_MARGIN / per_request_s if per_request_s > 0 else float("inf")
 
 

@@ -44,6 +44,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TcoConfig(_Strict):
+    """Cost-of-ownership settings; unset values come from hardware_specs/prices.yaml."""
+
+    #: Which cloud price sets the rented option ($/GPU-hour, cheapest row of that kind).
+    price_kind: Literal["on_demand", "reserved", "spot"] = "on_demand"
+    server_price_usd: PositiveFloat | None = None
+    gpus_per_server: PositiveInt | None = None
+    life_years: PositiveFloat | None = None
+    electricity_usd_per_kwh: float | None = Field(None, ge=0.0)
+    pue: float | None = Field(None, ge=1.0)
+    hosting_usd_per_kw_month: float | None = Field(None, ge=0.0)
+    staff_usd_per_month: float = Field(0.0, ge=0.0)
+    #: GPU draw idle and busy as fractions of TDP (see planning.tco).
+    idle_power_fraction: float | None = Field(None, ge=0.0, le=1.0)
+    busy_power_fraction: float | None = Field(None, gt=0.0, le=1.5)
+    #: Share of input tokens billed as API cache hits; default: the run's prefix-cache hits.
+    cached_input_fraction: float | None = Field(None, ge=0.0, le=1.0)
+
+
 class PlanConfig(_Strict):
     """What ``servesim plan`` looks for, and how hard it searches."""
 
@@ -63,6 +82,8 @@ class PlanConfig(_Strict):
     max_rejected_fraction: float = Field(0.0, ge=0.0, lt=1.0)
     #: Largest fleet the replica search tries.
     max_replicas: PositiveInt = 256
+    #: Monthly cost options (cloud, owned, API) of the planned deployment.
+    tco: TcoConfig = Field(default_factory=TcoConfig)
 
 
 class SearchConfig(_Strict):
@@ -70,9 +91,9 @@ class SearchConfig(_Strict):
 
     gpus: list[str] | None = None
     tensor_parallel: list[PositiveInt] | None = None
-    #: Only 1 is modelled; larger values are listed as infeasible ("not modelled").
+    #: Pipeline stages per replica ("not modelled" where the scenario schema lacks them).
     pipeline_parallel: list[PositiveInt] = Field(default_factory=lambda: [1])
-    #: Only 1 is modelled; larger values are listed as infeasible ("not modelled").
+    #: Expert groups per replica, MoE models only ("not modelled" where the schema lacks them).
     expert_parallel: list[PositiveInt] = Field(default_factory=lambda: [1])
     batching: list[str] | None = None
     weight_dtype: list[str] | None = None

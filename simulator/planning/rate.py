@@ -26,6 +26,7 @@ from scipy import stats
 from simulator.config.scenario import Scenario
 from simulator.errors import UserError
 from simulator.planning.bounds import (
+    gpus_per_replica,
     replica_rate_bound_per_s,
     sample_lengths,
     scenario_memory_plan,
@@ -282,7 +283,7 @@ def fewest_replicas(
         raise UserError("plan.target_rate_per_s: give the rate the deployment must serve")
     n = replications or plan.replications
     per_replica = deployment_rate_bound_per_s(scenario)
-    tp = scenario.hardware.tensor_parallel
+    tp = gpus_per_replica(scenario)
     if per_replica <= 0:
         reason = f"does not fit: {scenario_memory_plan(scenario).explain()}"
         return ReplicaSearch(target, None, None, reason, 0.0, 0, reason=reason)

@@ -46,12 +46,12 @@ from simulator.planning.outcome import scenario_data, variant
 from simulator.planning.rate import max_sustainable_rate
 from simulator.planning.tco import HOURS_PER_MONTH, cheapest_cloud_offer
 
-#: Search axis -> scenario key it sets (pipeline/expert parallel are checked, not set).
+#: Search axis -> scenario key it sets.
 AXIS_KEYS = {
     "gpu": "hardware.gpu",
     "tensor_parallel": "hardware.tensor_parallel",
-    "pipeline_parallel": None,
-    "expert_parallel": None,
+    "pipeline_parallel": "hardware.pipeline_parallel",
+    "expert_parallel": "hardware.expert_parallel",
     "batching": "engine.batching",
     "weight_dtype": "engine.weight_dtype",
     "kv_dtype": "engine.kv_dtype",
@@ -168,17 +168,16 @@ def _static_check(
 ) -> tuple[Scenario | None, Any]:
     """The candidate's one-replica scenario and cost model, or None with ``cand.reason`` set."""
     from simulator.api import build_cost_model
+    from simulator.config.scenario import HardwareConfig
     from simulator.policies import known_policies
     from simulator.specs.catalog import load_gpu
 
     s = cand.settings
-    cand.gpus_per_replica = s["tensor_parallel"] * s["pipeline_parallel"]
-    if s["pipeline_parallel"] > 1:
-        cand.reason = f"pipeline_parallel {s['pipeline_parallel']}: not modelled"
-        return None, None
-    if s["expert_parallel"] > 1:
-        cand.reason = f"expert_parallel {s['expert_parallel']}: not modelled"
-        return None, None
+    cand.gpus_per_replica = s["tensor_parallel"] * s["pipeline_parallel"] * s["expert_parallel"]
+    for axis in ("pipeline_parallel", "expert_parallel"):
+        if s[axis] > 1 and axis not in HardwareConfig.model_fields:
+            cand.reason = f"{axis} {s[axis]}: not modelled"
+            return None, None
     if s["batching"] not in known_policies():
         cand.reason = (
             f"batching {s['batching']!r}: unknown policy; known: {', '.join(known_policies())}"
@@ -196,12 +195,17 @@ def _static_check(
             f"give search.gpu_hour_usd.{s['gpu']}"
         )
         return None, None
-    settings = {key: s[axis] for axis, key in AXIS_KEYS.items() if key}
+    settings = {
+        key: s[axis]
+        for axis, key in AXIS_KEYS.items()
+        if key.split(".")[-1] in HardwareConfig.model_fields or not key.startswith("hardware.")
+    }
     settings["hardware.replicas"] = 1
     settings["cost.gpu_hour_usd"] = cand.gpu_hour_usd
     link = gpu.interconnect if gpu.interconnect and gpu.interconnect != "none" else gpu.host_link
-    settings["hardware.interconnect"] = link if s["tensor_parallel"] > 1 else None
-    if s["tensor_parallel"] > 1 and link != gpu.interconnect:
+    multi = cand.gpus_per_replica > 1
+    settings["hardware.interconnect"] = link if multi else None
+    if multi and link != gpu.interconnect:
         cand.notes = f"tensor parallel over {link} (no GPU-to-GPU link)"
     try:
         point = variant(scenario, settings)

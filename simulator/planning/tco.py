@@ -343,7 +343,8 @@ def break_even_cloud_vs_api(
     if api_per_token <= 0:
         return BreakEven("cloud vs api", None, None, "api", "the API is free at these prices")
     volume = monthly / api_per_token
-    capacity = deployment.capacity_output_tokens_per_s * HOURS_PER_MONTH * 3600
+    rented_share = instances * gpus_per_instance / deployment.gpus
+    capacity = deployment.capacity_output_tokens_per_s * rented_share * HOURS_PER_MONTH * 3600
     utilisation = volume / capacity if capacity > 0 else None
     notes = ""
     if utilisation is not None and utilisation > 1:

@@ -1,0 +1,262 @@
+"""``plan``: everything ``servesim plan`` reports for one planning file.
+
+1. the maximum sustainable rate of the scenario's own deployment (``rate``);
+2. with ``plan.target_rate_per_s``: the fewest replicas that serve it;
+3. with a ``search:`` section: the ranked configuration search (``search``);
+4. the monthly cost of the planned deployment rented, owned, or replaced by an API, with the
+   break-even volumes (``tco``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from simulator.config.scenario import Scenario
+from simulator.errors import UserError
+from simulator.planning.bounds import (
+    busy_time_per_request_s,
+    gpus_per_replica,
+    sample_lengths,
+    scenario_memory_plan,
+)
+from simulator.planning.config import PlanConfig, PlanFile, SearchConfig, load_plan_file
+from simulator.planning.rate import RateSearch, ReplicaSearch, fewest_replicas, max_sustainable_rate
+from simulator.planning.search import SearchResult, search_configurations
+from simulator.planning.tco import (
+    Deployment,
+    TokenVolume,
+    api_option,
+    break_even_cloud_vs_api,
+    break_even_owned_vs_cloud,
+    cloud_option,
+    cloud_prices_per_gpu_hour,
+    default_owned_params,
+    owned_option,
+)
+
+
+@dataclass
+class PlanResult:
+    """What the planner found (see the module docstring)."""
+
+    scenario: Scenario
+    plan: PlanConfig
+    rate: RateSearch
+    replicas: ReplicaSearch | None = None
+    search: SearchResult | None = None
+    costs: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def max_rate_per_s(self) -> float | None:
+        return self.rate.max_rate_per_s
+
+    def to_dict(self) -> dict[str, Any]:
+        hw = self.scenario.hardware
+        out: dict[str, Any] = {
+            "scenario": self.scenario.name,
+            "model": self.scenario.model,
+            "deployment": {
+                "gpu": hw.gpu,
+                "tensor_parallel": hw.tensor_parallel,
+                "gpus_per_replica": gpus_per_replica(self.scenario),
+                "replicas": hw.replicas,
+                "batching": self.scenario.engine.batching,
+            },
+            "max_rate_per_s": self.rate.max_rate_per_s,
+            "rate_search": self.rate.to_dict(),
+            "fewest_replicas": self.replicas.to_dict() if self.replicas else None,
+            "costs": self.costs,
+            "notes": self.notes,
+        }
+        if self.search is not None:
+            found = self.search.to_dict()
+            out["candidates"] = found.pop("candidates")
+            out["search"] = found
+        return out
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def deployment_costs(
+    scenario: Scenario,
+    rate_per_s: float,
+    replicas: int,
+    capacity_rate_per_s: float,
+    summaries: list[dict[str, Any]],
+    plan: PlanConfig,
+) -> dict[str, Any]:
+    """Monthly cost options for ``replicas`` replicas serving ``rate_per_s`` requests/s;
+    ``capacity_rate_per_s`` is what they could sustain (for break-even volumes)."""
+    tco = plan.tco
+    lengths = sample_lengths(scenario)
+    gpu = scenario.hardware.gpu
+    gpus = replicas * gpus_per_replica(scenario)
+    from simulator.api import build_cost_model
+
+    mem = scenario_memory_plan(scenario)
+    prefill_s, decode_s = busy_time_per_request_s(
+        scenario, lengths, build_cost_model(scenario), mem.max_kv_tokens
+    )
+    cached = tco.cached_input_fraction
+    if cached is None:
+        hits = [s.get("prefix_cache_hit_fraction") for s in summaries]
+        cached = _mean([h for h in hits if h is not None]) if any(hits) else 0.0
+    volume = TokenVolume.from_rate(
+        rate_per_s, lengths.mean_prompt_tokens, lengths.mean_output_tokens, cached
+    )
+    busy = min(1.0, _mean([s.get("gpu_busy_fraction", float("nan")) for s in summaries]))
+    deployment = Deployment(
+        gpu=gpu,
+        gpus=gpus,
+        gpu_busy_fraction=busy,
+        capacity_output_tokens_per_s=capacity_rate_per_s * lengths.mean_output_tokens,
+        input_time_share=prefill_s / (prefill_s + decode_s),
+    )
+    try:
+        owned = default_owned_params(gpu)
+    except UserError:
+        owned = None
+    if owned is not None:
+        changes = {
+            k: getattr(tco, k)
+            for k in (
+                "server_price_usd",
+                "gpus_per_server",
+                "life_years",
+                "electricity_usd_per_kwh",
+                "pue",
+                "hosting_usd_per_kw_month",
+                "idle_power_fraction",
+                "busy_power_fraction",
+            )
+            if getattr(tco, k) is not None
+        }
+        owned = replace(owned, staff_usd_per_month=tco.staff_usd_per_month, **changes)
+    options, break_even = [], []
+    offers = cloud_prices_per_gpu_hour(gpu, tco.price_kind)
+    whole = [o for o in offers if o["gpus_per_instance"] >= 8]
+    chosen = [offers[0]] if offers else []
+    if whole and whole[0] is not chosen[0]:
+        chosen.append(whole[0])
+    for offer in chosen:
+        name = f"cloud {offer['provider']} {offer['instance']} ({tco.price_kind})"
+        options.append(
+            cloud_option(
+                deployment,
+                volume,
+                price_per_gpu_hour=offer["price_per_gpu_hour"],
+                gpus_per_instance=offer["gpus_per_instance"],
+                name=name,
+                energy_params=owned,
+            )
+        )
+        if owned is not None:
+            break_even.append(
+                {
+                    "cloud": name,
+                    **break_even_owned_vs_cloud(
+                        deployment, owned, offer["price_per_gpu_hour"]
+                    ).to_dict(),
+                }
+            )
+    if owned is not None:
+        options.append(owned_option(deployment, volume, owned))
+    from simulator.specs.prices import load_prices
+
+    apis = [r for r in load_prices()["api"] if r.get("catalog_model") == scenario.model]
+    for api in apis:
+        options.append(api_option(volume, api))
+        for offer in chosen:
+            found = break_even_cloud_vs_api(
+                deployment, volume, api, offer["price_per_gpu_hour"], offer["gpus_per_instance"]
+            )
+            break_even.append(
+                {
+                    "cloud": f"{offer['provider']} {offer['instance']}",
+                    "api": f"{api['provider']} {api['model']}",
+                    **found.to_dict(),
+                }
+            )
+    return {
+        "rate_per_s": rate_per_s,
+        "gpus": gpus,
+        "gpu_busy_fraction": busy,
+        "input_tokens_per_month": volume.input_tokens_per_month,
+        "output_tokens_per_month": volume.output_tokens_per_month,
+        "cached_input_fraction": cached,
+        "input_time_share": deployment.input_time_share,
+        "options": [o.to_dict() for o in options],
+        "break_even": break_even,
+        "notes": "" if apis else f"no API in prices.yaml serves {scenario.model}",
+    }
+
+
+def plan(
+    scenario: Scenario | PlanFile | str | Path,
+    plan_config: PlanConfig | None = None,
+    search: SearchConfig | None = None,
+    *,
+    replications: int | None = None,
+    workers: int = 1,
+    dask_scheduler: Any = None,
+    progress: bool = False,
+) -> PlanResult:
+    """Plan a scenario: its maximum rate, the fewest replicas for the target rate, the
+    configuration search and the cost options. A path or ``PlanFile`` brings its own
+    ``plan:``/``search:`` sections; arguments given here override them."""
+    if isinstance(scenario, str | Path):
+        scenario = load_plan_file(scenario)
+    if isinstance(scenario, PlanFile):
+        plan_config = plan_config or scenario.plan
+        search = search or scenario.search
+        scenario = scenario.scenario
+    plan_config = plan_config or PlanConfig()
+    if replications:
+        plan_config = plan_config.model_copy(update={"replications": replications})
+    rate = max_sustainable_rate(scenario, plan_config)
+    result = PlanResult(scenario, plan_config, rate)
+    if rate.summaries:
+        spans = [s["duration_s"] for s in rate.summaries]
+        e2e = [s["e2e_ms"]["p50"] / 1e3 for s in rate.summaries if s["e2e_ms"]["p50"]]
+        if e2e and min(spans) < 4 * max(e2e):
+            result.notes.append(
+                f"runs are short: {min(spans):.3g} s of traffic against a median E2E of "
+                f"{max(e2e):.3g} s; raise workload.num_requests for a steadier knee"
+            )
+    per_replica = (rate.max_rate_per_s or 0.0) / scenario.hardware.replicas
+    if plan_config.target_rate_per_s:
+        result.replicas = fewest_replicas(scenario, plan_config.target_rate_per_s, plan_config)
+        found = result.replicas
+        if found.replicas:
+            result.costs = deployment_costs(
+                scenario,
+                plan_config.target_rate_per_s,
+                found.replicas,
+                max(per_replica * found.replicas, plan_config.target_rate_per_s),
+                found.summaries,
+                plan_config,
+            )
+    elif rate.max_rate_per_s:
+        result.costs = deployment_costs(
+            scenario,
+            rate.max_rate_per_s,
+            scenario.hardware.replicas,
+            rate.max_rate_per_s,
+            rate.summaries,
+            plan_config,
+        )
+    if search is not None:
+        result.search = search_configurations(
+            scenario,
+            search,
+            plan_config,
+            workers=workers,
+            dask_scheduler=dask_scheduler,
+            progress=progress,
+        )
+    return result
