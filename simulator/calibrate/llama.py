@@ -44,6 +44,12 @@ class Step:
     def tokens(self) -> int:
         return self.prefill_tokens + self.decode_count
 
+    def context_tokens(self) -> int:
+        """Cached tokens the step starts from (batch x context; the grid limit counts these)."""
+        return self.prefill_count * (self.prefill_cached + self.prefill_new) + (
+            self.decode_count * self.decode_context
+        )
+
     def kv_tokens(self) -> int:
         """KV-cache tokens this step allocates (per layer)."""
         pre = self.prefill_count * (self.prefill_cached + self.prefill_new)

@@ -183,6 +183,8 @@ def measure(
         )
     if world > 1 and device_name.startswith("cuda"):
         device_name = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
+    elif device_name == "cuda":
+        device_name = f"cuda:{torch.cuda.current_device()}"
     device = torch.device(device_name)
     if device.type == "cuda":
         torch.cuda.set_device(device)

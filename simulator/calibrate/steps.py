@@ -67,7 +67,9 @@ def time_steps(
     for kind, step in work:
         if out_of_time():
             return
-        if step.kv_tokens() > grid.max_kv_tokens or not fits(model.spec, step, _free_bytes(device)):
+        if step.context_tokens() > grid.max_kv_tokens or not fits(
+            model.spec, step, _free_bytes(device)
+        ):
             continue
         try:
             row = _time_one(model, kind, step, (kind, step) in eager, gqa, warmup, iters)
