@@ -1,0 +1,157 @@
+"""Configuration search: infeasible points never ranked, Pareto set non-dominated, pruning
+only drops points an evaluated one beats, and the planning file's sections validate."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from simulator.config.loader import scenario_from_dict
+from simulator.errors import UserError
+from simulator.planning import PlanConfig, SearchConfig, load_plan_file, pareto_flags
+from simulator.planning.search import search_configurations
+
+SEARCH_BASE = {
+    "name": "search-test",
+    "model": "llama-3.2-1b",
+    "hardware": {"gpu": "h100-sxm", "tensor_parallel": 1, "replicas": 1},
+    "engine": {"batching": "continuous", "max_num_seqs": 32, "max_num_batched_tokens": 2048},
+    "workload": {
+        "arrival": {"process": "poisson", "rate_per_s": 20},
+        "prompt_tokens": {"distribution": "uniform", "min": 256, "max": 1024},
+        "output_tokens": {"distribution": "fixed", "value": 32},
+        "num_requests": 300,
+        "seed": 0,
+    },
+    "slo": {"ttft_ms": {"p99": 400}, "tpot_ms": {"p99": 20}},
+}
+
+
+@pytest.fixture(scope="module")
+def result():
+    scenario = scenario_from_dict(SEARCH_BASE)
+    search = SearchConfig(
+        gpus=["h100-sxm", "a100-sxm-80gb", "l4"],
+        tensor_parallel=[1, 2],
+        batching=["continuous", "no-such-policy"],
+        gpu_hour_usd={"h100-sxm": 3.0, "a100-sxm-80gb": 1.5, "l4": 6.0},
+    )
+    return search_configurations(scenario, search, PlanConfig(rate_tolerance=0.1))
+
+
+def test_ranked_points_are_all_feasible_and_ordered(result):
+    ranked = result.feasible
+    assert ranked, "some configuration must meet this loose SLO"
+    assert all(c.status == "ranked" and c.max_rate_per_s > 0 for c in ranked)
+    costs = [c.cost_per_million_output_tokens_usd for c in ranked]
+    assert costs == sorted(costs)
+    assert [c.rank for c in ranked] == list(range(1, len(ranked) + 1))
+    for c in result.candidates:
+        if not c.feasible:
+            assert c.rank is None and not c.pareto and c.reason
+            assert c.status in ("infeasible", "pruned")
+    assert result.simulated + result.pruned + result.infeasible == len(result.candidates)
+
+
+def test_unknown_policy_is_infeasible_with_reason(result):
+    bogus = [c for c in result.candidates if c.settings["batching"] == "no-such-policy"]
+    assert len(bogus) == 6
+    assert all(not c.feasible and "unknown policy" in c.reason for c in bogus)
+    assert all("continuous" in c.reason for c in bogus)
+
+
+def test_pareto_set_is_non_dominated(result):
+    ranked = result.feasible
+    front = [c for c in ranked if c.pareto]
+    assert front and ranked[0].pareto  # the cheapest is always on the frontier
+    for c in front:
+        for other in ranked:
+            assert not (
+                other.cost_per_million_output_tokens_usd <= c.cost_per_million_output_tokens_usd
+                and other.latency_ms <= c.latency_ms
+                and (
+                    other.cost_per_million_output_tokens_usd < c.cost_per_million_output_tokens_usd
+                    or other.latency_ms < c.latency_ms
+                )
+            )
+    for c in ranked:
+        if not c.pareto:
+            assert any(
+                o.cost_per_million_output_tokens_usd <= c.cost_per_million_output_tokens_usd
+                and o.latency_ms <= c.latency_ms
+                for o in front
+            )
+
+
+def test_pruned_points_are_beaten_by_a_simulated_one(result):
+    ranked = result.feasible
+    assert result.pruned >= 1
+    for c in result.candidates:
+        if c.status != "pruned":
+            continue
+        assert any(
+            o.cost_per_million_output_tokens_usd <= c.cost_lower_bound_usd
+            and o.latency_ms <= c.latency_lower_bound_ms
+            for o in ranked
+        )
+
+
+def test_pruning_changes_nothing_ranked():
+    scenario = scenario_from_dict(SEARCH_BASE)
+    search = SearchConfig(
+        gpus=["h100-sxm", "l4"],
+        tensor_parallel=[1, 2],
+        gpu_hour_usd={"h100-sxm": 3.0, "l4": 6.0},
+    )
+    pruned = search_configurations(scenario, search, PlanConfig(rate_tolerance=0.1))
+    full = search_configurations(scenario, search, PlanConfig(rate_tolerance=0.1), prune=False)
+    assert full.pruned == 0
+    assert pruned.pruned >= 1
+    assert pruned.simulated + pruned.pruned == full.simulated
+    best_full = full.feasible[0]
+    best = pruned.feasible[0]
+    assert best.settings == best_full.settings
+    assert best.cost_per_million_output_tokens_usd == best_full.cost_per_million_output_tokens_usd
+    front = {tuple(c.settings.items()) for c in full.feasible if c.pareto}
+    assert front == {tuple(c.settings.items()) for c in pruned.feasible if c.pareto}
+
+
+def test_pareto_flags_by_hand():
+    points = [(1.0, 5.0), (2.0, 3.0), (2.0, 4.0), (3.0, 3.0), (0.5, 9.0)]
+    assert pareto_flags(points) == [True, True, False, False, True]
+
+
+def test_plan_file_sections_validate(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            model: llama-3.2-1b
+            workload:
+              arrival: {process: poisson, rate_per_s: 5}
+              prompt_tokens: {distribution: fixed, value: 100}
+              output_tokens: {distribution: fixed, value: 10}
+            plan: {target_rate_per_s: -1, bogus: 1}
+            search: {gpus: [h100-sxm], weight_dtype: [bf17], latency: ttft_ms.p42}
+            """
+        )
+    )
+    with pytest.raises(UserError) as err:
+        load_plan_file(path)
+    text = "\n".join(err.value.messages)
+    assert "plan.target_rate_per_s" in text
+    assert "plan.bogus: unknown key" in text
+    assert "search.weight_dtype" in text
+    assert "search.latency" in text
+    good = tmp_path / "g.yaml"
+    good.write_text(
+        path.read_text()
+        .replace("target_rate_per_s: -1, bogus: 1", "replications: 2")
+        .replace("bf17", "fp8")
+        .replace("p42", "p99")
+    )
+    loaded = load_plan_file(good, ["plan.target_rate_per_s=7"])
+    assert loaded.plan.replications == 2 and loaded.plan.target_rate_per_s == 7
+    assert loaded.search.weight_dtype == ["fp8"]
+    assert loaded.scenario.model == "llama-3.2-1b"
