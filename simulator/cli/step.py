@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="catalog model name or config.json path")
     p.add_argument("--gpu", required=True, help="catalog GPU name or YAML path")
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel GPUs (default 1)")
+    p.add_argument("--pp", type=int, default=1, help="pipeline stages (default 1)")
+    p.add_argument("--ep", type=int, default=1, help="expert-parallel groups, MoE (default 1)")
     p.add_argument("--link", help="link between GPUs for --tp > 1 (default: the GPU's own)")
     p.add_argument(
         "--decode",
@@ -57,6 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-dtype", default="bf16")
     p.add_argument("--kv-dtype", default="bf16")
     p.add_argument("--activation-dtype", default="bf16")
+    p.add_argument(
+        "--attention-dtype",
+        help="dtype of the attention projections (an fp8/fp4 checkpoint keeps them bf16)",
+    )
     p.add_argument("--eager", action="store_true", help="engine without CUDA graphs")
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(func=run)
@@ -124,12 +130,11 @@ def run(args: argparse.Namespace) -> int:
     if args.tp < 1:
         raise UserError(f"--tp: {args.tp} must be >= 1")
     link = None
-    if args.tp > 1:
+    gpus = args.tp * args.pp * args.ep
+    if gpus > 1:
         name = args.link or gpu.interconnect
         if not name or name == "none":
-            raise UserError(
-                f"--link: {gpu.name} has no GPU-to-GPU link; name one for --tp {args.tp}"
-            )
+            raise UserError(f"--link: {gpu.name} has no GPU-to-GPU link; name one for {gpus} GPUs")
         link = load_link(name)
     params, source = resolve_params(args.gpu, args.calibration)
     cost_model = CostModel(
@@ -137,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
         gpu,
         params=params,
         tensor_parallel=args.tp,
+        pipeline_parallel=args.pp,
+        expert_parallel=args.ep,
+        attention_dtype=args.attention_dtype,
         link=link,
         weight_dtype=args.weight_dtype,
         kv_dtype=args.kv_dtype,
@@ -150,6 +158,10 @@ def run(args: argparse.Namespace) -> int:
             "model": model.name,
             "gpu": gpu.name,
             "tensor_parallel": args.tp,
+            "pipeline_parallel": args.pp,
+            "expert_parallel": args.ep,
+            "weight_formats": cost_model.formats.describe(),
+            "kv_dtype": cost_model.kv_dtype,
             "calibration": source,
             "cuda_graphs": not args.eager,
             "shape": {name: getattr(shape, name) for name in StepShape.__slots__},

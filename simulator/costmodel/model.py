@@ -337,7 +337,7 @@ class CostModel:
 
     def _precompute(self) -> None:
         p, plan, gpu = self.params, self.plan, self.gpu
-        mlp_op = next((op for op in plan.gemms if op.name.endswith("down")), plan.gemms[0])
+        mlp_op = next((op for op in plan.gemms if "down" in op.name), plan.gemms[0])
         self.gemm_dtype = gemm_dtype(
             mlp_op.dtype, compute_dtype(mlp_op.dtype, self.activation_dtype), gpu
         )

@@ -1,0 +1,174 @@
+"""Pipeline and expert parallelism, MoE expert reading, offload in the step cost."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from simulator.costmodel import CostModel, CostParams, StepShape
+from simulator.costmodel.offload import OffloadPlan
+from simulator.costmodel.quant import resolve_weight_formats, weight_bytes
+from simulator.errors import UserError
+from simulator.specs.catalog import load_gpu, load_link, load_model
+from simulator.specs.topology import NodeSpec, ReplicaPlacement
+
+H100 = load_gpu("h100-sxm")
+NVLINK, IB = load_link("nvlink4"), load_link("infiniband-ndr")
+
+
+def test_expected_distinct_experts_follow_topk_and_batch():
+    model = CostModel(load_model("mixtral-8x7b"), H100)
+    op = next(o for o in model.plan.gemms if o.is_expert)
+    e, k = 8, 2
+    for batch in (1, 2, 4, 16):
+        assert op.experts_touched(batch) == pytest.approx(e * (1 - (1 - k / e) ** batch))
+    assert op.experts_touched(1) == pytest.approx(k)
+    assert op.experts_touched(4) == pytest.approx(5.46875)
+
+
+def test_deepseek_v3_reads_active_weights_at_batch_1_and_all_experts_at_large_batch():
+    ds = load_model("deepseek-v3")
+    model = CostModel(ds, H100)
+    one = model.weight_bytes_per_token(1) / 2  # bf16: parameters read
+    # 37B active parameters (DeepSeek-V3 report), less the embedding table (a row is read).
+    active_read = ds.active_param_count() - ds.vocab_size * ds.hidden_size
+    assert one == pytest.approx(active_read, rel=0.02)
+    assert 35e9 < one < 38e9
+    big = model.weight_bytes_per_token(4096)
+    assert big / model.weight_bytes_per_gpu() > 0.99
+
+
+def test_pipeline_parallel_batch_one_pays_the_bubble():
+    m = load_model("llama-3.1-70b")
+    shape = StepShape.uniform(decode_count=1, decode_context=1024)
+    pp1 = CostModel(m, H100, tensor_parallel=1).step_time_s(shape)
+    pp4 = CostModel(m, H100, pipeline_parallel=4, link=NVLINK)
+    # One sequence cannot be split: every stage waits its turn (no speed-up), plus hand-offs.
+    assert pp4.step_time_s(shape) == pytest.approx(pp1, rel=0.1)
+    assert pp4.step_time_s(shape) > pp1 * 0.95
+
+
+def test_pipeline_micro_batches_overlap_stages():
+    m = load_model("llama-3.1-8b")
+    shape = StepShape.uniform(prefill_count=8, prefill_new=2048)
+    pp1 = CostModel(m, H100).step_time_s(shape)
+    pp2 = CostModel(m, H100, pipeline_parallel=2, link=NVLINK).step_time_s(shape)
+    assert 0.45 < pp2 / pp1 < 0.65  # two GPUs, compute-bound: about half
+    one_mb = CostModel(m, H100, pipeline_parallel=2, link=NVLINK, pipeline_microbatches=1)
+    assert one_mb.step_time_s(shape) > pp2 * 1.5  # no overlap: the bubble is back
+
+
+def test_pipeline_round_formula():
+    m = load_model("llama-3.1-8b")
+    cm = CostModel(m, H100, pipeline_parallel=4, link=NVLINK)
+    shape = StepShape.uniform(decode_count=2, decode_context=1000)
+    micro = StepShape.uniform(decode_count=1, decode_context=1000)
+    t_stage = cm._stage_time(micro)
+    t_p2p = cm._p2p_time(1)
+    expected = max(2 * t_stage, 4 * (t_stage + t_p2p)) + cm.params.step_overhead_s
+    assert cm.step_time_s(shape) == pytest.approx(expected)
+    assert cm.price(shape).total_s == pytest.approx(expected)
+    run = cm.decode_run_s(2, 2000, 3)
+    assert run[0] == pytest.approx(expected, rel=1e-6)
+
+
+def test_decode_run_matches_step_time_with_parallelism():
+    ds = load_model("deepseek-v3")
+    node = NodeSpec(gpus_per_node=8, intra_link=NVLINK, inter_link=IB)
+    cm = CostModel(
+        ds,
+        H100,
+        tensor_parallel=2,
+        expert_parallel=8,
+        weight_dtype="fp8",
+        placement=ReplicaPlacement(2, 1, 8, node),
+    )
+    for seqs, ctx in ((1, 100), (64, 64 * 1000), (256, 256 * 3000)):
+        shape = StepShape(decode_seqs=seqs, decode_context_tokens=ctx, logits_rows=seqs)
+        run = cm.decode_run_s(seqs, ctx, 2)
+        assert run[0] == pytest.approx(cm.step_time_s(shape), rel=1e-3)
+        assert cm.price(shape).total_s == pytest.approx(cm.step_time_s(shape), rel=1e-9)
+
+
+def test_expert_parallel_adds_all_to_all_and_crossing_nodes_costs_more():
+    ds = load_model("deepseek-v3")
+    shape = StepShape.uniform(decode_count=128, decode_context=2000)
+    one_node = NodeSpec(gpus_per_node=16, intra_link=NVLINK)
+    two_nodes = NodeSpec(gpus_per_node=8, intra_link=NVLINK, inter_link=IB)
+    inside = CostModel(ds, H100, expert_parallel=16, placement=ReplicaPlacement(1, 1, 16, one_node))
+    across = CostModel(
+        ds, H100, expert_parallel=16, placement=ReplicaPlacement(1, 1, 16, two_nodes)
+    )
+    ops = {op.name: op for op in inside.price(shape).ops}
+    assert ops["ep_alltoall"].time_s > 0
+    a2a_in = ops["ep_alltoall"].time_s
+    a2a_out = {op.name: op for op in across.price(shape).ops}["ep_alltoall"].time_s
+    assert a2a_out > 1.5 * a2a_in  # decode: the fixed latency is a large share
+    prefill = StepShape.uniform(prefill_count=16, prefill_new=2048)
+    big_in = {op.name: op for op in inside.price(prefill).ops}["ep_alltoall"].time_s
+    big_out = {op.name: op for op in across.price(prefill).ops}["ep_alltoall"].time_s
+    assert big_out > 5 * big_in  # prefill: 50 GB/s NIC instead of 450 GB/s NVLink
+    skewed = CostModel(
+        ds,
+        H100,
+        expert_parallel=16,
+        placement=ReplicaPlacement(1, 1, 16, one_node),
+        params=CostParams(expert_load_imbalance=2.0),
+    )
+    assert skewed.step_time_s(shape) > inside.step_time_s(shape)
+
+
+def test_expert_parallel_needs_moe_and_params_validate():
+    with pytest.raises(UserError, match="mixture-of-experts"):
+        CostModel(load_model("llama-3.1-8b"), H100, expert_parallel=2, link=NVLINK)
+    with pytest.raises(UserError, match="expert_load_imbalance"):
+        CostParams(expert_load_imbalance=0.5)
+
+
+def test_tensor_parallel_across_nodes_is_slower_at_decode():
+    m = load_model("llama-3.1-70b")
+    shape = StepShape.uniform(decode_count=8, decode_context=1000)
+    inside = CostModel(m, H100, tensor_parallel=16, link=NVLINK)
+    node = NodeSpec(gpus_per_node=8, intra_link=NVLINK, inter_link=IB)
+    across = CostModel(m, H100, tensor_parallel=16, placement=ReplicaPlacement(16, 1, 1, node))
+    assert across.step_time_s(shape) > inside.step_time_s(shape)
+
+
+def test_offload_costs_sit_between_gpu_and_host_bounds():
+    m = load_model("llama-3.1-70b")
+    gpu, host = load_gpu("rtx-4090"), load_gpu("cpu-server")
+    shape = StepShape.uniform(decode_count=1, decode_context=500)
+    pcie = load_link("pcie4")
+    cpu = CostModel(
+        m, gpu, weight_dtype="q4_k_m", offload=OffloadPlan(36, "cpu", host, pcie)
+    ).step_time_s(shape)
+    all_gpu = CostModel(m, gpu, weight_dtype="q4_k_m").step_time_s(shape)
+    all_cpu = CostModel(m, host, weight_dtype="q4_k_m").step_time_s(shape)
+    assert all_gpu < cpu < all_cpu
+    stream = CostModel(m, gpu, weight_dtype="q4_k_m", offload=OffloadPlan(36, "stream", None, pcie))
+    # Streaming 44 of 80 layers (~22.8 GB of the 41.5 GB of layers) over PCIe 4 at 80% of
+    # 31.5 GB/s: ~0.9 s per step.
+    layer_bytes = weight_bytes(m, resolve_weight_formats("q4_k_m")).layer_bytes
+    offloaded = 44 / 80 * layer_bytes
+    assert stream.step_time_s(shape) == pytest.approx(
+        offloaded / (31.5e9 * 0.8) + stream.params.step_overhead_s, rel=0.02
+    )
+    # Bandwidth bound of the CPU layers: they cannot beat host memory bandwidth.
+    cpu_bytes = 44 / 80 * 42.8e9
+    assert cpu > cpu_bytes / host.memory_bw_bytes_per_s
+    assert math.isfinite(cpu)
+
+
+def test_batch_one_decode_never_beats_the_bandwidth_bound():
+    for model, gpu, dtype in (
+        ("llama-3.1-8b", "rtx-4090", "q4_k_m"),
+        ("llama-3.1-70b", "m2-ultra", "q4_k_m"),
+        ("llama-3.1-8b", "cpu-server", "bf16"),
+    ):
+        cm = CostModel(load_model(model), load_gpu(gpu), weight_dtype=dtype)
+        step = float(cm.decode_run_s(1, 512, 1)[0])
+        bound_s = cm.weight_bytes_per_token(1) / cm.gpu.memory_bw_bytes_per_s
+        assert step >= bound_s
+        assert np.isfinite(step)
