@@ -1,0 +1,102 @@
+"""``servesim plan``: JSON keys, CSV of candidates, table text, and the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from simulator.cli import plan as plan_cli
+from simulator.errors import UserError
+from simulator.planning import plan
+
+PLAN_FILE = {
+    "name": "cli-plan",
+    "model": "llama-3.1-8b",
+    "hardware": {"gpu": "h100-sxm", "tensor_parallel": 1, "replicas": 1},
+    "engine": {"batching": "continuous", "max_num_seqs": 32, "max_num_batched_tokens": 2048},
+    "workload": {
+        "arrival": {"process": "poisson", "rate_per_s": 5},
+        "prompt_tokens": {"distribution": "uniform", "min": 128, "max": 512},
+        "output_tokens": {"distribution": "fixed", "value": 16},
+        "num_requests": 200,
+        "seed": 0,
+    },
+    "slo": {"ttft_ms": {"p99": 500}, "tpot_ms": {"p99": 40}},
+    "plan": {"target_rate_per_s": 30, "replications": 2, "rate_tolerance": 0.1},
+    "search": {
+        "gpus": ["h100-sxm", "no-such-gpu"],
+        "tensor_parallel": [1, 3],
+        "gpu_hour_usd": {"h100-sxm": 2.5},
+    },
+}
+
+
+def _parser():
+    parser = argparse.ArgumentParser()
+    plan_cli.register(parser.add_subparsers())
+    return parser
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("plan")
+    path = folder / "plan.yaml"
+    path.write_text(yaml.safe_dump(PLAN_FILE))
+    csv = folder / "c.csv"
+    args = _parser().parse_args(["plan", str(path), "--json", "--quiet", "--csv", str(csv)])
+    return args, path, csv
+
+
+def test_plan_json_and_csv(outputs, capsys):
+    args, _, csv = outputs
+    assert args.func(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["max_rate_per_s"] > 0
+    assert result["fewest_replicas"]["replicas"] >= 1
+    assert result["costs"]["options"]
+    kinds = {o["kind"] for o in result["costs"]["options"]}
+    assert {"cloud", "owned", "api"} <= kinds  # Llama-3.1-8B has API rows in prices.yaml
+    candidates = result["candidates"]
+    assert len(candidates) == 4
+    for c in candidates:
+        assert {
+            "settings",
+            "feasible",
+            "reason",
+            "cost_per_million_output_tokens_usd",
+            "pareto",
+        } <= set(c)
+    feasible = [c for c in candidates if c["feasible"]]
+    assert [c["settings"]["gpu"] for c in feasible] == ["h100-sxm"]
+    reasons = " ".join(c["reason"] for c in candidates if not c["feasible"])
+    assert "no-such-gpu" in reasons and "does not divide" in reasons
+    table = pd.read_csv(csv)
+    assert len(table) == 4 and "cost_per_million_output_tokens_usd" in table
+
+
+def test_plan_table_text(outputs, capsys):
+    args, path, _ = outputs
+    args = _parser().parse_args(["plan", str(path), "--quiet", "--set", "search.gpus=[h100-sxm]"])
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert "maximum sustainable rate" in text and "fewest replicas for 30 req/s" in text
+    assert "configuration search: 2 points" in text
+
+
+def test_plan_bad_input_is_a_user_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**PLAN_FILE, "plan": {"replications": 0}}))
+    args = _parser().parse_args(["plan", str(path), "--quiet"])
+    with pytest.raises(UserError, match=r"plan\.replications"):
+        args.func(args)
+
+
+def test_python_api_plan_from_path(outputs):
+    _, path, _ = outputs
+    result = plan(path, replications=1)
+    assert result.max_rate_per_s == result.rate.max_rate_per_s > 0
+    assert result.search is not None and result.search.best.settings["gpu"] == "h100-sxm"
