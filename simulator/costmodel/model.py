@@ -342,6 +342,7 @@ class CostModel:
             mlp_op.dtype, compute_dtype(mlp_op.dtype, self.activation_dtype), gpu
         )
         self._rates = {op.name: self._gemm_rate(op) for op in (*plan.gemms, plan.lm_head)}
+        self._gemv_s_per_flop = 1.0 / (gpu.flops_for("fp32") * p.gemm_efficiency)
         self._bw = gpu.memory_bw_bytes_per_s * p.memory_bw_efficiency
         self._lat = p.kernel_latency_s
         self._attn_lat = p.kernel_latency_s + p.attention_kernel_latency_s
@@ -401,6 +402,11 @@ class CostModel:
         s_per_flop, dequant = self._rates[op.name]
         pad = (rows + self.params.gemm_pad_tokens) / rows if rows > 0 else 1.0
         compute_s = per_layer_flops * pad * s_per_flop * dequant
+        # Few rows: kernels switch to a CUDA-core GEMV that pads nothing (matters on GPUs
+        # with a low tensor-core peak, e.g. Apple silicon and consumer cards at batch 1).
+        gemv_s = per_layer_flops * self._gemv_s_per_flop * dequant
+        if gemv_s < compute_s:
+            compute_s = gemv_s
         memory_s = per_layer_bytes / self._bw
         time_s = max(compute_s, memory_s) + self._lat
         bound = _bound(compute_s, memory_s, self._lat)
