@@ -172,3 +172,33 @@ def test_batch_one_decode_never_beats_the_bandwidth_bound():
         bound_s = cm.weight_bytes_per_token(1) / cm.gpu.memory_bw_bytes_per_s
         assert step >= bound_s
         assert np.isfinite(step)
+
+
+@pytest.mark.parametrize(
+    ("name", "total_b", "active_b"),
+    [
+        # Published totals / active parameters (reference sheet G1; model cards).
+        ("mixtral-8x7b", 46.7, 12.9),
+        ("qwen3-30b-a3b", 30.5, 3.3),
+        ("qwen3-235b-a22b", 235.0, 22.0),
+        ("deepseek-v3", 671.0, 37.0),
+        ("gpt-oss-120b", 116.8, 5.1),
+        ("gpt-oss-20b", 20.9, 3.6),
+    ],
+)
+def test_moe_catalog_parameter_counts_match_published(name, total_b, active_b):
+    m = load_model(name)
+    assert m.param_count() / 1e9 == pytest.approx(total_b, rel=0.02)
+    # Publishers differ on counting the input embedding (a row is read, not the table).
+    active = m.active_param_count() / 1e9
+    without_embedding = active - m.vocab_size * m.hidden_size / 1e9
+    assert min(abs(active - active_b), abs(without_embedding - active_b)) / active_b < 0.06
+
+
+def test_moe_decode_weight_bytes_grow_with_batch_as_experts_are_touched():
+    cm = CostModel(load_model("qwen3-30b-a3b"), H100)
+    reads = [cm.weight_bytes_per_token(b) for b in (1, 2, 8, 64, 1024)]
+    assert reads == sorted(reads)
+    assert reads[-1] == pytest.approx(cm.weight_bytes_per_gpu(), rel=1e-3)
+    step = [cm.step_time_s(StepShape.uniform(decode_count=b, decode_context=100)) for b in (1, 64)]
+    assert step[1] > 2 * step[0]  # a dense model's step would barely grow

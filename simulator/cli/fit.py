@@ -128,10 +128,12 @@ def _layouts(model: ModelSpec, max_gpus: int) -> list[tuple[int, int, int]]:
 def suggest(
     model: ModelSpec, gpu: GpuSpec, opts: FitOptions, limit: int = SUGGESTIONS
 ) -> list[tuple[FitOptions, MemoryPlan]]:
-    """The smallest configurations (fewest GPUs, then widest dtypes) that hold one sequence
-    of the requested context: per weight/KV dtype, the fewest GPUs that fit."""
+    """The smallest configurations that hold one sequence of the requested context: for
+    each weight dtype, the fewest GPUs (bf16 KV cache, or fp8 where bf16 needs more GPUs);
+    sorted by GPU count, then by the widest weight dtype."""
     found: list[tuple[FitOptions, MemoryPlan]] = []
     for weight in SEARCH_WEIGHT_DTYPES:
+        best: tuple[FitOptions, MemoryPlan] | None = None
         for kv in SEARCH_KV_DTYPES:
             for tp, pp, ep in _layouts(model, SEARCH_MAX_GPUS):
                 candidate = FitOptions(
@@ -146,8 +148,11 @@ def suggest(
                 )
                 plan = plan_for(model, gpu, candidate)
                 if _holds_one(plan, opts.context_tokens):
-                    found.append((candidate, plan))
+                    if best is None or candidate.gpus < best[0].gpus:
+                        best = (candidate, plan)
                     break
+        if best is not None:
+            found.append(best)
     found.sort(key=lambda c: (c[0].gpus, SEARCH_WEIGHT_DTYPES.index(c[0].weight_dtype)))
     return found[:limit]
 

@@ -37,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pp", type=int, default=1, help="pipeline stages (default 1)")
     p.add_argument("--ep", type=int, default=1, help="expert-parallel groups, MoE (default 1)")
     p.add_argument("--link", help="link between GPUs for --tp > 1 (default: the GPU's own)")
+    p.add_argument("--gpus-per-node", type=int, help="GPUs per node (default: all in one node)")
+    p.add_argument("--inter-node-link", help="network between nodes, e.g. infiniband-ndr")
     p.add_argument(
         "--decode",
         action="append",
@@ -123,19 +125,26 @@ def resolve_params(gpu_name: str, choice: str | None) -> tuple[CostParams, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simulator.specs.catalog import load_gpu, load_link, load_model
+    from simulator.specs.catalog import load_gpu, load_model
 
     shape = build_shape(args.decode, args.prefill)
     model, gpu = load_model(args.model), load_gpu(args.gpu)
     if args.tp < 1:
         raise UserError(f"--tp: {args.tp} must be >= 1")
-    link = None
-    gpus = args.tp * args.pp * args.ep
-    if gpus > 1:
-        name = args.link or gpu.interconnect
-        if not name or name == "none":
-            raise UserError(f"--link: {gpu.name} has no GPU-to-GPU link; name one for {gpus} GPUs")
-        link = load_link(name)
+    from simulator.specs.topology import build_placement
+
+    placement = build_placement(
+        gpu.name,
+        gpu.interconnect,
+        tensor_parallel=args.tp,
+        pipeline_parallel=args.pp,
+        expert_parallel=args.ep,
+        gpus_per_node=args.gpus_per_node,
+        interconnect=args.link,
+        inter_node_link=args.inter_node_link,
+        field_prefix="--",
+        field_names=("link", "inter-node-link"),
+    )
     params, source = resolve_params(args.gpu, args.calibration)
     cost_model = CostModel(
         model,
@@ -145,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         pipeline_parallel=args.pp,
         expert_parallel=args.ep,
         attention_dtype=args.attention_dtype,
-        link=link,
+        placement=placement,
         weight_dtype=args.weight_dtype,
         kv_dtype=args.kv_dtype,
         activation_dtype=args.activation_dtype,

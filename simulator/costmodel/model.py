@@ -383,6 +383,11 @@ class CostModel:
         if self._ep > 1:
             self._base_kernels += 2 * self._moe_layers
         self._imbalance = p.expert_load_imbalance
+        expert_op = next((op for op in plan.gemms if op.is_expert), None)
+        fp8_experts = expert_op is not None and gemm_dtype(
+            expert_op.dtype, compute_dtype(expert_op.dtype, self.activation_dtype), gpu
+        ) in ("fp8", "fp4")
+        self._dispatch_bytes = 1.0 if fp8_experts else plan.activation_bytes
         self._pp = self.pipeline_parallel
         self._token_cache: dict[int, float] = {}
         self._logits_cache: dict[int, float] = {}
@@ -400,7 +405,9 @@ class CostModel:
             per_layer_flops = op.flops_per_token * tokens
         per_layer_bytes = op.weight_bytes_touched(tokens) + op.act_bytes_per_token * rows
         s_per_flop, dequant = self._rates[op.name]
-        pad = (rows + self.params.gemm_pad_tokens) / rows if rows > 0 else 1.0
+        # Grouped expert GEMMs pad every touched expert's rows to a tile, not just the total.
+        tiles = op.experts_touched(tokens) if op.is_expert else 1.0
+        pad = (rows + self.params.gemm_pad_tokens * tiles) / rows if rows > 0 else 1.0
         compute_s = per_layer_flops * pad * s_per_flop * dequant
         # Few rows: kernels switch to a CUDA-core GEMV that pads nothing (matters on GPUs
         # with a low tensor-core peak, e.g. Apple silicon and consumer cards at batch 1).
@@ -436,13 +443,18 @@ class CostModel:
             ops.append(OpCost("tp_allreduce", 0.0, n * msg, n * per, "communication"))
         if self._ep > 1 and self._moe_layers:
             # Dispatch and combine: each token's hidden row to its top-k experts and back.
-            top_k = self.model.experts_per_token
-            per_gpu = local * top_k * self.model.hidden_size * self.plan.activation_bytes
-            per_gpu *= self._imbalance / self.tensor_parallel
+            # Dispatch goes in the experts' GEMM format when it is fp8 (DeepSeek: "dispatch
+            # in FP8, combine in BF16"); combine returns activations.
+            rows = local * self.model.experts_per_token * self.model.hidden_size
+            rows *= self._imbalance / self.tensor_parallel
+            dispatch = rows * self._dispatch_bytes
+            combine = rows * self.plan.activation_bytes
             gpus = self.placement.gpus_per_stage
-            per = alltoall_s(per_gpu, gpus, self._ep_link, self.params)
-            n = 2 * self._moe_layers
-            ops.append(OpCost("ep_alltoall", 0.0, n * per_gpu, n * per, "communication"))
+            per = alltoall_s(dispatch, gpus, self._ep_link, self.params)
+            per += alltoall_s(combine, gpus, self._ep_link, self.params)
+            n = self._moe_layers
+            nbytes = n * (dispatch + combine)
+            ops.append(OpCost("ep_alltoall", 0.0, nbytes, n * per, "communication"))
         return ops
 
     def _logits_ops(self, rows: int) -> list[OpCost]:

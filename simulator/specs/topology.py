@@ -107,12 +107,14 @@ def build_placement(
     interconnect: str | None = None,
     inter_node_link: str | None = None,
     field_prefix: str = "hardware.",
+    field_names: tuple[str, str] = ("interconnect", "inter_node_link"),
 ) -> ReplicaPlacement:
     """Place a replica on nodes, loading its links from the catalog.
 
     ``interconnect`` (default: the GPU's own, ``gpu_interconnect``) joins the GPUs of a node;
     ``inter_node_link`` joins nodes and is required once the replica spans more than one
-    node of ``gpus_per_node`` GPUs (default: one node holds the whole replica)."""
+    node of ``gpus_per_node`` GPUs (default: one node holds the whole replica). Errors name
+    ``field_prefix`` + ``field_names`` (scenario keys, or command-line flags)."""
     from simulator.errors import UserError
     from simulator.specs.catalog import load_link
 
@@ -123,7 +125,7 @@ def build_placement(
     if gpus > 1 and per_node > 1:
         if not name or name == "none":
             raise UserError(
-                f"{field_prefix}interconnect: {gpu_name} has no GPU-to-GPU link; name one for "
+                f"{field_prefix}{field_names[0]}: {gpu_name} has no GPU-to-GPU link; name one for "
                 f"a replica of {gpus} GPUs (e.g. pcie4)"
             )
         intra = load_link(name)
@@ -131,7 +133,7 @@ def build_placement(
     if gpus > per_node:
         if not inter_node_link:
             raise UserError(
-                f"{field_prefix}inter_node_link: the replica's {gpus} GPUs span "
+                f"{field_prefix}{field_names[1]}: the replica's {gpus} GPUs span "
                 f"{math.ceil(gpus / per_node)} nodes of {per_node}; name the network between "
                 "them (e.g. infiniband-ndr)"
             )
