@@ -3,7 +3,8 @@
 Per layer: RMSNorm → one fused QKV GEMM → rotary embedding → KV-cache write → attention →
 output GEMM → residual add → RMSNorm → fused gate+up GEMM → SiLU × up → down GEMM →
 residual add; after the last layer RMSNorm → LM-head GEMM for the rows that need logits.
-Norms upcast to fp32 as PyTorch reference code does (unfused elementwise ops). Attention
+Norms are ``F.rms_norm``; rotary is the Hugging Face ``rotate_half`` form (unfused
+elementwise ops). Attention
 is ``scaled_dot_product_attention``: causal for new tokens, over a contiguous per-sequence
 KV cache of ``context + 1`` tokens for decodes; a prefill chunk after cached tokens uses a
 lower-right causal mask over its cache (flash kernel).
@@ -205,11 +206,23 @@ class LlamaModel:
 
 
 def _rms_norm(x, weight):
+    """``torch.nn.functional.rms_norm`` (one fused kernel on CUDA in recent PyTorch), or the
+    reference fp32 formula on versions without it."""
     import torch
+    import torch.nn.functional as F
 
+    if hasattr(F, "rms_norm"):
+        return F.rms_norm(x, (x.shape[-1],), weight, RMS_EPS)
     xf = x.float()
     xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + RMS_EPS)
     return weight * xf.to(x.dtype)
+
+
+def norm_kind() -> str:
+    """How ``_rms_norm`` runs on this PyTorch (recorded in each step row)."""
+    import torch.nn.functional as F
+
+    return "F.rms_norm" if hasattr(F, "rms_norm") else "fp32-reference"
 
 
 def _rotate_half(x):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from simulator.calibrate.llama import LlamaModel, Step, fits, kv_bytes
+from simulator.calibrate.llama import LlamaModel, Step, fits, kv_bytes, norm_kind
 from simulator.calibrate.plan import StepGrid
 from simulator.calibrate.timing import capture, free_memory, is_cuda, time_region
 
@@ -97,7 +97,7 @@ def _time_one(
         held["state"] = model.prepare(step)
         replay = capture(body, device)
         t = time_region(replay, device, warmup=warmup, iters=iters)
-        row = _row(kind, model, step) | t.fields()
+        row = _row(kind, model, step) | t.fields() | {"norm": norm_kind()}
         if kind == "decode":
             row["kv_bytes"] = kv_bytes(model.spec, step)
         if eager:
