@@ -107,8 +107,10 @@ class SearchConfig(_Strict):
     latency: str = "e2e_ms.p50"
     #: Replications of each candidate's rate search (1 keeps a large search fast).
     replications: PositiveInt = 1
-    #: Candidates simulated between two pruning decisions (1: prune as much as possible).
-    batch_size: PositiveInt = 1
+    #: Candidates simulated between two pruning decisions (1: prune as much as possible);
+    #: default: the local worker count, or 8 on a Dask cluster. The same batch size gives the
+    #: same results on any executor.
+    batch_size: PositiveInt | None = None
 
     @field_validator("weight_dtype", "kv_dtype")
     @classmethod

@@ -41,7 +41,7 @@ from simulator.planning.bounds import (
     slo_violations_at_any_load,
 )
 from simulator.planning.config import PlanConfig, SearchConfig
-from simulator.planning.executors import run_tasks
+from simulator.planning.executors import TaskRunner
 from simulator.planning.outcome import scenario_data, variant
 from simulator.planning.rate import max_sustainable_rate
 from simulator.planning.tco import HOURS_PER_MONTH, cheapest_cloud_offer
@@ -57,6 +57,10 @@ AXIS_KEYS = {
     "kv_dtype": "engine.kv_dtype",
     "max_num_seqs": "engine.max_num_seqs",
 }
+
+
+#: Candidates sent to a Dask cluster at once when ``search.batch_size`` is not set.
+DASK_BATCH_SIZE = 8
 
 
 @dataclass
@@ -319,32 +323,31 @@ def search_configurations(
     bar = _bar(len(candidates), progress)
     bar.update(len(candidates) - len(pending))
     simulated = pruned = 0
-    wave = max(1, search.batch_size)
-    for start in range(0, len(pending), wave):
-        batch = []
-        for cand, point in pending[start : start + wave]:
-            better = _dominated_by(cand, ranked) if prune else None
-            if better is not None:
-                cand.status, pruned = "pruned", pruned + 1
-                cand.reason = (
-                    f"pruned: cannot beat {_label(better.settings)} "
-                    f"(${better.cost_per_million_output_tokens_usd:.4g}/M, "
-                    f"{better.latency_ms:.4g} ms); bounds ${cand.cost_lower_bound_usd:.4g}/M, "
-                    f"{cand.latency_lower_bound_ms:.4g} ms"
-                )
+    wave = search.batch_size or (DASK_BATCH_SIZE if dask_scheduler is not None else workers)
+    with TaskRunner(workers, dask_scheduler) as runner:
+        for start in range(0, len(pending), wave):
+            batch = []
+            for cand, point in pending[start : start + wave]:
+                better = _dominated_by(cand, ranked) if prune else None
+                if better is not None:
+                    cand.status, pruned = "pruned", pruned + 1
+                    cand.reason = (
+                        f"pruned: cannot beat {_label(better.settings)} "
+                        f"(${better.cost_per_million_output_tokens_usd:.4g}/M, "
+                        f"{better.latency_ms:.4g} ms); bounds ${cand.cost_lower_bound_usd:.4g}/M, "
+                        f"{cand.latency_lower_bound_ms:.4g} ms"
+                    )
+                    bar.update(1)
+                    continue
+                batch.append((cand, _payload(point, plan, search)))
+            payloads = [p for _, p in batch]
+            for i, found in runner.run(evaluate_candidate, payloads):
+                cand = batch[i][0]
+                _settle(cand, found, plan.target_rate_per_s)
+                simulated += 1
                 bar.update(1)
-                continue
-            batch.append((cand, _payload(point, plan, search)))
-        payloads = [p for _, p in batch]
-        for i, found in run_tasks(
-            evaluate_candidate, payloads, workers=workers, dask_scheduler=dask_scheduler
-        ):
-            cand = batch[i][0]
-            _settle(cand, found, plan.target_rate_per_s)
-            simulated += 1
-            bar.update(1)
-            bar.set_postfix(simulated=simulated, pruned=pruned)
-        ranked = [c for c, _ in pending if c.feasible]
+                bar.set_postfix(simulated=simulated, pruned=pruned)
+            ranked = [c for c, _ in pending if c.feasible]
     bar.close()
 
     ranked.sort(key=lambda c: (c.cost_per_million_output_tokens_usd, c.latency_ms))
