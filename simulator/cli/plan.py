@@ -193,7 +193,11 @@ def run(args: argparse.Namespace) -> int:
         if not rows:
             rows = [{"max_rate_per_s": result["max_rate_per_s"], **result["rate_search"]}]
         args.csv.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(rows).to_csv(args.csv, index=False)
+        frame = pd.DataFrame(rows)
+        for column in ("rank", "replicas_for_target", "gpus_for_target"):
+            if column in frame:  # whole numbers with gaps: not floats
+                frame[column] = frame[column].astype("Int64")
+        frame.to_csv(args.csv, index=False)
         if not args.json:
             print(f"wrote {args.csv}", file=sys.stderr)
     if args.json:
