@@ -142,7 +142,8 @@ def format_plan(result: dict[str, Any]) -> str:
             what = b["comparison"] + (f" ({b.get('api')})" if b.get("api") else "")
             lines.append(
                 f"  break-even {what}, {b['cloud']}: {_fmt(b['output_tokens_per_month'], 3)} "
-                f"output tokens/month (utilisation {_fmt(b['utilisation'], 3)}); "
+                f"output tokens/month = {_fmt(b['rate_per_s'], 3)} req/s "
+                f"(utilisation {_fmt(b['utilisation'], 3)}); "
                 f"{b['cheaper_above']} cheaper above. {b['notes']}".rstrip()
             )
         if costs["notes"]:

@@ -25,6 +25,7 @@ from simulator.planning.config import PlanConfig, PlanFile, SearchConfig, load_p
 from simulator.planning.rate import RateSearch, ReplicaSearch, fewest_replicas, max_sustainable_rate
 from simulator.planning.search import SearchResult, search_configurations
 from simulator.planning.tco import (
+    HOURS_PER_MONTH,
     Deployment,
     TokenVolume,
     api_option,
@@ -182,6 +183,12 @@ def deployment_costs(
                     **found.to_dict(),
                 }
             )
+    seconds = HOURS_PER_MONTH * 3600
+    for entry in break_even:  # the same volume as a request rate of this workload
+        tokens = entry["output_tokens_per_month"]
+        entry["rate_per_s"] = (
+            tokens / (lengths.mean_output_tokens * seconds) if tokens is not None else None
+        )
     return {
         "rate_per_s": rate_per_s,
         "gpus": gpus,
@@ -194,6 +201,23 @@ def deployment_costs(
         "break_even": break_even,
         "notes": "" if apis else f"no API in prices.yaml serves {scenario.model}",
     }
+
+
+def _progress(enabled: bool):
+    """A tqdm counter of simulations on stderr, and the callback that advances it."""
+    if not enabled:
+        return None, None
+    import sys
+
+    from tqdm import tqdm
+
+    bar = tqdm(unit="sim", desc="rate search", file=sys.stderr, leave=False)
+
+    def advance(rate_per_s: float, replicas: int, outcome) -> None:
+        bar.update(1)
+        bar.set_postfix(rate=f"{rate_per_s:.4g}/s", replicas=replicas, meets=outcome.meets)
+
+    return bar, advance
 
 
 def plan(
@@ -218,7 +242,17 @@ def plan(
     plan_config = plan_config or PlanConfig()
     if replications:
         plan_config = plan_config.model_copy(update={"replications": replications})
-    rate = max_sustainable_rate(scenario, plan_config)
+    bar, on_simulated = _progress(progress)
+    try:
+        rate = max_sustainable_rate(scenario, plan_config, on_simulated=on_simulated)
+        replicas = None
+        if plan_config.target_rate_per_s:
+            replicas = fewest_replicas(
+                scenario, plan_config.target_rate_per_s, plan_config, on_simulated=on_simulated
+            )
+    finally:
+        if bar is not None:
+            bar.close()
     result = PlanResult(scenario, plan_config, rate)
     if rate.summaries:
         spans = [s["duration_s"] for s in rate.summaries]
@@ -230,8 +264,8 @@ def plan(
             )
     per_replica = (rate.max_rate_per_s or 0.0) / scenario.hardware.replicas
     if plan_config.target_rate_per_s:
-        result.replicas = fewest_replicas(scenario, plan_config.target_rate_per_s, plan_config)
-        found = result.replicas
+        result.replicas = replicas
+        found = replicas
         if found.replicas:
             result.costs = deployment_costs(
                 scenario,

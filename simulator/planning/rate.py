@@ -103,9 +103,15 @@ class ReplicaSearch:
 class Evaluator:
     """Simulates (scenario, rate, replicas, replication) points once each, judged."""
 
-    def __init__(self, scenario: Scenario, criteria: Criteria):
+    def __init__(
+        self,
+        scenario: Scenario,
+        criteria: Criteria,
+        on_simulated: Callable[[float, int, Outcome], None] | None = None,
+    ):
         self.scenario = scenario
         self.criteria = criteria
+        self.on_simulated = on_simulated
         self._cache: dict[tuple[float, int, int], Outcome] = {}
 
     @property
@@ -122,6 +128,8 @@ class Evaluator:
                 seed_offset=replication,
             )
             self._cache[key] = simulate(point, self.criteria)
+            if self.on_simulated is not None:
+                self.on_simulated(rate_per_s, replicas, self._cache[key])
         return self._cache[key]
 
     def all_meet(self, rate_per_s: float, replicas: int, replications: int) -> Outcome:
@@ -184,9 +192,14 @@ def _bracket(
 
 
 def max_sustainable_rate(
-    scenario: Scenario, plan: PlanConfig | None = None, *, replications: int | None = None
+    scenario: Scenario,
+    plan: PlanConfig | None = None,
+    *,
+    replications: int | None = None,
+    on_simulated: Callable[[float, int, Outcome], None] | None = None,
 ) -> RateSearch:
-    """Highest request rate the scenario's deployment sustains within its SLO."""
+    """Highest request rate the scenario's deployment sustains within its SLO.
+    ``on_simulated(rate, replicas, outcome)`` is called after each simulation."""
     plan = plan or PlanConfig()
     n = replications or plan.replications
     bound = deployment_rate_bound_per_s(scenario) * scenario.hardware.replicas
@@ -204,7 +217,7 @@ def max_sustainable_rate(
             0,
             reason=f"does not fit: {mem.explain()}",
         )
-    evaluator = Evaluator(scenario, criteria_of(plan))
+    evaluator = Evaluator(scenario, criteria_of(plan), on_simulated)
     replicas = scenario.hardware.replicas
     start = plan.start_rate_per_s or scenario_rate(scenario)
     if start is None:
@@ -275,6 +288,7 @@ def fewest_replicas(
     plan: PlanConfig | None = None,
     *,
     replications: int | None = None,
+    on_simulated: Callable[[float, int, Outcome], None] | None = None,
 ) -> ReplicaSearch:
     """Fewest replicas of the scenario's replica that serve ``target_rate_per_s`` in the SLO."""
     plan = plan or PlanConfig()
@@ -287,7 +301,7 @@ def fewest_replicas(
     if per_replica <= 0:
         reason = f"does not fit: {scenario_memory_plan(scenario).explain()}"
         return ReplicaSearch(target, None, None, reason, 0.0, 0, reason=reason)
-    evaluator = Evaluator(scenario, criteria_of(plan))
+    evaluator = Evaluator(scenario, criteria_of(plan), on_simulated)
 
     def passes(count: int) -> bool:
         return evaluator.all_meet(target, count, n).meets
