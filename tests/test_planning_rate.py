@@ -130,3 +130,11 @@ def test_keep_up_flags_a_falling_behind_run():
     ok, reason = keep_up(arrivals, slow)
     assert not ok and "falls behind" in reason
     assert math.isclose(float(np.count_nonzero(slow <= 10)), 750, abs_tol=2)
+
+
+def test_min_arrival_span_lengthens_fast_runs(scenario):
+    from simulator.planning.rate import Evaluator
+
+    evaluator = Evaluator(scenario, Criteria(), min_arrival_span_s=10.0)
+    assert evaluator.outcome(100.0, 1, 0).summary["requests_total"] == 1000
+    assert evaluator.outcome(20.0, 1, 0).summary["requests_total"] == 600  # never fewer

@@ -80,6 +80,10 @@ class PlanConfig(_Strict):
     min_attainment: float | None = Field(None, gt=0.0, le=1.0)
     #: Largest fraction of requests that may be rejected (too long to ever fit).
     max_rejected_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    #: Simulated arrival period of every run (s): at high rates a fixed ``num_requests``
+    #: lasts too short a time to tell a growing queue from a long one, so runs get
+    #: ``rate × min_arrival_span_s`` requests when that is more. Unset: ``num_requests``.
+    min_arrival_span_s: PositiveFloat | None = None
     #: Largest fleet the replica search tries.
     max_replicas: PositiveInt = 256
     #: Monthly cost options (cloud, owned, API) of the planned deployment.

@@ -108,9 +108,11 @@ class Evaluator:
         scenario: Scenario,
         criteria: Criteria,
         on_simulated: Callable[[float, int, Outcome], None] | None = None,
+        min_arrival_span_s: float | None = None,
     ):
         self.scenario = scenario
         self.criteria = criteria
+        self.min_arrival_span_s = min_arrival_span_s
         self.on_simulated = on_simulated
         self._cache: dict[tuple[float, int, int], Outcome] = {}
 
@@ -121,12 +123,12 @@ class Evaluator:
     def outcome(self, rate_per_s: float, replicas: int, replication: int) -> Outcome:
         key = (float(rate_per_s), int(replicas), int(replication))
         if key not in self._cache:
-            point = variant(
-                self.scenario,
-                {"hardware.replicas": replicas},
-                rate_per_s=rate_per_s,
-                seed_offset=replication,
-            )
+            settings: dict[str, Any] = {"hardware.replicas": replicas}
+            count = self.scenario.workload.num_requests
+            if self.min_arrival_span_s and count is not None:
+                needed = math.ceil(rate_per_s * self.min_arrival_span_s)
+                settings["workload.num_requests"] = max(count, needed)
+            point = variant(self.scenario, settings, rate_per_s=rate_per_s, seed_offset=replication)
             self._cache[key] = simulate(point, self.criteria)
             if self.on_simulated is not None:
                 self.on_simulated(rate_per_s, replicas, self._cache[key])
@@ -217,7 +219,7 @@ def max_sustainable_rate(
             0,
             reason=f"does not fit: {mem.explain()}",
         )
-    evaluator = Evaluator(scenario, criteria_of(plan), on_simulated)
+    evaluator = Evaluator(scenario, criteria_of(plan), on_simulated, plan.min_arrival_span_s)
     replicas = scenario.hardware.replicas
     start = plan.start_rate_per_s or scenario_rate(scenario)
     if start is None:
@@ -301,7 +303,7 @@ def fewest_replicas(
     if per_replica <= 0:
         reason = f"does not fit: {scenario_memory_plan(scenario).explain()}"
         return ReplicaSearch(target, None, None, reason, 0.0, 0, reason=reason)
-    evaluator = Evaluator(scenario, criteria_of(plan), on_simulated)
+    evaluator = Evaluator(scenario, criteria_of(plan), on_simulated, plan.min_arrival_span_s)
 
     def passes(count: int) -> bool:
         return evaluator.all_meet(target, count, n).meets
