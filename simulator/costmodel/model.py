@@ -5,25 +5,7 @@ achievable_bw) + kernel_latency``, plus tensor-parallel communication, plus a fi
 overhead. Without CUDA graphs the host must launch every kernel, so a step lasts at least
 its launch time. The efficiency factors are the fields of ``CostParams``.
 
-Parallelism (see ``simulator/specs/topology.py`` for where the GPUs sit):
-
-* Tensor parallel: two all-reduces of the hidden rows per layer (ring or tree, over the
-  slowest link the TP group crosses), and an all-gather of the logits.
-* Expert parallel (MoE): ``expert_parallel`` groups of ``tensor_parallel`` GPUs per stage.
-  Attention, dense MLPs and shared experts run data-parallel (each group takes 1/ep of the
-  step's sequences); routed experts are split over the groups, each receiving its share of
-  the ``tokens × top_k`` assignments times ``expert_load_imbalance``. Each MoE layer adds a
-  dispatch and a combine all-to-all.
-* Pipeline parallel: each stage runs ⌈layers / stages⌉ layers (the last one also the LM
-  head). The step's sequences are split into ``m = min(pipeline_microbatches, sequences)``
-  micro-batches that follow each other through the stages. In steady state (the engine
-  keeps all micro-batches in flight, as vLLM's virtual engines do) a sequence gets its next
-  token once per round of ``max(m · t_stage, stages · (t_stage + t_p2p))``, where
-  ``t_stage`` prices one micro-batch on one stage: with ``m >= stages`` the stages overlap
-  fully; with fewer micro-batches (batch 1) the round pays the bubble, the idle stages'
-  share ``(stages - m) · t_stage``, and every hand-off between stages.
-* Offload (``OffloadPlan``): streamed layers cost ``max(gpu time, bytes / host link)``;
-  CPU layers add their host time and the activation hand-off.
+Parallelism, placement and offload are described in ``parallel.py`` and ``offload.py``.
 
 ``step_time_s`` and ``decode_run_s`` are the fast paths the engine calls every simulated
 step: the parts that depend only on the token count are cached, attention is a few
@@ -33,11 +15,12 @@ multiplications. ``price`` returns the same total with a per-op breakdown.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
+from simulator.costmodel.attention import AttentionCost
 from simulator.costmodel.comm import allgather_s, allreduce_s, alltoall_s, p2p_s
+from simulator.costmodel.costs import OpCost, StepCost, bound_of, gemm_dtype, split_shape
 from simulator.costmodel.layers import (
     EIGHT_BIT_OR_LESS,
     ElementwiseOp,
@@ -46,7 +29,8 @@ from simulator.costmodel.layers import (
     build_layer_plan,
     compute_dtype,
 )
-from simulator.costmodel.offload import OffloadPlan
+from simulator.costmodel.offload import OffloadPlan, host_params
+from simulator.costmodel.parallel import pipeline_round_s, resolve_placement
 from simulator.costmodel.params import CostParams
 from simulator.costmodel.quant import (
     WeightFormats,
@@ -60,75 +44,7 @@ from simulator.specs.dtypes import NATIVE_COMPUTE, canonical_dtype, dtype_bytes
 from simulator.specs.gpu import GpuSpec
 from simulator.specs.link import LinkSpec
 from simulator.specs.model import ModelSpec
-from simulator.specs.topology import NodeSpec, ReplicaPlacement
-
-BOUNDS = ("compute", "memory", "latency", "communication", "overhead")
-
-
-@dataclass(frozen=True)
-class OpCost:
-    """One op of a step, summed over the layers that run it (per GPU)."""
-
-    name: str
-    flops: float
-    bytes: float
-    time_s: float
-    bound: str  # one of BOUNDS: what sets this op's time
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "flops": self.flops,
-            "bytes": self.bytes,
-            "ms": self.time_s * 1e3,
-            "bound": self.bound,
-        }
-
-
-@dataclass(frozen=True)
-class StepCost:
-    """Duration of one step and the ops it is made of."""
-
-    total_s: float
-    ops: tuple[OpCost, ...]
-
-    def to_dict(self) -> dict:
-        return {"step_ms": self.total_s * 1e3, "ops": [op.to_dict() for op in self.ops]}
-
-
-def gemm_dtype(weight_dtype: str, wider_dtype: str, gpu: GpuSpec) -> str:
-    """Tensor-core format the GEMMs run in.
-
-    fp8/int8 weights on a GPU with a native rate for them run W8A8 (activations quantised on
-    the fly, as vLLM and TensorRT-LLM do on Hopper); NVFP4/MXFP4 run in fp4 where the GPU
-    has it (Blackwell); other formats compute in the wider of weights and activations
-    (int4 AWQ/GPTQ and GGUF: W4A16 in bf16, fp8 on an A100: W8A16)."""
-    native = NATIVE_COMPUTE.get(weight_dtype)
-    if native is not None and native in gpu.peak_flops:
-        return native
-    return wider_dtype
-
-
-def split_shape(shape: StepShape, parts: int) -> StepShape:
-    """One of ``parts`` equal slices of a step (sums divided, counts rounded up)."""
-    if parts <= 1:
-        return shape
-    c = math.ceil
-    return StepShape(
-        prefill_tokens=c(shape.prefill_tokens / parts),
-        prefill_seqs=c(shape.prefill_seqs / parts),
-        prefill_attn_pairs=shape.prefill_attn_pairs / parts,
-        prefill_kv_tokens=c(shape.prefill_kv_tokens / parts),
-        decode_seqs=c(shape.decode_seqs / parts),
-        decode_context_tokens=c(shape.decode_context_tokens / parts),
-        logits_rows=c(shape.logits_rows / parts),
-    )
-
-
-def _bound(compute_s: float, memory_s: float, latency_s: float) -> str:
-    if latency_s > max(compute_s, memory_s):
-        return "latency"
-    return "compute" if compute_s >= memory_s else "memory"
+from simulator.specs.topology import ReplicaPlacement
 
 
 class CostModel:
@@ -216,7 +132,9 @@ class CostModel:
         self.formats: WeightFormats = resolve_weight_formats(
             self.weight_dtype, attention_dtype, lm_head_dtype
         )
-        self.placement = self._resolve_placement(placement, link)
+        self.placement = resolve_placement(
+            gpu, tensor_parallel, pipeline_parallel, expert_parallel, placement, link
+        )
         self.link = self.placement.tp_link()
         self._ep_link = self.placement.ep_link()
         self._pp_link = self.placement.pp_link()
@@ -244,42 +162,6 @@ class CostModel:
         self._precompute()
 
     # --- setup -----------------------------------------------------------------------------
-    def _resolve_placement(
-        self, placement: ReplicaPlacement | None, link: LinkSpec | None
-    ) -> ReplicaPlacement:
-        tp, pp, ep = self.tensor_parallel, self.pipeline_parallel, self.expert_parallel
-        if placement is not None:
-            if (placement.tensor_parallel, placement.pipeline_parallel) != (tp, pp) or (
-                placement.expert_parallel != ep
-            ):
-                raise UserError(
-                    f"placement: TP{placement.tensor_parallel} PP{placement.pipeline_parallel} "
-                    f"EP{placement.expert_parallel} does not match TP{tp} PP{pp} EP{ep}"
-                )
-            multi = placement.gpus > 1
-            if multi and placement.tp_link() is None and placement.pp_link() is None:
-                raise UserError("placement: a replica of several GPUs needs a link between them")
-            return placement
-        gpus = tp * pp * ep
-        if link is None and gpus > 1:
-            link = self._gpu_link()
-        return ReplicaPlacement(tp, pp, ep, NodeSpec(gpus_per_node=gpus, intra_link=link))
-
-    def _gpu_link(self) -> LinkSpec:
-        name = self.gpu.interconnect
-        if name:
-            try:
-                from simulator.specs.catalog import load_link  # optional catalog
-
-                return load_link(name)
-            except (ImportError, KeyError, UserError):
-                pass
-        gpus = self.tensor_parallel * self.pipeline_parallel * self.expert_parallel
-        raise UserError(
-            f"tensor_parallel: a replica of {gpus} GPUs needs a link between the GPUs; "
-            f"{self.gpu.name} names no known interconnect ({name!r}); pass a link"
-        )
-
     def _setup_offload(
         self, offload: OffloadPlan, stage_layers: int, lm_head: bool
     ) -> tuple[int, bool]:
@@ -300,19 +182,10 @@ class CostModel:
             return total, lm_head
         if offload.host is None:
             raise UserError("offload.host: running layers on the CPU needs a host device spec")
-        host_params = p.replace(
-            memory_bw_efficiency=p.host_memory_bw_efficiency,
-            attention_decode_bw_efficiency=p.host_memory_bw_efficiency,
-            gemm_efficiency=p.host_gemm_efficiency,
-            gemm_efficiency_8bit=p.host_gemm_efficiency,
-            attention_prefill_efficiency=p.host_gemm_efficiency,
-            step_overhead_s=0.0,
-            cuda_graphs=True,
-        )
         self._host_model = CostModel(
             self.model,
             offload.host,
-            params=host_params,
+            params=host_params(p),
             weight_dtype=self.weight_dtype,
             kv_dtype=self.kv_dtype,
             activation_dtype=self.activation_dtype,
@@ -345,37 +218,13 @@ class CostModel:
         self._gemv_s_per_flop = 1.0 / (gpu.flops_for("fp32") * p.gemm_efficiency)
         self._bw = gpu.memory_bw_bytes_per_s * p.memory_bw_efficiency
         self._lat = p.kernel_latency_s
-        self._attn_lat = p.kernel_latency_s + p.attention_kernel_latency_s
-        attn_flops_s = gpu.flops_for(self.activation_dtype) * p.attention_prefill_efficiency
-        attn_bw = gpu.memory_bw_bytes_per_s * p.attention_decode_bw_efficiency
-        # Per layer: 2 FLOPs per multiply-add in QK^T and in PV, per head.
-        self._attn_flops_per_pair = 2.0 * plan.heads_per_gpu * (plan.qk_head_dim + plan.v_head_dim)
-        self._decode_flops_per_tok = (
-            2.0 * plan.heads_per_gpu * (plan.decode_qk_head_dim + plan.decode_v_head_dim)
-        )
-        self._kv_bpt = plan.kv_bytes_per_token_per_layer
-        self._q_bpt = plan.q_bytes_per_token
-        # Seconds per unit, with the layer count folded in (hot path multiplies once).
-        layers = plan.num_layers
-        self._attn_c_per_pair = layers * self._attn_flops_per_pair / attn_flops_s
-        self._prefill_m_per_kv = layers * self._kv_bpt / self._bw
-        self._prefill_m_per_q = layers * self._q_bpt / self._bw
-        self._decode_c_per_tok = layers * self._decode_flops_per_tok / attn_flops_s
-        self._decode_m_per_tok = layers * self._kv_bpt / attn_bw
-        self._decode_m_per_seq = (
-            layers * self._q_bpt / attn_bw + p.attention_decode_pad_tokens * self._decode_m_per_tok
-        )
+        self._attn = AttentionCost(self.model, plan, gpu, p, self.activation_dtype)
         self._elementwise_factor = p.elementwise_traffic_factor
-        # Sliding-window layers attend to at most ``window`` keys (gpt-oss: half the layers).
-        model = self.model
-        windowed = model.sliding_window > 0 and model.sliding_window_layers > 0
-        self._window = model.sliding_window if windowed else 0
-        self._window_frac = model.sliding_window_layers / model.num_layers if windowed else 0.0
-        self._attn_lat_total = layers * self._attn_lat
         self._overhead = p.step_overhead_s
         self._graphs = p.cuda_graphs
         self._launch = p.eager_launch_overhead_s
         # Kernels per step without attention and LM head (for the eager launch bound).
+        layers = plan.num_layers
         self._base_kernels = layers * plan.small_kernels_per_layer + 2
         self._base_kernels += layers * plan.allreduces_per_layer
         self._moe_layers = sum(op.layers for op in plan.gemms if op.name == "router")
@@ -389,6 +238,7 @@ class CostModel:
         ) in ("fp8", "fp4")
         self._dispatch_bytes = 1.0 if fp8_experts else plan.activation_bytes
         self._pp = self.pipeline_parallel
+        self._simple = self._pp == 1 and self._ep == 1 and self.offload is None
         self._token_cache: dict[int, float] = {}
         self._logits_cache: dict[int, float] = {}
         self._p2p_cache: dict[int, float] = {}
@@ -416,7 +266,7 @@ class CostModel:
             compute_s = gemv_s
         memory_s = per_layer_bytes / self._bw
         time_s = max(compute_s, memory_s) + self._lat
-        bound = _bound(compute_s, memory_s, self._lat)
+        bound = bound_of(compute_s, memory_s, self._lat)
         n = op.layers
         return OpCost(op.name, n * per_layer_flops, n * per_layer_bytes, n * time_s, bound)
 
@@ -424,7 +274,7 @@ class CostModel:
         per_layer_bytes = (op.bytes_per_token * tokens + op.fixed_bytes) * self._elementwise_factor
         memory_s = per_layer_bytes / self._bw
         n = op.layers
-        bound = _bound(0.0, memory_s, self._lat)
+        bound = bound_of(0.0, memory_s, self._lat)
         return OpCost(op.name, 0.0, n * per_layer_bytes, n * (memory_s + self._lat), bound)
 
     def _local_tokens(self, tokens: int) -> int:
@@ -491,49 +341,6 @@ class CostModel:
             self._p2p_cache[tokens] = t
         return t
 
-    def _prefill_work(self, shape: StepShape) -> tuple[float, float]:
-        """Query-key pairs and KV tokens read by prefill attention, averaged over layers.
-
-        Sliding-window layers see at most ``window`` keys per query (per-chunk averages)."""
-        pairs, kv = shape.prefill_attn_pairs, float(shape.prefill_kv_tokens)
-        if self._window:
-            f, w = self._window_frac, self._window
-            pairs = (1 - f) * pairs + f * min(pairs, shape.prefill_tokens * w)
-            kv = (1 - f) * kv + f * min(kv, shape.prefill_tokens + shape.prefill_seqs * w)
-        return pairs, kv
-
-    def _decode_read(self, seqs: int, context):
-        """KV tokens read by decode attention, averaged over layers (scalar or array)."""
-        read = context + seqs
-        if self._window:
-            f, capped = self._window_frac, seqs * (self._window + 1)
-            windowed = (
-                np.minimum(read, capped) if isinstance(read, np.ndarray) else min(read, capped)
-            )
-            read = (1 - f) * read + f * windowed
-        return read
-
-    def _prefill_attention(self, shape: StepShape) -> tuple[float, float, float]:
-        """(compute_s, memory_s, latency_s) of prefill attention over all layers."""
-        pairs, kv = (
-            self._prefill_work(shape)
-            if self._window
-            else (shape.prefill_attn_pairs, shape.prefill_kv_tokens)
-        )
-        compute_s = pairs * self._attn_c_per_pair
-        memory_s = kv * self._prefill_m_per_kv + shape.prefill_tokens * self._prefill_m_per_q
-        return compute_s, memory_s, self._attn_lat_total
-
-    def _decode_attention(self, seqs: int, context) -> tuple[float, float, float]:
-        """(compute_s, memory_s, latency_s) of decode attention over all layers.
-
-        Each sequence reads its whole cache plus the token it just wrote, and pays a fixed
-        ``attention_decode_pad_tokens`` worth of reading (last tile, query and output)."""
-        read = self._decode_read(seqs, context) if self._window else context + seqs
-        compute_s = read * self._decode_c_per_tok
-        memory_s = read * self._decode_m_per_tok + seqs * self._decode_m_per_seq
-        return compute_s, memory_s, self._attn_lat_total
-
     def _kernels(self, shape: StepShape) -> int:
         n = self._base_kernels
         layers = self.plan.num_layers
@@ -551,10 +358,10 @@ class CostModel:
             gpu_s += lc[rows] if rows in lc else self._logits_time(rows)
         attn = split_shape(shape, self._ep) if self._ep > 1 else shape
         if attn.prefill_tokens:
-            c, m, lat = self._prefill_attention(attn)
+            c, m, lat = self._attn.prefill(attn)
             gpu_s += (c if c > m else m) + lat
         if attn.decode_seqs:
-            c, m, lat = self._decode_attention(attn.decode_seqs, attn.decode_context_tokens)
+            c, m, lat = self._attn.decode(attn.decode_seqs, attn.decode_context_tokens)
             gpu_s += (c if c > m else m) + lat
         if not self._graphs:
             host_s = self._kernels(shape) * self._launch
@@ -591,7 +398,7 @@ class CostModel:
         micro = split_shape(shape, m)
         t_stage = self._stage_time(micro)
         t_p2p = self._p2p_time(micro.tokens)
-        return max(m * t_stage, self._pp * (t_stage + t_p2p)) + self._overhead
+        return pipeline_round_s(m, self._pp, t_stage, t_p2p) + self._overhead
 
     def price(self, shape: StepShape) -> StepCost:
         """Duration of one step with its per-op breakdown (ops summed over layers).
@@ -608,7 +415,7 @@ class CostModel:
         gpu_s = math.fsum(op.time_s for op in ops)
         if self._pp > 1:
             t_p2p = self._p2p_time(micro.tokens)
-            round_s = max(m * gpu_s, self._pp * (gpu_s + t_p2p))
+            round_s = pipeline_round_s(m, self._pp, gpu_s, t_p2p)
             ops.append(OpCost("pipeline_rounds", 0.0, 0.0, round_s - gpu_s, "communication"))
         elif self.offload is not None:
             total = self._offload_time(shape, gpu_s)
@@ -623,25 +430,8 @@ class CostModel:
         ops = self._token_ops(tokens)
         if shape.logits_rows:
             ops += self._logits_ops(shape.logits_rows)
-        layers = self.plan.num_layers
         attn = split_shape(shape, self._ep) if self._ep > 1 else shape
-        if attn.prefill_tokens:
-            c, m, lat = self._prefill_attention(attn)
-            pairs, kv = self._prefill_work(attn)
-            flops = pairs * self._attn_flops_per_pair * layers
-            nbytes = layers * (kv * self._kv_bpt + attn.prefill_tokens * self._q_bpt)
-            ops.append(
-                OpCost("attention_prefill", flops, nbytes, max(c, m) + lat, _bound(c, m, lat))
-            )
-        if attn.decode_seqs:
-            seqs = attn.decode_seqs
-            read = self._decode_read(seqs, attn.decode_context_tokens)
-            c, m, lat = self._decode_attention(seqs, attn.decode_context_tokens)
-            flops = read * self._decode_flops_per_tok * layers
-            nbytes = layers * (read * self._kv_bpt + seqs * self._q_bpt)
-            ops.append(
-                OpCost("attention_decode", flops, nbytes, max(c, m) + lat, _bound(c, m, lat))
-            )
+        ops += self._attn.ops(attn)
         gpu_s = math.fsum(op.time_s for op in ops)
         if not self._graphs:
             host_s = self._kernels(shape) * self._launch
@@ -655,7 +445,16 @@ class CostModel:
         Before step i the summed context is ``context_tokens + i * decode_seqs``."""
         if n_steps <= 0 or decode_seqs <= 0:
             return np.zeros(max(n_steps, 0))
-        if self.offload is not None and self._host_model is not None:
+        if self._simple:  # one GPU group, no stages, no offload: the engine's hot path
+            base = self._token_time(decode_seqs) + self._logits_time(decode_seqs)
+            context = context_tokens + decode_seqs * np.arange(n_steps, dtype=np.float64)
+            c, mem, lat = self._attn.decode(decode_seqs, context)
+            gpu_s = base + (np.maximum(c, mem) + lat)
+            if not self._graphs:
+                shape = StepShape(decode_seqs=decode_seqs, logits_rows=decode_seqs)
+                gpu_s = np.maximum(gpu_s, self._kernels(shape) * self._launch)
+            return gpu_s + self._overhead
+        if self._host_model is not None:
             steps = [
                 self.step_time_s(
                     StepShape(
@@ -673,14 +472,14 @@ class CostModel:
         stage_tokens = -(-decode_seqs // m)
         base = self._token_time(stage_tokens) + self._logits_time(stage_tokens)
         context = (context_tokens + decode_seqs * np.arange(n_steps, dtype=np.float64)) / parts
-        c, mem, lat = self._decode_attention(seqs, np.ceil(context))
+        c, mem, lat = self._attn.decode(seqs, np.ceil(context))
         gpu_s = base + (np.maximum(c, mem) + lat)
         if not self._graphs:
             shape = StepShape(decode_seqs=stage_tokens, logits_rows=stage_tokens)
             gpu_s = np.maximum(gpu_s, self._kernels(shape) * self._launch)
         if self._pp > 1:
             t_p2p = self._p2p_time(stage_tokens)
-            gpu_s = np.maximum(m * gpu_s, self._pp * (gpu_s + t_p2p))
+            gpu_s = pipeline_round_s(m, self._pp, gpu_s, t_p2p)
         elif self._stream_s:
             gpu_s = np.maximum(gpu_s, self._stream_s)
         return gpu_s + self._overhead

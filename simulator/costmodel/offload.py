@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simulator.costmodel.params import CostParams
 from simulator.specs.gpu import GpuSpec
 from simulator.specs.link import LinkSpec
 
@@ -37,3 +38,18 @@ class OffloadPlan:
     def __post_init__(self) -> None:
         if self.mode not in OFFLOAD_MODES:
             raise ValueError(f"offload mode {self.mode!r}; known: {OFFLOAD_MODES}")
+
+
+def host_params(params: CostParams) -> CostParams:
+    """Cost parameters of layers run on the host: its own bandwidth and GEMM efficiencies;
+    no per-step overhead (counted once on the GPU) and no host launch bound (C++ runtime)."""
+    p = params
+    return p.replace(
+        memory_bw_efficiency=p.host_memory_bw_efficiency,
+        attention_decode_bw_efficiency=p.host_memory_bw_efficiency,
+        gemm_efficiency=p.host_gemm_efficiency,
+        gemm_efficiency_8bit=p.host_gemm_efficiency,
+        attention_prefill_efficiency=p.host_gemm_efficiency,
+        step_overhead_s=0.0,
+        cuda_graphs=True,
+    )

@@ -1,0 +1,79 @@
+"""What a step costs: per-op times with the bound that set them, and small helpers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from simulator.costmodel.shape import StepShape
+from simulator.specs.dtypes import NATIVE_COMPUTE
+from simulator.specs.gpu import GpuSpec
+
+BOUNDS = ("compute", "memory", "latency", "communication", "overhead")
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """One op of a step, summed over the layers that run it (per GPU)."""
+
+    name: str
+    flops: float
+    bytes: float
+    time_s: float
+    bound: str  # one of BOUNDS: what sets this op's time
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "flops": self.flops,
+            "bytes": self.bytes,
+            "ms": self.time_s * 1e3,
+            "bound": self.bound,
+        }
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """Duration of one step and the ops it is made of."""
+
+    total_s: float
+    ops: tuple[OpCost, ...]
+
+    def to_dict(self) -> dict:
+        return {"step_ms": self.total_s * 1e3, "ops": [op.to_dict() for op in self.ops]}
+
+
+def gemm_dtype(weight_dtype: str, wider_dtype: str, gpu: GpuSpec) -> str:
+    """Tensor-core format the GEMMs run in.
+
+    fp8/int8 weights on a GPU with a native rate for them run W8A8 (activations quantised on
+    the fly, as vLLM and TensorRT-LLM do on Hopper); NVFP4/MXFP4 run in fp4 where the GPU
+    has it (Blackwell); other formats compute in the wider of weights and activations
+    (int4 AWQ/GPTQ and GGUF: W4A16 in bf16, fp8 on an A100: W8A16)."""
+    native = NATIVE_COMPUTE.get(weight_dtype)
+    if native is not None and native in gpu.peak_flops:
+        return native
+    return wider_dtype
+
+
+def split_shape(shape: StepShape, parts: int) -> StepShape:
+    """One of ``parts`` equal slices of a step (sums divided, counts rounded up)."""
+    if parts <= 1:
+        return shape
+    c = math.ceil
+    return StepShape(
+        prefill_tokens=c(shape.prefill_tokens / parts),
+        prefill_seqs=c(shape.prefill_seqs / parts),
+        prefill_attn_pairs=shape.prefill_attn_pairs / parts,
+        prefill_kv_tokens=c(shape.prefill_kv_tokens / parts),
+        decode_seqs=c(shape.decode_seqs / parts),
+        decode_context_tokens=c(shape.decode_context_tokens / parts),
+        logits_rows=c(shape.logits_rows / parts),
+    )
+
+
+def bound_of(compute_s: float, memory_s: float, latency_s: float) -> str:
+    """Which of compute, memory or fixed latency sets an op's time."""
+    if latency_s > max(compute_s, memory_s):
+        return "latency"
+    return "compute" if compute_s >= memory_s else "memory"
