@@ -202,3 +202,30 @@ def test_moe_decode_weight_bytes_grow_with_batch_as_experts_are_touched():
     assert reads[-1] == pytest.approx(cm.weight_bytes_per_gpu(), rel=1e-3)
     step = [cm.step_time_s(StepShape.uniform(decode_count=b, decode_context=100)) for b in (1, 64)]
     assert step[1] > 2 * step[0]  # a dense model's step would barely grow
+
+
+def test_expert_groups_take_whole_sequences():
+    from simulator.costmodel.costs import ep_group_shape
+
+    one_prompt = StepShape.uniform(prefill_count=1, prefill_new=2048)
+    group = ep_group_shape(one_prompt, 8)
+    assert group.prefill_tokens == 2048 and group.prefill_seqs == 1  # not spread over groups
+    decodes = StepShape.uniform(decode_count=64, decode_context=1000)
+    group = ep_group_shape(decodes, 8)
+    assert (group.decode_seqs, group.decode_context_tokens, group.logits_rows) == (8, 8000, 8)
+    uneven = ep_group_shape(StepShape.uniform(decode_count=9, decode_context=100), 8)
+    assert uneven.decode_seqs == 2  # the busiest group sets the pace
+    # A long prompt on a DP-attention replica costs about what it costs one group alone.
+    ds = load_model("deepseek-v3")
+    node = NodeSpec(gpus_per_node=16, intra_link=NVLINK)
+    ep8 = CostModel(
+        ds,
+        H100,
+        tensor_parallel=2,
+        expert_parallel=8,
+        weight_dtype="fp8",
+        placement=ReplicaPlacement(2, 1, 8, node),
+    )
+    t_one = ep8.step_time_s(one_prompt)
+    t_eight = ep8.step_time_s(StepShape.uniform(prefill_count=8, prefill_new=2048))
+    assert t_eight < 3 * t_one  # eight prompts spread over eight groups

@@ -77,3 +77,28 @@ def bound_of(compute_s: float, memory_s: float, latency_s: float) -> str:
     if latency_s > max(compute_s, memory_s):
         return "latency"
     return "compute" if compute_s >= memory_s else "memory"
+
+
+def ep_group_shape(shape: StepShape, groups: int) -> StepShape:
+    """The busiest of ``groups`` data-parallel groups' part of a step.
+
+    Sequences go whole to a group (attention data parallelism), so the busiest group takes
+    ⌈chunks / groups⌉ prefill chunks and ⌈decodes / groups⌉ decoding sequences, each of the
+    step's average size: one long prompt is not spread over the groups."""
+    if groups <= 1:
+        return shape
+    c = math.ceil
+    ps, ds = shape.prefill_seqs, shape.decode_seqs
+    group_ps, group_ds = c(ps / groups), c(ds / groups)
+    fp = group_ps / ps if ps else 0.0
+    fd = group_ds / ds if ds else 0.0
+    prefill_logits = shape.logits_rows - ds
+    return StepShape(
+        prefill_tokens=c(shape.prefill_tokens * fp),
+        prefill_seqs=group_ps,
+        prefill_attn_pairs=shape.prefill_attn_pairs * fp,
+        prefill_kv_tokens=c(shape.prefill_kv_tokens * fp),
+        decode_seqs=group_ds,
+        decode_context_tokens=c(shape.decode_context_tokens * fd),
+        logits_rows=group_ds + min(group_ps, c(prefill_logits * fp)),
+    )

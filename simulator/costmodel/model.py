@@ -20,7 +20,14 @@ import numpy as np
 
 from simulator.costmodel.attention import AttentionCost
 from simulator.costmodel.comm import allgather_s, allreduce_s, alltoall_s, p2p_s
-from simulator.costmodel.costs import OpCost, StepCost, bound_of, gemm_dtype, split_shape
+from simulator.costmodel.costs import (
+    OpCost,
+    StepCost,
+    bound_of,
+    ep_group_shape,
+    gemm_dtype,
+    split_shape,
+)
 from simulator.costmodel.layers import (
     EIGHT_BIT_OR_LESS,
     ElementwiseOp,
@@ -277,13 +284,21 @@ class CostModel:
         bound = bound_of(0.0, memory_s, self._lat)
         return OpCost(op.name, 0.0, n * per_layer_bytes, n * (memory_s + self._lat), bound)
 
+    def _group_shape(self, shape: StepShape) -> StepShape:
+        """The busiest expert group's part of a step: attention and dense layers run
+        data-parallel over the groups, whole sequences to a group (``ep_group_shape``)."""
+        return ep_group_shape(shape, self._ep) if self._ep > 1 else shape
+
     def _local_tokens(self, tokens: int) -> int:
         """Tokens one expert group's attention and dense layers see (data-parallel)."""
         return -(-tokens // self._ep) if self._ep > 1 else tokens
 
-    def _token_ops(self, tokens: int) -> list[OpCost]:
-        """Ops whose cost depends only on the number of tokens in the step (per stage)."""
-        local = self._local_tokens(tokens)
+    def _token_ops(self, tokens: int, local: int | None = None) -> list[OpCost]:
+        """Ops whose cost depends only on the number of tokens in the step (per stage):
+        ``tokens`` reach the routed experts, ``local`` pass the busiest group's other layers
+        (default: an even share)."""
+        if local is None:
+            local = self._local_tokens(tokens)
         ops = [self._gemm(op, tokens if op.is_expert else local) for op in self.plan.gemms]
         ops += [self._elementwise(op, local) for op in self.plan.elementwise]
         if self.plan.allreduces_per_layer:
@@ -308,9 +323,9 @@ class CostModel:
         return ops
 
     def _logits_ops(self, rows: int) -> list[OpCost]:
+        """The LM head over ``rows`` rows of one group, and the logits all-gather."""
         if not self.plan.lm_head.layers:
             return []
-        rows = self._local_tokens(rows)
         ops = [self._gemm(self.plan.lm_head, rows)]
         if self.tensor_parallel > 1:
             gathered = rows * self.model.vocab_size * self.plan.activation_bytes
@@ -318,11 +333,12 @@ class CostModel:
             ops.append(OpCost("logits_gather", 0.0, gathered, t, "communication"))
         return ops
 
-    def _token_time(self, tokens: int) -> float:
-        t = self._token_cache.get(tokens)
+    def _token_time(self, tokens: int, local: int | None = None) -> float:
+        key = tokens if local is None else (tokens, local)
+        t = self._token_cache.get(key)
         if t is None:
-            t = math.fsum(op.time_s for op in self._token_ops(tokens))
-            self._token_cache[tokens] = t
+            t = math.fsum(op.time_s for op in self._token_ops(tokens, local))
+            self._token_cache[key] = t
         return t
 
     def _logits_time(self, rows: int) -> float:
@@ -350,18 +366,22 @@ class CostModel:
     def _stage_time(self, shape: StepShape) -> float:
         """GPU time (s) of one stage running ``shape`` (no per-step overhead)."""
         tokens = shape.prefill_tokens + shape.decode_seqs
-        cache = self._token_cache
-        gpu_s = cache[tokens] if tokens in cache else self._token_time(tokens)
-        rows = shape.logits_rows
+        if self._ep > 1:
+            group = ep_group_shape(shape, self._ep)
+            gpu_s = self._token_time(tokens, group.tokens)
+        else:
+            group = shape
+            cache = self._token_cache
+            gpu_s = cache[tokens] if tokens in cache else self._token_time(tokens)
+        rows = group.logits_rows
         if rows:
             lc = self._logits_cache
             gpu_s += lc[rows] if rows in lc else self._logits_time(rows)
-        attn = split_shape(shape, self._ep) if self._ep > 1 else shape
-        if attn.prefill_tokens:
-            c, m, lat = self._attn.prefill(attn)
+        if group.prefill_tokens:
+            c, m, lat = self._attn.prefill(group)
             gpu_s += (c if c > m else m) + lat
-        if attn.decode_seqs:
-            c, m, lat = self._attn.decode(attn.decode_seqs, attn.decode_context_tokens)
+        if group.decode_seqs:
+            c, m, lat = self._attn.decode(group.decode_seqs, group.decode_context_tokens)
             gpu_s += (c if c > m else m) + lat
         if not self._graphs:
             host_s = self._kernels(shape) * self._launch
@@ -427,11 +447,11 @@ class CostModel:
 
     def _stage_ops(self, shape: StepShape) -> list[OpCost]:
         tokens = shape.prefill_tokens + shape.decode_seqs
-        ops = self._token_ops(tokens)
-        if shape.logits_rows:
-            ops += self._logits_ops(shape.logits_rows)
-        attn = split_shape(shape, self._ep) if self._ep > 1 else shape
-        ops += self._attn.ops(attn)
+        group = self._group_shape(shape)
+        ops = self._token_ops(tokens, group.tokens)
+        if group.logits_rows:
+            ops += self._logits_ops(group.logits_rows)
+        ops += self._attn.ops(group)
         gpu_s = math.fsum(op.time_s for op in ops)
         if not self._graphs:
             host_s = self._kernels(shape) * self._launch
@@ -467,12 +487,15 @@ class CostModel:
             ]
             return np.asarray(steps)
         m = max(1, min(self.microbatches, decode_seqs)) if self._pp > 1 else 1
-        parts = m * self._ep
-        seqs = -(-decode_seqs // parts)
         stage_tokens = -(-decode_seqs // m)
-        base = self._token_time(stage_tokens) + self._logits_time(stage_tokens)
-        context = (context_tokens + decode_seqs * np.arange(n_steps, dtype=np.float64)) / parts
-        c, mem, lat = self._attn.decode(seqs, np.ceil(context))
+        group = -(-stage_tokens // self._ep)  # the busiest expert group's sequences
+        base = self._token_time(stage_tokens, group if self._ep > 1 else None)
+        base += self._logits_time(group)
+        steps = context_tokens + decode_seqs * np.arange(n_steps, dtype=np.float64)
+        context = np.ceil(steps / m) if m > 1 else steps
+        if self._ep > 1:
+            context = np.ceil(context * (group / stage_tokens))
+        c, mem, lat = self._attn.decode(group, context)
         gpu_s = base + (np.maximum(c, mem) + lat)
         if not self._graphs:
             shape = StepShape(decode_seqs=stage_tokens, logits_rows=stage_tokens)
