@@ -50,3 +50,59 @@ def test_local_decode_within_memory_bandwidth_bound(name):
     tokens_per_s = 1.0 / step_s
     bound = cm.gpu.memory_bw_bytes_per_s / cm.weight_bytes_per_token(1)
     assert tokens_per_s <= bound
+
+
+def _quick(hardware: dict, **engine) -> dict:
+    return {
+        "model": engine.pop("model", "llama-3.1-8b"),
+        "hardware": hardware,
+        "engine": engine,
+        "workload": {
+            "arrival": {"process": "poisson", "rate_per_s": 1},
+            "prompt_tokens": {"distribution": "fixed", "value": 100},
+            "output_tokens": {"distribution": "fixed", "value": 10},
+            "num_requests": 5,
+            "seed": 0,
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("hardware", "engine", "message"),
+    [
+        ({"expert_parallel": 2}, {}, "hardware.expert_parallel: 2 needs a mixture-of-experts"),
+        ({"tensor_parallel": 8, "gpus_per_node": 4}, {}, "hardware.inter_node_link"),
+        ({"gpu": "rtx-4090", "tensor_parallel": 2}, {}, "hardware.interconnect: rtx-4090"),
+        ({"pipeline_parallel": 64}, {}, "hardware.pipeline_parallel: 64 exceeds the 32 layers"),
+        ({"gpu": "rtx-4090", "offload": {"gpu_layers": 99}}, {}, "hardware.offload.gpu_layers"),
+        ({}, {"kv_dtype": "q4_k_m"}, "engine.kv_dtype"),
+    ],
+)
+def test_bad_parallel_settings_name_the_field(hardware, engine, message):
+    from simulator.api import scenario_from_dict
+    from simulator.errors import UserError
+
+    with pytest.raises(UserError) as info:
+        run(scenario_from_dict(_quick(hardware, **engine)))
+    assert any(message in line for line in info.value.messages), info.value.messages
+
+
+def test_scenario_pipeline_and_offload_settings_reach_the_cost_model():
+    from simulator.api import scenario_from_dict
+
+    pp = scenario_from_dict(
+        _quick({"tensor_parallel": 2, "pipeline_parallel": 2, "pipeline_microbatches": 4})
+    )
+    cm = build_cost_model(pp)
+    assert (cm.tensor_parallel, cm.pipeline_parallel, cm.microbatches) == (2, 2, 4)
+    assert run(pp).summary["requests_completed"] == 5
+    off = scenario_from_dict(
+        _quick(
+            {"gpu": "rtx-4090", "offload": {"gpu_layers": 16, "mode": "stream"}},
+            weight_dtype="bf16",
+            max_num_batched_tokens=2048,
+        )
+    )
+    plan = build_memory_plan(off)
+    assert plan.fits and plan.offloaded_weight_bytes > 5e9
+    assert build_cost_model(off)._stream_s > 0

@@ -195,6 +195,9 @@ def memory_plan(
             )
         layers_on_gpu = offload.gpu_layers
         offloaded = weight_bytes_for_layers(model, formats, model.num_layers - layers_on_gpu)
+        if layers_on_gpu == 0:  # embedding and LM head run on the host too
+            parts = weight_bytes(model, formats)
+            offloaded += parts.embedding + parts.lm_head
     usable = gpu.memory_bytes * gpu_memory_utilization
     weights = weight_bytes_per_gpu(
         model,
@@ -216,19 +219,23 @@ def memory_plan(
         pipeline_parallel=pipeline_parallel,
         layers_on_device=kv_layers,
     )
-    if per_token > 0:
-        max_tokens = int(kv_capacity // per_token) * expert_parallel
-    else:  # every layer on the CPU: the KV cache lives in host memory
-        max_tokens = int(model.max_position_embeddings * 4)
-    host_memory = 0.0
+    gpu_tokens = int(kv_capacity // per_token) * expert_parallel if per_token > 0 else None
+    host_memory = offload.host.memory_bytes if offload is not None and offload.host else 0.0
+    host_tokens = None
+    per_token_host = 0.0
     if offload is not None:
         host_needed = offloaded
-        if offload.mode == "cpu":
-            cpu_layers = model.num_layers - offload.gpu_layers
+        cpu_layers = model.num_layers - offload.gpu_layers
+        if offload.mode == "cpu" and cpu_layers:
+            # CPU layers keep their KV cache in host memory, next to their weights.
             per_token_host = model.kv_bytes_per_token(kv_dtype) * cpu_layers / model.num_layers
-            host_needed += per_token_host * max_tokens
-        if offload.host is not None:
-            host_memory = offload.host.memory_bytes
+            if host_memory:
+                host_tokens = int(max(0.0, host_memory - offloaded) // per_token_host)
+            elif gpu_tokens is None:
+                raise UserError("offload.host: every layer on the CPU needs a host device spec")
+    candidates = [t for t in (gpu_tokens, host_tokens) if t is not None]
+    max_tokens = min(candidates)
+    host_needed += per_token_host * max_tokens
     fits = weights + workspace <= usable and max_tokens > 0
     if host_memory and host_needed > host_memory:
         fits = False

@@ -164,7 +164,9 @@ def weight_bytes_per_gpu(
         + parts.norms
     ) / layers
     ends = parts.embedding + parts.lm_head
-    if pipeline_parallel > 1:
+    if layers_on_device == 0:  # everything runs on the host (llama.cpp -ngl 0)
+        ends = 0.0
+    elif pipeline_parallel > 1:
         ends = max(parts.embedding, parts.lm_head)
     return per_layer * on_device + ends / tp
 
