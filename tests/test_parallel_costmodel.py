@@ -229,3 +229,48 @@ def test_expert_groups_take_whole_sequences():
     t_one = ep8.step_time_s(one_prompt)
     t_eight = ep8.step_time_s(StepShape.uniform(prefill_count=8, prefill_new=2048))
     assert t_eight < 3 * t_one  # eight prompts spread over eight groups
+
+
+LAYOUTS = [
+    ("llama-3.1-8b", {"pipeline_parallel": 2}),
+    ("llama-3.1-8b", {"pipeline_parallel": 4, "cuda_graphs": False}),
+    ("qwen3-30b-a3b", {"expert_parallel": 4}),
+    ("qwen3-30b-a3b", {"expert_parallel": 2, "pipeline_parallel": 2, "tensor_parallel": 2}),
+    ("gpt-oss-20b", {"expert_parallel": 4, "weight_dtype": "mxfp4"}),
+    ("llama-3.1-8b", {"offload": ("cpu", 10)}),
+    ("llama-3.1-8b", {"offload": ("stream", 10)}),
+    ("llama-3.1-8b", {"offload": ("cpu", 0)}),
+]
+
+
+@pytest.mark.parametrize(("name", "layout"), LAYOUTS)
+def test_fast_paths_agree_with_the_breakdown(name, layout):
+    layout = dict(layout)
+    if "offload" in layout:
+        mode, gpu_layers = layout.pop("offload")
+        host = load_gpu("cpu-server") if mode == "cpu" else None
+        layout["offload"] = OffloadPlan(gpu_layers, mode, host, load_link("pcie4"))
+    else:
+        layout["link"] = NVLINK
+    cm = CostModel(load_model(name), H100, **layout)
+    shapes = [
+        StepShape.uniform(decode_count=1, decode_context=100),
+        StepShape.uniform(decode_count=37, decode_context=900),
+        StepShape.uniform(
+            prefill_count=3,
+            prefill_new=500,
+            prefill_cached=100,
+            decode_count=20,
+            decode_context=700,
+        ),
+        StepShape.uniform(prefill_count=1, prefill_new=4000),
+    ]
+    for shape in shapes:
+        assert cm.price(shape).total_s == pytest.approx(cm.step_time_s(shape), rel=1e-12)
+    for seqs, context in ((1, 100), (37, 37 * 900), (256, 256 * 2000)):
+        run = cm.decode_run_s(seqs, context, 3)
+        for i in range(3):
+            step = StepShape(
+                decode_seqs=seqs, decode_context_tokens=context + i * seqs, logits_rows=seqs
+            )
+            assert run[i] == pytest.approx(cm.step_time_s(step), rel=1e-9)
