@@ -22,7 +22,9 @@ def _check_invariants(sim, records) -> None:
     assert records.itl.count == int((req.output_tokens[done] - 1).sum())
     for replica in sim.replicas:
         assert replica.batch.size == 0 and not replica.waiting
-        assert replica.batch.blocks_held == 0 and replica.used_blocks == 0, "KV blocks returned"
+        cached = replica.cache.blocks if replica.cache is not None else 0
+        assert replica.batch.blocks_held == 0, "KV blocks returned"
+        assert replica.used_blocks == cached, "only cached prefixes keep blocks"
         assert replica.outstanding == 0
         assert replica.peak_used_blocks <= replica.cfg.total_kv_blocks
 

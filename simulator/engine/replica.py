@@ -169,6 +169,7 @@ class Replica:
         self.peak_used_blocks = 0
         self.last_batch_tokens = 0
         self.preemptions = 0
+        self.prefill_tokens = 0  # prompt tokens computed (cache hits excluded, recomputes included)
         self.swapped_bytes = 0.0
         self.swap_used_bytes = 0.0
         self.process = env.process(self._run())
@@ -325,6 +326,8 @@ class Replica:
         for p in self.prefilling:
             if budget <= 0:
                 break
+            if not p.todo:
+                continue
             take = p.todo if p.todo <= budget else budget
             chunks.append((p, take))
             budget -= take
@@ -336,6 +339,7 @@ class Replica:
         env = self.env
         if plan.admit:
             self._admit(plan.admit)
+            self._complete_prefills(env.now)  # KV that arrived prefilled joins at once
         n = 0
         if plan.decode and self.batch.size:
             while self.batch.size and self._steps_within_kv(1) == 0:
@@ -365,6 +369,7 @@ class Replica:
         )
         dt = self.cost.step_time_s(shape) + self._transfer_s
         self._transfer_s = 0.0
+        self.prefill_tokens += tokens
         start = env.now
         yield env.timeout(dt)
         end = env.now
@@ -393,7 +398,12 @@ class Replica:
                 continue
             w = p.source
             self._prefill_blocks -= p.own_blocks
-            if w.started:  # recomputed (or prefilled elsewhere): one more gap, no new TTFT
+            if w.prefilled:  # its first token came from the prefill replica
+                self.batch.append(
+                    w.ordinal, w.context_tokens, w.remaining, w.last_token_s, p.shared_blocks
+                )
+                continue
+            if w.started:  # recomputed after preemption: one more gap, no new TTFT
                 self.itl.add_value(end - w.last_token_s, 1)
             else:
                 first[w.ordinal] = end
@@ -533,6 +543,7 @@ class Replica:
             free -= full
             reserve += full - prompt
         self._admit(tuple(keep))
+        self._take_blocks(reserve)
         self._static_reserved = reserve
         chunks = self._chunks(ALL_TOKENS)
         longest = max(p.todo for p, _ in chunks)
@@ -540,6 +551,7 @@ class Replica:
         # every prompt is padded to the longest one
         shape = StepShape.build(prefills=[(longest, 0)] * k)
         dt = self.cost.step_time_s(shape)
+        self.prefill_tokens += sum(take for _, take in chunks)
         start = env.now
         yield env.timeout(dt)
         self._account(dt, k, k * longest, start)

@@ -285,6 +285,7 @@ class Simulation:
             "arrival_end_s": self.arrival_end_s,
             "num_gpus": self.num_gpus,
             "swapped_bytes": sum(r.swapped_bytes for r in self.replicas),
+            "prefill_tokens_computed": sum(r.prefill_tokens for r in self.replicas),
             "kv_transfer_bytes": sum(link.bytes_moved for link in self._links.values()),
         }
         return RunRecords(

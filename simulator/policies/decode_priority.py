@@ -9,7 +9,13 @@ bounded prefill steps.
 
 from __future__ import annotations
 
-from simulator.policies.base import BatchPlan, ReplicaView, admit_in_order, register_policy
+from simulator.policies.base import (
+    ALL_TOKENS,
+    BatchPlan,
+    ReplicaView,
+    admit_in_order,
+    register_policy,
+)
 
 
 @register_policy("decode_priority")
@@ -38,4 +44,4 @@ class DecodePriority:
             return BatchPlan()
         self._prefill_steps = 0
         waiting_work = bool(view.prefilling) or bool(view.waiting)
-        return BatchPlan(decode=True, max_steps=1 if waiting_work else BatchPlan.max_steps)
+        return BatchPlan(decode=True, max_steps=1 if waiting_work else ALL_TOKENS)
