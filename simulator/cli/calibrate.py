@@ -137,6 +137,7 @@ def run_measure(args: argparse.Namespace) -> int:
 
 def run_fit(args: argparse.Namespace) -> int:
     from simulator.costmodel.calibration import (
+        ATTENTION_KINDS,
         STEP_KINDS,
         catalog_gpu_name,
         fit,
@@ -147,7 +148,8 @@ def run_fit(args: argparse.Namespace) -> int:
 
     per_file = [(src, load_rows(src)) for src in args.sources]
     rows = [r for _, rs in per_file for r in rs]
-    timed = [r for r in rows if r["kind"] in ("gemm", "allreduce", *STEP_KINDS)]
+    timed_kinds = ("gemm", "allreduce", *STEP_KINDS, *ATTENTION_KINDS)
+    timed = [r for r in rows if r["kind"] in timed_kinds]
     if not timed:
         raise UserError(f"--from: no gemm, step or allreduce rows in {', '.join(args.sources)}")
 
@@ -180,7 +182,8 @@ def run_fit(args: argparse.Namespace) -> int:
             raise UserError("--link: the all-reduce rows need a link; pass --link NAME")
         link = load_link(link_name)
 
-    models = {r["model"]: load_model(r["model"]) for r in rows if r["kind"] in STEP_KINDS}
+    model_kinds = (*STEP_KINDS, *ATTENTION_KINDS)
+    models = {r["model"]: load_model(r["model"]) for r in rows if r["kind"] in model_kinds}
     predicates = [parse_holdout(h) for h in args.holdout]
     holdout = (lambda row: any(p(row) for p in predicates)) if predicates else None
     result = fit(rows, models=models, gpu=gpu, link=link, holdout=holdout)

@@ -2,15 +2,21 @@
 
 Row kinds (see ``calibration/README.md`` of the shared data): ``env`` (the device),
 ``ceiling``, ``gemm`` (``x[m,k] @ w[k,n]``), ``model``, ``prefill``, ``decode``, ``mixed``
-(whole graphed steps, with ``eager_ms`` where measured) and ``allreduce``.
+(whole graphed steps, with ``eager_ms`` where measured) and ``allreduce``; and the
+extensions of ``hardware_specs/calibration/README.md``: ``gemm`` rows with ``"graph": true``
+(per-kernel time inside a CUDA graph, so without the standalone-call overhead) and
+``"dtype": "fp8"``; ``attn_prefill`` / ``attn_decode`` (one layer's attention kernel);
+``launch`` (reported, not fitted).
 
 The fit minimises squared log-ratios (relative errors) of predicted over measured times with
 ``scipy.optimize.least_squares``, jointly over:
 
-* ``gemm`` rows → ``gemm_efficiency``, ``gemm_pad_tokens``, ``memory_bw_efficiency``, plus a
+* ``gemm`` rows → ``gemm_efficiency``, ``gemm_pad_tokens``, ``memory_bw_efficiency``
+  (``gemm_efficiency_8bit`` from fp8 rows), plus, for rows timed one call at a time, a
   nuisance fixed cost per standalone timed GEMM call (``gemm_call_overhead_s``: launch and
   event overhead of timing one kernel outside a graph; it does not exist inside a graph
   and is reported, not stored);
+* ``attn_prefill`` / ``attn_decode`` rows → the attention parameters;
 * step rows → latencies, overheads and attention efficiencies;
 * ``eager_ms`` → ``eager_launch_overhead_s``;
 * ``allreduce`` rows → ``allreduce_latency_s``, ``allreduce_bw_efficiency``.
@@ -42,6 +48,7 @@ from simulator.specs.link import LinkSpec
 from simulator.specs.model import ModelSpec
 
 STEP_KINDS = ("prefill", "decode", "mixed")
+ATTENTION_KINDS = ("attn_prefill", "attn_decode")
 
 #: Parameters fitted from each kind of row (others keep their starting values).
 GEMM_PARAMS = ("gemm_efficiency", "gemm_pad_tokens", "memory_bw_efficiency")
@@ -54,12 +61,21 @@ STEP_PARAMS = (
     "elementwise_traffic_factor",
     "step_overhead_s",
 )
+ATTENTION_PARAMS = (
+    "kernel_latency_s",
+    "attention_kernel_latency_s",
+    "attention_prefill_efficiency",
+    "attention_decode_bw_efficiency",
+    "attention_decode_pad_tokens",
+)
+FP8_PARAMS = ("gemm_efficiency_8bit",)
 EAGER_PARAMS = ("eager_launch_overhead_s",)
 ALLREDUCE_PARAMS = ("allreduce_latency_s", "allreduce_bw_efficiency")
 
 #: Upper bounds of fitted parameters (lower bounds are > 0 through the log transform).
 UPPER = {
     "gemm_efficiency": 1.0,
+    "gemm_efficiency_8bit": 1.0,
     "memory_bw_efficiency": 1.0,
     "attention_prefill_efficiency": 1.0,
     "attention_decode_bw_efficiency": 1.0,
@@ -141,11 +157,12 @@ def load_rows(path: str | Path) -> list[dict]:
 
 
 def row_shape(row: Mapping[str, Any]) -> StepShape | None:
-    """The step a ``prefill``/``decode``/``mixed`` row timed (None for other kinds)."""
+    """The step a ``prefill``/``decode``/``mixed`` row timed (None for other kinds); for
+    ``attn_*`` rows the step whose attention op the kernel is."""
     kind = row["kind"]
-    if kind == "decode":
+    if kind in ("decode", "attn_decode"):
         return StepShape.uniform(decode_count=row["batch"], decode_context=row["context"])
-    if kind == "prefill":
+    if kind in ("prefill", "attn_prefill"):
         return StepShape.uniform(prefill_count=row["batch"], prefill_new=row["seq"])
     if kind == "mixed":
         return StepShape.uniform(
@@ -161,7 +178,12 @@ def row_shape(row: Mapping[str, Any]) -> StepShape | None:
 def row_label(row: Mapping[str, Any]) -> str:
     kind = row["kind"]
     if kind == "gemm":
-        return f"gemm m={row['m']} k={row['k']} n={row['n']}"
+        fp8 = " fp8" if row.get("dtype") == "fp8" else ""
+        return f"gemm{fp8} m={row['m']} k={row['k']} n={row['n']}"
+    if kind == "attn_decode":
+        return f"attn_decode {row['model']} batch={row['batch']} context={row['context']}"
+    if kind == "attn_prefill":
+        return f"attn_prefill {row['model']} batch={row['batch']} seq={row['seq']}"
     if kind == "decode":
         return f"decode batch={row['batch']} context={row['context']}"
     if kind == "prefill":
@@ -245,7 +267,11 @@ def _row_predictions(
 ) -> list[tuple[float, float]]:
     kind = row["kind"]
     if kind == "gemm":
-        return [(row["ms"], 1e3 * (gemm_time_s(row, problem.gpu, params) + gemm_overhead_s))]
+        overhead_s = 0.0 if row.get("graph") else gemm_overhead_s
+        return [(row["ms"], 1e3 * (gemm_time_s(row, problem.gpu, params) + overhead_s))]
+    if kind in ATTENTION_KINDS:
+        model = _cost_model(row["model"], problem, params, graphed)
+        return [(row["ms"], 1e3 * attention_layer_s(model, row))]
     if kind in STEP_KINDS:
         shape = row_shape(row)
         model = _cost_model(row["model"], problem, params, graphed)
@@ -262,14 +288,26 @@ def _row_predictions(
 
 
 def gemm_time_s(row: Mapping[str, Any], gpu: GpuSpec, params: CostParams) -> float:
-    """Predicted time of one bf16 ``x[m,k] @ w[k,n]`` inside a graph (s)."""
+    """Predicted time of one ``x[m,k] @ w[k,n]`` inside a graph (s): bf16, or fp8 operands
+    with a bf16 output when the row says ``"dtype": "fp8"``."""
     m, k, n = row["m"], row["k"], row["n"]
-    peak = gpu.flops_for("bf16") * params.gemm_efficiency
+    if row.get("dtype") == "fp8":
+        peak = gpu.flops_for("fp8") * params.gemm_efficiency_8bit
+        nbytes = 1.0 * (k * n + m * k) + 2.0 * m * n
+    else:
+        peak = gpu.flops_for("bf16") * params.gemm_efficiency
+        nbytes = 2.0 * (k * n + m * k + m * n)
     compute_s = 2.0 * k * n * (m + params.gemm_pad_tokens) / peak
-    memory_s = (
-        2.0 * (k * n + m * k + m * n) / (gpu.memory_bw_bytes_per_s * params.memory_bw_efficiency)
-    )
+    memory_s = nbytes / (gpu.memory_bw_bytes_per_s * params.memory_bw_efficiency)
     return max(compute_s, memory_s) + params.kernel_latency_s
+
+
+def attention_layer_s(model: CostModel, row: Mapping[str, Any]) -> float:
+    """Predicted time (s) of one layer's attention kernel of an ``attn_*`` row."""
+    name = "attention_decode" if row["kind"] == "attn_decode" else "attention_prefill"
+    cost = model.price(row_shape(row))
+    op_s = sum(op.time_s for op in cost.ops if op.name == name)
+    return op_s / model.plan.num_layers
 
 
 def fit(
@@ -285,16 +323,22 @@ def fit(
     start = start or CostParams.defaults()
     held = [bool(holdout(r)) if holdout else False for r in rows]
     kinds = {r["kind"] for r, h in zip(rows, held, strict=True) if not h}
+    fit_rows = [r for r, h in zip(rows, held, strict=True) if not h]
     names: list[str] = []
-    if "gemm" in kinds:
+    gemm_rows = [r for r in fit_rows if r["kind"] == "gemm"]
+    if any(r.get("dtype", "bf16") == "bf16" for r in gemm_rows):
         names += GEMM_PARAMS
+    if any(r.get("dtype") == "fp8" for r in gemm_rows):
+        names += FP8_PARAMS
     if kinds & set(STEP_KINDS):
         names += STEP_PARAMS
-        if any(r.get("eager_ms") for r, h in zip(rows, held, strict=True) if not h):
+        if any(r.get("eager_ms") for r in fit_rows):
             names += EAGER_PARAMS
+    if kinds & set(ATTENTION_KINDS):
+        names += [n for n in ATTENTION_PARAMS if n not in names]
     if "allreduce" in kinds and link is not None:
         names += ALLREDUCE_PARAMS
-    fit_rows = [r for r, h in zip(rows, held, strict=True) if not h]
+    standalone_gemms = any(not r.get("graph") for r in gemm_rows)
     problem = _Problem(
         fit_rows,
         [False] * len(fit_rows),
@@ -303,7 +347,7 @@ def fit(
         link,
         start,
         tuple(names),
-        fit_gemm_overhead="gemm" in kinds,
+        fit_gemm_overhead=standalone_gemms,
     )
     x0 = [math.log(getattr(start, n)) for n in names]
     if problem.fit_gemm_overhead:
