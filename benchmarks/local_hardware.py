@@ -6,13 +6,15 @@
 2. DeepSeek-V3 decode reads ~37B parameters' worth of weights per token at batch 1 and close
    to all experts at large batch (expected distinct experts E·(1-(1-k/E)^B) per MoE layer).
 3. Parallel layouts of large models: step times by TP/PP/EP and placement.
+4. Wide expert parallelism against published DeepEP and SGLang numbers.
 
     python benchmarks/local_hardware.py
 """
 
 from __future__ import annotations
 
-from simulator.costmodel import CostModel, StepShape
+from simulator.costmodel import CostModel, CostParams, StepShape
+from simulator.costmodel.comm import alltoall_s
 from simulator.costmodel.offload import OffloadPlan
 from simulator.specs.catalog import load_gpu, load_link, load_model
 from simulator.specs.topology import NodeSpec, ReplicaPlacement
@@ -115,10 +117,48 @@ def parallel_layouts() -> None:
         )
 
 
+def wide_expert_parallel() -> None:
+    """Datasheet defaults against published wide-EP numbers (nothing fitted to them)."""
+    print("\n4. DeepSeek-V3 wide expert parallelism vs published (H800/H100, InfiniBand NDR)")
+    ds, h100 = load_model("deepseek-v3"), load_gpu("h100-sxm")
+    nvlink, ib = load_link("nvlink4"), load_link("infiniband-ndr")
+    node = NodeSpec(8, nvlink, ib)
+    params = CostParams.defaults()
+    # DeepEP README low-latency kernels: 128 tokens x 7168 hidden x top-8, FP8 dispatch and
+    # BF16 combine, EP64 over CX7 400 Gb/s: dispatch 173 µs, combine 314 µs.
+    rows = 128 * 8 * 7168
+    dispatch = alltoall_s(rows * 1.0, 64, ib, params)
+    combine = alltoall_s(rows * 2.0, 64, ib, params)
+    print(
+        f"   DeepEP EP64, 128 tokens: dispatch predicted {dispatch * 1e6:5.0f} µs (published 173),"
+        f" combine {combine * 1e6:5.0f} µs (published 314)"
+    )
+    # SGLang large-scale EP blog (published_benchmarks.md §7A): decode on 9 nodes (72 H100),
+    # EP72, 256 sequences per GPU, 2K input: 22,282 output tok/s per node (2,785 per GPU),
+    # with two-batch overlap of communication and compute, which this model does not have.
+    ep = 72
+    cm = CostModel(
+        ds,
+        h100,
+        expert_parallel=ep,
+        placement=ReplicaPlacement(1, 1, ep, node),
+        weight_dtype="fp8",
+        attention_dtype="fp8",
+    )
+    batch = 256 * ep
+    step_s = cm.step_time_s(StepShape.uniform(decode_count=batch, decode_context=2000))
+    per_gpu = batch / step_s / ep
+    print(
+        f"   SGLang EP72 decode, 256 seq/GPU at 2K: predicted {per_gpu:6.0f} tok/s/GPU, "
+        f"published 2,785 ({per_gpu / 2785 - 1:+.0%}; no compute/communication overlap modelled)"
+    )
+
+
 def main() -> None:
     local_decode()
     deepseek_experts()
     parallel_layouts()
+    wide_expert_parallel()
 
 
 if __name__ == "__main__":
