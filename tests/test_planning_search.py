@@ -155,3 +155,36 @@ def test_plan_file_sections_validate(tmp_path):
     assert loaded.plan.replications == 2 and loaded.plan.target_rate_per_s == 7
     assert loaded.search.weight_dtype == ["fp8"]
     assert loaded.scenario.model == "llama-3.2-1b"
+
+
+def test_roofline_bounds_hold_for_simulated_points():
+    """Pruning is safe only if no simulated point beats its own bounds: rate, cost, latency
+    (tensor and pipeline parallel, chunked prefill, fp8 weights on an 8B model)."""
+    data = {
+        **SEARCH_BASE,
+        "model": "llama-3.1-8b",
+        "engine": {"batching": "continuous", "max_num_seqs": 256, "max_num_batched_tokens": 8192},
+        "workload": {
+            **SEARCH_BASE["workload"],
+            "prompt_tokens": {"distribution": "lognormal", "mean": 800, "sigma": 0.8},
+            "output_tokens": {"distribution": "fixed", "value": 64},
+            "num_requests": 300,
+        },
+        "slo": {"ttft_ms": {"p99": 1000}, "tpot_ms": {"p99": 50}},
+    }
+    search = SearchConfig(
+        gpus=["h100-sxm"],
+        tensor_parallel=[1, 4],
+        pipeline_parallel=[1, 2],
+        batching=["continuous", "chunked"],
+        weight_dtype=["bf16", "fp8"],
+        gpu_hour_usd={"h100-sxm": 3.0},
+    )
+    found = search_configurations(
+        scenario_from_dict(data), search, PlanConfig(rate_tolerance=0.1), prune=False
+    )
+    assert len(found.feasible) >= 8
+    for c in found.feasible:
+        assert c.max_rate_per_s <= c.rate_bound_per_s, c.settings
+        assert c.cost_per_million_output_tokens_usd >= c.cost_lower_bound_usd, c.settings
+        assert c.latency_ms >= c.latency_lower_bound_ms, c.settings

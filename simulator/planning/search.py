@@ -234,15 +234,26 @@ def evaluate_candidate(payload: dict[str, Any]) -> dict[str, Any]:
     metric, _, stat = payload["latency"].partition(".")
     if found.summaries:
         n = len(found.summaries)
+        # Priced here from the replica's GPUs (tensor × pipeline × expert parallel) and the
+        # output rate, the definition of the run summary's cost per token.
+        usd_per_s = payload["gpu_hour_usd"] * payload["gpus_per_replica"] / 3600
         out["cost_per_million_output_tokens_usd"] = (
-            sum(s["cost_per_million_output_tokens_usd"] for s in found.summaries) / n
+            sum(
+                usd_per_s / s["output_tokens_per_s"] * 1e6 if s["output_tokens_per_s"] else math.inf
+                for s in found.summaries
+            )
+            / n
         )
         out["latency_ms"] = sum(s[metric][stat] for s in found.summaries) / n
     return out
 
 
-def _payload(point: Scenario, plan: PlanConfig, search: SearchConfig) -> dict[str, Any]:
+def _payload(
+    point: Scenario, plan: PlanConfig, search: SearchConfig, cand: Candidate
+) -> dict[str, Any]:
     return {
+        "gpu_hour_usd": cand.gpu_hour_usd,
+        "gpus_per_replica": cand.gpus_per_replica,
         "scenario": scenario_data(point),
         "base_dir": str(point.base_dir),
         "plan": plan.model_dump(),
@@ -339,7 +350,7 @@ def search_configurations(
                     )
                     bar.update(1)
                     continue
-                batch.append((cand, _payload(point, plan, search)))
+                batch.append((cand, _payload(point, plan, search, cand)))
             payloads = [p for _, p in batch]
             for i, found in runner.run(evaluate_candidate, payloads):
                 cand = batch[i][0]
