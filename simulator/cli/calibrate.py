@@ -212,7 +212,7 @@ def run_fit(args: argparse.Namespace) -> int:
             "python": platform.python_version(),
         },
     }
-    result.params.to_file(args.output, metadata)
+    write_calibration(args.output, result.params, result.fitted_names, metadata)
     if not args.quiet:
         print(f"calibrated {gpu.name} from {len(timed)} timed rows; wrote {args.output}")
         for name in result.fitted_names:
@@ -231,3 +231,19 @@ def _version(package: str) -> str:
         return importlib_metadata.version(package)
     except importlib_metadata.PackageNotFoundError:
         return "unknown"
+
+
+def write_calibration(path: str | Path, params, fitted: tuple[str, ...], metadata: dict) -> None:
+    """Write the fitted parameters only (plus ``cuda_graphs``, as measured) and metadata.
+
+    Parameters the measurements did not inform are left out, so they keep the cost model's
+    documented defaults when the file is read, also when those defaults change later."""
+    import yaml
+
+    from simulator.costmodel.params import CALIBRATION_FORMAT, _plain, _utc_now
+
+    meta = {"format": CALIBRATION_FORMAT, "written_utc": _utc_now(), **metadata}
+    values = {name: getattr(params, name) for name in fitted}
+    values["cuda_graphs"] = params.cuda_graphs
+    doc = {"metadata": _plain(meta), "params": _plain(values)}
+    Path(path).write_text(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
