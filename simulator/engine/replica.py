@@ -121,7 +121,7 @@ class Replica:
     Hooks into the cluster: ``next_arrival_s()`` (when the next request arrives anywhere),
     ``on_finish(ordinal, t)``, ``on_prefilled(ordinal, t, context)`` (when set, a finished
     prefill hands its sequence over instead of decoding it: disaggregated prefill) and
-    ``sampler(replica, t, steps)`` for time series and step traces.
+    ``sampler(replica, start_s, steps, seqs, tokens)`` for time series and step traces.
     """
 
     def __init__(
@@ -135,7 +135,7 @@ class Replica:
         itl: GapHistogram,
         next_arrival_s: Callable[[], float],
         on_finish: Callable[[int, float], None],
-        sampler: Callable[[Replica, float, int], None],
+        sampler: Callable[[Replica, float, int, int, int], None],
         on_prefilled: Callable[[int, float, int], None] | None = None,
         speculative=None,
     ):
@@ -650,11 +650,11 @@ class Replica:
         self.steps += 1
         self.batch_seq_seconds += seqs * dt
         self.last_batch_tokens = tokens
-        self._sample(self, start, 1)
+        self._sample(self, start, 1, seqs, tokens)
 
     def _account_run(self, total: float, steps: int, seqs: int, start: float) -> None:
         self.busy_s += total
         self.steps += steps
         self.batch_seq_seconds += seqs * total
         self.last_batch_tokens = seqs
-        self._sample(self, start, steps)
+        self._sample(self, start, steps, seqs, seqs)

@@ -241,15 +241,17 @@ class Simulation:
         decoder.submit(ordinal, request, prefilled=True, first_s=now)
 
     # ------------------------------------------------------------- sampling
-    def _sampler(self, replica: Replica, start_s: float, steps: int) -> None:
+    def _sampler(
+        self, replica: Replica, start_s: float, steps: int, seqs: int, tokens: int
+    ) -> None:
         if self.step_trace is not None:
             self.step_trace.add(
                 replica.replica_id,
                 start_s,
                 self.env.now - start_s,
                 steps,
-                replica.batch.size,
-                replica.last_batch_tokens,
+                seqs,
+                tokens,
             )
         rid = replica.replica_id
         if start_s >= self._next_sample[rid]:

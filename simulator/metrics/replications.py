@@ -1,0 +1,72 @@
+"""Replications: the same scenario under several seeds, each metric with a confidence
+interval (Student's t over the per-seed values)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+#: Summary keys reported with an interval; latency keys are objects of percentiles.
+SCALAR_METRICS = (
+    "throughput_rps",
+    "output_tokens_per_s",
+    "total_tokens_per_s",
+    "goodput_rps",
+    "gpu_busy_fraction",
+    "mean_batch_size",
+    "cost_per_million_output_tokens_usd",
+)
+LATENCY_METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms")
+LATENCY_STATS = ("mean", "p50", "p90", "p99")
+
+
+def interval(values: Sequence[float], confidence: float = 0.95) -> dict:
+    """Mean and two-sided ``confidence`` interval of the mean of ``values`` (None-safe)."""
+    x = np.array([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    if len(x) == 0:
+        return {"mean": None, "low": None, "high": None, "n": 0}
+    mean = float(x.mean())
+    if len(x) < 2:
+        return {"mean": mean, "low": None, "high": None, "n": 1}
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": int(len(x))}
+
+
+def combine(summaries: Sequence[dict], confidence: float = 0.95) -> dict:
+    """Per-metric mean and confidence interval across replication summaries (dicts)."""
+    out: dict = {"replications": len(summaries), "confidence": confidence}
+    for key in SCALAR_METRICS:
+        out[key] = interval([s.get(key) for s in summaries], confidence)
+    for key in LATENCY_METRICS:
+        out[key] = {
+            stat: interval([(s.get(key) or {}).get(stat) for s in summaries], confidence)
+            for stat in LATENCY_STATS
+        }
+    out["saturated_runs"] = sum(bool(s.get("saturated")) for s in summaries)
+    return out
+
+
+def format_intervals(combined: dict) -> str:
+    """A readable table: metric, mean and its interval."""
+    pct = f"{combined['confidence']:.0%}"
+    lines = [f"replications: {combined['replications']} seeds; mean and {pct} interval"]
+
+    def fmt(name: str, iv: dict) -> None:
+        if iv["mean"] is None:
+            return
+        band = f"[{iv['low']:,.4g}, {iv['high']:,.4g}]" if iv["low"] is not None else ""
+        lines.append(f"  {name:28s} {iv['mean']:>12,.4g}  {band}")
+
+    for key in SCALAR_METRICS:
+        fmt(key, combined[key])
+    for key in LATENCY_METRICS:
+        for stat in LATENCY_STATS:
+            fmt(f"{key} {stat}", combined[key][stat])
+    if combined["saturated_runs"]:
+        lines.append(
+            f"  SATURATED in {combined['saturated_runs']} of {combined['replications']} runs"
+        )
+    return "\n".join(lines)
