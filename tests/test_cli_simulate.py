@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pandas as pd
@@ -47,7 +48,7 @@ def test_trace_out_writes_chrome_trace_events(tmp_path):
     assert main(["simulate", "workloads/quickstart.yaml", *QUICK, "--trace-out", str(path)]) == 0
     events = json.loads(path.read_text())["traceEvents"]
     assert events and all(e["ph"] == "X" and e["dur"] > 0 for e in events)
-    assert all(b["ts"] >= a["ts"] + a["dur"] - 1e-6 for a, b in zip(events, events[1:]))
+    assert all(b["ts"] >= a["ts"] + a["dur"] - 1e-6 for a, b in itertools.pairwise(events))
 
 
 def test_replication_intervals_shrink_as_n_grows(capsys):

@@ -32,7 +32,7 @@ def interval(values: Sequence[float], confidence: float = 0.95) -> dict:
     if len(x) < 2:
         return {"mean": mean, "low": None, "high": None, "n": 1}
     half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return {"mean": mean, "low": mean - half, "high": mean + half, "n": int(len(x))}
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(x)}
 
 
 def combine(summaries: Sequence[dict], confidence: float = 0.95) -> dict:
