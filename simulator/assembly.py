@@ -67,7 +67,8 @@ def _group(
     if not plan.fits:
         raise UserError(f"{where}: {plan.explain()}")
     gpu = load_gpu(hw.gpu)
-    host = load_link(gpu.host_link)
+    # Without a host link (unified memory, CPU-only devices) preemption cannot swap.
+    host = load_link(gpu.host_link) if gpu.host_link not in ("", "none") else None
     kv_bytes_per_token = model.kv_bytes_per_token(eng.kv_dtype)
     config = ReplicaConfig(
         max_num_seqs=eng.max_num_seqs,
@@ -75,13 +76,13 @@ def _group(
         kv_block_size=eng.kv_block_size,
         total_kv_blocks=plan.max_kv_tokens // eng.kv_block_size,
         kv_watermark_fraction=eng.kv_watermark,
-        gpus=hw.tensor_parallel,
+        gpus=hw.gpus_per_replica,
         prefix_caching=eng.prefix_caching,
-        preemption=eng.preemption,
-        swap_space_bytes=eng.swap_space_gb * 1e9 * hw.tensor_parallel,
+        preemption=eng.preemption if host is not None else "recompute",
+        swap_space_bytes=eng.swap_space_gb * 1e9 * hw.gpus_per_replica,
         kv_bytes_per_token=kv_bytes_per_token,
-        host_link_bytes_per_s=host.bandwidth_bytes_per_s,
-        host_link_latency_s=host.latency_s,
+        host_link_bytes_per_s=host.bandwidth_bytes_per_s if host is not None else 0.0,
+        host_link_latency_s=host.latency_s if host is not None else 0.0,
     )
     cost = cost_model_for(scenario)
     if eng.speculative is not None and role != "prefill":

@@ -16,14 +16,7 @@ SCENARIOS = [
     "deepseek_v3_2x8xh100_ep_disagg",
     "mixtral_2xa100_pcie",
     "llama8b_q4_rtx4090",
-    pytest.param(
-        "llama70b_m2_ultra",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="simulator/assembly.py loads the GPU's host link unconditionally; "
-            "Apple silicon has none (unified memory)",
-        ),
-    ),
+    "llama70b_m2_ultra",
     "llama70b_offload_24gb",
 ]
 
