@@ -134,3 +134,11 @@ def test_sweep_command_writes_csv(tmp_path):
     table = pd.read_csv(out)
     assert list(table["engine.max_num_seqs"]) == [8, 32]
     assert len(list((out.parent / ".servesim-cache").glob("*.json"))) == 2
+
+
+def test_output_format_checked_before_running(tmp_path):
+    from simulator.planning.sweep import check_output
+
+    check_output(tmp_path / "r.csv")
+    with pytest.raises(UserError, match="unknown extension"):
+        check_output(tmp_path / "r.txt")

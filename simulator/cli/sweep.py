@@ -54,12 +54,11 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from simulator.api import load_scenario
     from simulator.errors import UserError
-    from simulator.planning.sweep import parse_grid, sweep, write_table
+    from simulator.planning.sweep import check_output, parse_grid, sweep, write_table
 
     if args.workers < 1:
         raise UserError(f"--workers: {args.workers} must be >= 1")
-    if args.output.suffix.lower() not in (".csv", ".parquet", ".pq"):
-        raise UserError(f"-o {args.output}: use a .csv or .parquet file")
+    check_output(args.output)
     grid = parse_grid(args.grid)
     scenario = load_scenario(args.scenario, args.overrides)
     cache_dir = None if args.no_cache else args.output.parent / ".servesim-cache"

@@ -23,7 +23,7 @@ def _dask_client(scheduler: Any):
     if isinstance(scheduler, Client):
         return scheduler, False
     try:
-        return Client(scheduler, timeout="20s"), True
+        return Client(scheduler, timeout="10s"), True
     except OSError as exc:
         raise UserError(f"--dask-scheduler {scheduler!r}: cannot connect ({exc})") from None
 

@@ -223,6 +223,19 @@ def sweep(
     return frame
 
 
+def check_output(path: str | Path) -> None:
+    """Fail before a sweep runs if its results could not be written to ``path``."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        return
+    if suffix not in (".parquet", ".pq"):
+        raise UserError(f"-o {path}: unknown extension {suffix!r}; use .csv or .parquet")
+    import importlib.util
+
+    if not any(importlib.util.find_spec(m) for m in ("pyarrow", "fastparquet")):
+        raise UserError(f"-o {path}: Parquet needs pyarrow (pip install pyarrow); or write .csv")
+
+
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write a sweep's rows as CSV or Parquet (by the file's extension)."""
     path = Path(path)
