@@ -134,9 +134,9 @@ def _write_atomic(path: Path, data: dict[str, Any]) -> None:
 def sweep(
     scenario: Scenario | str | Path,
     grid: Mapping[str, list[Any]],
-    *,
     workers: int = 1,
     dask_scheduler: Any = None,
+    *,
     cache_dir: str | Path | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
