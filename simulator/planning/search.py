@@ -371,7 +371,8 @@ def search_configurations(
         latency_metric=search.latency,
         simulated=simulated,
         pruned=pruned,
-        infeasible=sum(1 for c in others if c.status == "infeasible"),
+        # Settled without simulating (the simulated ones count as simulated).
+        infeasible=sum(1 for c in others if c.status == "infeasible" and not c.simulations),
         simulations=sum(c.simulations for c in candidates),
         wall_s=time.perf_counter() - started,
     )
