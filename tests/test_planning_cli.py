@@ -58,6 +58,10 @@ def test_plan_json_and_csv(outputs, capsys):
     assert result["max_rate_per_s"] > 0
     assert result["fewest_replicas"]["replicas"] >= 1
     assert result["costs"]["options"]
+    costs = result["costs"]
+    # The cost options price the target rate on the fewest-replica deployment.
+    assert costs["gpus"] == result["fewest_replicas"]["gpus"]
+    assert costs["output_tokens_per_month"] == pytest.approx(30 * 16 * 730 * 3600)
     kinds = {o["kind"] for o in result["costs"]["options"]}
     assert {"cloud", "owned", "api"} <= kinds  # Llama-3.1-8B has API rows in prices.yaml
     candidates = result["candidates"]
