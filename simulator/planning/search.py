@@ -219,7 +219,7 @@ def _static_check(
             return None, None
         cost_model = build_cost_model(point)
     except UserError as exc:
-        cand.reason = "; ".join(m.split(": ", 1)[-1] for m in exc.messages)
+        cand.reason = "; ".join(m.removeprefix("<scenario>: ") for m in exc.messages)
         return None, None
     return point, (cost_model, mem)
 
