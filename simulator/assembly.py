@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from simulator.config.scenario import EngineConfig, Scenario
 from simulator.costmodel.shape import StepShape
+from simulator.engine.autoscaler import AutoscalePolicy
 from simulator.engine.replica import ReplicaConfig
 from simulator.engine.simulation import ReplicaGroup, Simulation
 from simulator.engine.speculative import SpeculativeCostModel
@@ -204,9 +205,17 @@ def assemble(
                 )
             )
     else:
+        serving = scenario
+        if scenario.hardware.autoscale is not None:  # build every replica it may start
+            serving = _variant(
+                scenario,
+                {"replicas": scenario.hardware.autoscale.max_replicas},
+                {"batching": eng.batching, "batching_options": eng.batching_options},
+                "hardware",
+            )
         groups.append(
             _group(
-                scenario,
+                serving,
                 cost_model_for,
                 memory_plan_for,
                 name="replicas",
@@ -226,6 +235,27 @@ def assemble(
     except UserError as exc:
         raise UserError(f"routing.policy: {exc}") from None
     source = build_source(scenario.workload.model_dump(), base_dir=scenario.base_dir)
+    autoscale = None
+    if scenario.hardware.autoscale is not None:
+        if eng.batching == "disaggregated" or scenario.fleet:
+            raise UserError(
+                "hardware.autoscale: applies to one group of replicas, not to a "
+                "fleet or a disaggregated deployment"
+            )
+        a = scenario.hardware.autoscale
+        autoscale = (
+            scenario.hardware.replicas,
+            AutoscalePolicy(
+                a.min_replicas,
+                a.max_replicas,
+                a.metric,
+                a.target,
+                a.scale_up_delay_s,
+                a.scale_down_after_s,
+                a.scale_down_fraction,
+                a.evaluate_every_s,
+            ),
+        )
     return Simulation(
         groups,
         source,
@@ -235,4 +265,5 @@ def assemble(
         sample_interval_s=scenario.output.timeseries_interval_s,
         progress=progress,
         trace_steps=trace_steps,
+        autoscale=autoscale,
     )

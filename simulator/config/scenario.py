@@ -40,6 +40,33 @@ class OffloadConfig(StrictModel):
     host: str = "cpu-server"
 
 
+class AutoscaleConfig(StrictModel):
+    """Grow and shrink the number of replicas during a run on a load signal."""
+
+    min_replicas: PositiveInt = 1
+    max_replicas: PositiveInt
+    #: Load signal per serving replica: "queue" (waiting requests), "kv" (KV-cache use,
+    #: 0..1) or "rate" (arrivals per second).
+    metric: Literal["queue", "kv", "rate"] = "queue"
+    #: Scale up when the signal exceeds this; scale down when it stays below
+    #: ``scale_down_fraction`` × target for ``scale_down_after_s``.
+    target: PositiveFloat
+    #: Time from the decision to a new replica serving (model load, warm-up), seconds.
+    scale_up_delay_s: float = Field(120.0, ge=0.0)
+    scale_down_after_s: float = Field(300.0, ge=0.0)
+    scale_down_fraction: float = Field(0.5, gt=0.0, lt=1.0)
+    #: How often the signal is evaluated (simulated seconds).
+    evaluate_every_s: PositiveFloat = 10.0
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscaleConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) exceeds max_replicas ({self.max_replicas})"
+            )
+        return self
+
+
 class HardwareConfig(StrictModel):
     """GPUs of one replica, how many replicas, and how they are placed and linked.
 
@@ -67,6 +94,8 @@ class HardwareConfig(StrictModel):
     offload: OffloadConfig | None = None
     #: Calibration file (path), "none" for datasheet defaults, or unset for the GPU's shipped one.
     calibration: str | None = None
+    #: Autoscaling: ``replicas`` is then the number serving at the start.
+    autoscale: AutoscaleConfig | None = None
 
     @property
     def gpus_per_replica(self) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
+from simulator.engine.autoscaler import Autoscaler, time_weighted_mean
 from simulator.engine.ledger import RequestLedger
 from simulator.engine.link import SharedLink
 from simulator.engine.replica import Replica, ReplicaConfig
@@ -87,6 +88,7 @@ class Simulation:
         sample_interval_s: float = 0.5,
         progress: Callable[[int], None] | None = None,
         trace_steps: bool = False,
+        autoscale=None,
     ):
         self.env = simpy.Environment()
         self.source = source
@@ -145,6 +147,10 @@ class Simulation:
         self.num_gpus = sum(g.count * g.config.gpus for g in groups)
         self.arrival_end_s = 0.0
         self._arrival_proc = self.env.process(self._arrivals())
+        self.autoscaler = None
+        if autoscale is not None:  # (initial replicas, AutoscalePolicy) over the entry pool
+            initial, policy = autoscale
+            self.autoscaler = Autoscaler(self, self.entry, initial, policy)
         self._feedback: simpy.Event | None = None
         self._sleep_until = math.inf
 
@@ -182,8 +188,11 @@ class Simulation:
 
     def _route(self, request) -> None:
         ordinal = self.ledger.add(request)
-        i = self.router.choose(self.entry, request)
-        replica = self.entry[i]
+        pool = self.autoscaler.serving if self.autoscaler is not None else self.entry
+        if not pool:  # every replica is still starting: queue on the first to come up
+            pool = [r for r in self.entry if self.autoscaler.state[r.replica_id] != "off"]
+            pool = pool or self.entry[:1]
+        replica = pool[self.router.choose(pool, request)]
         max_len, admit_blocks = self._limits[replica.replica_id]
         total = request.prompt_tokens + request.output_tokens
         block = replica.cfg.kv_block_size
@@ -290,6 +299,18 @@ class Simulation:
             "prefill_tokens_computed": sum(r.prefill_tokens for r in self.replicas),
             "kv_transfer_bytes": sum(link.bytes_moved for link in self._links.values()),
         }
+        if self.autoscaler is not None:
+            scaler = self.autoscaler
+            gpus = self.entry[0].cfg.gpus
+            extra["gpu_seconds_held"] = scaler.replica_seconds() * gpus
+            extra["replica_seconds_held"] = scaler.replica_seconds()
+            extra["fleet"] = {
+                "times_s": scaler.log.times_s,
+                "serving": scaler.log.serving,
+                "held": scaler.log.held,
+                "mean_held": time_weighted_mean(scaler.log.times_s, scaler.log.held, self.env.now),
+                "max_held": max(scaler.log.held),
+            }
         return RunRecords(
             requests=self.ledger.to_records(),
             timeseries=ts,

@@ -294,7 +294,11 @@ def summarize(
 
     gpu_cost_usd = per_million_out = per_million_total = None
     if gpu_hour_usd is not None:
-        gpu_cost_usd = gpu_hour_usd * num_gpus * duration_s / SECONDS_PER_HOUR
+        held = records.extra.get("gpu_seconds_held")
+        if held is not None:  # autoscaling: pay for the GPU-seconds actually held
+            gpu_cost_usd = gpu_hour_usd * held / SECONDS_PER_HOUR
+        else:
+            gpu_cost_usd = gpu_hour_usd * num_gpus * duration_s / SECONDS_PER_HOUR
         out_tokens = overall["output_tokens"]
         all_tokens = out_tokens + overall["prompt_tokens"]
         per_million_out = gpu_cost_usd / out_tokens * 1e6 if out_tokens else math.nan

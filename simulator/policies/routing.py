@@ -1,7 +1,8 @@
 """Routing of arriving requests across replicas (pure planners: they read replica load).
 
-A replica, as routers see it, exposes ``outstanding`` (requests routed and unfinished),
-``used_blocks`` and ``cfg.total_kv_blocks``. ``weights`` give each replica's relative
+A replica, as routers see it, exposes ``replica_id``, ``outstanding`` (requests routed and
+unfinished), ``used_blocks`` and ``cfg.total_kv_blocks``; routers choose a position in the
+list of replicas serving now (autoscaling changes that list). ``weights`` give each replica's relative
 capacity (a heterogeneous fleet routes more to faster replicas); all 1 when alike.
 """
 
@@ -63,6 +64,8 @@ class RandomRouter(Router):
         self._p = self.weights / self.weights.sum()
 
     def choose(self, replicas: Sequence, request) -> int:
+        if len(replicas) != len(self._p):  # a changing fleet (autoscaling): uniform
+            return int(self._rng.integers(len(replicas)))
         return int(self._rng.choice(len(replicas), p=self._p))
 
 
@@ -102,11 +105,13 @@ class PrefixAffinityRouter(Router):
 
     def choose(self, replicas: Sequence, request) -> int:
         prefix = request.prefix_id
-        i = self._home.get(prefix) if prefix >= 0 else None
-        if i is None:
-            i = self._least_loaded(replicas, range(len(replicas)))
-            if prefix >= 0:
-                self._home[prefix] = i
+        home = self._home.get(prefix) if prefix >= 0 else None
+        for i, replica in enumerate(replicas):
+            if replica.replica_id == home:
+                return i
+        i = self._least_loaded(replicas, range(len(replicas)))
+        if prefix >= 0:
+            self._home[prefix] = replicas[i].replica_id
         return i
 
 

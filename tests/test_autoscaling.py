@@ -1,0 +1,75 @@
+"""Autoscaling: the fleet follows the load within its bounds; replica-hours are what it held."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simulator.api import run
+from simulator.engine.autoscaler import time_weighted_mean
+from tests.conftest import make_scenario
+
+STEP_LOAD = {
+    "arrival": {
+        "process": "time_varying",
+        "interpolation": "step",
+        "points": [
+            {"time_s": 0, "rate_per_s": 5},
+            {"time_s": 300, "rate_per_s": 50},
+            {"time_s": 600, "rate_per_s": 5},
+        ],
+    },
+    "prompt_tokens": {"distribution": "lognormal", "mean": 1000, "sigma": 0.8},
+    "output_tokens": {"distribution": "fixed", "value": 200},
+    "duration_s": 1200,
+    "num_requests": None,
+}
+AUTOSCALE = {
+    "min_replicas": 1,
+    "max_replicas": 5,
+    "metric": "queue",
+    "target": 4,
+    "scale_up_delay_s": 60,
+    "scale_down_after_s": 60,
+    "evaluate_every_s": 10,
+}
+
+
+@pytest.fixture(scope="module")
+def step_run():
+    scenario = make_scenario(
+        model="llama-3.1-8b", hardware={"autoscale": AUTOSCALE}, workload=STEP_LOAD
+    )
+    return run(scenario)
+
+
+def test_fleet_grows_after_the_delay_and_the_queue_drains(step_run):
+    fleet = step_run.records.extra["fleet"]
+    t, serving, held = (np.array(fleet[k]) for k in ("times_s", "serving", "held"))
+    first_start = t[np.argmax(held > 1)]
+    first_serving = t[np.argmax(serving > 1)]
+    assert 300 <= first_start < 400  # reacts to the step at 300 s
+    assert first_serving - first_start == pytest.approx(60)  # serves after its start-up delay
+    assert serving.max() > 1
+    ts = step_run.records.timeseries
+    late_high = (ts.time_s > 550) & (ts.time_s < 600)
+    early_high = (ts.time_s > 300) & (ts.time_s < 360)
+    assert ts.waiting[late_high].mean() < ts.waiting[early_high].max()
+    assert serving[-2] == 1 or held[-1] == 0  # back to the minimum once the load falls
+
+
+def test_replica_hours_equal_the_time_weighted_replica_count(step_run):
+    extra = step_run.records.extra
+    fleet = extra["fleet"]
+    mean_held = time_weighted_mean(fleet["times_s"], fleet["held"], step_run.records.end_s)
+    assert extra["replica_seconds_held"] == pytest.approx(mean_held * step_run.records.end_s)
+    cost = step_run.summary["gpu_cost_usd"]
+    assert cost == pytest.approx(2.0 * extra["gpu_seconds_held"] / 3600)
+
+
+def test_fleet_never_leaves_its_bounds(step_run):
+    fleet = step_run.records.extra["fleet"]
+    held = np.array(fleet["held"][:-1])  # the last entry is the release at the end
+    serving = np.array(fleet["serving"][:-1])
+    assert held.max() <= AUTOSCALE["max_replicas"]
+    assert serving.min() >= AUTOSCALE["min_replicas"]
