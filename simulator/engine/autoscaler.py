@@ -93,10 +93,13 @@ class Autoscaler:
             elif value < p.scale_down_fraction * p.target:
                 if self._low_since is None:
                     self._low_since = now
-                elif now - self._low_since >= p.scale_down_after_s:
-                    if self._count(ACTIVE) > p.min_replicas and not self._count(STARTING):
-                        self._drain_one()
-                        self._low_since = now
+                elif (
+                    now - self._low_since >= p.scale_down_after_s
+                    and self._count(ACTIVE) > p.min_replicas
+                    and not self._count(STARTING)
+                ):
+                    self._drain_one()
+                    self._low_since = now
             else:
                 self._low_since = None
             self._release_drained()

@@ -1,8 +1,8 @@
 """Routing of arriving requests across replicas (pure planners: they read replica load).
 
-A replica, as routers see it, exposes ``replica_id``, ``outstanding`` (requests routed and
-unfinished), ``used_blocks`` and ``cfg.total_kv_blocks``; routers choose a position in the
-list of replicas serving now (autoscaling changes that list). ``weights`` give each replica's relative
+A replica, as routers see it, exposes ``replica_id``, ``outstanding`` (requests routed
+and unfinished), ``used_blocks`` and ``cfg.total_kv_blocks``; routers choose a position
+in the list of replicas serving now (autoscaling changes that list). ``weights`` give each replica's relative
 capacity (a heterogeneous fleet routes more to faster replicas); all 1 when alike.
 """
 
