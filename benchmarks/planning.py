@@ -9,7 +9,7 @@ and the wall time (target: under 10 minutes on a 2-core machine), then runs the 
 on a Dask ``LocalCluster`` and checks that every candidate's numbers are identical.
 
 Run: ``python benchmarks/planning.py [--policies continuous,chunked,decode_priority]
-[--dask-workers 2] [--no-dask]``.
+[--dask-workers 2] [--no-dask] [--unpruned]``.
 """
 
 from __future__ import annotations
@@ -73,6 +73,9 @@ def main() -> int:
     parser.add_argument("--policies", default=",".join(default))
     parser.add_argument("--dask-workers", type=int, default=2)
     parser.add_argument("--no-dask", action="store_true")
+    parser.add_argument(
+        "--unpruned", action="store_true", help="also run without pruning, for comparison"
+    )
     args = parser.parse_args()
     policies = args.policies.split(",")
     loaded = load_plan_file(SCENARIO)
@@ -105,6 +108,16 @@ def main() -> int:
             key = c.reason.split(":")[0]
             by_reason[key] = by_reason.get(key, 0) + 1
     print("not ranked: " + "; ".join(f"{n} {k}" for k, n in sorted(by_reason.items())))
+    if args.unpruned:
+        started = time.perf_counter()
+        full = search_configurations(
+            loaded.scenario, search, PlanConfig(rate_tolerance=0.05), prune=False
+        )
+        same_best = full.best.settings == local.best.settings
+        print(
+            f"without pruning: {full.simulated} simulated, {full.simulations} simulations; "
+            f"{time.perf_counter() - started:.1f} s wall; same best point: {same_best}"
+        )
     if args.no_dask:
         return 0
 
