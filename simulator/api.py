@@ -11,6 +11,7 @@ import pandas as pd
 from simulator.config.loader import load_scenario, scenario_from_dict
 from simulator.config.scenario import Scenario
 from simulator.costmodel import CostModel, CostParams, MemoryPlan, memory_plan
+from simulator.costmodel.profiles import load_profile
 from simulator.engine.simulation import Simulation
 from simulator.errors import UserError
 from simulator.metrics import RunRecords, Summary, summarize
@@ -64,6 +65,11 @@ def build_cost_model(scenario: Scenario) -> CostModel:
             host_link=load_link(gpu.host_link) if gpu.host_link else None,
         )
     params, _ = resolve_calibration(scenario)
+    cuda_graphs = eng.cuda_graphs
+    if eng.profile is not None:
+        profile = load_profile(eng.profile)
+        params = profile.apply(params)
+        cuda_graphs = profile.cuda_graphs
     try:
         return CostModel(
             model,
@@ -77,7 +83,7 @@ def build_cost_model(scenario: Scenario) -> CostModel:
             offload=offload,
             weight_dtype=eng.weight_dtype,
             kv_dtype=eng.kv_dtype,
-            cuda_graphs=eng.cuda_graphs,
+            cuda_graphs=cuda_graphs,
         )
     except UserError as exc:
         # Cost-model messages name their field; give it its scenario section.
@@ -131,6 +137,27 @@ def build_memory_plan(scenario: Scenario) -> MemoryPlan:
         ) from None
 
 
+def apply_profile_limits(scenario: Scenario) -> Scenario:
+    """The scenario with its engine profile's default limits filled into the ``engine``
+    fields the user left unset (``max_num_seqs`` and the like)."""
+    eng = scenario.engine
+    if eng.profile is None:
+        return scenario
+    try:
+        profile = load_profile(eng.profile)
+    except UserError as exc:
+        raise UserError(f"engine.profile: {exc}") from None
+    limits = {
+        key: value for key, value in profile.limits.items() if key not in eng.model_fields_set
+    }
+    if not limits:
+        return scenario
+    engine = eng.model_copy(update=limits)
+    updated = scenario.model_copy(update={"engine": engine})
+    updated._base_dir = scenario._base_dir
+    return updated
+
+
 def build_simulation(
     scenario: Scenario,
     progress: Callable[[int], None] | None = None,
@@ -139,6 +166,7 @@ def build_simulation(
     """Turn a validated scenario into a ready-to-run simulation (checks the memory fit)."""
     from simulator.assembly import assemble
 
+    scenario = apply_profile_limits(scenario)
     return assemble(scenario, build_cost_model, build_memory_plan, progress, trace_steps)
 
 

@@ -105,3 +105,23 @@ def test_model_that_does_not_fit_says_how_much_memory(tmp_path):
     assert proc.returncode == 2
     assert "does not fit" in proc.stderr and "GB" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_engine_profile_sets_runtime_and_default_limits():
+    from simulator.api import apply_profile_limits, build_cost_model
+    from simulator.costmodel.profiles import load_profile
+    from simulator.costmodel.shape import StepShape
+    from tests.conftest import make_scenario
+
+    shape = StepShape(decode_seqs=8, decode_context_tokens=8 * 512, logits_rows=8)
+    eager = build_cost_model(make_scenario(engine={"profile": "hf-transformers"}))
+    ideal = build_cost_model(make_scenario(engine={"profile": "ideal"}))
+    plain = build_cost_model(make_scenario())
+    assert ideal.step_time_s(shape) < plain.step_time_s(shape) < eager.step_time_s(shape)
+    limits = load_profile("vllm").limits
+    if "max_num_seqs" in limits:
+        chosen = apply_profile_limits(make_scenario(engine={"profile": "vllm"}))
+        # the base scenario sets max_num_seqs itself, so the user's value stays
+        assert chosen.engine.max_num_seqs == 64
+    with pytest.raises(UserError, match=r"engine\.profile: unknown engine profile 'vlm'"):
+        apply_profile_limits(make_scenario(engine={"profile": "vlm"}))
