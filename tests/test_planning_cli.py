@@ -78,6 +78,8 @@ def test_plan_json_and_csv(outputs, capsys):
     assert [c["settings"]["gpu"] for c in feasible] == ["h100-sxm"]
     reasons = " ".join(c["reason"] for c in candidates if not c["feasible"])
     assert "no-such-gpu" in reasons and "does not divide" in reasons
+    checked = result["search"]["best_fewest_replicas"]
+    assert checked["target_rate_per_s"] == 30 and checked["replicas"] >= 1
     table = pd.read_csv(csv)
     assert len(table) == 4 and "cost_per_million_output_tokens_usd" in table
 
@@ -104,3 +106,5 @@ def test_python_api_plan_from_path(outputs):
     result = plan(path, replications=1)
     assert result.max_rate_per_s == result.rate.max_rate_per_s > 0
     assert result.search is not None and result.search.best.settings["gpu"] == "h100-sxm"
+    frame = result.search.to_frame()
+    assert len(frame) == 4 and {"gpu", "tensor_parallel", "feasible", "pareto"} <= set(frame)

@@ -166,6 +166,17 @@ def format_plan(result: dict[str, Any]) -> str:
                 f"{_fmt(c['cost_per_million_output_tokens_usd'], 3):>8} "
                 f"{_fmt(c['latency_ms']):>8} {'*' if c['pareto'] else ' '}  {c['reason']}"
             )
+        checked = result["search"].get("best_fewest_replicas")
+        if checked:
+            lines.append(
+                f"  best point at {_fmt(checked['target_rate_per_s'])} req/s, simulated: "
+                + (
+                    f"{checked['replicas']} replicas = {checked['gpus']} GPUs; one fewer: "
+                    f"{checked['fewer_reason']}"
+                    if checked["replicas"]
+                    else f"none: {checked['reason']}"
+                )
+            )
     for note in result.get("notes") or []:
         lines.append(f"note: {note}")
     return "\n".join(lines)

@@ -293,4 +293,9 @@ def plan(
             dask_scheduler=dask_scheduler,
             progress=progress,
         )
+        best = result.search.best
+        if plan_config.target_rate_per_s and best is not None and best.scenario is not None:
+            # The search's replica counts assume linear scaling; simulate the winner's.
+            checked = fewest_replicas(best.scenario, plan_config.target_rate_per_s, plan_config)
+            result.search.extra["best_fewest_replicas"] = checked.to_dict()
     return result

@@ -26,7 +26,7 @@ import itertools
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from simulator.config.scenario import Scenario
@@ -90,9 +90,13 @@ class Candidate:
     rank: int | None = None
     simulations: int = 0
     notes: str = ""
+    #: The candidate's one-replica scenario (not serialised).
+    scenario: Scenario | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(replace(self, scenario=None))
+        out.pop("scenario")
+        return out
 
 
 @dataclass
@@ -112,6 +116,16 @@ class SearchResult:
     def feasible(self) -> list[Candidate]:
         return [c for c in self.candidates if c.feasible]
 
+    def to_frame(self):
+        """One row per candidate, settings spread into columns (a pandas DataFrame)."""
+        import pandas as pd
+
+        rows = []
+        for c in self.candidates:
+            row = c.to_dict()
+            rows.append({**row.pop("settings"), **row})
+        return pd.DataFrame(rows)
+
     @property
     def best(self) -> Candidate | None:
         ranked = self.feasible
@@ -126,6 +140,7 @@ class SearchResult:
             "infeasible": self.infeasible,
             "simulations": self.simulations,
             "wall_s": self.wall_s,
+            **self.extra,
             "candidates": [c.to_dict() for c in self.candidates],
         }
 
@@ -327,6 +342,7 @@ def search_configurations(
         cand.latency_lower_bound_ms = latency_lower_bound_ms(
             bounds, cost_model, lengths, metric, stat
         )
+        cand.scenario = point
         pending.append((cand, point))
     pending.sort(key=lambda item: item[0].cost_lower_bound_usd)
 
