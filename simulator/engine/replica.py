@@ -16,83 +16,25 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import simpy
 
 from simulator.costmodel.shape import StepShape
 from simulator.engine.batch import RunningBatch
+from simulator.engine.entities import Prefilling, ReplicaConfig, Swapped, Waiting
 from simulator.engine.ledger import RequestLedger
+from simulator.engine.preemption import PreemptionSteps
 from simulator.engine.prefix_cache import PrefixCache
+from simulator.engine.static_batch import StaticBatchSteps
 from simulator.metrics.histogram import GapHistogram
 from simulator.metrics.records import ReplicaStats
 from simulator.policies.base import (
-    ALL_TOKENS,
     BatchingPolicy,
     BatchPlan,
     ReplicaView,
     WaitingItem,
 )
-
-
-@dataclass(frozen=True)
-class ReplicaConfig:
-    """Scheduler limits, KV-cache geometry and preemption settings of one replica."""
-
-    max_num_seqs: int
-    max_num_batched_tokens: int
-    kv_block_size: int
-    total_kv_blocks: int
-    #: Fraction of KV blocks kept free at admission so running sequences can grow (vLLM: 0.01).
-    kv_watermark_fraction: float = 0.01
-    gpus: int = 1
-    prefix_caching: bool = False
-    #: "recompute" (drop the KV, prefill it again later) or "swap" (to host memory and back).
-    preemption: str = "recompute"
-    #: Host memory for swapped KV per replica (bytes); when full, preemption recomputes.
-    swap_space_bytes: float = 0.0
-    #: KV bytes per token of the whole replica (all its GPUs), for swap traffic.
-    kv_bytes_per_token: float = 0.0
-    #: Host-link bandwidth per GPU (bytes/s, one direction) and its latency (s), for swaps.
-    host_link_bytes_per_s: float = 0.0
-    host_link_latency_s: float = 0.0
-
-
-@dataclass(slots=True)
-class Waiting:
-    """A request queued on a replica (new, preempted, or arriving with its KV prefilled)."""
-
-    ordinal: int
-    arrival_s: float
-    context_tokens: int  # tokens its KV cache must hold once admitted
-    remaining: int  # output tokens still to produce after admission's first token
-    priority: int
-    started: bool  # it already produced its first token (preempted)
-    last_token_s: float = math.nan
-    prefix_id: int = -1
-    prefix_tokens: int = 0
-    #: KV already computed elsewhere (disaggregated decode): admission prefills nothing.
-    prefilled: bool = False
-
-
-@dataclass(slots=True)
-class Prefilling:
-    """An admitted sequence whose prompt is (partly) being prefilled."""
-
-    source: Waiting
-    todo: int  # prompt tokens still to prefill
-    done: int  # tokens already in its KV cache (cache hit + chunks so far)
-    own_blocks: int  # KV blocks taken for it (beyond shared cached blocks)
-    shared_blocks: int
-
-
-@dataclass(slots=True)
-class Swapped:
-    ordinal: int
-    context: int
-    remaining: int
-    last_token_s: float
 
 
 class _WaitingView(Sequence):
@@ -115,7 +57,7 @@ class _WaitingView(Sequence):
             yield replica.waiting_item(i, w)
 
 
-class Replica:
+class Replica(StaticBatchSteps, PreemptionSteps):
     """A replica of the model on ``config.gpus`` GPUs, with its own queue and KV cache.
 
     Hooks into the cluster: ``next_arrival_s()`` (when the next request arrives anywhere),
@@ -490,123 +432,6 @@ class Replica:
         if steps and self.cache is not None:
             self._take_blocks(batch.blocks_needed(steps))
         return steps
-
-    # ---------------------------------------------------------- static batches
-    def _static_step(self, plan: BatchPlan):
-        """Static batching: a padded prefill of the whole batch, then decode steps of the
-        whole batch until its longest request is done. Finished rows stay as padding: they
-        keep their slot and are computed with the batch, but their KV no longer grows. As
-        static engines preallocate, a batch takes KV blocks for its full output up front."""
-        env = self.env
-        if plan.admit:
-            yield from self._static_prefill(plan.admit)
-            return
-        batch = self.batch
-        n = batch.size
-        live = batch.remaining[:n] > 0
-        if not live.any():  # the longest request is done: the batch ends
-            self._static_reserved = 0
-            batch.remaining[:n] = 0
-            self._finish_many(batch.take_finished(), env.now, notify=False)
-            return
-        steps = int(batch.remaining[:n][live].min())
-        now = env.now
-        durations = self.cost.decode_run_s(n, batch.context_sum, steps)
-        ends = now + np.cumsum(durations)
-        end = float(ends[-1])
-        yield env.timeout(end - now)
-        live_n = int(live.sum())
-        self.itl.add_value(float(ends[0]) - batch.cohorts[0][0], live_n)
-        if steps > 1:
-            self.itl.add(durations[1:], live_n)
-        finishing = live & (batch.remaining[:n] == steps)
-        grown = batch.advance_rows(live, steps, end)
-        self._static_reserved -= grown
-        self._account_run(end - now, steps, n, now)
-        for ordinal in batch.ordinal[:n][finishing].tolist():
-            self._finish(ordinal, end)
-
-    def _static_prefill(self, positions: tuple[int, ...]):
-        env = self.env
-        block = self.cfg.kv_block_size
-        # keep the admitted prefix whose full-length KV fits
-        free = self.free_blocks - self.watermark_blocks
-        keep: list[int] = []
-        reserve = 0
-        for i in positions:
-            w = self.waiting[i]
-            prompt = -(-w.context_tokens // block)
-            full = -(-(w.context_tokens + w.remaining) // block)
-            if full > free and keep:
-                break
-            keep.append(i)
-            free -= full
-            reserve += full - prompt
-        self._admit(tuple(keep))
-        self._take_blocks(reserve)
-        self._static_reserved = reserve
-        chunks = self._chunks(ALL_TOKENS)
-        longest = max(p.todo for p, _ in chunks)
-        k = len(chunks)
-        # every prompt is padded to the longest one
-        shape = StepShape.build(prefills=[(longest, 0)] * k)
-        dt = self.cost.step_time_s(shape)
-        self.prefill_tokens += sum(take for _, take in chunks)
-        start = env.now
-        yield env.timeout(dt)
-        self._account(dt, k, k * longest, start)
-        for p, take in chunks:
-            p.done += take
-            p.todo -= take
-        self._complete_prefills(env.now)
-
-    # --------------------------------------------------------------- preemption
-    def _preempt_last(self) -> None:
-        """Out of KV blocks: preempt the newest sequence (swap it out, or drop it to
-        recompute its context later)."""
-        ordinal, ctx, remaining, last_token_s, shared = self.batch.pop_last()
-        self.preemptions += 1
-        self.ledger.preemptions[ordinal] += 1
-        request = self.ledger.requests[ordinal]
-        if shared:
-            self.cache.release(request.prefix_id)
-        cfg = self.cfg
-        if cfg.preemption == "swap":
-            size = ctx * cfg.kv_bytes_per_token
-            if self.swap_used_bytes + size <= cfg.swap_space_bytes:
-                self.swap_used_bytes += size
-                self.swapped_bytes += size
-                self._transfer_s += self._host_transfer_s(size)
-                self.swapped.append(Swapped(ordinal, ctx, remaining, last_token_s))
-                return
-        # Recompute prefills the prompt and the tokens generated so far; that pass yields a token.
-        self.waiting.appendleft(
-            Waiting(
-                ordinal, request.arrival_s, ctx, remaining - 1, request.priority, True, last_token_s
-            )
-        )
-
-    def _host_transfer_s(self, size_bytes: float) -> float:
-        """Copy time of a replica's KV over its GPUs' host links, in parallel per GPU."""
-        cfg = self.cfg
-        return cfg.host_link_latency_s + size_bytes / (cfg.gpus * cfg.host_link_bytes_per_s)
-
-    def _swap_in(self) -> None:
-        """Bring swapped sequences back (oldest first) while blocks allow; the copy time is
-        charged to the next step."""
-        block = self.cfg.kv_block_size
-        while self.swapped and self.batch.size < self.cfg.max_num_seqs:
-            s = self.swapped[0]
-            need = -(-s.context // block)
-            if self.free_blocks - need < self.watermark_blocks:
-                break
-            self.swapped.popleft()
-            self._take_blocks(need)
-            size = s.context * self.cfg.kv_bytes_per_token
-            self.swap_used_bytes -= size
-            self.swapped_bytes += size
-            self._transfer_s += self._host_transfer_s(size)
-            self.batch.append(s.ordinal, s.context, s.remaining, s.last_token_s)
 
     # ----------------------------------------------------------------- finish
     def _release_prefix(self, w: Waiting, shared: int) -> None:
