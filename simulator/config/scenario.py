@@ -20,12 +20,10 @@ from pydantic import (
     model_validator,
 )
 
-from simulator.config.base import StrictModel
+from simulator.config.base import SLO_PERCENTILES, StrictModel
+from simulator.config.planning import PlanConfig, SearchConfig
 from simulator.config.workload import WorkloadConfig
 from simulator.specs.dtypes import canonical_dtype
-
-SLO_METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms")
-SLO_PERCENTILES = ("mean", "p50", "p90", "p95", "p99", "p99.9", "max")
 
 
 class OffloadConfig(StrictModel):
@@ -239,6 +237,10 @@ class Scenario(StrictModel):
     )
     cost: CostConfig = Field(default_factory=CostConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    #: What ``servesim plan`` finds for this deployment (ignored by ``simulate``).
+    plan: PlanConfig | None = None
+    #: Configurations ``servesim plan`` compares (ignored by ``simulate``).
+    search: SearchConfig | None = None
     #: Folder that relative paths in the scenario (traces, calibration files) resolve from.
     _base_dir: Path | None = PrivateAttr(default=None)
 

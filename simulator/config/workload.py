@@ -311,6 +311,9 @@ class RequestClassConfig(_Strict):
     length_correlation: Annotated[float, Field(ge=-1, le=1)] | None = None
     priority: int = 0
     slo: ClassSloConfig | None = None
+    #: A system prompt shared by every request of the class, put before the drawn prompt
+    #: and tagged as a common prefix (a prefix cache keeps it); the workload's when omitted.
+    system_prompt_tokens: Annotated[int, Field(ge=0)] | None = None
 
 
 class SessionConfig(_Strict):

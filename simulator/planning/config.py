@@ -19,128 +19,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PositiveFloat,
-    PositiveInt,
     ValidationError,
-    field_validator,
 )
 
 from simulator.config.loader import apply_overrides, scenario_from_dict
-from simulator.config.scenario import SLO_METRICS, SLO_PERCENTILES, Scenario
+from simulator.config.planning import (  # noqa: F401  (re-exported)
+    PRICE_KINDS,
+    PlanConfig,
+    SearchConfig,
+    TcoConfig,
+)
+from simulator.config.scenario import Scenario
 from simulator.errors import UserError
-from simulator.specs.dtypes import canonical_dtype
-
-PRICE_KINDS = ("on_demand", "reserved", "spot")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TcoConfig(_Strict):
-    """Cost-of-ownership settings; unset values come from hardware_specs/prices.yaml."""
-
-    #: Which cloud price sets the rented option ($/GPU-hour, cheapest row of that kind).
-    price_kind: Literal["on_demand", "reserved", "spot"] = "on_demand"
-    server_price_usd: PositiveFloat | None = None
-    gpus_per_server: PositiveInt | None = None
-    life_years: PositiveFloat | None = None
-    electricity_usd_per_kwh: float | None = Field(None, ge=0.0)
-    pue: float | None = Field(None, ge=1.0)
-    hosting_usd_per_kw_month: float | None = Field(None, ge=0.0)
-    staff_usd_per_month: float = Field(0.0, ge=0.0)
-    #: GPU draw idle and busy as fractions of TDP (see planning.tco).
-    idle_power_fraction: float | None = Field(None, ge=0.0, le=1.0)
-    busy_power_fraction: float | None = Field(None, gt=0.0, le=1.5)
-    #: Share of input tokens billed as API cache hits; default: the run's prefix-cache hits.
-    cached_input_fraction: float | None = Field(None, ge=0.0, le=1.0)
-
-
-class PlanConfig(_Strict):
-    """What ``servesim plan`` looks for, and how hard it searches."""
-
-    #: Rate (requests/s) the deployment must serve: find the fewest replicas that do.
-    target_rate_per_s: PositiveFloat | None = None
-    #: Simulations per rate, each with its own seed (workload.seed + i); a rate is
-    #: sustainable when every replication meets the SLO without saturating.
-    replications: PositiveInt = 3
-    #: The rate search stops when its bracket [meets, fails] is narrower than this
-    #: fraction of the lower end.
-    rate_tolerance: float = Field(0.05, gt=0.0, lt=1.0)
-    #: First rate tried (requests/s); default: the scenario's own rate.
-    start_rate_per_s: PositiveFloat | None = None
-    #: Additionally required: this fraction of requests meets every SLO threshold.
-    min_attainment: float | None = Field(None, gt=0.0, le=1.0)
-    #: Largest fraction of requests that may be rejected (too long to ever fit).
-    max_rejected_fraction: float = Field(0.0, ge=0.0, lt=1.0)
-    #: Simulated arrival period of every run (s): at high rates a fixed ``num_requests``
-    #: lasts too short a time to tell a growing queue from a long one, so runs get
-    #: ``rate × min_arrival_span_s`` requests when that is more. Unset: ``num_requests``.
-    min_arrival_span_s: PositiveFloat | None = None
-    #: Largest fleet the replica search tries.
-    max_replicas: PositiveInt = 256
-    #: Monthly cost options (cloud, owned, API) of the planned deployment.
-    tco: TcoConfig = Field(default_factory=TcoConfig)
-
-
-class SearchConfig(_Strict):
-    """Axes of the configuration search; an axis left out keeps the scenario's value."""
-
-    gpus: list[str] | None = None
-    tensor_parallel: list[PositiveInt] | None = None
-    #: Pipeline stages per replica ("not modelled" where the scenario schema lacks them).
-    pipeline_parallel: list[PositiveInt] = Field(default_factory=lambda: [1])
-    #: Expert groups per replica, MoE models only ("not modelled" where the schema lacks them).
-    expert_parallel: list[PositiveInt] = Field(default_factory=lambda: [1])
-    batching: list[str] | None = None
-    weight_dtype: list[str] | None = None
-    kv_dtype: list[str] | None = None
-    max_num_seqs: list[PositiveInt] | None = None
-    #: Which cloud price of prices.yaml sets $/GPU-hour (the cheapest row of that kind).
-    price_kind: Literal["on_demand", "reserved", "spot"] = "on_demand"
-    #: $/GPU-hour per GPU name, overriding prices.yaml.
-    gpu_hour_usd: dict[str, float] = Field(default_factory=dict)
-    #: Latency axis of the cost-latency Pareto frontier: "metric.statistic" of the summary.
-    latency: str = "e2e_ms.p50"
-    #: Replications of each candidate's rate search (1 keeps a large search fast).
-    replications: PositiveInt = 1
-    #: Candidates simulated between two pruning decisions (1: prune as much as possible);
-    #: default: the local worker count, or 8 on a Dask cluster. The same batch size gives the
-    #: same results on any executor.
-    batch_size: PositiveInt | None = None
-
-    @field_validator("weight_dtype", "kv_dtype")
-    @classmethod
-    def _known_dtypes(cls, values: list[str] | None) -> list[str] | None:
-        if values is None:
-            return None
-        return [canonical_dtype(v) for v in values]
-
-    @field_validator("gpu_hour_usd")
-    @classmethod
-    def _non_negative(cls, prices: dict[str, float]) -> dict[str, float]:
-        for gpu, price in prices.items():
-            if price < 0:
-                raise ValueError(f"{gpu}: price {price} must be >= 0")
-        return prices
-
-    @field_validator("latency")
-    @classmethod
-    def _known_latency(cls, value: str) -> str:
-        metric, _, stat = value.partition(".")
-        if metric not in SLO_METRICS or stat not in SLO_PERCENTILES:
-            raise ValueError(
-                f"{value!r}: expected metric.statistic with metric in {', '.join(SLO_METRICS)} "
-                f"and statistic in {', '.join(SLO_PERCENTILES)}"
-            )
-        return value
 
 
 @dataclass
