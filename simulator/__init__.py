@@ -9,16 +9,31 @@ The Python API for scripts and notebooks::
     answer = simulator.plan(scenario)         # max rate, fewest replicas, costs
 """
 
-from simulator.api import Result, build_simulation, load_scenario, run, scenario_from_dict
-from simulator.planning import (
-    PlanResult,
-    fewest_replicas,
-    load_plan_file,
-    max_sustainable_rate,
-    plan,
-    search_configurations,
-    sweep,
-)
+import importlib
+
+#: Public names and the module that defines each (imported on first use, so that the
+#: command line starts without loading the whole package).
+_EXPORTS = {
+    "Result": "simulator.api",
+    "build_simulation": "simulator.api",
+    "load_scenario": "simulator.api",
+    "run": "simulator.api",
+    "scenario_from_dict": "simulator.api",
+    "PlanResult": "simulator.planning",
+    "fewest_replicas": "simulator.planning",
+    "load_plan_file": "simulator.planning",
+    "max_sustainable_rate": "simulator.planning",
+    "plan": "simulator.planning",
+    "search_configurations": "simulator.planning",
+    "sweep": "simulator.planning",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'simulator' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 
