@@ -1,0 +1,149 @@
+"""What a report's numbers assume, with sources and dates: the price rows used, the
+data-center defaults, the cost model's efficiencies and where they come from, the
+calibration's measured error and the validation results (where the repository has them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from simulator.api import resolve_calibration
+from simulator.planning import tco
+from simulator.reports.costs import PriceOption
+from simulator.specs.catalog import specs_dir
+from simulator.specs.prices import load_prices
+
+#: Where the validation results live, relative to the repository root.
+VALIDATION_DOC = Path("docs") / "validation.md"
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def price_rows(options: list[PriceOption], gpu: str) -> list[dict[str, Any]]:
+    """One row per price used: what, value, date and source."""
+    prices = load_prices()
+    rows = []
+    for option in options:
+        if option.kind == "cloud" and option.offer:
+            o = option.offer
+            rows.append(
+                {
+                    "item": f"{o['provider']} {o['instance']} ({o['gpus_per_instance']} GPU)",
+                    "value": f"${o['price_per_gpu_hour']:.3f} per GPU-hour",
+                    "date": o["date"],
+                    "source": o["source"],
+                }
+            )
+        elif option.kind == "api" and option.api:
+            a = option.api
+            cached = a.get("cached_input_per_mtok")
+            value = f"${a['input_per_mtok']:g} in / ${a['output_per_mtok']:g} out per Mtok"
+            if cached is not None:
+                value += f", cached in ${cached:g}"
+            rows.append(
+                {
+                    "item": f"API {a['provider']} {a['model']}",
+                    "value": value,
+                    "date": a["date"],
+                    "source": a["source"],
+                }
+            )
+        elif option.kind == "owned" and option.owned:
+            p = option.owned
+            purchase = [r for r in prices["hardware_purchase"] if r["gpu"] == gpu]
+            chosen = sorted(purchase, key=lambda r: (r["kind"] != "server", r["price_usd"]))
+            if chosen:
+                r = chosen[0]
+                rows.append(
+                    {
+                        "item": f"purchase: {r['item']} ({r['kind']}, {r['gpus']} GPU)",
+                        "value": f"${r['price_usd']:,.0f}; server as modelled "
+                        f"${p.server_price_usd:,.0f} for {p.gpus_per_server} GPUs, "
+                        f"{p.life_years:g} years",
+                        "date": r["date"],
+                        "source": r["source"],
+                    }
+                )
+    for key, entry in prices["datacenter"].items():
+        rows.append(
+            {
+                "item": f"data center: {key}",
+                "value": f"{entry['value']:g}",
+                "date": entry.get("date", ""),
+                "source": entry.get("source", ""),
+            }
+        )
+    rows.append(
+        {
+            "item": "GPU power, idle and busy (fraction of TDP)",
+            "value": f"{tco.DEFAULT_IDLE_POWER_FRACTION:g} / {tco.DEFAULT_BUSY_POWER_FRACTION:g}",
+            "date": "",
+            "source": "simulator.planning.tco (rule of thumb; conservative busy draw)",
+        }
+    )
+    return rows
+
+
+def efficiency_rows(scenario) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+    """(source of the cost-model parameters, its metadata, one row per parameter)."""
+    params, source = resolve_calibration(scenario)
+    metadata: dict[str, Any] = {}
+    fitted: set[str] = set()
+    path = Path(source)
+    if path.is_file():
+        try:
+            metadata = (yaml.safe_load(path.read_text()) or {}).get("metadata") or {}
+        except yaml.YAMLError:
+            metadata = {}
+        fitted = set(metadata.get("fitted_parameters") or [])
+    rows = []
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        if value is None:
+            continue
+        rows.append(
+            {
+                "parameter": f.name,
+                "value": f"{value:.4g}" if isinstance(value, float) else str(value),
+                "origin": "fitted" if f.name in fitted else "documented default",
+            }
+        )
+    try:
+        source = str(path.resolve().relative_to(specs_dir().resolve().parent))
+    except ValueError:
+        pass
+    return source, metadata, rows
+
+
+def error_band(metadata: dict[str, Any]) -> list[dict[str, Any]]:
+    """The calibration fit's errors per kind of measured row (median and worst |%|)."""
+    rows = []
+    for kind, stats in (metadata.get("error_fitted_rows") or {}).items():
+        rows.append(
+            {
+                "rows": kind,
+                "n": stats.get("n"),
+                "median_abs_pct": stats.get("median_abs_pct"),
+                "max_abs_pct": stats.get("max_abs_pct"),
+            }
+        )
+    return rows
+
+
+def validation_summary() -> dict[str, Any]:
+    """Whether validation results exist, and their headline lines (those with a %)."""
+    path = _repo_root() / VALIDATION_DOC
+    if not path.is_file():
+        return {"available": False, "path": str(VALIDATION_DOC), "lines": []}
+    lines = [
+        line.strip()
+        for line in path.read_text().splitlines()
+        if "%" in line and ("median" in line.lower() or "worst" in line.lower())
+    ]
+    return {"available": True, "path": str(VALIDATION_DOC), "lines": lines[:12]}

@@ -1,0 +1,173 @@
+"""The simulations behind a report: the plan, a latency-against-load curve, a run of the
+recommended fleet at the target rate, and the fleet needed at ±30% traffic.
+
+Everything here is simulated (``simulator.api.run`` through the planner's helpers); the
+prices are applied afterwards in :mod:`simulator.reports.costs`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simulator.api import Result, run
+from simulator.config.scenario import Scenario
+from simulator.errors import UserError
+from simulator.metrics.summary import per_request_latencies_ms
+from simulator.planning import PlanFile, PlanResult, fewest_replicas, load_plan_file, plan
+from simulator.planning.bounds import gpus_per_replica
+from simulator.planning.outcome import judge, variant
+
+#: Rates of the latency-against-load curve, as fractions of the deployment's maximum
+#: sustainable rate: dense near the knee, two points beyond it to show the wall.
+LOAD_CURVE_FRACTIONS = (0.2, 0.4, 0.6, 0.75, 0.85, 0.95, 1.05, 1.2)
+#: Traffic multipliers of the sensitivity analysis (±30% around the target).
+TRAFFIC_FACTORS = (0.7, 1.0, 1.3)
+
+
+@dataclass
+class Simulated:
+    """What the report's numbers and plots rest on (rates in requests/s)."""
+
+    scenario: Scenario
+    plan: PlanResult
+    #: Rate the recommendation serves: ``plan.target_rate_per_s`` or the maximum rate.
+    target_rate_per_s: float
+    #: Replicas (and GPUs) that serve it within the SLO, simulated.
+    replicas: int
+    gpus_per_replica: int
+    #: Latency percentiles of one deployment (the scenario's own replicas) at rising rates.
+    load_curve: pd.DataFrame
+    #: A run of ``replicas`` replicas at the target rate (distributions, time series).
+    run: Result
+    #: Replicas needed at each traffic factor of ``TRAFFIC_FACTORS`` (simulated).
+    replicas_by_traffic: dict[float, int | None]
+    wall_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def gpus(self) -> int:
+        return self.replicas * self.gpus_per_replica
+
+    @property
+    def per_replica_rate_per_s(self) -> float | None:
+        """Maximum sustainable rate of one replica (the scenario's deployment / replicas)."""
+        rate = self.plan.max_rate_per_s
+        return rate / self.scenario.hardware.replicas if rate else None
+
+    def latencies_ms(self) -> dict[str, np.ndarray]:
+        """TTFT, TPOT and E2E of every request of the target-rate run (ms)."""
+        return per_request_latencies_ms(self.run.records)
+
+
+def load_planning_file(path: str | Path, overrides: list[str] | None = None) -> PlanFile:
+    """A scenario with optional ``plan:``/``search:`` sections (see simulator.planning)."""
+    return load_plan_file(path, overrides)
+
+
+def _num_requests(scenario: Scenario, rate_per_s: float, span_s: float | None) -> dict[str, Any]:
+    """Settings giving a run at ``rate_per_s`` at least ``span_s`` seconds of arrivals."""
+    count = scenario.workload.num_requests
+    if span_s and count is not None:
+        return {"workload.num_requests": max(count, math.ceil(rate_per_s * span_s))}
+    return {}
+
+
+def latency_against_load(
+    scenario: Scenario,
+    max_rate_per_s: float,
+    fractions: tuple[float, ...] = LOAD_CURVE_FRACTIONS,
+    span_s: float | None = None,
+) -> pd.DataFrame:
+    """Simulate the scenario's deployment at ``fractions × max_rate_per_s``; one row per rate
+    with TTFT/TPOT/E2E p50 and p99 (ms), throughput, saturation and whether it meets the SLO."""
+    rows = []
+    for fraction in fractions:
+        rate = fraction * max_rate_per_s
+        point = variant(scenario, _num_requests(scenario, rate, span_s), rate_per_s=rate)
+        summary = run(point).summary
+        meets, reason = judge(summary)
+        row: dict[str, Any] = {"fraction_of_max": fraction, "rate_per_s": rate}
+        for metric in ("ttft_ms", "tpot_ms", "e2e_ms"):
+            for stat in ("p50", "p99"):
+                row[f"{metric}_{stat}"] = summary[metric][stat]
+        row.update(
+            throughput_rps=summary["throughput_rps"],
+            saturated=bool(summary["saturated"]),
+            meets_slo=meets,
+            reason=reason,
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def simulate_for_report(
+    source: PlanFile | Scenario | str | Path,
+    overrides: list[str] | None = None,
+    *,
+    replications: int | None = None,
+    load_fractions: tuple[float, ...] = LOAD_CURVE_FRACTIONS,
+    progress: bool = False,
+) -> Simulated:
+    """Run the planner and the report's extra simulations for a planning file or scenario."""
+    clock: dict[str, float] = {}
+    start = time.perf_counter()
+    if isinstance(source, str | Path):
+        source = load_planning_file(source, overrides)
+    elif overrides:
+        raise UserError("overrides apply to a scenario file path only")
+    planned = plan(source, replications=replications, progress=progress)
+    scenario = planned.scenario
+    clock["plan_s"] = time.perf_counter() - start
+    if not planned.max_rate_per_s:
+        raise UserError(
+            f"{scenario.name}: no rate meets the SLO on this deployment "
+            f"({planned.rate.reason or planned.rate.failing_reason}); "
+            "a report needs at least one sustainable rate"
+        )
+    span = planned.plan.min_arrival_span_s
+    target = planned.plan.target_rate_per_s or planned.max_rate_per_s
+    if planned.replicas is not None:
+        if planned.replicas.replicas is None:
+            raise UserError(
+                f"plan.target_rate_per_s: {target:g} req/s cannot be served within the SLO "
+                f"({planned.replicas.reason or planned.replicas.fewer_reason})"
+            )
+        replicas = planned.replicas.replicas
+    else:
+        replicas = scenario.hardware.replicas
+
+    t0 = time.perf_counter()
+    curve = latency_against_load(scenario, planned.max_rate_per_s, load_fractions, span)
+    clock["load_curve_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    settings = {"hardware.replicas": replicas, **_num_requests(scenario, target, span)}
+    target_run = run(variant(scenario, settings, rate_per_s=target))
+    clock["target_run_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    by_traffic: dict[float, int | None] = {1.0: replicas}
+    for factor in TRAFFIC_FACTORS:
+        if factor == 1.0:
+            continue
+        found = fewest_replicas(scenario, factor * target, planned.plan, replications=1)
+        by_traffic[factor] = found.replicas
+    clock["sensitivity_s"] = time.perf_counter() - t0
+    clock["total_s"] = time.perf_counter() - start
+    return Simulated(
+        scenario=scenario,
+        plan=planned,
+        target_rate_per_s=float(target),
+        replicas=int(replicas),
+        gpus_per_replica=gpus_per_replica(scenario),
+        load_curve=curve,
+        run=target_run,
+        replicas_by_traffic=dict(sorted(by_traffic.items())),
+        wall_s=clock,
+    )

@@ -1,0 +1,476 @@
+"""The procurement report: the question, the recommendation and why, the options, the
+figures, the assumptions with sources and the scenario, as one self-contained HTML page.
+
+``build_report(path)`` simulates (``gather``), prices (``costs``), draws (``plots``) and
+returns a :class:`Report` whose ``html`` can be written anywhere; ``write_report`` also
+prints it to PDF through headless Chromium when asked.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from simulator.config.scenario import Scenario
+from simulator.planning import PlanFile
+from simulator.reports import assumptions, costs, plots
+from simulator.reports.gather import Simulated, simulate_for_report
+from simulator.reports.html import esc, figure, fmt, kpi, page, table, usd
+
+#: Figure ids in the order they appear; every report has all of them.
+FIGURE_IDS = (
+    "latency-vs-load",
+    "latency-distributions",
+    "cost-per-million",
+    "cost-vs-traffic",
+    "utilisation",
+    "sensitivity",
+)
+
+
+@dataclass
+class Report:
+    """A built report: its HTML and the facts it states (for tests and the CLI)."""
+
+    html: str
+    recommendation: dict[str, Any]
+    options: pd.DataFrame
+    figures: dict[str, bytes]
+    simulated: Simulated
+    wall_s: dict[str, float] = field(default_factory=dict)
+
+    def recommendation_line(self) -> str:
+        """The recommendation in one line of text."""
+        r = self.recommendation
+        unit = f"{r['gpus']}× {r['gpu']}, " if r["kind"] != "api" else ""
+        return (
+            f"{r['option']} ({unit}{r['target_rate_per_s']:.4g} req/s): "
+            f"{usd(r['monthly_usd'])}/month, {usd(r['usd_per_million_output_tokens'])} per "
+            "million output tokens"
+        )
+
+
+def _question(sim: Simulated) -> str:
+    s = sim.scenario
+    w = costs.workload_of(sim)
+    slo_items = []
+    for metric, targets in (s.slo or {}).items():
+        if isinstance(targets, dict):
+            slo_items += [f"{metric} {p} ≤ {v:g} ms" for p, v in targets.items()]
+    volume_out = sim.target_rate_per_s * w.mean_output_tokens * 3600 * costs.HOURS_PER_MONTH
+    volume_in = sim.target_rate_per_s * w.mean_prompt_tokens * 3600 * costs.HOURS_PER_MONTH
+    arrival = s.workload.arrival.process if s.workload.arrival else "trace"
+    target_note = (
+        "the planning target (plan.target_rate_per_s)"
+        if sim.plan.plan.target_rate_per_s
+        else "the deployment's maximum sustainable rate (no plan.target_rate_per_s given)"
+    )
+    rows = [
+        ("model", s.model),
+        ("traffic", f"{sim.target_rate_per_s:.4g} requests/s ({arrival} arrivals), {target_note}"),
+        (
+            "request shape",
+            f"{w.mean_prompt_tokens:,.0f} prompt tokens and {w.mean_output_tokens:,.0f} "
+            "output tokens on average",
+        ),
+        (
+            "monthly volume",
+            f"{volume_in / 1e9:,.3g} billion input and {volume_out / 1e9:,.3g} billion "
+            "output tokens",
+        ),
+        ("latency targets (SLO)", "; ".join(slo_items) or "none (saturation only)"),
+        (
+            "deployment unit",
+            f"{sim.gpus_per_replica}× {s.hardware.gpu} per replica (tensor parallel "
+            f"{s.hardware.tensor_parallel}), {s.engine.batching} batching, "
+            f"weights {s.engine.weight_dtype}, KV cache {s.engine.kv_dtype}",
+        ),
+    ]
+    return "<h2>The question</h2>" + table(None, rows, table_id="question")
+
+
+def _why(sim: Simulated, rec: dict[str, Any], options: pd.DataFrame, changes) -> list[str]:
+    rate = sim.plan.rate
+    reasons = [
+        f"One replica sustains at most {rate.max_rate_per_s:.4g} requests/s within the SLO "
+        f"(knee {fmt(rate.knee_per_s, 4)} requests/s"
+        + (
+            f", 95% CI {rate.knee_ci95_per_s[0]:.4g}–{rate.knee_ci95_per_s[1]:.4g}"
+            if rate.knee_ci95_per_s
+            else ""
+        )
+        + f", {rate.replications} replications per rate)."
+        if sim.scenario.hardware.replicas == 1
+        else f"The scenario's {sim.scenario.hardware.replicas} replicas sustain at most "
+        f"{rate.max_rate_per_s:.4g} requests/s within the SLO.",
+        f"{sim.replicas} replica(s) ({sim.gpus} GPUs) serve {sim.target_rate_per_s:.4g} "
+        "requests/s within the SLO in simulation"
+        + (f"; one fewer does not: {rec['fewer_reason']}." if rec["fewer_reason"] else "."),
+    ]
+    if rec["runner_up"]:
+        saving = rec["runner_up_monthly_usd"] - rec["monthly_usd"]
+        reasons.append(
+            f"It is the cheapest of {len(options)} priced options at this traffic: "
+            f"{usd(saving)} a month less than the runner-up ({rec['runner_up']})."
+        )
+    if rec["kind"] == "api":
+        reasons.append(
+            "An API's latency is not simulated: its providers' own service levels apply. "
+            f"The cheapest self-hosted option is {rec['cheapest_self_hosted']}."
+        )
+    for change in changes:
+        reasons.append(
+            f"Near {change['rate_per_s']:.3g} requests/s the cheapest option changes from "
+            f"{change['from']} to {change['to']} (figure: monthly cost against traffic)."
+        )
+    return reasons
+
+
+def _recommendation(sim, rec, options, changes) -> str:
+    if rec["kind"] == "cloud":
+        what = (
+            f"Rent {rec['gpus']}× {rec['gpu']} ({rec['replicas']} replica(s)) from "
+            f"{rec['option'].removeprefix('cloud ')}"
+        )
+    elif rec["kind"] == "owned":
+        what = f"Buy servers holding {rec['gpus']}× {rec['gpu']} ({rec['replicas']} replica(s))"
+    else:
+        what = f"Use the API {rec['option'].removeprefix('api ')}"
+    kpis = "".join(
+        [
+            kpi("per month", usd(rec["monthly_usd"])),
+            kpi("per million output tokens", usd(rec["usd_per_million_output_tokens"])),
+            kpi("per million input tokens", usd(rec["usd_per_million_input_tokens"])),
+            kpi("per million tokens (in + out)", usd(rec["usd_per_million_tokens"])),
+            kpi("GPUs" if rec["kind"] != "api" else "GPUs if self-hosted", str(sim.gpus)),
+        ]
+    )
+    why = "".join(f"<li>{esc(r)}</li>" for r in _why(sim, rec, options, changes))
+    return (
+        '<h2>Recommendation</h2><div class="recommendation" id="recommendation">'
+        f'<div class="headline">{esc(what)}</div><div class="kpis">{kpis}</div>'
+        f"<strong>Why</strong><ul>{why}</ul></div>"
+    )
+
+
+def _options_table(options: pd.DataFrame) -> str:
+    rows = [
+        (
+            r["name"],
+            r["kind"],
+            fmt(r["gpus"]) if r["kind"] != "api" else "–",
+            usd(r["monthly_usd"]),
+            usd(r["usd_per_million_input_tokens"]),
+            usd(r["usd_per_million_output_tokens"]),
+            usd(r["usd_per_million_tokens"]),
+            fmt(r["energy_wh_per_token"] * 1e3 if r["energy_wh_per_token"] else None),
+            r["notes"],
+        )
+        for r in options.to_dict("records")
+    ]
+    return "<h2>Options at the target traffic</h2>" + table(
+        ["option", "kind", "GPUs", "per month", "$/M in", "$/M out", "$/M all", "mWh/token", ""],
+        rows,
+        numeric=[False, False, True, True, True, True, True, True, False],
+        highlight=[True] + [False] * (len(rows) - 1),
+        table_id="options",
+    )
+
+
+def _break_even(sim: Simulated, changes) -> str:
+    found = (sim.plan.costs or {}).get("break_even") or []
+    rows = [
+        (
+            b.get("comparison", ""),
+            b.get("cloud", "") + (f" / {b['api']}" if b.get("api") else ""),
+            fmt(b.get("output_tokens_per_month")),
+            fmt(b.get("rate_per_s")),
+            b.get("cheaper_above", ""),
+            b.get("notes", ""),
+        )
+        for b in found
+    ]
+    out = (
+        "<h3>Break-even volumes (planner: one owned server against renting; the planned "
+        "fleet held all month against an API)</h3>"
+    )
+    out += table(
+        ["comparison", "between", "output tokens / month", "requests/s", "cheaper above", ""],
+        rows,
+        numeric=[False, False, True, True, False, False],
+    )
+    out += "<h3>Where the cheapest option changes along the traffic curve</h3>"
+    out += table(
+        ["requests/s", "from", "to", "per month"],
+        [(fmt(c["rate_per_s"]), c["from"], c["to"], usd(c["monthly_usd"])) for c in changes],
+        numeric=[True, False, False, True],
+    )
+    return out
+
+
+def _search(sim: Simulated) -> str:
+    search = sim.plan.search
+    if search is None:
+        return ""
+    rows = []
+    for c in search.candidates[:15]:
+        rows.append(
+            (
+                fmt(c.rank),
+                ", ".join(f"{k}={v}" for k, v in c.settings.items()),
+                c.status,
+                fmt(c.max_rate_per_s),
+                usd(c.cost_per_million_output_tokens_usd),
+                fmt(c.latency_ms),
+                "yes" if c.pareto else "",
+                c.reason,
+            )
+        )
+    return (
+        "<h2>Configuration search</h2>"
+        f"<p class='note'>{search.simulated} simulated, {search.pruned} pruned, "
+        f"{search.infeasible} infeasible. The costs above are for the scenario's own "
+        "deployment; a cheaper configuration here is worth a plan of its own.</p>"
+        + table(
+            ["rank", "settings", "status", "max req/s", "$/M out", "latency ms", "Pareto", "why"],
+            rows,
+            numeric=[True, False, False, True, True, True, False, False],
+        )
+    )
+
+
+def _sensitivity_table(frame: pd.DataFrame) -> str:
+    rows = []
+    for (axis, factor), part in frame.groupby(["axis", "factor"], sort=False):
+        best = part[part["cheapest"]].iloc[0]
+        rows.append(
+            (
+                f"{axis} ×{factor:g}",
+                fmt(best["rate_per_s"]),
+                fmt(best["replicas"]) if best["kind"] != "api" else "–",
+                "simulated" if best["replicas_simulated"] else "scaled",
+                best["option"],
+                usd(best["monthly_usd"]),
+            )
+        )
+    return table(
+        ["case", "requests/s", "replicas", "fleet", "cheapest option", "per month"],
+        rows,
+        numeric=[False, True, True, False, False, True],
+        table_id="sensitivity",
+    )
+
+
+def _assumptions(sim: Simulated, options: list[costs.PriceOption]) -> str:
+    prices = assumptions.price_rows(options, sim.scenario.hardware.gpu)
+    source, metadata, params = assumptions.efficiency_rows(sim.scenario)
+    band = assumptions.error_band(metadata)
+    validation = assumptions.validation_summary()
+    out = ['<h2 id="assumptions">Assumptions and sources</h2>', "<h3>Prices</h3>"]
+    out.append(
+        table(
+            ["item", "value", "date", "source"],
+            [(r["item"], r["value"], r["date"], r["source"]) for r in prices],
+            table_id="prices",
+        )
+    )
+    out.append(
+        "<p class='note'>A month is 730 hours; rented instances are whole and held "
+        "all month; owned servers are written off linearly. API latency is not "
+        "simulated.</p>"
+    )
+    when = metadata.get("written_utc", "")
+    out.append(
+        f"<h3>Cost-model efficiencies</h3><p>Source: <code>{esc(source)}</code>"
+        + (f", written {esc(when)}" if when else "")
+        + "</p>"
+    )
+    out.append(
+        table(
+            ["parameter", "value", "origin"],
+            [(r["parameter"], r["value"], r["origin"]) for r in params],
+            numeric=[False, True, False],
+            table_id="efficiencies",
+        )
+    )
+    out.append("<h3>Validated error band</h3>")
+    if band:
+        out.append("<p>Step-time error of the calibration on its measured rows:</p>")
+        out.append(
+            table(
+                ["rows", "n", "median |error| %", "worst |error| %"],
+                [
+                    (b["rows"], fmt(b["n"]), fmt(b["median_abs_pct"]), fmt(b["max_abs_pct"]))
+                    for b in band
+                ],
+                numeric=[False, True, True, True],
+            )
+        )
+    else:
+        out.append(
+            "<p class='warn'>No calibration error band: this GPU runs on datasheet "
+            "defaults, not on measurements.</p>"
+        )
+    if validation["available"]:
+        lines = "".join(f"<li>{esc(line)}</li>" for line in validation["lines"])
+        out.append(
+            f"<p>Held-out validation: <code>{esc(validation['path'])}</code></p><ul>{lines}</ul>"
+        )
+    else:
+        out.append(
+            f"<p class='warn'>Held-out validation results: not available "
+            f"(<code>{esc(validation['path'])}</code> not found).</p>"
+        )
+    notes = list(sim.plan.notes) + [n for n in [(sim.plan.costs or {}).get("notes")] if n]
+    if notes:
+        out.append(
+            "<h3>Planner notes</h3><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>"
+        )
+    out.append(
+        "<h3>Modelling limits</h3><ul>"
+        "<li>Between simulated points (target and ±30% traffic) the fleet grows in whole "
+        "replicas of the single-replica maximum rate.</li>"
+        "<li>Owned-server electricity follows GPU busy time scaled from the target run.</li>"
+        "<li>The ±30% price case scales GPU-hour and server prices; API prices stay.</li>"
+        "</ul>"
+    )
+    return "".join(out)
+
+
+def _appendix(scenario: Scenario, sim: Simulated, wall_s: dict[str, float]) -> str:
+    data = scenario.model_dump(mode="json")
+    data["plan"] = sim.plan.plan.model_dump(mode="json", exclude_none=True)
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    timing = ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in wall_s.items())
+    return (
+        '<h2 id="appendix">Appendix: the scenario</h2>'
+        "<p class='note'>Fully resolved, defaults included.</p>"
+        f"<pre id='scenario-yaml'>{esc(text)}</pre>"
+        f"<p class='note'>Simulation time: {esc(timing)}; "
+        f"{sim.plan.rate.simulations} simulations in the rate search.</p>"
+    )
+
+
+def render(sim: Simulated) -> Report:
+    """Price, draw and lay out a report from simulated results."""
+    import time
+
+    t0 = time.perf_counter()
+    options = costs.options_at_target(sim)
+    rec = costs.recommendation(sim, options)
+    curve = costs.cost_against_traffic(sim)
+    changes = costs.cheapest_changes(curve)
+    sens = costs.sensitivity(sim)
+    slo = dict(sim.scenario.slo or {}) or None
+    rate = sim.plan.rate
+    figures = {
+        "latency-vs-load": plots.latency_against_load(
+            sim.load_curve, slo, rate.knee_per_s, rate.knee_ci95_per_s, rate.max_rate_per_s
+        ),
+        "latency-distributions": plots.latency_distributions(sim.latencies_ms(), slo),
+        "cost-per-million": plots.cost_per_million(options),
+        "cost-vs-traffic": plots.cost_against_traffic(curve, changes, sim.target_rate_per_s),
+        "utilisation": plots.utilisation_over_time(
+            sim.run.timeseries, sim.scenario.engine.max_num_seqs
+        ),
+        "sensitivity": plots.sensitivity(sens),
+    }
+    captions = {
+        "latency-vs-load": (
+            "Latency against load",
+            "TTFT and TPOT percentiles of the scenario's deployment at rising request rates "
+            "(one simulation per rate); dashed red: the SLO; grey: the knee and its 95% "
+            "confidence interval over replications; green: the highest rate meeting the SLO.",
+        ),
+        "latency-distributions": (
+            "TTFT and TPOT distributions",
+            f"Every request of a run of {sim.replicas} replica(s) at "
+            f"{sim.target_rate_per_s:.4g} requests/s.",
+        ),
+        "cost-per-million": (
+            "Cost per million tokens by option",
+            "Dark bars: per million output tokens (self-hosted costs split between input and "
+            "output by prefill time); light bars: monthly cost over all tokens.",
+        ),
+        "cost-vs-traffic": (
+            "Monthly cost against traffic, with break-even points",
+            "Rent (blue), own (green) and API (red). Self-hosted lines step with whole "
+            "replicas, instances and servers; dots mark where the cheapest option changes.",
+        ),
+        "utilisation": (
+            "Utilisation and KV-cache use over time",
+            "Batch slots in use (running sequences over engine.max_num_seqs), KV-cache blocks "
+            "in use and the queue, during the target-rate run.",
+        ),
+        "sensitivity": (
+            "Sensitivity to ±30% traffic and ±30% price",
+            "Monthly cost of every option; the fleet at ±30% traffic was re-planned by "
+            "simulation. The outlined bar is the cheapest option of each case.",
+        ),
+    }
+    wall = dict(sim.wall_s)
+    wall["render_s"] = time.perf_counter() - t0
+    s = sim.scenario
+    generated = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    body = [
+        f"<h1>Capacity plan: {esc(s.name or 'scenario')}</h1>",
+        f"<div class='meta'>{esc(s.description or '')} Generated {esc(generated)} by servesim "
+        f"{esc(_version())}.</div>",
+        _question(sim),
+        _recommendation(sim, rec, options, changes),
+        _options_table(options),
+        _break_even(sim, changes),
+        _search(sim),
+        "<h2>Figures</h2>",
+    ]
+    for fig_id in FIGURE_IDS:
+        title, caption = captions[fig_id]
+        body.append(figure(fig_id, figures[fig_id], title, caption))
+        if fig_id == "sensitivity":
+            body.append(_sensitivity_table(sens))
+    body.append(_assumptions(sim, costs.price_options(sim)))
+    wall["total_s"] = sim.wall_s.get("total_s", 0.0) + wall["render_s"]
+    body.append(_appendix(s, sim, wall))
+    html_text = page(f"Capacity plan: {s.name or 'scenario'}", "".join(body))
+    return Report(html_text, rec, options, figures, sim, wall)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("servesim")
+    except Exception:  # not installed as a distribution
+        return "(source tree)"
+
+
+def build_report(
+    source: PlanFile | Scenario | str | Path,
+    overrides: list[str] | None = None,
+    *,
+    replications: int | None = None,
+    progress: bool = False,
+) -> Report:
+    """Simulate and render the report of a planning file (or scenario)."""
+    sim = simulate_for_report(source, overrides, replications=replications, progress=progress)
+    return render(sim)
+
+
+def write_report(
+    report: Report, html_path: str | Path, pdf_path: str | Path | None = None
+) -> list[Path]:
+    """Write the HTML (and, through headless Chromium, the PDF); returns the paths."""
+    html_path = Path(html_path)
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    html_path.write_text(report.html, encoding="utf-8")
+    written = [html_path]
+    if pdf_path is not None:
+        from simulator.reports.browser import print_to_pdf
+
+        written.append(print_to_pdf(html_path, Path(pdf_path)))
+    return written
