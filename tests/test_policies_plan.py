@@ -71,7 +71,7 @@ def test_decode_priority_bounds_consecutive_prefill_steps():
 
 def test_priority_admits_the_most_urgent_class_first():
     plan = make_policy("priority").plan(
-        view(waiting=[(100, 0.0, 2), (100, 0.1, 0), (100, 0.2, 1)], max_seqs=2), 0
+        view(waiting=[(100, 0.0, 0), (100, 0.1, 2), (100, 0.2, 1)], max_seqs=2), 0
     )
     assert plan.admit == (1, 2)
 

@@ -26,7 +26,7 @@ class WaitingItem:
     prompt_tokens: int  # tokens to prefill on admission (after any prefix-cache hit)
     blocks_needed: int  # KV blocks its admission takes
     arrival_s: float
-    priority: int = 0  # lower values are served first
+    priority: int = 0  # larger values are more urgent
 
 
 @dataclass(frozen=True, slots=True)

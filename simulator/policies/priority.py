@@ -1,7 +1,7 @@
 """Priority scheduling: continuous batching that admits the most urgent class first.
 
-Waiting requests are considered in order of ``priority`` (lower values first, as in vLLM),
-then arrival; otherwise it behaves like ``continuous`` (whole-prompt prefill steps).
+Waiting requests are considered in order of ``priority`` (larger values are more urgent,
+as the workload's request classes define it), then arrival; otherwise it behaves like ``continuous`` (whole-prompt prefill steps).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class PriorityBatching:
 
     def plan(self, view: ReplicaView, now_s: float) -> BatchPlan:
         if view.waiting:
-            order = sorted(view.waiting, key=lambda w: (w.priority, w.arrival_s, w.index))
+            order = sorted(view.waiting, key=lambda w: (-w.priority, w.arrival_s, w.index))
             admit, _ = admit_in_order(view, order, view.max_num_batched_tokens, False)
             if admit:
                 return BatchPlan(admit=tuple(sorted(admit)), prefill_budget=ALL_TOKENS)
