@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 DOC = ROOT / "docs" / "validation.md"
 ROW = re.compile(
-    r"^\| (.+) \| (.+) \| ([\d,.]+) (\S+) \| ([\d,.]+) \S+ \| ([+-][\d.]+) % \| (fit|held out) \|$"
+    r"^\| (.+?) \| (.+?) \| ([\d,.]+) (\S+) \| ([\d,.]+) \S+ \| ([+-][\d.]+) % "
+    r"\| (fit|held out) \|(?: .* \|)?$"
 )
 
 
