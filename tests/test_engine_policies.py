@@ -179,3 +179,14 @@ def test_invariants_hold_for_every_policy(batching, preemption, util, sessions, 
         assert not replica.prefilling and replica._prefill_blocks == 0
         cached = replica.cache.blocks if replica.cache is not None else 0
         assert replica.used_blocks == cached <= replica.cfg.total_kv_blocks
+
+
+def test_shared_system_prompt_is_served_from_the_prefix_cache():
+    wl = {"system_prompt_tokens": 2000, "arrival": {"rate_per_s": 5}, "num_requests": 300}
+    off = _run(engine={"prefix_caching": False}, workload=wl)
+    on = _run(engine={"prefix_caching": True}, workload=wl)
+    req = on.records.requests
+    assert (req.prompt_tokens >= 2000 + 32).all()
+    # every request after the first reuses the 2000-token prompt, whole blocks only
+    assert (req.cached_prompt_tokens[1:] == 2000).all()
+    assert on.summary["ttft_ms"]["mean"] < 0.5 * off.summary["ttft_ms"]["mean"]

@@ -360,6 +360,9 @@ class WorkloadConfig(_Strict):
     seed: Annotated[int, Field(ge=0)] = 0
     classes: list[RequestClassConfig] | None = None
     sessions: SessionConfig | None = None
+    #: A system prompt (tokens) put before every drawn prompt and shared by all requests:
+    #: tagged as a common prefix, so a prefix cache serves it once (per class with classes).
+    system_prompt_tokens: Annotated[int, Field(ge=0)] = 0
     trace: str | None = None
     format: Literal["azure", "burstgpt", "servesim"] | None = None
     time_scale: PositiveFloat = Field(

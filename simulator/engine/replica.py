@@ -446,12 +446,13 @@ class Replica(StaticBatchSteps, PreemptionSteps):
         request = self.ledger.requests[ordinal]
         if shared:
             cache.release(request.prefix_id)
-        if request.prefix_id >= 0:
-            # a conversation's next turn resends this whole context; a shared system
-            # prompt is only the declared prefix
-            keep = context if request.session_id == request.prefix_id else request.prefix_tokens
-            own = -(-context // self.cfg.kv_block_size) - shared
-            cache.retain(request.prefix_id, keep, own)
+        own = -(-context // self.cfg.kv_block_size) - shared
+        if request.session_id >= 0:
+            # a conversation's next turn resends this whole context
+            cache.retain(request.session_id, context, own)
+        elif request.prefix_id >= 0:
+            # a shared system prompt: only the declared prefix is common
+            cache.retain(request.prefix_id, request.prefix_tokens, own)
 
     def _finish_many(
         self, finished: tuple[list[int], list[int], list[int]], end: float, notify: bool = True

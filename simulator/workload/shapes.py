@@ -33,6 +33,20 @@ class ClassProfile:
     output: LengthSampler
     correlation: float
     followup: LengthSampler  # new user tokens of each later turn of a session
+    #: Tokens of the class's shared system prompt, and the prefix id tagging it (-1: none).
+    system_prompt_tokens: int = 0
+    system_prefix_id: int = -1
+
+    def tag(self, request: Request) -> None:
+        """Put the class's system prompt before ``request``'s prompt, tagged as a prefix."""
+        if self.system_prompt_tokens:
+            request.prompt_tokens += self.system_prompt_tokens
+            request.prefix_id = self.system_prefix_id
+            request.prefix_tokens = self.system_prompt_tokens
+
+
+#: System-prompt prefix ids start here, far above any session id.
+SYSTEM_PREFIX_ID_BASE = 1 << 40
 
 
 def build_profiles(spec: Mapping[str, Any], base_dir: Path | None) -> list[ClassProfile]:
@@ -48,6 +62,9 @@ def build_profiles(spec: Mapping[str, Any], base_dir: Path | None) -> list[Class
     for entry in classes:
         prompt_spec = entry.get("prompt_tokens") or spec["prompt_tokens"]
         followup_spec = sessions.get("followup_tokens") or prompt_spec
+        system = entry.get("system_prompt_tokens")
+        if system is None:
+            system = spec.get("system_prompt_tokens") or 0
         class_correlation = entry.get("length_correlation")
         profiles.append(
             ClassProfile(
@@ -60,6 +77,8 @@ def build_profiles(spec: Mapping[str, Any], base_dir: Path | None) -> list[Class
                 ),
                 correlation=correlation if class_correlation is None else float(class_correlation),
                 followup=build_sampler(followup_spec, base_dir=base_dir),
+                system_prompt_tokens=int(system),
+                system_prefix_id=SYSTEM_PREFIX_ID_BASE + len(profiles) if system else -1,
             )
         )
     return profiles
@@ -164,7 +183,8 @@ class SessionTracker:
         session_id = self._next_session_id
         self._next_session_id += 1
         request.session_id = session_id
-        request.prefix_id = session_id
+        if request.prefix_id < 0:  # a first turn keeps its system-prompt tag, if any
+            request.prefix_id = session_id
         request.turn = 0
         turns = int(self._turns.next())
         if turns > 1:

@@ -120,6 +120,7 @@ class OpenLoopSource:
         request = Request(
             request_id, arrival_s, prompt_tokens, output_tokens, profile.name, profile.priority
         )
+        profile.tag(request)
         self._issued += 1
         self._next_arrival_s = self._draw_arrival()
         if self._sessions is not None:
@@ -202,6 +203,7 @@ class ClosedLoopSource:
         request = Request(
             request_id, time_s, prompt_tokens, output_tokens, profile.name, profile.priority
         )
+        profile.tag(request)
         if self._sessions is not None:
             self._sessions.start(request, class_index)
         return request
