@@ -1,7 +1,8 @@
 """Priority scheduling: continuous batching that admits the most urgent class first.
 
 Waiting requests are considered in order of ``priority`` (larger values are more urgent,
-as the workload's request classes define it), then arrival; otherwise it behaves like ``continuous`` (whole-prompt prefill steps).
+as the workload's request classes define it), then arrival; otherwise it behaves like
+``continuous`` (whole-prompt prefill steps).
 """
 
 from __future__ import annotations

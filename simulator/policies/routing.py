@@ -2,8 +2,9 @@
 
 A replica, as routers see it, exposes ``replica_id``, ``outstanding`` (requests routed
 and unfinished), ``used_blocks`` and ``cfg.total_kv_blocks``; routers choose a position
-in the list of replicas serving now (autoscaling changes that list). ``weights`` give each replica's relative
-capacity (a heterogeneous fleet routes more to faster replicas); all 1 when alike.
+in the list of replicas serving now (autoscaling changes that list). ``weights`` give each
+replica's relative capacity (a heterogeneous fleet routes more to faster replicas); all 1
+when alike.
 """
 
 from __future__ import annotations
