@@ -108,7 +108,10 @@ def _names(text: str | None, option: str) -> tuple[str, ...] | None:
     from simulator.specs.catalog import load_model
 
     for name in names:
-        load_model(name)  # unknown names fail here, listing the known ones
+        try:
+            load_model(name)  # unknown names fail here, listing the known ones
+        except UserError as exc:
+            raise UserError(f"{option}: {exc}") from None
     return names
 
 
@@ -124,11 +127,25 @@ def run_measure(args: argparse.Namespace) -> int:
     from simulator.calibrate.run import measure
 
     size = "smoke" if args.smoke else "quick" if args.quick else "full"
+    step_models = _names(args.step_models, "--step-models")
+    if step_models:
+        from simulator.specs.catalog import load_model
+
+        for name in step_models:
+            spec = load_model(name)
+            if spec.is_moe or spec.uses_mla or not spec.gated_mlp:
+                raise UserError(
+                    f"--step-models: {name!r} is not a dense gated-MLP model with grouped-query "
+                    "attention; whole steps are timed for Llama-shaped models only"
+                )
+    output = Path(args.output)
+    if not output.parent.is_dir():
+        raise UserError(f"-o: folder {str(output.parent)!r} does not exist")
     measure(
-        Path(args.output),
+        output,
         size=size,
         gemm_models=_names(args.models, "--models"),
-        step_models=_names(args.step_models, "--step-models"),
+        step_models=step_models,
         device_name=args.device,
         budget_s=args.budget_s,
     )
