@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = {
             "recommendation": rec,
-            "options": json.loads(report.options.to_json(orient="records")),
+            "options": json.loads(report.options.to_json(orient="records", double_precision=15)),
             "files": [str(p) for p in written],
             "wall_s": report.wall_s,
         }

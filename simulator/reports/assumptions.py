@@ -5,6 +5,7 @@ calibration's measured error and the validation results (where the repository ha
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,11 @@ def price_rows(options: list[PriceOption], gpu: str) -> list[dict[str, Any]]:
 def efficiency_rows(scenario) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
     """(source of the cost-model parameters, its metadata, one row per parameter)."""
     params, source = resolve_calibration(scenario)
+    profile = getattr(scenario.engine, "profile", None)
+    if profile:
+        from simulator.costmodel.profiles import load_profile
+
+        params = load_profile(profile).apply(params)
     metadata: dict[str, Any] = {}
     fitted: set[str] = set()
     path = Path(source)
@@ -114,10 +120,10 @@ def efficiency_rows(scenario) -> tuple[str, dict[str, Any], list[dict[str, Any]]
                 "origin": "fitted" if f.name in fitted else "documented default",
             }
         )
-    try:
+    with contextlib.suppress(ValueError):
         source = str(path.resolve().relative_to(specs_dir().resolve().parent))
-    except ValueError:
-        pass
+    if profile:
+        source += f", engine profile {profile!r} applied"
     return source, metadata, rows
 
 

@@ -29,6 +29,7 @@ HEADLESS_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
     "--hide-scrollbars",
+    "--force-device-scale-factor=1",
 )
 #: Seconds a browser run may take before it is stopped.
 BROWSER_TIMEOUT_S = 120

@@ -22,6 +22,8 @@ FIGURE_DPI = 110
 #: Colours by option kind, so one kind keeps its colour across figures.
 KIND_COLOURS = {"cloud": "#1f77b4", "owned": "#2ca02c", "api": "#d62728"}
 _LINESTYLES = ("-", "--", ":", "-.")
+#: Time bins of the utilisation plot (the run's length divided evenly).
+UTILISATION_BINS = 80
 
 
 def to_png(fig: plt.Figure) -> bytes:
@@ -171,10 +173,12 @@ def cost_against_traffic(
 
 def utilisation_over_time(timeseries: pd.DataFrame, max_num_seqs: int) -> bytes:
     """Batch occupancy, KV-cache use and queue length over the target-rate run (mean over
-    replicas, in one-second bins)."""
+    replicas, in ``UTILISATION_BINS`` bins of equal time)."""
     fig, (ax, ax_queue) = plt.subplots(2, 1, figsize=(10, 4.6), sharex=True)
     if len(timeseries):
-        frame = timeseries.assign(second=np.floor(timeseries["time_s"]))
+        span_s = float(timeseries["time_s"].max() - timeseries["time_s"].min()) or 1.0
+        bin_s = span_s / UTILISATION_BINS
+        frame = timeseries.assign(second=np.floor(timeseries["time_s"] / bin_s) * bin_s)
         per_replica = frame.groupby(["second", "replica"]).mean(numeric_only=True)
         binned = per_replica.groupby("second").agg(
             running=("running", "mean"),
@@ -193,6 +197,7 @@ def utilisation_over_time(timeseries: pd.DataFrame, max_num_seqs: int) -> bytes:
     ax_queue.grid(True, alpha=0.3)
     ax_queue.legend(fontsize=8, loc="upper right")
     fig.suptitle("Utilisation and KV-cache use over time (mean over replicas)")
+    ax.set_xlim(left=0)
     return to_png(fig)
 
 

@@ -343,15 +343,18 @@ def _assumptions(sim: Simulated, options: list[costs.PriceOption]) -> str:
 
 
 def _appendix(scenario: Scenario, sim: Simulated, wall_s: dict[str, float]) -> str:
-    data = scenario.model_dump(mode="json")
-    data["plan"] = sim.plan.plan.model_dump(mode="json", exclude_none=True)
-    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    given = scenario.model_dump(mode="json", exclude_unset=True)
+    given["plan"] = sim.plan.plan.model_dump(mode="json", exclude_unset=True)
+    resolved = scenario.model_dump(mode="json")
+    resolved["plan"] = sim.plan.plan.model_dump(mode="json")
     timing = ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in wall_s.items())
     return (
         '<h2 id="appendix">Appendix: the scenario</h2>'
-        "<p class='note'>Fully resolved, defaults included.</p>"
-        f"<pre id='scenario-yaml'>{esc(text)}</pre>"
-        f"<p class='note'>Simulation time: {esc(timing)}; "
+        "<h3>As given (overrides applied); reload it with servesim</h3>"
+        f"<pre id='scenario-yaml'>{esc(yaml.safe_dump(given, sort_keys=False))}</pre>"
+        "<h3>Resolved, every default filled in</h3>"
+        f"<pre id='scenario-resolved'>{esc(yaml.safe_dump(resolved, sort_keys=False))}</pre>"
+        f"<p class='note'>Computing time: {esc(timing)}; "
         f"{sim.plan.rate.simulations} simulations in the rate search.</p>"
     )
 

@@ -1,0 +1,236 @@
+"""The procurement report: recommendation, every plot, the assumptions, consistency with the
+planner, and the command line."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html as html_lib
+import io
+import json
+import math
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from simulator.config.loader import scenario_from_dict
+from simulator.errors import UserError
+from simulator.planning.outcome import judge
+from simulator.reports import FIGURE_IDS, build_report, write_report
+from simulator.reports import costs as report_costs
+
+ROOT = Path(__file__).resolve().parents[1]
+PLAN_CHAT = ROOT / "workloads" / "plan_chat.yaml"
+SMALL = ["workload.num_requests=300"]
+
+
+@pytest.fixture(scope="module")
+def built():
+    start = time.perf_counter()
+    report = build_report(PLAN_CHAT, SMALL)
+    return report, time.perf_counter() - start
+
+
+def _parser():
+    from simulator.cli import listing, report, show
+
+    parser = argparse.ArgumentParser(prog="servesim")
+    sub = parser.add_subparsers()
+    for module in (report, listing, show):
+        module.register(sub)
+    return parser
+
+
+def test_report_states_the_recommendation(built):
+    report, _ = built
+    rec = report.recommendation
+    html = report.html
+    assert 'id="recommendation"' in html
+    assert html_lib.escape(rec["option"]) in html
+    # the headline numbers appear as written in the recommendation box
+    box = html[html.index('id="recommendation"') : html.index("</div></div>", html.index("kpis"))]
+    assert f"${rec['monthly_usd']:,.0f}" in box
+    assert rec["gpus"] == rec["replicas"] * report.simulated.gpus_per_replica
+    # the recommendation is the cheapest option, and the runner-ups follow in order
+    assert rec["monthly_usd"] == report.options["monthly_usd"].min()
+    assert list(report.options["monthly_usd"]) == sorted(report.options["monthly_usd"])
+    assert 'id="options"' in html
+    for name in report.options["name"]:
+        assert html_lib.escape(name) in html
+
+
+def test_report_has_every_plot_as_an_embedded_png(built):
+    report, _ = built
+    from PIL import Image
+
+    for fig_id in FIGURE_IDS:
+        match = re.search(
+            rf'<img id="img-{fig_id}"[^>]*src="data:image/png;base64,([^"]+)"', report.html
+        )
+        assert match, fig_id
+        image = Image.open(io.BytesIO(base64.b64decode(match.group(1))))
+        assert image.width > 400 and image.height > 200
+        pixels = np.asarray(image.convert("L"))
+        assert (pixels < 200).mean() > 0.01, f"{fig_id} looks blank"
+    assert len(re.findall(r"<img ", report.html)) == len(FIGURE_IDS)
+
+
+def test_report_is_self_contained(built):
+    report, _ = built
+    # nothing to fetch: every src is inline, no external stylesheet or script
+    srcs = re.findall(r'src="([^"]*)"', report.html)
+    assert srcs and all(s.startswith("data:") for s in srcs)
+    assert "<link " not in report.html
+    assert "<script src" not in report.html
+    assert "@media print" in report.html
+
+
+def test_report_lists_assumptions_with_sources_and_dates(built):
+    report, _ = built
+    html = report.html
+    assert 'id="assumptions"' in html and 'id="prices"' in html and 'id="efficiencies"' in html
+    best = report.simulated
+    for option in report_costs.price_options(best):
+        if option.kind == "cloud":
+            assert option.offer["date"] in html
+            assert html_lib.escape(option.offer["source"]) in html
+        if option.kind == "api":
+            assert html_lib.escape(option.api["source"]) in html
+    # the calibration's measured error band of the h100-sxm file is quoted
+    assert "median |error| %" in html
+    assert "calibration/h100-sxm.yaml" in html
+    # the validation results are quoted or honestly missing
+    assert ("Held-out validation:" in html) or (
+        "Held-out validation results: not available" in html
+    )
+
+
+def test_appendix_holds_the_resolved_scenario(built):
+    report, _ = built
+    text = re.search(r"<pre id='scenario-yaml'>(.*?)</pre>", report.html, re.S).group(1)
+    data = yaml.safe_load(html_lib.unescape(text))
+    assert data["plan"]["target_rate_per_s"] == 40
+    data.pop("plan")
+    again = scenario_from_dict(data)
+    assert again.model_dump() == report.simulated.scenario.model_dump()
+    assert again.workload.num_requests == 300
+    resolved = re.search(r"<pre id='scenario-resolved'>(.*?)</pre>", report.html, re.S).group(1)
+    resolved = yaml.safe_load(html_lib.unescape(resolved))
+    assert resolved["engine"]["kv_block_size"] == report.simulated.scenario.engine.kv_block_size
+
+
+def test_costs_agree_with_the_planner(built):
+    report, _ = built
+    planner = {o["name"]: o["monthly_usd"] for o in report.simulated.plan.costs["options"]}
+    ours = dict(zip(report.options["name"], report.options["monthly_usd"], strict=True))
+    assert set(planner) == set(ours)
+    for name, monthly in planner.items():
+        assert ours[name] == pytest.approx(monthly, rel=1e-9), name
+
+
+def test_recommended_fleet_meets_the_slo_and_one_fewer_does_not(built):
+    report, _ = built
+    sim = report.simulated
+    meets, reason = judge(sim.run.summary)
+    assert meets, reason
+    assert sim.replicas == sim.plan.replicas.replicas
+    assert sim.plan.replicas.fewer_reason  # why one fewer replica fails, from simulation
+
+
+def test_load_curve_rises_and_crosses_the_knee(built):
+    report, _ = built
+    curve = report.simulated.load_curve
+    assert curve["rate_per_s"].is_monotonic_increasing
+    # latency at the highest rate exceeds latency at the lowest
+    assert curve["tpot_ms_p99"].iloc[-1] > curve["tpot_ms_p99"].iloc[0]
+    assert curve["meets_slo"].iloc[0]
+    assert not curve["meets_slo"].iloc[-1]  # 1.2 × the maximum rate misses
+
+
+def test_traffic_curve_and_break_even_points(built):
+    report, _ = built
+    sim = report.simulated
+    curve = report_costs.cost_against_traffic(sim)
+    api = curve[curve["kind"] == "api"]
+    for _, group in api.groupby("option"):
+        per_request = group["monthly_usd"] / group["rate_per_s"]
+        assert np.allclose(per_request, per_request.iloc[0])  # linear in traffic
+    table = curve.pivot_table(index="rate_per_s", columns="option", values="monthly_usd")
+    for change in report_costs.cheapest_changes(curve):
+        rates = table.index
+        i = list(rates).index(change["rate_per_s"])
+        assert table.iloc[i - 1].idxmin() == change["from"]
+        assert table.iloc[i].idxmin() == change["to"]
+    # owned and rented fleets never shrink as traffic grows
+    for _, group in curve[curve["kind"] != "api"].groupby("option"):
+        assert group["monthly_usd"].is_monotonic_increasing
+
+
+def test_sensitivity_scales_prices_and_replans_traffic(built):
+    report, _ = built
+    sim = report.simulated
+    frame = report_costs.sensitivity(sim)
+    assert sim.replicas_by_traffic[0.7] <= sim.replicas <= sim.replicas_by_traffic[1.3]
+    price = frame[frame["axis"] == "price"].set_index(["option", "factor"])["monthly_usd"]
+    for option in report_costs.price_options(sim):
+        if option.kind == "cloud":
+            assert price[(option.name, 1.3)] == pytest.approx(1.3 * price[(option.name, 1.0)])
+        if option.kind == "api":
+            assert price[(option.name, 1.3)] == pytest.approx(price[(option.name, 1.0)])
+    for (_, _), part in frame.groupby(["axis", "factor"]):
+        assert part["cheapest"].sum() >= 1
+        assert part.loc[part["cheapest"], "monthly_usd"].iloc[0] == part["monthly_usd"].min()
+    assert 'id="sensitivity"' in report.html
+
+
+def test_small_report_is_fast(built):
+    _, wall_s = built
+    assert wall_s < 60
+
+
+def test_report_without_a_target_plans_the_maximum_rate():
+    report = build_report(ROOT / "workloads" / "quickstart.yaml", SMALL, replications=1)
+    sim = report.simulated
+    assert sim.target_rate_per_s == pytest.approx(sim.plan.max_rate_per_s)
+    assert "maximum sustainable rate" in report.html
+    assert math.isfinite(report.recommendation["monthly_usd"])
+
+
+def test_an_unreachable_slo_is_a_user_error():
+    with pytest.raises(UserError, match="no rate meets the SLO"):
+        build_report(PLAN_CHAT, [*SMALL, "slo.ttft_ms.p99=0.001", "plan.replications=1"])
+
+
+def test_cli_writes_html_and_prints_json(tmp_path, capsys):
+    out = tmp_path / "sub" / "report.html"
+    args = _parser().parse_args(
+        [
+            "report",
+            str(PLAN_CHAT),
+            "-o",
+            str(out),
+            "--json",
+            "--replications",
+            "1",
+            "--set",
+            SMALL[0],
+        ]
+    )
+    assert args.func(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["files"] == [str(out)]
+    assert html_lib.escape(printed["recommendation"]["option"]) in out.read_text()
+    assert printed["options"][0]["monthly_usd"] == printed["recommendation"]["monthly_usd"]
+
+
+def test_write_report_without_browser_for_pdf(tmp_path, monkeypatch, built):
+    report, _ = built
+    monkeypatch.setenv("SERVESIM_CHROMIUM", str(tmp_path / "no-such-browser"))
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(UserError, match="needs Chromium"):
+        write_report(report, tmp_path / "r.html", tmp_path / "r.pdf")
+    assert (tmp_path / "r.html").is_file()
