@@ -95,6 +95,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+#: Fields of ``env`` rows copied into a calibration file's metadata (where and with what).
+ENV_KEYS = ("gpu", "mem", "sms", "driver", "torch", "cuda", "python", "measured_utc", "size", "tp")
+
+
 def _env_rows(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r["kind"] == "env"]
 
@@ -212,9 +216,7 @@ def run_fit(args: argparse.Namespace) -> int:
         "sources": [str(Path(s)) for s in args.sources],
         "gpu": gpu.name,
         "devices": device_names,
-        "measured_with": [
-            {k: e.get(k) for k in ("gpu", "torch", "cuda", "tp") if k in e} for e in _env_rows(rows)
-        ],
+        "measured_with": [{k: e.get(k) for k in ENV_KEYS if k in e} for e in _env_rows(rows)],
         "link": link.name if link else None,
         "models": sorted(models),
         "holdout": list(args.holdout),
