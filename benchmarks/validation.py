@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -527,8 +526,9 @@ def serving_cases() -> list[ServingCase]:
     ]  # fmt: skip
 
 
-def _scenario(case: ServingCase, calibration: Path) -> dict:
-    profile = load_profile(case.profile)
+def _scenario(case: ServingCase) -> dict:
+    """The scenario of one replica; the GPU's shipped calibration applies by default and
+    ``engine.profile`` puts the engine's runtime fields and default limits on top."""
     if case.qps is None:
         arrival = {"process": "closed_loop", "users": case.max_num_seqs}
     else:
@@ -536,20 +536,15 @@ def _scenario(case: ServingCase, calibration: Path) -> dict:
     return {
         "name": "validation",
         "model": case.model,
-        "hardware": {
-            "gpu": case.gpu,
-            "tensor_parallel": case.tp,
-            "replicas": 1,
-            "calibration": str(calibration),
-        },
+        "hardware": {"gpu": case.gpu, "tensor_parallel": case.tp, "replicas": 1},
         "engine": {
+            "profile": case.profile,
             "batching": "continuous",
             "max_num_seqs": case.max_num_seqs,
             "max_num_batched_tokens": case.max_num_batched_tokens,
             "gpu_memory_utilization": case.gpu_memory_utilization,
             "weight_dtype": case.weight_dtype,
             "kv_dtype": case.kv_dtype,
-            "cuda_graphs": profile.cuda_graphs,
         },
         "workload": {
             "arrival": arrival,
@@ -573,69 +568,66 @@ def serving_section(cases: list[ServingCase]) -> tuple[list[Row], list[Missing]]
     from simulator.errors import UserError
 
     rows, missing = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for case in cases:
-            params, where = _params_for(case.gpu, load_profile(case.profile))
-            path = Path(tmp) / f"{case.gpu}-{case.profile}.yaml"
-            params.to_file(path, {"note": "validation: calibration + engine profile"})
-            try:
-                result = run(scenario_from_dict(_scenario(case, path)))
-            except UserError as exc:
-                missing.append(Missing(case.section, case.config, f"not expressible yet: {exc}"))
-                continue
-            summary = result.summary
-            saturated = bool(summary.get("saturated"))
-            note = "; ".join(x for x in (where, case.note) if x)
-            if saturated:
-                note += f"; {SATURATED}"
-            tok_s = summary["output_tokens_per_s"] * case.replicas
-            if case.qps is None:
-                # Sensitivity to the assumed input lengths (the reference gives only the max).
-                shorter = _scenario(case, path)
-                shorter["workload"]["prompt_tokens"] = SHORTER_INPUT
-                alt = run(scenario_from_dict(shorter)).summary["output_tokens_per_s"]
-                note += f"; with inputs uniform 1-512: {alt * case.replicas:,.0f} tok/s"
-            metric = "output tok/s (Offline)" if case.qps is None else "output tok/s (Server)"
+    for case in cases:
+        _, where = _params_for(case.gpu, load_profile(case.profile))
+        try:
+            result = run(scenario_from_dict(_scenario(case)))
+        except UserError as exc:
+            missing.append(Missing(case.section, case.config, f"not expressible yet: {exc}"))
+            continue
+        summary = result.summary
+        saturated = bool(summary.get("saturated"))
+        note = "; ".join(x for x in (where, case.note) if x)
+        if saturated:
+            note += f"; {SATURATED}"
+        tok_s = summary["output_tokens_per_s"] * case.replicas
+        if case.qps is None:
+            # Sensitivity to the assumed input lengths (the reference gives only the max).
+            shorter = _scenario(case)
+            shorter["workload"]["prompt_tokens"] = SHORTER_INPUT
+            alt = run(scenario_from_dict(shorter)).summary["output_tokens_per_s"]
+            note += f"; with inputs uniform 1-512: {alt * case.replicas:,.0f} tok/s"
+        metric = "output tok/s (Offline)" if case.qps is None else "output tok/s (Server)"
+        rows.append(
+            Row(
+                case.section,
+                case.config,
+                metric,
+                "tok/s",
+                case.measured_tok_s,
+                tok_s,
+                HELD_OUT,
+                note,
+            )
+        )
+        if case.measured_tpot_ms:
+            tpot = summary["tpot_ms"]["mean"]
             rows.append(
                 Row(
                     case.section,
                     case.config,
-                    metric,
-                    "tok/s",
-                    case.measured_tok_s,
-                    tok_s,
+                    "TPOT mean (Server)",
+                    "ms",
+                    case.measured_tpot_ms,
+                    tpot,
                     HELD_OUT,
                     note,
                 )
             )
-            if case.measured_tpot_ms:
-                tpot = summary["tpot_ms"]["mean"]
-                rows.append(
-                    Row(
-                        case.section,
-                        case.config,
-                        "TPOT mean (Server)",
-                        "ms",
-                        case.measured_tpot_ms,
-                        tpot,
-                        HELD_OUT,
-                        note,
-                    )
+        if case.measured_ttft_ms:
+            ttft = summary["ttft_ms"]["mean"]
+            rows.append(
+                Row(
+                    case.section,
+                    case.config,
+                    "TTFT mean (Server)",
+                    "ms",
+                    case.measured_ttft_ms,
+                    ttft,
+                    HELD_OUT,
+                    note,
                 )
-            if case.measured_ttft_ms:
-                ttft = summary["ttft_ms"]["mean"]
-                rows.append(
-                    Row(
-                        case.section,
-                        case.config,
-                        "TTFT mean (Server)",
-                        "ms",
-                        case.measured_ttft_ms,
-                        ttft,
-                        HELD_OUT,
-                        note,
-                    )
-                )
+            )
     return rows, missing
 
 
