@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from simulator.config.loader import load_scenario, scenario_from_dict
 from simulator.config.scenario import Scenario
@@ -227,10 +228,22 @@ def summarize_run(scenario: Scenario, records: RunRecords) -> Summary:
     """The scenario's summary of a finished run (its SLOs, per-class SLOs and GPU price)."""
     classes = scenario.workload.classes or []
     class_slos = {c.name: c.slo.model_dump(exclude_none=True) for c in classes if c.slo}
-    return summarize(
+    summary = summarize(
         records,
         slo=scenario.slo or None,
         gpu_hour_usd=scenario.cost.gpu_hour_usd,
         warmup_s=scenario.output.warmup_s,
         class_slos=class_slos or None,
     )
+    summary.step_time_error_band = validated_error_band()
+    return summary
+
+
+def validated_error_band() -> dict | None:
+    """Held-out step-time error of the cost model, written by ``benchmarks/validation.py``
+    (``hardware_specs/calibration/error_band.yaml``); None when absent."""
+    path = specs_dir() / "calibration" / "error_band.yaml"
+    if not path.is_file():
+        return None
+    data = yaml.safe_load(path.read_text())
+    return {**data["step_time"], "source": data.get("source", str(path))}

@@ -88,6 +88,9 @@ class Summary:
     #: class name -> the same request, throughput, latency, goodput and SLO keys, per class.
     per_class: dict[str, dict[str, Any]] = field(default_factory=dict)
     saturation_details: dict[str, Any] = field(default_factory=dict)
+    #: The cost model's validated step-time error (held-out rows of the validation suite):
+    #: ``{"median_pct", "worst_pct", "rows", "source"}``; a margin for planning.
+    step_time_error_band: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: plain floats/ints/strs, NaN and infinities as None."""
