@@ -92,8 +92,11 @@ class ModelSpec:
         if self.uses_mla:
             nope, rope, v = self.qk_nope_head_dim, self.qk_rope_head_dim, self.v_head_dim
             heads = self.num_attention_heads
-            q = (h * self.q_lora_rank + self.q_lora_rank * heads * (nope + rope)
-                 if self.q_lora_rank else h * heads * (nope + rope))
+            q = (
+                h * self.q_lora_rank + self.q_lora_rank * heads * (nope + rope)
+                if self.q_lora_rank
+                else h * heads * (nope + rope)
+            )
             kv_down = h * (self.kv_lora_rank + rope)
             kv_up = self.kv_lora_rank * heads * (nope + v)
             out = heads * v * h
