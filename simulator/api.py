@@ -70,7 +70,8 @@ def build_cost_model(scenario: Scenario) -> CostModel:
     if eng.profile is not None:
         profile = load_profile(eng.profile)
         params = profile.apply(params)
-        cuda_graphs = profile.cuda_graphs
+        if "cuda_graphs" not in eng.model_fields_set:  # an explicit setting wins
+            cuda_graphs = profile.cuda_graphs
     try:
         return CostModel(
             model,
@@ -85,6 +86,8 @@ def build_cost_model(scenario: Scenario) -> CostModel:
             weight_dtype=eng.weight_dtype,
             kv_dtype=eng.kv_dtype,
             cuda_graphs=cuda_graphs,
+            attention_dtype=eng.attention_dtype,
+            lm_head_dtype=eng.lm_head_dtype,
         )
     except UserError as exc:
         # Cost-model messages name their field; give it its scenario section.
@@ -93,7 +96,7 @@ def build_cost_model(scenario: Scenario) -> CostModel:
                 m
                 if m.startswith(("hardware.", "engine."))
                 else f"engine.{m}"
-                if m.startswith(("kv_dtype", "weight_dtype"))
+                if m.startswith(("kv_dtype", "weight_dtype", "attention_dtype", "lm_head_dtype"))
                 else f"hardware.{m}"
                 for m in exc.messages
             ]
@@ -123,6 +126,8 @@ def build_memory_plan(scenario: Scenario) -> MemoryPlan:
             gpu_memory_utilization=eng.gpu_memory_utilization,
             max_num_batched_tokens=eng.max_num_batched_tokens,
             offload=offload,
+            attention_dtype=eng.attention_dtype,
+            lm_head_dtype=eng.lm_head_dtype,
         )
     except UserError as exc:
         # Cost-model messages name their field; give it its scenario section.
@@ -131,7 +136,7 @@ def build_memory_plan(scenario: Scenario) -> MemoryPlan:
                 m
                 if m.startswith(("hardware.", "engine."))
                 else f"engine.{m}"
-                if m.startswith(("kv_dtype", "weight_dtype"))
+                if m.startswith(("kv_dtype", "weight_dtype", "attention_dtype", "lm_head_dtype"))
                 else f"hardware.{m}"
                 for m in exc.messages
             ]

@@ -149,6 +149,10 @@ class EngineConfig(StrictModel):
     kv_watermark: float = Field(0.01, ge=0.0, lt=1.0)
     weight_dtype: str = "bf16"
     kv_dtype: str = "bf16"
+    #: Weights of the attention projections and of the LM head; default: bf16 when the
+    #: weights are fp8/fp4 (as FP8 checkpoints keep them), else the weight dtype.
+    attention_dtype: str | None = None
+    lm_head_dtype: str | None = None
     #: Steps replayed as CUDA graphs (no per-kernel CPU launch cost).
     cuda_graphs: bool = True
     #: Longest prompt + output accepted; default: the model's maximum position embeddings.
