@@ -66,6 +66,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="dtype of the attention projections (an fp8/fp4 checkpoint keeps them bf16)",
     )
     p.add_argument("--eager", action="store_true", help="engine without CUDA graphs")
+    p.add_argument(
+        "--profile",
+        help="engine profile (vllm, sglang, trtllm, llama.cpp, hf-transformers, ideal): "
+        "runtime overheads and kernel quality on top of the calibration",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(func=run)
 
@@ -146,6 +151,14 @@ def run(args: argparse.Namespace) -> int:
         field_names=("link", "inter-node-link"),
     )
     params, source = resolve_params(args.gpu, args.calibration)
+    cuda_graphs = not args.eager
+    if args.profile:
+        from simulator.costmodel.profiles import load_profile
+
+        profile = load_profile(args.profile)
+        params = profile.apply(params)
+        cuda_graphs = profile.cuda_graphs and not args.eager
+        source = f"{source} + profile {profile.name}"
     cost_model = CostModel(
         model,
         gpu,
@@ -158,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
         weight_dtype=args.weight_dtype,
         kv_dtype=args.kv_dtype,
         activation_dtype=args.activation_dtype,
-        cuda_graphs=not args.eager,
+        cuda_graphs=cuda_graphs,
     )
     cost = cost_model.price(shape)
     tokens_per_s = shape.tokens / cost.total_s if cost.total_s > 0 else 0.0
@@ -172,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
             "weight_formats": cost_model.formats.describe(),
             "kv_dtype": cost_model.kv_dtype,
             "calibration": source,
-            "cuda_graphs": not args.eager,
+            "cuda_graphs": cuda_graphs,
             "shape": {name: getattr(shape, name) for name in StepShape.__slots__},
             **cost.to_dict(),
             "tokens_per_s": tokens_per_s,
