@@ -143,13 +143,31 @@ def error_band(metadata: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def validation_summary() -> dict[str, Any]:
-    """Whether validation results exist, and their headline lines (those with a %)."""
+    """Whether validation results exist, and the rows of their held-out summary table
+    (the first markdown table under a "## Summary" heading)."""
     path = _repo_root() / VALIDATION_DOC
     if not path.is_file():
-        return {"available": False, "path": str(VALIDATION_DOC), "lines": []}
-    lines = [
-        line.strip()
-        for line in path.read_text().splitlines()
-        if "%" in line and ("median" in line.lower() or "worst" in line.lower())
-    ]
-    return {"available": True, "path": str(VALIDATION_DOC), "lines": lines[:12]}
+        return {"available": False, "path": str(VALIDATION_DOC), "header": [], "rows": []}
+    lines = path.read_text().splitlines()
+    header: list[str] = []
+    rows: list[list[str]] = []
+    in_summary = False
+    for line in lines:
+        if line.startswith("## "):
+            if rows:
+                break
+            in_summary = line.lower().startswith("## summary")
+            continue
+        if not in_summary:
+            continue
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if all(set(c) <= set("-: ") for c in cells):
+                continue
+            if not header:
+                header = cells
+            else:
+                rows.append(cells)
+        elif rows:
+            break
+    return {"available": True, "path": str(VALIDATION_DOC), "header": header, "rows": rows}

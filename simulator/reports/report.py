@@ -316,15 +316,16 @@ def _assumptions(sim: Simulated, options: list[costs.PriceOption]) -> str:
             "<p class='warn'>No calibration error band: this GPU runs on datasheet "
             "defaults, not on measurements.</p>"
         )
-    if validation["available"]:
-        lines = "".join(f"<li>{esc(line)}</li>" for line in validation["lines"])
+    if validation["available"] and validation["rows"]:
         out.append(
-            f"<p>Held-out validation: <code>{esc(validation['path'])}</code></p><ul>{lines}</ul>"
+            f"<p>Held-out validation (<code>{esc(validation['path'])}</code>): the simulator "
+            "against measurements and published numbers it was not fitted on.</p>"
         )
+        out.append(table(validation["header"], validation["rows"], table_id="validation"))
     else:
         out.append(
-            f"<p class='warn'>Held-out validation results: not available "
-            f"(<code>{esc(validation['path'])}</code> not found).</p>"
+            "<p class='warn'>Held-out validation results: not available "
+            f"(<code>{esc(validation['path'])}</code> not found or without a summary).</p>"
         )
     notes = list(sim.plan.notes) + [n for n in [(sim.plan.costs or {}).get("notes")] if n]
     if notes:
