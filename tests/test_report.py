@@ -240,3 +240,28 @@ def test_write_report_without_browser_for_pdf(tmp_path, monkeypatch, built):
     with pytest.raises(UserError, match="needs Chromium"):
         write_report(report, tmp_path / "r.html", tmp_path / "r.pdf")
     assert (tmp_path / "r.html").is_file()
+
+
+def test_report_with_a_search_lists_the_ranked_candidates():
+    report = build_report(
+        PLAN_CHAT,
+        [
+            *SMALL,
+            "search.gpus=[h100-sxm,h200]",
+            "search.batching=[continuous,chunked]",
+            "plan.replications=1",
+        ],
+    )
+    search = report.simulated.plan.search
+    html = report.html
+    assert "Configuration search" in html
+    section = html[html.index("Configuration search") : html.index("<h2>Figures</h2>")]
+    ranked = [c for c in search.candidates if c.feasible]
+    assert ranked
+    # candidates appear best first, each with its varying settings and its cost
+    positions = [
+        section.index(f"gpu={c.settings['gpu']}, batching={c.settings['batching']}") for c in ranked
+    ]
+    assert positions == sorted(positions)
+    costs = [c.cost_per_million_output_tokens_usd for c in ranked]
+    assert costs == sorted(costs)

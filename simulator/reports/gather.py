@@ -8,6 +8,7 @@ prices are applied afterwards in :mod:`simulator.reports.costs`.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +107,16 @@ def latency_against_load(
     return pd.DataFrame(rows)
 
 
+def _stage_printer(enabled: bool):
+    """A function printing one progress line per stage on stderr (or doing nothing)."""
+
+    def say(message: str) -> None:
+        if enabled:
+            print(f"report: {message}", file=sys.stderr, flush=True)
+
+    return say
+
+
 def simulate_for_report(
     source: PlanFile | Scenario | str | Path,
     overrides: list[str] | None = None,
@@ -142,15 +153,19 @@ def simulate_for_report(
     else:
         replicas = scenario.hardware.replicas
 
+    say = _stage_printer(progress)
+    say(f"latency against load: {len(load_fractions)} rates")
     t0 = time.perf_counter()
     curve = latency_against_load(scenario, planned.max_rate_per_s, load_fractions, span)
     clock["load_curve_s"] = time.perf_counter() - t0
 
+    say(f"target run: {replicas} replica(s) at {target:.4g} req/s")
     t0 = time.perf_counter()
     settings = {"hardware.replicas": replicas, **_num_requests(scenario, target, span)}
     target_run = run(variant(scenario, settings, rate_per_s=target))
     clock["target_run_s"] = time.perf_counter() - t0
 
+    say("fleet at ±30% traffic")
     t0 = time.perf_counter()
     by_traffic: dict[float, int | None] = {1.0: replicas}
     for factor in TRAFFIC_FACTORS:

@@ -22,6 +22,8 @@ from simulator.reports import assumptions, costs, plots
 from simulator.reports.gather import Simulated, simulate_for_report
 from simulator.reports.html import esc, figure, fmt, kpi, page, table, usd
 
+#: Candidates of a configuration search shown in the report (best first).
+SEARCH_ROWS = 15
 #: Figure ids in the order they appear; every report has all of them.
 FIGURE_IDS = (
     "latency-vs-load",
@@ -217,12 +219,19 @@ def _search(sim: Simulated) -> str:
     search = sim.plan.search
     if search is None:
         return ""
+    shown = search.candidates[:SEARCH_ROWS]
+    # Only the settings that differ between candidates tell them apart.
+    varying = [
+        key
+        for key in dict.fromkeys(k for c in shown for k in c.settings)
+        if len({str(c.settings.get(key)) for c in search.candidates}) > 1
+    ]
     rows = []
-    for c in search.candidates[:15]:
+    for c in shown:
         rows.append(
             (
                 fmt(c.rank),
-                ", ".join(f"{k}={v}" for k, v in c.settings.items()),
+                ", ".join(f"{k}={c.settings.get(k)}" for k in varying),
                 c.status,
                 fmt(c.max_rate_per_s),
                 usd(c.cost_per_million_output_tokens_usd),
@@ -234,8 +243,10 @@ def _search(sim: Simulated) -> str:
     return (
         "<h2>Configuration search</h2>"
         f"<p class='note'>{search.simulated} simulated, {search.pruned} pruned, "
-        f"{search.infeasible} infeasible. The costs above are for the scenario's own "
-        "deployment; a cheaper configuration here is worth a plan of its own.</p>"
+        f"{search.infeasible} infeasible; the {len(shown)} best of {len(search.candidates)} "
+        "candidates by cost per million output tokens (rented at the GPU's cheapest price). "
+        "The costs above are for the scenario's own deployment; a cheaper configuration "
+        "here is worth a plan of its own.</p>"
         + table(
             ["rank", "settings", "status", "max req/s", "$/M out", "latency ms", "Pareto", "why"],
             rows,
