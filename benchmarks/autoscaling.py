@@ -7,7 +7,6 @@ Run: ``python benchmarks/autoscaling.py``.
 
 from __future__ import annotations
 
-import math
 import time
 
 from simulator.api import run, scenario_from_dict
@@ -143,10 +142,8 @@ def main() -> None:
         f"(servers amortised over {owned.life_years:g} years, power, hosting)"
     )
     cheaper = "owning the fixed fleet" if owned_day < auto_rented else "renting with autoscaling"
-    print(
-        f"  cheaper: {cheaper} (ratio {max(owned_day, auto_rented) / min(owned_day, auto_rented):.2f})"
-    )
-    assert not math.isnan(owned_day)
+    ratio = max(owned_day, auto_rented) / min(owned_day, auto_rented)
+    print(f"  cheaper: {cheaper} (ratio {ratio:.2f})")
 
 
 if __name__ == "__main__":
