@@ -39,6 +39,24 @@ def resolve_calibration(scenario: Scenario) -> tuple[CostParams, str]:
     return CostParams.from_file(path), str(path)
 
 
+#: Cost-model fields that belong to the scenario's ``engine`` section (the rest: hardware).
+_ENGINE_FIELDS = ("kv_dtype", "weight_dtype", "attention_dtype", "lm_head_dtype")
+
+
+def _in_scenario_sections(exc: UserError) -> UserError:
+    """Cost-model messages name their field; give each its scenario section."""
+    return UserError(
+        [
+            m
+            if m.startswith(("hardware.", "engine."))
+            else f"engine.{m}"
+            if m.startswith(_ENGINE_FIELDS)
+            else f"hardware.{m}"
+            for m in exc.messages
+        ]
+    )
+
+
 def build_cost_model(scenario: Scenario) -> CostModel:
     """The step-time model of one replica of the scenario (TP × PP × EP GPUs, offload)."""
     from simulator.costmodel.offload import OffloadPlan
@@ -90,17 +108,7 @@ def build_cost_model(scenario: Scenario) -> CostModel:
             lm_head_dtype=eng.lm_head_dtype,
         )
     except UserError as exc:
-        # Cost-model messages name their field; give it its scenario section.
-        raise UserError(
-            [
-                m
-                if m.startswith(("hardware.", "engine."))
-                else f"engine.{m}"
-                if m.startswith(("kv_dtype", "weight_dtype", "attention_dtype", "lm_head_dtype"))
-                else f"hardware.{m}"
-                for m in exc.messages
-            ]
-        ) from None
+        raise _in_scenario_sections(exc) from None
 
 
 def build_memory_plan(scenario: Scenario) -> MemoryPlan:
@@ -130,17 +138,7 @@ def build_memory_plan(scenario: Scenario) -> MemoryPlan:
             lm_head_dtype=eng.lm_head_dtype,
         )
     except UserError as exc:
-        # Cost-model messages name their field; give it its scenario section.
-        raise UserError(
-            [
-                m
-                if m.startswith(("hardware.", "engine."))
-                else f"engine.{m}"
-                if m.startswith(("kv_dtype", "weight_dtype", "attention_dtype", "lm_head_dtype"))
-                else f"hardware.{m}"
-                for m in exc.messages
-            ]
-        ) from None
+        raise _in_scenario_sections(exc) from None
 
 
 def apply_profile_limits(scenario: Scenario) -> Scenario:
