@@ -7,4 +7,4 @@ if command -v chromium >/dev/null 2>&1; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
-apt-get install -y --no-install-recommends chromium fonts-dejavu-core
+apt-get install -y chromium fonts-dejavu-core
