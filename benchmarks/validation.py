@@ -547,6 +547,10 @@ def _scenario(case: ServingCase) -> dict:
             "gpu_memory_utilization": case.gpu_memory_utilization,
             "weight_dtype": case.weight_dtype,
             "kv_dtype": case.kv_dtype,
+            # These runs' FP8 (W8A8) schemes quantize every linear layer but the LM head,
+            # attention projections included ("all Linear modules (except for the final
+            # lm_head)", vLLM FP8 documentation, docs.vllm.ai/en/v0.5.4/quantization/fp8).
+            "attention_dtype": "fp8" if case.weight_dtype == "fp8" else None,
         },
         "workload": {
             "arrival": arrival,
