@@ -194,9 +194,23 @@ def options_at_target(sim: Simulated) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+#: Range of the monthly-cost-against-traffic curve, as multiples of the target rate; the
+#: upper end stretches (up to ``TRAFFIC_MAX_FACTOR``) to include the planner's break-even
+#: rates.
+TRAFFIC_MIN_FACTOR, TRAFFIC_MAX_FACTOR, TRAFFIC_DEFAULT_FACTOR = 0.02, 20.0, 3.0
+
+
 def traffic_rates(sim: Simulated, points: int = 60) -> np.ndarray:
-    """Rates from 2% to 3× the target (requests/s), geometric, plus the simulated ones."""
-    grid = np.geomspace(0.02, 3.0, points) * sim.target_rate_per_s
+    """Rates from 2% to 3× the target (requests/s) or past the planner's farthest break-even
+    rate (at most 20×), geometric, plus the simulated ones."""
+    found = [
+        b.get("rate_per_s")
+        for b in (sim.plan.costs or {}).get("break_even") or []
+        if b.get("rate_per_s") and not b.get("notes")
+    ]
+    top = max([TRAFFIC_DEFAULT_FACTOR] + [1.3 * r / sim.target_rate_per_s for r in found])
+    top = min(top, TRAFFIC_MAX_FACTOR)
+    grid = np.geomspace(TRAFFIC_MIN_FACTOR, top, points) * sim.target_rate_per_s
     marks = [f * sim.target_rate_per_s for f in TRAFFIC_FACTORS]
     return np.unique(np.concatenate([grid, marks]))
 
