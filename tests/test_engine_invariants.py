@@ -142,3 +142,22 @@ def test_saturated_run_is_flagged():
     assert over.summary["saturated"] is True
     assert light.summary["saturated"] is False
     assert not math.isnan(light.summary["ttft_ms"]["p99"])
+
+
+def test_a_batch_still_growing_is_saturation_too():
+    # Overload with room in the KV cache: nothing waits, but the batch keeps growing.
+    engine = {"max_num_seqs": 1024, "max_num_batched_tokens": 65536}
+    short = run(
+        make_scenario(
+            model="llama-3.1-8b",
+            engine=engine,
+            workload={
+                "arrival": {"rate_per_s": 60},
+                "num_requests": 400,
+                "prompt_tokens": {"distribution": "fixed", "value": 200},
+                "output_tokens": {"distribution": "fixed", "value": 400},
+            },
+        )
+    )
+    assert short.summary["saturated"] is True
+    assert "in flight" in short.summary["saturation_reason"]

@@ -16,7 +16,9 @@ Rule (``detect_saturation``): the run is *saturated* when
       count, so that a short run's chance drift is not read as a trend; and
    b. the waiting queue at the end of the arrival period is large: at least
       ``QUEUE_FRACTION_OF_BATCH`` of the typical batch (time-weighted running sequences,
-      summed over replicas) and at least ``MIN_SATURATED_QUEUE_REQUESTS``.
+      summed over replicas) and at least ``MIN_SATURATED_QUEUE_REQUESTS``; or the requests in
+      flight then exceed the typical batch by as much (a batch still growing while nothing
+      waits, as when the KV cache has room).
 
 Condition 2b keeps a lightly loaded run, whose queue stays near empty, from being flagged by
 a chance upward drift of its backlog; 2a keeps a stable but long queue (a deep, steady batch
@@ -137,12 +139,21 @@ def detect_saturation(records: RunRecords) -> SaturationVerdict:
     growing = slope_rps >= GROWTH_FRACTION_OF_ARRIVAL_RATE * arrival_rate_rps and (
         growth >= GROWTH_NOISE_SIGMAS * math.sqrt(in_half)
     )
-    if growing and waiting >= queue_threshold:
+    # A batch that keeps growing (room in the KV cache, so nothing waits) is a backlog too:
+    # in flight at the end well above the typical batch.
+    excess = float(backlog[-1]) - batch
+    details["backlog_above_typical_batch"] = excess
+    if growing and (waiting >= queue_threshold or excess >= queue_threshold):
         completing_rps = arrival_rate_rps - slope_rps
+        where = (
+            f"{waiting:.0f} waiting"
+            if waiting >= queue_threshold
+            else f"{backlog[-1]:.0f} in flight against a typical batch of {batch:.0f}"
+        )
         reason = (
             f"queue still growing at the end of arrivals: {arrival_rate_rps:.3g} req/s arrive, "
             f"about {completing_rps:.3g} req/s complete, backlog +{slope_rps:.3g} req/s, "
-            f"{waiting:.0f} waiting at t={arrival_end_s:.1f} s; latencies are not steady-state"
+            f"{where} at t={arrival_end_s:.1f} s; latencies are not steady-state"
         )
         return SaturationVerdict(True, reason, details)
     return SaturationVerdict(False, "", details)
