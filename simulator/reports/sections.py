@@ -272,7 +272,10 @@ def assumptions_section(sim: Simulated, options: list[costs.PriceOption]) -> str
     )
     out.append("<h3>Validated error band</h3>")
     if band:
-        out.append("<p>Step-time error of the calibration on its measured rows:</p>")
+        out.append(
+            "<p>Error of the calibration on the rows it was fitted to "
+            "(a fit, not a held-out test):</p>"
+        )
         out.append(
             table(
                 ["rows", "n", "median |error| %", "worst |error| %"],
