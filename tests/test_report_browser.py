@@ -77,3 +77,31 @@ def test_prints_to_pdf(report_file, tmp_path):
     assert data.startswith(b"%PDF")
     assert len(data) > 100_000  # six embedded plots
     assert data.count(b"/Type /Page") - data.count(b"/Type /Pages") >= 3
+
+
+def test_cli_writes_the_pdf(tmp_path, capsys):
+    import argparse
+
+    from simulator.cli import report as report_command
+
+    parser = argparse.ArgumentParser(prog="servesim")
+    report_command.register(parser.add_subparsers())
+    html, pdf = tmp_path / "r.html", tmp_path / "r.pdf"
+    args = parser.parse_args(
+        [
+            "report",
+            str(ROOT / "workloads" / "quickstart.yaml"),
+            "-o",
+            str(html),
+            "--pdf",
+            str(pdf),
+            "--replications",
+            "1",
+            "--set",
+            "workload.num_requests=200",
+        ]
+    )
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {pdf}" in out and "recommendation:" in out
+    assert pdf.read_bytes().startswith(b"%PDF")
