@@ -125,3 +125,14 @@ def test_engine_profile_sets_runtime_and_default_limits():
         assert chosen.engine.max_num_seqs == 64
     with pytest.raises(UserError, match=r"engine\.profile: unknown engine profile 'vlm'"):
         apply_profile_limits(make_scenario(engine={"profile": "vlm"}))
+
+
+def test_fully_resolved_scenario_loads_back(tmp_path, capsys):
+    assert main(["show", "workloads/quickstart.yaml"]) == 0
+    path = tmp_path / "resolved.yaml"
+    path.write_text(capsys.readouterr().out)
+    resolved = load_scenario(path)
+    original = load_scenario("workloads/quickstart.yaml")
+    # plan/search: an unset section and one with every default plan the same
+    skip = {"plan", "search"}
+    assert resolved.model_dump(exclude=skip) == original.model_dump(exclude=skip)

@@ -10,14 +10,33 @@ import sys
 from simulator.errors import UserError
 
 #: Command modules under ``simulator.cli``; each defines ``register(subparsers)``.
-COMMAND_MODULES = ("simulate", "plan", "sweep", "fit", "step", "calibrate", "trace")
+COMMAND_MODULES = (
+    "simulate",
+    "plan",
+    "report",
+    "sweep",
+    "fit",
+    "step",
+    "calibrate",
+    "trace",
+    "listing",
+    "show",
+)
 
 EPILOG = """examples:
   servesim simulate workloads/quickstart.yaml
   servesim simulate workloads/quickstart.yaml --set workload.arrival.rate_per_s=20 --json
+  servesim plan workloads/plan_chat.yaml
+  servesim report workloads/plan_chat.yaml -o report.html --pdf report.pdf
+  servesim sweep workloads/quickstart.yaml --grid hardware.gpu=h100-sxm,h200 -o sweep.csv
+  servesim fit --model llama-3.1-70b --gpu h100-sxm --tp 4 --context 8192
   servesim step --model llama-3.1-8b --gpu h100-sxm --decode 64x1024 --prefill 1x512
-  servesim calibrate --from ../shared/calibration/h100_sxm_microbench.jsonl -o h100.yaml
-  servesim trace stats trace.csv
+  servesim calibrate --measure -o my-gpu.jsonl --quick
+  servesim trace stats workloads/traces/sample_trace.csv
+  servesim list gpus
+  servesim show workloads/quickstart.yaml --set hardware.gpu=h200
+
+servesim COMMAND --help shows each command's options and examples.
 """
 
 

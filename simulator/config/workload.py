@@ -400,8 +400,13 @@ class WorkloadConfig(_Strict):
                 )
             return self
         trace_only = [k for k in ("format", "window", "time_unit") if getattr(self, k) is not None]
+        # set away from their defaults (a fully resolved scenario lists the defaults)
         trace_only += [
-            k for k in ("time_scale", "sample", "on_bad_row") if k in self.model_fields_set
+            k
+            for k in ("time_scale", "sample", "on_bad_row")
+            if k in self.model_fields_set
+            and getattr(self, k)
+            != type(self).model_fields[k].get_default(call_default_factory=True)
         ]
         if trace_only:
             raise ValueError(f"{', '.join(trace_only)} only apply with trace")
