@@ -333,7 +333,9 @@ def break_even_cloud_vs_api(
     price_per_gpu_hour: float,
     gpus_per_instance: int,
 ) -> BreakEven:
-    """Volume above which renting the smallest whole unit for a month beats the API."""
+    """Volume above which renting this deployment's GPUs (in whole instances) for a month
+    beats the API. A smaller fleet breaks even earlier: the report's cost-against-traffic
+    curve scales the fleet by whole replicas."""
     instances = math.ceil(deployment.gpus / gpus_per_instance)
     monthly = instances * gpus_per_instance * price_per_gpu_hour * HOURS_PER_MONTH
     per_million_out = api_monthly_usd(
