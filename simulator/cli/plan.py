@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from simulator.cli.common import add_command, add_scenario_arguments
+
 EXAMPLES = """examples:
   servesim plan workloads/plan_chat.yaml
   servesim plan workloads/plan_chat.yaml --json --replications 5
@@ -43,23 +45,19 @@ CANDIDATE_COLUMNS = (
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "plan",
         help="capacity planning: maximum rate, fewest replicas, configuration search, costs",
         description="Find the scenario's maximum sustainable rate under its SLO, the fewest "
         "replicas for plan.target_rate_per_s, the cheapest configurations of its search: "
         "section, and what the deployment costs rented, owned or as an API.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=EXAMPLES,
     )
-    p.add_argument("scenario", help="scenario YAML with optional plan: and search: sections")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a value by dotted key, plan.* and search.* included (repeatable)",
+    add_scenario_arguments(
+        p,
+        "scenario YAML with optional plan: and search: sections",
+        "override a value by dotted key, plan.* and search.* included (repeatable)",
     )
     p.add_argument("--replications", type=int, metavar="N", help="seeds per simulated rate")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from simulator.cli.common import add_command, add_scenario_arguments
+
 EXAMPLES = """examples:
   servesim report workloads/plan_chat.yaml -o report.html
   servesim report workloads/plan_chat.yaml -o report.html --pdf report.pdf
@@ -15,17 +17,21 @@ EXAMPLES = """examples:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "report",
         help="procurement report: what to buy or rent, its cost, plots and assumptions (HTML)",
         description="Plan the scenario (maximum rate, fewest replicas for "
         "plan.target_rate_per_s), price it rented, owned and as an API, and write one "
         "self-contained HTML report with plots, sensitivity and sources; --pdf prints it "
         "through headless Chromium.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=EXAMPLES,
     )
-    p.add_argument("scenario", help="scenario YAML, with optional plan: and search: sections")
+    add_scenario_arguments(
+        p,
+        "scenario YAML, with optional plan: and search: sections",
+        "override a value by dotted key, plan.* included (repeatable)",
+    )
     p.add_argument(
         "-o",
         "--output",
@@ -35,14 +41,6 @@ def register(subparsers) -> None:
         help="where to write the HTML report (default: report.html)",
     )
     p.add_argument("--pdf", type=Path, metavar="PDF", help="also print the report to PDF")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a value by dotted key, plan.* included (repeatable)",
-    )
     p.add_argument("--replications", type=int, metavar="N", help="seeds per simulated rate")
     p.add_argument("--json", action="store_true", help="print the recommendation as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no summary")

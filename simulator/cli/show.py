@@ -7,6 +7,8 @@ import json
 
 import yaml
 
+from simulator.cli.common import add_command, add_scenario_arguments
+
 EXAMPLES = """examples:
   servesim show workloads/quickstart.yaml
   servesim show workloads/quickstart.yaml --set hardware.gpu=h200 --json
@@ -15,23 +17,15 @@ EXAMPLES = """examples:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "show",
         help="print the fully resolved scenario (every default filled in) as YAML",
         description="Validate a scenario (with its --set overrides) and print it with every "
         "default filled in; plan: and search: sections are resolved too.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=EXAMPLES,
     )
-    p.add_argument("scenario", help="scenario YAML file")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a value by dotted key (repeatable)",
-    )
+    add_scenario_arguments(p, "scenario YAML file", "override a value by dotted key (repeatable)")
     p.add_argument("--only", metavar="SECTION", help="print one top-level section only")
     p.add_argument("--json", action="store_true", help="print JSON instead of YAML")
     p.set_defaults(func=run)

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from simulator.cli.common import add_command, add_scenario_arguments
+
 EXAMPLES = """examples:
   servesim simulate workloads/quickstart.yaml
   servesim simulate workloads/quickstart.yaml --set workload.arrival.rate_per_s=20
@@ -18,22 +20,16 @@ EXAMPLES = """examples:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "simulate",
         help="simulate a scenario: latency, throughput, goodput and cost",
         description="Simulate a scenario YAML and print latency percentiles, throughput, "
         "goodput under its SLO and cost per million output tokens.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=EXAMPLES,
     )
-    p.add_argument("scenario", help="scenario YAML file")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a scenario value by dotted key (repeatable)",
+    add_scenario_arguments(
+        p, "scenario YAML file", "override a scenario value by dotted key (repeatable)"
     )
     p.add_argument(
         "--out",

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from simulator.cli.common import add_command, add_scenario_arguments
+
 EXAMPLES = """examples:
   servesim sweep workloads/quickstart.yaml --grid workload.arrival.rate_per_s=5,10,20 -o rates.csv
   servesim sweep workloads/quickstart.yaml --grid hardware.gpu=h100-sxm,h200 \\
@@ -16,17 +18,19 @@ EXAMPLES = """examples:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "sweep",
         help="simulate the cross product of scenario settings into one CSV/Parquet table",
         description="Simulate every combination of the --grid values and write one row of "
         "summary numbers per point. Finished points are cached (by scenario hash) in "
         ".servesim-cache/ next to the output, so a rerun or an interrupted sweep only "
         "simulates what is missing.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=EXAMPLES,
     )
-    p.add_argument("scenario", help="scenario YAML file")
+    add_scenario_arguments(
+        p, "scenario YAML file", "override a scenario value for every point (repeatable)"
+    )
     p.add_argument(
         "--grid",
         action="append",
@@ -34,14 +38,6 @@ def register(subparsers) -> None:
         required=True,
         metavar="KEY=V1,V2,...",
         help="a dotted scenario key and its values (repeatable; the cross product is run)",
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a scenario value for every point (repeatable)",
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="results .csv or .parquet")
     p.add_argument("--workers", type=int, default=1, help="local worker processes")
