@@ -28,6 +28,7 @@ class RunningBatch:
         self.remaining = np.zeros(capacity, dtype=np.int64)  # output tokens still to produce
         self.shared = np.zeros(capacity, dtype=np.int64)  # blocks read from the prefix cache
         self.context_sum = 0  # sum of live contexts (tokens)
+        self.shared_sum = 0  # sum of live shared blocks
         self.blocks_held = 0  # KV blocks owned by live sequences
         #: [last_token_s, count] per cohort, oldest first; counts sum to ``size``.
         self.cohorts: list[list] = []
@@ -42,6 +43,7 @@ class RunningBatch:
         self.shared[i] = shared
         self.size = i + 1
         self.context_sum += context
+        self.shared_sum += shared
         self.blocks_held += -(-context // self.block_size) - shared
         cohorts = self.cohorts
         if cohorts and cohorts[-1][0] == last_token_s:
@@ -53,7 +55,7 @@ class RunningBatch:
         n = self.size
         block = self.block_size
         total = int(((self.context[:n] + (steps + block - 1)) // block).sum())
-        return total - int(self.shared[:n].sum())
+        return total - self.shared_sum
 
     def advance(self, steps: int, end_s: float) -> int:
         """Every live sequence produced ``steps`` tokens, the last at ``end_s``.
@@ -99,6 +101,7 @@ class RunningBatch:
         shared = self.shared[:n][done].tolist()
         block = self.block_size
         self.context_sum -= sum(contexts)
+        self.shared_sum -= sum(shared)
         self.blocks_held -= sum(-(-c // block) for c in contexts) - sum(shared)
         m = n - len(ordinals)
         for arr in (self.ordinal, self.context, self.remaining, self.shared):
@@ -119,6 +122,7 @@ class RunningBatch:
         context = int(self.context[i])
         shared = int(self.shared[i])
         self.context_sum -= context
+        self.shared_sum -= shared
         self.blocks_held -= -(-context // self.block_size) - shared
         cohort = self.cohorts[-1]
         last_token_s = cohort[0]

@@ -366,7 +366,8 @@ class Replica(StaticBatchSteps, PreemptionSteps):
         batch = self.batch
         n = batch.size
         now = env.now
-        steps = min(int(batch.remaining[:n].min()), max_steps)
+        least_remaining = int(batch.remaining[:n].min())
+        steps = min(least_remaining, max_steps)
         cost = self.cost
         # Stop at the first step boundary after the next arrival if it could be admitted then.
         horizon = math.inf
@@ -410,7 +411,7 @@ class Replica(StaticBatchSteps, PreemptionSteps):
         batch.advance(steps, end)
         self.peak_used_blocks = max(self.peak_used_blocks, self.used_blocks)
         self._account_run(total, steps, n, now)
-        if batch.remaining[:n].min() <= 0:
+        if steps == least_remaining:  # the shortest request(s) finished
             self._finish_many(batch.take_finished(), end)
 
     def _steps_within_kv(self, steps: int) -> int:
