@@ -9,6 +9,7 @@ from simulator.costmodel.profiles import EngineProfile, list_profiles, load_prof
 from simulator.errors import UnknownNameError, UserError
 from simulator.specs.catalog import load_gpu, load_link, load_model, specs_dir
 
+PUBLISHED_ENGINES = ("vllm", "sglang", "trtllm")
 SHAPES = [
     StepShape.uniform(decode_count=1, decode_context=128),
     StepShape.uniform(decode_count=64, decode_context=2048),
@@ -108,3 +109,22 @@ def test_limits_are_engine_fields():
     assert load_profile("vllm").limits["max_num_seqs"] == 256
     assert load_profile("sglang").limits["kv_block_size"] == 1
     assert load_profile("llama.cpp").limits["max_num_seqs"] == 1
+
+
+def test_serving_engines_differ_in_kernel_quality(calibrated):
+    """TensorRT-LLM (sourced MAMF FP8 rate) > SGLang (calibrated kernels) > vLLM 0.7
+    (fitted on one published row): a large prefill-heavy step orders them the same way."""
+    eff = {n: load_profile(n).apply(calibrated).gemm_efficiency_8bit for n in PUBLISHED_ENGINES}
+    assert eff["trtllm"] > eff["sglang"] > eff["vllm"]
+    assert eff["trtllm"] <= 0.72  # at most the best measured H100 FP8 matmul (sheet C1)
+    shape = StepShape.uniform(prefill_count=8, prefill_new=1024)
+    times = {n: _model(load_profile(n).apply(calibrated)).step_time_s(shape) for n in eff}
+    assert times["trtllm"] < times["sglang"] < times["vllm"]
+
+
+def test_fitted_profile_fields_name_their_fit_rows():
+    """A profile number fitted on published rows says so in its sources, naming the row."""
+    vllm_sources = " ".join(load_profile("vllm").sources)
+    assert "FITTED" in vllm_sources and "vLLM 0.7.3, Llama-2-70B FP8, Offline" in vllm_sources
+    for name in ("sglang", "trtllm"):
+        assert "FITTED" not in " ".join(load_profile(name).sources)

@@ -67,3 +67,19 @@ def test_summary_medians_follow_from_rows():
     [(metric, n, median, worst)] = validation.summarize(rows, lambda r: r.status == "held out")
     assert (metric, n) == ("step time", 2)
     assert median == pytest.approx(20.0) and worst == pytest.approx(30.0)
+
+
+def test_fitted_serving_rows_are_marked_fit_and_the_rest_held_out():
+    """Only the published serving rows a profile was fitted on carry `fit`; each names a
+    real case and the profile that was fitted on it says so in its sources."""
+    from simulator.costmodel.profiles import load_profile
+
+    validation = _load_validation()
+    cases = {c.config: c for c in validation.serving_cases()}
+    assert set(validation.FITTED_SERVING_ROWS) <= set(cases)
+    for config in validation.FITTED_SERVING_ROWS:
+        assert config in " ".join(load_profile(cases[config].profile).sources)
+    serving = [r for r in _rows(DOC.read_text()) if r[1].startswith("output tok/s")]
+    assert len(serving) == len(cases)
+    fitted = {r[0] for r in serving if r[6] == "fit"}
+    assert fitted == set(validation.FITTED_SERVING_ROWS)
