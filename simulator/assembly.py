@@ -266,4 +266,9 @@ def assemble(
         progress=progress,
         trace_steps=trace_steps,
         autoscale=autoscale,
+        # per-class inter-token gaps cost a little per step: only when there are classes
+        itl_per_class=bool(
+            (scenario.workload.classes and len(scenario.workload.classes) > 1)
+            or scenario.workload.trace
+        ),
     )

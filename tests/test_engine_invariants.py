@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -161,3 +162,37 @@ def test_a_batch_still_growing_is_saturation_too():
     )
     assert short.summary["saturated"] is True
     assert "in flight" in short.summary["saturation_reason"]
+
+
+@pytest.mark.parametrize("batching", ["continuous", "chunked", "static"])
+def test_inter_token_gaps_are_counted_per_class(batching):
+    classes = [
+        {
+            "name": "chat",
+            "weight": 2,
+            "output_tokens": {"distribution": "uniform", "min": 1, "max": 300},
+        },
+        {
+            "name": "long",
+            "weight": 1,
+            "output_tokens": {"distribution": "uniform", "min": 200, "max": 600},
+        },
+    ]
+    scenario = make_scenario(
+        engine={
+            "batching": batching,
+            "gpu_memory_utilization": 0.05,
+            "max_num_batched_tokens": 2048,
+        },
+        workload={"classes": classes, "arrival": {"rate_per_s": 40}, "num_requests": 150},
+    )
+    sim = build_simulation(scenario)
+    records = sim.run()
+    _check_invariants(sim, records)
+    req = records.requests
+    by_class = records.itl_by_class
+    assert set(by_class) == {"chat", "long"}
+    for name, hist in by_class.items():
+        mine = (req.class_name == name) & ~req.rejected
+        assert hist.count == int((req.output_tokens[mine] - 1).sum()), name
+    assert sum(h.count for h in by_class.values()) == records.itl.count

@@ -27,6 +27,7 @@ class RunningBatch:
         self.context = np.zeros(capacity, dtype=np.int64)  # tokens held in the KV cache
         self.remaining = np.zeros(capacity, dtype=np.int64)  # output tokens still to produce
         self.shared = np.zeros(capacity, dtype=np.int64)  # blocks read from the prefix cache
+        self.klass = np.zeros(capacity, dtype=np.int64)  # request class index
         self.context_sum = 0  # sum of live contexts (tokens)
         self.shared_sum = 0  # sum of live shared blocks
         self.blocks_held = 0  # KV blocks owned by live sequences
@@ -34,10 +35,17 @@ class RunningBatch:
         self.cohorts: list[list] = []
 
     def append(
-        self, ordinal: int, context: int, remaining: int, last_token_s: float, shared: int = 0
+        self,
+        ordinal: int,
+        context: int,
+        remaining: int,
+        last_token_s: float,
+        shared: int = 0,
+        klass: int = 0,
     ) -> None:
         i = self.size
         self.ordinal[i] = ordinal
+        self.klass[i] = klass
         self.context[i] = context
         self.remaining[i] = remaining
         self.shared[i] = shared
@@ -104,7 +112,7 @@ class RunningBatch:
         self.shared_sum -= sum(shared)
         self.blocks_held -= sum(-(-c // block) for c in contexts) - sum(shared)
         m = n - len(ordinals)
-        for arr in (self.ordinal, self.context, self.remaining, self.shared):
+        for arr in (self.ordinal, self.context, self.remaining, self.shared, self.klass):
             arr[:m] = arr[:n][keep]
         self.size = m
         if m:

@@ -23,6 +23,10 @@ class RequestLedger:
         self.reject_reason: list[str] = []
         self.preemptions: list[int] = []
         self.cached_prompt_tokens: list[int] = []
+        #: Request class of each request, as an index into ``class_names``.
+        self.klass: list[int] = []
+        self.class_names: list[str] = []
+        self._class_index: dict[str, int] = {}
 
     def add(self, request: Request) -> int:
         """Record an arrival; returns its ordinal."""
@@ -33,6 +37,11 @@ class RequestLedger:
         self.reject_reason.append("")
         self.preemptions.append(0)
         self.cached_prompt_tokens.append(0)
+        index = self._class_index.get(request.class_name)
+        if index is None:
+            index = self._class_index[request.class_name] = len(self.class_names)
+            self.class_names.append(request.class_name)
+        self.klass.append(index)
         return len(self.requests) - 1
 
     def reject(self, ordinal: int, reason: str) -> None:

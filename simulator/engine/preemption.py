@@ -54,4 +54,6 @@ class PreemptionSteps:
             self.swap_used_bytes -= size
             self.swapped_bytes += size
             self._transfer_s += self._host_transfer_s(size)
-            self.batch.append(s.ordinal, s.context, s.remaining, s.last_token_s)
+            self.batch.append(
+                s.ordinal, s.context, s.remaining, s.last_token_s, 0, self.ledger.klass[s.ordinal]
+            )

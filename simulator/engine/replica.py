@@ -80,6 +80,7 @@ class Replica(StaticBatchSteps, PreemptionSteps):
         sampler: Callable[[Replica, float, int, int, int], None],
         on_prefilled: Callable[[int, float, int], None] | None = None,
         speculative=None,
+        itl_by_class: list[GapHistogram] | None = None,
     ):
         self.env = env
         self.replica_id = replica_id
@@ -88,6 +89,8 @@ class Replica(StaticBatchSteps, PreemptionSteps):
         self.cfg = config
         self.ledger = ledger
         self.itl = itl
+        #: Gap histograms per request class (index = ledger class index), when several.
+        self.itl_by_class = itl_by_class
         self._next_arrival_s = next_arrival_s
         self._on_finish = on_finish
         self._on_prefilled = on_prefilled
@@ -319,6 +322,8 @@ class Replica(StaticBatchSteps, PreemptionSteps):
         if n:
             for last_s, count in batch.cohorts:
                 self.itl.add_value(end - last_s, count)
+            if self.itl_by_class is not None:
+                self._class_gaps(end, None, n)
             batch.advance(1, end)
             self.peak_used_blocks = max(self.peak_used_blocks, self.used_blocks)
         finished = batch.take_finished() if n else ([], [], [])
@@ -342,11 +347,20 @@ class Replica(StaticBatchSteps, PreemptionSteps):
             self._prefill_blocks -= p.own_blocks
             if w.prefilled:  # its first token came from the prefill replica
                 self.batch.append(
-                    w.ordinal, w.context_tokens, w.remaining, w.last_token_s, p.shared_blocks
+                    w.ordinal,
+                    w.context_tokens,
+                    w.remaining,
+                    w.last_token_s,
+                    p.shared_blocks,
+                    self.ledger.klass[w.ordinal],
                 )
                 continue
             if w.started:  # recomputed after preemption: one more gap, no new TTFT
                 self.itl.add_value(end - w.last_token_s, 1)
+                if self.itl_by_class is not None:
+                    self.itl_by_class[self.ledger.klass[w.ordinal]].add_value(
+                        end - w.last_token_s, 1
+                    )
             else:
                 first[w.ordinal] = end
             if self._on_prefilled is not None:
@@ -357,7 +371,14 @@ class Replica(StaticBatchSteps, PreemptionSteps):
                 self._retain_or_free(w.ordinal, w.context_tokens, p.shared_blocks)
                 self._finish(w.ordinal, end)
             else:
-                self.batch.append(w.ordinal, w.context_tokens, w.remaining, end, p.shared_blocks)
+                self.batch.append(
+                    w.ordinal,
+                    w.context_tokens,
+                    w.remaining,
+                    end,
+                    p.shared_blocks,
+                    self.ledger.klass[w.ordinal],
+                )
         self.prefilling = still
 
     # --------------------------------------------------------- decode runs
@@ -408,11 +429,29 @@ class Replica(StaticBatchSteps, PreemptionSteps):
             itl.add_value(first_end - last_s, count)
         if durations is not None and steps > 1:
             itl.add(durations[1:], n)
+        if self.itl_by_class is not None:
+            self._class_gaps(first_end, durations if steps > 1 else None, n)
         batch.advance(steps, end)
         self.peak_used_blocks = max(self.peak_used_blocks, self.used_blocks)
         self._account_run(total, steps, n, now)
         if steps == least_remaining:  # the shortest request(s) finished
             self._finish_many(batch.take_finished(), end)
+
+    def _class_gaps(self, first_end: float, durations: np.ndarray | None, n: int) -> None:
+        """The gaps just recorded, again per request class: cohorts are contiguous in
+        admission order, so each cohort's rows give its class counts."""
+        hists = self.itl_by_class
+        klass = self.batch.klass
+        start = 0
+        for last_s, count in self.batch.cohorts:
+            per_class = np.bincount(klass[start : start + count], minlength=len(hists))
+            for c in np.flatnonzero(per_class):
+                hists[c].add_value(first_end - last_s, int(per_class[c]))
+            start += count
+        if durations is not None:
+            per_class = np.bincount(klass[:n], minlength=len(hists))
+            for c in np.flatnonzero(per_class):
+                hists[c].add(durations[1:], int(per_class[c]))
 
     def _steps_within_kv(self, steps: int) -> int:
         """Largest step count ≤ ``steps`` whose KV growth fits in the free blocks

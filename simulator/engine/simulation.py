@@ -89,11 +89,14 @@ class Simulation:
         progress: Callable[[int], None] | None = None,
         trace_steps: bool = False,
         autoscale=None,
+        itl_per_class: bool = False,
     ):
         self.env = simpy.Environment()
         self.source = source
         self.ledger = RequestLedger()
         self.itl = GapHistogram()
+        #: Gap histograms per request class, grown as classes appear (ledger class order).
+        self.itl_by_class: list[GapHistogram] | None = [] if itl_per_class else None
         self.sample_interval_s = sample_interval_s
         self._progress = progress
         self.step_trace = StepTrace() if trace_steps else None
@@ -122,6 +125,7 @@ class Simulation:
                     self._finished,
                     self._sampler,
                     on_prefilled=handoff,
+                    itl_by_class=self.itl_by_class,
                 )
                 self.replicas.append(replica)
                 self._limits[rid] = (
@@ -188,6 +192,9 @@ class Simulation:
 
     def _route(self, request) -> None:
         ordinal = self.ledger.add(request)
+        hists = self.itl_by_class
+        if hists is not None and len(hists) < len(self.ledger.class_names):
+            hists.append(GapHistogram())
         pool = self.autoscaler.serving if self.autoscaler is not None else self.entry
         if not pool:  # every replica is still starting: queue on the first to come up
             pool = [r for r in self.entry if self.autoscaler.state[r.replica_id] != "off"]
@@ -311,7 +318,11 @@ class Simulation:
                 "mean_held": time_weighted_mean(scaler.log.times_s, scaler.log.held, self.env.now),
                 "max_held": max(scaler.log.held),
             }
+        by_class = {}
+        if self.itl_by_class is not None:
+            by_class = dict(zip(self.ledger.class_names, self.itl_by_class, strict=True))
         return RunRecords(
+            itl_by_class=by_class,
             requests=self.ledger.to_records(),
             timeseries=ts,
             replicas=[r.stats() for r in self.replicas],

@@ -39,6 +39,13 @@ class StaticBatchSteps:
         self.itl.add_value(float(ends[0]) - batch.cohorts[0][0], live_n)
         if steps > 1:
             self.itl.add(durations[1:], live_n)
+        if self.itl_by_class is not None:
+            per_class = np.bincount(batch.klass[:n][live], minlength=len(self.itl_by_class))
+            for c in np.flatnonzero(per_class):
+                hist = self.itl_by_class[c]
+                hist.add_value(float(ends[0]) - batch.cohorts[0][0], int(per_class[c]))
+                if steps > 1:
+                    hist.add(durations[1:], int(per_class[c]))
         finishing = live & (batch.remaining[:n] == steps)
         grown = batch.advance_rows(live, steps, end)
         self._static_reserved -= grown
