@@ -31,3 +31,12 @@ def add_scenario_arguments(
         metavar="KEY=VALUE",
         help=set_help,
     )
+
+
+def add_replica_arguments(parser: argparse.ArgumentParser) -> None:
+    """Model, GPU and the parallel layout of one replica (``step`` and ``fit``)."""
+    parser.add_argument("--model", required=True, help="catalog model name or config.json path")
+    parser.add_argument("--gpu", required=True, help="catalog GPU name or YAML path")
+    parser.add_argument("--tp", type=int, default=1, help="tensor-parallel GPUs (default 1)")
+    parser.add_argument("--pp", type=int, default=1, help="pipeline stages (default 1)")
+    parser.add_argument("--ep", type=int, default=1, help="expert-parallel groups, MoE (default 1)")

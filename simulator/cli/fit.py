@@ -12,6 +12,7 @@ import argparse
 import json
 from dataclasses import dataclass
 
+from simulator.cli.common import add_replica_arguments
 from simulator.costmodel.memory import MemoryPlan, memory_plan
 from simulator.errors import UserError
 from simulator.specs.gpu import GpuSpec
@@ -43,11 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="catalog model name or config.json path")
-    p.add_argument("--gpu", required=True, help="catalog GPU name or YAML path")
-    p.add_argument("--tp", type=int, default=1, help="tensor-parallel GPUs (default 1)")
-    p.add_argument("--pp", type=int, default=1, help="pipeline stages (default 1)")
-    p.add_argument("--ep", type=int, default=1, help="expert-parallel groups, MoE (default 1)")
+    add_replica_arguments(p)
     p.add_argument("--weight-dtype", default="bf16", help="bf16, fp8, int8, int4, fp4, q4_k_m, ...")
     p.add_argument("--kv-dtype", default="bf16", help="bf16, fp16, fp8, int8")
     p.add_argument("--attention-dtype", help="override the attention projections' dtype")

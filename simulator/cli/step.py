@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+from simulator.cli.common import add_replica_arguments
 from simulator.costmodel import CostModel, CostParams, StepShape
 from simulator.errors import UserError
 
@@ -31,11 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="catalog model name or config.json path")
-    p.add_argument("--gpu", required=True, help="catalog GPU name or YAML path")
-    p.add_argument("--tp", type=int, default=1, help="tensor-parallel GPUs (default 1)")
-    p.add_argument("--pp", type=int, default=1, help="pipeline stages (default 1)")
-    p.add_argument("--ep", type=int, default=1, help="expert-parallel groups, MoE (default 1)")
+    add_replica_arguments(p)
     p.add_argument("--link", help="link between GPUs for --tp > 1 (default: the GPU's own)")
     p.add_argument("--gpus-per-node", type=int, help="GPUs per node (default: all in one node)")
     p.add_argument("--inter-node-link", help="network between nodes, e.g. infiniband-ndr")
