@@ -112,19 +112,22 @@ def test_limits_are_engine_fields():
 
 
 def test_serving_engines_differ_in_kernel_quality(calibrated):
-    """TensorRT-LLM (sourced MAMF FP8 rate) > SGLang (calibrated kernels) > vLLM 0.7
-    (fitted on one published row): a large prefill-heavy step orders them the same way."""
+    """vLLM 0.7 (fitted on one published row) is the slowest of the three serving engines on
+    a prefill-heavy step; TensorRT-LLM's fitted factor stays within the calibrated GPU's
+    reach, and SGLang keeps the calibrated kernels (fitted on nothing)."""
     eff = {n: load_profile(n).apply(calibrated).gemm_efficiency_8bit for n in PUBLISHED_ENGINES}
-    assert eff["trtllm"] > eff["sglang"] > eff["vllm"]
-    assert eff["trtllm"] <= 0.72  # at most the best measured H100 FP8 matmul (sheet C1)
+    assert len(set(eff.values())) == 3
+    assert eff["sglang"] == pytest.approx(calibrated.gemm_efficiency_8bit)
+    assert eff["vllm"] < eff["trtllm"] <= 0.72  # 0.72: best measured H100 FP8 matmul (C1)
     shape = StepShape.uniform(prefill_count=8, prefill_new=1024)
     times = {n: _model(load_profile(n).apply(calibrated)).step_time_s(shape) for n in eff}
-    assert times["trtllm"] < times["sglang"] < times["vllm"]
+    assert max(times, key=times.get) == "vllm"
 
 
 def test_fitted_profile_fields_name_their_fit_rows():
     """A profile number fitted on published rows says so in its sources, naming the row."""
     vllm_sources = " ".join(load_profile("vllm").sources)
     assert "FITTED" in vllm_sources and "vLLM 0.7.3, Llama-2-70B FP8, Offline" in vllm_sources
-    for name in ("sglang", "trtllm"):
-        assert "FITTED" not in " ".join(load_profile(name).sources)
+    trtllm_sources = " ".join(load_profile("trtllm").sources)
+    assert "FITTED" in trtllm_sources and "v4.0 2x H100 TP2x1, Offline" in trtllm_sources
+    assert "FITTED" not in " ".join(load_profile("sglang").sources)
