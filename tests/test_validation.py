@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import re
 import sys
 from pathlib import Path
@@ -83,3 +84,37 @@ def test_fitted_serving_rows_are_marked_fit_and_the_rest_held_out():
     assert len(serving) == len(cases)
     fitted = {r[0] for r in serving if r[6] == "fit"}
     assert fitted == set(validation.FITTED_SERVING_ROWS)
+
+
+def test_max_entropy_lengths_match_the_stated_statistics():
+    validation = _load_validation()
+    spec = validation.max_entropy_lengths(48, 1021, 5_463_976 / 24_576)
+    values = spec["histogram"]["values"]
+    weights = spec["histogram"]["weights"]
+    assert (values[0], values[-1], len(values)) == (48, 1021, 974)
+    assert sum(v * w for v, w in zip(values, weights, strict=True)) == pytest.approx(
+        222.33, abs=0.01
+    )
+    # mean below the middle: weights decrease with length
+    assert all(a > b for a, b in itertools.pairwise(weights))
+    flat = validation.max_entropy_lengths(1, 11, 6.0)["histogram"]["weights"]
+    assert flat == pytest.approx([1 / 11] * 11)  # the middle as mean: uniform
+
+
+def test_sustained_throughput_counts_tokens_generated_inside_the_window():
+    import pandas as pd
+
+    validation = _load_validation()
+    # one request per second for 100 s, each 11 tokens over 10 s after a 1 s wait: a steady
+    # 11 tokens/s once the pipeline is full, whatever the drain after the last arrival
+    arrival = [float(i) for i in range(101)]
+    requests = pd.DataFrame(
+        {
+            "arrival_s": arrival,
+            "first_token_s": [a + 1.0 for a in arrival],
+            "finish_s": [a + 11.0 for a in arrival],
+            "output_tokens": [11] * 101,
+            "rejected": [False] * 101,
+        }
+    )
+    assert validation.sustained_output_tok_s(requests) == pytest.approx(11.0, rel=0.02)

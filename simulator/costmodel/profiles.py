@@ -170,8 +170,8 @@ OVERLAPPED_STEP_OVERHEAD_S = 20e-6
 TRTLLM_FITTED_GEMM_EFFICIENCY_SCALE = 0.830
 #: vLLM 0.7.3: fitted on the MLPerf v5.0 Open row "vLLM 0.7.3, Llama-2-70B FP8, Offline"
 #: (published_benchmarks.md §2D, Krai, 8x H200 as TP1 replicas behind an OpenAI-compatible
-#: server, 16,229 tok/s). The same vLLM version with FlashInfer attention served 1.32x more
-#: (§2D), so much of the factor is the attention back end and the V0 engine's runtime.
+#: server, 16,229 tok/s). vLLM 0.6.4 served 1.34x more with FlashInfer attention than
+#: without (§2D), so much of the factor is the attention back end and the V0 runtime.
 VLLM_FITTED_GEMM_EFFICIENCY_SCALE = 0.468
 
 _FUSED_SOURCES = (
