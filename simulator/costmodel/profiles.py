@@ -244,7 +244,8 @@ PROFILES: dict[str, EngineProfile] = {
             "batch 896, Offline' and 'v4.0 2x H100 TP2x1, Offline' (published_benchmarks.md "
             "§2A, MLPerf v4.0 Closed, NVIDIA; marked fit in docs/validation.md); held out: "
             "v4.0 H200, all v4.1 rows, Server rows and NIM (§2D). A lumped serving-level "
-            "factor of TensorRT-LLM as of MLPerf v4.0 (v4.1 served 12% more on the same GPUs)",
+            "factor of TensorRT-LLM as of MLPerf v4.0, March 2024 (on the same 8 H100, v4.1 "
+            "served 12% more and v5.0 44% more: later releases run faster than this profile)",
             "step_overhead_s 20 µs: C++ batch manager, the CostParams default graph-launch "
             "overhead",
             "limits: TensorRT-LLM build defaults max_batch_size 2048, max_num_tokens 8192, "
