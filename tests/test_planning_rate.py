@@ -138,3 +138,19 @@ def test_min_arrival_span_lengthens_fast_runs(scenario):
     evaluator = Evaluator(scenario, Criteria(), min_arrival_span_s=10.0)
     assert evaluator.outcome(100.0, 1, 0).summary["requests_total"] == 1000
     assert evaluator.outcome(20.0, 1, 0).summary["requests_total"] == 600  # never fewer
+
+
+def test_plan_sizes_the_fleet_with_headroom_for_model_error(scenario):
+    from simulator.api import validated_error_band
+    from simulator.planning import plan
+    from simulator.planning.plan import resolve_safety_margin
+
+    band = validated_error_band()
+    assert band is not None
+    assert resolve_safety_margin(PlanConfig()) == pytest.approx(band["median_pct"] / 100)
+    assert resolve_safety_margin(PlanConfig(safety_margin=0)) == 0
+    config = PlanConfig(target_rate_per_s=60, safety_margin=0.5, replications=1)
+    result = plan(scenario, config)
+    assert result.replicas.target_rate_per_s == pytest.approx(90.0)
+    out = result.to_dict()
+    assert out["max_rate_with_margin_per_s"] == pytest.approx(out["max_rate_per_s"] / 1.5)

@@ -109,9 +109,21 @@ def format_plan(result: dict[str, Any]) -> str:
             f"  roofline bound             {_fmt(rate['rate_bound_per_s'])} req/s; "
             f"{rate['simulations']} simulations",
         ]
+        if result.get("safety_margin"):
+            lines.append(
+                f"  with {result['safety_margin']:.1%} headroom for model error: "
+                f"{_fmt(result['max_rate_with_margin_per_s'])} req/s"
+            )
     fewest = result.get("fewest_replicas")
     if fewest:
-        lines += ["", f"fewest replicas for {_fmt(fewest['target_rate_per_s'])} req/s"]
+        margin = result.get("safety_margin") or 0.0
+        sized = fewest["target_rate_per_s"]
+        headroom = (
+            f" (sized for {_fmt(sized)} req/s: {margin:.1%} headroom for model error)"
+            if margin
+            else ""
+        )
+        lines += ["", f"fewest replicas for {_fmt(sized / (1 + margin))} req/s{headroom}"]
         if fewest["replicas"] is None:
             lines.append(f"  none: {fewest['reason']}")
         else:

@@ -60,6 +60,11 @@ class PlanConfig(_Strict):
     #: Largest fleet the replica search tries.
     max_replicas: PositiveInt = 256
     #: Monthly cost options (cloud, owned, API) of the planned deployment.
+    #: Headroom for the model's own error (fraction): the fewest-replica search serves
+    #: target × (1 + margin), and the maximum rate is also given divided by (1 + margin).
+    #: Unset: the validated step-time error of the cost model (median over held-out
+    #: measurements, hardware_specs/calibration/error_band.yaml); 0: no margin.
+    safety_margin: float | None = Field(None, ge=0.0, lt=1.0)
     tco: TcoConfig = Field(default_factory=TcoConfig)
 
 

@@ -49,6 +49,8 @@ class PlanResult:
     search: SearchResult | None = None
     costs: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    #: Headroom applied for the cost model's error (fraction of capacity).
+    safety_margin: float = 0.0
 
     @property
     def max_rate_per_s(self) -> float | None:
@@ -67,6 +69,12 @@ class PlanResult:
                 "batching": self.scenario.engine.batching,
             },
             "max_rate_per_s": self.rate.max_rate_per_s,
+            "safety_margin": self.safety_margin,
+            "max_rate_with_margin_per_s": (
+                self.rate.max_rate_per_s / (1 + self.safety_margin)
+                if self.rate.max_rate_per_s is not None
+                else None
+            ),
             "rate_search": self.rate.to_dict(),
             "fewest_replicas": self.replicas.to_dict() if self.replicas else None,
             "costs": self.costs,
@@ -220,6 +228,16 @@ def _progress(enabled: bool):
     return bar, advance
 
 
+def resolve_safety_margin(plan_config: PlanConfig) -> float:
+    """The plan's headroom: as configured, else the validated step-time error band."""
+    if plan_config.safety_margin is not None:
+        return plan_config.safety_margin
+    from simulator.api import validated_error_band
+
+    band = validated_error_band()
+    return band["median_pct"] / 100 if band else 0.0
+
+
 def plan(
     scenario: Scenario | PlanFile | str | Path,
     plan_config: PlanConfig | None = None,
@@ -242,18 +260,22 @@ def plan(
     plan_config = plan_config or PlanConfig()
     if replications:
         plan_config = plan_config.model_copy(update={"replications": replications})
+    margin = resolve_safety_margin(plan_config)
     bar, on_simulated = _progress(progress)
     try:
         rate = max_sustainable_rate(scenario, plan_config, on_simulated=on_simulated)
         replicas = None
         if plan_config.target_rate_per_s:
             replicas = fewest_replicas(
-                scenario, plan_config.target_rate_per_s, plan_config, on_simulated=on_simulated
+                scenario,
+                plan_config.target_rate_per_s * (1 + margin),
+                plan_config,
+                on_simulated=on_simulated,
             )
     finally:
         if bar is not None:
             bar.close()
-    result = PlanResult(scenario, plan_config, rate)
+    result = PlanResult(scenario, plan_config, rate, safety_margin=margin)
     if rate.summaries:
         spans = [s["duration_s"] for s in rate.summaries]
         e2e = [s["e2e_ms"]["p50"] / 1e3 for s in rate.summaries if s["e2e_ms"]["p50"]]
