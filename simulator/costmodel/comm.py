@@ -83,6 +83,53 @@ def alltoall_s(bytes_per_gpu: float, n_gpus: int, link: LinkSpec, params: CostPa
     return params.alltoall_latency_s + link.latency_s + sent / bw
 
 
+def expected_remote_nodes(
+    nodes: int, experts_per_token: int, groups: int = 0, groups_per_token: int = 0
+) -> float:
+    """Expected number of other nodes one token's routed experts live on.
+
+    Experts spread evenly over ``nodes``. Without group limits the ``experts_per_token``
+    experts are independent uniform picks; with group-limited routing (DeepSeek: the
+    experts of a token come from at most ``groups_per_token`` of ``groups`` groups, each
+    group on one node) the picks are whole groups."""
+    if nodes <= 1:
+        return 0.0
+    if groups and groups_per_token and groups % nodes == 0:
+        per_node = groups // nodes
+        picks = min(groups_per_token, groups)
+        # P(no chosen group on a given node) = C(G - g, M) / C(G, M)
+        miss = math.comb(groups - per_node, picks) / math.comb(groups, picks)
+    else:
+        miss = (1 - 1 / nodes) ** experts_per_token
+    touched = nodes * (1 - miss)
+    if groups and groups_per_token:  # a group spans nodes / groups nodes when groups < nodes
+        touched = min(touched, groups_per_token * max(1.0, nodes / groups))
+    return touched * (nodes - 1) / nodes
+
+
+def alltoall_across_nodes_s(
+    row_bytes: float,
+    remote_nodes: float,
+    local_copies: float,
+    inter_link: LinkSpec,
+    intra_link: LinkSpec | None,
+    params: CostParams,
+) -> float:
+    """Time (s) of a node-aware all-to-all (DeepEP style): each row crosses the network once
+    per remote node it goes to, then is forwarded to its experts' GPUs inside the node.
+
+    ``row_bytes`` is one GPU's bytes per copy of all its rows; ``remote_nodes`` the expected
+    remote nodes per row; ``local_copies`` the copies forwarded over the intra-node link."""
+    if row_bytes <= 0:
+        return 0.0
+    inter_bw = inter_link.bandwidth_bytes_per_s * params.alltoall_bw_efficiency
+    time = params.alltoall_latency_s + inter_link.latency_s + row_bytes * remote_nodes / inter_bw
+    if intra_link is not None and local_copies > 0:
+        intra_bw = intra_link.bandwidth_bytes_per_s * params.alltoall_bw_efficiency
+        time += intra_link.latency_s + row_bytes * local_copies / intra_bw
+    return time
+
+
 def p2p_s(num_bytes: float, link: LinkSpec, params: CostParams) -> float:
     """Time (s) to send ``num_bytes`` from one GPU to the next (pipeline stages)."""
     if num_bytes <= 0:

@@ -19,7 +19,14 @@ import math
 import numpy as np
 
 from simulator.costmodel.attention import AttentionCost
-from simulator.costmodel.comm import allgather_s, allreduce_s, alltoall_s, p2p_s
+from simulator.costmodel.comm import (
+    allgather_s,
+    allreduce_s,
+    alltoall_across_nodes_s,
+    alltoall_s,
+    expected_remote_nodes,
+    p2p_s,
+)
 from simulator.costmodel.costs import (
     OpCost,
     StepCost,
@@ -144,6 +151,19 @@ class CostModel:
         )
         self.link = self.placement.tp_link()
         self._ep_link = self.placement.ep_link()
+        # Expert-parallel groups spread over nodes: expected remote nodes per token, and
+        # the copies then forwarded inside a node (all top-k, a share of them local).
+        self._ep_nodes = 1
+        if expert_parallel > 1 and model.is_moe and self.placement.crosses_nodes("ep"):
+            per_node = self.placement.gpus_per_node
+            self._ep_nodes = math.ceil(self.placement.gpus_per_stage / per_node)
+            self._ep_remote_nodes = expected_remote_nodes(
+                self._ep_nodes,
+                model.experts_per_token,
+                model.expert_groups,
+                model.expert_groups_per_token,
+            )
+            self._ep_local_copies = model.experts_per_token * (per_node - 1) / per_node
         self._pp_link = self.placement.pp_link()
         self.microbatches = pipeline_microbatches or pipeline_parallel
         if self.microbatches < 1:
@@ -315,8 +335,24 @@ class CostModel:
             dispatch = rows * self._dispatch_bytes
             combine = rows * self.plan.activation_bytes
             gpus = self.placement.gpus_per_stage
-            per = alltoall_s(dispatch, gpus, self._ep_link, self.params)
-            per += alltoall_s(combine, gpus, self._ep_link, self.params)
+            if self._ep_nodes > 1:
+                # Across nodes, a row crosses the network once per remote node and is
+                # forwarded inside the node (DeepEP; DeepSeek-V3 limits a token to 4 nodes).
+                per_copy = local * self.model.hidden_size * self._imbalance / self.tensor_parallel
+                per = sum(
+                    alltoall_across_nodes_s(
+                        per_copy * width,
+                        self._ep_remote_nodes,
+                        self._ep_local_copies,
+                        self.placement.node.inter_link,
+                        self.placement.node.intra_link,
+                        self.params,
+                    )
+                    for width in (self._dispatch_bytes, self.plan.activation_bytes)
+                )
+            else:
+                per = alltoall_s(dispatch, gpus, self._ep_link, self.params)
+                per += alltoall_s(combine, gpus, self._ep_link, self.params)
             n = self._moe_layers
             nbytes = n * (dispatch + combine)
             ops.append(OpCost("ep_alltoall", 0.0, nbytes, n * per, "communication"))

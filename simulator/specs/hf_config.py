@@ -224,6 +224,8 @@ def _deepseek(f: _Fields, common: dict[str, Any]) -> dict[str, Any]:
         "num_shared_experts": f.int("n_shared_experts", default=0, minimum=0),
         "moe_intermediate_size": f.int("moe_intermediate_size"),
         "first_dense_layers": num_layers - moe_layers,
+        "expert_groups": f.int("n_group", default=0, minimum=0),
+        "expert_groups_per_token": f.int("topk_group", default=0, minimum=0),
         "kv_lora_rank": f.int("kv_lora_rank"),
         # q_lora_rank is null in DeepSeek-V2-Lite: queries are projected directly.
         "q_lora_rank": f.int("q_lora_rank", default=0, minimum=0),

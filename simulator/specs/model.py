@@ -33,6 +33,11 @@ class ModelSpec:
     moe_intermediate_size: int = 0
     #: Leading layers that keep a dense MLP in an MoE model (DeepSeek's first_k_dense_replace).
     first_dense_layers: int = 0
+    #: Group-limited routing (DeepSeek ``n_group`` / ``topk_group``): routed experts form
+    #: ``expert_groups`` groups and a token's experts come from at most
+    #: ``expert_groups_per_token`` of them (0: no limit).
+    expert_groups: int = 0
+    expert_groups_per_token: int = 0
     # --- multi-head latent attention (kv_lora_rank 0 = standard attention) ---
     kv_lora_rank: int = 0
     q_lora_rank: int = 0
