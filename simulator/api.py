@@ -57,9 +57,23 @@ def _in_scenario_sections(exc: UserError) -> UserError:
     )
 
 
+def _offload_plan(hw, gpu):
+    """The layers a replica keeps in host memory (None without ``hardware.offload``)."""
+    from simulator.costmodel.offload import OffloadPlan
+
+    if hw.offload is None:
+        return None
+    has_link = gpu.host_link not in ("", "none")
+    return OffloadPlan(
+        gpu_layers=hw.offload.gpu_layers,
+        mode=hw.offload.mode,
+        host=load_gpu(hw.offload.host),
+        host_link=load_link(gpu.host_link) if has_link else None,
+    )
+
+
 def build_cost_model(scenario: Scenario) -> CostModel:
     """The step-time model of one replica of the scenario (TP × PP × EP GPUs, offload)."""
-    from simulator.costmodel.offload import OffloadPlan
     from simulator.specs.topology import build_placement
 
     hw, eng = scenario.hardware, scenario.engine
@@ -75,14 +89,7 @@ def build_cost_model(scenario: Scenario) -> CostModel:
         interconnect=hw.interconnect,
         inter_node_link=hw.inter_node_link,
     )
-    offload = None
-    if hw.offload is not None:
-        offload = OffloadPlan(
-            gpu_layers=hw.offload.gpu_layers,
-            mode=hw.offload.mode,
-            host=load_gpu(hw.offload.host),
-            host_link=load_link(gpu.host_link) if gpu.host_link else None,
-        )
+    offload = _offload_plan(hw, gpu)
     params, _ = resolve_calibration(scenario)
     cuda_graphs = eng.cuda_graphs
     if eng.profile is not None:
@@ -113,15 +120,10 @@ def build_cost_model(scenario: Scenario) -> CostModel:
 
 def build_memory_plan(scenario: Scenario) -> MemoryPlan:
     """Memory of the most loaded GPU of a replica: weights, workspace and the KV cache left."""
-    from simulator.costmodel.offload import OffloadPlan
 
     hw, eng = scenario.hardware, scenario.engine
     gpu = load_gpu(hw.gpu)
-    offload = None
-    if hw.offload is not None:
-        offload = OffloadPlan(
-            gpu_layers=hw.offload.gpu_layers, mode=hw.offload.mode, host=load_gpu(hw.offload.host)
-        )
+    offload = _offload_plan(hw, gpu)
     try:
         return memory_plan(
             load_model(scenario.model),

@@ -24,18 +24,25 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return [part for part in key.strip().split(".")], value
 
 
+def set_dotted(data: dict, key: str | list[str], value: Any) -> None:
+    """Set ``data["a"]["b"] = value`` for the key ``"a.b"`` (or ``["a", "b"]``), creating
+    sections as needed."""
+    parts = key.split(".") if isinstance(key, str) else key
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Set each ``dotted.key=value`` in a nested dict (creating sections as needed)."""
     for text in overrides:
         path, value = parse_override(text)
-        node = data
-        for part in path[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[path[-1]] = value
+        set_dotted(data, path, value)
     return data
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.config.loader import scenario_from_dict
+from simulator.config.loader import scenario_from_dict, set_dotted
 from simulator.config.scenario import Scenario
 from simulator.errors import UserError
 
@@ -40,19 +40,6 @@ RATE_KEYS = {
 def scenario_data(scenario: Scenario) -> dict[str, Any]:
     """The scenario as plain JSON-ready data that validates back to an equal scenario."""
     return scenario.model_dump(mode="json", exclude_unset=True)
-
-
-def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``data["a"]["b"] = value`` for ``key == "a.b"``, creating sections as needed."""
-    parts = key.split(".")
-    node = data
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
 
 
 def set_rate(data: dict[str, Any], rate_per_s: float) -> None:
