@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from simulator.costmodel.shape import StepShape
-from simulator.specs.dtypes import NATIVE_COMPUTE
+from simulator.specs.dtypes import NATIVE_COMPUTE, is_gguf
 from simulator.specs.gpu import GpuSpec
 
 BOUNDS = ("compute", "memory", "latency", "communication", "overhead")
@@ -48,9 +48,13 @@ def gemm_dtype(weight_dtype: str, wider_dtype: str, gpu: GpuSpec) -> str:
 
     fp8/int8 weights on a GPU with a native rate for them run W8A8 (activations quantised on
     the fly, as vLLM and TensorRT-LLM do on Hopper); NVFP4/MXFP4 run in fp4 where the GPU
-    has it (Blackwell); other formats compute in the wider of weights and activations
-    (int4 AWQ/GPTQ and GGUF: W4A16 in bf16, fp8 on an A100: W8A16)."""
+    has it (Blackwell); GGUF block formats run in int8 where the GPU has an int8 rate
+    (ggml quantises activations to q8_1/q8_0 blocks and multiplies in int8: MMQ on CUDA,
+    the q8 dot products on CPUs); other formats compute in the wider of weights and
+    activations (int4 AWQ/GPTQ: W4A16 in bf16, fp8 on an A100: W8A16)."""
     native = NATIVE_COMPUTE.get(weight_dtype)
+    if native is None and is_gguf(weight_dtype):
+        native = "int8"
     if native is not None and native in gpu.peak_flops:
         return native
     return wider_dtype

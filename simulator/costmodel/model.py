@@ -54,7 +54,7 @@ from simulator.costmodel.quant import (
 )
 from simulator.costmodel.shape import StepShape
 from simulator.errors import UserError
-from simulator.specs.dtypes import NATIVE_COMPUTE, canonical_dtype, dtype_bytes
+from simulator.specs.dtypes import NATIVE_COMPUTE, canonical_dtype, dtype_bytes, is_gguf
 from simulator.specs.gpu import GpuSpec
 from simulator.specs.link import LinkSpec
 from simulator.specs.model import ModelSpec
@@ -235,6 +235,21 @@ class CostModel:
         factor = 1.0 + (p.dequant_overhead if narrower or unsupported else 0.0)
         return 1.0 / (gpu.flops_for(dtype) * eff), factor
 
+    def _gguf_ceiling(self, op: GemmOp) -> tuple[float, float]:
+        """(least seconds per FLOP, bytes per second) of ggml's quantised kernels for ``op``:
+        (0, the memory bandwidth) when its weights are not GGUF or no ceiling is set."""
+        p, gpu = self.params, self.gpu
+        bw = gpu.memory_bw_bytes_per_s * p.memory_bw_efficiency
+        cycles = gpu.sm_cycles_per_s
+        if not is_gguf(op.dtype) or cycles <= 0:
+            return 0.0, bw
+        s_per_flop = 0.0
+        if p.gguf_gemm_flop_per_sm_cycle > 0:
+            s_per_flop = 1.0 / (cycles * p.gguf_gemm_flop_per_sm_cycle)
+        if p.gguf_gemv_bytes_per_sm_cycle > 0:
+            bw = min(bw, cycles * p.gguf_gemv_bytes_per_sm_cycle)
+        return s_per_flop, bw
+
     def _precompute(self) -> None:
         p, plan, gpu = self.params, self.plan, self.gpu
         mlp_op = next((op for op in plan.gemms if "down" in op.name), plan.gemms[0])
@@ -244,6 +259,9 @@ class CostModel:
         self._rates = {op.name: self._gemm_rate(op) for op in (*plan.gemms, plan.lm_head)}
         self._gemv_s_per_flop = 1.0 / (gpu.flops_for("fp32") * p.gemm_efficiency)
         self._bw = gpu.memory_bw_bytes_per_s * p.memory_bw_efficiency
+        self._gguf_ceilings = {
+            op.name: self._gguf_ceiling(op) for op in (*plan.gemms, plan.lm_head)
+        }
         self._lat = p.kernel_latency_s
         self._attn = AttentionCost(self.model, plan, gpu, p, self.activation_dtype)
         self._elementwise_factor = p.elementwise_traffic_factor
@@ -291,7 +309,9 @@ class CostModel:
         gemv_s = per_layer_flops * self._gemv_s_per_flop * dequant
         if gemv_s < compute_s:
             compute_s = gemv_s
-        memory_s = per_layer_bytes / self._bw
+        least_s_per_flop, bw = self._gguf_ceilings[op.name]
+        compute_s = max(compute_s, per_layer_flops * least_s_per_flop)
+        memory_s = per_layer_bytes / bw
         time_s = max(compute_s, memory_s) + self._lat
         bound = bound_of(compute_s, memory_s, self._lat)
         n = op.layers

@@ -133,6 +133,19 @@ class CostParams:
     and rescales every weight tile (fraction of the compute time, unitless). Default 0.10
     (estimate): Marlin-style kernels stay close to the bf16 GEMM rate at large batch."""
 
+    gguf_gemm_flop_per_sm_cycle: float = 0.0
+    """Ceiling on the compute rate of GEMMs over GGUF-quantised weights (FLOP per SM per
+    clock cycle; the GPU's ``sm_cycles_per_s`` turns it into FLOP/s). ggml's quantised
+    matrix-multiply kernels unpack every weight block on the CUDA cores before the int8
+    tensor-core product, so their rate follows SMs × clock rather than a tensor peak.
+    0 = no ceiling (the default: the tensor-core rate applies); engine profiles set it."""
+
+    gguf_gemv_bytes_per_sm_cycle: float = 0.0
+    """Ceiling on the rate at which GEMMs over GGUF-quantised weights read memory (bytes per
+    SM per clock cycle): ggml's quantised matrix-vector kernels keep too few loads in
+    flight to reach the bandwidth of GPUs with few SMs per TB/s (HBM parts). 0 = no
+    ceiling (the default); engine profiles set it."""
+
     offload_bw_efficiency: float = 0.80
     """Fraction of the host link's bandwidth reached when streaming offloaded weights from
     pinned host memory each step (unitless). Default 0.80 (estimate: pinned host-to-device

@@ -83,6 +83,10 @@ class EngineProfile:
     memory_bw_efficiency_scale: float = 1.0
     #: Multiplier on the calibrated per-kernel latency (more or slower small kernels).
     kernel_latency_scale: float = 1.0
+    #: Ceilings of the engine's own GGUF kernels (CostParams fields of the same names):
+    #: FLOP and bytes per SM per clock cycle; None leaves them off.
+    gguf_gemm_flop_per_sm_cycle: float | None = None
+    gguf_gemv_bytes_per_sm_cycle: float | None = None
     #: Pure roofline: all efficiencies 1, all latencies and overheads 0.
     roofline: bool = False
     #: Default engine limits (scenario ``engine`` fields of ``LIMIT_FIELDS``).
@@ -96,7 +100,12 @@ class EngineProfile:
             value = getattr(self, name)
             if not 0 < value <= 2:
                 problems.append(f"profile {self.name}: {name} {value!r} must be in (0, 2]")
-        for name in ("step_overhead_s", "allreduce_latency_s"):
+        for name in (
+            "step_overhead_s",
+            "allreduce_latency_s",
+            "gguf_gemm_flop_per_sm_cycle",
+            "gguf_gemv_bytes_per_sm_cycle",
+        ):
             value = getattr(self, name)
             if value is not None and value < 0:
                 problems.append(f"profile {self.name}: {name} {value!r} must be >= 0")
@@ -132,8 +141,13 @@ class EngineProfile:
                 changes["elementwise_traffic_factor"] = 1.0
             if self.attention_prefill_efficiency is not None:
                 changes["attention_prefill_efficiency"] = self.attention_prefill_efficiency
-            if self.allreduce_latency_s is not None:
-                changes["allreduce_latency_s"] = self.allreduce_latency_s
+            for name in (
+                "allreduce_latency_s",
+                "gguf_gemm_flop_per_sm_cycle",
+                "gguf_gemv_bytes_per_sm_cycle",
+            ):
+                if getattr(self, name) is not None:
+                    changes[name] = getattr(self, name)
             for name in ("gemm_efficiency", "gemm_efficiency_8bit"):
                 changes[name] = min(1.0, getattr(params, name) * self.gemm_efficiency_scale)
             changes["memory_bw_efficiency"] = min(

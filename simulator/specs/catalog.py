@@ -36,7 +36,17 @@ SPECS_DIR_ENV = "SERVESIM_SPECS_DIR"
 NO_LINK = "none"
 
 _GPU_REQUIRED = ("name", "peak_flops", "memory_bytes", "memory_bw_bytes_per_s")
-_GPU_OPTIONAL = ("vendor", "description", "notes", "l2_bytes", "tdp_w", "interconnect", "host_link")
+_GPU_OPTIONAL = (
+    "vendor",
+    "description",
+    "notes",
+    "l2_bytes",
+    "tdp_w",
+    "sm_count",
+    "boost_clock_hz",
+    "interconnect",
+    "host_link",
+)
 _LINK_REQUIRED = ("kind", "bandwidth_bytes_per_s", "latency_s")
 _LINK_OPTIONAL = ("name", "description")
 
@@ -266,9 +276,14 @@ def _gpu_from_file(key: tuple[Path, int, int]) -> GpuSpec:
     for key in ("memory_bytes", "memory_bw_bytes_per_s"):
         if fields[key] <= 0:
             raise UserError(f"{where}: {key} must be positive")
-    for key in ("l2_bytes", "tdp_w"):
+    for key in ("l2_bytes", "tdp_w", "boost_clock_hz"):
         if key in data:
             fields[key] = _number(data[key], where, key, sources)
+    if "sm_count" in data:
+        sm_count = _number(data["sm_count"], where, "sm_count", sources)
+        if sm_count < 1 or sm_count != int(sm_count):
+            raise UserError(f"{where}: sm_count {sm_count!r} must be a whole number >= 1")
+        fields["sm_count"] = int(sm_count)
     known_links = list_links()
     for key in ("interconnect", "host_link"):
         if key not in data:
