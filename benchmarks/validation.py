@@ -37,16 +37,28 @@ from simulator.costmodel.calibration import (  # noqa: E402
     load_rows,
     score,
 )
-from simulator.costmodel.profiles import EngineProfile, load_profile  # noqa: E402
+from simulator.costmodel.profiles import load_profile  # noqa: E402
 from simulator.specs.catalog import load_gpu, load_link, load_model  # noqa: E402
 from simulator.specs.model import ModelSpec  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from validation_llamacpp import SECTION as LLAMACPP_SECTION  # noqa: E402
+from validation_llamacpp import SECTION_NOTE as LLAMACPP_NOTE  # noqa: E402
+from validation_llamacpp import fit_gguf_ceilings, llama_cpp_section  # noqa: E402
+from validation_rows import (  # noqa: E402
+    CALIBRATION,
+    FIT,
+    HELD_OUT,
+    LLAMA2_7B,
+    Missing,
+    Row,
+    params_for,
+)
+
 MEASUREMENTS = ROOT / "hardware_specs" / "calibration" / "measurements"
-CALIBRATION = ROOT / "hardware_specs" / "calibration"
 DEFAULT_SHARED = ROOT.parent / "shared"
 DEFAULT_OUTPUT = ROOT / "docs" / "validation.md"
 
-FIT, HELD_OUT = "fit", "held out"
 #: Sections of our own device measurements (the held-out step-time target applies here).
 DEVICE_SECTIONS = {
     "A.": "8B steps, fit on 1B",
@@ -54,41 +66,6 @@ DEVICE_SECTIONS = {
     "C.": "our H100, shared fit",
     "D.": "H200, H100 fit",
 }
-
-
-@dataclass(frozen=True)
-class Row:
-    """One comparison of a prediction with a measurement."""
-
-    section: str
-    config: str
-    metric: str
-    unit: str
-    measured: float
-    predicted: float
-    status: str  # FIT or HELD_OUT
-    note: str = ""
-
-    @property
-    def error_pct(self) -> float:
-        return (self.predicted / self.measured - 1.0) * 100.0
-
-
-@dataclass(frozen=True)
-class Missing:
-    """A published measurement the simulator cannot express yet, and why."""
-
-    section: str
-    config: str
-    reason: str
-
-
-# --- models not in the catalog (published configs of the checkpoints measured) ----------------
-#: meta-llama/Llama-2-7b-hf config.json: hidden 4096, 32 layers, 32 heads (no GQA),
-#: intermediate 11008, vocabulary 32000.
-LLAMA2_7B = ModelSpec(
-    "llama-2-7b", 4096, 32, 32, 32, 128, 11008, 32000, max_position_embeddings=4096
-)
 
 
 # --- device measurements ------------------------------------------------------------------------
@@ -203,15 +180,6 @@ def device_section(shared: Path) -> list[Row]:
 
 
 # --- published step-level rows ------------------------------------------------------------------
-def _params_for(gpu: str, profile: EngineProfile | None) -> tuple[CostParams, str]:
-    path = CALIBRATION / f"{gpu}.yaml"
-    base = CostParams.from_file(path) if path.is_file() else CostParams.defaults()
-    where = f"{gpu}.yaml" if path.is_file() else "defaults"
-    if profile is None:
-        return base, where
-    return profile.apply(base), f"{where} + {profile.name}"
-
-
 def vidur_section() -> list[Row]:
     """Vidur per-layer GEMM times (published_benchmarks.md §9A): sum of the four linear ops."""
     rows = []
@@ -244,7 +212,7 @@ def vidur_section() -> list[Row]:
         if model_name == "llama-2-70b":
             model = load_model("llama-2-70b")
         gpu = load_gpu(gpu_name)
-        params, where = _params_for(gpu_name, None)
+        params, where = params_for(gpu_name, None)
         h, d = model.hidden_size, model.head_dim
         qkv_n = (model.num_attention_heads + 2 * model.num_kv_heads) * d // tp
         shapes = [
@@ -284,7 +252,7 @@ def _decode_tok_s(model, gpu_name, params, *, tp=1, weight_dtype="bf16", context
 def gpt_fast_section() -> list[Row]:
     """gpt-fast batch-1 decode on 8x A100-80GB (power-limited to 330 W), §9B."""
     profile = load_profile("vllm")
-    params, where = _params_for("a100-sxm-80gb", profile)
+    params, where = params_for("a100-sxm-80gb", profile)
     cases = [
         ("llama-2-7b", "bf16", 1, 104.9),
         ("llama-2-7b", "int8", 1, 155.58),
@@ -320,81 +288,13 @@ def gpt_fast_section() -> list[Row]:
     return rows
 
 
-def llama_cpp_section() -> tuple[list[Row], list[Missing]]:
-    """llama.cpp scoreboard, Llama-2-7B Q4_0, batch 1 (§8A): tg128 and pp512."""
-    profile = load_profile("llama.cpp")
-    table = [
-        ("RTX 5090", "rtx-5090", 14970, 300.4),
-        ("RTX 4090", "rtx-4090", 14771, 189.0),
-        ("H100 80GB HBM3", "h100-sxm", 11263, 280.7),
-        ("A100 80GB HBM2e", "a100-sxm-80gb", 5286, 200.9),
-        ("RTX 3090", "rtx-3090", 5175, 158.2),
-        ("M2 Ultra (76 cores)", "m2-ultra", 1238, 94.3),
-        ("M4 Max (40 cores)", "m4-max", 886, 83.1),
-    ]
-    rows, missing = [], []
-    note = "§8A transcribed via a secondary digest (verify)"
-    for device, gpu_name, pp512, tg128 in table:
-        params, where = _params_for(gpu_name, profile)
-        gpu = load_gpu(gpu_name)
-        cm = CostModel(LLAMA2_7B, gpu, params=params, weight_dtype="q4_0")
-        # tg128: 128 tokens generated from an empty prompt: mean context 64.
-        decode_s = cm.step_time_s(StepShape.uniform(decode_count=1, decode_context=64))
-        prefill_s = cm.step_time_s(StepShape.uniform(prefill_count=1, prefill_new=512))
-        config = f"{device} ({gpu_name}) Llama-2-7B Q4_0"
-        section = "G. llama.cpp single-user (§8A), Llama-2-7B Q4_0, llama-bench"
-        rows.append(
-            Row(
-                section,
-                config,
-                "decode tok/s (tg128)",
-                "tok/s",
-                tg128,
-                1 / decode_s,
-                HELD_OUT,
-                f"{where}; {note}",
-            )
-        )
-        rows.append(
-            Row(
-                section,
-                config,
-                "prefill tok/s (pp512)",
-                "tok/s",
-                pp512,
-                512 / prefill_s,
-                HELD_OUT,
-                f"{where}; {note}",
-            )
-        )
-    for device in (
-        "RTX PRO 6000 Blackwell",
-        "RTX 5080",
-        "RTX 3060",
-        "DGX Spark (GB10)",
-        "Jetson AGX Orin",
-    ):
-        missing.append(Missing("G. llama.cpp (§8A/8B)", device, "GPU not in the catalog"))
-    missing.append(
-        Missing("G. llama.cpp (§8A)", "M1/M3 Ultra, M4 Pro, M5 Max", "chip not in the catalog")
-    )
-    missing.append(
-        Missing(
-            "G. llama.cpp (§8B)",
-            "DGX Spark gpt-oss / Qwen3 MXFP4 and Q8_0 rows",
-            "GB10 not in the catalog",
-        )
-    )
-    return rows, missing
-
-
 def deepseek_section() -> list[Row]:
     """SGLang DeepSeek-V3 on 96 H100 (§7A): per-node prefill and decode throughput, priced
     as one step of the whole expert-parallel replica (attention data-parallel per GPU)."""
     from simulator.specs.topology import NodeSpec, ReplicaPlacement
 
     gpu = load_gpu("h100-sxm")
-    params, where = _params_for("h100-sxm", load_profile("sglang"))
+    params, where = params_for("h100-sxm", load_profile("sglang"))
     model = load_model("deepseek-v3")
     node = NodeSpec(8, load_link("nvlink4"), load_link("infiniband-ndr"))
 
@@ -652,7 +552,7 @@ def serving_section(cases: list[ServingCase]) -> tuple[list[Row], list[Missing]]
 
     rows, missing = [], []
     for case in cases:
-        _, where = _params_for(case.gpu, load_profile(case.profile))
+        _, where = params_for(case.gpu, load_profile(case.profile))
         try:
             result = run(scenario_from_dict(_scenario(case)))
         except UserError as exc:
@@ -850,6 +750,7 @@ SECTION_NOTES = {
         "2026-11-24). The fit sees the GEMM, attention and Llama-3.2-1B step rows; the "
         "Llama-3.1-8B steps (4x the weights, 2x the head dim) are held out."
     ),
+    LLAMACPP_SECTION: LLAMACPP_NOTE,
 }
 
 
@@ -978,13 +879,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fit",
         action="store_true",
-        help="repeat the fit of each profile's gemm_efficiency_scale on its FIT_ROWS and exit",
+        help="repeat the fits of the engine profiles (gemm_efficiency_scale on FIT_ROWS, the "
+        "llama.cpp GGUF ceilings on its H100 rows) and exit",
     )
     args = parser.parse_args(argv)
     if args.fit:
         for profile in FIT_ROWS:
             shipped = load_profile(profile).gemm_efficiency_scale
             print(f"{profile}: fitted {fit_gemm_efficiency_scale(profile):.3f}, shipped {shipped}")
+        llamacpp = load_profile("llama.cpp")
+        flop, byte = fit_gguf_ceilings()
+        print(
+            f"llama.cpp: fitted gguf_gemm_flop_per_sm_cycle {flop:.0f} "
+            f"(shipped {llamacpp.gguf_gemm_flop_per_sm_cycle}), gguf_gemv_bytes_per_sm_cycle "
+            f"{byte:.2f} (shipped {llamacpp.gguf_gemv_bytes_per_sm_cycle})"
+        )
         return 0
     rows, missing = collect(args.shared)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -68,8 +68,8 @@ def test_every_gpu_loads_with_a_source_for_every_number(name):
     assert gpu.memory_bytes > 0 and gpu.memory_bw_bytes_per_s > 0
     raw = gpu_catalog_entry(name)
     numeric_fields = [f"peak_flops.{dtype}" for dtype in raw["peak_flops"]]
-    numeric_fields += [k for k in ("memory_bytes", "memory_bw_bytes_per_s", "l2_bytes", "tdp_w")
-                       if k in raw]  # fmt: skip
+    numeric_fields += [k for k in ("memory_bytes", "memory_bw_bytes_per_s", "l2_bytes", "tdp_w",
+                                   "sm_count", "boost_clock_hz") if k in raw]  # fmt: skip
     for field in numeric_fields:
         assert gpu.sources[field].strip(), field
     for link in (gpu.interconnect, gpu.host_link):
@@ -86,6 +86,10 @@ def test_gpu_numbers_match_the_data_sheet():
     assert load_gpu("mi300x").interconnect == "xgmi"
     # GeForce bf16 is the FP32-accumulate rate, half of the FP16-accumulate one.
     assert load_gpu("rtx-4090").peak_flops["bf16"] == pytest.approx(165.2e12)
+    # SMs x clock: the SM counts of the reference sheet, clocks derived from FP32 peaks.
+    assert h100.sm_count == 132 and h100.sm_cycles_per_s == pytest.approx(132 * 1.98e9)
+    assert load_gpu("rtx-4090").sm_count == 128
+    assert load_gpu("m2-ultra").sm_cycles_per_s == 0  # not known: ceilings that need it stay off
     # Apple and the CPU server have no links at all.
     assert load_gpu("m2-ultra").interconnect == "" and load_gpu("m2-ultra").host_link == ""
 
@@ -234,6 +238,7 @@ def test_a_gpu_file_path_loads_and_reads_unsigned_exponents(tmp_path):
         ({"peak_flops": {"fp8": {"value": 1e15, "source": "x"}}}, "include bf16"),
         ({"host_link": {"value": "pcie9", "source": "x"}}, "unknown link.*'pcie9'"),
         ({"colour": "green"}, "unknown field 'colour'"),
+        ({"sm_count": {"value": 13.5, "source": "x"}}, "sm_count 13.5 must be a whole number"),
     ],
 )
 def test_malformed_gpu_fields_are_named(tmp_path, overrides, message):
