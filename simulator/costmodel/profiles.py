@@ -180,13 +180,13 @@ OVERLAPPED_STEP_OVERHEAD_S = 20e-6
 #: TensorRT-LLM: fitted on the two MLPerf v4.0 H100 Offline rows (published_benchmarks.md
 #: §2A: 8x H100 TP2x4 21,806 tok/s and 2x H100 TP2x1 5,539 tok/s). A sourced alternative,
 #: TensorRT-LLM GEMMs at the best measured H100 FP8 matmul rate (reference sheet C1, MAMF
-#: 70.9% of peak, i.e. 1.07x the calibrated 66.4%), over-predicted those rows by 15-17%.
-TRTLLM_FITTED_GEMM_EFFICIENCY_SCALE = 0.830
+#: 70.9% of peak, i.e. 1.07x the calibrated 66.4%), over-predicted those rows by 39-41%.
+TRTLLM_FITTED_GEMM_EFFICIENCY_SCALE = 0.650
 #: vLLM 0.7.3: fitted on the MLPerf v5.0 Open row "vLLM 0.7.3, Llama-2-70B FP8, Offline"
 #: (published_benchmarks.md §2D, Krai, 8x H200 as TP1 replicas behind an OpenAI-compatible
 #: server, 16,229 tok/s). vLLM 0.6.4 served 1.34x more with FlashInfer attention than
 #: without (§2D), so much of the factor is the attention back end and the V0 runtime.
-VLLM_FITTED_GEMM_EFFICIENCY_SCALE = 0.468
+VLLM_FITTED_GEMM_EFFICIENCY_SCALE = 0.471
 
 #: llama.cpp's own GGUF kernels, FITTED on the H100 row of the llama-bench scoreboard
 #: (published_benchmarks.md §8A, Llama-2-7B Q4_0: pp512 11,263 tok/s, tg128 280.7 tok/s;
@@ -220,7 +220,7 @@ PROFILES: dict[str, EngineProfile] = {
         limits={"max_num_seqs": 256, "kv_block_size": 16, "gpu_memory_utilization": 0.9},
         sources=(
             *_FUSED_SOURCES,
-            "gemm_efficiency_scale 0.468: FITTED on the published row 'vLLM 0.7.3, "
+            "gemm_efficiency_scale 0.471: FITTED on the published row 'vLLM 0.7.3, "
             "Llama-2-70B FP8, Offline' (published_benchmarks.md §2D, MLPerf v5.0 Open, Krai, "
             "8x H200; marked fit in docs/validation.md); held out: vLLM 0.6.4, 0.6.4 + "
             "FlashInfer and 0.7.3 Server. A lumped serving-level factor of vLLM 0.6/0.7 (V0 "
@@ -263,7 +263,7 @@ PROFILES: dict[str, EngineProfile] = {
         limits={"max_num_seqs": 2048, "max_num_batched_tokens": 8192, "kv_block_size": 32},
         sources=(
             *_FUSED_SOURCES,
-            "gemm_efficiency_scale 0.830: FITTED on the published rows 'v4.0 8x H100 TP2x4, "
+            "gemm_efficiency_scale 0.650: FITTED on the published rows 'v4.0 8x H100 TP2x4, "
             "batch 896, Offline' and 'v4.0 2x H100 TP2x1, Offline' (published_benchmarks.md "
             "§2A, MLPerf v4.0 Closed, NVIDIA; marked fit in docs/validation.md); held out: "
             "v4.0 H200, all v4.1 rows, Server rows and NIM (§2D). A lumped serving-level "
