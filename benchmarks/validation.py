@@ -528,13 +528,11 @@ SERVER_WARMUP_FRACTION = 0.25
 
 
 def sustained_output_tok_s(requests) -> float:
-    """Output tokens/s generated while arrivals continue, after a warm-up: the sustained
-    rate that a long MLPerf run measures (Server: arrivals; Offline: the closed loop issuing
-    the next sample, so the final drain of the last samples, a few percent of a 600 s MLPerf
-    Offline run but a fifth of a 3,000-sample simulation, is left out). A request's first token counts at its time
-    and the rest are spread evenly up to its finish. (The run summary's own window ends at
-    the last completion, so its drain after the last arrival, up to a 1024-token answer,
-    would dilute a 3,000-request simulation by several percent.)"""
+    """Output tokens/s generated while samples are still being issued, after a warm-up: the
+    sustained rate that a long MLPerf run measures (Server: Poisson arrivals; Offline: the
+    closed loop issuing the next sample). The final drain of the last samples, a few percent
+    of a 600 s MLPerf run but a fifth of a 3,000-sample simulation, is left out. A request's
+    first token counts at its time and the rest are spread evenly up to its finish."""
     first_s, last_s = float(requests.arrival_s.min()), float(requests.arrival_s.max())
     start_s = first_s + SERVER_WARMUP_FRACTION * (last_s - first_s)
     done = requests[~requests.rejected & requests.finish_s.notna()]
