@@ -485,7 +485,8 @@ def serving_cases() -> list[ServingCase]:
 
 def _scenario(case: ServingCase) -> dict:
     """The scenario of one replica; the GPU's shipped calibration applies by default and
-    ``engine.profile`` puts the engine's runtime fields and default limits on top."""
+    ``engine.profile`` puts the engine's runtime fields, default limits and scheduler
+    (``batching``) on top."""
     if case.qps is None:
         arrival = {"process": "closed_loop", "users": case.max_num_seqs}
     else:
@@ -496,7 +497,6 @@ def _scenario(case: ServingCase) -> dict:
         "hardware": {"gpu": case.gpu, "tensor_parallel": case.tp, "replicas": 1},
         "engine": {
             "profile": case.profile,
-            "batching": "continuous",
             "max_num_seqs": case.max_num_seqs,
             "max_num_batched_tokens": case.max_num_batched_tokens,
             "gpu_memory_utilization": case.gpu_memory_utilization,
@@ -719,7 +719,7 @@ SECTION_NOTES = {
         "define (exponential truncated to 48-1021, mean 222.3). Outputs: lognormal (sigma 0.8, "
         "max 1024) with each row's derived mean (291.9 tokens; the FP16 reference run gave "
         "294.45, that directory's README). Fit/held-out split: the trtllm profile's one "
-        "kernel-quality factor (gemm_efficiency_scale 0.650) was fitted on the two v4.0 H100 "
+        "kernel-quality factor (gemm_efficiency_scale 0.620) was fitted on the two v4.0 H100 "
         "Offline rows (marked fit); the v4.0 H200 rows, all v4.1 rows, every Server row and the "
         "NIM rows of section I are held out. TensorRT-LLM improved between rounds (on the same "
         "8 H100, v4.1 served 12% and v5.0 44% more than v4.0, §2A), which one profile cannot "

@@ -136,8 +136,8 @@ class EngineConfig(StrictModel):
 
     batching: str = "continuous"
     #: Serving runtime (vllm, sglang, trtllm, llama.cpp, hf-transformers, ideal): step
-    #: overhead, CUDA graphs, kernel quality and default limits; unset: the GPU's calibration
-    #: as measured (PyTorch kernels replayed as CUDA graphs).
+    #: overhead, CUDA graphs, kernel quality, default limits and scheduler (batching);
+    #: unset: the GPU's calibration as measured (PyTorch kernels replayed as CUDA graphs).
     profile: str | None = None
     #: Parameters of the batching policy, e.g. {chunk_size: 512} for chunked.
     batching_options: dict[str, Any] = Field(default_factory=dict)

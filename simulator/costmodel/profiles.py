@@ -14,7 +14,8 @@ replaces the fields that depend on the runtime instead:
   class on Hopper) instead of PyTorch SDPA;
 * ``allreduce_latency_s``: graphed custom all-reduce instead of NCCL launched per call;
 * ``*_scale``: kernel quality relative to the calibrated GPU (1 = the same kernels);
-* default engine limits (``max_num_seqs``, ``max_num_batched_tokens``, ``kv_block_size``).
+* default engine settings: limits (``max_num_seqs``, ``max_num_batched_tokens``,
+  ``kv_block_size``) and the scheduler (``batching``).
 
 ``ideal`` is the pure roofline: every efficiency 1, every latency and overhead 0.
 
@@ -60,7 +61,13 @@ _IDEAL_ZEROS = (
 )
 
 #: Limits a profile may set, with the scenario ``engine`` field each one fills.
-LIMIT_FIELDS = ("max_num_seqs", "max_num_batched_tokens", "kv_block_size", "gpu_memory_utilization")
+LIMIT_FIELDS = (
+    "max_num_seqs",
+    "max_num_batched_tokens",
+    "kv_block_size",
+    "gpu_memory_utilization",
+    "batching",
+)
 
 
 @dataclass(frozen=True)
@@ -89,8 +96,9 @@ class EngineProfile:
     gguf_gemv_bytes_per_sm_cycle: float | None = None
     #: Pure roofline: all efficiencies 1, all latencies and overheads 0.
     roofline: bool = False
-    #: Default engine limits (scenario ``engine`` fields of ``LIMIT_FIELDS``).
-    limits: dict[str, float] = field(default_factory=dict)
+    #: Default engine settings (scenario ``engine`` fields of ``LIMIT_FIELDS``): numbers,
+    #: and the name of the batching policy the engine's scheduler follows.
+    limits: dict[str, float | str] = field(default_factory=dict)
     #: Where every number above comes from.
     sources: tuple[str, ...] = ()
 
@@ -181,7 +189,7 @@ OVERLAPPED_STEP_OVERHEAD_S = 20e-6
 #: §2A: 8x H100 TP2x4 21,806 tok/s and 2x H100 TP2x1 5,539 tok/s). A sourced alternative,
 #: TensorRT-LLM GEMMs at the best measured H100 FP8 matmul rate (reference sheet C1, MAMF
 #: 70.9% of peak, i.e. 1.07x the calibrated 66.4%), over-predicted those rows by 39-41%.
-TRTLLM_FITTED_GEMM_EFFICIENCY_SCALE = 0.650
+TRTLLM_FITTED_GEMM_EFFICIENCY_SCALE = 0.620
 #: vLLM 0.7.3: fitted on the MLPerf v5.0 Open row "vLLM 0.7.3, Llama-2-70B FP8, Offline"
 #: (published_benchmarks.md §2D, Krai, 8x H200 as TP1 replicas behind an OpenAI-compatible
 #: server, 16,229 tok/s). vLLM 0.6.4 served 1.34x more with FlashInfer attention than
@@ -217,7 +225,12 @@ PROFILES: dict[str, EngineProfile] = {
         attention_prefill_efficiency=FA3_PREFILL_EFFICIENCY,
         allreduce_latency_s=GRAPHED_ALLREDUCE_LATENCY_S,
         gemm_efficiency_scale=VLLM_FITTED_GEMM_EFFICIENCY_SCALE,
-        limits={"max_num_seqs": 256, "kv_block_size": 16, "gpu_memory_utilization": 0.9},
+        limits={
+            "max_num_seqs": 256,
+            "kv_block_size": 16,
+            "gpu_memory_utilization": 0.9,
+            "batching": "continuous",
+        },
         sources=(
             *_FUSED_SOURCES,
             "gemm_efficiency_scale 0.471: FITTED on the published row 'vLLM 0.7.3, "
@@ -229,6 +242,9 @@ PROFILES: dict[str, EngineProfile] = {
             "step_overhead_s 20 µs: scheduling overlapped with the GPU (vLLM blog 2024-09-05, "
             "'vLLM v0.6.0: 2.7x throughput', multi-step scheduling and asynchronous output "
             "processing); the CostParams default graph-launch overhead",
+            "batching continuous: the V0 scheduler of vLLM 0.6/0.7 prefills admitted prompts "
+            "in steps of their own (chunked prefill is on by default only for contexts over "
+            "32K)",
             "limits: vLLM engine-argument defaults max_num_seqs 256, block_size 16, "
             "gpu_memory_utilization 0.9",
         ),
@@ -241,7 +257,7 @@ PROFILES: dict[str, EngineProfile] = {
         fused_elementwise=True,
         attention_prefill_efficiency=FA3_PREFILL_EFFICIENCY,
         allreduce_latency_s=GRAPHED_ALLREDUCE_LATENCY_S,
-        limits={"kv_block_size": 1},
+        limits={"kv_block_size": 1, "batching": "continuous"},
         sources=(
             *_FUSED_SOURCES,
             "step_overhead_s 20 µs: SGLang's overlap scheduler runs CPU scheduling of step n+1 "
@@ -249,6 +265,8 @@ PROFILES: dict[str, EngineProfile] = {
             "kernels: no source separates SGLang's kernel quality from the calibrated GPU's "
             "(scales 1); fitted on nothing: its published rows are held out",
             "limits: SGLang page_size default 1 (token-level radix-tree KV cache)",
+            "batching continuous: SGLang runs prefill batches apart from decode batches "
+            "unless --enable-mixed-chunk is set",
         ),
     ),
     "trtllm": EngineProfile(
@@ -260,10 +278,15 @@ PROFILES: dict[str, EngineProfile] = {
         attention_prefill_efficiency=FA3_PREFILL_EFFICIENCY,
         allreduce_latency_s=GRAPHED_ALLREDUCE_LATENCY_S,
         gemm_efficiency_scale=TRTLLM_FITTED_GEMM_EFFICIENCY_SCALE,
-        limits={"max_num_seqs": 2048, "max_num_batched_tokens": 8192, "kv_block_size": 32},
+        limits={
+            "max_num_seqs": 2048,
+            "max_num_batched_tokens": 8192,
+            "kv_block_size": 32,
+            "batching": "chunked",
+        },
         sources=(
             *_FUSED_SOURCES,
-            "gemm_efficiency_scale 0.650: FITTED on the published rows 'v4.0 8x H100 TP2x4, "
+            "gemm_efficiency_scale 0.620: FITTED on the published rows 'v4.0 8x H100 TP2x4, "
             "batch 896, Offline' and 'v4.0 2x H100 TP2x1, Offline' (published_benchmarks.md "
             "§2A, MLPerf v4.0 Closed, NVIDIA; marked fit in docs/validation.md); held out: "
             "v4.0 H200, all v4.1 rows, Server rows and NIM (§2D). A lumped serving-level "
@@ -271,6 +294,11 @@ PROFILES: dict[str, EngineProfile] = {
             "served 12% more and v5.0 44% more: later releases run faster than this profile)",
             "step_overhead_s 20 µs: C++ batch manager, the CostParams default graph-launch "
             "overhead",
+            "batching chunked: in-flight batching processes context-phase sequences together "
+            "with generation-phase ones in one step of at most max_num_tokens tokens "
+            "(TensorRT-LLM docs, 'Paged Attention, IFB, and Request Scheduling'); the chunked "
+            "policy also cuts the last prompt to fill the budget, as TensorRT-LLM does with "
+            "chunked context enabled",
             "limits: TensorRT-LLM build defaults max_batch_size 2048, max_num_tokens 8192, "
             "tokens_per_block 32",
         ),
