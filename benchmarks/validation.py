@@ -42,9 +42,8 @@ from simulator.specs.catalog import load_gpu, load_link, load_model  # noqa: E40
 from simulator.specs.model import ModelSpec  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from validation_llamacpp import SECTION as LLAMACPP_SECTION  # noqa: E402
-from validation_llamacpp import SECTION_NOTE as LLAMACPP_NOTE  # noqa: E402
-from validation_llamacpp import fit_gguf_ceilings, llama_cpp_section  # noqa: E402
+from validation_llamacpp import OWN_SECTION as LLAMACPP_OWN_SECTION  # noqa: E402
+from validation_llamacpp import fit_gguf_parameters, llama_cpp_sections  # noqa: E402
 from validation_rows import (  # noqa: E402
     CALIBRATION,
     FIT,
@@ -748,7 +747,6 @@ SECTION_NOTES = {
         "2026-11-24). The fit sees the GEMM, attention and Llama-3.2-1B step rows; the "
         "Llama-3.1-8B steps (4x the weights, 2x the head dim) are held out."
     ),
-    LLAMACPP_SECTION: LLAMACPP_NOTE,
 }
 
 
@@ -784,12 +782,14 @@ def render(rows: list[Row], missing: list[Missing]) -> str:
         "|---|---|---|---|---|",
     ]
     device = [r for r in rows if r.section[:2] in DEVICE_SECTIONS]
-    published = [r for r in rows if r.section[:2] not in DEVICE_SECTIONS]
+    own_llamacpp = [r for r in rows if r.section.startswith(LLAMACPP_OWN_SECTION)]
+    published = [r for r in rows if r not in device and r not in own_llamacpp]
     groups = [("device, all (A-D)", device)]
     groups += [
         (f"device, {k} {title}", [r for r in device if r.section.startswith(k)])
         for k, title in DEVICE_SECTIONS.items()
     ]
+    groups.append(("device, G. llama.cpp on our H100", own_llamacpp))
     groups.append(("published", published))
     for title, group in groups:
         for metric, n, med, worst in summarize(group, lambda r: r.status == HELD_OUT):
@@ -836,7 +836,8 @@ def collect(shared: Path) -> tuple[list[Row], list[Missing]]:
     rows = device_section(shared)
     rows += vidur_section()
     rows += gpt_fast_section()
-    cpp_rows, missing = llama_cpp_section()
+    cpp_rows, missing, cpp_notes = llama_cpp_sections()
+    SECTION_NOTES.update(cpp_notes)
     rows += cpp_rows
     rows += deepseek_section()
     serving_rows, serving_missing = serving_section(serving_cases())
@@ -878,7 +879,7 @@ def main(argv: list[str] | None = None) -> int:
         "--fit",
         action="store_true",
         help="repeat the fits of the engine profiles (gemm_efficiency_scale on FIT_ROWS, the "
-        "llama.cpp GGUF ceilings on its H100 rows) and exit",
+        "llama.cpp GGUF parameters on our H100 llama-bench rows) and exit",
     )
     args = parser.parse_args(argv)
     if args.fit:
@@ -886,12 +887,8 @@ def main(argv: list[str] | None = None) -> int:
             shipped = load_profile(profile).gemm_efficiency_scale
             print(f"{profile}: fitted {fit_gemm_efficiency_scale(profile):.3f}, shipped {shipped}")
         llamacpp = load_profile("llama.cpp")
-        flop, byte = fit_gguf_ceilings()
-        print(
-            f"llama.cpp: fitted gguf_gemm_flop_per_sm_cycle {flop:.0f} "
-            f"(shipped {llamacpp.gguf_gemm_flop_per_sm_cycle}), gguf_gemv_bytes_per_sm_cycle "
-            f"{byte:.2f} (shipped {llamacpp.gguf_gemv_bytes_per_sm_cycle})"
-        )
+        for name, value in fit_gguf_parameters().items():
+            print(f"llama.cpp: fitted {name} {value:.3g}, shipped {getattr(llamacpp, name)}")
         return 0
     rows, missing = collect(args.shared)
     args.output.parent.mkdir(parents=True, exist_ok=True)

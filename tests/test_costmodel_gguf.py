@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from simulator.costmodel import CostModel, CostParams, StepShape
+from simulator.costmodel.costs import OpCost
 from simulator.costmodel.profiles import load_profile
 from simulator.specs.catalog import load_gpu, load_model
 
@@ -92,3 +93,28 @@ def test_the_llama_cpp_profile_sets_both_ceilings_and_others_none():
     for name in ("vllm", "sglang", "trtllm", "hf-transformers"):
         other = load_profile(name).apply(CostParams.defaults())
         assert other.gguf_gemm_flop_per_sm_cycle == 0 and other.gguf_gemv_bytes_per_sm_cycle == 0
+
+
+def test_up_to_eight_rows_run_the_vector_kernels_and_more_the_padded_matrix_ones():
+    gpu = load_gpu("h100-sxm")
+    cm = _model(
+        "h100-sxm",
+        gguf_gemv_flop_per_sm_cycle=10.0,
+        gguf_gemm_flop_per_sm_cycle=100.0,
+        gguf_gemm_pad_tokens=64.0,
+    )
+    gemms = {g.name: g.layers for g in cm.plan.gemms}
+    latency = cm.params.kernel_latency_s
+
+    def gemm_times(seqs: int) -> dict[str, OpCost]:
+        shape = StepShape.uniform(decode_count=seqs, decode_context=64)
+        return {op.name: op for op in cm.price(shape).ops if op.name in gemms}
+
+    # 8 rows: ggml's MMVQ at 10 FLOP per SM-cycle (compute-bound at this low rate).
+    for name, op in gemm_times(8).items():
+        expected = op.flops / (gpu.sm_cycles_per_s * 10.0) + gemms[name] * latency
+        assert op.time_s == pytest.approx(expected, rel=1e-6)
+    # 9 rows: MMQ at 100 FLOP per SM-cycle, paid as 9 + 64 rows.
+    for name, op in gemm_times(9).items():
+        expected = op.flops * (9 + 64) / 9 / (gpu.sm_cycles_per_s * 100.0)
+        assert op.time_s == pytest.approx(expected + gemms[name] * latency, rel=1e-6)

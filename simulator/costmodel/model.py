@@ -235,20 +235,17 @@ class CostModel:
         factor = 1.0 + (p.dequant_overhead if narrower or unsupported else 0.0)
         return 1.0 / (gpu.flops_for(dtype) * eff), factor
 
-    def _gguf_ceiling(self, op: GemmOp) -> tuple[float, float]:
-        """(least seconds per FLOP, bytes per second) of ggml's quantised kernels for ``op``:
-        (0, the memory bandwidth) when its weights are not GGUF or no ceiling is set."""
+    def _gguf_ceiling(self, op: GemmOp) -> tuple[bool, float]:
+        """(whether ggml's SM-cycle ceilings apply to ``op``, bytes per second its weights
+        are read at): they apply to GGUF weights on a GPU whose SM count and clock are known."""
         p, gpu = self.params, self.gpu
         bw = gpu.memory_bw_bytes_per_s * p.memory_bw_efficiency
         cycles = gpu.sm_cycles_per_s
         if not is_gguf(op.dtype) or cycles <= 0:
-            return 0.0, bw
-        s_per_flop = 0.0
-        if p.gguf_gemm_flop_per_sm_cycle > 0:
-            s_per_flop = 1.0 / (cycles * p.gguf_gemm_flop_per_sm_cycle)
+            return False, bw
         if p.gguf_gemv_bytes_per_sm_cycle > 0:
             bw = min(bw, cycles * p.gguf_gemv_bytes_per_sm_cycle)
-        return s_per_flop, bw
+        return True, bw
 
     def _precompute(self) -> None:
         p, plan, gpu = self.params, self.plan, self.gpu
@@ -262,6 +259,12 @@ class CostModel:
         self._gguf_ceilings = {
             op.name: self._gguf_ceiling(op) for op in (*plan.gemms, plan.lm_head)
         }
+        # ggml's matrix-vector kernels (MMVQ) up to gguf_gemv_max_tokens rows, its
+        # matrix-multiply kernels (MMQ) above: FLOP/s ceilings, 0 for none.
+        self._gguf_gemv_max_rows = p.gguf_gemv_max_tokens
+        self._gguf_gemv_flops = gpu.sm_cycles_per_s * p.gguf_gemv_flop_per_sm_cycle
+        self._gguf_gemm_flops = gpu.sm_cycles_per_s * p.gguf_gemm_flop_per_sm_cycle
+        self._gguf_gemm_pad = p.gguf_gemm_pad_tokens
         self._lat = p.kernel_latency_s
         self._attn = AttentionCost(self.model, plan, gpu, p, self.activation_dtype)
         self._elementwise_factor = p.elementwise_traffic_factor
@@ -309,8 +312,14 @@ class CostModel:
         gemv_s = per_layer_flops * self._gemv_s_per_flop * dequant
         if gemv_s < compute_s:
             compute_s = gemv_s
-        least_s_per_flop, bw = self._gguf_ceilings[op.name]
-        compute_s = max(compute_s, per_layer_flops * least_s_per_flop)
+        gguf, bw = self._gguf_ceilings[op.name]
+        if gguf and rows > 0:
+            if rows <= self._gguf_gemv_max_rows and self._gguf_gemv_flops > 0:
+                compute_s = max(compute_s, per_layer_flops / self._gguf_gemv_flops)
+            elif self._gguf_gemm_flops > 0:
+                # MMQ tiles: a pass over the weights unpacks them whatever the row count.
+                padded = (rows + self._gguf_gemm_pad) / rows
+                compute_s = max(compute_s, per_layer_flops * padded / self._gguf_gemm_flops)
         memory_s = per_layer_bytes / bw
         time_s = max(compute_s, memory_s) + self._lat
         bound = bound_of(compute_s, memory_s, self._lat)

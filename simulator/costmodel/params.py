@@ -134,11 +134,28 @@ class CostParams:
     (estimate): Marlin-style kernels stay close to the bf16 GEMM rate at large batch."""
 
     gguf_gemm_flop_per_sm_cycle: float = 0.0
-    """Ceiling on the compute rate of GEMMs over GGUF-quantised weights (FLOP per SM per
-    clock cycle; the GPU's ``sm_cycles_per_s`` turns it into FLOP/s). ggml's quantised
-    matrix-multiply kernels unpack every weight block on the CUDA cores before the int8
+    """Ceiling on the compute rate of GEMMs over GGUF-quantised weights with more than
+    ``gguf_gemv_max_tokens`` rows (FLOP per SM per clock cycle; the GPU's
+    ``sm_cycles_per_s`` turns it into FLOP/s). ggml's quantised matrix-multiply kernels
+    (MMQ) unpack every weight block on the CUDA cores before the int8
     tensor-core product, so their rate follows SMs × clock rather than a tensor peak.
     0 = no ceiling (the default: the tensor-core rate applies); engine profiles set it."""
+
+    gguf_gemm_pad_tokens: float = 0.0
+    """Rows a GEMM over GGUF weights in ggml's matrix-multiply kernels (MMQ) pays for beyond
+    its own (tokens): each pass unpacks whole weight tiles, so a few rows cost like many
+    (compute at m rows is priced as m + pad rows at the ceiling rate). 0 = none."""
+
+    gguf_gemv_flop_per_sm_cycle: float = 0.0
+    """Ceiling on the compute rate of GEMMs over GGUF-quantised weights with at most
+    ``gguf_gemv_max_tokens`` rows (FLOP per SM per clock cycle): ggml's matrix-vector
+    kernels (MMVQ) take integer dot products on the CUDA cores, one pass over the weights
+    per call for up to that many tokens. 0 = no ceiling (the default)."""
+
+    gguf_gemv_max_tokens: float = 8.0
+    """Most rows (tokens) a GEMM over GGUF weights sends through ggml's matrix-vector
+    kernels instead of its matrix-multiply ones (``MMVQ_MAX_BATCH_SIZE`` 8 in ggml-cuda's
+    mmvq.cuh)."""
 
     gguf_gemv_bytes_per_sm_cycle: float = 0.0
     """Ceiling on the rate at which GEMMs over GGUF-quantised weights read memory (bytes per

@@ -93,6 +93,8 @@ class EngineProfile:
     #: Ceilings of the engine's own GGUF kernels (CostParams fields of the same names):
     #: FLOP and bytes per SM per clock cycle; None leaves them off.
     gguf_gemm_flop_per_sm_cycle: float | None = None
+    gguf_gemm_pad_tokens: float | None = None
+    gguf_gemv_flop_per_sm_cycle: float | None = None
     gguf_gemv_bytes_per_sm_cycle: float | None = None
     #: Pure roofline: all efficiencies 1, all latencies and overheads 0.
     roofline: bool = False
@@ -112,6 +114,8 @@ class EngineProfile:
             "step_overhead_s",
             "allreduce_latency_s",
             "gguf_gemm_flop_per_sm_cycle",
+            "gguf_gemm_pad_tokens",
+            "gguf_gemv_flop_per_sm_cycle",
             "gguf_gemv_bytes_per_sm_cycle",
         ):
             value = getattr(self, name)
@@ -152,6 +156,8 @@ class EngineProfile:
             for name in (
                 "allreduce_latency_s",
                 "gguf_gemm_flop_per_sm_cycle",
+                "gguf_gemm_pad_tokens",
+                "gguf_gemv_flop_per_sm_cycle",
                 "gguf_gemv_bytes_per_sm_cycle",
             ):
                 if getattr(self, name) is not None:
@@ -196,14 +202,17 @@ TRTLLM_FITTED_GEMM_EFFICIENCY_SCALE = 0.620
 #: without (§2D), so much of the factor is the attention back end and the V0 runtime.
 VLLM_FITTED_GEMM_EFFICIENCY_SCALE = 0.471
 
-#: llama.cpp's own GGUF kernels, FITTED on the H100 row of the llama-bench scoreboard
-#: (published_benchmarks.md §8A, Llama-2-7B Q4_0: pp512 11,263 tok/s, tg128 280.7 tok/s;
-#: ``python benchmarks/validation.py --fit`` repeats the fit; the other GPUs of that table
-#: are held out). Per SM and clock cycle, so they carry over between NVIDIA GPUs by
-#: ``GpuSpec.sm_cycles_per_s``: the table's prefill rates divided by SMs × clock agree
-#: within ±15% from the RTX 3090 to the H100, while their tensor peaks differ 7x.
-LLAMACPP_FITTED_GGUF_GEMM_FLOP_PER_SM_CYCLE = 628.0
-LLAMACPP_FITTED_GGUF_GEMV_BYTES_PER_SM_CYCLE = 6.69
+#: llama.cpp's own GGUF kernels, FITTED on four rows of our llama-bench runs on the lent
+#: H100 (hardware_specs/calibration/measurements/h100-sxm-llamacpp-*, llama.cpp build 149,
+#: Llama-2-7B shapes in Q4_0: pp512, tg128, and 8 and 16 sequences decoding together;
+#: ``python benchmarks/validation.py --fit`` repeats the fit). Per SM and clock cycle, so
+#: they carry over between NVIDIA GPUs by ``GpuSpec.sm_cycles_per_s``: the §8A scoreboard's
+#: prefill rates divided by SMs × clock agree within ±15% from the RTX 3090 to the H100,
+#: while their tensor peaks differ 7x. Every other row, that scoreboard included, is held out.
+LLAMACPP_FITTED_GGUF_GEMM_FLOP_PER_SM_CYCLE = 726.0
+LLAMACPP_FITTED_GGUF_GEMM_PAD_TOKENS = 70.7
+LLAMACPP_FITTED_GGUF_GEMV_FLOP_PER_SM_CYCLE = 88.4
+LLAMACPP_FITTED_GGUF_GEMV_BYTES_PER_SM_CYCLE = 9.80
 
 _FUSED_SOURCES = (
     "fused_elementwise: engines fuse residual add into RMSNorm and SiLU×up into one kernel "
@@ -311,14 +320,18 @@ PROFILES: dict[str, EngineProfile] = {
         step_overhead_s=OVERLAPPED_STEP_OVERHEAD_S,
         fused_elementwise=False,
         gguf_gemm_flop_per_sm_cycle=LLAMACPP_FITTED_GGUF_GEMM_FLOP_PER_SM_CYCLE,
+        gguf_gemm_pad_tokens=LLAMACPP_FITTED_GGUF_GEMM_PAD_TOKENS,
+        gguf_gemv_flop_per_sm_cycle=LLAMACPP_FITTED_GGUF_GEMV_FLOP_PER_SM_CYCLE,
         gguf_gemv_bytes_per_sm_cycle=LLAMACPP_FITTED_GGUF_GEMV_BYTES_PER_SM_CYCLE,
         limits={"max_num_seqs": 1, "max_num_batched_tokens": 512},
         sources=(
-            "gguf_gemm_flop_per_sm_cycle 628 and gguf_gemv_bytes_per_sm_cycle 6.69: FITTED "
-            "on the H100 row of the llama-bench scoreboard (published_benchmarks.md §8A, "
-            "Llama-2-7B Q4_0, pp512 11,263 and tg128 280.7 tok/s; marked fit in "
-            "docs/validation.md); the RTX 3090/4090/5090 and A100 rows are held out. GGUF "
-            "GEMMs run in int8 (MMQ: activations quantised to q8_1), capped by SMs × clock",
+            "gguf_gemm_flop_per_sm_cycle 726, gguf_gemm_pad_tokens 70.7, "
+            "gguf_gemv_flop_per_sm_cycle 88.4, gguf_gemv_bytes_per_sm_cycle 9.80: FITTED on "
+            "our llama-bench runs on the lent H100 (Q4_0 pp512, tg128, 8 and 16 sequences; "
+            "marked fit in docs/validation.md); our other rows and the published scoreboard "
+            "(published_benchmarks.md §8A) are held out. GGUF GEMMs run in int8 (MMVQ up to 8 "
+            "tokens, MMQ above: activations quantised to q8_1), capped by SMs × clock",
+            "gguf_gemv_max_tokens 8: MMVQ_MAX_BATCH_SIZE in ggml-cuda's mmvq.cuh",
             "other kernels: ggml's elementwise ops and per-kernel latency keep the calibrated "
             "PyTorch-reference values (unfused, one kernel per op)",
             "limits: llama-server --parallel 1 and llama-bench/llama-cli n_ubatch 512 defaults "

@@ -22,9 +22,13 @@ def _int4_bytes(group: int) -> float:
 #: 311c2c9f): Llama-2-7B Q4_K_M 4.84, Q5_K_M 5.68, Q6_K 6.56 bpw; Llama-3.1-8B Q4_K_M 4.89,
 #: Q5_K_M 5.70, Q6_K 6.56, Q8_0 8.50 bpw. Block layouts in ggml (``ggml-common.h``): Q8_0 =
 #: 32 int8 + fp16 scale = 34 B / 32 = 8.5 bpw; Q4_0 = 18 B / 32 = 4.5; Q6_K = 210 B / 256 =
-#: 6.5625.
+#: 6.5625; Q4_K = 144 B / 256 = 4.5 and Q5_K = 176 B / 256 = 5.5 (``q4_k_pure``,
+#: ``q5_k_pure``: every tensor in that type, as ``llama-quantize --pure`` writes; plain
+#: ``q4_k``/``q5_k`` mean the usual _M mixes).
 GGUF_BITS_PER_WEIGHT: dict[str, float] = {
     "q4_0": 4.5,
+    "q4_k_pure": 4.5,
+    "q5_k_pure": 5.5,
     "q4_k_m": 4.85,
     "q5_k_m": 5.69,
     "q6_k": 6.5625,
