@@ -37,13 +37,18 @@ from simulator.costmodel.calibration import (  # noqa: E402
     load_rows,
     score,
 )
+from simulator.costmodel.ggml import ggml_format_speed  # noqa: E402
 from simulator.costmodel.profiles import load_profile  # noqa: E402
 from simulator.specs.catalog import load_gpu, load_link, load_model  # noqa: E402
 from simulator.specs.model import ModelSpec  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from validation_llamacpp import OWN_SECTION as LLAMACPP_OWN_SECTION  # noqa: E402
-from validation_llamacpp import fit_gguf_parameters, llama_cpp_sections  # noqa: E402
+from validation_llamacpp import (  # noqa: E402
+    fit_format_speeds,
+    fit_gguf_parameters,
+    llama_cpp_sections,
+)
 from validation_rows import (  # noqa: E402
     CALIBRATION,
     FIT,
@@ -889,6 +894,10 @@ def main(argv: list[str] | None = None) -> int:
         llamacpp = load_profile("llama.cpp")
         for name, value in fit_gguf_parameters().items():
             print(f"llama.cpp: fitted {name} {value:.3g}, shipped {getattr(llamacpp, name)}")
+        for dtype, speed in fit_format_speeds().items():
+            print(
+                f"ggml format speed {dtype}: fitted {speed:.3f}, shipped {ggml_format_speed(dtype)}"
+            )
         return 0
     rows, missing = collect(args.shared)
     args.output.parent.mkdir(parents=True, exist_ok=True)

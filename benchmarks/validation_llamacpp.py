@@ -149,6 +149,12 @@ FIT_CASES = {
 }
 
 
+def format_fit_configs() -> set[str]:
+    """The rows each format's ``GGML_FORMAT_SPEED`` is fitted on: its pp512 (Q4_0 and F16
+    have none: Q4_0 is the reference, F16 runs other kernels)."""
+    return {f"H100 {name} pp512" for name in FORMATS if name not in ("Q4_0", "F16")}
+
+
 def published_cases() -> list[Case]:
     cases = []
     for device, gpu, pp512, tg128 in PUBLISHED:
@@ -196,10 +202,11 @@ def section_note() -> str:
         "(ggml's MMVQ kernels) at most gguf_gemv_flop_per_sm_cycle × SMs × clock, above "
         "(MMQ) at gguf_gemm_flop_per_sm_cycle × SMs × clock with gguf_gemm_pad_tokens of "
         "tile padding; GGUF weight reads at most gguf_gemv_bytes_per_sm_cycle × SMs × clock. "
-        "Those four were fitted on the four rows marked fit (`--fit` repeats it); all other "
-        "rows are held out. One rate serves every GGUF format, so formats that unpack more "
-        "slowly (the k-quants) are priced as fast as Q4_0. F16 runs cuBLAS and ggml's own "
-        "kernels, priced here as the calibrated PyTorch GEMMs."
+        "Those four were fitted on four Q4_0 rows, and each other format's relative kernel "
+        "speed (`simulator/costmodel/ggml.py`, multiplying the three ceilings) on its pp512 "
+        "row: those rows are marked fit (`--fit` repeats both); all other rows are held out. "
+        "F16 runs cuBLAS and ggml's own kernels, priced here as the calibrated PyTorch GEMMs "
+        "(no llama.cpp factor: its prefill is over-predicted by that much)."
     )
 
 
@@ -217,7 +224,7 @@ PUBLISHED_SECTION_NOTE = (
 
 def llama_cpp_sections() -> tuple[list[Row], list[Missing], dict[str, str]]:
     """Rows of both llama.cpp sections, what cannot be expressed, and the section notes."""
-    rows = _rows(own_cases(), OWN_SECTION, set(FIT_CASES.values()))
+    rows = _rows(own_cases(), OWN_SECTION, set(FIT_CASES.values()) | format_fit_configs())
     rows += _rows(published_cases(), PUBLISHED_SECTION, set(), PUBLISHED_NOTE)
     missing = [
         Missing("G2. llama.cpp (§8A/8B)", device, "GPU not in the catalog")
@@ -279,3 +286,28 @@ def fit_gguf_parameters() -> dict[str, float]:
             low, high = brackets[name]
             values[name] = brentq(gap(name), low, high, xtol=1e-9)
     return values
+
+
+def fit_format_speeds() -> dict[str, float]:
+    """``GGML_FORMAT_SPEED`` of every quantised format but Q4_0 at which its pp512 row of our
+    H100 runs is predicted exactly (root finding; the profile as shipped)."""
+    from scipy.optimize import brentq
+
+    from simulator.costmodel import ggml
+
+    profile = load_profile("llama.cpp")
+    fitted = {}
+    for case in own_cases():
+        if case.config not in format_fit_configs():
+            continue
+        shipped = ggml.GGML_FORMAT_SPEED[case.dtype]
+
+        def gap(speed: float, case: Case = case) -> float:
+            ggml.GGML_FORMAT_SPEED[case.dtype] = speed
+            return predict(case, profile)[0] - case.measured_tok_s
+
+        try:
+            fitted[case.dtype] = brentq(gap, 0.05, 5.0, xtol=1e-9)
+        finally:
+            ggml.GGML_FORMAT_SPEED[case.dtype] = shipped
+    return fitted

@@ -118,3 +118,25 @@ def test_up_to_eight_rows_run_the_vector_kernels_and_more_the_padded_matrix_ones
     for name, op in gemm_times(9).items():
         expected = op.flops * (9 + 64) / 9 / (gpu.sm_cycles_per_s * 100.0)
         assert op.time_s == pytest.approx(expected + gemms[name] * latency, rel=1e-6)
+
+
+def test_slower_unpacking_formats_lower_all_three_ceilings():
+    from simulator.costmodel.ggml import ggml_format_speed
+
+    assert ggml_format_speed("q4_0") == 1.0 and ggml_format_speed("fp16") == 1.0
+    assert ggml_format_speed("q4_k_m") == ggml_format_speed("q4_k_pure") < 1.0
+    assert ggml_format_speed("q6_k") < ggml_format_speed("q8_0") < 1.0
+    ceilings = {
+        "gguf_gemm_flop_per_sm_cycle": 100.0,
+        "gguf_gemv_bytes_per_sm_cycle": 2.0,
+    }
+    q4, q6 = _model("h100-sxm", "q4_0", **ceilings), _model("h100-sxm", "q6_k", **ceilings)
+    speed = ggml_format_speed("q6_k")
+    # prefill at the MMQ ceiling: Q6_K's GEMMs take 1/speed as long for the same FLOPs
+    assert _gemm_compute_s(q6, PREFILL) - _gemm_compute_s(q4, PREFILL) == pytest.approx(
+        (1 / speed - 1) * (_gemm_compute_s(q4, PREFILL) - _lat(q4)), rel=1e-6
+    )
+
+
+def _lat(cm: CostModel) -> float:
+    return sum(g.layers for g in cm.plan.gemms) * cm.params.kernel_latency_s

@@ -127,3 +127,7 @@ def test_the_llama_cpp_parameters_are_what_the_fit_gives():
     shipped = load_profile("llama.cpp")
     for name, value in validation.fit_gguf_parameters().items():
         assert value == pytest.approx(getattr(shipped, name), rel=0.005), name
+    from simulator.costmodel.ggml import ggml_format_speed
+
+    for dtype, speed in validation.fit_format_speeds().items():
+        assert speed == pytest.approx(ggml_format_speed(dtype), rel=0.005), dtype

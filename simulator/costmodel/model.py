@@ -35,6 +35,7 @@ from simulator.costmodel.costs import (
     gemm_dtype,
     split_shape,
 )
+from simulator.costmodel.ggml import ggml_format_speed
 from simulator.costmodel.layers import (
     EIGHT_BIT_OR_LESS,
     ElementwiseOp,
@@ -235,17 +236,18 @@ class CostModel:
         factor = 1.0 + (p.dequant_overhead if narrower or unsupported else 0.0)
         return 1.0 / (gpu.flops_for(dtype) * eff), factor
 
-    def _gguf_ceiling(self, op: GemmOp) -> tuple[bool, float]:
-        """(whether ggml's SM-cycle ceilings apply to ``op``, bytes per second its weights
-        are read at): they apply to GGUF weights on a GPU whose SM count and clock are known."""
+    def _gguf_ceiling(self, op: GemmOp) -> tuple[float, float]:
+        """(SM cycles per second ggml's kernels get for ``op``'s format, bytes per second its
+        weights are read at): (0, bandwidth) unless its weights are GGUF on a GPU whose SM
+        count and clock are known. The cycles carry the format's relative kernel speed."""
         p, gpu = self.params, self.gpu
         bw = gpu.memory_bw_bytes_per_s * p.memory_bw_efficiency
-        cycles = gpu.sm_cycles_per_s
-        if not is_gguf(op.dtype) or cycles <= 0:
-            return False, bw
+        if not is_gguf(op.dtype) or gpu.sm_cycles_per_s <= 0:
+            return 0.0, bw
+        cycles = gpu.sm_cycles_per_s * ggml_format_speed(op.dtype)
         if p.gguf_gemv_bytes_per_sm_cycle > 0:
             bw = min(bw, cycles * p.gguf_gemv_bytes_per_sm_cycle)
-        return True, bw
+        return cycles, bw
 
     def _precompute(self) -> None:
         p, plan, gpu = self.params, self.plan, self.gpu
@@ -260,10 +262,10 @@ class CostModel:
             op.name: self._gguf_ceiling(op) for op in (*plan.gemms, plan.lm_head)
         }
         # ggml's matrix-vector kernels (MMVQ) up to gguf_gemv_max_tokens rows, its
-        # matrix-multiply kernels (MMQ) above: FLOP/s ceilings, 0 for none.
+        # matrix-multiply kernels (MMQ) above: FLOP per SM-cycle ceilings, 0 for none.
         self._gguf_gemv_max_rows = p.gguf_gemv_max_tokens
-        self._gguf_gemv_flops = gpu.sm_cycles_per_s * p.gguf_gemv_flop_per_sm_cycle
-        self._gguf_gemm_flops = gpu.sm_cycles_per_s * p.gguf_gemm_flop_per_sm_cycle
+        self._gguf_gemv_flop = p.gguf_gemv_flop_per_sm_cycle
+        self._gguf_gemm_flop = p.gguf_gemm_flop_per_sm_cycle
         self._gguf_gemm_pad = p.gguf_gemm_pad_tokens
         self._lat = p.kernel_latency_s
         self._attn = AttentionCost(self.model, plan, gpu, p, self.activation_dtype)
@@ -312,14 +314,14 @@ class CostModel:
         gemv_s = per_layer_flops * self._gemv_s_per_flop * dequant
         if gemv_s < compute_s:
             compute_s = gemv_s
-        gguf, bw = self._gguf_ceilings[op.name]
-        if gguf and rows > 0:
-            if rows <= self._gguf_gemv_max_rows and self._gguf_gemv_flops > 0:
-                compute_s = max(compute_s, per_layer_flops / self._gguf_gemv_flops)
-            elif self._gguf_gemm_flops > 0:
+        cycles, bw = self._gguf_ceilings[op.name]
+        if cycles > 0 and rows > 0:
+            if rows <= self._gguf_gemv_max_rows and self._gguf_gemv_flop > 0:
+                compute_s = max(compute_s, per_layer_flops / (cycles * self._gguf_gemv_flop))
+            elif self._gguf_gemm_flop > 0:
                 # MMQ tiles: a pass over the weights unpacks them whatever the row count.
-                padded = (rows + self._gguf_gemm_pad) / rows
-                compute_s = max(compute_s, per_layer_flops * padded / self._gguf_gemm_flops)
+                padded = per_layer_flops * (rows + self._gguf_gemm_pad) / rows
+                compute_s = max(compute_s, padded / (cycles * self._gguf_gemm_flop))
         memory_s = per_layer_bytes / bw
         time_s = max(compute_s, memory_s) + self._lat
         bound = bound_of(compute_s, memory_s, self._lat)
