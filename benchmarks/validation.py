@@ -29,7 +29,7 @@ from simulator.costmodel.ggml import ggml_format_speed  # noqa: E402
 from simulator.costmodel.profiles import load_profile  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from validation_llamacpp import OWN_SECTION as LLAMACPP_OWN_SECTION  # noqa: E402
+from validation_llamacpp import OWN_SECTIONS as LLAMACPP_SECTIONS  # noqa: E402
 from validation_llamacpp import (  # noqa: E402
     fit_format_speeds,
     fit_gguf_parameters,
@@ -156,14 +156,17 @@ def render(rows: list[Row], missing: list[Missing]) -> str:
         "|---|---|---|---|---|",
     ]
     device = [r for r in rows if r.section[:2] in DEVICE_SECTIONS]
-    own_llamacpp = [r for r in rows if r.section.startswith(LLAMACPP_OWN_SECTION)]
+    own_llamacpp = [r for r in rows if r.section in LLAMACPP_SECTIONS]
     published = [r for r in rows if r not in device and r not in own_llamacpp]
     groups = [("device, all (A-D)", device)]
     groups += [
         (f"device, {k} {title}", [r for r in device if r.section.startswith(k)])
         for k, title in DEVICE_SECTIONS.items()
     ]
-    groups.append(("device, G. llama.cpp on our H100", own_llamacpp))
+    groups += [
+        (f"device, {title}", [r for r in own_llamacpp if r.section == section])
+        for section, title in LLAMACPP_SECTIONS.items()
+    ]
     groups.append(("published", published))
     for title, group in groups:
         for metric, n, med, worst in summarize(group, lambda r: r.status == HELD_OUT):

@@ -21,13 +21,18 @@ from simulator.costmodel.profiles import EngineProfile, load_profile
 from simulator.specs.catalog import load_gpu
 
 MEASURED = CALIBRATION / "measurements"
-OWN_BENCH = MEASURED / "h100-sxm-llamacpp-bench.jsonl"
+#: Our runs, by catalog GPU: (label, file prefix under MEASURED).
+OWN_GPUS = {"h100-sxm": ("H100", "h100-sxm-llamacpp"), "h200": ("H200", "h200-llamacpp")}
 OWN_BENCH_REPEAT = MEASURED / "h100-sxm-llamacpp-bench-run1.jsonl"
-OWN_BATCHED = {
-    "q4_0": MEASURED / "h100-sxm-llamacpp-batched-q4_0.jsonl",
-    "q4_k_pure": MEASURED / "h100-sxm-llamacpp-batched-q4_k.jsonl",
-}
+#: Formats run through llama-batched-bench, by the file suffix.
+BATCHED_FILES = {"q4_0": "q4_0", "q4_k_pure": "q4_k"}
 OWN_SECTION = "G. llama.cpp on our H100: llama-bench, Llama-2-7B shapes, random weights"
+H200_SECTION = "G1. llama.cpp on our H200: the H100 fit carried over"
+#: Our own llama.cpp sections and their titles in the summary.
+OWN_SECTIONS = {
+    OWN_SECTION: "G. llama.cpp on our H100",
+    H200_SECTION: "G1. llama.cpp on our H200, H100 fit",
+}
 PUBLISHED_SECTION = "G2. llama.cpp scoreboard (§8A), Llama-2-7B Q4_0, llama-bench"
 PUBLISHED_NOTE = "§8A transcribed via a secondary digest (verify)"
 UBATCH_TOKENS = 512  # llama-bench and llama-batched-bench n_ubatch default
@@ -91,7 +96,8 @@ def predict(case: Case, profile: EngineProfile) -> tuple[float, str]:
     return case.tokens / cm.step_time_s(shape), where
 
 
-def _bench_cases(path: Path) -> list[Case]:
+def _bench_cases(path: Path, gpu: str) -> list[Case]:
+    label = OWN_GPUS[gpu][0]
     cases = []
     for line in path.read_text().splitlines():
         r = json.loads(line)
@@ -99,44 +105,32 @@ def _bench_cases(path: Path) -> list[Case]:
         name = next(word for word in r["model_type"].split() if word in FORMATS)
         dtype = FORMATS[name]
         if r["n_prompt"]:
-            cases.append(
-                Case(
-                    f"H100 {name} pp{r['n_prompt']}",
-                    f"prefill tok/s (pp{r['n_prompt']})",
-                    r["avg_ts"],
-                    "h100-sxm",
-                    dtype,
-                    "prefill",
-                    r["n_prompt"],
-                )
+            config, metric = (
+                f"{label} {name} pp{r['n_prompt']}",
+                f"prefill tok/s (pp{r['n_prompt']})",
             )
+            cases.append(Case(config, metric, r["avg_ts"], gpu, dtype, "prefill", r["n_prompt"]))
         else:
             depth = r["n_depth"]
-            config = f"H100 {name} tg{r['n_gen']}" + (f" at depth {depth}" if depth else "")
+            config = f"{label} {name} tg{r['n_gen']}" + (f" at depth {depth}" if depth else "")
             metric = "decode tok/s (tg128)" if not depth else "decode tok/s (tg128, deep)"
-            cases.append(Case(config, metric, r["avg_ts"], "h100-sxm", dtype, "decode", 1, depth))
+            cases.append(Case(config, metric, r["avg_ts"], gpu, dtype, "decode", 1, depth))
     return cases
 
 
-def own_cases() -> list[Case]:
-    """Our H100 rows: llama-bench (prefill and batch-1 decode) and llama-batched-bench."""
-    cases = _bench_cases(OWN_BENCH)
-    for dtype, path in OWN_BATCHED.items():
+def own_cases(gpu: str = "h100-sxm") -> list[Case]:
+    """Our rows on ``gpu``: llama-bench (prefill, batch-1 decode) and llama-batched-bench."""
+    label, prefix = OWN_GPUS[gpu]
+    cases = _bench_cases(MEASURED / f"{prefix}-bench.jsonl", gpu)
+    for dtype, suffix in BATCHED_FILES.items():
         name = next(k for k, v in FORMATS.items() if v == dtype)
-        for line in path.read_text().splitlines():
+        for line in (MEASURED / f"{prefix}-batched-{suffix}.jsonl").read_text().splitlines():
             r = json.loads(line)
-            cases.append(
-                Case(
-                    f"H100 {name} {r['pl']} sequences",
-                    "decode tok/s (batched)",
-                    r["speed_tg"],
-                    "h100-sxm",
-                    dtype,
-                    "batched",
-                    r["pl"],
-                    BATCHED_PROMPT,
-                )
-            )
+            config = f"{label} {name} {r['pl']} sequences"
+            speed, seqs = r["speed_tg"], r["pl"]
+            metric = "decode tok/s (batched)"
+            case = Case(config, metric, speed, gpu, dtype, "batched", seqs, BATCHED_PROMPT)
+            cases.append(case)
     return cases
 
 
@@ -180,10 +174,11 @@ def _rows(cases: list[Case], section: str, fit: set[str], note: str = "") -> lis
 
 def repeat_spread_pct() -> tuple[float, float]:
     """Median and largest difference between the two runs of the same llama-bench rows (%)."""
-    first = {(c.config, c.metric): c.measured_tok_s for c in _bench_cases(OWN_BENCH_REPEAT)}
+    repeat = _bench_cases(OWN_BENCH_REPEAT, "h100-sxm")
+    first = {(c.config, c.metric): c.measured_tok_s for c in repeat}
     diffs = [
         abs(c.measured_tok_s / first[(c.config, c.metric)] - 1) * 100
-        for c in _bench_cases(OWN_BENCH)
+        for c in own_cases("h100-sxm")
         if (c.config, c.metric) in first
     ]
     return statistics.median(diffs), max(diffs)
@@ -210,6 +205,15 @@ def section_note() -> str:
     )
 
 
+H200_SECTION_NOTE = (
+    "The same script, build and models on the lent H200 (2026-11-25 00:22 UTC; raw output "
+    "in `hardware_specs/calibration/measurements/h200-llamacpp-*`), priced with the "
+    "parameters fitted on the H100: every row is held out. The H200 has the H100's SMs and "
+    "clock and 43 % more memory bandwidth, so where ggml's kernels are bound by SM cycles "
+    "the model predicts the H100's speed, and where they are bound by memory (attention over "
+    "long contexts, F16 weights) a faster one."
+)
+
 PUBLISHED_SECTION_NOTE = (
     "The §8A scoreboard collects llama-bench runs of many builds and hosts. Priced with the "
     "llama.cpp profile fitted on our own H100 rows (section G), so every row here is held "
@@ -225,6 +229,7 @@ PUBLISHED_SECTION_NOTE = (
 def llama_cpp_sections() -> tuple[list[Row], list[Missing], dict[str, str]]:
     """Rows of both llama.cpp sections, what cannot be expressed, and the section notes."""
     rows = _rows(own_cases(), OWN_SECTION, set(FIT_CASES.values()) | format_fit_configs())
+    rows += _rows(own_cases("h200"), H200_SECTION, set())
     rows += _rows(published_cases(), PUBLISHED_SECTION, set(), PUBLISHED_NOTE)
     missing = [
         Missing("G2. llama.cpp (§8A/8B)", device, "GPU not in the catalog")
@@ -246,7 +251,11 @@ def llama_cpp_sections() -> tuple[list[Row], list[Missing], dict[str, str]]:
             "GB10 not in the catalog",
         )
     )
-    notes = {OWN_SECTION: section_note(), PUBLISHED_SECTION: PUBLISHED_SECTION_NOTE}
+    notes = {
+        OWN_SECTION: section_note(),
+        H200_SECTION: H200_SECTION_NOTE,
+        PUBLISHED_SECTION: PUBLISHED_SECTION_NOTE,
+    }
     return rows, missing, notes
 
 
