@@ -2,8 +2,12 @@
 # Build llama.cpp (CUDA) from the source tree in $1 and time Llama-2-7B-shaped models with
 # random weights in several GGUF formats with llama-bench and llama-batched-bench.
 # Results (JSON lines) and logs go to $2. Needs nvcc, cmake and ninja; no network.
+# The source tree used for the shipped measurements is vendor/llama.cpp of the
+# llama-cpp-python 0.3.36 sdist (`pip download --no-binary :all: llama-cpp-python==0.3.36`),
+# without its models/, docs/ and tests/ folders and the non-CUDA GPU back ends.
+# FORMATS and DEEP_FORMATS (space-separated) choose the formats; BUILD_DIR the build folder.
 #
-#   bash benchmarks/llamacpp/bench_on_gpu.sh .lcpp "$OUT" [build-seconds]
+#   bash benchmarks/llamacpp/bench_on_gpu.sh LLAMA_CPP_SRC OUT_DIR [build-seconds]
 set -u
 SRC=$(realpath "$1"); OUT=$(realpath "$2"); BUILD_S=${3:-540}
 HERE=$(dirname "$(realpath "$0")")
