@@ -240,8 +240,7 @@ class CostModel:
         """(SM cycles per second ggml's kernels get for ``op``'s format, bytes per second its
         weights are read at): (0, bandwidth) unless its weights are GGUF on a GPU whose SM
         count and clock are known. The cycles carry the format's relative kernel speed."""
-        p, gpu = self.params, self.gpu
-        bw = gpu.memory_bw_bytes_per_s * p.memory_bw_efficiency
+        p, gpu, bw = self.params, self.gpu, self._bw
         if not is_gguf(op.dtype) or gpu.sm_cycles_per_s <= 0:
             return 0.0, bw
         cycles = gpu.sm_cycles_per_s * ggml_format_speed(op.dtype)
