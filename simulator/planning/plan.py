@@ -9,12 +9,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from simulator.config.scenario import Scenario
-from simulator.errors import UserError
 from simulator.planning.bounds import (
     busy_time_per_request_s,
     gpus_per_replica,
@@ -31,10 +30,10 @@ from simulator.planning.tco import (
     api_option,
     break_even_cloud_vs_api,
     break_even_owned_vs_cloud,
+    cloud_offers_to_price,
     cloud_option,
-    cloud_prices_per_gpu_hour,
-    default_owned_params,
     owned_option,
+    owned_params_with,
 )
 
 
@@ -126,32 +125,9 @@ def deployment_costs(
         capacity_output_tokens_per_s=capacity_rate_per_s * lengths.mean_output_tokens,
         input_time_share=prefill_s / (prefill_s + decode_s),
     )
-    try:
-        owned = default_owned_params(gpu)
-    except UserError:
-        owned = None
-    if owned is not None:
-        changes = {
-            k: getattr(tco, k)
-            for k in (
-                "server_price_usd",
-                "gpus_per_server",
-                "life_years",
-                "electricity_usd_per_kwh",
-                "pue",
-                "hosting_usd_per_kw_month",
-                "idle_power_fraction",
-                "busy_power_fraction",
-            )
-            if getattr(tco, k) is not None
-        }
-        owned = replace(owned, staff_usd_per_month=tco.staff_usd_per_month, **changes)
+    owned = owned_params_with(gpu, tco)
     options, break_even = [], []
-    offers = cloud_prices_per_gpu_hour(gpu, tco.price_kind)
-    whole = [o for o in offers if o["gpus_per_instance"] >= 8]
-    chosen = [offers[0]] if offers else []
-    if whole and whole[0] is not chosen[0]:
-        chosen.append(whole[0])
+    chosen = cloud_offers_to_price(gpu, tco.price_kind)
     for offer in chosen:
         name = f"cloud {offer['provider']} {offer['instance']} ({tco.price_kind})"
         options.append(

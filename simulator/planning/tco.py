@@ -32,7 +32,7 @@ Break-even volumes (output tokens per month, input tokens arriving in the same r
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from simulator.errors import UserError
@@ -391,3 +391,39 @@ def cheapest_cloud_offer(
     """Cheapest ``kind`` row of prices.yaml for ``gpu`` (None when there is none)."""
     rows = cloud_prices_per_gpu_hour(gpu, kind, prices)
     return rows[0] if rows else None
+
+
+#: Settings of a plan's ``tco`` section that replace the owned-server defaults of prices.yaml.
+OWNED_OVERRIDE_KEYS = (
+    "server_price_usd",
+    "gpus_per_server",
+    "life_years",
+    "electricity_usd_per_kwh",
+    "pue",
+    "hosting_usd_per_kw_month",
+    "idle_power_fraction",
+    "busy_power_fraction",
+)
+
+
+def owned_params_with(gpu: str, tco: Any) -> OwnedParams | None:
+    """Owned-server parameters of ``gpu`` with the settings a plan's ``tco`` section gives
+    (its staff cost and any of ``OWNED_OVERRIDE_KEYS``); None when prices.yaml has no
+    purchase price for the GPU."""
+    try:
+        owned = default_owned_params(gpu)
+    except UserError:
+        return None
+    changes = {k: getattr(tco, k) for k in OWNED_OVERRIDE_KEYS if getattr(tco, k) is not None}
+    return replace(owned, staff_usd_per_month=tco.staff_usd_per_month, **changes)
+
+
+def cloud_offers_to_price(gpu: str, kind: str) -> list[dict[str, Any]]:
+    """The cloud offers a plan prices: the cheapest per GPU-hour, and the cheapest whole
+    8-GPU instance when that is another one."""
+    offers = cloud_prices_per_gpu_hour(gpu, kind)
+    whole = [o for o in offers if o["gpus_per_instance"] >= 8]
+    chosen = [offers[0]] if offers else []
+    if whole and whole[0] is not chosen[0]:
+        chosen.append(whole[0])
+    return chosen

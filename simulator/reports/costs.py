@@ -26,26 +26,16 @@ from simulator.planning.tco import (
     OwnedParams,
     TokenVolume,
     api_option,
+    cloud_offers_to_price,
     cloud_option,
-    default_owned_params,
     owned_option,
+    owned_params_with,
 )
 from simulator.reports.gather import TRAFFIC_FACTORS, Simulated
-from simulator.specs.prices import cloud_prices_per_gpu_hour, load_prices
+from simulator.specs.prices import load_prices
 
 #: Price multipliers of the sensitivity analysis (±30% on GPU-hours and server prices).
 PRICE_FACTORS = (0.7, 1.0, 1.3)
-#: TCO settings of ``plan.tco`` that replace the owned-server defaults of prices.yaml.
-_OWNED_KEYS = (
-    "server_price_usd",
-    "gpus_per_server",
-    "life_years",
-    "electricity_usd_per_kwh",
-    "pue",
-    "hosting_usd_per_kw_month",
-    "idle_power_fraction",
-    "busy_power_fraction",
-)
 
 
 @dataclass(frozen=True)
@@ -84,24 +74,14 @@ def workload_of(sim: Simulated) -> Workload:
 
 def owned_params(sim: Simulated) -> OwnedParams | None:
     """Owned-server parameters of the scenario's GPU with the plan's ``tco`` overrides."""
-    tco = sim.plan.plan.tco
-    try:
-        params = default_owned_params(sim.scenario.hardware.gpu)
-    except UserError:
-        return None
-    changes = {k: getattr(tco, k) for k in _OWNED_KEYS if getattr(tco, k) is not None}
-    return replace(params, staff_usd_per_month=tco.staff_usd_per_month, **changes)
+    return owned_params_with(sim.scenario.hardware.gpu, sim.plan.plan.tco)
 
 
 def price_options(sim: Simulated) -> list[PriceOption]:
     """The options the planner prices for this deployment (see the module docstring)."""
     kind = sim.plan.plan.tco.price_kind
     owned = owned_params(sim)
-    offers = cloud_prices_per_gpu_hour(sim.scenario.hardware.gpu, kind)
-    whole = [o for o in offers if o["gpus_per_instance"] >= 8]
-    chosen = [offers[0]] if offers else []
-    if whole and whole[0] is not chosen[0]:
-        chosen.append(whole[0])
+    chosen = cloud_offers_to_price(sim.scenario.hardware.gpu, kind)
     options = [
         PriceOption(f"cloud {o['provider']} {o['instance']} ({kind})", "cloud", offer=o)
         for o in chosen
