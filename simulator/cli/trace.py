@@ -9,7 +9,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from simulator.errors import UserError
 
@@ -67,15 +66,11 @@ def load_workload_section(path: str | Path, overrides: dict | None = None):
     """The validated ``workload:`` section of a scenario file (a ``WorkloadConfig``)."""
     from pydantic import ValidationError
 
+    from simulator.config.loader import read_scenario_file
     from simulator.config.workload import WorkloadConfig
 
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"scenario file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = read_scenario_file(path)
     if not isinstance(data, dict) or not isinstance(data.get("workload"), dict):
         raise UserError(f"{path}: workload: required section is missing")
     section = dict(data["workload"], **(overrides or {}))

@@ -114,17 +114,23 @@ def scenario_from_dict(data: Any, *, source: str = "<scenario>") -> Scenario:
     return scenario
 
 
-def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
-    """Load and validate a scenario file; relative paths inside it resolve from its folder."""
-    path = Path(path)
+def read_scenario_file(path: Path) -> Any:
+    """The parsed YAML of a scenario file; a missing file or bad YAML is a ``UserError``
+    naming the file (and the line and column of a syntax error)."""
     if not path.is_file():
         raise UserError(f"scenario file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         raise UserError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
+    """Load and validate a scenario file; relative paths inside it resolve from its folder."""
+    path = Path(path)
+    data = read_scenario_file(path)
     if isinstance(data, dict):
         data = apply_overrides(data, overrides or [])
     scenario = scenario_from_dict(data, source=str(path))

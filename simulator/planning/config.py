@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import (
     ValidationError,
 )
 
-from simulator.config.loader import apply_overrides, scenario_from_dict
+from simulator.config.loader import apply_overrides, read_scenario_file, scenario_from_dict
 from simulator.config.planning import (  # noqa: F401  (re-exported)
     PRICE_KINDS,
     PlanConfig,
@@ -102,12 +101,7 @@ def plan_file_from_dict(
 def load_plan_file(path: str | Path, overrides: list[str] | None = None) -> PlanFile:
     """Read a planning file; ``overrides`` (``dotted.key=value``) may set plan/search keys too."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"scenario file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = read_scenario_file(path)
     if isinstance(data, dict):
         data = apply_overrides(data, overrides or [])
     loaded = plan_file_from_dict(data, source=str(path), base_dir=path.resolve().parent)
