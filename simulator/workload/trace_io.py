@@ -303,6 +303,20 @@ def _open_for_writing(path: Path) -> io.TextIOBase:
     return path.open("w", newline="")
 
 
+def _row_after_arrival(r: Request) -> tuple:
+    """A request's trace columns after ``arrival_s``: its token counts, then
+    ``SERVESIM_EXTRA_COLUMNS``."""
+    return (
+        r.prompt_tokens,
+        r.output_tokens,
+        r.class_name,
+        r.session_id,
+        r.turn,
+        r.prefix_tokens,
+        r.priority,
+    )
+
+
 def write_trace(
     requests: Iterable[Request], path: str | Path, *, comment: str | None = None
 ) -> int:
@@ -315,16 +329,7 @@ def write_trace(
     with _open_for_writing(path) as handle:
         if jsonl:
             for r in requests:
-                values = (
-                    r.arrival_s,
-                    r.prompt_tokens,
-                    r.output_tokens,
-                    r.class_name,
-                    r.session_id,
-                    r.turn,
-                    r.prefix_tokens,
-                    r.priority,
-                )
+                values = (r.arrival_s, *_row_after_arrival(r))
                 handle.write(json.dumps(dict(zip(columns, values, strict=True))) + "\n")
                 count += 1
             return count
@@ -335,17 +340,6 @@ def write_trace(
         writer.writerow(columns)
         for r in requests:
             # repr() of a float is the shortest string that reads back as the same float.
-            writer.writerow(
-                (
-                    repr(float(r.arrival_s)),
-                    r.prompt_tokens,
-                    r.output_tokens,
-                    r.class_name,
-                    r.session_id,
-                    r.turn,
-                    r.prefix_tokens,
-                    r.priority,
-                )
-            )
+            writer.writerow((repr(float(r.arrival_s)), *_row_after_arrival(r)))
             count += 1
     return count
