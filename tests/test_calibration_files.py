@@ -43,8 +43,9 @@ def test_shipped_file_is_the_fit_of_the_stored_measurements(gpu):
     assert first.params == second.params  # deterministic
     shipped = yaml.safe_load((CALIBRATION / f"{gpu}.yaml").read_text())
     assert set(shipped["params"]) == {*first.fitted_names, "cuda_graphs"}
+    # The optimiser's last digits depend on the BLAS and SciPy build: agree to 1e-4.
     for name in first.fitted_names:
-        assert shipped["params"][name] == pytest.approx(getattr(first.params, name), rel=1e-6)
+        assert shipped["params"][name] == pytest.approx(getattr(first.params, name), rel=1e-4)
     assert first.gemm_call_overhead_s is None  # graphed GEMM rows need no nuisance term
     assert "gemm_efficiency_8bit" in first.fitted_names
 
