@@ -27,11 +27,10 @@ def _differences(expected, actual, path: str = "") -> list[str]:
     if isinstance(expected, list) and isinstance(actual, list):
         if len(expected) != len(actual):
             return [f"{path}: {len(actual)} items, expected {len(expected)}"]
-        return [
-            d
-            for i, (e, a) in enumerate(zip(expected, actual))
-            for d in _differences(e, a, f"{path}[{i}]")
-        ]
+        out = []
+        for i, (e, a) in enumerate(zip(expected, actual, strict=True)):
+            out += _differences(e, a, f"{path}[{i}]")
+        return out
     if isinstance(expected, float) and isinstance(actual, (int, float)):
         if math.isclose(expected, actual, rel_tol=1e-9, abs_tol=1e-12) or (
             math.isnan(expected) and math.isnan(actual)
