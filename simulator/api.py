@@ -231,14 +231,18 @@ def run(scenario: Scenario | str | Path, progress: Callable[[int], None] | None 
 
 def summarize_run(scenario: Scenario, records: RunRecords) -> Summary:
     """The scenario's summary of a finished run (its SLOs, per-class SLOs and GPU price)."""
+    from simulator.metrics.window import STEADY_PROCESSES
+
     classes = scenario.workload.classes or []
     class_slos = {c.name: c.slo.model_dump(exclude_none=True) for c in classes if c.slo}
+    arrival = scenario.workload.arrival
     summary = summarize(
         records,
         slo=scenario.slo or None,
         gpu_hour_usd=scenario.cost.gpu_hour_usd,
         warmup_s=scenario.output.warmup_s,
         class_slos=class_slos or None,
+        steady_traffic=arrival is not None and arrival.process in STEADY_PROCESSES,
     )
     summary.step_time_error_band = validated_error_band()
     return summary

@@ -122,13 +122,43 @@ def requests_meeting(
     return meets
 
 
-def constraint_report(constraint: SloConstraint, observed_ms: float) -> dict[str, Any]:
-    """One line of the SLO report: observed percentile vs threshold, and whether it holds."""
+def constraint_report(
+    constraint: SloConstraint, observed_ms: float, interval_ms: list | None = None
+) -> dict[str, Any]:
+    """One line of the SLO report: observed statistic vs threshold, whether the point
+    estimate holds (``met``), its 95% interval and the verdict that interval supports:
+    ``met`` (all of it at or below the threshold), ``missed`` (all above), ``uncertain``
+    (it straddles the threshold) or ``not observed``."""
     met = bool(observed_ms <= constraint.threshold_ms) if math.isfinite(observed_ms) else None
+    low, high = interval_ms if interval_ms is not None else (observed_ms, observed_ms)
     return {
         "metric": constraint.metric,
         "percentile": constraint.key,
         "observed_ms": observed_ms,
         "threshold_ms": constraint.threshold_ms,
         "met": met,
+        "ci95_ms": [low, high],
+        "verdict": interval_verdict(low, high, constraint.threshold_ms, met),
     }
+
+
+def interval_verdict(low: Any, high: Any, threshold: float, met: bool | None) -> str:
+    """``met``/``missed``/``uncertain`` of an interval against a threshold (None ends are
+    unbounded); ``not observed`` without a point estimate."""
+    if met is None:
+        return "not observed"
+    if high is not None and math.isfinite(high) and high <= threshold:
+        return "met"
+    if low is not None and math.isfinite(low) and low > threshold:
+        return "missed"
+    return "uncertain"
+
+
+def overall_verdict(verdicts: list[str]) -> str:
+    """``missed`` if any constraint is, else ``uncertain`` if any is not certain, else
+    ``met`` (``met`` too when there are no constraints)."""
+    if "missed" in verdicts:
+        return "missed"
+    if any(v != "met" for v in verdicts):
+        return "uncertain"
+    return "met"
