@@ -22,8 +22,8 @@ from pydantic import (
 
 from simulator.config.base import SLO_PERCENTILES, StrictModel
 from simulator.config.planning import PlanConfig, SearchConfig
-from simulator.config.workload import WorkloadConfig
 from simulator.specs.dtypes import canonical_dtype
+from simulator.workload.config import WorkloadConfig
 
 
 class OffloadConfig(StrictModel):

@@ -1,7 +1,7 @@
 """Scenario schema of the ``workload:`` section (pydantic v2, unknown keys rejected).
 
-The workload layer takes ``WorkloadConfig(...).model_dump()`` (it may not import this
-package); see ``simulator.workload`` for what each option does at run time.
+The workload layer owns this schema; ``simulator.workload.source`` builds the request
+source from it (see there for what each option does at run time).
 """
 
 from __future__ import annotations
