@@ -293,6 +293,16 @@ class Scenario(StrictModel):
         return value
 
     @model_validator(mode="after")
+    def _offline_takes_no_warmup(self) -> Scenario:
+        arrival = self.workload.arrival
+        if arrival is not None and arrival.process == "offline" and self.output.warmup_s:
+            raise ValueError(
+                f"output.warmup_s: {self.output.warmup_s} does not apply to offline arrivals "
+                "(their throughput is over the whole makespan); remove it"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _hardware_matches_model(self) -> Scenario:
         from simulator.specs.catalog import load_model
 
