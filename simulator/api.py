@@ -159,9 +159,7 @@ def apply_profile_limits(scenario: Scenario) -> Scenario:
     if not limits:
         return scenario
     engine = eng.model_copy(update=limits)
-    updated = scenario.model_copy(update={"engine": engine})
-    updated._base_dir = scenario._base_dir
-    return updated
+    return scenario.model_copy(update={"engine": engine})
 
 
 def build_simulation(
@@ -243,6 +241,7 @@ def summarize_run(scenario: Scenario, records: RunRecords) -> Summary:
         warmup_s=scenario.output.warmup_s,
         class_slos=class_slos or None,
         steady_traffic=arrival is not None and arrival.process in STEADY_PROCESSES,
+        offline=arrival is not None and arrival.process == "offline",
     )
     summary.step_time_error_band = validated_error_band()
     return summary

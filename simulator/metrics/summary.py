@@ -53,7 +53,13 @@ from simulator.metrics.slo import (
     requests_meeting,
 )
 from simulator.metrics.steady import statistic_interval
-from simulator.metrics.window import MeasuredWindow, measured_window
+from simulator.metrics.window import (  # noqa: F401  (re-exported)
+    OFFLINE_BASIS,
+    STEADY_BASIS,
+    WINDOW_BASIS,
+    MeasuredWindow,
+    measured_window,
+)
 
 
 @dataclass
@@ -72,6 +78,9 @@ class Summary:
     window_start_s: float
     window_end_s: float
     duration_s: float
+    #: What the window and so every rate is over (``metrics.window``: steady window,
+    #: measured window or offline makespan).
+    throughput_basis: str
     throughput_rps: float
     output_tokens_per_s: float
     total_tokens_per_s: float
@@ -290,12 +299,14 @@ def summarize(
     warmup_s: float = 0.0,
     class_slos: dict[str, dict] | None = None,
     steady_traffic: bool = False,
+    offline: bool = False,
 ) -> Summary:
     """Summarise a run. ``slo`` is the scenario's ``slo:`` dict (see ``metrics.slo``);
     ``class_slos`` optionally gives a class its own SLO, which then decides whether that
     class's requests meet the SLO (for goodput) instead of the scenario's;
     ``steady_traffic`` says the arrival rate does not change, so the warm-up is detected
-    and the window ends with the arrivals (``metrics.window``)."""
+    and the window ends with the arrivals; ``offline``: every request was queued at t = 0,
+    the window is the makespan (``warmup_s`` must be 0) (``metrics.window``)."""
     constraints = parse_slo(slo)
     class_constraints = {
         name: parse_slo(c, f"workload.classes.{name}.slo") for name, c in (class_slos or {}).items()
@@ -305,7 +316,7 @@ def summarize(
     rejected = req.rejected.astype(bool)
     completed = ~rejected & np.isfinite(req.finish_s)
     latencies = per_request_latencies_ms(records)
-    window = measured_window(records, warmup_s, steady_traffic)
+    window = measured_window(records, warmup_s, steady_traffic, offline)
 
     class_names = np.asarray(req.class_name, dtype=object)
     meets = requests_meeting(constraints, latencies, n_total)
@@ -338,6 +349,7 @@ def summarize(
         window_start_s=window.start_s,
         window_end_s=window.end_s,
         duration_s=window.duration_s,
+        throughput_basis=window.basis,
         saturated=verdict.saturated,
         saturation_reason=verdict.reason,
         **_utilisation(records),

@@ -15,6 +15,10 @@ Two kinds of run:
   the question, so the window is the whole run, from the first arrival plus
   ``output.warmup_s`` to the last completion, and per-window summaries (``windows``) show
   how it changes.
+- **Offline** runs (every request queued at t = 0) take no warm-up: the window is the
+  makespan, first arrival to last completion, so throughput is output tokens over the
+  makespan, as ``trtllm-bench throughput``, vLLM ``benchmark_throughput`` and MLPerf Offline
+  report it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,15 @@ STEADY_PROCESSES = ("poisson", "gamma", "constant", "closed_loop")
 METHOD_MSER = "MSER-5 on the requests in the system found by each arrival"
 METHOD_FIXED = "output.warmup_s"
 
+#: ``Summary.throughput_basis``: what the window, and so every rate, is over.
+STEADY_BASIS = "steady window: end of the warm-up to the end of arrivals"
+WINDOW_BASIS = "measured window: first arrival + warmup to last completion"
+OFFLINE_BASIS = (
+    "offline: every request queued at t = 0; output tokens over the makespan (first arrival "
+    "to last completion), as trtllm-bench throughput, vLLM benchmark_throughput and MLPerf "
+    "Offline report"
+)
+
 
 @dataclass(frozen=True)
 class MeasuredWindow:
@@ -49,6 +62,8 @@ class MeasuredWindow:
     latency_mask: np.ndarray
     #: Requests that completed inside the window (throughput, tokens, goodput, cost).
     rate_mask: np.ndarray
+    #: What the window is over (``STEADY_BASIS``, ``WINDOW_BASIS`` or ``OFFLINE_BASIS``).
+    basis: str = WINDOW_BASIS
 
     @property
     def duration_s(self) -> float:
@@ -62,16 +77,21 @@ def arrival_end_s(records: RunRecords) -> float:
     return float(records.extra.get("arrival_end_s", last))
 
 
-def measured_window(records: RunRecords, warmup_s: float, steady_traffic: bool) -> MeasuredWindow:
+def measured_window(
+    records: RunRecords, warmup_s: float, steady_traffic: bool, offline: bool = False
+) -> MeasuredWindow:
     """The measured window of ``records`` (see the module docstring)."""
+    if offline and warmup_s:
+        raise ValueError(f"an offline run takes no warmup (got warmup_s={warmup_s})")
     req = records.requests
     rejected = req.rejected.astype(bool)
     completed = ~rejected & np.isfinite(req.finish_s)
     first_s = float(req.arrival_s.min()) if len(req) else 0.0
     start_s = first_s + warmup_s
     method, steady = METHOD_FIXED, None
+    basis = OFFLINE_BASIS if offline else WINDOW_BASIS
     end_s = float(req.finish_s[completed].max()) if completed.any() else start_s
-    if steady_traffic and len(req):
+    if steady_traffic and not offline and len(req):
         order = np.argsort(req.arrival_s[~rejected], kind="stable")
         arrivals = req.arrival_s[~rejected][order]
         # requests in the system just before each arrival (the arrival itself excluded)
@@ -82,7 +102,7 @@ def measured_window(records: RunRecords, warmup_s: float, steady_traffic: bool) 
             start_s, method = float(arrivals[cut.index]), METHOD_MSER
         stop_s = arrival_end_s(records)
         if stop_s > start_s:
-            end_s = stop_s
+            end_s, basis = stop_s, STEADY_BASIS
     arrived_in = (req.arrival_s >= start_s) & (req.arrival_s <= max(end_s, start_s))
     finished_in = (req.finish_s >= start_s) & (req.finish_s <= end_s)
     return MeasuredWindow(
@@ -93,4 +113,5 @@ def measured_window(records: RunRecords, warmup_s: float, steady_traffic: bool) 
         steady=steady,
         latency_mask=completed & arrived_in,
         rate_mask=completed & finished_in,
+        basis=basis,
     )
