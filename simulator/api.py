@@ -243,8 +243,18 @@ def summarize_run(scenario: Scenario, records: RunRecords) -> Summary:
         steady_traffic=arrival is not None and arrival.process in STEADY_PROCESSES,
         offline=arrival is not None and arrival.process == "offline",
     )
-    summary.step_time_error_band = validated_error_band()
+    summary.step_time_error_band = error_band_for(scenario)
     return summary
+
+
+def error_band_for(scenario: Scenario) -> dict | None:
+    """The validated error band of the scenario's GPU and engine (``metrics.error_band``):
+    held-out where calibrated, the datasheet band where not, saying which."""
+    from simulator.metrics.error_band import error_band
+
+    _, source = resolve_calibration(scenario)
+    calibration = None if source == "datasheet defaults" else source
+    return error_band(specs_dir(), scenario.hardware.gpu, scenario.engine.profile, calibration)
 
 
 def validated_error_band() -> dict | None:

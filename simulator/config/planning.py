@@ -22,8 +22,14 @@ class TcoConfig(_Strict):
 
     #: Which cloud price sets the rented option ($/GPU-hour, cheapest row of that kind).
     price_kind: Literal["on_demand", "reserved", "spot"] = "on_demand"
+    #: Price of one owned machine with its GPUs (a server, workstation or Mac), for any
+    #: GPU; with ``gpus_per_server`` the GPUs it holds.
     server_price_usd: PositiveFloat | None = None
     gpus_per_server: PositiveInt | None = None
+    #: Where owned machines run: "datacenter" (colocation per kW, PUE, industrial
+    #: electricity) or "office" (no hosting fee, PUE 1, commercial electricity); default:
+    #: servers in a data centre, workstations and Macs in an office.
+    hosting: Literal["datacenter", "office"] | None = None
     life_years: PositiveFloat | None = None
     electricity_usd_per_kwh: float | None = Field(None, ge=0.0)
     pue: float | None = Field(None, ge=1.0)
@@ -41,9 +47,17 @@ class PlanConfig(_Strict):
 
     #: Rate (requests/s) the deployment must serve: find the fewest replicas that do.
     target_rate_per_s: PositiveFloat | None = None
-    #: Simulations per rate, each with its own seed (workload.seed + i); a rate is
-    #: sustainable when every replication meets the SLO without saturating.
-    replications: PositiveInt = 3
+    #: Replications simulated first at every point (rate, replicas), each with its own seed
+    #: (workload.seed + i); more are added while the point's verdict is uncertain.
+    replications: PositiveInt = 1
+    #: Fewest requests every replication simulates per replica: a fleet is judged on as
+    #: much traffic per replica as a single replica (``workload.num_requests`` is a minimum
+    #: too).
+    min_requests_per_replica: PositiveInt = 1000
+    #: Budget of a point: replications are added while its verdict is uncertain (its SLO
+    #: intervals straddle their thresholds) until it has simulated this many requests per
+    #: replica; then it is reported uncertain.
+    max_requests_per_replica: PositiveInt = 24000
     #: The rate search stops when its bracket [meets, fails] is narrower than this
     #: fraction of the lower end.
     rate_tolerance: float = Field(0.05, gt=0.0, lt=1.0)

@@ -201,11 +201,11 @@ def format_summary_table(summary: Summary) -> str:
             out += _slo_lines(c["slo"], indent="    ")
     band = s.step_time_error_band
     if band:
-        out += [
-            "",
-            f"model error: step times within {band['median_pct']:.1f}% (median) and "
-            f"{band['worst_pct']:.1f}% (worst) on {band['rows']} held-out measurements",
-        ]
+        text = band.get("text") or (
+            f"step times within {band['median_pct']:.1f}% (median) and "
+            f"{band['worst_pct']:.1f}% (worst) on {band['rows']} held-out measurements"
+        )
+        out += ["", f"model error: {text}"]
     return "\n".join(out)
 
 
