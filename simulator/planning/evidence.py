@@ -89,6 +89,8 @@ class Verdict:
     state: str
     reason: str
     intervals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The SLO the verdict judged (for the point estimates of an uncertain verdict).
+    slo: dict | None = field(default=None, repr=False)
 
     @property
     def meets(self) -> bool:
@@ -147,15 +149,15 @@ def point_verdict(
     """The verdict of a point's runs (see the module docstring)."""
     for run in runs:
         if run.error:
-            return Verdict(MISSES, run.error)
+            return Verdict(MISSES, run.error, slo=slo)
     for run in runs:
         if run.summary.get("saturated"):
             reason = run.summary.get("saturation_reason") or "queue still growing"
-            return Verdict(MISSES, f"saturated ({reason})")
+            return Verdict(MISSES, f"saturated ({reason})", slo=slo)
     total = sum(run.requests for run in runs)
     rejected = sum(int(run.summary.get("requests_rejected") or 0) for run in runs)
     if total and rejected / total > criteria.max_rejected_fraction:
-        return Verdict(MISSES, f"{rejected} of {total} requests rejected")
+        return Verdict(MISSES, f"{rejected} of {total} requests rejected", slo=slo)
     missed, unsure, intervals = _constraint_verdicts(runs, parse_slo(slo))
     if criteria.min_attainment is not None:
         share = mean_interval([r.meets_all for r in runs])
@@ -171,10 +173,10 @@ def point_verdict(
         elif verdict == "uncertain":
             unsure.append(text)
     if missed:
-        return Verdict(MISSES, "SLO missed: " + "; ".join(missed), intervals)
+        return Verdict(MISSES, "SLO missed: " + "; ".join(missed), intervals, slo)
     if unsure:
-        return Verdict(UNCERTAIN, "uncertain: " + "; ".join(unsure), intervals)
-    return Verdict(MEETS, "meets the SLO", intervals)
+        return Verdict(UNCERTAIN, "uncertain: " + "; ".join(unsure), intervals, slo)
+    return Verdict(MEETS, "meets the SLO", intervals, slo)
 
 
 def margin(runs: list[RunEvidence], slo: dict | None) -> float:

@@ -134,7 +134,18 @@ def plan(
     try:
         rate = max_sustainable_rate(scenario, plan_config, on_simulated=on_simulated)
         replicas = None
-        if plan_config.target_rate_per_s:
+        if plan_config.target_rate_per_s and rate.max_rate_per_s is None:
+            # no rate meets the SLO on the scenario's deployment: neither will a larger fleet
+            replicas = ReplicaSearch(
+                plan_config.target_rate_per_s * (1 + margin),
+                None,
+                None,
+                rate.reason,
+                rate.rate_bound_per_s,
+                0,
+                reason=f"no rate meets the SLO on one deployment: {rate.reason}",
+            )
+        elif plan_config.target_rate_per_s:
             replicas = fewest_replicas(
                 scenario,
                 plan_config.target_rate_per_s * (1 + margin),

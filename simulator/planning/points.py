@@ -12,9 +12,12 @@ scenario happens to hold.
 added, until the point has simulated ``plan.max_requests_per_replica`` requests per replica.
 A point still uncertain then is reported so.
 
+**Which side of the knee.** A search goes on the side a point's verdict says; an uncertain
+point counts as meeting the SLO when every pooled point estimate does (``Point.passes``), and
+an answer resting on one says it is uncertain.
+
 **Screening.** A configuration search ranks many points with a fixed number of replications
-and no sequential stopping: an uncertain verdict is settled by the point estimates (the
-statistic at or below its threshold), and the search says so.
+and no sequential stopping, so most verdicts near the knee rest on point estimates.
 """
 
 from __future__ import annotations
@@ -54,6 +57,16 @@ class Point:
     @property
     def requests(self) -> int:
         return sum(r.requests for r in self.runs)
+
+    @property
+    def passes(self) -> bool:
+        """Certified to meet the SLO, or uncertain with every point estimate meeting it: the
+        side of the knee a search goes on (the answer then says it is uncertain)."""
+        if self.verdict.state == MEETS:
+            return True
+        if self.verdict.state == MISSES:
+            return False
+        return margin(self.runs, self.verdict.slo) <= 0
 
     @property
     def summaries(self) -> list[dict]:
@@ -119,12 +132,7 @@ class PointEvaluator:
         return point.replace(workload=workload).with_seed_offset(replication)
 
     def _decide(self, runs: list[RunEvidence]) -> Verdict:
-        verdict = point_verdict(runs, self.scenario.slo or None, self.criteria)
-        if not self.screening or verdict.state != UNCERTAIN:
-            return verdict
-        meets = margin(runs, self.scenario.slo or None) <= 0
-        state = MEETS if meets else MISSES
-        return Verdict(state, f"screened on point estimates; {verdict.reason}", verdict.intervals)
+        return point_verdict(runs, self.scenario.slo or None, self.criteria)
 
     def point(self, rate_per_s: float, replicas: int) -> Point:
         """The point at ``rate_per_s`` on ``replicas`` replicas, simulated until its

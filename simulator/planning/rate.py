@@ -6,8 +6,10 @@ its budget is spent (``planning.points``): it *meets* the SLO, *misses* it, or i
 
 **Maximum sustainable rate.** The search brackets the knee (doubling or halving from a start
 rate, with the roofline rate bound as the first upper guess) and bisects geometrically until
-the bracket [meets, does not meet] is narrower than ``rate_tolerance``. ``max_rate_per_s`` is
-the highest rate simulated and certified to meet the SLO. The knee, the rate at which the
+the bracket [meets, does not meet] is narrower than ``rate_tolerance``, going on the side each
+point's verdict says (an uncertain point by its point estimates). ``max_rate_per_s`` is the
+bracket's lower end, certified to meet the SLO or, where the budget could not tell, meeting it
+on its point estimates (``max_rate_verdict`` says which). The knee, the rate at which the
 SLO statistic reaches its threshold, lies between that rate and the lowest rate certified to
 miss: that bracket is ``knee_ci95_per_s`` (both ends positive rates that were simulated), and
 ``knee_per_s`` is where the pooled point estimates cross their thresholds, interpolated
@@ -47,11 +49,12 @@ MAX_BRACKET_STEPS = 16
 class RateSearch:
     """Outcome of a maximum-rate search (rates in requests/s for the whole deployment)."""
 
-    #: Highest simulated rate certified (95%) to meet the SLO (None: none found).
+    #: Highest simulated rate meeting the SLO (None: none found): certified at 95%, or,
+    #: where the budget could not tell, by its point estimates (``max_rate_verdict``).
     max_rate_per_s: float | None
-    #: Lowest simulated rate above it not certified to meet (None: none found).
+    #: Lowest simulated rate above it that does not meet it (None: none found).
     failing_rate_per_s: float | None
-    #: Why that rate is not certified (missed, or uncertain with its intervals).
+    #: Why that rate does not (missed, or uncertain with point estimates above the SLO).
     failing_reason: str
     #: Rate where the point estimates reach the SLO, and the bracket it lies in: the highest
     #: rate certified to meet and the lowest certified to miss (None: not found).
@@ -70,10 +73,16 @@ class RateSearch:
     reason: str = ""
     #: How the verdicts were reached (sequential 95% intervals, or screening).
     precision: str = ""
+    #: "meets" (certified at 95%) or "uncertain" (point estimates) at ``max_rate_per_s``.
+    max_rate_verdict: str = ""
+    #: Highest simulated rate certified at 95% to meet the SLO.
+    certified_max_rate_per_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "max_rate_per_s": self.max_rate_per_s,
+            "max_rate_verdict": self.max_rate_verdict,
+            "certified_max_rate_per_s": self.certified_max_rate_per_s,
             "failing_rate_per_s": self.failing_rate_per_s,
             "failing_reason": self.failing_reason,
             "knee_per_s": self.knee_per_s,
@@ -107,6 +116,8 @@ class ReplicaSearch:
     intervals: dict[str, Any] = field(default_factory=dict)
     #: Fleet sizes whose verdict stayed uncertain within the budget.
     uncertain_replicas: list[int] = field(default_factory=list)
+    #: "meets" (certified at 95%) or "uncertain" (point estimates) at ``replicas``.
+    verdict: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -119,6 +130,7 @@ class ReplicaSearch:
             "requests_simulated": self.requests_simulated,
             "intervals": self.intervals,
             "uncertain_replicas": self.uncertain_replicas,
+            "verdict": self.verdict,
             "reason": self.reason,
         }
 
@@ -241,7 +253,7 @@ def max_sustainable_rate(
     floor = bound * 1e-4  # below 1/10,000 of the roofline bound the SLO is out of reach
 
     def passes(rate: float) -> bool:
-        return evaluator.point(rate, replicas).verdict.state == MEETS
+        return evaluator.point(rate, replicas).passes
 
     lo, hi = _bracket(passes, start, bound, floor)
     uncertain = sorted(p.rate_per_s for p in evaluator.points if p.verdict.state == UNCERTAIN)
@@ -277,22 +289,35 @@ def max_sustainable_rate(
             **common,
         )
     lo, hi = _bisect(passes, lo, hi, plan.rate_tolerance)
+    _certify_a_miss_above(evaluator, replicas, hi)
     at_max = evaluator.point(lo, replicas)
     common["uncertain_rates_per_s"] = sorted(
         p.rate_per_s for p in evaluator.points if p.verdict.state == UNCERTAIN
     )
+    bracket = _knee_bracket(evaluator, replicas)
+    common["max_rate_verdict"] = at_max.verdict.state
+    common["certified_max_rate_per_s"] = bracket[0] if bracket else None
     return RateSearch(
         lo,
         hi,
         evaluator.point(hi, replicas).verdict.reason,
         knee_estimate(evaluator, replicas),
-        _knee_bracket(evaluator, replicas),
+        bracket,
         simulations=evaluator.simulations,
         requests_simulated=evaluator.requests_simulated,
         summaries=at_max.summaries,
         intervals=at_max.verdict.intervals,
         **common,
     )
+
+
+def _certify_a_miss_above(evaluator: PointEvaluator, replicas: int, rate: float) -> None:
+    """Make sure a rate above ``rate`` is certified to miss (the knee bracket's upper end):
+    when ``rate`` is only uncertain, double it until a simulated rate misses."""
+    for _ in range(MAX_BRACKET_STEPS):
+        if evaluator.point(rate, replicas).verdict.state == MISSES:
+            return
+        rate *= 2
 
 
 def _first_count(target: float, least: int, per_replica_rate_per_s: float | None) -> int:
@@ -329,7 +354,7 @@ def fewest_replicas(
     )
 
     def state(count: int) -> str:
-        return evaluator.point(target, count).verdict.state
+        return MEETS if evaluator.point(target, count).passes else MISSES
 
     least = max(1, math.ceil(target / per_replica))
     if least > plan.max_replicas:
@@ -367,6 +392,7 @@ def fewest_replicas(
         per_replica,
         summaries=answer.summaries,
         intervals=answer.verdict.intervals,
+        verdict=answer.verdict.state,
         **done,
     )
 

@@ -25,8 +25,8 @@ from simulator.planning import PlanFile, PlanResult, fewest_replicas, load_plan_
 from simulator.planning.bounds import gpus_per_replica
 from simulator.planning.outcome import judge
 
-#: Rates of the latency-against-load curve, as fractions of the deployment's maximum
-#: sustainable rate: dense near the knee, two points beyond it to show the wall.
+#: Rates of the latency-against-load curve, as fractions of the deployment's knee (where
+#: the SLO statistics reach their thresholds): dense near it, two points beyond.
 LOAD_CURVE_FRACTIONS = (0.2, 0.4, 0.6, 0.75, 0.85, 0.95, 1.05, 1.2)
 #: Traffic multipliers of the sensitivity analysis (±30% around the target).
 TRAFFIC_FACTORS = (0.7, 1.0, 1.3)
@@ -81,19 +81,20 @@ def _at_rate(scenario: Scenario, rate_per_s: float, span_s: float | None) -> Sce
 
 def latency_against_load(
     scenario: Scenario,
-    max_rate_per_s: float,
+    knee_per_s: float,
     fractions: tuple[float, ...] = LOAD_CURVE_FRACTIONS,
     span_s: float | None = None,
 ) -> pd.DataFrame:
-    """Simulate the scenario's deployment at ``fractions × max_rate_per_s``; one row per rate
-    with TTFT/TPOT/E2E p50 and p99 (ms), throughput, saturation and whether it meets the SLO."""
+    """Simulate the scenario's deployment at ``fractions × knee_per_s``; one row per rate with
+    TTFT/TPOT/E2E p50 and p99 (ms), throughput, saturation and whether the run's point
+    estimates meet the SLO (one run each: an illustration, not a verdict)."""
     rows = []
     for fraction in fractions:
-        rate = fraction * max_rate_per_s
+        rate = fraction * knee_per_s
         point = _at_rate(scenario, rate, span_s)
         summary = run(point).summary
         meets, reason = judge(summary)
-        row: dict[str, Any] = {"fraction_of_max": fraction, "rate_per_s": rate}
+        row: dict[str, Any] = {"fraction_of_knee": fraction, "rate_per_s": rate}
         for metric in ("ttft_ms", "tpot_ms", "e2e_ms"):
             for stat in ("p50", "p99"):
                 row[f"{metric}_{stat}"] = summary[metric][stat]
@@ -156,7 +157,8 @@ def simulate_for_report(
     say = _stage_printer(progress)
     say(f"latency against load: {len(load_fractions)} rates")
     t0 = time.perf_counter()
-    curve = latency_against_load(scenario, planned.max_rate_per_s, load_fractions, span)
+    knee = planned.rate.knee_per_s or planned.max_rate_per_s
+    curve = latency_against_load(scenario, knee, load_fractions, span)
     clock["load_curve_s"] = time.perf_counter() - t0
 
     say(f"target run: {replicas} replica(s) at {target:.4g} req/s")

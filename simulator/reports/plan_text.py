@@ -73,8 +73,12 @@ def rate_lines(result: dict[str, Any]) -> list[str]:
     lines = [f"maximum sustainable rate of {dep['replicas']} replica(s)"]
     if rate["max_rate_per_s"] is None:
         return [*lines, f"  none: {rate['reason']}"]
+    if rate.get("max_rate_verdict") == "uncertain":
+        how = "meeting the SLO on its point estimates (UNCERTAIN: the budget could not tell)"
+    else:
+        how = "certified (95%) to meet the SLO"
     lines += [
-        f"  {fmt(rate['max_rate_per_s'])} req/s: highest rate certified (95%) to meet the SLO",
+        f"  {fmt(rate['max_rate_per_s'])} req/s: highest rate {how}",
         f"  {fmt(rate['knee_per_s'])} req/s: knee, where the SLO statistics reach their "
         "thresholds (pooled point estimates)",
     ]
@@ -88,8 +92,8 @@ def rate_lines(result: dict[str, Any]) -> list[str]:
         lines.append(f"  uncertain within the budget at {shown} req/s")
     if rate["failing_rate_per_s"] is not None:
         lines.append(
-            f"  {fmt(rate['failing_rate_per_s'])} req/s: lowest rate above it not certified: "
-            f"{rate['failing_reason']}"
+            f"  {fmt(rate['failing_rate_per_s'])} req/s: lowest rate above it that does not "
+            f"meet the SLO: {rate['failing_reason']}"
         )
     lines.append(f"  {fmt(rate['rate_bound_per_s'])} req/s: roofline upper bound (no simulation)")
     if result.get("safety_margin"):
@@ -118,9 +122,14 @@ def replica_lines(result: dict[str, Any]) -> list[str]:
     lines = ["", f"fewest replicas for {fmt(sized / (1 + margin))} req/s{headroom}"]
     if fewest["replicas"] is None:
         return [*lines, f"  none: {fewest['reason']}"]
+    how = (
+        "meeting the SLO on point estimates (UNCERTAIN: the budget could not tell)"
+        if fewest.get("verdict") == "uncertain"
+        else "certified (95%) to meet the SLO"
+    )
     lines += [
-        f"  {fewest['replicas']} replicas = {fewest['gpus']} GPUs: fewest certified (95%) to "
-        "meet the SLO, each replica simulated with as much traffic as one alone",
+        f"  {fewest['replicas']} replicas = {fewest['gpus']} GPUs: fewest {how}; each replica "
+        "simulated with as much traffic as one alone",
         f"  one fewer: {fewest['fewer_reason']}",
     ]
     if fewest.get("intervals"):

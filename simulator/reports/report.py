@@ -82,8 +82,9 @@ def render(sim: Simulated) -> Report:
         "latency-vs-load": (
             "Latency against load",
             "TTFT and TPOT percentiles of the scenario's deployment at rising request rates "
-            "(one simulation per rate); dashed red: the SLO; grey: the knee and its 95% "
-            "confidence interval over replications; green: the highest rate meeting the SLO.",
+            "(one simulation per rate, at fractions of the knee); dashed red: the SLO; grey: "
+            "the knee and the bracket it lies in (the highest rate certified at 95% to meet the "
+            "SLO and the lowest certified to miss); green: the highest rate certified to meet.",
         ),
         "latency-distributions": (
             "TTFT and TPOT distributions",

@@ -304,9 +304,10 @@ def assumptions_section(sim: Simulated, options: list[costs.PriceOption]) -> str
         )
     )
     out.append(
-        "<p class='note'>A month is 730 hours; rented instances are whole and held "
-        "all month; owned servers are written off linearly. API latency is not "
-        "simulated.</p>"
+        "<p class='note'>A month is 730 hours; rented instances are whole, fit the replica's "
+        "shape (a tensor-parallel NVLink replica rents instances with that many NVLink-connected "
+        "GPUs) and are held all month; owned machines are written off linearly. API latency is "
+        "not simulated.</p>"
     )
     when = metadata.get("written_utc", "")
     out.append(
@@ -323,6 +324,11 @@ def assumptions_section(sim: Simulated, options: list[costs.PriceOption]) -> str
         )
     )
     out.append("<h3>Validated error band</h3>")
+    applies = sim.plan.error_band
+    if applies:
+        out.append(f"<p id='error-band'>The band that applies here: {esc(applies['text'])}.</p>")
+    else:
+        out.append("<p class='warn'>No validated error band recorded for this GPU.</p>")
     if band:
         out.append(
             "<p>Error of the calibration on the rows it was fitted to "
@@ -340,8 +346,8 @@ def assumptions_section(sim: Simulated, options: list[costs.PriceOption]) -> str
         )
     else:
         out.append(
-            "<p class='warn'>No calibration error band: this GPU runs on datasheet "
-            "defaults, not on measurements.</p>"
+            "<p class='warn'>No calibration fit: this GPU runs on datasheet defaults, not on "
+            "measurements.</p>"
         )
     if validation["available"] and validation["rows"]:
         out.append(
@@ -354,7 +360,7 @@ def assumptions_section(sim: Simulated, options: list[costs.PriceOption]) -> str
             "<p class='warn'>Held-out validation results: not available "
             f"(<code>{esc(validation['path'])}</code> not found or without a summary).</p>"
         )
-    notes = list(sim.plan.notes) + [n for n in [(sim.plan.costs or {}).get("notes")] if n]
+    notes = list(sim.plan.notes) + (list(sim.plan.costs.notes) if sim.plan.costs else [])
     if notes:
         out.append(
             "<h3>Planner notes</h3><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>"
