@@ -20,7 +20,7 @@ from tests.conftest import make_scenario
 def md1_wait_cdf(t: float, rate: float, service: float) -> float:
     """P(wait <= t) of an M/D/1 queue (Erlang, 1909):
     (1 - rho) sum_{k=0}^{floor(t/D)} (lambda (kD - t))^k / k! e^{-lambda (kD - t)}."""
-    k = np.arange(int(math.floor(t / service)) + 1)
+    k = np.arange(math.floor(t / service) + 1)
     x = rate * (k * service - t)  # <= 0
     log_terms = k * np.log(np.abs(x) + 1e-300) - special.gammaln(k + 1) - x
     signs = np.where((k % 2 == 1) & (x < 0), -1.0, 1.0)
