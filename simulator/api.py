@@ -242,9 +242,26 @@ def summarize_run(scenario: Scenario, records: RunRecords) -> Summary:
         class_slos=class_slos or None,
         steady_traffic=arrival is not None and arrival.process in STEADY_PROCESSES,
         offline=arrival is not None and arrival.process == "offline",
+        window_s=_window_s(scenario, records),
     )
     summary.step_time_error_band = error_band_for(scenario)
     return summary
+
+
+def _window_s(scenario: Scenario, records: RunRecords) -> float | None:
+    """Length of the summary's windows: for changing traffic (not steady, not offline), an
+    hour of a daily cycle (its period / 24), else a round length (``metrics.per_window``)."""
+    from simulator.metrics.per_window import default_window_s
+    from simulator.metrics.window import STEADY_PROCESSES
+
+    arrival = scenario.workload.arrival
+    if arrival is not None and arrival.process in (*STEADY_PROCESSES, "offline"):
+        return None
+    req = records.requests
+    if not len(req):
+        return None
+    span = float(req.arrival_s.max() - req.arrival_s.min())
+    return default_window_s(getattr(arrival, "period_s", None), span)
 
 
 def error_band_for(scenario: Scenario) -> dict | None:

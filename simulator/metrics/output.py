@@ -199,6 +199,7 @@ def format_summary_table(summary: Summary) -> str:
             )
             out += _latency_table(c, indent="    ")
             out += _slo_lines(c["slo"], indent="    ")
+    out += _window_lines(s.to_dict())
     band = s.step_time_error_band
     if band:
         text = band.get("text") or (
@@ -207,6 +208,37 @@ def format_summary_table(summary: Summary) -> str:
         )
         out += ["", f"model error: {text}"]
     return "\n".join(out)
+
+
+def _window_lines(summary: dict[str, Any]) -> list[str]:
+    """Per-window table of changing traffic, the peak window marked."""
+    windows = summary.get("windows") or []
+    if not windows:
+        return []
+    peak = (summary.get("peak_window") or {}).get("index")
+    width = summary["window_s"]
+    out = [
+        "",
+        f"per window of {width:g} s (requests that arrived in it; * = peak window, the most "
+        "arrivals)",
+        f"  {'':1} {'from (s)':>10} {'req/s':>8} {'TTFT p99 ms':>12} {'TPOT p99 ms':>12} "
+        f"{'E2E p99 ms':>11}  SLO",
+    ]
+    for w in windows:
+        out.append(
+            f"  {'*' if w['index'] == peak else ' '} {w['start_s']:>10,.0f} "
+            f"{_num(w['arrival_rate_rps'], '.3g'):>8} {_ms(w['ttft_ms']['p99']):>12} "
+            f"{_ms(w['tpot_ms']['p99']):>12} {_ms(w['e2e_ms']['p99']):>11}  {w['slo']['verdict']}"
+        )
+    p = summary.get("peak_window")
+    if p:
+        out.append(
+            f"  peak window from {p['start_s']:,.0f} s: {_num(p['arrival_rate_rps'], '.3g')} "
+            f"req/s; TTFT p99 {_ms(p['ttft_ms']['p99'])} ms "
+            f"{_interval_ms(p['ttft_ms']['p99_ci95'])}, TPOT p99 {_ms(p['tpot_ms']['p99'])} ms "
+            f"{_interval_ms(p['tpot_ms']['p99_ci95'])}; SLO {p['slo']['verdict']}"
+        )
+    return out
 
 
 def _rate_interval(interval: list | None) -> str:

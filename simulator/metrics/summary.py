@@ -42,6 +42,7 @@ from simulator.metrics.latency import (  # noqa: F401  (re-exported)
     latency_stats_ms,
     per_request_latencies_ms,
 )
+from simulator.metrics.per_window import peak_window, window_summaries
 from simulator.metrics.queueing import littles_law_check  # noqa: F401  (re-exported)
 from simulator.metrics.records import RunRecords
 from simulator.metrics.saturation import detect_saturation
@@ -130,6 +131,11 @@ class Summary:
     latency_ci95_ms: dict[str, dict[str, list]] = field(default_factory=dict)
     throughput_ci95_rps: list | None = None
     cost_per_million_output_tokens_ci95_usd: list | None = None
+    #: Changing traffic: summaries per window of ``window_s`` (``metrics.per_window``) and
+    #: the busiest one (most arrivals), whose latencies decide the fleet.
+    window_s: float | None = None
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    peak_window: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: plain floats/ints/strs, NaN and infinities as None."""
@@ -300,13 +306,15 @@ def summarize(
     class_slos: dict[str, dict] | None = None,
     steady_traffic: bool = False,
     offline: bool = False,
+    window_s: float | None = None,
 ) -> Summary:
     """Summarise a run. ``slo`` is the scenario's ``slo:`` dict (see ``metrics.slo``);
     ``class_slos`` optionally gives a class its own SLO, which then decides whether that
     class's requests meet the SLO (for goodput) instead of the scenario's;
     ``steady_traffic`` says the arrival rate does not change, so the warm-up is detected
     and the window ends with the arrivals; ``offline``: every request was queued at t = 0,
-    the window is the makespan (``warmup_s`` must be 0) (``metrics.window``)."""
+    the window is the makespan (``warmup_s`` must be 0) (``metrics.window``); ``window_s``
+    adds summaries per window of that length (``metrics.per_window``)."""
     constraints = parse_slo(slo)
     class_constraints = {
         name: parse_slo(c, f"workload.classes.{name}.slo") for name, c in (class_slos or {}).items()
@@ -340,6 +348,7 @@ def summarize(
     )
     overall.pop("output_tokens")
     overall.pop("prompt_tokens")
+    windows = window_summaries(records, latencies, window_s, constraints) if window_s else []
     return Summary(
         requests_total=n_total,
         requests_completed=int(np.count_nonzero(completed)),
@@ -363,6 +372,9 @@ def summarize(
         warmup_method=window.method,
         steady_state=window.steady,
         throughput_ci95_rps=rate_interval(req.finish_s[done], np.ones(int(done.sum())), window),
+        window_s=window_s if windows else None,
+        windows=windows,
+        peak_window=peak_window(windows),
         **overall,
         **costs,
     )

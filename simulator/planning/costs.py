@@ -57,6 +57,8 @@ class PlannedCosts:
             "gpus": self.replicas * self.fleet.shape.gpus_per_replica,
             "per_replica_rate_per_s": self.fleet.per_replica_rate_per_s,
             "utilisation": self.fleet.utilisation(self.rate_per_s),
+            "peak_utilisation": self.fleet.utilisation(self.rate_per_s) * self.fleet.peak_factor,
+            "peak_factor": self.fleet.peak_factor,
             "gpu_busy_fraction": self.fleet.busy_at(self.rate_per_s, self.replicas),
             "mean_prompt_tokens": self.traffic.mean_prompt_tokens,
             "mean_output_tokens": self.traffic.mean_output_tokens,
@@ -114,18 +116,21 @@ def planned_costs(
     per_replica_rate_per_s: float,
     summaries: list[dict[str, Any]],
     plan: PlanConfig,
+    peak_factor: float = 1.0,
 ) -> PlannedCosts:
-    """Every option for ``replicas`` replicas (simulated to serve ``rate_per_s``), fleets
-    elsewhere growing in whole replicas of ``per_replica_rate_per_s``."""
+    """Every option for ``replicas`` replicas (simulated to serve ``rate_per_s``, or its
+    peak window: ``peak_factor`` × it), fleets elsewhere growing in whole replicas of
+    ``per_replica_rate_per_s``."""
     options, notes = price_options(scenario, plan.tco)
     busy = _mean([s.get("gpu_busy_fraction") for s in summaries])
     fleet = Fleet(
         shape=replica_shape(scenario),
         per_replica_rate_per_s=per_replica_rate_per_s,
         busy_fraction=busy if np.isfinite(busy) else 1.0,
-        busy_at_rate_per_s=rate_per_s,
+        busy_at_rate_per_s=rate_per_s * peak_factor,
         busy_at_replicas=replicas,
         simulated=((rate_per_s, replicas),),
+        peak_factor=peak_factor,
     )
     traffic = traffic_of(scenario, summaries, plan)
     at_rate = [cost_at(o, rate_per_s, traffic, fleet, replicas=replicas) for o in options]

@@ -17,6 +17,7 @@ from simulator.config.scenario import Scenario
 from simulator.planning.bounds import gpus_per_replica
 from simulator.planning.config import PlanConfig, PlanFile, SearchConfig, load_plan_file
 from simulator.planning.costs import PlannedCosts, planned_costs
+from simulator.planning.peak import TrafficShape, peak_equivalent, traffic_shape
 from simulator.planning.rate import RateSearch, ReplicaSearch, fewest_replicas, max_sustainable_rate
 from simulator.planning.search import SearchResult, search_configurations
 
@@ -36,6 +37,8 @@ class PlanResult:
     safety_margin: float = 0.0
     #: The validated error band of the scenario's GPU and engine (``metrics.error_band``).
     error_band: dict[str, Any] | None = None
+    #: Changing traffic: its mean and peak-window rates (the fleet is sized for the peak).
+    traffic: TrafficShape | None = None
 
     @property
     def max_rate_per_s(self) -> float | None:
@@ -60,6 +63,7 @@ class PlanResult:
                 if self.rate.max_rate_per_s is not None
                 else None
             ),
+            "traffic": self.traffic.to_dict() if self.traffic else None,
             "rate_search": self.rate.to_dict(),
             "error_band": self.error_band,
             "fewest_replicas": self.replicas.to_dict() if self.replicas else None,
@@ -107,6 +111,73 @@ def resolve_safety_margin(plan_config: PlanConfig, scenario: Scenario | None = N
     return band["median_pct"] / 100 if band else 0.0
 
 
+def _fleet(
+    scenario: Scenario,
+    plan_config: PlanConfig,
+    rate: RateSearch,
+    target_per_s: float,
+    on_simulated,
+) -> ReplicaSearch:
+    """The fewest-replicas search for ``target_per_s`` (already with its headroom and, for
+    changing traffic, at its peak window), skipped when no rate meets the SLO at all."""
+    if rate.max_rate_per_s is None:
+        # no rate meets the SLO on the scenario's deployment: neither will a larger fleet
+        return ReplicaSearch(
+            target_per_s,
+            None,
+            None,
+            rate.reason,
+            rate.rate_bound_per_s,
+            0,
+            reason=f"no rate meets the SLO on one deployment: {rate.reason}",
+        )
+    return fewest_replicas(
+        scenario,
+        target_per_s,
+        plan_config,
+        on_simulated=on_simulated,
+        per_replica_rate_per_s=_per_replica_knee(rate, scenario),
+    )
+
+
+def _costs(
+    sizing: Scenario,
+    plan_config: PlanConfig,
+    rate: RateSearch,
+    replicas: ReplicaSearch | None,
+    margin: float,
+    peak_factor: float,
+) -> PlannedCosts | None:
+    """Costs of the planned fleet at the target (or at the maximum rate without one); rates
+    here are the traffic's mean, the fleet sized for its peak window."""
+    deployed = sizing.hardware.replicas
+    if plan_config.target_rate_per_s:
+        if replicas is None or not replicas.replicas:
+            return None
+        per_replica = (rate.max_rate_per_s or 0.0) / deployed / (1 + margin)
+        target = plan_config.target_rate_per_s
+        return planned_costs(
+            sizing,
+            target,
+            replicas.replicas,
+            per_replica or target * peak_factor / replicas.replicas,
+            replicas.summaries,
+            plan_config,
+            peak_factor=peak_factor,
+        )
+    if not rate.max_rate_per_s:
+        return None
+    return planned_costs(
+        sizing,
+        rate.max_rate_per_s / peak_factor,
+        deployed,
+        rate.max_rate_per_s / deployed,
+        rate.summaries,
+        plan_config,
+        peak_factor=peak_factor,
+    )
+
+
 def plan(
     scenario: Scenario | PlanFile | str | Path,
     plan_config: PlanConfig | None = None,
@@ -119,7 +190,10 @@ def plan(
 ) -> PlanResult:
     """Plan a scenario: its maximum rate, the fewest replicas for the target rate, the
     configuration search and the cost options. A path or ``PlanFile`` brings its own
-    ``plan:``/``search:`` sections; arguments given here override them."""
+    ``plan:``/``search:`` sections; arguments given here override them. Changing traffic
+    (a daily cycle, a schedule) is planned for its busiest window (``planning.peak``)."""
+    from simulator.api import error_band_for
+
     if isinstance(scenario, str | Path):
         scenario = load_plan_file(scenario)
     if isinstance(scenario, PlanFile):
@@ -130,61 +204,32 @@ def plan(
     if replications:
         plan_config = plan_config.model_copy(update={"replications": replications})
     margin = resolve_safety_margin(plan_config, scenario)
+    shape = traffic_shape(scenario)
+    sizing = peak_equivalent(scenario, shape) if shape else scenario
+    factor = shape.peak_factor if shape else 1.0
     bar, on_simulated = _progress(progress)
     try:
-        rate = max_sustainable_rate(scenario, plan_config, on_simulated=on_simulated)
+        rate = max_sustainable_rate(sizing, plan_config, on_simulated=on_simulated)
         replicas = None
-        if plan_config.target_rate_per_s and rate.max_rate_per_s is None:
-            # no rate meets the SLO on the scenario's deployment: neither will a larger fleet
-            replicas = ReplicaSearch(
-                plan_config.target_rate_per_s * (1 + margin),
-                None,
-                None,
-                rate.reason,
-                rate.rate_bound_per_s,
-                0,
-                reason=f"no rate meets the SLO on one deployment: {rate.reason}",
-            )
-        elif plan_config.target_rate_per_s:
-            replicas = fewest_replicas(
-                scenario,
-                plan_config.target_rate_per_s * (1 + margin),
-                plan_config,
-                on_simulated=on_simulated,
-                per_replica_rate_per_s=_per_replica_knee(rate, scenario),
-            )
+        if plan_config.target_rate_per_s:
+            target = plan_config.target_rate_per_s * factor * (1 + margin)
+            replicas = _fleet(sizing, plan_config, rate, target, on_simulated)
     finally:
         if bar is not None:
             bar.close()
-    from simulator.api import error_band_for
-
     result = PlanResult(
-        scenario, plan_config, rate, safety_margin=margin, error_band=error_band_for(scenario)
+        scenario,
+        plan_config,
+        rate,
+        replicas=replicas,
+        safety_margin=margin,
+        error_band=error_band_for(scenario),
+        traffic=shape,
     )
-    per_replica = (rate.max_rate_per_s or 0.0) / scenario.hardware.replicas / (1 + margin)
-    if plan_config.target_rate_per_s:
-        result.replicas = replicas
-        if replicas.replicas:
-            result.costs = planned_costs(
-                scenario,
-                plan_config.target_rate_per_s,
-                replicas.replicas,
-                per_replica or plan_config.target_rate_per_s / replicas.replicas,
-                replicas.summaries,
-                plan_config,
-            )
-    elif rate.max_rate_per_s:
-        result.costs = planned_costs(
-            scenario,
-            rate.max_rate_per_s,
-            scenario.hardware.replicas,
-            rate.max_rate_per_s / scenario.hardware.replicas,
-            rate.summaries,
-            plan_config,
-        )
+    result.costs = _costs(sizing, plan_config, rate, replicas, margin, factor)
     if search is not None:
         result.search = search_configurations(
-            scenario,
+            sizing,
             search,
             plan_config,
             workers=workers,
@@ -194,6 +239,8 @@ def plan(
         best = result.search.best
         if plan_config.target_rate_per_s and best is not None and best.scenario is not None:
             # The search's replica counts assume linear scaling; simulate the winner's.
-            checked = fewest_replicas(best.scenario, plan_config.target_rate_per_s, plan_config)
+            checked = fewest_replicas(
+                best.scenario, plan_config.target_rate_per_s * factor, plan_config
+            )
             result.search.extra["best_fewest_replicas"] = checked.to_dict()
     return result

@@ -82,13 +82,17 @@ class Fleet:
     busy_at_replicas: int = 1
     #: Fleets simulated at given rates (rate -> replicas), used where they apply.
     simulated: tuple[tuple[float, int], ...] = ()
+    #: Peak window rate / mean rate of changing traffic: the fleet serves the peak.
+    peak_factor: float = 1.0
 
     def replicas_at(self, rate_per_s: float) -> int:
-        """Replicas serving ``rate_per_s``: simulated where known, else whole replicas."""
+        """Replicas serving ``rate_per_s`` (its peak window): simulated where known, else
+        whole replicas."""
         for rate, replicas in self.simulated:
             if math.isclose(rate, rate_per_s, rel_tol=1e-9):
                 return replicas
-        return max(1, math.ceil(rate_per_s / self.per_replica_rate_per_s - 1e-9))
+        peak = rate_per_s * self.peak_factor
+        return max(1, math.ceil(peak / self.per_replica_rate_per_s - 1e-9))
 
     def busy_at(self, rate_per_s: float, replicas: int) -> float:
         """GPU busy fraction at ``rate_per_s`` on ``replicas`` replicas."""
@@ -96,7 +100,8 @@ class Fleet:
         return min(1.0, self.busy_fraction * (rate_per_s / replicas) / seen)
 
     def utilisation(self, rate_per_s: float, replicas: int | None = None) -> float:
-        """Share of the fleet's sustainable capacity ``rate_per_s`` uses (0-1)."""
+        """Share of the fleet's sustainable capacity ``rate_per_s`` uses on average (0-1;
+        × ``peak_factor`` in the peak window)."""
         replicas = replicas or self.replicas_at(rate_per_s)
         return rate_per_s / (replicas * self.per_replica_rate_per_s)
 

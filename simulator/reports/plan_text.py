@@ -66,6 +66,18 @@ def candidate_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def traffic_lines(traffic: dict[str, Any] | None) -> list[str]:
+    """How changing traffic is planned (empty for steady traffic)."""
+    if not traffic:
+        return []
+    return [
+        f"traffic: {traffic['process']}, mean {fmt(traffic['mean_rate_per_s'])} req/s; busiest "
+        f"{traffic['window_s']:g} s window {fmt(traffic['peak_window_rate_per_s'])} req/s "
+        f"(× {traffic['peak_factor']:.3g}). The fleet is sized for {traffic['sized_for']}; "
+        "the rate search and fleet sizes below are in peak-window req/s, costs at the mean",
+    ]
+
+
 def rate_lines(result: dict[str, Any]) -> list[str]:
     """The maximum-rate section."""
     dep = result["deployment"]
@@ -153,7 +165,12 @@ def cost_lines(costs: dict[str, Any] | None) -> list[str]:
         f"{fmt(costs['rate_per_s'])} req/s ({hours:g} h/month)",
         f"  utilisation {costs['utilisation']:.0%}: the traffic's share of what the fleet "
         f"sustains within the SLO ({costs['replicas']} × {fmt(costs['per_replica_rate_per_s'])} "
-        "req/s)",
+        "req/s)"
+        + (
+            f"; {costs['peak_utilisation']:.0%} in the peak window"
+            if costs.get("peak_factor", 1.0) != 1.0
+            else ""
+        ),
         f"  GPU busy {costs['gpu_busy_fraction']:.0%}: share of time the GPUs execute steps "
         "(sets the electricity)",
         f"  {fmt(costs['mean_prompt_tokens'])} prompt and {fmt(costs['mean_output_tokens'])} "
@@ -242,6 +259,7 @@ def format_plan(result: dict[str, Any]) -> str:
     lines = [
         f"scenario: {result['scenario']}  model: {result['model']}  deployment: "
         f"{dep['replicas']}× {dep['tensor_parallel']}× {dep['gpu']}  batching: {dep['batching']}",
+        *traffic_lines(result.get("traffic")),
         "",
         *rate_lines(result),
         *replica_lines(result),
