@@ -47,6 +47,7 @@ def question(sim: Simulated) -> str:
             "output tokens",
         ),
         ("latency targets (SLO)", "; ".join(slo_items) or "none (saturation only)"),
+        *_traffic_rows(sim),
         (
             "deployment unit",
             f"{sim.gpus_per_replica}× {s.hardware.gpu} per replica (tensor parallel "
@@ -55,6 +56,29 @@ def question(sim: Simulated) -> str:
         ),
     ]
     return "<h2>The question</h2>" + table(None, rows, table_id="question")
+
+
+def _traffic_rows(sim: Simulated) -> list[tuple[str, str]]:
+    """Changing traffic: its peak window, and that window's simulated latencies."""
+    shape = sim.plan.traffic
+    if shape is None:
+        return []
+    summary = sim.run.summary
+    peak = sim.target_rate_per_s * shape.peak_factor
+    return [
+        (
+            "traffic over time",
+            f"{shape.process}: mean {sim.target_rate_per_s:.4g} requests/s, busiest "
+            f"{shape.window_s:g} s window {peak:.4g} requests/s (× {shape.peak_factor:.3g}); "
+            "the fleet is sized for the busiest window, the bill for the mean",
+        ),
+        (
+            "peak window latencies (simulated)",
+            f"TTFT p99 {fmt(summary['ttft_ms']['p99'])} ms, TPOT p99 "
+            f"{fmt(summary['tpot_ms']['p99'])} ms, E2E p99 {fmt(summary['e2e_ms']['p99'])} ms "
+            f"({sim.replicas} replica(s), steady traffic at {peak:.4g} requests/s)",
+        ),
+    ]
 
 
 def _knee_text(rate) -> str:
