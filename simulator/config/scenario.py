@@ -142,6 +142,16 @@ class Scenario(StrictModel):
         """Every group of replicas with its own hardware and engine settings resolved."""
         return self._groups
 
+    @model_validator(mode="after")
+    def _offline_takes_no_warmup(self) -> Scenario:
+        arrival = self.workload.arrival
+        if arrival is not None and arrival.process == "offline" and self.output.warmup_s:
+            raise ValueError(
+                f"output.warmup_s: {self.output.warmup_s} does not apply to offline arrivals "
+                "(their throughput is over the whole makespan); remove it"
+            )
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _disaggregated_out_of_engine(cls, data: Any) -> Any:

@@ -311,8 +311,17 @@ class ClosedLoopArrival(_Arrival):
     ramp_up_s: NonNegativeFloat = 0.0
 
 
+class OfflineArrival(_Arrival):
+    """Every request queued at t = 0, as offline benchmarks run (``trtllm-bench throughput``,
+    vLLM ``benchmark_throughput``, MLPerf Offline); the run has ``num_requests`` requests and
+    its throughput is output tokens over the makespan (first arrival to last completion)."""
+
+    process: Literal["offline"]
+
+
 ArrivalConfig = Annotated[
     PoissonArrival
+    | OfflineArrival
     | GammaArrival
     | ConstantArrival
     | TimeVaryingArrival
@@ -462,6 +471,11 @@ class WorkloadConfig(_Strict):
             raise ValueError(f"{', '.join(trace_only)} only apply with trace")
         if self.arrival is None:
             raise ValueError("arrival is required unless trace is given")
+        if self.arrival.process == "offline" and self.duration_s is not None:
+            raise ValueError(
+                f"duration_s ({self.duration_s}) does not apply to offline arrivals (every "
+                "request arrives at t = 0); give num_requests"
+            )
         classes = self.classes or []
         for key in ("prompt_tokens", "output_tokens"):
             if getattr(self, key) is None and (
