@@ -169,7 +169,8 @@ def test_invariants_hold_for_every_policy(batching, preemption, util, sessions, 
     records = sim.run()
     _check_invariants(sim, records)
     for replica in sim.replicas:
-        assert not replica.swapped and replica.swap_used_bytes == pytest.approx(0, abs=1e-3)
+        assert not replica.swap.sequences
+        assert replica.swap.used_bytes == pytest.approx(0, abs=1e-3)
         assert not replica.prefilling and replica.kv.prefilling == 0
         cached = replica.kv.cache.blocks if replica.kv.cache is not None else 0
         assert replica.kv.used == cached <= replica.kv.total

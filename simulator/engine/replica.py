@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import simpy
@@ -34,6 +33,8 @@ from simulator.engine.steps import (
     static_decode,
     static_prefill,
 )
+from simulator.engine.swap import SwapSpace
+from simulator.engine.views import ReplicaStatus, WaitingView
 from simulator.metrics.records import ReplicaStats
 from simulator.policies import ALL_TOKENS, BatchPlan, ReplicaView, WaitingItem, make_policy
 
@@ -61,26 +62,6 @@ class ReplicaHost(Protocol):
         ...
 
 
-class _WaitingView(Sequence):
-    """Lazy read-only view of the waiting queue for a policy (items built on access)."""
-
-    __slots__ = ("_replica",)
-
-    def __init__(self, replica: Replica):
-        self._replica = replica
-
-    def __len__(self) -> int:
-        return len(self._replica.waiting)
-
-    def __getitem__(self, i):  # type: ignore[override]
-        return self._replica.waiting_item(i, self._replica.waiting[i])
-
-    def __iter__(self) -> Iterator[WaitingItem]:
-        replica = self._replica
-        for i, w in enumerate(replica.waiting):
-            yield replica.waiting_item(i, w)
-
-
 class Replica:
     """A replica of ``group`` (its cost model, policy and limits), with its own queue and
     KV cache, serving in ``host``'s cluster."""
@@ -100,7 +81,7 @@ class Replica:
         self.hands_off = group.role == "prefill"
         self.waiting: deque[Waiting] = deque()
         self.prefilling: list[Prefilling] = []
-        self.swapped: deque[Swapped] = deque()
+        self.swap = SwapSpace(config)
         self.batch = RunningBatch(config.max_num_seqs, config.kv_block_size)
         self.kv = KvBlocks(
             config.total_kv_blocks,
@@ -110,7 +91,6 @@ class Replica:
             self.batch,
         )
         self._wakeup: simpy.Event | None = None
-        self._transfer_s = 0.0  # swap traffic waiting to be charged to the next step
         self.outstanding = 0  # requests routed here and not finished
         #: What routers and the autoscaler may read of this replica.
         self.status = ReplicaStatus(self)
@@ -121,8 +101,6 @@ class Replica:
         self.last_batch_tokens = 0
         self.preemptions = 0
         self.prefill_tokens = 0  # prompt tokens computed (cache hits excluded, recomputes included)
-        self.swapped_bytes = 0.0
-        self.swap_used_bytes = 0.0
         self.process = env.process(self._run())
 
     # ----------------------------------------------------------------- intake
@@ -152,7 +130,7 @@ class Replica:
 
     @property
     def has_work(self) -> bool:
-        return bool(self.waiting or self.prefilling or self.batch.size or self.swapped)
+        return bool(self.waiting or self.prefilling or self.batch.size or self.swap.sequences)
 
     def waiting_item(self, index: int, w: Waiting) -> WaitingItem:
         kv = self.kv
@@ -165,7 +143,7 @@ class Replica:
     def _view(self) -> ReplicaView:
         kv = self.kv
         return ReplicaView(
-            waiting=_WaitingView(self),
+            waiting=WaitingView(self),
             prefilling=[p.todo for p in self.prefilling],
             running_seqs=self.batch.size,
             free_blocks=kv.free,
@@ -195,7 +173,7 @@ class Replica:
             if not self.has_work:
                 yield from self._sleep(math.inf)
                 continue
-            if self.swapped:
+            if self.swap.sequences:
                 self._swap_in()
             plan = self.policy.plan(self._view(), env.now)
             if plan.idle:
@@ -220,7 +198,7 @@ class Replica:
 
     def _idle(self, plan: BatchPlan):
         """Nothing to run: wait, or reject a queue head that can never be admitted."""
-        if self.batch.size or self.prefilling or self.swapped or plan.wake_at_s < math.inf:
+        if self.batch.size or self.prefilling or self.swap.sequences or plan.wake_at_s < math.inf:
             yield from self._sleep(plan.wake_at_s)
             return
         w = self.waiting.popleft()
@@ -250,9 +228,8 @@ class Replica:
         chunks = prompt_chunks(self.prefilling, plan.prefill_budget)
         if not chunks and decodes == 0:
             return None
-        step = mixed_step(self.cost, chunks, self.batch, decodes, self.env.now, self._transfer_s)
-        self._transfer_s = 0.0
-        return step
+        swap_s = self.swap.take_pending_s()
+        return mixed_step(self.cost, chunks, self.batch, decodes, self.env.now, swap_s)
 
     def _decode_run(self, max_steps: int) -> Step | None:
         now = self.env.now
@@ -265,9 +242,8 @@ class Replica:
         if steps == 0:
             self._preempt_last()
             return None
-        step = decode_run(self.cost, self.batch, steps, shortest, now, horizon, self._transfer_s)
-        self._transfer_s = 0.0
-        return step
+        swap_s = self.swap.take_pending_s()
+        return decode_run(self.cost, self.batch, steps, shortest, now, horizon, swap_s)
 
     def _static_step(self, plan: BatchPlan) -> Step | None:
         """Static batching: a padded prefill of the whole batch, then decode steps of the
@@ -430,15 +406,8 @@ class Replica:
         self.ledger.preemptions[ordinal] += 1
         request = self.ledger.requests[ordinal]
         self.kv.release_prefix(request.prefix_id, shared)
-        cfg = self.cfg
-        if cfg.preemption == "swap":
-            size = ctx * cfg.kv_bytes_per_token
-            if self.swap_used_bytes + size <= cfg.swap_space_bytes:
-                self.swap_used_bytes += size
-                self.swapped_bytes += size
-                self._transfer_s += self._host_transfer_s(size)
-                self.swapped.append(Swapped(ordinal, ctx, remaining, last_token_s))
-                return
+        if self.swap.swap_out(Swapped(ordinal, ctx, remaining, last_token_s)):
+            return
         # Recompute prefills the prompt and the tokens generated so far; that pass yields a token.
         self.waiting.appendleft(
             Waiting(
@@ -446,61 +415,17 @@ class Replica:
             )
         )
 
-    def _host_transfer_s(self, size_bytes: float) -> float:
-        """Copy time of a replica's KV over its GPUs' host links, in parallel per GPU."""
-        cfg = self.cfg
-        return cfg.host_link_latency_s + size_bytes / (cfg.gpus * cfg.host_link_bytes_per_s)
-
     def _swap_in(self) -> None:
         """Bring swapped sequences back (oldest first) while blocks allow; the copy time is
         charged to the next step."""
         kv = self.kv
-        while self.swapped and self.batch.size < self.cfg.max_num_seqs:
-            s = self.swapped[0]
-            need = kv.blocks_for(s.context)
+        swapped = self.swap.sequences
+        while swapped and self.batch.size < self.cfg.max_num_seqs:
+            need = kv.blocks_for(swapped[0].context)
             if kv.free - need < kv.watermark:
                 break
-            self.swapped.popleft()
             kv.take(need)
-            size = s.context * self.cfg.kv_bytes_per_token
-            self.swap_used_bytes -= size
-            self.swapped_bytes += size
-            self._transfer_s += self._host_transfer_s(size)
+            s = self.swap.swap_in()
             self.batch.append(
                 s.ordinal, s.context, s.remaining, s.last_token_s, 0, self.ledger.klass[s.ordinal]
             )
-
-
-class ReplicaStatus:
-    """A read-only view of one replica's load: what routers and the autoscaler see."""
-
-    __slots__ = ("_replica",)
-
-    def __init__(self, replica: Replica):
-        self._replica = replica
-
-    @property
-    def replica_id(self) -> int:
-        return self._replica.replica_id
-
-    @property
-    def outstanding(self) -> int:
-        """Requests routed here and not finished."""
-        return self._replica.outstanding
-
-    @property
-    def waiting(self) -> int:
-        """Requests queued, not yet admitted."""
-        return len(self._replica.waiting)
-
-    @property
-    def used_blocks(self) -> int:
-        return self._replica.kv.used
-
-    @property
-    def total_blocks(self) -> int:
-        return self._replica.kv.total
-
-    @property
-    def has_work(self) -> bool:
-        return self._replica.has_work

@@ -20,8 +20,9 @@ from simulator.engine.deployment import Deployment
 from simulator.engine.gaps import TokenGaps
 from simulator.engine.ledger import RequestLedger
 from simulator.engine.link import SharedLink
-from simulator.engine.replica import Replica, ReplicaStatus
+from simulator.engine.replica import Replica
 from simulator.engine.steps import Step
+from simulator.engine.views import ReplicaStatus
 from simulator.metrics.records import FleetRecord, RunRecords, TimeSeries
 from simulator.policies.routing import make_router
 
@@ -242,7 +243,7 @@ class Simulation:
                     rid,
                     len(replica.waiting),
                     replica.batch.size,
-                    len(replica.swapped),
+                    len(replica.swap),
                     replica.kv.used / total if total else 0.0,
                     step.tokens,
                 )
@@ -289,7 +290,7 @@ class Simulation:
             arrival_end_s=self.arrival_end_s,
             num_gpus=self.num_gpus,
             prefill_tokens_computed=sum(r.prefill_tokens for r in self.replicas),
-            swapped_bytes=sum(r.swapped_bytes for r in self.replicas),
+            swapped_bytes=sum(r.swap.moved_bytes for r in self.replicas),
             kv_transfer_bytes=sum(link.bytes_moved for link in self._links.values()),
             fleet=fleet,
         )
