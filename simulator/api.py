@@ -159,9 +159,7 @@ def apply_profile_limits(scenario: Scenario) -> Scenario:
     if not limits:
         return scenario
     engine = eng.model_copy(update=limits)
-    updated = scenario.model_copy(update={"engine": engine})
-    updated._base_dir = scenario._base_dir
-    return updated
+    return scenario.model_copy(update={"engine": engine})
 
 
 def build_simulation(

@@ -7,6 +7,7 @@ when the simulation is built.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,15 +16,15 @@ from pydantic import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
-    PrivateAttr,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from simulator.config.base import SLO_PERCENTILES, StrictModel
 from simulator.config.planning import PlanConfig, SearchConfig
-from simulator.config.workload import WorkloadConfig
 from simulator.specs.dtypes import canonical_dtype
+from simulator.workload.config import WorkloadConfig
 
 
 class OffloadConfig(StrictModel):
@@ -245,12 +246,40 @@ class Scenario(StrictModel):
     plan: PlanConfig | None = None
     #: Configurations ``servesim plan`` compares (ignored by ``simulate``).
     search: SearchConfig | None = None
-    #: Folder that relative paths in the scenario (traces, calibration files) resolve from.
-    _base_dir: Path | None = PrivateAttr(default=None)
+    #: Folder that relative paths in the scenario (traces, calibration files) resolve from:
+    #: the scenario file's folder, given by the loader; otherwise the working directory.
+    base_dir: SkipJsonSchema[Path] = Field(default_factory=Path.cwd, exclude=True, repr=False)
 
-    @property
-    def base_dir(self) -> Path:
-        return self._base_dir or Path.cwd()
+    # ------------------------------------------------------------- variants
+    def with_rate(self, rate_per_s: float) -> Scenario:
+        """The same scenario with arrivals at mean rate ``rate_per_s`` (requests/s)."""
+        return self.replace(workload=self.workload.with_rate(rate_per_s))
+
+    def with_replicas(self, replicas: int) -> Scenario:
+        """The same scenario with ``replicas`` identical replicas."""
+        return self.replace(hardware=self.hardware.replace(replicas=replicas))
+
+    def with_seed_offset(self, offset: int) -> Scenario:
+        """The same scenario with workload seed ``seed + offset`` (another replication)."""
+        if not offset:
+            return self
+        return self.replace(workload=self.workload.replace(seed=self.workload.seed + offset))
+
+    def with_num_requests(self, num_requests: int) -> Scenario:
+        """The same scenario with ``num_requests`` requests."""
+        return self.replace(workload=self.workload.replace(num_requests=num_requests))
+
+    def with_settings(self, settings: Mapping[str, Any]) -> Scenario:
+        """The same scenario with user-given ``dotted.key: value`` settings (as ``--set``):
+        each key and value is checked like the scenario file; errors name the key."""
+        from simulator.config.loader import scenario_from_dict, set_dotted
+
+        if not settings:
+            return self
+        data = self.model_dump(mode="json", exclude_unset=True)
+        for key, value in settings.items():
+            set_dotted(data, key, value)
+        return scenario_from_dict(data, base_dir=self.base_dir)
 
     @field_validator("slo")
     @classmethod
