@@ -34,7 +34,7 @@ def test_chunked_prefill_cuts_the_inter_token_tail():
     engine = {"max_num_seqs": 128, "max_num_batched_tokens": 32768}
     plain = _run(engine=engine, workload=MIXED).summary
     chunked = _run(
-        engine={**engine, "batching": "chunked", "batching_options": {"chunk_size": 512}},
+        engine={**engine, "batching": {"policy": "chunked", "chunk_size": 512}},
         workload=MIXED,
     ).summary
     assert chunked["itl_ms"]["p99"] < 0.5 * plain["itl_ms"]["p99"]
@@ -48,7 +48,7 @@ def test_static_batching_serves_less_than_continuous():
     }
     cont = _run(workload=load).summary
     static = _run(
-        engine={"batching": "static", "batching_options": {"batch_size": 32}}, workload=load
+        engine={"batching": {"policy": "static", "batch_size": 32}}, workload=load
     ).summary
     assert static["throughput_rps"] < cont["throughput_rps"] or static["e2e_ms"]["p99"] > (
         2 * cont["e2e_ms"]["p99"]
@@ -61,7 +61,7 @@ def test_prefix_caching_skips_cached_prompt_tokens_and_lowers_ttft():
     for result in (off, on):
         req = result.records.requests
         done = ~req.rejected
-        computed = result.records.extra["prefill_tokens_computed"]
+        computed = result.records.prefill_tokens_computed
         assert computed == int(req.prompt_tokens[done].sum() - req.cached_prompt_tokens[done].sum())
     assert off.records.requests.cached_prompt_tokens.sum() == 0
     assert on.summary["prefix_cache_hit_fraction"] > 0.2
@@ -85,19 +85,15 @@ def test_swap_preemption_completes_everything_and_reports_bytes():
     )
     assert result.summary["requests_completed"] == 200
     assert result.summary["preemptions"] > 0
-    assert result.records.extra["swapped_bytes"] > 0
+    assert result.records.swapped_bytes > 0
 
 
 def test_disaggregated_ttft_includes_the_kv_transfer():
     wl = {**MIXED, "num_requests": 200}
-    pools = {
-        "batching": "disaggregated",
-        "prefill": {"gpu": "h100-sxm"},
-        "decode": {"gpu": "h100-sxm"},
-    }
-    fast = _run(engine={**pools, "kv_link": "nvlink4"}, workload=wl)
-    slow = _run(engine={**pools, "kv_link": "ethernet-100g"}, workload=wl)
-    assert fast.records.extra["kv_transfer_bytes"] > 0
+    pools = {"prefill": {"gpu": "h100-sxm"}, "decode": {"gpu": "h100-sxm"}}
+    fast = _run(disaggregated={**pools, "kv_link": "nvlink4"}, workload=wl)
+    slow = _run(disaggregated={**pools, "kv_link": "ethernet-100g"}, workload=wl)
+    assert fast.records.kv_transfer_bytes > 0
     assert slow.summary["ttft_ms"]["mean"] > fast.summary["ttft_ms"]["mean"]
     # decode replicas receive requests only from the prefill pool
     assert set(np.unique(fast.records.requests.replica)) == {1}
@@ -161,24 +157,23 @@ def test_invariants_hold_for_every_policy(batching, preemption, util, sessions, 
             "turns": {"distribution": "uniform", "min": 1, "max": 4},
             "think_time_s": 0.5,
         }
-    engine = {
-        "batching": batching,
-        "preemption": preemption,
-        "gpu_memory_utilization": util,
-        "max_num_batched_tokens": 2048,
-    }
+    engine = {"preemption": preemption, "gpu_memory_utilization": util}
+    engine["max_num_batched_tokens"] = 2048
+    pools = None
     if batching == "disaggregated":
-        engine["prefill"] = {"gpu": "h100-sxm", "batching": "chunked"}
-        engine["decode"] = {"gpu": "h100-sxm"}
-    scenario = make_scenario(engine=engine, workload=workload)
+        pools = {"prefill": {"engine": {"batching": "chunked"}}, "decode": {}}
+    else:
+        engine["batching"] = batching
+    scenario = make_scenario(engine=engine, workload=workload, disaggregated=pools)
     sim = build_simulation(scenario)
     records = sim.run()
     _check_invariants(sim, records)
     for replica in sim.replicas:
-        assert not replica.swapped and replica.swap_used_bytes == pytest.approx(0, abs=1e-3)
-        assert not replica.prefilling and replica._prefill_blocks == 0
-        cached = replica.cache.blocks if replica.cache is not None else 0
-        assert replica.used_blocks == cached <= replica.cfg.total_kv_blocks
+        assert not replica.swap.sequences
+        assert replica.swap.used_bytes == pytest.approx(0, abs=1e-3)
+        assert not replica.prefilling and replica.kv.prefilling == 0
+        cached = replica.kv.cache.blocks if replica.kv.cache is not None else 0
+        assert replica.kv.used == cached <= replica.kv.total
 
 
 def test_shared_system_prompt_is_served_from_the_prefix_cache():

@@ -123,7 +123,7 @@ def test_fleet_runs_do_not_depend_on_the_scenarios_request_count(scenario, found
 
 
 def test_unreachable_slo_reports_no_rate(scenario):
-    strict = scenario.with_settings({"slo": {"tpot_ms": {"p99": 0.01}}})
+    strict = scenario.replace(slo={"tpot_ms": {"p99": 0.01}})
     found = max_sustainable_rate(strict, PLAN)
     assert found.max_rate_per_s is None
     assert "SLO" in found.reason

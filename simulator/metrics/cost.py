@@ -42,13 +42,12 @@ def rate_interval(
 def gpu_seconds_in_window(records: RunRecords, window: MeasuredWindow, num_gpus: int) -> float:
     """GPU-seconds the fleet holds during the window: every GPU for the whole window, or,
     with autoscaling, the replicas held at each moment (the fleet log) × GPUs per replica."""
-    fleet = records.extra.get("fleet")
-    held_s = records.extra.get("replica_seconds_held")
-    if not fleet or not held_s:
+    fleet = records.fleet
+    if fleet is None or not fleet.replica_seconds_held:
         return num_gpus * window.duration_s
-    gpus_per_replica = records.extra["gpu_seconds_held"] / held_s
-    times = np.append(np.asarray(fleet["times_s"], dtype=np.float64), records.end_s)
-    held = np.asarray(fleet["held"], dtype=np.float64)
+    gpus_per_replica = fleet.gpu_seconds_held / fleet.replica_seconds_held
+    times = np.append(np.asarray(fleet.times_s, dtype=np.float64), records.end_s)
+    held = np.asarray(fleet.held, dtype=np.float64)
     overlap = np.clip(times[1:], window.start_s, window.end_s) - np.clip(
         times[:-1], window.start_s, window.end_s
     )

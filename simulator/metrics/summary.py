@@ -332,7 +332,9 @@ def summarize(
         meets = np.where(class_names == name, requests_meeting(own, latencies, n_total), meets)
     everyone = np.ones(n_total, dtype=bool)
     overall = _group_metrics(records, window, everyone, meets, latencies, constraints, records.itl)
-    num_gpus = int(records.extra.get("num_gpus", sum(r.gpus for r in records.replicas)))
+    num_gpus = records.num_gpus
+    if num_gpus is None:
+        num_gpus = sum(r.gpus for r in records.replicas)
     costs = window_costs(records, window, overall, gpu_hour_usd, num_gpus)
     done = window.rate_mask
 

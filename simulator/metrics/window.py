@@ -72,9 +72,10 @@ class MeasuredWindow:
 
 def arrival_end_s(records: RunRecords) -> float:
     """When the last request arrived (s); the engine records it when arrivals stop."""
+    if records.arrival_end_s is not None:
+        return float(records.arrival_end_s)
     req = records.requests
-    last = float(np.max(req.arrival_s)) if len(req) else 0.0
-    return float(records.extra.get("arrival_end_s", last))
+    return float(np.max(req.arrival_s)) if len(req) else 0.0
 
 
 def measured_window(

@@ -29,6 +29,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from simulator.config.loader import with_settings
 from simulator.config.scenario import Scenario
 from simulator.errors import UserError
 from simulator.planning.bounds import (
@@ -171,7 +172,7 @@ def expand_axes(scenario: Scenario, search: SearchConfig) -> list[dict[str, Any]
         "tensor_parallel": search.tensor_parallel or [hw.tensor_parallel],
         "pipeline_parallel": search.pipeline_parallel,
         "expert_parallel": search.expert_parallel,
-        "batching": search.batching or [eng.batching],
+        "batching": search.batching or [eng.batching.policy],
         "weight_dtype": search.weight_dtype or [eng.weight_dtype],
         "kv_dtype": search.kv_dtype or [eng.kv_dtype],
         "max_num_seqs": search.max_num_seqs or [eng.max_num_seqs],
@@ -242,13 +243,15 @@ def _static_check(
         for axis, key in AXIS_KEYS.items()
         if key.split(".")[-1] in HardwareConfig.model_fields or not key.startswith("hardware.")
     }
+    if s["batching"] == scenario.engine.batching.policy:  # with the scenario's parameters
+        settings["engine.batching"] = scenario.engine.batching
     settings["hardware.replicas"] = 1
     settings["cost.gpu_hour_usd"] = cand.replica_hour_usd / cand.gpus_per_replica
     settings["hardware.interconnect"] = link if multi else None
     if multi and link != gpu.interconnect:
         cand.notes = f"tensor parallel over {link} (no GPU-to-GPU link)"
     try:
-        point = scenario.with_settings(settings)
+        point = with_settings(scenario, settings)
         mem = scenario_memory_plan(point)
         if not mem.fits:
             cand.reason = f"does not fit: {mem.explain()}"

@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from simulator.config.loader import with_settings
 from simulator.config.scenario import Scenario
 from simulator.errors import UserError
 from simulator.planning.executors import run_tasks
@@ -153,7 +154,7 @@ def sweep(
     payloads, hashes, problems = [], [], []
     for i, values in enumerate(points):
         try:
-            resolved = scenario.with_settings(values)
+            resolved = with_settings(scenario, values)
         except UserError as exc:
             where = ", ".join(f"{k}={v}" for k, v in values.items())
             problems += [f"grid point {i} ({where}): {m}" for m in exc.messages]

@@ -10,9 +10,12 @@ import itertools
 import math
 from typing import Annotated, ClassVar, Literal, Self
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from simulator.errors import UserError
+from simulator.workload import arrivals
+from simulator.workload.arrivals import ArrivalStream
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -205,6 +208,10 @@ class _Arrival(_Strict):
             raise UserError(rate_error(self.process))
         return self.replace(**{self.rate_key: float(rate_per_s)})
 
+    def stream(self, rng: np.random.Generator) -> ArrivalStream:
+        """The arrival times of an open-loop process, drawn from ``rng``."""
+        raise UserError(f"workload.arrival.process: {self.process!r} is not an open-loop process")
+
 
 class PoissonArrival(_Arrival):
     """Exponential inter-arrival gaps."""
@@ -212,6 +219,9 @@ class PoissonArrival(_Arrival):
     rate_key: ClassVar[str | None] = "rate_per_s"
     process: Literal["poisson"]
     rate_per_s: PositiveFloat
+
+    def stream(self, rng: np.random.Generator) -> ArrivalStream:
+        return arrivals.poisson(self.rate_per_s, rng)
 
 
 class GammaArrival(_Arrival):
@@ -221,6 +231,9 @@ class GammaArrival(_Arrival):
     process: Literal["gamma"]
     rate_per_s: PositiveFloat
     cv: PositiveFloat
+
+    def stream(self, rng: np.random.Generator) -> ArrivalStream:
+        return arrivals.gamma(self.rate_per_s, self.cv, rng)
 
 
 class ConstantArrival(_Arrival):
@@ -243,6 +256,9 @@ class ConstantArrival(_Arrival):
     def with_rate(self, rate_per_s: float) -> ConstantArrival:
         kept = {k: getattr(self, k) for k in self.model_fields_set - {"interval_s"}}
         return ConstantArrival.model_validate({**kept, "rate_per_s": float(rate_per_s)})
+
+    def stream(self, rng: np.random.Generator) -> ArrivalStream:
+        return arrivals.constant(self.interval_s or 1.0 / self.rate_per_s, rng)
 
 
 class RatePoint(_Strict):
@@ -275,6 +291,10 @@ class TimeVaryingArrival(_Arrival):
             )
         return self
 
+    def stream(self, rng: np.random.Generator) -> ArrivalStream:
+        points = [(p.time_s, p.rate_per_s) for p in self.points]
+        return arrivals.time_varying(points, self.interpolation == "linear", self.period_s, rng)
+
 
 class DiurnalArrival(_Arrival):
     """Sinusoidal daily curve: mean ``mean_rate_per_s``, peak / trough = ``peak_to_trough``,
@@ -286,6 +306,11 @@ class DiurnalArrival(_Arrival):
     peak_to_trough: Annotated[float, Field(ge=1, allow_inf_nan=False)]
     period_s: PositiveFloat = 86400.0
     peak_time_s: NonNegativeFloat = 50400.0
+
+    def stream(self, rng: np.random.Generator) -> ArrivalStream:
+        return arrivals.diurnal(
+            self.mean_rate_per_s, self.peak_to_trough, self.period_s, self.peak_time_s, rng
+        )
 
 
 class OnOffArrival(_Arrival):
@@ -300,6 +325,16 @@ class OnOffArrival(_Arrival):
     off_duration_s: PositiveFloat
     random_durations: bool = False
 
+    def stream(self, rng: np.random.Generator) -> ArrivalStream:
+        return arrivals.on_off(
+            self.on_rate_per_s,
+            self.off_rate_per_s,
+            self.on_duration_s,
+            self.off_duration_s,
+            self.random_durations,
+            rng,
+        )
+
 
 class ClosedLoopArrival(_Arrival):
     """``users`` concurrent users, each sending its next request ``think_time_s`` after the
@@ -311,12 +346,15 @@ class ClosedLoopArrival(_Arrival):
     ramp_up_s: NonNegativeFloat = 0.0
 
 
-class OfflineArrival(_Strict):
+class OfflineArrival(_Arrival):
     """Every request queued at t = 0, as offline benchmarks run (``trtllm-bench throughput``,
     vLLM ``benchmark_throughput``, MLPerf Offline); the run has ``num_requests`` requests and
     its throughput is output tokens over the makespan (first arrival to last completion)."""
 
     process: Literal["offline"]
+
+    def stream(self, rng: np.random.Generator) -> ArrivalStream:
+        return arrivals.offline()
 
 
 ArrivalConfig = Annotated[
