@@ -14,6 +14,7 @@ from simulator.config.compile import resolve_calibration as hardware_calibration
 from simulator.config.loader import load_scenario, scenario_from_dict
 from simulator.config.scenario import Scenario
 from simulator.costmodel import CostModel, CostParams, MemoryPlan
+from simulator.engine.gap_ema import GAP_EMA_SPAN
 from simulator.engine.simulation import Simulation
 from simulator.metrics import RunRecords, Summary, summarize
 from simulator.specs.catalog import specs_dir
@@ -53,6 +54,16 @@ def build_simulation(
         trace_steps=trace_steps,
         # per-class inter-token gaps cost a little per step: only when there are classes
         itl_per_class=bool((workload.classes and len(workload.classes) > 1) or workload.trace),
+        # each request's moving average of its gaps, only when an SLO asks for it
+        gap_ema_span=GAP_EMA_SPAN if _constrains(scenario, "gap_ema_ms") else None,
+    )
+
+
+def _constrains(scenario: Scenario, metric: str) -> bool:
+    """Whether the scenario's SLO, or a class's, sets a target on ``metric``."""
+    classes = scenario.workload.classes or []
+    return metric in (scenario.slo or {}) or any(
+        c.slo is not None and getattr(c.slo, metric, None) for c in classes
     )
 
 

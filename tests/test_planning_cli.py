@@ -114,8 +114,8 @@ def test_planned_rented_cost_per_token_is_what_simulate_reports(outputs):
         loaded.with_replicas(costs["replicas"])
         .with_rate(costs["rate_per_s"])
         .with_num_requests(3000)
-        .with_settings({"cost.gpu_hour_usd": price})
     )
+    scenario = scenario.replace(cost=scenario.cost.replace(gpu_hour_usd=price))
     simulated = run(scenario).summary["cost_per_million_output_tokens_usd"]
     assert single["usd_per_million_output_tokens"] == pytest.approx(simulated, rel=0.05)
 

@@ -351,7 +351,7 @@ class Replica:
                 )
                 continue
             if w.started:  # recomputed after preemption: one more gap, no new TTFT
-                self.host.gaps.one(ledger.klass[w.ordinal], end - w.last_token_s)
+                self.host.gaps.one(ledger.klass[w.ordinal], end - w.last_token_s, w.ordinal)
             else:
                 ledger.first_token_s[w.ordinal] = end
             if self.hands_off:

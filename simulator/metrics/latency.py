@@ -53,6 +53,22 @@ def per_request_latencies_ms(records: RunRecords) -> dict[str, np.ndarray]:
     return {"ttft_ms": ttft, "tpot_ms": tpot, "e2e_ms": e2e}
 
 
+def slo_latencies_ms(records: RunRecords, metrics: set[str] | list[str]) -> dict[str, np.ndarray]:
+    """The per-request latencies plus those of ``metrics`` relative to the request
+    (``ttft_per_prompt_token_ms``, ``gap_ema_ms``) that an SLO names."""
+    out = per_request_latencies_ms(records)
+    req = records.requests
+    if "ttft_per_prompt_token_ms" in metrics:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["ttft_per_prompt_token_ms"] = out["ttft_ms"] / req.prompt_tokens
+    if "gap_ema_ms" in metrics:
+        worst = req.worst_gap_ema_s
+        out["gap_ema_ms"] = (
+            worst * 1e3 if worst is not None else np.full(len(req), np.nan, dtype=np.float64)
+        )
+    return out
+
+
 def in_arrival_order(values: np.ndarray, arrival_s: np.ndarray, sel: np.ndarray) -> np.ndarray:
     """The selected finite values, ordered by arrival (the order batch means need)."""
     order = np.argsort(arrival_s[sel], kind="stable")
@@ -65,4 +81,5 @@ def latency_intervals(ordered: dict[str, np.ndarray]) -> dict[str, dict[str, lis
     return {
         metric: {key: statistic_interval(values, key).as_list() for key in INTERVAL_STATISTICS}
         for metric, values in ordered.items()
+        if metric in ("ttft_ms", "tpot_ms", "e2e_ms")
     }

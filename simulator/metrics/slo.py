@@ -5,6 +5,18 @@ An SLO is a plain dict of latency metric -> {percentile: threshold in ms}, e.g.
 Statistic keys are ``p50``, ``p90``, ``p95``, ``p99``, ``p99.9`` (any ``pX`` with
 0 < X ≤ 100), ``max`` or ``mean``. A metric whose targets are ``None`` is unconstrained.
 
+Besides TTFT, TPOT, ITL and E2E, two metrics are relative to the request, as in
+DeepSpeed-FastGen's effective throughput (its SLA: TTFT at most prompt tokens / 512 s, and a
+generation rate whose moving average stays at or above 2, 4 or 6 tokens/s):
+
+- ``ttft_per_prompt_token_ms``: TTFT / prompt tokens (ms per token); ``{max: 1.953}`` is
+  "TTFT ≤ prompt tokens / 512 s" for every request (1000 / 512 ms per token);
+- ``gap_ema_ms``: the largest exponential moving average (span 16) of the request's gaps
+  between tokens (ms); ``{max: 250}`` is "the moving average of tokens/s never below 4".
+
+Goodput under them (requests meeting every threshold, per second) is the effective
+throughput.
+
 Two questions are asked of an SLO:
 
 - **per constraint**: is the observed statistic of the run's distribution at or below the
@@ -28,9 +40,18 @@ import numpy as np
 from simulator.errors import UserError
 
 #: Latency metrics an SLO may constrain (values in milliseconds).
-SLO_METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms")
+SLO_METRICS = (
+    "ttft_ms",
+    "tpot_ms",
+    "itl_ms",
+    "e2e_ms",
+    "ttft_per_prompt_token_ms",
+    "gap_ema_ms",
+)
 #: Metrics known for each request individually (``itl_ms`` is only a run distribution).
-PER_REQUEST_METRICS = ("ttft_ms", "tpot_ms", "e2e_ms")
+PER_REQUEST_METRICS = ("ttft_ms", "tpot_ms", "e2e_ms", "ttft_per_prompt_token_ms", "gap_ema_ms")
+#: Metrics relative to the request (DeepSpeed-FastGen's SLA), computed only when asked.
+RELATIVE_METRICS = ("ttft_per_prompt_token_ms", "gap_ema_ms")
 
 _PERCENTILE_KEY = re.compile(r"^p(\d+(?:\.\d+)?)$")
 

@@ -41,6 +41,7 @@ from simulator.metrics.latency import (  # noqa: F401  (re-exported)
     latency_intervals,
     latency_stats_ms,
     per_request_latencies_ms,
+    slo_latencies_ms,
 )
 from simulator.metrics.per_window import peak_window, window_summaries
 from simulator.metrics.queueing import littles_law_check  # noqa: F401  (re-exported)
@@ -323,7 +324,10 @@ def summarize(
     n_total = len(req)
     rejected = req.rejected.astype(bool)
     completed = ~rejected & np.isfinite(req.finish_s)
-    latencies = per_request_latencies_ms(records)
+    named = {c.metric for c in constraints} | {
+        c.metric for own in class_constraints.values() for c in own
+    }
+    latencies = slo_latencies_ms(records, named)
     window = measured_window(records, warmup_s, steady_traffic, offline)
 
     class_names = np.asarray(req.class_name, dtype=object)

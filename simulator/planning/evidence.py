@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from simulator.errors import UserError
+from simulator.metrics.latency import in_arrival_order, slo_latencies_ms
 from simulator.metrics.slo import SloConstraint, interval_verdict, parse_slo, requests_meeting
 from simulator.metrics.steady import mean_interval, statistic_interval
-from simulator.metrics.summary import in_arrival_order, per_request_latencies_ms
 from simulator.metrics.window import STEADY_PROCESSES, measured_window
 
 MEETS, MISSES, UNCERTAIN = "meets", "misses", "uncertain"
@@ -74,7 +74,7 @@ def run_evidence(scenario, constraints: list[SloConstraint]) -> RunEvidence:
     )
     req = records.requests
     sel = window.latency_mask
-    latencies = per_request_latencies_ms(records)
+    latencies = slo_latencies_ms(records, {c.metric for c in constraints})
     ordered = {k: in_arrival_order(v, req.arrival_s, sel) for k, v in latencies.items()}
     meets = requests_meeting(constraints, latencies, len(req)).astype(np.float64)
     order = np.argsort(req.arrival_s[sel], kind="stable")
