@@ -162,9 +162,17 @@ def error_band_for(scenario: Scenario) -> dict | None:
     held-out where calibrated, the datasheet band where not, saying which."""
     from simulator.metrics.error_band import error_band
 
-    _, source = resolve_calibration(scenario)
-    calibration = None if source == "datasheet defaults" else source
-    return error_band(specs_dir(), scenario.hardware.gpu, scenario.engine.profile, calibration)
+    hw = scenario.hardware
+    key = (hw.gpu, hw.calibration, scenario.engine.profile, str(scenario.base_dir))
+    if key not in _ERROR_BANDS:  # the calibration file is parsed once per process
+        _, source = hardware_calibration(hw, scenario.base_dir)
+        calibration = None if source == "datasheet defaults" else source
+        _ERROR_BANDS[key] = error_band(specs_dir(), hw.gpu, scenario.engine.profile, calibration)
+    return _ERROR_BANDS[key]
+
+
+#: Error bands by (GPU, calibration, engine profile, base folder).
+_ERROR_BANDS: dict[tuple, dict | None] = {}
 
 
 def validated_error_band() -> dict | None:

@@ -12,10 +12,9 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from simulator.metrics.records import RunRecords
-from simulator.metrics.steady import CONFIDENCE
+from simulator.metrics.steady import CONFIDENCE, t_quantile
 from simulator.metrics.window import MeasuredWindow
 
 #: Equal time slices of the window whose rates give the throughput interval.
@@ -33,7 +32,7 @@ def rate_interval(
     edges = np.linspace(window.start_s, window.end_s, RATE_SLICES + 1)
     slices, _ = np.histogram(finish_s, bins=edges, weights=weights)
     rates = slices / (window.duration_s / RATE_SLICES)
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, RATE_SLICES - 1) * rates.std(ddof=1))
+    half = t_quantile(CONFIDENCE, RATE_SLICES - 1) * float(rates.std(ddof=1))
     half /= math.sqrt(RATE_SLICES)
     mean = float(rates.mean())
     return [max(0.0, mean - half), mean + half]

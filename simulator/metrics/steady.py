@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import stats
@@ -104,9 +105,13 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _batches(values: np.ndarray) -> list[np.ndarray]:
-    count = max(1, min(BATCHES_PER_RUN, len(values) // MIN_BATCH_SIZE))
-    return np.array_split(values, count)
+def _batch_starts(count: int) -> np.ndarray:
+    """Start indices of the batches ``count`` values are cut into (as ``np.array_split``)."""
+    batches = max(1, min(BATCHES_PER_RUN, count // MIN_BATCH_SIZE))
+    base, extra = divmod(count, batches)
+    sizes = np.full(batches, base, dtype=np.int64)
+    sizes[:extra] += 1
+    return np.concatenate([[0], np.cumsum(sizes)[:-1]])
 
 
 def _runs(runs: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
@@ -115,23 +120,34 @@ def _runs(runs: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
     return [r[np.isfinite(r)] for r in (np.asarray(x, dtype=np.float64) for x in runs)]
 
 
+@lru_cache(maxsize=256)
+def t_quantile(confidence: float, dof: int) -> float:
+    """Two-sided Student's t quantile for ``confidence`` with ``dof`` degrees of freedom."""
+    return float(stats.t.ppf(0.5 + confidence / 2, max(dof, 1)))
+
+
 def _batch_mean_se(runs: list[np.ndarray], fn) -> tuple[float, int]:
     """Standard error of the pooled mean of ``fn(values)`` from batch means, and the
     number of batches."""
     means, sizes = [], []
     for values in runs:
-        for part in _batches(fn(values)):
-            if len(part):
-                means.append(float(part.mean()))
-                sizes.append(len(part))
-    b = len(means)
+        if not len(values):
+            continue
+        starts = _batch_starts(len(values))
+        counts = np.diff(np.append(starts, len(values)))
+        means.append(np.add.reduceat(fn(values), starts) / counts)
+        sizes.append(counts)
+    if not means:
+        return math.inf, 0
+    means_arr = np.concatenate(means)
+    sizes_arr = np.concatenate(sizes).astype(np.float64)
+    b = len(means_arr)
     if b < 2:
         return math.inf, b
-    means_arr, sizes_arr = np.array(means), np.array(sizes, dtype=np.float64)
-    pooled = float(np.average(means_arr, weights=sizes_arr))
+    pooled = float(np.dot(means_arr, sizes_arr) / sizes_arr.sum())
     # variance of a batch mean scaled to the mean batch size, over b batches
     scale = sizes_arr / sizes_arr.mean()
-    var_batch = float(np.sum(scale * (means_arr - pooled) ** 2) / (b - 1))
+    var_batch = float(np.dot(scale, (means_arr - pooled) ** 2) / (b - 1))
     return math.sqrt(var_batch / b), b
 
 
@@ -152,7 +168,7 @@ def quantile_interval(
     se, b = _batch_mean_se(parts, lambda v: (v <= estimate).astype(np.float64))
     # Positive correlation only widens: never narrower than independent sampling.
     se = max(se if math.isfinite(se) else 0.0, math.sqrt(p * (1 - p) / n))
-    t = float(stats.t.ppf(0.5 + confidence / 2, max(b - 1, 1)))
+    t = t_quantile(confidence, b - 1)
     lo_p, hi_p = p - t * se, p + t * se
     low = float(np.quantile(pooled, lo_p)) if lo_p > 0 else float(pooled.min())
     high = float(np.quantile(pooled, hi_p)) if hi_p < 1 else math.inf
@@ -172,7 +188,7 @@ def mean_interval(
     se, b = _batch_mean_se(parts, lambda v: v)
     if not math.isfinite(se):
         return Interval(estimate, float(pooled.min()), float(pooled.max()), len(pooled), b)
-    half = float(stats.t.ppf(0.5 + confidence / 2, b - 1)) * se
+    half = t_quantile(confidence, b - 1) * se
     low = max(estimate - half, float(pooled.min()))
     high = min(estimate + half, float(pooled.max()))
     return Interval(estimate, low, high, len(pooled), b)

@@ -117,12 +117,9 @@ class PointEvaluator:
         if workload.duration_s is not None:
             own = max(own, math.ceil(rate_per_s * workload.duration_s))
         span = self.plan.min_arrival_span_s or 0.0
-        return max(
-            own,
-            self.plan.min_requests_per_replica * replicas,
-            math.ceil(rate_per_s * span),
-            1,
-        )
+        # screening keeps the scenario's own run length: many points, cheap verdicts
+        per_replica = 0 if self.screening else self.plan.min_requests_per_replica
+        return max(own, per_replica * replicas, math.ceil(rate_per_s * span), 1)
 
     def _scenario(self, rate_per_s: float, replicas: int, replication: int) -> Scenario:
         point = self.scenario.with_replicas(replicas).with_rate(rate_per_s)

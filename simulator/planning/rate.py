@@ -289,7 +289,8 @@ def max_sustainable_rate(
             **common,
         )
     lo, hi = _bisect(passes, lo, hi, plan.rate_tolerance)
-    _certify_a_miss_above(evaluator, replicas, hi)
+    if not evaluator.screening:
+        _certify_a_miss_above(evaluator, replicas, hi)
     at_max = evaluator.point(lo, replicas)
     common["uncertain_rates_per_s"] = sorted(
         p.rate_per_s for p in evaluator.points if p.verdict.state == UNCERTAIN
