@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pydantic import ValidationError
+
+from simulator.config.loader import validation_messages
 from simulator.config.scenario import EngineConfig, Scenario
 from simulator.costmodel.shape import StepShape
 from simulator.engine.autoscaler import AutoscalePolicy
@@ -28,17 +31,22 @@ CAPACITY_CONTEXT_TOKENS = 1024
 
 def _variant(scenario: Scenario, hardware: dict, engine: dict, where: str) -> Scenario:
     """The scenario with some hardware/engine settings replaced (validated again)."""
+    hw_data = {**scenario.hardware.model_dump(), **hardware}
+    eng_data = {
+        **scenario.engine.model_dump(exclude={"prefill", "decode", "batching"}),
+        "batching": "continuous",
+        **engine,
+    }
     try:
-        hw = scenario.hardware.model_validate({**scenario.hardware.model_dump(), **hardware})
-        eng = EngineConfig.model_validate(
-            {
-                **scenario.engine.model_dump(exclude={"prefill", "decode", "batching"}),
-                "batching": "continuous",
-                **engine,
-            }
-        )
-    except Exception as exc:  # pydantic's message names the field
-        raise UserError(f"{where}: {exc}") from None
+        hw = scenario.hardware.model_validate(hw_data)
+        eng = EngineConfig.model_validate(eng_data)
+    except ValidationError as exc:
+        if exc.title == EngineConfig.__name__:
+            prefix = where if where.startswith("engine") else f"{where}.engine"
+            messages = validation_messages(exc, eng_data, prefix)
+        else:
+            messages = validation_messages(exc, hw_data, where)
+        raise UserError(messages) from None
     return scenario.model_copy(update={"hardware": hw, "engine": eng})
 
 

@@ -1,14 +1,18 @@
-"""Shared base for scenario models: unknown keys are errors."""
+"""Shared base for scenario models: unknown keys, wrong types, infinite numbers and
+impossible values are rejected (see ``simulator.specs.strict``)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
+
+from simulator.specs.strict import StrictModel as _InputModel
 
 
-class StrictModel(BaseModel):
-    """A scenario section: unknown keys, wrong types and impossible values are rejected."""
+class StrictModel(_InputModel):
+    """A scenario section: unknown keys, wrong types and impossible values are rejected;
+    assignments are validated too."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(validate_assignment=True)
 
 
 #: Latency metrics an SLO may constrain, and the statistics it may name.

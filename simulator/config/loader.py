@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from simulator.config.scenario import Scenario
 from simulator.errors import UnknownNameError, UserError
+from simulator.specs.files import parse_yaml, read_yaml
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -17,10 +17,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise UserError(f"--set {text!r}: expected dotted.key=value, e.g. engine.max_num_seqs=128")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise UserError(f"--set {text!r}: value is not valid YAML ({exc.problem})") from None
+    value = parse_yaml(raw, f"--set {key.strip()}") if raw.strip() else ""
     return [part for part in key.strip().split(".")], value
 
 
@@ -64,16 +61,33 @@ def _data_path(loc: tuple, data: object) -> list[str]:
     return parts
 
 
-def _format_error(err: dict, data: object) -> str:
-    loc = ".".join(_data_path(err["loc"], data))
+def _format_error(err: dict, data: object, prefix: tuple[str, ...] = ()) -> str:
+    loc_parts = list(err["loc"])
+    value = err.get("input")
     msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "strict_scalar":  # raised for the model; its context names the field
+        loc_parts.append(err["ctx"]["field"])
+        value, msg = err["ctx"]["value"], err["ctx"]["problem"]
+    loc = ".".join([*prefix, *_data_path(tuple(loc_parts), data)])
     if err["type"] == "extra_forbidden":
         return f"{loc}: unknown key"
     if err["type"] == "missing":
         return f"{loc}: required key is missing"
-    value = err.get("input")
-    shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
+    shown = "" if isinstance(value, dict | list) or value is None else f" (got {_short(value)})"
     return f"{loc}: {msg}{shown}" if loc else f"{msg}{shown}"
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:60] + f"… ({len(text):,} characters)"
+
+
+def validation_messages(exc: ValidationError, data: object, prefix: str = "") -> list[str]:
+    """One line per error of a pydantic ``ValidationError`` raised validating ``data``:
+    ``dotted.path: what is wrong (got value)``; ``prefix`` (``"engine"``) is put before
+    each path."""
+    parts = tuple(prefix.split(".")) if prefix else ()
+    return list(dict.fromkeys(_format_error(e, data, parts) for e in exc.errors()))
 
 
 def _catalog_errors(data: dict) -> list[str]:
@@ -107,7 +121,7 @@ def scenario_from_dict(data: Any, *, source: str = "<scenario>") -> Scenario:
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        errors.extend(_format_error(e, data) for e in exc.errors())
+        errors.extend(validation_messages(exc, data))
         scenario = None
     if errors:
         raise UserError([f"{source}: {e}" for e in dict.fromkeys(errors)])
@@ -115,16 +129,10 @@ def scenario_from_dict(data: Any, *, source: str = "<scenario>") -> Scenario:
 
 
 def read_scenario_file(path: Path) -> Any:
-    """The parsed YAML of a scenario file; a missing file or bad YAML is a ``UserError``
-    naming the file (and the line and column of a syntax error)."""
-    if not path.is_file():
-        raise UserError(f"scenario file {str(path)!r} does not exist")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise UserError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    """The parsed YAML of a scenario file; a missing file, one that is not a regular file,
+    not UTF-8, too large or not valid YAML (duplicate keys, alias bombs) is a
+    ``UserError`` naming the file (and the line and column where there is one)."""
+    return read_yaml(path, "scenario file")
 
 
 def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
 from simulator.config.base import SLO_METRICS, SLO_PERCENTILES
 from simulator.specs.dtypes import canonical_dtype
+from simulator.specs.strict import StrictModel
 
 PRICE_KINDS = ("on_demand", "reserved", "spot")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Strict(StrictModel):
+    """A planning section (unknown keys, wrong types and infinite numbers are errors)."""
 
 
 class TcoConfig(_Strict):

@@ -8,13 +8,11 @@ when the simulation is built.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
-    NonNegativeInt,
     PositiveFloat,
-    PositiveInt,
     PrivateAttr,
     field_validator,
     model_validator,
@@ -25,12 +23,25 @@ from simulator.config.planning import PlanConfig, SearchConfig
 from simulator.config.workload import WorkloadConfig
 from simulator.specs.dtypes import canonical_dtype
 
+#: Upper bounds that keep a scenario's allocations sane: replicas of one group (each is a
+#: process with its own state), GPUs of one replica along each parallel axis, sequences
+#: one replica runs at once, tokens one step may take.
+MAX_REPLICAS = 10_000
+MAX_PARALLEL = 1024
+MAX_NUM_SEQS = 65_536
+MAX_BATCHED_TOKENS = 1 << 24
+MAX_TOKENS = 1 << 30
+Replicas = Annotated[int, Field(gt=0, le=MAX_REPLICAS)]
+Parallel = Annotated[int, Field(gt=0, le=MAX_PARALLEL)]
+#: Simulated seconds of a scenario setting (delays, intervals): at most about 32 years.
+Seconds = Annotated[float, Field(ge=0.0, le=1e9)]
+
 
 class OffloadConfig(StrictModel):
     """Decoder layers kept outside GPU memory (llama.cpp ``-ngl``-style split)."""
 
     #: Decoder layers kept on the GPU; the rest live in host memory.
-    gpu_layers: NonNegativeInt
+    gpu_layers: Annotated[int, Field(ge=0, le=1 << 16)]
     #: "cpu": the other layers run on the host CPU; "stream": their weights are copied over
     #: the GPU's host link every step and run on the GPU.
     mode: Literal["cpu", "stream"] = "cpu"
@@ -41,8 +52,8 @@ class OffloadConfig(StrictModel):
 class AutoscaleConfig(StrictModel):
     """Grow and shrink the number of replicas during a run on a load signal."""
 
-    min_replicas: PositiveInt = 1
-    max_replicas: PositiveInt
+    min_replicas: Replicas = 1
+    max_replicas: Replicas
     #: Load signal per serving replica: "queue" (waiting requests), "kv" (KV-cache use,
     #: 0..1) or "rate" (arrivals per second).
     metric: Literal["queue", "kv", "rate"] = "queue"
@@ -50,11 +61,11 @@ class AutoscaleConfig(StrictModel):
     #: ``scale_down_fraction`` × target for ``scale_down_after_s``.
     target: PositiveFloat
     #: Time from the decision to a new replica serving (model load, warm-up), seconds.
-    scale_up_delay_s: float = Field(120.0, ge=0.0)
-    scale_down_after_s: float = Field(300.0, ge=0.0)
+    scale_up_delay_s: Seconds = 120.0
+    scale_down_after_s: Seconds = 300.0
     scale_down_fraction: float = Field(0.5, gt=0.0, lt=1.0)
     #: How often the signal is evaluated (simulated seconds).
-    evaluate_every_s: PositiveFloat = 10.0
+    evaluate_every_s: float = Field(10.0, ge=1e-3, le=1e9)
 
     @model_validator(mode="after")
     def _bounds(self) -> AutoscaleConfig:
@@ -73,19 +84,19 @@ class HardwareConfig(StrictModel):
     nodes run over ``inter_node_link`` (per-GPU NIC bandwidth)."""
 
     gpu: str = "h100-sxm"
-    tensor_parallel: PositiveInt = 1
+    tensor_parallel: Parallel = 1
     #: Pipeline stages of one replica (layers split evenly).
-    pipeline_parallel: PositiveInt = 1
+    pipeline_parallel: Parallel = 1
     #: Expert groups of one replica (MoE only): routed experts split over them, attention
     #: data-parallel across them.
-    expert_parallel: PositiveInt = 1
+    expert_parallel: Parallel = 1
     #: Micro-batches per step with pipeline stages; default: one per stage.
-    pipeline_microbatches: PositiveInt | None = None
-    replicas: PositiveInt = 1
+    pipeline_microbatches: Parallel | None = None
+    replicas: Replicas = 1
     #: Link between the GPUs of a node (catalog name); default: the GPU's own interconnect.
     interconnect: str | None = None
     #: GPUs per node; default: one node holds the whole replica.
-    gpus_per_node: PositiveInt | None = None
+    gpus_per_node: Parallel | None = None
     #: Network between nodes, per GPU (catalog name, e.g. infiniband-ndr).
     inter_node_link: str | None = None
     #: Layers kept in host memory (offload); unset: the whole model is on the GPUs.
@@ -108,7 +119,7 @@ class SpeculativeConfig(StrictModel):
     method: Literal["draft", "mtp"] = "draft"
     draft_model: str | None = None
     #: Tokens proposed per step (k).
-    num_speculative_tokens: PositiveInt = 4
+    num_speculative_tokens: Annotated[int, Field(gt=0, le=64)] = 4
     #: Probability that each proposed token is accepted (independent per token).
     acceptance_rate: float = Field(0.7, ge=0.0, le=1.0)
 
@@ -123,8 +134,8 @@ class PoolConfig(StrictModel):
     """One pool of a disaggregated deployment (prefill or decode)."""
 
     gpu: str = "h100-sxm"
-    tensor_parallel: PositiveInt = 1
-    replicas: PositiveInt = 1
+    tensor_parallel: Parallel = 1
+    replicas: Replicas = 1
     batching: str = "continuous"
     batching_options: dict[str, Any] = Field(default_factory=dict)
     interconnect: str | None = None
@@ -141,9 +152,9 @@ class EngineConfig(StrictModel):
     profile: str | None = None
     #: Parameters of the batching policy, e.g. {chunk_size: 512} for chunked.
     batching_options: dict[str, Any] = Field(default_factory=dict)
-    max_num_seqs: PositiveInt = 256
-    max_num_batched_tokens: PositiveInt = 8192
-    kv_block_size: PositiveInt = 16
+    max_num_seqs: Annotated[int, Field(gt=0, le=MAX_NUM_SEQS)] = 256
+    max_num_batched_tokens: Annotated[int, Field(gt=0, le=MAX_BATCHED_TOKENS)] = 8192
+    kv_block_size: Annotated[int, Field(gt=0, le=1 << 16)] = 16
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
     #: Fraction of KV blocks kept free at admission so running sequences can grow.
     kv_watermark: float = Field(0.01, ge=0.0, lt=1.0)
@@ -156,13 +167,13 @@ class EngineConfig(StrictModel):
     #: Steps replayed as CUDA graphs (no per-kernel CPU launch cost).
     cuda_graphs: bool = True
     #: Longest prompt + output accepted; default: the model's maximum position embeddings.
-    max_model_len: PositiveInt | None = None
+    max_model_len: Annotated[int, Field(gt=0, le=MAX_TOKENS)] | None = None
     #: Reuse cached KV blocks of shared prefixes (sessions, system prompts).
     prefix_caching: bool = True
     #: When KV blocks run out: drop and recompute later, or swap to host memory over PCIe.
     preemption: Literal["recompute", "swap"] = "recompute"
     #: Host memory for swapped KV cache per GPU (GB; vLLM's default swap space is 4 GiB).
-    swap_space_gb: float = Field(4.0, ge=0.0)
+    swap_space_gb: float = Field(4.0, ge=0.0, le=1e6)
     speculative: SpeculativeConfig | None = None
     #: Disaggregated serving (batching: disaggregated): the two pools and the KV link.
     prefill: PoolConfig | None = None
@@ -192,8 +203,8 @@ class FleetGroupConfig(StrictModel):
 
     name: str | None = None
     gpu: str
-    tensor_parallel: PositiveInt = 1
-    replicas: PositiveInt = 1
+    tensor_parallel: Parallel = 1
+    replicas: Replicas = 1
     interconnect: str | None = None
     calibration: str | None = None
     #: Engine settings that differ from the scenario's ``engine`` section.
@@ -205,21 +216,21 @@ class RoutingConfig(StrictModel):
 
     policy: str = "round_robin"
     #: length_aware: prompts of at least this many tokens go to the long-request replicas.
-    long_prompt_tokens: PositiveInt = 2048
+    long_prompt_tokens: Annotated[int, Field(gt=0, le=MAX_TOKENS)] = 2048
     #: length_aware: share of replicas reserved for long requests.
     long_replica_fraction: float = Field(0.5, gt=0.0, lt=1.0)
 
 
 class CostConfig(StrictModel):
     #: Price of one GPU-hour (USD) for cost per token; unset: cost is not reported.
-    gpu_hour_usd: float | None = Field(None, ge=0.0)
+    gpu_hour_usd: float | None = Field(None, ge=0.0, le=1e6)
 
 
 class OutputConfig(StrictModel):
     #: Spacing of the time-series samples per replica (simulated seconds).
     timeseries_interval_s: PositiveFloat = 0.5
     #: Requests arriving before this time are left out of the summary (simulated seconds).
-    warmup_s: float = Field(0.0, ge=0.0)
+    warmup_s: Seconds = 0.0
 
 
 class Scenario(StrictModel):
