@@ -241,6 +241,7 @@ def summarize_run(scenario: Scenario, records: RunRecords) -> Summary:
         class_slos=class_slos or None,
     )
     summary.step_time_error_band = validated_error_band()
+    summary.trace = records.input_rows
     return summary
 
 

@@ -66,7 +66,7 @@ def load_workload_section(path: str | Path, overrides: dict | None = None):
     """The validated ``workload:`` section of a scenario file (a ``WorkloadConfig``)."""
     from pydantic import ValidationError
 
-    from simulator.config.loader import read_scenario_file
+    from simulator.config.loader import read_scenario_file, validation_messages
     from simulator.config.workload import WorkloadConfig
 
     path = Path(path)
@@ -77,13 +77,8 @@ def load_workload_section(path: str | Path, overrides: dict | None = None):
     try:
         return WorkloadConfig.model_validate(section)
     except ValidationError as exc:
-        messages = []
-        for err in exc.errors():
-            loc = ".".join(["workload", *(str(p) for p in err["loc"])])
-            value = err.get("input")
-            shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
-            messages.append(f"{path}: {loc}: {err['msg'].removeprefix('Value error, ')}{shown}")
-        raise UserError(messages) from None
+        messages = validation_messages(exc, section, "workload")
+        raise UserError([f"{path}: {m}" for m in messages]) from None
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -139,9 +134,8 @@ def _stats(args: argparse.Namespace) -> int:
         if row.session_id >= 0:
             sessions.add(row.session_id)
     if not times:
-        raise UserError(
-            f"{args.trace}: no usable rows ({reader.bad_rows} bad of {reader.data_rows})"
-        )
+        summary = f"{args.trace}: no usable rows ({reader.bad_rows} bad of {reader.data_rows})"
+        raise UserError([summary, *reader.bad_messages])
     for line in format_stats(
         np.frombuffer(times),
         np.frombuffer(prompts, dtype=np.int64),
@@ -161,6 +155,7 @@ def format_stats(times, prompts, outputs, classes, session_count, reader) -> lis
         f"trace: {reader.path}  layout: {reader.layout.name}",
         f"requests: {len(times)}  bad rows: {reader.bad_rows}  span: {span_s:.3f} s  "
         "mean rate: " + (f"{len(times) / span_s:.3f} req/s" if span_s > 0 else "n/a"),
+        *(f"  skipped: {reason}" for reason in reader.bad_messages),
     ]
     if len(classes) > 1 or session_count:
         shares = ", ".join(

@@ -330,4 +330,5 @@ class Simulation:
             end_s=self.env.now,
             final_waiting=sum(len(r.waiting) for r in self.replicas),
             extra=extra,
+            input_rows=self.source.row_report() if hasattr(self.source, "row_report") else None,
         )

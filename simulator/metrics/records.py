@@ -84,3 +84,6 @@ class RunRecords:
     extra: dict = field(default_factory=dict)
     #: Optional inter-token gaps per request class (class name -> histogram), for per-class ITL.
     itl_by_class: dict[str, GapHistogram] = field(default_factory=dict)
+    #: Rows of a replayed trace file read and skipped, with the first reasons
+    #: (``TraceSource.row_report``); None when the workload is not a trace.
+    input_rows: dict | None = None
