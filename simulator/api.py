@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from simulator.config.loader import load_scenario, scenario_from_dict
 from simulator.config.scenario import Scenario
@@ -17,6 +16,7 @@ from simulator.engine.simulation import Simulation
 from simulator.errors import UserError
 from simulator.metrics import RunRecords, Summary, summarize
 from simulator.specs.catalog import load_gpu, load_link, load_model, specs_dir
+from simulator.specs.files import input_file, read_yaml
 
 __all__ = ["Result", "build_simulation", "load_scenario", "run", "scenario_from_dict"]
 
@@ -34,8 +34,7 @@ def resolve_calibration(scenario: Scenario) -> tuple[CostParams, str]:
     path = Path(choice)
     if not path.is_absolute():
         path = scenario.base_dir / path
-    if not path.is_file():
-        raise UserError(f"hardware.calibration: file {choice!r} does not exist")
+    input_file(path, "hardware.calibration: file")
     return CostParams.from_file(path), str(path)
 
 
@@ -251,5 +250,5 @@ def validated_error_band() -> dict | None:
     path = specs_dir() / "calibration" / "error_band.yaml"
     if not path.is_file():
         return None
-    data = yaml.safe_load(path.read_text())
+    data = read_yaml(path, "error band file")
     return {**data["step_time"], "source": data.get("source", str(path))}
