@@ -69,16 +69,27 @@ def _renewal(rng: np.random.Generator, draw_gaps: Callable[[int], np.ndarray]):
 
 
 def _thinned(
-    rng: np.random.Generator, rate: RateFunction, peak_rate: float, end_s: float
+    rng: np.random.Generator,
+    rate: RateFunction,
+    peak_rate: float,
+    end_s: float,
+    skip: Callable[[float], float] | None = None,
 ) -> Callable[[int], np.ndarray]:
     """Non-homogeneous Poisson arrivals by thinning (Lewis & Shedler): candidates at the
-    peak rate are kept with probability rate(t) / peak_rate. No arrivals after ``end_s``."""
+    peak rate are kept with probability rate(t) / peak_rate. No arrivals after ``end_s``.
+    ``skip(t)``, when given, is the first time from ``t`` on where the rate may be
+    positive: stretches at rate 0 are jumped over (exact, as the process is memoryless)
+    instead of being filled with candidates that are all rejected."""
     clock = [0.0]
 
     def next_chunk(count: int) -> np.ndarray:
         kept: list[np.ndarray] = []
         total = 0
         while total == 0 and clock[0] < end_s:
+            if skip is not None:
+                clock[0] = skip(clock[0])
+                if clock[0] >= end_s:
+                    break
             candidates = clock[0] + np.cumsum(rng.exponential(1.0 / peak_rate, count))
             clock[0] = float(candidates[-1])
             accept = rng.random(count) * peak_rate < rate(candidates)
@@ -90,8 +101,11 @@ def _thinned(
     return next_chunk
 
 
-def piecewise_rate(spec: Mapping[str, Any]) -> tuple[RateFunction, float, float]:
-    """Rate function, peak rate and end time (inf unless the rate stays 0 forever) of a
+def piecewise_rate(
+    spec: Mapping[str, Any],
+) -> tuple[RateFunction, float, float, Callable[[float], float]]:
+    """Rate function, peak rate, end time (inf unless the rate stays 0 forever) and
+    ``skip`` (the first time from t on where the rate may be positive) of a
     ``time_varying`` spec."""
     points = sorted((float(t), float(r)) for t, r in _point_pairs(spec["points"]))
     times = np.array([t for t, _ in points])
@@ -110,9 +124,31 @@ def piecewise_rate(spec: Mapping[str, Any]) -> tuple[RateFunction, float, float]
         # Before the first point (only possible when it is not at 0) the first rate holds.
         return rates[np.maximum(index, 0)]
 
+    # Segment i runs from point i to point i + 1 (to the period's end, or forever, for the
+    # last); it is idle when its rate is 0 throughout.
+    following = np.append(rates[1:], rates[0] if period else rates[-1])
+    idle = (rates == 0.0) & ((following == 0.0) | (not linear))
+    starts = times.tolist()
+
+    def skip(t: float) -> float:
+        base = 0.0
+        if period:
+            base = math.floor(t / period) * period
+            t -= base
+        i = max(0, int(np.searchsorted(times, t, side="right")) - 1)
+        if not idle[i]:
+            return base + t
+        for j in range(i + 1, len(starts)):
+            if not idle[j]:
+                return base + starts[j]
+        if period:  # the next period's first busy segment
+            first = int(np.argmin(idle))
+            return base + period + starts[first]
+        return math.inf
+
     # Without repetition the last rate holds forever; if it is 0, no arrival ever follows.
     end_s = float(times[-1]) if not period and rates[-1] == 0.0 else math.inf
-    return rate, float(rates.max()), end_s
+    return rate, float(rates.max()), end_s, skip
 
 
 def _point_pairs(points: list[Any]) -> list[tuple[float, float]]:
@@ -138,7 +174,7 @@ def diurnal_rate(spec: Mapping[str, Any]) -> tuple[RateFunction, float]:
     )
 
 
-def _on_off_random(rng: np.random.Generator, spec: Mapping[str, Any]):
+def _on_off_random(rng: np.random.Generator, spec: Mapping[str, Any], horizon_s: float):
     on_rate = float(spec["on_rate_per_s"])
     off_rate = float(spec.get("off_rate_per_s") or 0.0)
     on_mean, off_mean = float(spec["on_duration_s"]), float(spec["off_duration_s"])
@@ -147,7 +183,7 @@ def _on_off_random(rng: np.random.Generator, spec: Mapping[str, Any]):
     def next_chunk(count: int) -> np.ndarray:
         pieces: list[np.ndarray] = []
         total = 0
-        while total < count:
+        while total < count and state["clock"] < horizon_s:
             is_on = state["on"]
             length = rng.exponential(on_mean if is_on else off_mean)
             rate = on_rate if is_on else off_rate
@@ -158,13 +194,17 @@ def _on_off_random(rng: np.random.Generator, spec: Mapping[str, Any]):
                 total += arrivals
             state["clock"] += length
             state["on"] = not is_on
-        return np.concatenate(pieces)
+        return np.concatenate(pieces) if pieces else np.empty(0)
 
     return next_chunk
 
 
-def build_arrivals(spec: Mapping[str, Any], rng: np.random.Generator) -> ArrivalStream:
-    """An arrival stream for a dumped open-loop ``ArrivalConfig``."""
+def build_arrivals(
+    spec: Mapping[str, Any], rng: np.random.Generator, horizon_s: float = math.inf
+) -> ArrivalStream:
+    """An arrival stream for a dumped open-loop ``ArrivalConfig``; no arrival at or after
+    ``horizon_s`` (the workload's ``duration_s``) is produced, so a rate that stays low or
+    zero until late ends the stream at the horizon instead of searching on."""
     process = spec["process"]
     if process == "poisson":
         mean_gap = 1.0 / float(spec["rate_per_s"])
@@ -178,14 +218,14 @@ def build_arrivals(spec: Mapping[str, Any], rng: np.random.Generator) -> Arrival
         interval = spec.get("interval_s") or 1.0 / float(spec["rate_per_s"])
         return ArrivalStream(_renewal(rng, lambda n: np.full(n, float(interval))))
     if process == "time_varying":
-        rate, peak, end_s = piecewise_rate(spec)
-        return ArrivalStream(_thinned(rng, rate, peak, end_s))
+        rate, peak, end_s, skip = piecewise_rate(spec)
+        return ArrivalStream(_thinned(rng, rate, peak, min(end_s, horizon_s), skip))
     if process == "diurnal":
         rate, peak = diurnal_rate(spec)
-        return ArrivalStream(_thinned(rng, rate, peak, math.inf))
+        return ArrivalStream(_thinned(rng, rate, peak, horizon_s))
     if process == "on_off":
         if spec.get("random_durations"):
-            return ArrivalStream(_on_off_random(rng, spec))
+            return ArrivalStream(_on_off_random(rng, spec, horizon_s))
         on_s, off_s = float(spec["on_duration_s"]), float(spec["off_duration_s"])
         schedule = {
             "points": [
@@ -194,8 +234,8 @@ def build_arrivals(spec: Mapping[str, Any], rng: np.random.Generator) -> Arrival
             ],
             "period_s": on_s + off_s,
         }
-        rate, peak, end_s = piecewise_rate(schedule)
-        return ArrivalStream(_thinned(rng, rate, peak, end_s))
+        rate, peak, end_s, skip = piecewise_rate(schedule)
+        return ArrivalStream(_thinned(rng, rate, peak, min(end_s, horizon_s), skip))
     raise UserError(
         f"workload.arrival.process: {process!r} is not an open-loop process "
         "(poisson, gamma, constant, time_varying, diurnal, on_off)"

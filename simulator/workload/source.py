@@ -243,7 +243,7 @@ def build_source(spec: Mapping[str, Any], *, base_dir: Path | None = None) -> Re
     arrival = spec["arrival"]
     if arrival["process"] == "closed_loop":
         return ClosedLoopSource(arrival, shapes, profiles, limits, sessions, seed, base_dir)
-    arrivals = build_arrivals(arrival, named_rng(seed, "arrivals"))
+    arrivals = build_arrivals(arrival, named_rng(seed, "arrivals"), limits.end_s)
     return OpenLoopSource(arrivals, shapes, profiles, limits, sessions)
 
 
