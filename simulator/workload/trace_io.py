@@ -201,7 +201,6 @@ class TraceReader:
     def report(self) -> dict:
         """Rows read and skipped so far, with the first reasons (``FILE:LINE: ...``)."""
         return {
-            "file": str(self.path),
             "rows_read": self.data_rows,
             "rows_skipped": self.bad_rows,
             "skipped_reasons": list(self.bad_messages),
