@@ -158,9 +158,7 @@ def apply_profile_limits(scenario: Scenario) -> Scenario:
     if not limits:
         return scenario
     engine = eng.model_copy(update=limits)
-    updated = scenario.model_copy(update={"engine": engine})
-    updated._base_dir = scenario._base_dir
-    return updated
+    return scenario.model_copy(update={"engine": engine})
 
 
 def build_simulation(
@@ -232,12 +230,14 @@ def summarize_run(scenario: Scenario, records: RunRecords) -> Summary:
     """The scenario's summary of a finished run (its SLOs, per-class SLOs and GPU price)."""
     classes = scenario.workload.classes or []
     class_slos = {c.name: c.slo.model_dump(exclude_none=True) for c in classes if c.slo}
+    arrival = scenario.workload.arrival
     summary = summarize(
         records,
         slo=scenario.slo or None,
         gpu_hour_usd=scenario.cost.gpu_hour_usd,
         warmup_s=scenario.output.warmup_s,
         class_slos=class_slos or None,
+        offline=arrival is not None and arrival.process == "offline",
     )
     summary.step_time_error_band = validated_error_band()
     summary.trace = records.input_rows

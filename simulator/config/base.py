@@ -3,6 +3,8 @@ impossible values are rejected (see ``simulator.specs.strict``)."""
 
 from __future__ import annotations
 
+from typing import Any, Self
+
 from pydantic import ConfigDict
 
 from simulator.specs.strict import StrictModel as _InputModel
@@ -13,6 +15,12 @@ class StrictModel(_InputModel):
     assignments are validated too."""
 
     model_config = ConfigDict(validate_assignment=True)
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes``, validated again; fields given stay given, the others keep
+        their defaults."""
+        kept = {name: getattr(self, name) for name in self.model_fields_set}
+        return type(self).model_validate({**kept, **changes})
 
 
 #: Latency metrics an SLO may constrain, and the statistics it may name.

@@ -7,21 +7,22 @@ when the simulation is built.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
     PositiveFloat,
-    PrivateAttr,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from simulator.config.base import SLO_PERCENTILES, StrictModel
 from simulator.config.planning import PlanConfig, SearchConfig
-from simulator.config.workload import WorkloadConfig
 from simulator.specs.dtypes import canonical_dtype
+from simulator.workload.config import WorkloadConfig
 
 #: Upper bounds that keep a scenario's allocations sane: replicas of one group (each is a
 #: process with its own state), GPUs of one replica along each parallel axis, sequences
@@ -256,12 +257,40 @@ class Scenario(StrictModel):
     plan: PlanConfig | None = None
     #: Configurations ``servesim plan`` compares (ignored by ``simulate``).
     search: SearchConfig | None = None
-    #: Folder that relative paths in the scenario (traces, calibration files) resolve from.
-    _base_dir: Path | None = PrivateAttr(default=None)
+    #: Folder that relative paths in the scenario (traces, calibration files) resolve from:
+    #: the scenario file's folder, given by the loader; otherwise the working directory.
+    base_dir: SkipJsonSchema[Path] = Field(default_factory=Path.cwd, exclude=True, repr=False)
 
-    @property
-    def base_dir(self) -> Path:
-        return self._base_dir or Path.cwd()
+    # ------------------------------------------------------------- variants
+    def with_rate(self, rate_per_s: float) -> Scenario:
+        """The same scenario with arrivals at mean rate ``rate_per_s`` (requests/s)."""
+        return self.replace(workload=self.workload.with_rate(rate_per_s))
+
+    def with_replicas(self, replicas: int) -> Scenario:
+        """The same scenario with ``replicas`` identical replicas."""
+        return self.replace(hardware=self.hardware.replace(replicas=replicas))
+
+    def with_seed_offset(self, offset: int) -> Scenario:
+        """The same scenario with workload seed ``seed + offset`` (another replication)."""
+        if not offset:
+            return self
+        return self.replace(workload=self.workload.replace(seed=self.workload.seed + offset))
+
+    def with_num_requests(self, num_requests: int) -> Scenario:
+        """The same scenario with ``num_requests`` requests."""
+        return self.replace(workload=self.workload.replace(num_requests=num_requests))
+
+    def with_settings(self, settings: Mapping[str, Any]) -> Scenario:
+        """The same scenario with user-given ``dotted.key: value`` settings (as ``--set``):
+        each key and value is checked like the scenario file; errors name the key."""
+        from simulator.config.loader import scenario_from_dict, set_dotted
+
+        if not settings:
+            return self
+        data = self.model_dump(mode="json", exclude_unset=True)
+        for key, value in settings.items():
+            set_dotted(data, key, value)
+        return scenario_from_dict(data, base_dir=self.base_dir)
 
     @field_validator("slo")
     @classmethod
@@ -273,6 +302,16 @@ class Scenario(StrictModel):
                         f"{metric}.{key}: unknown percentile; allowed: {', '.join(SLO_PERCENTILES)}"
                     )
         return value
+
+    @model_validator(mode="after")
+    def _offline_takes_no_warmup(self) -> Scenario:
+        arrival = self.workload.arrival
+        if arrival is not None and arrival.process == "offline" and self.output.warmup_s:
+            raise ValueError(
+                f"output.warmup_s: {self.output.warmup_s} does not apply to offline arrivals "
+                "(their throughput is over the whole makespan); remove it"
+            )
+        return self
 
     @model_validator(mode="after")
     def _hardware_matches_model(self) -> Scenario:

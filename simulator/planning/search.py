@@ -42,7 +42,7 @@ from simulator.planning.bounds import (
 )
 from simulator.planning.config import PlanConfig, SearchConfig
 from simulator.planning.executors import TaskRunner
-from simulator.planning.outcome import scenario_data, variant
+from simulator.planning.outcome import scenario_data, scenario_from_data
 from simulator.planning.rate import max_sustainable_rate
 from simulator.planning.tco import HOURS_PER_MONTH, cheapest_cloud_offer
 
@@ -227,7 +227,7 @@ def _static_check(
     if multi and link != gpu.interconnect:
         cand.notes = f"tensor parallel over {link} (no GPU-to-GPU link)"
     try:
-        point = variant(scenario, settings)
+        point = scenario.with_settings(settings)
         mem = scenario_memory_plan(point)
         if not mem.fits:
             cand.reason = f"does not fit: {mem.explain()}"
@@ -242,7 +242,7 @@ def _static_check(
 def evaluate_candidate(payload: dict[str, Any]) -> dict[str, Any]:
     """Simulate one candidate (a task for any executor): its maximum rate per replica, and
     its cost and latency there. ``payload``: scenario data, base_dir, plan, latency metric."""
-    point = variant(payload["scenario"], base_dir=payload["base_dir"])
+    point = scenario_from_data(payload["scenario"], payload["base_dir"])
     plan = PlanConfig.model_validate(payload["plan"])
     found = max_sustainable_rate(point, plan, replications=payload["replications"])
     out = found.to_dict()

@@ -30,7 +30,7 @@ import pandas as pd
 from simulator.config.scenario import Scenario
 from simulator.errors import UserError
 from simulator.planning.executors import run_tasks
-from simulator.planning.outcome import scenario_data, set_dotted
+from simulator.planning.outcome import scenario_data, scenario_from_data
 from simulator.planning.sweep_cache import code_and_catalog_digest, scenario_hash
 from simulator.specs.files import parse_yaml
 
@@ -90,9 +90,8 @@ def flatten_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
 def run_point(payload: dict[str, Any]) -> dict[str, Any]:
     """Simulate one sweep point (a task for any executor); JSON-ready result."""
     from simulator.api import run
-    from simulator.planning.outcome import variant
 
-    point = variant(payload["scenario"], base_dir=payload["base_dir"])
+    point = scenario_from_data(payload["scenario"], payload["base_dir"])
     try:
         summary = run(point).summary
     except UserError as exc:
@@ -116,16 +115,10 @@ def _resolve_points(
 ) -> tuple[list[Scenario], list[dict[str, Any]]]:
     """Each grid point as a validated scenario and as a task payload; every invalid point
     reported at once, before anything runs."""
-    from simulator.planning.outcome import variant
-
-    base = scenario_data(scenario)
     resolved, payloads, problems = [], [], []
     for i, values in enumerate(points):
-        data = json.loads(json.dumps(base))
-        for key, value in values.items():
-            set_dotted(data, key, value)
         try:
-            point = variant(data, base_dir=scenario.base_dir)
+            point = scenario.with_settings(values)
         except UserError as exc:
             where = ", ".join(f"{k}={v}" for k, v in values.items())
             problems += [f"grid point {i} ({where}): {m}" for m in exc.messages]

@@ -146,7 +146,9 @@ def estimate_work(
     count = workload.get("num_requests")
     duration = workload.get("duration_s")
     arrival = workload["arrival"]
-    if arrival["process"] == "closed_loop":
+    if arrival["process"] == "offline":  # every request queued at t = 0
+        requests, span = float(count), 0.0
+    elif arrival["process"] == "closed_loop":
         requests, span = _closed_loop(arrival, count, duration, output)
     else:
         arrivals_by, time_for = _arrivals_until(arrival)
