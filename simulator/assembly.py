@@ -42,12 +42,18 @@ def _variant(scenario: Scenario, hardware: dict, engine: dict, where: str) -> Sc
         eng = EngineConfig.model_validate(eng_data)
     except ValidationError as exc:
         if exc.title == EngineConfig.__name__:
-            prefix = where if where.startswith("engine") else f"{where}.engine"
-            messages = validation_messages(exc, eng_data, prefix)
+            messages = validation_messages(exc, eng_data, _engine_path(where))
         else:
             messages = validation_messages(exc, hw_data, where)
         raise UserError(messages) from None
     return scenario.model_copy(update={"hardware": hw, "engine": eng})
+
+
+def _engine_path(where: str) -> str:
+    """Where a group's engine settings are written in the scenario."""
+    if where == "hardware":
+        return "engine"
+    return where if where.startswith("engine") else f"{where}.engine"
 
 
 def _policy_factory(name: str, options: dict, where: str) -> Callable[[], object]:
@@ -55,8 +61,8 @@ def _policy_factory(name: str, options: dict, where: str) -> Callable[[], object
         make_policy(name, **options)
     except UserError as exc:
         raise UserError(f"{where}: {exc}") from None
-    except ValueError as exc:
-        raise UserError(f"{where}.batching_options: {exc}") from None
+    except (ValueError, TypeError) as exc:  # a parameter of the wrong type or value
+        raise UserError(f"{where}.batching_options: {options!r}: {exc}") from None
     return lambda: make_policy(name, **options)
 
 
@@ -112,7 +118,7 @@ def _group(
         count=hw.replicas,
         cost_model=cost,
         config=config,
-        make_policy=_policy_factory(eng.batching, eng.batching_options, where),
+        make_policy=_policy_factory(eng.batching, eng.batching_options, _engine_path(where)),
         max_model_len=eng.max_model_len or model.max_position_embeddings,
         name=name,
         role=role,

@@ -229,7 +229,7 @@ class CostConfig(StrictModel):
 
 class OutputConfig(StrictModel):
     #: Spacing of the time-series samples per replica (simulated seconds).
-    timeseries_interval_s: PositiveFloat = 0.5
+    timeseries_interval_s: float = Field(0.5, ge=1e-3, le=1e9)
     #: Requests arriving before this time are left out of the summary (simulated seconds).
     warmup_s: Seconds = 0.0
 
