@@ -22,8 +22,6 @@ from simulator.specs.files import read_yaml
 
 #: Format tag written into calibration files; bumped when fields change meaning.
 CALIBRATION_FORMAT = "servesim-calibration/1"
-#: Largest latency or overhead parameter (seconds) a calibration may set.
-MAX_LATENCY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -203,8 +201,6 @@ class CostParams:
                 problems.append(f"{f.name}: {value!r} must be a number")
             elif not math.isfinite(value) or value < 0:
                 problems.append(f"{f.name}: {value!r} must be a finite number >= 0")
-            elif f.name.endswith("_s") and value > MAX_LATENCY_S:
-                problems.append(f"{f.name}: {value!r} s must be at most {MAX_LATENCY_S:g} s")
             elif (
                 f.name.endswith("efficiency") or f.name.endswith("efficiency_8bit")
             ) and not 0 < value <= 1.5:

@@ -25,7 +25,7 @@ from simulator.errors import UserError
 
 #: Largest YAML or JSON file read (bytes): scenarios, GPU, link, calibration files and
 #: model configs are a few kB; long sample lists belong in a ``file:`` of their own.
-MAX_CONFIG_BYTES = 2 * 1024 * 1024
+MAX_CONFIG_BYTES = 1024 * 1024
 #: Most values (scalars, lists and mappings) a YAML document may hold once its aliases
 #: are expanded.
 MAX_YAML_VALUES = 1_000_000
@@ -195,7 +195,8 @@ def parse_yaml(text: str, source: str) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        _check_expansion(node, source)
+        if "*" in text:  # an alias needs a "*": without one, nothing can expand
+            _check_expansion(node, source)
         return loader.construct_document(node)
     except _DuplicateKey as exc:
         mark = exc.mark
