@@ -126,13 +126,14 @@ def test_numbers_are_finite_exact_and_bounded():
         assert expected in str(caught.value), str(caught.value)
 
 
-def test_fleet_override_errors_name_the_field(capsys):
+def test_fleet_override_errors_name_the_field():
     data = _merge(BASE, {})
     del data["hardware"]
     data["fleet"] = [{"gpu": "h100-sxm", "engine": {"max_num_seqs": "abc"}}]
     with pytest.raises(UserError) as caught:
-        run(scenario_from_dict(data))
-    assert str(caught.value) == "fleet.0.engine.max_num_seqs: must be a whole number (got 'abc')"
+        scenario_from_dict(data)
+    message = "fleet.0.engine.max_num_seqs: must be a whole number (got 'abc')"
+    assert str(caught.value) == f"<scenario>: {message}"
 
 
 def test_files_that_are_not_regular_or_not_utf8_or_too_long(tmp_path, capsys):

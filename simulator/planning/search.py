@@ -166,7 +166,7 @@ def expand_axes(scenario: Scenario, search: SearchConfig) -> list[dict[str, Any]
         "tensor_parallel": search.tensor_parallel or [hw.tensor_parallel],
         "pipeline_parallel": search.pipeline_parallel,
         "expert_parallel": search.expert_parallel,
-        "batching": search.batching or [eng.batching],
+        "batching": search.batching or [eng.batching.policy],
         "weight_dtype": search.weight_dtype or [eng.weight_dtype],
         "kv_dtype": search.kv_dtype or [eng.kv_dtype],
         "max_num_seqs": search.max_num_seqs or [eng.max_num_seqs],
@@ -219,6 +219,8 @@ def _static_check(
         for axis, key in AXIS_KEYS.items()
         if key.split(".")[-1] in HardwareConfig.model_fields or not key.startswith("hardware.")
     }
+    if s["batching"] == scenario.engine.batching.policy:  # with the scenario's parameters
+        settings["engine.batching"] = scenario.engine.batching
     settings["hardware.replicas"] = 1
     settings["cost.gpu_hour_usd"] = cand.gpu_hour_usd
     link = gpu.interconnect if gpu.interconnect and gpu.interconnect != "none" else gpu.host_link

@@ -18,7 +18,7 @@ import types
 import typing
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 _ANY = "any"
@@ -101,3 +101,51 @@ class StrictModel(BaseModel):
                     {"field": name, "problem": problem, "value": value},
                 )
         return data
+
+
+# ----------------------------------------------------------------------------- messages
+def _data_path(loc: tuple, data: object) -> list[str]:
+    """The error location as keys of the user's data: union tags pydantic adds
+    (``poisson`` in ``arrival.poisson.rate_per_s``) are not keys and are dropped."""
+    parts: list[str] = []
+    node = data
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(node, dict):
+            if part in node:
+                node = node[part]
+            elif not last:
+                continue  # a tag of a tagged union, not a key
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        parts.append(str(part))
+    return parts
+
+
+def _format_error(err: dict, data: object, prefix: tuple[str, ...] = ()) -> str:
+    loc_parts = list(err["loc"])
+    value = err.get("input")
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "strict_scalar":  # raised for the model; its context names the field
+        loc_parts.append(err["ctx"]["field"])
+        value, msg = err["ctx"]["value"], err["ctx"]["problem"]
+    loc = ".".join([*prefix, *_data_path(tuple(loc_parts), data)])
+    if err["type"] == "extra_forbidden":
+        return f"{loc}: unknown key"
+    if err["type"] == "missing":
+        return f"{loc}: required key is missing"
+    shown = "" if isinstance(value, dict | list) or value is None else f" (got {_short(value)})"
+    return f"{loc}: {msg}{shown}" if loc else f"{msg}{shown}"
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:60] + f"… ({len(text):,} characters)"
+
+
+def validation_messages(exc: ValidationError, data: object, prefix: str = "") -> list[str]:
+    """One line per error of a pydantic ``ValidationError`` raised validating ``data``:
+    ``dotted.path: what is wrong (got value)``; ``prefix`` (``"engine"``) is put before
+    each path."""
+    parts = tuple(prefix.split(".")) if prefix else ()
+    return list(dict.fromkeys(_format_error(e, data, parts) for e in exc.errors()))

@@ -332,7 +332,7 @@ class ClosedLoopArrival(_Arrival):
     ramp_up_s: SecondsOrZero = 0.0
 
 
-class OfflineArrival(_Strict):
+class OfflineArrival(_Arrival):
     """Every request queued at t = 0, as offline benchmarks run (``trtllm-bench throughput``,
     vLLM ``benchmark_throughput``, MLPerf Offline); the run has ``num_requests`` requests and
     its throughput is output tokens over the makespan (first arrival to last completion)."""
