@@ -35,6 +35,19 @@ from pathlib import Path
 from simulator.errors import UserError
 from simulator.specs.files import input_file
 from simulator.workload.request import Request
+from simulator.workload.trace_lines import (
+    ID_LIMIT,
+    MAX_KEPT_MESSAGES,
+    MAX_LINE_BYTES,
+    MAX_ROW_TIME_S,
+    MAX_ROW_TOKENS,
+    csv_fields,
+    json_object,
+    open_binary,
+    parse_number,
+    physical_lines,
+    shown_value,
+)
 
 
 @dataclass(frozen=True)
@@ -104,72 +117,6 @@ def detect_layout(columns: Iterable[str], path: Path, requested: str | None) -> 
     )
 
 
-#: Longest line read from a trace (bytes); a longer line is one bad row, skipped unread.
-MAX_LINE_BYTES = 1 << 20
-#: Largest token count of a row and latest time (s, after rebasing) a row may have.
-MAX_ROW_TOKENS = 1_000_000_000
-MAX_ROW_TIME_S = 1e9
-#: Bad rows whose reasons are kept (the first ones, with their line numbers).
-MAX_KEPT_MESSAGES = 5
-_ID_LIMIT = 2**62
-
-
-def _physical_lines(handle) -> Iterator[tuple[int, bytes | None]]:
-    """``(line number, bytes without the line end)`` of every line of a binary stream;
-    ``None`` for a line longer than ``MAX_LINE_BYTES`` (its bytes are skipped)."""
-    number = 0
-    while True:
-        chunk = handle.readline(MAX_LINE_BYTES + 1)
-        if not chunk:
-            return
-        number += 1
-        if len(chunk) > MAX_LINE_BYTES and not chunk.endswith(b"\n"):
-            while chunk and not chunk.endswith(b"\n"):
-                chunk = handle.readline(MAX_LINE_BYTES + 1)
-            yield number, None
-            continue
-        yield number, chunk.rstrip(b"\r\n")
-
-
-def _csv_fields(text: str) -> list[str]:
-    """The fields of one CSV line; a quote left open is an error of this line alone
-    (the parser never reads on into the next lines)."""
-    if '"' not in text:
-        return text.split(",")
-    return next(csv.reader([text], strict=True))
-
-
-def _json_object(text: str) -> dict:
-    """One JSONL row as a dict (duplicate keys, NaN/Infinity and over-long numbers are
-    errors)."""
-
-    def pairs(items: list[tuple[str, object]]) -> dict:
-        out: dict = {}
-        for key, value in items:
-            if key in out:
-                raise ValueError(f"key {key!r} given twice")
-            out[key] = value
-        return out
-
-    def constant(name: str) -> object:
-        raise ValueError(f"{name} is not a JSON number")
-
-    record = json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
-    if not isinstance(record, dict):
-        raise ValueError("a JSONL row must be an object")
-    return record
-
-
-def _number(raw: object) -> float | None:
-    """``raw`` (text or JSON number) as a float; None when it is not a number."""
-    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-        return None
-    try:
-        return float(raw)
-    except (ValueError, OverflowError):
-        return None
-
-
 class TraceReader:
     """Iterates a trace's good rows lazily, one line at a time (a broken quote or a bad
     line never swallows the lines after it); bad rows raise ``TraceRowError`` or, with
@@ -218,15 +165,15 @@ class TraceReader:
             self.bad_messages.append(text)
 
     def _time(self, raw, line: int, column: str) -> float | None:
-        value = _number(raw)
+        value = parse_number(raw)
         if value is None:
             if not self.layout.recorded or not isinstance(raw, str):
-                self._fail(line, column, f"{_shown(raw)} is not a number")
+                self._fail(line, column, f"{shown_value(raw)} is not a number")
                 return None
             try:
                 stamp = datetime.fromisoformat(raw.strip())
             except ValueError:
-                self._fail(line, column, f"{_shown(raw)} is neither a number nor a date-time")
+                self._fail(line, column, f"{shown_value(raw)} is neither a number nor a date-time")
                 return None
             if stamp.tzinfo is None:
                 stamp = stamp.replace(tzinfo=UTC)
@@ -234,7 +181,7 @@ class TraceReader:
         else:
             value *= self._time_factor
             if not math.isfinite(value) or value < 0:
-                self._fail(line, column, f"{_shown(raw)} must be a finite number >= 0")
+                self._fail(line, column, f"{shown_value(raw)} must be a finite number >= 0")
                 return None
         if self.layout.recorded:
             if self._origin_s is None:
@@ -242,19 +189,23 @@ class TraceReader:
             value -= self._origin_s
         if value > MAX_ROW_TIME_S:
             self._fail(
-                line, column, f"{_shown(raw)} lies more than {MAX_ROW_TIME_S:g} s into the trace"
+                line,
+                column,
+                f"{shown_value(raw)} lies more than {MAX_ROW_TIME_S:g} s into the trace",
             )
             return None
         return value
 
     def _count(self, raw, line: int, column: str) -> int | None:
-        value = _number(raw)
+        value = parse_number(raw)
         if value is None:
-            self._fail(line, column, f"{_shown(raw)} is not a number")
+            self._fail(line, column, f"{shown_value(raw)} is not a number")
             return None
         if not 1 <= value <= MAX_ROW_TOKENS or value != int(value):
             self._fail(
-                line, column, f"{_shown(raw)} must be a whole number from 1 to {MAX_ROW_TOKENS:,}"
+                line,
+                column,
+                f"{shown_value(raw)} must be a whole number from 1 to {MAX_ROW_TOKENS:,}",
             )
             return None
         return int(value)
@@ -281,7 +232,7 @@ class TraceReader:
             self._fail(
                 line,
                 layout.time,
-                f"timestamp {_shown(values[0])} is earlier than the previous row's; rows must "
+                f"timestamp {shown_value(values[0])} is earlier than the previous row's; rows must "
                 "be in time order",
             )
             return None
@@ -299,13 +250,13 @@ class TraceReader:
             raw = record.get(column)
             if raw in (None, ""):
                 continue
-            value = _number(raw)
-            if value is None or value != int(value) or abs(value) > _ID_LIMIT:
-                self._fail(row.line, column, f"{_shown(raw)} is not a whole number")
+            value = parse_number(raw)
+            if value is None or value != int(value) or abs(value) > ID_LIMIT:
+                self._fail(row.line, column, f"{shown_value(raw)} is not a whole number")
                 return False
             value = int(value)
             if column != "priority" and value < (-1 if column == "session_id" else 0):
-                self._fail(row.line, column, f"{_shown(raw)} must not be negative")
+                self._fail(row.line, column, f"{shown_value(raw)} must not be negative")
                 return False
             setattr(row, column, value)
         if row.prefix_tokens > row.prompt_tokens:
@@ -320,7 +271,7 @@ class TraceReader:
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[TraceRow]:
         try:
-            with _open_binary(self.path) as handle:
+            with open_binary(self.path) as handle:
                 yield from self._rows(handle)
         except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as exc:
             raise TraceRowError(
@@ -332,7 +283,7 @@ class TraceReader:
     def _rows(self, handle) -> Iterator[TraceRow]:
         jsonl = _is_jsonl(self.path)
         header: list[str] | None = None
-        for number, raw in _physical_lines(handle):
+        for number, raw in physical_lines(handle):
             text = self._decode(number, raw, header is None and not jsonl)
             if text is None or not text.strip() or (not jsonl and text.lstrip()[:1] == "#"):
                 continue
@@ -369,7 +320,7 @@ class TraceReader:
 
     def _header(self, number: int, text: str) -> list[str]:
         try:
-            header = [h.strip() for h in _csv_fields(text)]
+            header = [h.strip() for h in csv_fields(text)]
         except csv.Error as exc:
             raise TraceRowError(f"{self.path}:{number}: header: not valid CSV ({exc})") from None
         self.layout = detect_layout(header, self.path, self._requested_layout)
@@ -379,7 +330,7 @@ class TraceReader:
         """The columns of one data line, or None after counting it as a bad row."""
         if header is None:  # JSONL
             try:
-                record = _json_object(text)
+                record = json_object(text)
             except json.JSONDecodeError as exc:
                 self._fail(number, None, f"not valid JSON ({exc.msg} at character {exc.pos + 1})")
                 return None
@@ -391,22 +342,13 @@ class TraceReader:
                 self.layout = detect_layout(record.keys(), self.path, self._requested_layout)
             return record
         try:
-            fields = _csv_fields(text)
+            fields = csv_fields(text)
         except csv.Error as exc:
             self._fail(number, None, f"not valid CSV ({exc}; a quote left open?)")
             return None
         if len(fields) < len(header):
             fields = fields + [""] * (len(header) - len(fields))
         return dict(zip(header, fields, strict=False))
-
-
-def _shown(raw: object) -> str:
-    text = repr(raw)
-    return text if len(text) <= 40 else f"{text[:30]}… ({len(text):,} characters)"
-
-
-def _open_binary(path: Path):
-    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
 
 
 def _open_for_writing(path: Path) -> io.TextIOBase:
