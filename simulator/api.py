@@ -47,7 +47,7 @@ def build_simulation(
     workload = scenario.workload
     return Simulation(
         compile_scenario(scenario),
-        build_source(workload.model_dump(), base_dir=scenario.base_dir),
+        build_source(workload, base_dir=scenario.base_dir),
         sample_interval_s=scenario.output.timeseries_interval_s,
         progress=progress,
         trace_steps=trace_steps,

@@ -30,8 +30,7 @@ FIELDS = (
 
 
 def replay(path, **options):
-    spec = WorkloadConfig(trace=str(path), **options).model_dump()
-    return list(iterate_requests(build_source(spec)))
+    return list(iterate_requests(build_source(WorkloadConfig(trace=str(path), **options))))
 
 
 def as_rows(requests):
@@ -47,7 +46,7 @@ def synthetic(**extra):
         "classes": [{"name": "chat", "weight": 2, "priority": 2}, {"name": "code", "weight": 1}],
         **extra,
     }
-    return WorkloadConfig(**spec).model_dump()
+    return WorkloadConfig(**spec)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".csv.gz"])
@@ -201,7 +200,7 @@ def test_trace_replay_is_lazy(tmp_path):
     with path.open("w") as handle:
         handle.write("arrival_s,prompt_tokens,output_tokens\n")
         handle.writelines(f"{k * 0.01!r},100,10\n" for k in range(20_000))
-    source = build_source(WorkloadConfig(trace=str(path)).model_dump())
+    source = build_source(WorkloadConfig(trace=str(path)))
     assert source.peek_time() == 0.0
     first = [source.pop() for _ in range(3)]
     assert [r.request_id for r in first] == [0, 1, 2]

@@ -10,19 +10,19 @@ import sys
 
 from simulator.errors import UserError, WorkerStopped
 
-#: Command modules under ``simulator.cli``; each defines ``register(subparsers)``.
-COMMAND_MODULES = (
-    "simulate",
-    "plan",
-    "report",
-    "sweep",
-    "fit",
-    "step",
-    "calibrate",
-    "trace",
-    "listing",
-    "show",
-)
+#: Each command and the module defining its ``register(subparsers)``.
+COMMANDS = {
+    "simulate": "simulator.cli.simulate",
+    "plan": "simulator.cli.plan",
+    "report": "simulator.cli.report",
+    "sweep": "simulator.cli.sweep",
+    "fit": "simulator.cli.fit",
+    "step": "simulator.cli.step",
+    "calibrate": "simulator.calibrate.command",
+    "trace": "simulator.cli.trace",
+    "list": "simulator.cli.listing",
+    "show": "simulator.cli.show",
+}
 
 EPILOG = """examples:
   servesim simulate workloads/quickstart.yaml
@@ -49,11 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for module_name in COMMANDS.values():
         try:
-            module = importlib.import_module(f"simulator.cli.{name}")
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name == f"simulator.cli.{name}":
+            if exc.name == module_name:
                 continue  # command not installed in this build
             raise
         module.register(subparsers)

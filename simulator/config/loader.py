@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,17 @@ def set_dotted(data: dict, key: str | list[str], value: Any) -> None:
             node[part] = child
         node = child
     node[parts[-1]] = value
+
+
+def with_settings(scenario: Scenario, settings: Mapping[str, Any]) -> Scenario:
+    """``scenario`` with user-given ``dotted.key: value`` settings (as ``--set`` gives them):
+    each key and value is checked like the scenario file, and errors name the key."""
+    if not settings:
+        return scenario
+    data = scenario.model_dump(mode="json", exclude_unset=True)
+    for key, value in settings.items():
+        set_dotted(data, key, value)
+    return scenario_from_dict(data, base_dir=scenario.base_dir)
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

@@ -10,7 +10,6 @@ scenario is compiled.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -113,18 +112,6 @@ class Scenario(StrictModel):
     def with_num_requests(self, num_requests: int) -> Scenario:
         """The same scenario with ``num_requests`` requests."""
         return self.replace(workload=self.workload.replace(num_requests=num_requests))
-
-    def with_settings(self, settings: Mapping[str, Any]) -> Scenario:
-        """The same scenario with user-given ``dotted.key: value`` settings (as ``--set``):
-        each key and value is checked like the scenario file; errors name the key."""
-        from simulator.config.loader import scenario_from_dict, set_dotted
-
-        if not settings:
-            return self
-        data = self.model_dump(mode="json", exclude_unset=True)
-        for key, value in settings.items():
-            set_dotted(data, key, value)
-        return scenario_from_dict(data, base_dir=self.base_dir)
 
     @field_validator("slo")
     @classmethod

@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from simulator.config.loader import with_settings
 from simulator.config.scenario import Scenario
 from simulator.errors import UserError
 from simulator.planning.executors import run_tasks
@@ -118,7 +119,7 @@ def _resolve_points(
     resolved, payloads, problems = [], [], []
     for i, values in enumerate(points):
         try:
-            point = scenario.with_settings(values)
+            point = with_settings(scenario, values)
         except UserError as exc:
             where = ", ".join(f"{k}={v}" for k, v in values.items())
             problems += [f"grid point {i} ({where}): {m}" for m in exc.messages]

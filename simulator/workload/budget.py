@@ -82,23 +82,20 @@ def _arrivals_until(arrival: Mapping[str, Any]) -> tuple[Any, Any]:
 def _piecewise_counts(arrival: Mapping[str, Any]) -> tuple[Any, Any]:
     if arrival["process"] == "on_off":
         on, off = float(arrival["on_duration_s"]), float(arrival["off_duration_s"])
-        spec = {
-            "points": [
-                [0.0, float(arrival["on_rate_per_s"])],
-                [on, float(arrival.get("off_rate_per_s") or 0)],
-            ],
-            "period_s": on + off,
-        }
+        off_rate = float(arrival.get("off_rate_per_s") or 0)
+        points = [(0.0, float(arrival["on_rate_per_s"])), (on, off_rate)]
+        period, linear = on + off, False
     else:
-        spec = arrival
-    rate, _, _, _ = piecewise_rate(spec)
-    times = sorted(float(p["time_s"] if isinstance(p, Mapping) else p[0]) for p in spec["points"])
-    period = spec.get("period_s")
+        points = [(float(p["time_s"]), float(p["rate_per_s"])) for p in arrival["points"]]
+        period = arrival.get("period_s")
+        linear = arrival.get("interpolation", "step") == "linear"
+    rate, _, _, _ = piecewise_rate(points, linear, period)
+    times = sorted(t for t, _ in points)
     edges = np.array([*times, period if period else times[-1]], dtype=np.float64)
     # Step or linear: the trapezoid over each segment is exact for both at the segment's
     # ends (a step's rate is its start's; sample just inside the end for it).
     inner = np.nextafter(edges[1:], edges[:-1])
-    ends = rate(inner) if arrival.get("interpolation", "step") == "step" else rate(edges[1:])
+    ends = rate(edges[1:]) if linear else rate(inner)
     area = (rate(edges[:-1]) + ends) / 2 * np.diff(edges)
     cumulative = np.concatenate([[0.0], np.cumsum(area)])
     per_period = float(cumulative[-1])

@@ -10,10 +10,13 @@ import itertools
 import math
 from typing import Annotated, ClassVar, Literal, Self
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from simulator.errors import UserError
 from simulator.specs.strict import StrictModel
+from simulator.workload import arrivals
+from simulator.workload.arrivals import ArrivalStream
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -226,6 +229,11 @@ class _Arrival(_Strict):
             raise UserError(rate_error(self.process))
         return self.replace(**{self.rate_key: float(rate_per_s)})
 
+    def stream(self, rng: np.random.Generator, horizon_s: float = math.inf) -> ArrivalStream:
+        """The arrival times of an open-loop process, drawn from ``rng``; none at or after
+        ``horizon_s`` (the workload's ``duration_s``) is searched for."""
+        raise UserError(f"workload.arrival.process: {self.process!r} is not an open-loop process")
+
 
 class PoissonArrival(_Arrival):
     """Exponential inter-arrival gaps."""
@@ -233,6 +241,9 @@ class PoissonArrival(_Arrival):
     rate_key: ClassVar[str | None] = "rate_per_s"
     process: Literal["poisson"]
     rate_per_s: Rate
+
+    def stream(self, rng: np.random.Generator, horizon_s: float = math.inf) -> ArrivalStream:
+        return arrivals.poisson(self.rate_per_s, rng)
 
 
 class GammaArrival(_Arrival):
@@ -242,6 +253,9 @@ class GammaArrival(_Arrival):
     process: Literal["gamma"]
     rate_per_s: Rate
     cv: Annotated[float, Field(ge=1e-3, le=1e3)]
+
+    def stream(self, rng: np.random.Generator, horizon_s: float = math.inf) -> ArrivalStream:
+        return arrivals.gamma(self.rate_per_s, self.cv, rng)
 
 
 class ConstantArrival(_Arrival):
@@ -264,6 +278,9 @@ class ConstantArrival(_Arrival):
     def with_rate(self, rate_per_s: float) -> ConstantArrival:
         kept = {k: getattr(self, k) for k in self.model_fields_set - {"interval_s"}}
         return ConstantArrival.model_validate({**kept, "rate_per_s": float(rate_per_s)})
+
+    def stream(self, rng: np.random.Generator, horizon_s: float = math.inf) -> ArrivalStream:
+        return arrivals.constant(self.interval_s or 1.0 / self.rate_per_s, rng)
 
 
 class RatePoint(_Strict):
@@ -296,6 +313,11 @@ class TimeVaryingArrival(_Arrival):
             )
         return self
 
+    def stream(self, rng: np.random.Generator, horizon_s: float = math.inf) -> ArrivalStream:
+        points = [(p.time_s, p.rate_per_s) for p in self.points]
+        linear = self.interpolation == "linear"
+        return arrivals.time_varying(points, linear, self.period_s, rng, horizon_s)
+
 
 class DiurnalArrival(_Arrival):
     """Sinusoidal daily curve: mean ``mean_rate_per_s``, peak / trough = ``peak_to_trough``,
@@ -307,6 +329,16 @@ class DiurnalArrival(_Arrival):
     peak_to_trough: Annotated[float, Field(ge=1, le=1e6)]
     period_s: Seconds = 86400.0
     peak_time_s: SecondsOrZero = 50400.0
+
+    def stream(self, rng: np.random.Generator, horizon_s: float = math.inf) -> ArrivalStream:
+        return arrivals.diurnal(
+            self.mean_rate_per_s,
+            self.peak_to_trough,
+            self.period_s,
+            self.peak_time_s,
+            rng,
+            horizon_s,
+        )
 
 
 class OnOffArrival(_Arrival):
@@ -320,6 +352,17 @@ class OnOffArrival(_Arrival):
     on_duration_s: Seconds
     off_duration_s: Seconds
     random_durations: bool = False
+
+    def stream(self, rng: np.random.Generator, horizon_s: float = math.inf) -> ArrivalStream:
+        return arrivals.on_off(
+            self.on_rate_per_s,
+            self.off_rate_per_s,
+            self.on_duration_s,
+            self.off_duration_s,
+            self.random_durations,
+            rng,
+            horizon_s,
+        )
 
 
 class ClosedLoopArrival(_Arrival):
@@ -338,6 +381,9 @@ class OfflineArrival(_Arrival):
     its throughput is output tokens over the makespan (first arrival to last completion)."""
 
     process: Literal["offline"]
+
+    def stream(self, rng: np.random.Generator, horizon_s: float = math.inf) -> ArrivalStream:
+        return arrivals.offline()
 
 
 ArrivalConfig = Annotated[
