@@ -12,6 +12,7 @@ import yaml
 from simulator.config.loader import load_scenario, scenario_from_dict
 from simulator.config.scenario import Scenario
 from simulator.costmodel import CostModel, CostParams, MemoryPlan, memory_plan
+from simulator.costmodel.moe import curve_for_calibration
 from simulator.costmodel.profiles import load_profile
 from simulator.engine.simulation import Simulation
 from simulator.errors import UserError
@@ -90,7 +91,10 @@ def build_cost_model(scenario: Scenario) -> CostModel:
         inter_node_link=hw.inter_node_link,
     )
     offload = _offload_plan(hw, gpu)
-    params, _ = resolve_calibration(scenario)
+    params, calibration = resolve_calibration(scenario)
+    # The reference calibration's grouped expert GEMMs and routing are PyTorch's; an engine
+    # profile's MoE kernels come from that engine's calibration.
+    moe_grouped_gemm = curve_for_calibration(calibration) if eng.profile is None else None
     cuda_graphs = eng.cuda_graphs
     if eng.profile is not None:
         profile = load_profile(eng.profile)
@@ -113,6 +117,7 @@ def build_cost_model(scenario: Scenario) -> CostModel:
             cuda_graphs=cuda_graphs,
             attention_dtype=eng.attention_dtype,
             lm_head_dtype=eng.lm_head_dtype,
+            moe_grouped_gemm=moe_grouped_gemm,
         )
     except UserError as exc:
         raise _in_scenario_sections(exc) from None

@@ -158,11 +158,13 @@ def measure(
     step_models: tuple[str, ...] | None = None,
     device_name: str | None = None,
     budget_s: float | None = None,
+    only: str | None = None,
     log: TextIO = sys.stdout,
 ) -> list[dict]:
     """Run every benchmark of ``size`` and write the rows to ``output``; returns the rows.
 
-    Under ``torchrun`` with several processes only the all-reduce is measured."""
+    ``only="moe"``: only the MoE benchmarks (grouped expert GEMMs, MoE steps). Under
+    ``torchrun`` with several processes only the all-reduce is measured."""
     try:
         import torch
     except ModuleNotFoundError:
@@ -170,6 +172,8 @@ def measure(
             "--measure needs PyTorch: pip install 'servesim[torch]' (a CUDA build for GPUs)"
         ) from None
     from simulator.calibrate import collective, kernels
+    from simulator.calibrate.moe_kernels import describe, detect_grouped_mm
+    from simulator.calibrate.moe_run import MOE_BUDGET_S, measure_moe
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -190,14 +194,16 @@ def measure(
         torch.cuda.set_device(device)
     the_plan = make_plan(size, tuple(step_models or DEFAULT_STEP_MODELS))
     if budget_s is None:
-        budget_s = {"full": 480.0, "quick": 100.0}.get(size, 60.0)
+        dense_s = 0.0 if only == "moe" else {"full": 480.0, "quick": 100.0}.get(size, 60.0)
+        budget_s = dense_s + MOE_BUDGET_S[size]
     dtype = torch.bfloat16
     torch.manual_seed(0)
     writer = Writer(output if rank == 0 else None, log)
     session = _Session(device, dtype, the_plan, writer, budget_s)
     session.quiet = rank != 0
     gqa = kernels.gqa_native(device, dtype)
-    writer.write([env_row(device, size, gqa, world)])
+    gmm = detect_grouped_mm(device, dtype) if world == 1 else None
+    writer.write([env_row(device, size, gqa, world) | (describe(gmm) if gmm else {})])
     try:
         if world > 1:
             import torch.distributed as dist
@@ -217,7 +223,9 @@ def measure(
             gemm_names = gemm_models or (
                 DEFAULT_GEMM_MODELS if size == "full" else QUICK_GEMM_MODELS
             )
-            _single_device(session, gqa, _models(gemm_names, size))
+            if only != "moe":
+                _single_device(session, gqa, _models(gemm_names, size))
+            measure_moe(session, gmm, gqa, ceilings=only == "moe")
     finally:
         writer.close()
     if rank == 0:

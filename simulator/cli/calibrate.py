@@ -73,6 +73,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", help="--measure: torch device (default cuda, else cpu)")
     p.add_argument(
+        "--only",
+        choices=("moe",),
+        help="--measure: only the MoE benchmarks (grouped expert GEMMs, MoE steps)",
+    )
+    p.add_argument(
         "--budget-s",
         type=float,
         help="--measure: stop starting new shapes after this many seconds "
@@ -122,8 +127,8 @@ def _names(text: str | None, option: str) -> tuple[str, ...] | None:
 def run(args: argparse.Namespace) -> int:
     if args.measure:
         return run_measure(args)
-    if args.quick or args.smoke or args.models or args.step_models or args.device:
-        raise UserError("--quick/--smoke/--models/--step-models/--device go with --measure")
+    if args.quick or args.smoke or args.models or args.step_models or args.device or args.only:
+        raise UserError("--quick/--smoke/--models/--step-models/--device/--only go with --measure")
     return run_fit(args)
 
 
@@ -152,6 +157,7 @@ def run_measure(args: argparse.Namespace) -> int:
         step_models=step_models,
         device_name=args.device,
         budget_s=args.budget_s,
+        only=args.only,
     )
     return 0
 
@@ -171,6 +177,8 @@ def run_fit(args: argparse.Namespace) -> int:
     rows = [r for _, rs in per_file for r in rs]
     timed_kinds = ("gemm", "allreduce", *STEP_KINDS, *ATTENTION_KINDS)
     timed = [r for r in rows if r["kind"] in timed_kinds]
+    if not timed and any(r["kind"] == "grouped_gemm" for r in rows):
+        return run_moe_fit(args, rows)
     if not timed:
         raise UserError(f"--from: no gemm, step or allreduce rows in {', '.join(args.sources)}")
 
@@ -242,6 +250,29 @@ def run_fit(args: argparse.Namespace) -> int:
                 for kind, s in table.items():
                     median, worst = s["median_abs_pct"], s["max_abs_pct"]
                     print(f"  {kind:<10}{s['n']:>5}{median:>9.1f}{worst:>9.1f}")
+    return 0
+
+
+def run_moe_fit(args: argparse.Namespace, rows: list[dict]) -> int:
+    """Fit the grouped expert GEMM curve of MoE measurements and write it as its own file."""
+    import yaml
+
+    from simulator.calibrate.moe_fit import curve_document
+    from simulator.costmodel.calibration import catalog_gpu_name
+    from simulator.costmodel.params import _plain
+    from simulator.specs.catalog import load_gpu
+
+    device = next((r.get("gpu", "") for r in rows if r["kind"] == "env"), "")
+    gpu_name = args.gpu or catalog_gpu_name(device)
+    if gpu_name is None:
+        raise UserError(f"--gpu: cannot tell the catalog GPU of env gpu {device!r}; pass --gpu")
+    gpu = load_gpu(gpu_name)
+    doc = curve_document(rows, [str(Path(s)) for s in args.sources], gpu, args.note or "")
+    Path(args.output).write_text(yaml.safe_dump(_plain(doc), sort_keys=False))
+    if not args.quiet:
+        print(f"fitted the grouped expert GEMM curve of {gpu.name}; wrote {args.output}")
+        for kind, s in doc["metadata"]["error_fitted_rows"].items():
+            print(f"  {kind:<20}{s['n']:>5}{s['median_abs_pct']:>9.1f}{s['max_abs_pct']:>9.1f}")
     return 0
 
 

@@ -148,6 +148,11 @@ def run(args: argparse.Namespace) -> int:
         field_names=("link", "inter-node-link"),
     )
     params, source = resolve_params(args.gpu, args.calibration)
+    from simulator.costmodel.moe import curve_for_calibration
+
+    moe_grouped_gemm = None if args.profile else curve_for_calibration(source)
+    if moe_grouped_gemm is not None and model.is_moe:
+        source += " + its grouped expert GEMM curve"
     cuda_graphs = not args.eager
     if args.profile:
         from simulator.costmodel.profiles import load_profile
@@ -169,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         kv_dtype=args.kv_dtype,
         activation_dtype=args.activation_dtype,
         cuda_graphs=cuda_graphs,
+        moe_grouped_gemm=moe_grouped_gemm,
     )
     cost = cost_model.price(shape)
     tokens_per_s = shape.tokens / cost.total_s if cost.total_s > 0 else 0.0
