@@ -71,23 +71,40 @@ def _curves(full: Sequence[Mapping[str, Any]], gpu: GpuSpec, latency_s: float) -
     return curves
 
 
-def _log_errors(curve: GroupedGemmCurve, rows: Sequence[Mapping[str, Any]], gpu) -> np.ndarray:
-    return np.array([np.log(predicted_ms(curve, r, gpu) / r["ms"]) for r in rows])
-
-
 def fit_latency(
     full: Sequence[Mapping[str, Any]], active: Sequence[Mapping[str, Any]], gpu: GpuSpec
 ) -> float:
-    """Fixed time of one grouped GEMM call (s) that best explains all grouped GEMM rows."""
+    """Fixed time of one grouped GEMM call (s) that best explains all grouped GEMM rows:
+    for each candidate, the curve of the ``full`` rows less that time, scored on the squared
+    log-errors of every row (the first minimum of the grid)."""
     if not active:
         return 0.0
-    shortest_s = min(r["ms"] for r in full) * 1e-3
+    rows = [*full, *active]
+    time_s = np.array([r["ms"] * 1e-3 for r in rows])
+    work = np.array([_flops(r) / _peak(r, gpu) for r in rows])  # seconds at full peak
+    x = np.log([r["rows"] / r["experts"] for r in rows])
+    keys = [(canonical_dtype(r.get("dtype", "bf16")), float(r["tokens_per_expert"])) for r in full]
+    points = sorted(set(keys))
+    group = np.array([points.index(k) for k in keys])
+    dtypes = sorted({d for d, _ in points})
+    dtype_of = [canonical_dtype(r.get("dtype", "bf16")) for r in rows]
+    n_full = len(full)
     best, best_cost = 0.0, np.inf
     for latency in LATENCY_GRID_S:
-        if latency >= 0.5 * shortest_s:
+        if latency >= 0.5 * time_s[:n_full].min():
             break
-        curve = GroupedGemmCurve(_curves(full, gpu, latency), "fit", None, float(latency))
-        cost = float(np.sum(_log_errors(curve, [*full, *active], gpu) ** 2))
+        log_eff = np.log(work[:n_full] / (time_s[:n_full] - latency))
+        counts = np.bincount(group, minlength=len(points))
+        mean = np.bincount(group, weights=log_eff, minlength=len(points)) / counts
+        curve_y = np.log(np.round(np.exp(mean), 6))
+        predicted = np.empty(len(rows))
+        for dtype in dtypes:
+            idx = [g for g, (d, _) in enumerate(points) if d == dtype]
+            xs = np.log([points[g][1] for g in idx])
+            mine = np.array([d == dtype for d in dtype_of])
+            eff = np.exp(np.interp(x[mine], xs, curve_y[idx]))
+            predicted[mine] = latency + work[mine] / eff
+        cost = float(np.sum(np.log(predicted / time_s) ** 2))
         if cost < best_cost:
             best, best_cost = float(latency), cost
     return best
