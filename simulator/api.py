@@ -9,164 +9,33 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from simulator.config.compile import compile_scenario, cost_model, replica_memory_plan
+from simulator.config.compile import resolve_calibration as hardware_calibration
 from simulator.config.loader import load_scenario, scenario_from_dict
 from simulator.config.scenario import Scenario
-from simulator.costmodel import CostModel, CostParams, MemoryPlan, memory_plan
-from simulator.costmodel.moe import curve_for_calibration
-from simulator.costmodel.profiles import load_profile
+from simulator.costmodel import CostModel, CostParams, MemoryPlan
 from simulator.engine.simulation import Simulation
-from simulator.errors import UserError
 from simulator.metrics import RunRecords, Summary, summarize
-from simulator.specs.catalog import load_gpu, load_link, load_model, specs_dir
+from simulator.specs.catalog import specs_dir
+from simulator.workload import build_source
 
 __all__ = ["Result", "build_simulation", "load_scenario", "run", "scenario_from_dict"]
 
 
 def resolve_calibration(scenario: Scenario) -> tuple[CostParams, str]:
     """Cost-model parameters for the scenario's GPU and where they came from."""
-    choice = scenario.hardware.calibration
-    if choice is not None and choice.lower() == "none":
-        return CostParams.defaults(), "datasheet defaults"
-    if choice is None:
-        shipped = specs_dir() / "calibration" / f"{scenario.hardware.gpu}.yaml"
-        if shipped.is_file():
-            return CostParams.from_file(shipped), str(shipped)
-        return CostParams.defaults(), "datasheet defaults"
-    path = Path(choice)
-    if not path.is_absolute():
-        path = scenario.base_dir / path
-    if not path.is_file():
-        raise UserError(f"hardware.calibration: file {choice!r} does not exist")
-    return CostParams.from_file(path), str(path)
-
-
-#: Cost-model fields that belong to the scenario's ``engine`` section (the rest: hardware).
-_ENGINE_FIELDS = ("kv_dtype", "weight_dtype", "attention_dtype", "lm_head_dtype")
-
-
-def _in_scenario_sections(exc: UserError) -> UserError:
-    """Cost-model messages name their field; give each its scenario section."""
-    return UserError(
-        [
-            m
-            if m.startswith(("hardware.", "engine."))
-            else f"engine.{m}"
-            if m.startswith(_ENGINE_FIELDS)
-            else f"hardware.{m}"
-            for m in exc.messages
-        ]
-    )
-
-
-def _offload_plan(hw, gpu):
-    """The layers a replica keeps in host memory (None without ``hardware.offload``)."""
-    from simulator.costmodel.offload import OffloadPlan
-
-    if hw.offload is None:
-        return None
-    has_link = gpu.host_link not in ("", "none")
-    return OffloadPlan(
-        gpu_layers=hw.offload.gpu_layers,
-        mode=hw.offload.mode,
-        host=load_gpu(hw.offload.host),
-        host_link=load_link(gpu.host_link) if has_link else None,
-    )
+    return hardware_calibration(scenario.hardware, scenario.base_dir)
 
 
 def build_cost_model(scenario: Scenario) -> CostModel:
-    """The step-time model of one replica of the scenario (TP × PP × EP GPUs, offload)."""
-    from simulator.specs.topology import build_placement
-
-    hw, eng = scenario.hardware, scenario.engine
-    gpu = load_gpu(hw.gpu)
-    model = load_model(scenario.model)
-    placement = build_placement(
-        gpu.name,
-        gpu.interconnect,
-        tensor_parallel=hw.tensor_parallel,
-        pipeline_parallel=hw.pipeline_parallel,
-        expert_parallel=hw.expert_parallel,
-        gpus_per_node=hw.gpus_per_node,
-        interconnect=hw.interconnect,
-        inter_node_link=hw.inter_node_link,
-    )
-    offload = _offload_plan(hw, gpu)
-    params, calibration = resolve_calibration(scenario)
-    # The reference calibration's grouped expert GEMMs and routing are PyTorch's; an engine
-    # profile's MoE kernels come from that engine's calibration.
-    moe_grouped_gemm = curve_for_calibration(calibration) if eng.profile is None else None
-    cuda_graphs = eng.cuda_graphs
-    if eng.profile is not None:
-        profile = load_profile(eng.profile)
-        params = profile.apply(params)
-        if "cuda_graphs" not in eng.model_fields_set:  # an explicit setting wins
-            cuda_graphs = profile.cuda_graphs
-    try:
-        return CostModel(
-            model,
-            gpu,
-            params=params,
-            tensor_parallel=hw.tensor_parallel,
-            pipeline_parallel=hw.pipeline_parallel,
-            expert_parallel=hw.expert_parallel,
-            placement=placement,
-            pipeline_microbatches=hw.pipeline_microbatches,
-            offload=offload,
-            weight_dtype=eng.weight_dtype,
-            kv_dtype=eng.kv_dtype,
-            cuda_graphs=cuda_graphs,
-            attention_dtype=eng.attention_dtype,
-            lm_head_dtype=eng.lm_head_dtype,
-            moe_grouped_gemm=moe_grouped_gemm,
-        )
-    except UserError as exc:
-        raise _in_scenario_sections(exc) from None
+    """The step-time model of one replica of the scenario (its ``hardware`` and ``engine``
+    sections: TP × PP × EP GPUs, offload)."""
+    return cost_model(scenario.model, scenario.hardware, scenario.engine, scenario.base_dir)
 
 
 def build_memory_plan(scenario: Scenario) -> MemoryPlan:
     """Memory of the most loaded GPU of a replica: weights, workspace and the KV cache left."""
-
-    hw, eng = scenario.hardware, scenario.engine
-    gpu = load_gpu(hw.gpu)
-    offload = _offload_plan(hw, gpu)
-    try:
-        return memory_plan(
-            load_model(scenario.model),
-            gpu,
-            tensor_parallel=hw.tensor_parallel,
-            pipeline_parallel=hw.pipeline_parallel,
-            expert_parallel=hw.expert_parallel,
-            weight_dtype=eng.weight_dtype,
-            kv_dtype=eng.kv_dtype,
-            gpu_memory_utilization=eng.gpu_memory_utilization,
-            max_num_batched_tokens=eng.max_num_batched_tokens,
-            offload=offload,
-            attention_dtype=eng.attention_dtype,
-            lm_head_dtype=eng.lm_head_dtype,
-        )
-    except UserError as exc:
-        raise _in_scenario_sections(exc) from None
-
-
-def apply_profile_limits(scenario: Scenario) -> Scenario:
-    """The scenario with its engine profile's default limits filled into the ``engine``
-    fields the user left unset (``max_num_seqs`` and the like)."""
-    eng = scenario.engine
-    if eng.profile is None:
-        return scenario
-    try:
-        profile = load_profile(eng.profile)
-    except UserError as exc:
-        raise UserError(f"engine.profile: {exc}") from None
-    limits = {
-        key: value for key, value in profile.limits.items() if key not in eng.model_fields_set
-    }
-    if not limits:
-        return scenario
-    engine = eng.model_copy(update=limits)
-    updated = scenario.model_copy(update={"engine": engine})
-    updated._base_dir = scenario._base_dir
-    return updated
+    return replica_memory_plan(scenario.model, scenario.hardware, scenario.engine)
 
 
 def build_simulation(
@@ -175,10 +44,16 @@ def build_simulation(
     trace_steps: bool = False,
 ) -> Simulation:
     """Turn a validated scenario into a ready-to-run simulation (checks the memory fit)."""
-    from simulator.assembly import assemble
-
-    scenario = apply_profile_limits(scenario)
-    return assemble(scenario, build_cost_model, build_memory_plan, progress, trace_steps)
+    workload = scenario.workload
+    return Simulation(
+        compile_scenario(scenario),
+        build_source(workload.model_dump(), base_dir=scenario.base_dir),
+        sample_interval_s=scenario.output.timeseries_interval_s,
+        progress=progress,
+        trace_steps=trace_steps,
+        # per-class inter-token gaps cost a little per step: only when there are classes
+        itl_per_class=bool((workload.classes and len(workload.classes) > 1) or workload.trace),
+    )
 
 
 @dataclass
@@ -238,12 +113,14 @@ def summarize_run(scenario: Scenario, records: RunRecords) -> Summary:
     """The scenario's summary of a finished run (its SLOs, per-class SLOs and GPU price)."""
     classes = scenario.workload.classes or []
     class_slos = {c.name: c.slo.model_dump(exclude_none=True) for c in classes if c.slo}
+    arrival = scenario.workload.arrival
     summary = summarize(
         records,
         slo=scenario.slo or None,
         gpu_hour_usd=scenario.cost.gpu_hour_usd,
         warmup_s=scenario.output.warmup_s,
         class_slos=class_slos or None,
+        offline=arrival is not None and arrival.process == "offline",
     )
     summary.step_time_error_band = validated_error_band()
     return summary
