@@ -42,8 +42,13 @@ MOE_FILES = {
 STEP_KINDS = ("moe_decode", "moe_prefill")
 SECTION = "M. MoE steps: reference calibration + grouped expert GEMM curve (kernels fitted)"
 SECTION_DENSE = "M0. The same MoE steps with expert GEMMs at dense-GEMM efficiency (no curve)"
+#: Metric suffix of the rows priced without the curve (kept apart in the summaries).
+DENSE = ", dense experts"
 #: Acceptance bounds of the MoE step checks: median |error| (%) per model shape.
 TARGETS_PCT = {"qwen3-30b-a3b": 20.0, "mixtral-8x7b": 10.0}
+#: The sections as own device measurements in the summary (keyed by their first two
+#: characters, as ``validation_steps.DEVICE_SECTIONS``).
+DEVICE_SECTIONS = {"M.": "MoE steps, grouped GEMM curve", "M0": "MoE steps, dense experts"}
 NOTES = {
     SECTION: "curve, call latency and routing fitted on the kernel rows of h100-sxm-moe.jsonl "
     "only (marked fit); every step and MoE block held out; -run2/-run3 are repeats",
@@ -121,12 +126,13 @@ def moe_section() -> list[Row]:
                 if r["kind"] not in (*STEP_KINDS, "moe_layer"):
                     continue
                 config = f"{gpu} {name} {r['model']} ({r['layers']} layers) {_label(r)}"
-                for section, c in ((SECTION, curve), (SECTION_DENSE, None)):
+                for section, c, suffix in ((SECTION, curve, ""), (SECTION_DENSE, None, DENSE)):
                     if r["kind"] == "moe_layer":
                         pred, metric = block_ms(r, gpu, params, c), "MoE block time"
                     else:
                         pred, metric = step_ms(r, gpu, params, c), "MoE step time"
-                    rows.append(Row(section, config, metric, "ms", r["ms"], pred, HELD_OUT))
+                    row = Row(section, config, metric + suffix, "ms", r["ms"], pred, HELD_OUT)
+                    rows.append(row)
     return rows
 
 
@@ -134,7 +140,7 @@ def errors(rows: list[Row], metric: str = "MoE step time") -> dict[tuple, list[f
     """|error| (%) of held-out rows of ``metric`` per (section, model, measurement file)."""
     out: dict[tuple, list[float]] = {}
     for r in rows:
-        if r.metric == metric:
+        if r.metric.removesuffix(DENSE) == metric:
             model = next(m for m in TARGETS_PCT if m in r.config)
             file = r.config.split()[1]
             out.setdefault((r.section, model, file), []).append(abs(r.error_pct))
