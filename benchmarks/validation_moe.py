@@ -35,9 +35,14 @@ from simulator.specs.catalog import load_gpu, load_model
 
 MEASUREMENTS = CALIBRATION / "measurements"
 #: Measurement files per GPU: the first was fitted (its kernel rows), the others are
-#: repeats held out whole (same lease two minutes later; a fresh lease).
+#: repeats held out whole (the same lease two minutes later; two fresh leases).
 MOE_FILES = {
-    "h100-sxm": ("h100-sxm-moe.jsonl", "h100-sxm-moe-run2.jsonl", "h100-sxm-moe-run3.jsonl"),
+    "h100-sxm": (
+        "h100-sxm-moe.jsonl",
+        "h100-sxm-moe-run2.jsonl",
+        "h100-sxm-moe-run3.jsonl",
+        "h100-sxm-moe-run4.jsonl",
+    ),
 }
 STEP_KINDS = ("moe_decode", "moe_prefill")
 SECTION = "M. MoE steps: reference calibration + grouped expert GEMM curve (kernels fitted)"
@@ -51,7 +56,7 @@ TARGETS_PCT = {"qwen3-30b-a3b": 20.0, "mixtral-8x7b": 10.0}
 DEVICE_SECTIONS = {"M.": "MoE steps, grouped GEMM curve", "M0": "MoE steps, dense experts"}
 NOTES = {
     SECTION: "curve, call latency and routing fitted on the kernel rows of h100-sxm-moe.jsonl "
-    "only (marked fit); every step and MoE block held out; -run2/-run3 are repeats",
+    "only (marked fit); every step and MoE block held out; -run2 to -run4 are repeats",
     SECTION_DENSE: "before the curve: the reference calibration alone",
 }
 
