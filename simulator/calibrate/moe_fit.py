@@ -28,10 +28,10 @@ from simulator.costmodel.moe import (
     EfficiencyCurve,
     GroupedGemmCurve,
     RoutingCost,
-    canonical_dtype,
     expert_gemm_s,
 )
 from simulator.errors import UserError
+from simulator.specs.dtypes import canonical_dtype
 from simulator.specs.gpu import GpuSpec
 
 GROUPED_GEMM_KIND = "grouped_gemm"

@@ -173,7 +173,6 @@ def measure(
         ) from None
     from simulator.calibrate import collective, kernels
     from simulator.calibrate.moe_kernels import describe, detect_grouped_mm
-    from simulator.calibrate.moe_run import MOE_BUDGET_S, measure_moe
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -194,8 +193,7 @@ def measure(
         torch.cuda.set_device(device)
     the_plan = make_plan(size, tuple(step_models or DEFAULT_STEP_MODELS))
     if budget_s is None:
-        dense_s = 0.0 if only == "moe" else {"full": 480.0, "quick": 100.0}.get(size, 60.0)
-        budget_s = dense_s + MOE_BUDGET_S[size]
+        budget_s = default_budget_s(size, only)
     dtype = torch.bfloat16
     torch.manual_seed(0)
     writer = Writer(output if rank == 0 else None, log)
@@ -220,12 +218,7 @@ def measure(
             session.section("allreduce", rows)
             dist.destroy_process_group()
         else:
-            gemm_names = gemm_models or (
-                DEFAULT_GEMM_MODELS if size == "full" else QUICK_GEMM_MODELS
-            )
-            if only != "moe":
-                _single_device(session, gqa, _models(gemm_names, size))
-            measure_moe(session, gmm, gqa, ceilings=only == "moe")
+            _one_gpu(session, gqa, gmm, gemm_models, only)
     finally:
         writer.close()
     if rank == 0:
@@ -234,6 +227,25 @@ def measure(
             text += "\nfailed sections (see log): " + ", ".join(session.failed)
         print(text, file=log, flush=True)
     return writer.rows
+
+
+def _one_gpu(s: _Session, gqa: bool, gmm, gemm_models, only: str | None) -> None:
+    """The dense benchmarks (unless ``only="moe"``), then the MoE ones."""
+    from simulator.calibrate.moe_run import measure_moe
+
+    size = s.plan.size
+    if only != "moe":
+        names = gemm_models or (DEFAULT_GEMM_MODELS if size == "full" else QUICK_GEMM_MODELS)
+        _single_device(s, gqa, _models(names, size))
+    measure_moe(s, gmm, gqa, ceilings=only == "moe")
+
+
+def default_budget_s(size: str, only: str | None) -> float:
+    """Seconds after which a run starts no new shape: the dense part, then the MoE part."""
+    from simulator.calibrate.moe_run import MOE_BUDGET_S
+
+    dense_s = 0.0 if only == "moe" else {"full": 480.0, "quick": 100.0}.get(size, 60.0)
+    return dense_s + MOE_BUDGET_S[size]
 
 
 def _single_device(s: _Session, gqa: bool, models: list[ModelSpec]) -> None:

@@ -81,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--budget-s",
         type=float,
         help="--measure: stop starting new shapes after this many seconds "
-        "(default 480 full, 100 quick)",
+        "(default 480 full, 100 quick, plus 420 and 120 for the MoE part)",
     )
     p.add_argument(
         "--holdout",
