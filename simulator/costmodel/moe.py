@@ -47,10 +47,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from simulator.errors import UserError
 from simulator.specs.dtypes import canonical_dtype
+from simulator.specs.files import read_yaml
 
 #: Top-level key of the section in a YAML file.
 SECTION = "moe_grouped_gemm"
@@ -153,12 +153,7 @@ def _parse_curve(body: Any, field: str) -> EfficiencyCurve:
 def load_curve(path: str | Path) -> GroupedGemmCurve | None:
     """The ``moe_grouped_gemm`` section of a YAML file, or None when it has none."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"MoE curve file {str(path)!r} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"MoE curve file {str(path)!r} is not valid YAML: {exc}") from None
+    data = read_yaml(path, "MoE curve file")
     if not isinstance(data, Mapping) or SECTION not in data:
         return None
     return GroupedGemmCurve.from_section(data[SECTION], where=str(path))
