@@ -29,9 +29,8 @@ import yaml
 
 import simulator.cli.main as cli
 
-for name in ("report", "listing", "show"):
-    if name not in cli.COMMAND_MODULES:
-        cli.COMMAND_MODULES = (*cli.COMMAND_MODULES, name)
+for name, module in (("report", "report"), ("list", "listing"), ("show", "show")):
+    cli.COMMANDS.setdefault(name, "simulator.cli." + module)
 argv = sys.argv[1:]
 if len(argv) > 1 and argv[0] in {SIMULATING!r} and Path(argv[1]).is_file():
     data = yaml.safe_load(Path(argv[1]).read_text()) or {{}}

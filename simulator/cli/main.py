@@ -5,23 +5,24 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 
-from simulator.errors import UserError
+from simulator.errors import UserError, WorkerStopped
 
-#: Command modules under ``simulator.cli``; each defines ``register(subparsers)``.
-COMMAND_MODULES = (
-    "simulate",
-    "plan",
-    "report",
-    "sweep",
-    "fit",
-    "step",
-    "calibrate",
-    "trace",
-    "listing",
-    "show",
-)
+#: Each command and the module defining its ``register(subparsers)``.
+COMMANDS = {
+    "simulate": "simulator.cli.simulate",
+    "plan": "simulator.cli.plan",
+    "report": "simulator.cli.report",
+    "sweep": "simulator.cli.sweep",
+    "fit": "simulator.cli.fit",
+    "step": "simulator.cli.step",
+    "calibrate": "simulator.calibrate.command",
+    "trace": "simulator.cli.trace",
+    "list": "simulator.cli.listing",
+    "show": "simulator.cli.show",
+}
 
 EPILOG = """examples:
   servesim simulate workloads/quickstart.yaml
@@ -48,15 +49,23 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for module_name in COMMANDS.values():
         try:
-            module = importlib.import_module(f"simulator.cli.{name}")
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name == f"simulator.cli.{name}":
+            if exc.name == module_name:
                 continue  # command not installed in this build
             raise
         module.register(subparsers)
     return parser
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind (closing files, stopping workers) and exit."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
@@ -75,9 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("servesim: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("servesim: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except WorkerStopped as exc:
+        print(f"servesim: stopped: {exc}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -126,15 +126,13 @@ def resolve_params(gpu_name: str, choice: str | None) -> tuple[CostParams, str]:
     return CostParams.from_file(choice), choice
 
 
-def run(args: argparse.Namespace) -> int:
-    from simulator.specs.catalog import load_gpu, load_model
-
-    shape = build_shape(args.decode, args.prefill)
-    model, gpu = load_model(args.model), load_gpu(args.gpu)
-    if args.tp < 1:
-        raise UserError(f"--tp: {args.tp} must be >= 1")
+def replica_cost_model(args: argparse.Namespace, model, gpu) -> tuple[CostModel, str, bool]:
+    """The cost model the options describe, where its parameters came from, and whether
+    steps replay as CUDA graphs."""
     from simulator.specs.topology import build_placement
 
+    if args.tp < 1:
+        raise UserError(f"--tp: {args.tp} must be >= 1")
     placement = build_placement(
         gpu.name,
         gpu.interconnect,
@@ -176,6 +174,15 @@ def run(args: argparse.Namespace) -> int:
         cuda_graphs=cuda_graphs,
         moe_grouped_gemm=moe_grouped_gemm,
     )
+    return cost_model, source, cuda_graphs
+
+
+def run(args: argparse.Namespace) -> int:
+    from simulator.specs.catalog import load_gpu, load_model
+
+    shape = build_shape(args.decode, args.prefill)
+    model, gpu = load_model(args.model), load_gpu(args.gpu)
+    cost_model, source, cuda_graphs = replica_cost_model(args, model, gpu)
     cost = cost_model.price(shape)
     tokens_per_s = shape.tokens / cost.total_s if cost.total_s > 0 else 0.0
     if args.json:

@@ -24,6 +24,7 @@ from simulator.engine.entities import ReplicaConfig
 from simulator.engine.speculative import OneLayerDraft, SpeculativeCostModel
 from simulator.errors import UserError
 from simulator.specs.catalog import load_gpu, load_link, load_model, specs_dir
+from simulator.specs.files import input_file
 
 #: Context (tokens) per sequence assumed when rating a group's decode capacity for routing.
 CAPACITY_CONTEXT_TOKENS = 1024
@@ -47,8 +48,7 @@ def resolve_calibration(hardware: HardwareConfig, base_dir: Path) -> tuple[CostP
     path = Path(choice)
     if not path.is_absolute():
         path = base_dir / path
-    if not path.is_file():
-        raise UserError(f"hardware.calibration: file {choice!r} does not exist")
+    input_file(path, "hardware.calibration: file")
     return CostParams.from_file(path), str(path)
 
 

@@ -60,12 +60,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import yaml
 
 from simulator.costmodel.costs import OpCost, bound_of, gemm_dtype
 from simulator.costmodel.layers import GemmOp, compute_dtype
 from simulator.errors import UserError
 from simulator.specs.dtypes import canonical_dtype
+from simulator.specs.files import read_yaml
 
 if TYPE_CHECKING:
     from simulator.costmodel.model import CostModel
@@ -215,12 +215,7 @@ def _parse_routing(body: Any, field: str) -> RoutingCost | None:
 def load_curve(path: str | Path) -> GroupedGemmCurve | None:
     """The ``moe_grouped_gemm`` section of a YAML file, or None when it has none."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"MoE curve file {str(path)!r} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"MoE curve file {str(path)!r} is not valid YAML: {exc}") from None
+    data = read_yaml(path, "MoE curve file")
     if not isinstance(data, Mapping) or SECTION not in data:
         return None
     return GroupedGemmCurve.from_section(data[SECTION], where=str(path))
