@@ -88,6 +88,7 @@ def test_docs_have_runnable_examples():
     assert "tutorial.md" in pages
 
 
+@pytest.mark.slow
 def test_pages_by_page_run_in_order(workdir):
     """Blocks of one page build on each other (a file written, then used): run each page's
     blocks in order in one folder."""
