@@ -84,6 +84,7 @@ class Simulation:
         #: Read-only views of the replicas that take arrivals, and of a decode pool's.
         self.entry: list[ReplicaStatus] = []
         self.decoders: list[ReplicaStatus] = []
+        self._entry_replicas: list[Replica] = []  # the same replicas as ``entry``
         self._links: dict[int, SharedLink] = {}
         entry_weights: list[float] = []
         decode_weights: list[float] = []
@@ -100,6 +101,7 @@ class Simulation:
                     decode_weights.append(group.capacity)
                 else:
                     self.entry.append(replica.status)
+                    self._entry_replicas.append(replica)
                     entry_weights.append(group.capacity)
                 if group.role == "prefill":
                     link = group.kv_link
@@ -157,12 +159,16 @@ class Simulation:
 
     def _route(self, request) -> None:
         ordinal = self.ledger.add(request)
-        self.gaps.classes_seen(len(self.ledger.class_names))
-        pool = self.autoscaler.serving if self.autoscaler is not None else self.entry
-        if not pool:  # every replica is still starting: queue on the first to come up
-            pool = [r for r in self.entry if self.autoscaler.state[r.replica_id] != "off"]
-            pool = pool or self.entry[:1]
-        replica = self.replicas[pool[self.router.choose(pool, request)].replica_id]
+        if self.gaps.by_class is not None:
+            self.gaps.classes_seen(len(self.ledger.class_names))
+        if self.autoscaler is None:
+            replica = self._entry_replicas[self.router.choose(self.entry, request)]
+        else:
+            pool = self.autoscaler.serving
+            if not pool:  # every replica is still starting: queue on the first to come up
+                pool = [r for r in self.entry if self.autoscaler.state[r.replica_id] != "off"]
+                pool = pool or self.entry[:1]
+            replica = self.replicas[pool[self.router.choose(pool, request)].replica_id]
         max_len, admit_blocks = self._limits[replica.replica_id]
         total = request.prompt_tokens + request.output_tokens
         block = replica.cfg.kv_block_size

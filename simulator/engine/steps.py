@@ -52,11 +52,8 @@ class Step:
     may_finish: bool = True
     #: Prompt tokens computed (the padding of a static batch's prompts left out).
     prefill_tokens: int = 0
-
-    @property
-    def count(self) -> int:
-        """Engine iterations this step stands for."""
-        return self.decode_steps or 1
+    #: Engine iterations this step stands for.
+    count: int = 1
 
 
 def prompt_chunks(prefilling: list[Prefilling], budget: int) -> list[tuple[Prefilling, int]]:
@@ -182,6 +179,7 @@ def decode_run(
         first_end_s=float(ends[0]),
         later_s=durations[1:] if steps > 1 else None,
         may_finish=steps == shortest,
+        count=steps,
     )
 
 
@@ -205,6 +203,7 @@ def static_decode(cost: StepPricer, batch: RunningBatch, live: np.ndarray, now_s
         later_s=durations[1:] if steps > 1 else None,
         live=live,
         finishing=live & (batch.remaining[:n] == steps),
+        count=steps,
     )
 
 
