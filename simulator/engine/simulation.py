@@ -306,6 +306,7 @@ class Simulation:
             swapped_bytes=sum(r.swap.moved_bytes for r in self.replicas),
             kv_transfer_bytes=sum(link.bytes_moved for link in self._links.values()),
             fleet=fleet,
+            input_rows=self.source.row_report() if hasattr(self.source, "row_report") else None,
         )
 
 
