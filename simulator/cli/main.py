@@ -41,7 +41,10 @@ servesim COMMAND --help shows each command's options and examples.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The command-line parser. Given the arguments, it registers only the command they
+    name (each command module is imported when its command runs, so that ``servesim list``
+    loads no simulation, plotting or statistics library); otherwise every command."""
     parser = argparse.ArgumentParser(
         prog="servesim",
         description="Simulate LLM serving: latency, throughput and cost of a deployment.",
@@ -49,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in COMMANDS.values():
+    named = _command_named(argv)
+    modules = [COMMANDS[named]] if named else list(COMMANDS.values())
+    for module_name in modules:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -58,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         module.register(subparsers)
     return parser
+
+
+def _command_named(argv: list[str] | None) -> str | None:
+    """The command that ``argv`` runs, when its first word is one (not an option)."""
+    if argv is None or not argv:
+        return None
+    first = argv[0]
+    return first if first in COMMANDS else None
 
 
 class Terminated(BaseException):
@@ -70,7 +83,9 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``servesim`` console script; returns the exit status."""
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
