@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from simulator.config.compile import compile_scenario, cost_model, replica_memory_plan
 from simulator.config.compile import resolve_calibration as hardware_calibration
@@ -18,6 +17,7 @@ from simulator.engine.gap_ema import GAP_EMA_SPAN
 from simulator.engine.simulation import Simulation
 from simulator.metrics import RunRecords, Summary, summarize
 from simulator.specs.catalog import specs_dir
+from simulator.specs.files import read_yaml
 from simulator.workload import build_source
 
 __all__ = ["Result", "build_simulation", "load_scenario", "run", "scenario_from_dict"]
@@ -138,6 +138,7 @@ def summarize_run(scenario: Scenario, records: RunRecords) -> Summary:
         window_s=_window_s(scenario, records),
     )
     summary.step_time_error_band = error_band_for(scenario)
+    summary.trace = records.input_rows
     return summary
 
 
@@ -181,5 +182,5 @@ def validated_error_band() -> dict | None:
     path = specs_dir() / "calibration" / "error_band.yaml"
     if not path.is_file():
         return None
-    data = yaml.safe_load(path.read_text())
+    data = read_yaml(path, "error band file")
     return {**data["step_time"], "source": data.get("source", str(path))}

@@ -15,6 +15,7 @@ from simulator.config.engine import EngineConfig
 from simulator.config.hardware import HardwareConfig
 from simulator.config.scenario import Scenario
 from simulator.costmodel import CostModel, CostParams, MemoryPlan, memory_plan
+from simulator.costmodel.moe import curve_for_calibration
 from simulator.costmodel.profiles import load_profile
 from simulator.costmodel.shape import StepShape
 from simulator.engine.autoscaler import AutoscalePolicy
@@ -23,6 +24,7 @@ from simulator.engine.entities import ReplicaConfig
 from simulator.engine.speculative import OneLayerDraft, SpeculativeCostModel
 from simulator.errors import UserError
 from simulator.specs.catalog import load_gpu, load_link, load_model, specs_dir
+from simulator.specs.files import input_file
 
 #: Context (tokens) per sequence assumed when rating a group's decode capacity for routing.
 CAPACITY_CONTEXT_TOKENS = 1024
@@ -46,8 +48,7 @@ def resolve_calibration(hardware: HardwareConfig, base_dir: Path) -> tuple[CostP
     path = Path(choice)
     if not path.is_absolute():
         path = base_dir / path
-    if not path.is_file():
-        raise UserError(f"hardware.calibration: file {choice!r} does not exist")
+    input_file(path, "hardware.calibration: file")
     return CostParams.from_file(path), str(path)
 
 
@@ -95,7 +96,10 @@ def cost_model(model: str, hw: HardwareConfig, eng: EngineConfig, base_dir: Path
         interconnect=hw.interconnect,
         inter_node_link=hw.inter_node_link,
     )
-    params, _ = resolve_calibration(hw, base_dir)
+    params, calibration = resolve_calibration(hw, base_dir)
+    # The reference calibration's grouped expert GEMMs and routing are PyTorch's; an engine
+    # profile's MoE kernels come from that engine's calibration.
+    moe_grouped_gemm = curve_for_calibration(calibration) if eng.profile is None else None
     if eng.profile is not None:
         params = load_profile(eng.profile).apply(params)
     try:
@@ -114,6 +118,7 @@ def cost_model(model: str, hw: HardwareConfig, eng: EngineConfig, base_dir: Path
             cuda_graphs=eng.cuda_graphs,
             attention_dtype=eng.attention_dtype,
             lm_head_dtype=eng.lm_head_dtype,
+            moe_grouped_gemm=moe_grouped_gemm,
         )
     except UserError as exc:
         raise _in_scenario_sections(exc) from None

@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from simulator.config.base import SLO_PERCENTILES, StrictModel
+from simulator.config.base import SLO_PERCENTILES, Seconds, StrictModel
 from simulator.config.deployment import (
     DisaggregatedConfig,
     GroupConfig,
@@ -53,14 +53,14 @@ __all__ = [
 
 class CostConfig(StrictModel):
     #: Price of one GPU-hour (USD) for cost per token; unset: cost is not reported.
-    gpu_hour_usd: float | None = Field(None, ge=0.0)
+    gpu_hour_usd: float | None = Field(None, ge=0.0, le=1e6)
 
 
 class OutputConfig(StrictModel):
     #: Spacing of the time-series samples per replica (simulated seconds).
-    timeseries_interval_s: PositiveFloat = 0.5
+    timeseries_interval_s: float = Field(0.5, ge=1e-3, le=1e9)
     #: Requests arriving before this time are left out of the summary (simulated seconds).
-    warmup_s: float = Field(0.0, ge=0.0)
+    warmup_s: Seconds = 0.0
 
 
 class Scenario(StrictModel):

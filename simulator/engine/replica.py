@@ -77,6 +77,7 @@ class Replica:
         self.cfg = config
         self.host = host
         self.ledger = host.ledger
+        self._gaps = host.gaps
         #: A prefill pool's replica hands each prefilled sequence over instead of decoding it.
         self.hands_off = group.role == "prefill"
         self.waiting: deque[Waiting] = deque()
@@ -98,7 +99,6 @@ class Replica:
         self.busy_s = 0.0
         self.steps = 0
         self.batch_seq_seconds = 0.0
-        self.last_batch_tokens = 0
         self.preemptions = 0
         self.prefill_tokens = 0  # prompt tokens computed (cache hits excluded, recomputes included)
         self.process = env.process(self._run())
@@ -185,7 +185,12 @@ class Replica:
             start = env.now
             yield env.timeout(step.delay_s)
             self._apply(step)
-            self._record(step, start)
+            # record
+            self.busy_s += step.busy_s
+            self.steps += step.count
+            self.batch_seq_seconds += step.seqs * step.busy_s
+            self.prefill_tokens += step.prefill_tokens
+            self.host.stepped(self, start, step)
 
     def _sleep(self, until_s: float):
         """Wait for an arrival (or until ``until_s``)."""
@@ -228,7 +233,7 @@ class Replica:
         chunks = prompt_chunks(self.prefilling, plan.prefill_budget)
         if not chunks and decodes == 0:
             return None
-        swap_s = self.swap.take_pending_s()
+        swap_s = self.swap.take_pending_s() if self.swap.enabled else 0.0
         return mixed_step(self.cost, chunks, self.batch, decodes, self.env.now, swap_s)
 
     def _decode_run(self, max_steps: int) -> Step | None:
@@ -242,7 +247,7 @@ class Replica:
         if steps == 0:
             self._preempt_last()
             return None
-        swap_s = self.swap.take_pending_s()
+        swap_s = self.swap.take_pending_s() if self.swap.enabled else 0.0
         return decode_run(self.cost, self.batch, steps, shortest, now, horizon, swap_s)
 
     def _static_step(self, plan: BatchPlan) -> Step | None:
@@ -309,10 +314,13 @@ class Replica:
         batch = self.batch
         finished = None
         if step.decode_steps:
-            self.host.gaps.decode(batch, step.first_end_s, step.later_s, step.live)
+            self._gaps.decode(batch, step.first_end_s, step.later_s, step.live)
             if step.live is None:
                 batch.advance(step.decode_steps, step.end_s)
-                self.kv.note_peak()
+                kv = self.kv
+                used = kv.used
+                if used > kv.peak:
+                    kv.peak = used
                 if step.may_finish:
                     finished = batch.take_finished()
             else:  # the rows' growth comes out of the static batch's reservation
@@ -351,7 +359,7 @@ class Replica:
                 )
                 continue
             if w.started:  # recomputed after preemption: one more gap, no new TTFT
-                self.host.gaps.one(ledger.klass[w.ordinal], end - w.last_token_s, w.ordinal)
+                self._gaps.one(ledger.klass[w.ordinal], end - w.last_token_s, w.ordinal)
             else:
                 ledger.first_token_s[w.ordinal] = end
             if self.hands_off:
@@ -388,14 +396,6 @@ class Replica:
         self.ledger.finish_s[ordinal] = now
         self.outstanding -= 1
         self.host.finished(ordinal, now)
-
-    def _record(self, step: Step, start_s: float) -> None:
-        self.busy_s += step.busy_s
-        self.steps += step.count
-        self.batch_seq_seconds += step.seqs * step.busy_s
-        self.last_batch_tokens = step.tokens
-        self.prefill_tokens += step.prefill_tokens
-        self.host.stepped(self, start_s, step)
 
     # ------------------------------------------------------------ preemption
     def _preempt_last(self) -> None:

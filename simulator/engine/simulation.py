@@ -85,26 +85,11 @@ class Simulation:
         #: Read-only views of the replicas that take arrivals, and of a decode pool's.
         self.entry: list[ReplicaStatus] = []
         self.decoders: list[ReplicaStatus] = []
-        self._links: dict[int, SharedLink] = {}
-        entry_weights: list[float] = []
-        decode_weights: list[float] = []
+        self._entry_replicas: list[Replica] = []  # the same replicas as ``entry``
+        self._links: dict[int, SharedLink] = {}  # a prefill replica's link to the decode pool
+        #: Longest sequence (tokens) and most KV blocks a request may need, per replica.
         self._limits: dict[int, tuple[int, int]] = {}
-        for group in deployment.groups:
-            for _ in range(group.count):
-                rid = len(self.replicas)
-                replica = Replica(self.env, rid, group, self)
-                self.replicas.append(replica)
-                self._limits[rid] = (group.max_model_len, replica.kv.admissible)
-                self._next_sample[rid] = 0.0
-                if group.role == "decode":
-                    self.decoders.append(replica.status)
-                    decode_weights.append(group.capacity)
-                else:
-                    self.entry.append(replica.status)
-                    entry_weights.append(group.capacity)
-                if group.role == "prefill":
-                    link = group.kv_link
-                    self._links[rid] = SharedLink(self.env, link.bytes_per_s, link.latency_s)
+        entry_weights, decode_weights = self._build_replicas(deployment)
         routing = deployment.routing
         self.router = make_router(routing.policy, entry_weights, routing.seed, **routing.options)
         self.decode_router = (
@@ -122,6 +107,30 @@ class Simulation:
             )
         self._feedback: simpy.Event | None = None
         self._sleep_until = math.inf
+
+    def _build_replicas(self, deployment: Deployment) -> tuple[list[float], list[float]]:
+        """Every replica of every group; returns the routing weights of the replicas taking
+        arrivals and of the decode pool's."""
+        entry_weights: list[float] = []
+        decode_weights: list[float] = []
+        for group in deployment.groups:
+            for _ in range(group.count):
+                rid = len(self.replicas)
+                replica = Replica(self.env, rid, group, self)
+                self.replicas.append(replica)
+                self._limits[rid] = (group.max_model_len, replica.kv.admissible)
+                self._next_sample[rid] = 0.0
+                if group.role == "decode":
+                    self.decoders.append(replica.status)
+                    decode_weights.append(group.capacity)
+                else:
+                    self.entry.append(replica.status)
+                    self._entry_replicas.append(replica)
+                    entry_weights.append(group.capacity)
+                if group.role == "prefill":
+                    link = group.kv_link
+                    self._links[rid] = SharedLink(self.env, link.bytes_per_s, link.latency_s)
+        return entry_weights, decode_weights
 
     # --------------------------------------------------------------- arrivals
     def next_arrival_s(self) -> float:
@@ -158,12 +167,16 @@ class Simulation:
 
     def _route(self, request) -> None:
         ordinal = self.ledger.add(request)
-        self.gaps.classes_seen(len(self.ledger.class_names))
-        pool = self.autoscaler.serving if self.autoscaler is not None else self.entry
-        if not pool:  # every replica is still starting: queue on the first to come up
-            pool = [r for r in self.entry if self.autoscaler.state[r.replica_id] != "off"]
-            pool = pool or self.entry[:1]
-        replica = self.replicas[pool[self.router.choose(pool, request)].replica_id]
+        if self.gaps.by_class is not None:
+            self.gaps.classes_seen(len(self.ledger.class_names))
+        if self.autoscaler is None:
+            replica = self._entry_replicas[self.router.choose(self.entry, request)]
+        else:
+            pool = self.autoscaler.serving
+            if not pool:  # every replica is still starting: queue on the first to come up
+                pool = [r for r in self.entry if self.autoscaler.state[r.replica_id] != "off"]
+                pool = pool or self.entry[:1]
+            replica = self.replicas[pool[self.router.choose(pool, request)].replica_id]
         max_len, admit_blocks = self._limits[replica.replica_id]
         total = request.prompt_tokens + request.output_tokens
         block = replica.cfg.kv_block_size
@@ -297,6 +310,7 @@ class Simulation:
             swapped_bytes=sum(r.swap.moved_bytes for r in self.replicas),
             kv_transfer_bytes=sum(link.bytes_moved for link in self._links.values()),
             fleet=fleet,
+            input_rows=self.source.row_report() if hasattr(self.source, "row_report") else None,
         )
 
 

@@ -52,11 +52,8 @@ class Step:
     may_finish: bool = True
     #: Prompt tokens computed (the padding of a static batch's prompts left out).
     prefill_tokens: int = 0
-
-    @property
-    def count(self) -> int:
-        """Engine iterations this step stands for."""
-        return self.decode_steps or 1
+    #: Engine iterations this step stands for.
+    count: int = 1
 
 
 def prompt_chunks(prefilling: list[Prefilling], budget: int) -> list[tuple[Prefilling, int]]:
@@ -105,14 +102,14 @@ def mixed_step(
     dt = cost.step_time_s(shape) + extra_s
     end = now_s + dt
     return Step(
-        dt,
-        end,
-        dt,
-        decodes + len(chunks),
-        tokens + decodes,
-        chunks,
-        1 if decodes else 0,
-        end,
+        delay_s=dt,
+        end_s=end,
+        busy_s=dt,
+        seqs=decodes + len(chunks),
+        tokens=tokens + decodes,
+        chunks=chunks,
+        decode_steps=1 if decodes else 0,
+        first_end_s=end,
         prefill_tokens=tokens,
     )
 
@@ -152,7 +149,17 @@ def decode_run(
         shape = StepShape(decode_seqs=n, decode_context_tokens=batch.context_sum, logits_rows=n)
         d = cost.step_time_s(shape) + extra_s
         end = now_s + d
-        return Step(end - now_s, end, d, n, n, [], 1, end, may_finish=shortest == 1)
+        return Step(
+            delay_s=end - now_s,
+            end_s=end,
+            busy_s=d,
+            seqs=n,
+            tokens=n,
+            chunks=[],
+            decode_steps=1,
+            first_end_s=end,
+            may_finish=shortest == 1,
+        )
     durations = cost.decode_run_s(n, batch.context_sum, steps)
     durations[0] += extra_s
     ends = np.cumsum(durations)
@@ -161,18 +168,18 @@ def decode_run(
         steps = int(np.searchsorted(ends, horizon_s, side="left")) + 1
         durations = durations[:steps]
     end = float(ends[steps - 1])
-    later = durations[1:] if steps > 1 else None
     return Step(
-        end - now_s,
-        end,
-        end - now_s,
-        n,
-        n,
-        [],
-        steps,
-        float(ends[0]),
-        later,
+        delay_s=end - now_s,
+        end_s=end,
+        busy_s=end - now_s,
+        seqs=n,
+        tokens=n,
+        chunks=[],
+        decode_steps=steps,
+        first_end_s=float(ends[0]),
+        later_s=durations[1:] if steps > 1 else None,
         may_finish=steps == shortest,
+        count=steps,
     )
 
 
@@ -184,10 +191,19 @@ def static_decode(cost: StepPricer, batch: RunningBatch, live: np.ndarray, now_s
     durations = cost.decode_run_s(n, batch.context_sum, steps)
     ends = now_s + np.cumsum(durations)
     end = float(ends[-1])
-    finishing = live & (batch.remaining[:n] == steps)
-    later = durations[1:] if steps > 1 else None
     return Step(
-        end - now_s, end, end - now_s, n, n, [], steps, float(ends[0]), later, live, finishing
+        delay_s=end - now_s,
+        end_s=end,
+        busy_s=end - now_s,
+        seqs=n,
+        tokens=n,
+        chunks=[],
+        decode_steps=steps,
+        first_end_s=float(ends[0]),
+        later_s=durations[1:] if steps > 1 else None,
+        live=live,
+        finishing=live & (batch.remaining[:n] == steps),
+        count=steps,
     )
 
 
@@ -196,5 +212,12 @@ def static_prefill(cost: StepPricer, chunks: list[tuple[Prefilling, int]], now_s
     longest = max(p.todo for p, _ in chunks)
     k = len(chunks)
     dt = cost.step_time_s(StepShape.build(prefills=[(longest, 0)] * k))
-    computed = sum(take for _, take in chunks)
-    return Step(dt, now_s + dt, dt, k, k * longest, chunks, prefill_tokens=computed)
+    return Step(
+        delay_s=dt,
+        end_s=now_s + dt,
+        busy_s=dt,
+        seqs=k,
+        tokens=k * longest,
+        chunks=chunks,
+        prefill_tokens=sum(take for _, take in chunks),
+    )

@@ -114,3 +114,6 @@ class RunRecords:
     kv_transfer_bytes: float = 0.0
     #: Autoscaling only: the fleet over time.
     fleet: FleetRecord | None = None
+    #: Rows of a replayed trace file read and skipped, with the first reasons
+    #: (``TraceSource.row_report``); None when the workload is not a trace.
+    input_rows: dict | None = None

@@ -137,6 +137,9 @@ class Summary:
     window_s: float | None = None
     windows: list[dict[str, Any]] = field(default_factory=list)
     peak_window: dict[str, Any] | None = None
+    #: Rows of the replayed trace: ``{"rows_read", "rows_skipped", "skipped_reasons" (the
+    #: first few, FILE:LINE: ...), "read_to_end"}``; None without a trace.
+    trace: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: plain floats/ints/strs, NaN and infinities as None."""

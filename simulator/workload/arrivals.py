@@ -70,16 +70,27 @@ def _renewal(rng: np.random.Generator, draw_gaps: Callable[[int], np.ndarray]):
 
 
 def _thinned(
-    rng: np.random.Generator, rate: RateFunction, peak_rate: float, end_s: float
+    rng: np.random.Generator,
+    rate: RateFunction,
+    peak_rate: float,
+    end_s: float,
+    skip: Callable[[float], float] | None = None,
 ) -> Callable[[int], np.ndarray]:
     """Non-homogeneous Poisson arrivals by thinning (Lewis & Shedler): candidates at the
-    peak rate are kept with probability rate(t) / peak_rate. No arrivals after ``end_s``."""
+    peak rate are kept with probability rate(t) / peak_rate. No arrivals after ``end_s``.
+    ``skip(t)``, when given, is the first time from ``t`` on where the rate may be
+    positive: stretches at rate 0 are jumped over (exact, as the process is memoryless)
+    instead of being filled with candidates that are all rejected."""
     clock = [0.0]
 
     def next_chunk(count: int) -> np.ndarray:
         kept: list[np.ndarray] = []
         total = 0
         while total == 0 and clock[0] < end_s:
+            if skip is not None:
+                clock[0] = skip(clock[0])
+                if clock[0] >= end_s:
+                    break
             candidates = clock[0] + np.cumsum(rng.exponential(1.0 / peak_rate, count))
             clock[0] = float(candidates[-1])
             accept = rng.random(count) * peak_rate < rate(candidates)
@@ -93,10 +104,11 @@ def _thinned(
 
 def piecewise_rate(
     points: Iterable[tuple[float, float]], linear: bool = False, period_s: float | None = None
-) -> tuple[RateFunction, float, float]:
-    """Rate function, peak rate and end time (inf unless the rate stays 0 forever) of a
-    schedule of ``(time_s, rate_per_s)`` points, held (step) or ramped (``linear``) between
-    them and repeated every ``period_s`` if given."""
+) -> tuple[RateFunction, float, float, Callable[[float], float]]:
+    """Rate function, peak rate, end time (inf unless the rate stays 0 forever) and
+    ``skip`` (the first time from t on where the rate may be positive) of a schedule of
+    ``(time_s, rate_per_s)`` points, held (step) or ramped (``linear``) between them and
+    repeated every ``period_s`` if given."""
     points = sorted((float(t), float(r)) for t, r in points)
     times = np.array([t for t, _ in points])
     rates = np.array([r for _, r in points])
@@ -115,7 +127,35 @@ def piecewise_rate(
 
     # Without repetition the last rate holds forever; if it is 0, no arrival ever follows.
     end_s = float(times[-1]) if not period and rates[-1] == 0.0 else math.inf
-    return rate, float(rates.max()), end_s
+    return rate, float(rates.max()), end_s, _zero_rate_skip(times, rates, linear, period)
+
+
+def _zero_rate_skip(
+    times: np.ndarray, rates: np.ndarray, linear: bool, period: float | None
+) -> Callable[[float], float]:
+    """For a schedule's points: the first time from t on where the rate may be positive.
+    Segment i runs from point i to point i + 1 (to the period's end, or forever, for the
+    last); it is idle when its rate is 0 throughout."""
+    following = np.append(rates[1:], rates[0] if period else rates[-1])
+    idle = (rates == 0.0) & ((following == 0.0) | (not linear))
+    starts = times.tolist()
+
+    def skip(t: float) -> float:
+        base = 0.0
+        if period:
+            base = math.floor(t / period) * period
+            t -= base
+        i = max(0, int(np.searchsorted(times, t, side="right")) - 1)
+        if not idle[i]:
+            return base + t
+        for j in range(i + 1, len(starts)):
+            if not idle[j]:
+                return base + starts[j]
+        if period:  # the next period's first busy segment
+            return base + period + starts[int(np.argmin(idle))]
+        return math.inf
+
+    return skip
 
 
 def diurnal_rate(
@@ -134,14 +174,19 @@ def diurnal_rate(
 
 
 def _on_off_random(
-    rng: np.random.Generator, on_rate: float, off_rate: float, on_mean: float, off_mean: float
+    rng: np.random.Generator,
+    on_rate: float,
+    off_rate: float,
+    on_mean: float,
+    off_mean: float,
+    horizon_s: float = math.inf,
 ):
     state = {"clock": 0.0, "on": True}
 
     def next_chunk(count: int) -> np.ndarray:
         pieces: list[np.ndarray] = []
         total = 0
-        while total < count:
+        while total < count and state["clock"] < horizon_s:
             is_on = state["on"]
             length = rng.exponential(on_mean if is_on else off_mean)
             rate = on_rate if is_on else off_rate
@@ -152,7 +197,7 @@ def _on_off_random(
                 total += arrivals
             state["clock"] += length
             state["on"] = not is_on
-        return np.concatenate(pieces)
+        return np.concatenate(pieces) if pieces else np.empty(0)
 
     return next_chunk
 
@@ -186,9 +231,10 @@ def time_varying(
     linear: bool,
     period_s: float | None,
     rng: np.random.Generator,
+    horizon_s: float = math.inf,
 ) -> ArrivalStream:
-    rate, peak, end_s = piecewise_rate(points, linear, period_s)
-    return ArrivalStream(_thinned(rng, rate, peak, end_s))
+    rate, peak, end_s, skip = piecewise_rate(points, linear, period_s)
+    return ArrivalStream(_thinned(rng, rate, peak, min(end_s, horizon_s), skip))
 
 
 def diurnal(
@@ -197,9 +243,10 @@ def diurnal(
     period_s: float,
     peak_time_s: float,
     rng: np.random.Generator,
+    horizon_s: float = math.inf,
 ) -> ArrivalStream:
     rate, peak = diurnal_rate(mean_rate_per_s, peak_to_trough, period_s, peak_time_s)
-    return ArrivalStream(_thinned(rng, rate, peak, math.inf))
+    return ArrivalStream(_thinned(rng, rate, peak, horizon_s))
 
 
 def on_off(
@@ -209,10 +256,12 @@ def on_off(
     off_duration_s: float,
     random_durations: bool,
     rng: np.random.Generator,
+    horizon_s: float = math.inf,
 ) -> ArrivalStream:
     on_rate, off_rate = float(on_rate_per_s), float(off_rate_per_s or 0.0)
     on_s, off_s = float(on_duration_s), float(off_duration_s)
     if random_durations:
-        return ArrivalStream(_on_off_random(rng, on_rate, off_rate, on_s, off_s))
-    rate, peak, end_s = piecewise_rate([(0.0, on_rate), (on_s, off_rate)], False, on_s + off_s)
-    return ArrivalStream(_thinned(rng, rate, peak, end_s))
+        return ArrivalStream(_on_off_random(rng, on_rate, off_rate, on_s, off_s, horizon_s))
+    schedule = [(0.0, on_rate), (on_s, off_rate)]
+    rate, peak, end_s, skip = piecewise_rate(schedule, False, on_s + off_s)
+    return ArrivalStream(_thinned(rng, rate, peak, min(end_s, horizon_s), skip))

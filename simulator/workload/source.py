@@ -248,7 +248,7 @@ def build_source(
     if workload.arrival.process == "closed_loop":
         arrival = spec["arrival"]
         return ClosedLoopSource(arrival, shapes, profiles, limits, sessions, seed, base_dir)
-    arrivals = workload.arrival.stream(named_rng(seed, "arrivals"))
+    arrivals = workload.arrival.stream(named_rng(seed, "arrivals"), limits.end_s)
     return OpenLoopSource(arrivals, shapes, profiles, limits, sessions)
 
 
