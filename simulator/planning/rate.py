@@ -291,6 +291,7 @@ def max_sustainable_rate(
     lo, hi = _bisect(passes, lo, hi, plan.rate_tolerance)
     if not evaluator.screening:
         _certify_a_miss_above(evaluator, replicas, hi)
+        _certify_a_meet_below(evaluator, replicas, lo)
     at_max = evaluator.point(lo, replicas)
     common["uncertain_rates_per_s"] = sorted(
         p.rate_per_s for p in evaluator.points if p.verdict.state == UNCERTAIN
@@ -319,6 +320,20 @@ def _certify_a_miss_above(evaluator: PointEvaluator, replicas: int, rate: float)
         if evaluator.point(rate, replicas).verdict.state == MISSES:
             return
         rate *= 2
+
+
+def _certify_a_meet_below(evaluator: PointEvaluator, replicas: int, rate: float) -> None:
+    """Make sure a rate at or below ``rate`` is certified to meet the SLO (the knee
+    bracket's lower end): when none is, halve it until a simulated rate meets it."""
+    for _ in range(MAX_BRACKET_STEPS):
+        if any(
+            p.replicas == replicas and p.rate_per_s <= rate and p.verdict.state == MEETS
+            for p in evaluator.points
+        ):
+            return
+        if evaluator.point(rate, replicas).verdict.state == MEETS:
+            return
+        rate /= 2
 
 
 def _first_count(target: float, least: int, per_replica_rate_per_s: float | None) -> int:
