@@ -37,11 +37,8 @@ from validation_llamacpp import (  # noqa: E402
 )
 from validation_rows import FIT, HELD_OUT, Missing, Row  # noqa: E402
 from validation_serving import (  # noqa: E402
-    FIT_ROWS,
-    FITTED_SERVING_ROWS,
     SATURATED,
     SERVING_NOTES,
-    fit_gemm_efficiency_scale,
     max_entropy_lengths,
     serving_cases,
     serving_section,
@@ -60,7 +57,6 @@ DEFAULT_SHARED = ROOT.parent / "shared"
 DEFAULT_OUTPUT = ROOT / "docs" / "validation.md"
 #: Names the tests reach through this module.
 __all__ = [
-    "FITTED_SERVING_ROWS",
     "Row",
     "main",
     "max_entropy_lengths",
@@ -255,14 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fit",
         action="store_true",
-        help="repeat the fits of the engine profiles (gemm_efficiency_scale on FIT_ROWS, the "
-        "llama.cpp GGUF parameters on our H100 llama-bench rows) and exit",
+        help="repeat the fits of the llama.cpp profile (GGUF kernel ceilings and format speeds "
+        "on our H100 llama-bench rows) and exit",
     )
     args = parser.parse_args(argv)
     if args.fit:
-        for profile in FIT_ROWS:
-            shipped = load_profile(profile).gemm_efficiency_scale
-            print(f"{profile}: fitted {fit_gemm_efficiency_scale(profile):.3f}, shipped {shipped}")
         llamacpp = load_profile("llama.cpp")
         for name, value in fit_gguf_parameters().items():
             print(f"llama.cpp: fitted {name} {value:.3g}, shipped {getattr(llamacpp, name)}")

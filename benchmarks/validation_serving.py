@@ -4,20 +4,15 @@ MLPerf v5.0 Open rows (vLLM, SGLang, NIM), each simulated through ``simulator.ap
 from __future__ import annotations
 
 import dataclasses
-import math
-import statistics
 from dataclasses import dataclass
 
 import numpy as np
 from validation_rows import (
-    FIT,
     HELD_OUT,
     Missing,
     Row,
-    params_for,
+    pricing_label,
 )
-
-from simulator.costmodel.profiles import load_profile
 
 
 # --- serving-level rows (simulator.api) ----------------------------------------------------------
@@ -92,19 +87,6 @@ MLPERF_INPUT = max_entropy_lengths(
     MLPERF_INPUT_MIN_TOKENS, MLPERF_INPUT_MAX_TOKENS, MLPERF_INPUT_MEAN_TOKENS
 )
 SATURATED = "simulated replica saturated at this rate (queue still growing)"
-#: Published serving rows each profile's one kernel-quality factor (``gemm_efficiency_scale``)
-#: is fitted on; every other serving row is held out. ``--fit`` repeats the fit, and
-#: ``simulator/costmodel/profiles.py`` holds its result.
-FIT_ROWS = {
-    "trtllm": ("v4.0 8x H100 TP2x4, batch 896, Offline", "v4.0 2x H100 TP2x1, Offline"),
-    "vllm": ("vLLM 0.7.3, Llama-2-70B FP8, Offline",),
-}
-#: Fitted row -> what was fitted on it (the `note` column says so).
-FITTED_SERVING_ROWS = {
-    config: f"{profile} gemm_efficiency_scale fitted on this row"
-    for profile, configs in FIT_ROWS.items()
-    for config in configs
-}
 
 
 def _mlperf(config, gpu, tp, replicas, batch, tok_s, qps=None, tpot=None, ttft=None):
@@ -246,7 +228,7 @@ def serving_section(cases: list[ServingCase]) -> tuple[list[Row], list[Missing]]
 
     rows, missing = [], []
     for case in cases:
-        _, where = params_for(case.gpu, load_profile(case.profile))
+        where = pricing_label(case.gpu, case.profile)
         try:
             result = run(scenario_from_dict(_scenario(case)))
         except UserError as exc:
@@ -265,7 +247,6 @@ def serving_section(cases: list[ServingCase]) -> tuple[list[Row], list[Missing]]
             alt = sustained_output_tok_s(run(scenario_from_dict(other)).requests)
             note += f"; with inputs uniform 1-1024: {alt * case.replicas:,.0f} tok/s"
         metric = "output tok/s (Offline)" if case.qps is None else "output tok/s (Server)"
-        fitted = FITTED_SERVING_ROWS.get(case.config)
         rows.append(
             Row(
                 case.section,
@@ -274,8 +255,8 @@ def serving_section(cases: list[ServingCase]) -> tuple[list[Row], list[Missing]]
                 "tok/s",
                 case.measured_tok_s,
                 tok_s,
-                FIT if fitted else HELD_OUT,
-                f"{note}; {fitted}" if fitted else note,
+                HELD_OUT,
+                note,
             )
         )
         for metric, measured, key in (
@@ -287,36 +268,6 @@ def serving_section(cases: list[ServingCase]) -> tuple[list[Row], list[Missing]]
                 row = Row(case.section, case.config, metric, "ms", measured, predicted, HELD_OUT)
                 rows.append(dataclasses.replace(row, note=note))
     return rows, missing
-
-
-def fit_gemm_efficiency_scale(profile: str) -> float:
-    """The ``gemm_efficiency_scale`` of ``profile`` at which its ``FIT_ROWS`` are predicted
-    with zero mean log error (bisection; every other profile field as shipped)."""
-    from simulator.api import run, scenario_from_dict
-    from simulator.costmodel import profiles
-
-    cases = [c for c in serving_cases() if c.config in FIT_ROWS[profile]]
-    shipped = profiles.PROFILES[profile]
-
-    def mean_log_error(scale: float) -> float:
-        profiles.PROFILES[profile] = dataclasses.replace(shipped, gemm_efficiency_scale=scale)
-        try:
-            return statistics.fmean(
-                math.log(
-                    sustained_output_tok_s(run(scenario_from_dict(_scenario(c))).requests)
-                    * c.replicas
-                    / c.measured_tok_s
-                )
-                for c in cases
-            )
-        finally:
-            profiles.PROFILES[profile] = shipped
-
-    low, high = 0.25, 2.0  # the profile's allowed range is (0, 2]
-    for _ in range(14):
-        mid = (low + high) / 2
-        low, high = (low, mid) if mean_log_error(mid) > 0 else (mid, high)
-    return (low + high) / 2
 
 
 # --- notes ------------------------------------------------------------------------------------

@@ -11,7 +11,15 @@ import yaml
 
 from simulator.config.loader import load_scenario, scenario_from_dict
 from simulator.config.scenario import Scenario
-from simulator.costmodel import CostModel, CostParams, MemoryPlan, memory_plan
+from simulator.costmodel import (
+    CostConfig,
+    CostModel,
+    CostParams,
+    MemoryPlan,
+    Parallelism,
+    Precision,
+    memory_plan,
+)
 from simulator.costmodel.profiles import load_profile
 from simulator.engine.simulation import Simulation
 from simulator.errors import UserError
@@ -22,21 +30,28 @@ __all__ = ["Result", "build_simulation", "load_scenario", "run", "scenario_from_
 
 
 def resolve_calibration(scenario: Scenario) -> tuple[CostParams, str]:
-    """Cost-model parameters for the scenario's GPU and where they came from."""
-    choice = scenario.hardware.calibration
-    if choice is not None and choice.lower() == "none":
-        return CostParams.defaults(), "datasheet defaults"
-    if choice is None:
-        shipped = specs_dir() / "calibration" / f"{scenario.hardware.gpu}.yaml"
-        if shipped.is_file():
-            return CostParams.from_file(shipped), str(shipped)
-        return CostParams.defaults(), "datasheet defaults"
-    path = Path(choice)
-    if not path.is_absolute():
-        path = scenario.base_dir / path
-    if not path.is_file():
-        raise UserError(f"hardware.calibration: file {choice!r} does not exist")
-    return CostParams.from_file(path), str(path)
+    """The PyTorch-reference parameters for the scenario's GPU and where they came from."""
+    from simulator.costmodel.pricing import base_parameters
+
+    return base_parameters(scenario.hardware.gpu, scenario.hardware.calibration, scenario.base_dir)
+
+
+def resolve_pricing(scenario: Scenario):
+    """What one replica of the scenario is priced with: parameters, the engine's kernel
+    tables (when a calibration ships for its GPU and version) and where each came from."""
+    from simulator.costmodel.pricing import resolve_pricing as resolve
+
+    hw, eng = scenario.hardware, scenario.engine
+    try:
+        return resolve(
+            hw.gpu,
+            calibration=hw.calibration,
+            profile=eng.profile,
+            version=getattr(eng, "version", None),
+            base_dir=scenario.base_dir,
+        )
+    except UserError as exc:
+        raise _in_scenario_sections(exc) from None
 
 
 #: Cost-model fields that belong to the scenario's ``engine`` section (the rest: hardware).
@@ -90,29 +105,32 @@ def build_cost_model(scenario: Scenario) -> CostModel:
         inter_node_link=hw.inter_node_link,
     )
     offload = _offload_plan(hw, gpu)
-    params, _ = resolve_calibration(scenario)
-    cuda_graphs = eng.cuda_graphs
-    if eng.profile is not None:
-        profile = load_profile(eng.profile)
-        params = profile.apply(params)
-        if "cuda_graphs" not in eng.model_fields_set:  # an explicit setting wins
-            cuda_graphs = profile.cuda_graphs
+    pricing = resolve_pricing(scenario)
+    params = pricing.params
+    if "cuda_graphs" in eng.model_fields_set or eng.profile is None:  # an explicit setting wins
+        params = params.replace(cuda_graphs=eng.cuda_graphs)
     try:
         return CostModel(
-            model,
-            gpu,
-            params=params,
-            tensor_parallel=hw.tensor_parallel,
-            pipeline_parallel=hw.pipeline_parallel,
-            expert_parallel=hw.expert_parallel,
-            placement=placement,
-            pipeline_microbatches=hw.pipeline_microbatches,
-            offload=offload,
-            weight_dtype=eng.weight_dtype,
-            kv_dtype=eng.kv_dtype,
-            cuda_graphs=cuda_graphs,
-            attention_dtype=eng.attention_dtype,
-            lm_head_dtype=eng.lm_head_dtype,
+            CostConfig(
+                model,
+                gpu,
+                params=params,
+                kernels=pricing.kernels,
+                parallel=Parallelism(
+                    tensor=hw.tensor_parallel,
+                    pipeline=hw.pipeline_parallel,
+                    expert=hw.expert_parallel,
+                    microbatches=hw.pipeline_microbatches,
+                    placement=placement,
+                ),
+                precision=Precision(
+                    weights=eng.weight_dtype,
+                    kv_cache=eng.kv_dtype,
+                    attention=eng.attention_dtype,
+                    lm_head=eng.lm_head_dtype,
+                ),
+                offload=offload,
+            )
         )
     except UserError as exc:
         raise _in_scenario_sections(exc) from None

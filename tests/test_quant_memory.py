@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.costmodel import CostModel, memory_plan
+from simulator.costmodel import CostConfig, CostModel, Precision, memory_plan
 from simulator.costmodel.quant import resolve_weight_formats, weight_bytes
 from simulator.errors import UserError
 from simulator.specs.catalog import load_gpu, load_model
@@ -87,23 +87,36 @@ def test_kv_cache_rejects_weight_only_formats():
     with pytest.raises(UserError, match="kv_dtype"):
         memory_plan(load_model("llama-3.1-8b"), load_gpu("h100-sxm"), kv_dtype="q4_k_m")
     with pytest.raises(UserError, match="kv_dtype"):
-        CostModel(load_model("llama-3.1-8b"), load_gpu("h100-sxm"), kv_dtype="int4")
+        CostModel(
+            CostConfig(
+                load_model("llama-3.1-8b"),
+                load_gpu("h100-sxm"),
+                precision=Precision(kv_cache="int4"),
+            )
+        )
+
+
+def _rate(cost_model, name):
+    """(seconds per FLOP at full efficiency, dequantisation factor) of the op ``name``."""
+    op = next(op for op in cost_model.plan.gemms if op.name == name)
+    rate = cost_model.gemms.rate(op)
+    return rate.s_per_flop, rate.dequant
 
 
 def test_compute_runs_at_the_matching_rate_or_pays_dequantisation():
     m = load_model("llama-3.1-8b")
-    b200 = CostModel(m, load_gpu("b200"), weight_dtype="fp4")
+    b200 = CostModel(CostConfig(m, load_gpu("b200"), precision=Precision(weights="fp4")))
     assert b200.gemm_dtype == "fp4"
-    assert b200._rates["down_proj"][1] == 1.0
-    h100 = CostModel(m, load_gpu("h100-sxm"), weight_dtype="fp4")
+    assert _rate(b200, "down_proj")[1] == 1.0
+    h100 = CostModel(CostConfig(m, load_gpu("h100-sxm"), precision=Precision(weights="fp4")))
     assert h100.gemm_dtype == "bf16"  # no fp4 tensor cores on Hopper: W4A16
-    assert h100._rates["down_proj"][1] == pytest.approx(1 + h100.params.dequant_overhead)
-    a100 = CostModel(m, load_gpu("a100-sxm-80gb"), weight_dtype="fp8")
-    assert a100.gemm_dtype == "bf16" and a100._rates["down_proj"][1] > 1.0
-    h100_fp8 = CostModel(m, load_gpu("h100-sxm"), weight_dtype="fp8")
-    assert h100_fp8.gemm_dtype == "fp8" and h100_fp8._rates["down_proj"][1] == 1.0
+    assert _rate(h100, "down_proj")[1] == pytest.approx(1 + h100.params.dequant_overhead)
+    a100 = CostModel(CostConfig(m, load_gpu("a100-sxm-80gb"), precision=Precision(weights="fp8")))
+    assert a100.gemm_dtype == "bf16" and _rate(a100, "down_proj")[1] > 1.0
+    h100_fp8 = CostModel(CostConfig(m, load_gpu("h100-sxm"), precision=Precision(weights="fp8")))
+    assert h100_fp8.gemm_dtype == "fp8" and _rate(h100_fp8, "down_proj")[1] == 1.0
     # Attention projections of an FP8 checkpoint run in bf16.
-    assert h100_fp8._rates["qkv_proj"][0] > h100_fp8._rates["down_proj"][0]
+    assert _rate(h100_fp8, "qkv_proj")[0] > _rate(h100_fp8, "down_proj")[0]
 
 
 def test_quantised_decode_reads_fewer_bytes_and_runs_faster():
@@ -112,6 +125,7 @@ def test_quantised_decode_reads_fewer_bytes_and_runs_faster():
     m, gpu = load_model("llama-3.1-8b"), load_gpu("rtx-4090")
     shape = StepShape.uniform(decode_count=1, decode_context=512)
     times = {
-        d: CostModel(m, gpu, weight_dtype=d).step_time_s(shape) for d in ("bf16", "q8_0", "q4_k_m")
+        d: CostModel(CostConfig(m, gpu, precision=Precision(weights=d))).step_time_s(shape)
+        for d in ("bf16", "q8_0", "q4_k_m")
     }
     assert times["q4_k_m"] < times["q8_0"] < times["bf16"]

@@ -39,6 +39,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from simulator.costmodel.comm import allreduce_s
+from simulator.costmodel.config import CostConfig
 from simulator.costmodel.model import CostModel
 from simulator.costmodel.params import CostParams
 from simulator.costmodel.shape import StepShape
@@ -253,7 +254,7 @@ def _cost_model(name: str, problem: _Problem, params: CostParams, cache: dict) -
     if name not in cache:
         if name not in problem.models:
             raise UserError(f"calibration rows name model {name!r}, which was not given")
-        cache[name] = CostModel(problem.models[name], problem.gpu, params=params)
+        cache[name] = CostModel(CostConfig(problem.models[name], problem.gpu, params=params))
     return cache[name]
 
 

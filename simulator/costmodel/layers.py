@@ -87,6 +87,8 @@ class LayerPlan:
     num_layers: int
     hidden_size: int
     heads_per_gpu: int
+    #: KV heads held per GPU (replicated when TP exceeds them; 1 for MLA's latent cache).
+    kv_heads_per_gpu: int
     qk_head_dim: int
     v_head_dim: int
     #: Per-head widths of decode attention; differ from prefill's for MLA, whose decode runs
@@ -173,6 +175,7 @@ def build_layer_plan(
         gemms.append(gemm("o_proj", o_k, h, layers, dtype=formats.attention))
         kv_per_token_layer = (model.kv_lora_rank + model.qk_rope_head_dim) * kvb
         rope_width = (heads + 1) * model.qk_rope_head_dim
+        kv_heads = 1
     else:
         qk_dim = v_dim = decode_qk = decode_v = model.head_dim
         kv_heads = max(1, math.ceil(model.num_kv_heads / tp))  # replicated when tp > kv heads
@@ -223,6 +226,7 @@ def build_layer_plan(
         num_layers=layers,
         hidden_size=h,
         heads_per_gpu=heads,
+        kv_heads_per_gpu=kv_heads,
         qk_head_dim=qk_dim,
         v_head_dim=v_dim,
         decode_qk_head_dim=decode_qk,
