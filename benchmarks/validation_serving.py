@@ -163,6 +163,9 @@ def _scenario(case: ServingCase) -> dict:
     """The scenario of one replica; the GPU's shipped calibration applies by default and
     ``engine.profile`` puts the engine's runtime fields, default limits and scheduler
     (``batching``) on top."""
+    memory = (
+        {"gpu_memory_utilization": case.gpu_memory_utilization} if case.profile == "vllm" else {}
+    )
     if case.qps is None:
         arrival = {"process": "closed_loop", "users": case.max_num_seqs}
     else:
@@ -175,13 +178,11 @@ def _scenario(case: ServingCase) -> dict:
             "profile": case.profile,
             "max_num_seqs": case.max_num_seqs,
             "max_num_batched_tokens": case.max_num_batched_tokens,
-            "gpu_memory_utilization": case.gpu_memory_utilization,
+            # FP8 checkpoints quantise every linear layer but the LM head (the default
+            # convention, costmodel/quant.py); each engine sizes its KV cache its own way.
             "weight_dtype": case.weight_dtype,
             "kv_dtype": case.kv_dtype,
-            # These runs' FP8 (W8A8) schemes quantize every linear layer but the LM head,
-            # attention projections included ("all Linear modules (except for the final
-            # lm_head)", vLLM FP8 documentation, docs.vllm.ai/en/v0.5.4/quantization/fp8).
-            "attention_dtype": "fp8" if case.weight_dtype == "fp8" else None,
+            **memory,
         },
         "workload": {
             "arrival": arrival,

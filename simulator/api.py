@@ -124,7 +124,7 @@ def build_cost_model(scenario: Scenario) -> CostModel:
                     placement=placement,
                 ),
                 precision=Precision(
-                    weights=eng.weight_dtype,
+                    weights=_weight_dtype(scenario, model),
                     kv_cache=eng.kv_dtype,
                     attention=eng.attention_dtype,
                     lm_head=eng.lm_head_dtype,
@@ -136,26 +136,66 @@ def build_cost_model(scenario: Scenario) -> CostModel:
         raise _in_scenario_sections(exc) from None
 
 
+def _weight_dtype(scenario: Scenario, model) -> str:
+    """The weight format the replica runs: the model's own quantised checkpoint unless the
+    scenario names another (``quant.checkpoint_dtype``)."""
+    from simulator.costmodel.quant import checkpoint_dtype
+
+    eng = scenario.engine
+    return checkpoint_dtype(model, eng.weight_dtype, "weight_dtype" in eng.model_fields_set)
+
+
+def memory_accounting(scenario: Scenario) -> dict:
+    """How the scenario's engine sizes its KV cache: accounting, knob, fraction, and the
+    tokens one sequence must fit for the engine to start (``memory_plan`` arguments). A
+    knob of another engine is an error naming the right one."""
+    from simulator.costmodel.profiles import MEMORY_KNOBS
+
+    hw, eng = scenario.hardware, scenario.engine
+    profile = load_profile(eng.profile) if eng.profile else None
+    accounting = profile.memory_accounting if profile else "gpu_fraction"
+    knob = MEMORY_KNOBS[accounting]
+    for other in set(MEMORY_KNOBS.values()) - {knob}:
+        if other in eng.model_fields_set and getattr(eng, other) is not None:
+            engine = profile.name if profile else "the PyTorch reference runtime"
+            raise UserError(
+                f"engine.{other}: {engine} sizes its KV cache with engine.{knob}; set that instead"
+            )
+    fraction = getattr(eng, knob)
+    if profile is not None and (fraction is None or knob not in eng.model_fields_set):
+        fraction = profile.default_memory_fraction(hw.tensor_parallel)
+    required = 0
+    if profile is not None and profile.requires_max_model_len_fit:
+        required = eng.max_model_len or load_model(scenario.model).max_position_embeddings
+    return {"accounting": accounting, "knob": knob, "fraction": fraction, "required": required}
+
+
 def build_memory_plan(scenario: Scenario) -> MemoryPlan:
-    """Memory of the most loaded GPU of a replica: weights, workspace and the KV cache left."""
+    """Memory of the most loaded GPU of a replica: weights, workspace and the KV cache left,
+    sized as the scenario's engine does."""
 
     hw, eng = scenario.hardware, scenario.engine
     gpu = load_gpu(hw.gpu)
+    model = load_model(scenario.model)
     offload = _offload_plan(hw, gpu)
+    budget = memory_accounting(scenario)
     try:
         return memory_plan(
-            load_model(scenario.model),
+            model,
             gpu,
             tensor_parallel=hw.tensor_parallel,
             pipeline_parallel=hw.pipeline_parallel,
             expert_parallel=hw.expert_parallel,
-            weight_dtype=eng.weight_dtype,
+            weight_dtype=_weight_dtype(scenario, model),
             kv_dtype=eng.kv_dtype,
-            gpu_memory_utilization=eng.gpu_memory_utilization,
+            gpu_memory_utilization=budget["fraction"],
             max_num_batched_tokens=eng.max_num_batched_tokens,
             offload=offload,
             attention_dtype=eng.attention_dtype,
             lm_head_dtype=eng.lm_head_dtype,
+            accounting=budget["accounting"],
+            knob=budget["knob"],
+            required_tokens=budget["required"],
         )
     except UserError as exc:
         raise _in_scenario_sections(exc) from None
@@ -259,7 +299,17 @@ def summarize_run(scenario: Scenario, records: RunRecords) -> Summary:
         class_slos=class_slos or None,
     )
     summary.step_time_error_band = validated_error_band()
+    summary.pricing = pricing_description(scenario)
     return summary
+
+
+def pricing_description(scenario: Scenario) -> dict | None:
+    """The summary's ``pricing`` entry: engine, version and the kernels that priced each
+    replica group (the scenario's own hardware; fleets and pools name their first)."""
+    try:
+        return resolve_pricing(apply_profile_limits(scenario)).describe()
+    except UserError:
+        return None
 
 
 def validated_error_band() -> dict | None:

@@ -123,7 +123,8 @@ def test_engine_profile_sets_runtime_and_default_limits():
         chosen = apply_profile_limits(make_scenario(engine={"profile": "vllm"}))
         # the base scenario sets max_num_seqs itself, so the user's value stays
         assert chosen.engine.max_num_seqs == 64
-    # the scheduler is the engine's too: TensorRT-LLM mixes prompts into decode steps
+    # the scheduler is the engine's too: TensorRT-LLM and vLLM's V1 engine mix prompts into
+    # decode steps, SGLang prefills apart
     from simulator.config.loader import scenario_from_dict
     from tests.conftest import BASE
 
@@ -132,7 +133,8 @@ def test_engine_profile_sets_runtime_and_default_limits():
         return apply_profile_limits(scenario_from_dict(data)).engine.batching
 
     assert batching_of({"profile": "trtllm"}) == "chunked"
-    assert batching_of({"profile": "vllm"}) == "continuous"
+    assert batching_of({"profile": "vllm"}) == "chunked"
+    assert batching_of({"profile": "sglang"}) == "continuous"
     assert batching_of({"profile": "trtllm", "batching": "static"}) == "static"
     with pytest.raises(UserError, match=r"engine\.profile: unknown engine profile 'vlm'"):
         apply_profile_limits(make_scenario(engine={"profile": "vlm"}))

@@ -136,15 +136,26 @@ class EngineConfig(StrictModel):
 
     batching: str = "continuous"
     #: Serving runtime (vllm, sglang, trtllm, llama.cpp, hf-transformers, ideal): step
-    #: overhead, CUDA graphs, kernel quality, default limits and scheduler (batching);
-    #: unset: the GPU's calibration as measured (PyTorch kernels replayed as CUDA graphs).
+    #: overhead, CUDA graphs, memory accounting, default limits and scheduler (batching),
+    #: and the engine's measured kernels where a calibration ships for the GPU; unset: the
+    #: GPU's calibration as measured (PyTorch kernels replayed as CUDA graphs).
     profile: str | None = None
+    #: Engine version whose kernel calibration prices the run (default: the newest shipped
+    #: for the GPU).
+    version: str | None = None
     #: Parameters of the batching policy, e.g. {chunk_size: 512} for chunked.
     batching_options: dict[str, Any] = Field(default_factory=dict)
     max_num_seqs: PositiveInt = 256
     max_num_batched_tokens: PositiveInt = 8192
     kv_block_size: PositiveInt = 16
+    #: vLLM: fraction of the whole GPU for weights, activations and the KV cache.
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
+    #: TensorRT-LLM (profile trtllm): fraction of the memory left after weights and
+    #: activations that the KV cache takes; default 0.9.
+    kv_cache_free_gpu_mem_fraction: float | None = Field(None, gt=0.0, le=1.0)
+    #: SGLang (profile sglang): fraction of the GPU for weights and the KV pool; default by
+    #: tensor-parallel size (0.88 at TP1 ... 0.79 at TP16).
+    mem_fraction_static: float | None = Field(None, gt=0.0, le=1.0)
     #: Fraction of KV blocks kept free at admission so running sequences can grow.
     kv_watermark: float = Field(0.01, ge=0.0, lt=1.0)
     weight_dtype: str = "bf16"

@@ -91,6 +91,9 @@ class Summary:
     #: The cost model's validated step-time error (held-out rows of the validation suite):
     #: ``{"median_pct", "worst_pct", "rows", "source"}``; a margin for planning.
     step_time_error_band: dict[str, Any] | None = None
+    #: What the step times were priced with: ``{"engine", "engine_version", "kernels",
+    #: "parameters"}`` (kernels: the engine calibration used, or the fallback and why).
+    pricing: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: plain floats/ints/strs, NaN and infinities as None."""
