@@ -55,9 +55,9 @@ def chunked_vs_continuous() -> None:
     print(HEADER)
     print(row("continuous", simulate().summary))
     for chunk in (256, 512, 2048):
-        s = simulate(engine={"batching": "chunked", "batching_options": {"chunk_size": chunk}})
+        s = simulate(engine={"batching": {"policy": "chunked", "chunk_size": chunk}})
         print(row(f"chunked, {chunk}-token budget", s.summary))
-    s = simulate(engine={"batching": "decode_priority", "batching_options": {"chunk_size": 512}})
+    s = simulate(engine={"batching": {"policy": "decode_priority", "chunk_size": 512}})
     print(row("decode_priority, 512-token chunks", s.summary))
 
 
@@ -86,8 +86,8 @@ def static_vs_continuous() -> None:
     )
     for label, engine in (
         ("continuous", {}),
-        ("static, batch 32", {"batching": "static", "batching_options": {"batch_size": 32}}),
-        ("static, batch 8", {"batching": "static", "batching_options": {"batch_size": 8}}),
+        ("static, batch 32", {"batching": {"policy": "static", "batch_size": 32}}),
+        ("static, batch 8", {"batching": {"policy": "static", "batch_size": 8}}),
     ):
         rate, s = max_rate(slo, engine, workload)
         got = f"{s['throughput_rps']:.2f} req/s served" if s else "none"
@@ -136,9 +136,8 @@ def disaggregated() -> None:
         wl = {**workload, "arrival": {"process": "poisson", "rate_per_s": rate}}
         colo = simulate(hardware={"gpu": "h100-sxm", "replicas": 2}, workload=wl).summary
         dis = simulate(
-            engine={
-                "batching": "disaggregated",
-                "prefill": {"gpu": "h100-sxm", "batching": "chunked"},
+            disaggregated={
+                "prefill": {"gpu": "h100-sxm", "engine": {"batching": "chunked"}},
                 "decode": {"gpu": "h100-sxm"},
                 "kv_link": "infiniband-ndr",
             },

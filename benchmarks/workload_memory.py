@@ -18,8 +18,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from simulator.config.workload import WorkloadConfig
 from simulator.workload import build_source, iterate_requests
+from simulator.workload.config import WorkloadConfig
 from simulator.workload.trace_io import write_trace
 
 WORKLOADS = {

@@ -57,8 +57,10 @@ FIELD_NOTES = {
     "default: the GPU's own.",
     "calibration": "Calibration file of fitted cost-model parameters; `none` for datasheet "
     "defaults; default: the shipped file of the GPU, if any.",
-    "batching": "Batching policy (`servesim list policies`).",
-    "batching_options": "Parameters of the batching policy.",
+    "policy": "Batching policy name (`servesim list policies`).",
+    "RoutingConfig.policy": "Routing policy name (`servesim list routers`).",
+    "GroupConfig.name": "Name of the group in outputs; default: GPU and tensor-parallel size.",
+    "DisaggregatedConfig.prefill": "Prefill pool: takes arrivals, prefills their prompts.",
     "max_num_seqs": "Most sequences in one batch.",
     "max_num_batched_tokens": "Most tokens (prefill + decode) in one step.",
     "kv_block_size": "Tokens per KV-cache block (paged attention).",
@@ -163,6 +165,8 @@ def _type_text(prop: dict) -> str:
     if "$ref" in prop:
         name = prop["$ref"].split("/")[-1]
         return f"[{name}](#{name.lower()})"
+    if "oneOf" in prop:
+        return " or ".join(_type_text(p) for p in prop["oneOf"])
     if "anyOf" in prop:
         parts = [_type_text(p) for p in prop["anyOf"] if p.get("type") != "null"]
         optional = any(p.get("type") == "null" for p in prop["anyOf"])
@@ -213,7 +217,12 @@ def scenario_reference() -> str:
         "",
         "A scenario is a YAML mapping validated by these models (unknown keys are errors).",
         "Any value can be overridden on the command line with `--set dotted.key=value`,",
-        "and `servesim show SCENARIO.yaml` prints a scenario with every default filled in.",
+        "and `servesim show SCENARIO.yaml` prints a scenario with every default filled in",
+        "(an engine profile's limits and scheduler included).",
+        "",
+        "Older forms still load: `batching: NAME` with `batching_options: {...}` (read as",
+        "`batching: {policy: NAME, ...}`), and `engine: {batching: disaggregated, prefill: ...,",
+        "decode: ..., kv_link: ...}` (read as the `disaggregated:` section).",
         "",
     ]
     order = ["Scenario", *sorted(k for k in defs if k != "Scenario")]

@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+import yaml
 
 from simulator.cli.main import main
 from simulator.config.loader import apply_overrides, load_scenario
@@ -107,37 +108,117 @@ def test_model_that_does_not_fit_says_how_much_memory(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_engine_profile_sets_runtime_and_default_limits():
-    from simulator.api import apply_profile_limits, build_cost_model
+def test_engine_profile_sets_runtime_and_default_limits_at_load():
+    from simulator.api import build_cost_model
+    from simulator.config.loader import scenario_from_dict
     from simulator.costmodel.profiles import load_profile
     from simulator.costmodel.shape import StepShape
-    from tests.conftest import make_scenario
+    from tests.conftest import BASE, make_scenario
 
     shape = StepShape(decode_seqs=8, decode_context_tokens=8 * 512, logits_rows=8)
     eager = build_cost_model(make_scenario(engine={"profile": "hf-transformers"}))
     ideal = build_cost_model(make_scenario(engine={"profile": "ideal"}))
     plain = build_cost_model(make_scenario())
     assert ideal.step_time_s(shape) < plain.step_time_s(shape) < eager.step_time_s(shape)
-    limits = load_profile("vllm").limits
-    if "max_num_seqs" in limits:
-        chosen = apply_profile_limits(make_scenario(engine={"profile": "vllm"}))
-        # the base scenario sets max_num_seqs itself, so the user's value stays
-        assert chosen.engine.max_num_seqs == 64
+    # the base scenario sets max_num_seqs itself, so the user's value stays
+    assert make_scenario(engine={"profile": "vllm"}).engine.max_num_seqs == 64
+
+    def engine_of(engine: dict):
+        return scenario_from_dict({**BASE, "engine": engine}).engine
+
     # the scheduler is the engine's too: TensorRT-LLM and vLLM's V1 engine mix prompts into
     # decode steps, SGLang prefills apart
-    from simulator.config.loader import scenario_from_dict
-    from tests.conftest import BASE
-
-    def batching_of(engine: dict) -> str:
-        data = {**BASE, "engine": engine}
-        return apply_profile_limits(scenario_from_dict(data)).engine.batching
-
-    assert batching_of({"profile": "trtllm"}) == "chunked"
-    assert batching_of({"profile": "vllm"}) == "chunked"
-    assert batching_of({"profile": "sglang"}) == "continuous"
-    assert batching_of({"profile": "trtllm", "batching": "static"}) == "static"
+    assert engine_of({"profile": "trtllm"}).batching.policy == "chunked"
+    assert engine_of({"profile": "vllm"}).batching.policy == "chunked"
+    assert engine_of({"profile": "sglang"}).batching.policy == "continuous"
+    assert engine_of({"profile": "trtllm", "batching": "static"}).batching.policy == "static"
+    eager_engine = engine_of({"profile": "hf-transformers"})
+    assert eager_engine.cuda_graphs is False
+    assert eager_engine.max_num_seqs == load_profile("hf-transformers").limits["max_num_seqs"]
+    # filled-in defaults are not settings of the user: another profile brings its own
+    assert "max_num_seqs" not in eager_engine.model_fields_set
+    assert eager_engine.replace(profile="vllm").cuda_graphs is True
     with pytest.raises(UserError, match=r"engine\.profile: unknown engine profile 'vlm'"):
-        apply_profile_limits(make_scenario(engine={"profile": "vlm"}))
+        make_scenario(engine={"profile": "vlm"})
+
+
+def test_show_prints_what_runs_with_the_profile_filled_in(tmp_path, capsys):
+    from simulator.costmodel.profiles import load_profile
+
+    path = tmp_path / "trt.yaml"
+    path.write_text(
+        "model: llama-3.1-8b\nengine: {profile: trtllm}\n"
+        "workload: {arrival: {process: poisson, rate_per_s: 1},"
+        " prompt_tokens: {distribution: fixed, value: 10},"
+        " output_tokens: {distribution: fixed, value: 10}}\n"
+    )
+    assert main(["show", str(path), "--only", "engine"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)["engine"]
+    limits = load_profile("trtllm").limits
+    assert shown["batching"] == {"policy": limits["batching"], "chunk_size": None}
+    assert shown["max_num_seqs"] == limits["max_num_seqs"]
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("engine.batching=chunkd", "engine.batching: unknown batching policy 'chunkd'; did you "
+         "mean 'chunked'?"),
+        ("engine.batching_options.chunk_sise=512", "engine.batching: batching policy "
+         "'continuous' has no parameter 'chunk_sise' (its parameters: none)"),
+        ("engine.batching={policy: chunked, chunk_sise: 512}", "engine.batching: batching "
+         "policy 'chunked' has no parameter 'chunk_sise'; did you mean 'chunk_size'?"),
+        ("engine.batching={policy: static, max_wait_s: -1}", "engine.batching: max_wait_s: "
+         "Input should be greater than or equal to 0"),
+        ("routing.policy=round_robbin", "routing.policy: unknown routing policy "
+         "'round_robbin'; did you mean 'round_robin'?"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("command", ["show", "simulate"])
+def test_misspelled_policies_are_errors_of_show_and_simulate(command, override, expected, capsys):
+    assert main([command, "workloads/quickstart.yaml", "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+
+
+def test_batching_options_and_the_mapping_form_load_the_same():
+    from tests.conftest import make_scenario
+
+    older = make_scenario(engine={"batching": "chunked", "batching_options": {"chunk_size": 512}})
+    newer = make_scenario(engine={"batching": {"policy": "chunked", "chunk_size": 512}})
+    assert older.engine.batching == newer.engine.batching
+    assert newer.engine.batching.chunk_size == 512
+    assert newer.model_dump()["engine"]["batching"] == {"policy": "chunked", "chunk_size": 512}
+
+
+def test_disaggregated_is_a_deployment_mode():
+    from tests.conftest import make_scenario
+
+    pools = {"prefill": {"gpu": "h100-sxm", "batching": "chunked"}, "decode": {"gpu": "h200"}}
+    older = make_scenario(engine={"batching": "disaggregated", **pools, "kv_link": "nvlink4"})
+    newer = make_scenario(disaggregated={**pools, "kv_link": "nvlink4"})
+    assert older == newer
+    assert [(g.role, g.hardware.gpu, str(g.engine.batching)) for g in newer.groups] == [
+        ("prefill", "h100-sxm", "chunked"),
+        ("decode", "h200", "continuous"),
+    ]
+    with pytest.raises(UserError, match="'disaggregated' is a deployment mode"):
+        make_scenario(engine={"batching": "disaggregated"})
+    with pytest.raises(UserError, match=r"engine\.prefill: disaggregated pools are described"):
+        make_scenario(engine={"prefill": {"gpu": "h100-sxm"}})
+
+
+def test_each_group_is_checked_at_load():
+    from tests.conftest import make_scenario
+
+    fleet = [{"gpu": "h200"}, {"gpu": "h10", "tensor_parallel": 3}, {"engine": {"max_num_seqz": 1}}]
+    with pytest.raises(UserError) as info:
+        make_scenario(model="llama-3.1-8b", fleet=fleet)
+    text = str(info.value)
+    assert "fleet.1.gpu: unknown GPU 'h10'" in text
+    assert "fleet.1.tensor_parallel: 3 does not divide 32 attention heads" in text
+    with pytest.raises(UserError, match=r"max_num_seqz: unknown key|max_num_seqz"):
+        make_scenario(fleet=[{"engine": {"max_num_seqz": 1}}])
 
 
 def test_fully_resolved_scenario_loads_back(tmp_path, capsys):

@@ -34,7 +34,7 @@ def test_chunked_prefill_cuts_the_inter_token_tail():
     engine = {"max_num_seqs": 128, "max_num_batched_tokens": 32768}
     plain = _run(engine=engine, workload=MIXED).summary
     chunked = _run(
-        engine={**engine, "batching": "chunked", "batching_options": {"chunk_size": 512}},
+        engine={**engine, "batching": {"policy": "chunked", "chunk_size": 512}},
         workload=MIXED,
     ).summary
     assert chunked["itl_ms"]["p99"] < 0.5 * plain["itl_ms"]["p99"]
@@ -48,7 +48,7 @@ def test_static_batching_serves_less_than_continuous():
     }
     cont = _run(workload=load).summary
     static = _run(
-        engine={"batching": "static", "batching_options": {"batch_size": 32}}, workload=load
+        engine={"batching": {"policy": "static", "batch_size": 32}}, workload=load
     ).summary
     assert static["throughput_rps"] < cont["throughput_rps"] or static["e2e_ms"]["p99"] > (
         2 * cont["e2e_ms"]["p99"]
@@ -90,13 +90,9 @@ def test_swap_preemption_completes_everything_and_reports_bytes():
 
 def test_disaggregated_ttft_includes_the_kv_transfer():
     wl = {**MIXED, "num_requests": 200}
-    pools = {
-        "batching": "disaggregated",
-        "prefill": {"gpu": "h100-sxm"},
-        "decode": {"gpu": "h100-sxm"},
-    }
-    fast = _run(engine={**pools, "kv_link": "nvlink4"}, workload=wl)
-    slow = _run(engine={**pools, "kv_link": "ethernet-100g"}, workload=wl)
+    pools = {"prefill": {"gpu": "h100-sxm"}, "decode": {"gpu": "h100-sxm"}}
+    fast = _run(disaggregated={**pools, "kv_link": "nvlink4"}, workload=wl)
+    slow = _run(disaggregated={**pools, "kv_link": "ethernet-100g"}, workload=wl)
     assert fast.records.extra["kv_transfer_bytes"] > 0
     assert slow.summary["ttft_ms"]["mean"] > fast.summary["ttft_ms"]["mean"]
     # decode replicas receive requests only from the prefill pool
@@ -161,16 +157,14 @@ def test_invariants_hold_for_every_policy(batching, preemption, util, sessions, 
             "turns": {"distribution": "uniform", "min": 1, "max": 4},
             "think_time_s": 0.5,
         }
-    engine = {
-        "batching": batching,
-        "preemption": preemption,
-        "gpu_memory_utilization": util,
-        "max_num_batched_tokens": 2048,
-    }
+    engine = {"preemption": preemption, "gpu_memory_utilization": util}
+    engine["max_num_batched_tokens"] = 2048
+    pools = None
     if batching == "disaggregated":
-        engine["prefill"] = {"gpu": "h100-sxm", "batching": "chunked"}
-        engine["decode"] = {"gpu": "h100-sxm"}
-    scenario = make_scenario(engine=engine, workload=workload)
+        pools = {"prefill": {"engine": {"batching": "chunked"}}, "decode": {}}
+    else:
+        engine["batching"] = batching
+    scenario = make_scenario(engine=engine, workload=workload, disaggregated=pools)
     sim = build_simulation(scenario)
     records = sim.run()
     _check_invariants(sim, records)

@@ -10,7 +10,7 @@ import pytest
 from simulator.api import run
 from simulator.config.loader import scenario_from_dict
 from simulator.planning import PlanConfig, fewest_replicas, max_sustainable_rate
-from simulator.planning.outcome import Criteria, judge, keep_up, simulate, variant
+from simulator.planning.outcome import Criteria, judge, keep_up, simulate
 from simulator.planning.rate import deployment_rate_bound_per_s
 
 PLAN_BASE = {
@@ -42,7 +42,7 @@ def found(scenario):
 
 def _meets_all(scenario, rate, replications, replicas=1):
     outcomes = [
-        simulate(variant(scenario, {"hardware.replicas": replicas}, rate_per_s=rate, seed_offset=i))
+        simulate(scenario.with_replicas(replicas).with_rate(rate).with_seed_offset(i))
         for i in range(replications)
     ]
     return all(o.meets for o in outcomes), outcomes
@@ -71,7 +71,7 @@ def test_knee_interval_and_bound(found):
 
 def test_roofline_bound_above_saturated_throughput(scenario):
     bound = deployment_rate_bound_per_s(scenario)
-    overloaded = variant(scenario, {"workload.num_requests": 1500}, rate_per_s=3 * bound)
+    overloaded = scenario.with_num_requests(1500).with_rate(3 * bound)
     summary = run(overloaded).summary
     assert summary["saturated"]
     assert summary["throughput_rps"] < bound
@@ -89,7 +89,7 @@ def test_fewest_replicas_meets_and_one_fewer_does_not(scenario, found):
 
 
 def test_unreachable_slo_reports_no_rate(scenario):
-    strict = variant(scenario, {"slo": {"tpot_ms": {"p99": 0.01}}})
+    strict = scenario.with_settings({"slo": {"tpot_ms": {"p99": 0.01}}})
     found = max_sustainable_rate(strict, PlanConfig(replications=1))
     assert found.max_rate_per_s is None
     assert "SLO" in found.reason

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter
 
-from simulator.config.workload import ArrivalConfig
 from simulator.workload.arrivals import build_arrivals, diurnal_rate
+from simulator.workload.config import ArrivalConfig
 
 ARRIVAL = TypeAdapter(ArrivalConfig)
 

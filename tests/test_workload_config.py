@@ -8,8 +8,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from simulator.config.workload import WorkloadConfig
 from simulator.workload import build_source, iterate_requests
+from simulator.workload.config import WorkloadConfig
 
 WORKLOADS = Path(__file__).resolve().parent.parent / "workloads"
 ISSUE_3_SCENARIOS = [

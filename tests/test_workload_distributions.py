@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 from scipy import stats
 
-from simulator.config.workload import LengthConfig
+from simulator.workload.config import LengthConfig
 from simulator.workload.distributions import build_sampler, correlated_uniforms
 
 SAMPLES = 200_000

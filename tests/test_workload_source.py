@@ -11,8 +11,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from simulator.config.workload import WorkloadConfig
 from simulator.workload import RequestSource, build_source, iterate_requests
+from simulator.workload.config import WorkloadConfig
 
 BASE = {
     "arrival": {"process": "poisson", "rate_per_s": 20},

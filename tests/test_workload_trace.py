@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator.cli.main import main
-from simulator.config.workload import WorkloadConfig
 from simulator.errors import UserError
 from simulator.workload import Request, build_source, iterate_requests
+from simulator.workload.config import WorkloadConfig
 from simulator.workload.trace_io import write_trace
 
 FIELDS = (

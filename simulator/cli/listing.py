@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -105,15 +104,16 @@ def link_rows() -> list[dict[str, Any]]:
 
 
 def policy_rows() -> list[dict[str, Any]]:
-    from simulator.policies.base import _REGISTRY, known_policies
+    from simulator.policies.base import known_policies, params_model, policy_description
+
+    def params(name: str) -> str:
+        return ", ".join(f for f in params_model(name).model_fields if f != "policy") or "-"
 
     return [
         {
             "name": name,
-            "params": ", ".join(getattr(_REGISTRY[name], "PARAMS", ())) or "-",
-            "description": _first_line(
-                _REGISTRY[name].__doc__ or sys.modules[_REGISTRY[name].__module__].__doc__
-            ),
+            "params": params(name),
+            "description": _first_line(policy_description(name)),
         }
         for name in known_policies()
     ]

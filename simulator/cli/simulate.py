@@ -101,9 +101,7 @@ def run(args: argparse.Namespace) -> int:
         summary = summarize_run(scenario, records)
         summaries = [summary.to_dict()]
         for i in range(1, args.replications):
-            seeded = scenario.model_copy(deep=True)
-            seeded.workload.seed = scenario.workload.seed + i
-            seeded._base_dir = scenario._base_dir
+            seeded = scenario.with_seed_offset(i)
             again = build_simulation(seeded, progress=progress_from(i * (per_run or 0)))
             summaries.append(summarize_run(seeded, again.run()).to_dict())
     finally:

@@ -67,7 +67,7 @@ def load_workload_section(path: str | Path, overrides: dict | None = None):
     from pydantic import ValidationError
 
     from simulator.config.loader import read_scenario_file
-    from simulator.config.workload import WorkloadConfig
+    from simulator.workload.config import WorkloadConfig
 
     path = Path(path)
     data = read_scenario_file(path)

@@ -97,15 +97,21 @@ def _catalog_errors(data: dict) -> list[str]:
     return errors
 
 
-def scenario_from_dict(data: Any, *, source: str = "<scenario>") -> Scenario:
-    """Validate a scenario mapping; raise UserError listing every problem with its dotted path."""
+def scenario_from_dict(
+    data: Any, *, source: str = "<scenario>", base_dir: Path | None = None
+) -> Scenario:
+    """Validate a scenario mapping; raise UserError listing every problem with its dotted path.
+    Relative paths in it resolve from ``base_dir`` (default: the working directory)."""
     if not isinstance(data, dict):
         raise UserError(
             f"{source}: a scenario must be a mapping of keys, got {type(data).__name__}"
         )
     errors = _catalog_errors(data)
+    if "base_dir" in data:
+        errors.append("base_dir: unknown key")
     try:
-        scenario = Scenario.model_validate(data)
+        given = {**data, "base_dir": Path(base_dir)} if base_dir is not None else data
+        scenario = Scenario.model_validate(given)
     except ValidationError as exc:
         errors.extend(_format_error(e, data) for e in exc.errors())
         scenario = None
@@ -133,6 +139,4 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
     data = read_scenario_file(path)
     if isinstance(data, dict):
         data = apply_overrides(data, overrides or [])
-    scenario = scenario_from_dict(data, source=str(path))
-    scenario._base_dir = path.resolve().parent
-    return scenario
+    return scenario_from_dict(data, source=str(path), base_dir=path.resolve().parent)

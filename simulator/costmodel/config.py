@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from simulator.costmodel.kernels import KernelTables
+from simulator.costmodel.moe import GroupedGemmCurve
 from simulator.costmodel.offload import OffloadPlan
 from simulator.costmodel.params import CostParams
 from simulator.costmodel.quant import WeightFormats, check_kv_dtype, resolve_weight_formats
@@ -63,6 +64,9 @@ class CostConfig:
     params: CostParams = field(default_factory=CostParams.defaults)
     #: Measured kernel tables of the engine on this GPU; None: ``params`` alone.
     kernels: KernelTables | None = None
+    #: Grouped expert GEMM efficiency by tokens per expert of the reference calibration
+    #: (``costmodel.moe``); prices routed experts where no kernel table does.
+    moe_grouped_gemm: GroupedGemmCurve | None = None
     parallel: Parallelism = field(default_factory=Parallelism)
     precision: Precision = field(default_factory=Precision)
     offload: OffloadPlan | None = None

@@ -4,7 +4,9 @@ Two ways to price a GEMM of ``rows`` tokens:
 
 * measured: the engine calibration's efficiency grid for the GEMM's compute dtype gives
   the achieved fraction of peak FLOP/s at (rows, n, k), kernel launch and tails included;
-  expert GEMMs use its grouped-GEMM curve by tokens per expert;
+  expert GEMMs use its fused-MoE grid by tokens per expert, expert size and local experts,
+  or, without an engine calibration, the reference calibration's grouped-GEMM curve by
+  tokens per expert (``costmodel.moe``);
 * parametric (``CostParams``): ``max(compute, memory) + kernel_latency`` with compute at
   ``gemm_efficiency × m / (m + gemm_pad_tokens)`` of peak, the GGUF ceilings of ggml's
   kernels where they apply, and a CUDA-core GEMV where that is faster.
@@ -20,6 +22,7 @@ from simulator.costmodel.ggml import ggml_format_speed
 from simulator.costmodel.kernels import KernelTables
 from simulator.costmodel.layers import EIGHT_BIT_OR_LESS, ElementwiseOp, GemmOp, compute_dtype
 from simulator.costmodel.loggrid import LogGrid
+from simulator.costmodel.moe import GroupedGemmCurve, expert_gemm_s
 from simulator.costmodel.params import CostParams
 from simulator.specs.dtypes import NATIVE_COMPUTE, dtype_bytes, is_gguf
 from simulator.specs.gpu import GpuSpec
@@ -59,6 +62,7 @@ class GemmPricer:
         activation_dtype: str,
         expert_imbalance: float,
         expert_weights: float = 0.0,
+        moe_curve: GroupedGemmCurve | None = None,
     ) -> None:
         self.gpu, self.params, self.kernels = gpu, params, kernels
         self.activation_dtype = activation_dtype
@@ -68,6 +72,8 @@ class GemmPricer:
         self.imbalance = expert_imbalance
         #: Elements of one expert's gate, up and down weights on this GPU (MoE grid axis).
         self.expert_weights = expert_weights
+        #: The reference calibration's grouped-GEMM curve (used without a kernel table).
+        self.moe_curve = moe_curve
         self._rates: dict[str, _Rate] = {}
 
     def measured(self, op: GemmOp, dtype: str) -> LogGrid | None:
@@ -99,8 +105,16 @@ class GemmPricer:
             rows, flops = tokens, op.flops_per_token * tokens
         nbytes = op.weight_bytes_touched(tokens) + op.act_bytes_per_token * rows
         r = self.rate(op)
+        curve_s = None
+        if op.is_expert and r.grid is None and self.moe_curve is not None:
+            touched = op.experts_touched(tokens)
+            curve_s = expert_gemm_s(self.moe_curve, op.dtype, r.peak, flops, rows, touched)
         if r.grid is not None and rows > 0:
             time_s, bound = self._measured_s(op, r, rows, flops, nbytes)
+        elif curve_s is not None:
+            # The whole grouped kernel's time: bound by what the roofline says dominates.
+            time_s = curve_s
+            bound = bound_of(flops / r.peak, nbytes / self.gpu.memory_bw_bytes_per_s, 0.0)
         else:
             time_s, bound = self._parametric_s(op, r, rows, tokens, flops, nbytes)
         n = op.layers

@@ -1,6 +1,7 @@
 """A cluster of replicas fed by a request source: build, run, collect records.
 
-Replicas come in groups (a heterogeneous fleet has several). In a disaggregated deployment
+Replicas come in groups (a heterogeneous fleet has several), as a compiled ``Deployment``
+describes them. In a disaggregated deployment
 the ``prefill`` groups take arrivals and hand each prefilled sequence's KV cache over a
 shared link to a ``decode`` group; the first token reaches the user when the KV arrives.
 """
@@ -15,33 +16,14 @@ import numpy as np
 import simpy
 
 from simulator.engine.autoscaler import Autoscaler, time_weighted_mean
+from simulator.engine.deployment import Deployment
 from simulator.engine.ledger import RequestLedger
 from simulator.engine.link import SharedLink
-from simulator.engine.replica import Replica, ReplicaConfig
+from simulator.engine.replica import Replica
 from simulator.metrics.histogram import GapHistogram
 from simulator.metrics.records import RunRecords, TimeSeries
+from simulator.policies import make_policy
 from simulator.policies.routing import make_router
-
-
-@dataclass(frozen=True)
-class ReplicaGroup:
-    """``count`` identical replicas: cost model, scheduler config and policy factory."""
-
-    count: int
-    cost_model: object
-    config: ReplicaConfig
-    make_policy: Callable[[], object]
-    #: Longest sequence (prompt + output tokens) the model accepts.
-    max_model_len: int
-    name: str = "replicas"
-    #: "serve" (whole requests), "prefill" or "decode" (disaggregated pools).
-    role: str = "serve"
-    #: Relative capacity for routing (e.g. decode tokens/s at full batch).
-    capacity: float = 1.0
-    #: Disaggregated prefill: link to the decode pool (bytes/s per direction, latency s).
-    kv_link_bytes_per_s: float = 0.0
-    kv_link_latency_s: float = 0.0
-    speculative: object = None
 
 
 @dataclass
@@ -79,16 +61,12 @@ class Simulation:
 
     def __init__(
         self,
-        groups: list[ReplicaGroup],
+        deployment: Deployment,
         source,
         *,
-        routing: str = "round_robin",
-        routing_options: dict | None = None,
-        seed: int = 0,
         sample_interval_s: float = 0.5,
         progress: Callable[[int], None] | None = None,
         trace_steps: bool = False,
-        autoscale=None,
         itl_per_class: bool = False,
     ):
         self.env = simpy.Environment()
@@ -109,7 +87,7 @@ class Simulation:
         entry_weights: list[float] = []
         decode_weights: list[float] = []
         self._limits: dict[int, tuple[int, int]] = {}
-        for group in groups:
+        for group in deployment.groups:
             for _ in range(group.count):
                 rid = len(self.replicas)
                 handoff = self._handoff if group.role == "prefill" else None
@@ -117,7 +95,7 @@ class Simulation:
                     self.env,
                     rid,
                     group.cost_model,
-                    group.make_policy(),
+                    make_policy(group.policy),
                     group.config,
                     self.ledger,
                     self.itl,
@@ -140,21 +118,21 @@ class Simulation:
                     self.entry.append(replica)
                     entry_weights.append(group.capacity)
                 if group.role == "prefill":
-                    self._links[rid] = SharedLink(
-                        self.env, group.kv_link_bytes_per_s, group.kv_link_latency_s
-                    )
-        self.router = make_router(routing, entry_weights, seed, **(routing_options or {}))
+                    link = group.kv_link
+                    self._links[rid] = SharedLink(self.env, link.bytes_per_s, link.latency_s)
+        routing = deployment.routing
+        self.router = make_router(routing.policy, entry_weights, routing.seed, **routing.options)
         self.decode_router = (
             make_router("least_outstanding", decode_weights) if self.decoders else None
         )
         self._kv_bytes_per_token = {r.replica_id: r.cfg.kv_bytes_per_token for r in self.replicas}
-        self.num_gpus = sum(g.count * g.config.gpus for g in groups)
+        self.num_gpus = deployment.num_gpus
         self.arrival_end_s = 0.0
         self._arrival_proc = self.env.process(self._arrivals())
         self.autoscaler = None
-        if autoscale is not None:  # (initial replicas, AutoscalePolicy) over the entry pool
-            initial, policy = autoscale
-            self.autoscaler = Autoscaler(self, self.entry, initial, policy)
+        scaling = deployment.autoscaling
+        if scaling is not None:  # over the replicas taking arrivals
+            self.autoscaler = Autoscaler(self, self.entry, scaling.initial_replicas, scaling.policy)
         self._feedback: simpy.Event | None = None
         self._sleep_until = math.inf
 

@@ -11,8 +11,11 @@ while inter-token gaps are smoothed (real tokens arrive in bursts).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
+from simulator.costmodel import OpCost, StepCost
 from simulator.costmodel.shape import StepShape
 
 
@@ -32,22 +35,23 @@ class SpeculativeCostModel:
         self.acceptance_rate = acceptance_rate
         self.tokens_per_step = expected_tokens_per_step(k, acceptance_rate)
 
+    def _shapes(self, seqs: int, context_tokens: int) -> tuple[StepShape, StepShape]:
+        """One draft step and the verify step over ``k + 1`` tokens per sequence."""
+        k = self.k
+        draft = StepShape(decode_seqs=seqs, decode_context_tokens=context_tokens, logits_rows=seqs)
+        verify = StepShape(
+            prefill_tokens=seqs * (k + 1),
+            prefill_seqs=seqs,
+            prefill_attn_pairs=(k + 1) * (context_tokens + seqs * (k + 2) / 2),
+            prefill_kv_tokens=context_tokens + seqs * (k + 1),
+            logits_rows=seqs * (k + 1),
+        )
+        return draft, verify
+
     def spec_step_s(self, seqs: int, context_tokens: int) -> float:
         """Duration (s) of one draft-and-verify step of ``seqs`` sequences."""
-        k = self.k
-        draft = self.draft.step_time_s(
-            StepShape(decode_seqs=seqs, decode_context_tokens=context_tokens, logits_rows=seqs)
-        )
-        verify = self.target.step_time_s(
-            StepShape(
-                prefill_tokens=seqs * (k + 1),
-                prefill_seqs=seqs,
-                prefill_attn_pairs=(k + 1) * (context_tokens + seqs * (k + 2) / 2),
-                prefill_kv_tokens=context_tokens + seqs * (k + 1),
-                logits_rows=seqs * (k + 1),
-            )
-        )
-        return k * draft + verify
+        draft, verify = self._shapes(seqs, context_tokens)
+        return self.k * self.draft.step_time_s(draft) + self.target.step_time_s(verify)
 
     def step_time_s(self, shape: StepShape) -> float:
         if shape.prefill_tokens or not shape.decode_seqs:
@@ -65,5 +69,42 @@ class SpeculativeCostModel:
             ]
         )
 
-    def price(self, shape: StepShape):
-        return self.target.price(shape)
+    def price(self, shape: StepShape) -> StepCost:
+        """The step with its ops: for decodes, the draft's ops (``k`` times) and the verify
+        step's, each per produced token; ``total_s`` equals ``step_time_s(shape)``."""
+        if shape.prefill_tokens or not shape.decode_seqs:
+            return self.target.price(shape)
+        draft, verify = self._shapes(shape.decode_seqs, shape.decode_context_tokens)
+        per_token = 1.0 / self.tokens_per_step
+        ops = _scaled(self.draft.price(draft).ops, self.k * per_token, "draft ")
+        ops += _scaled(self.target.price(verify).ops, per_token, "verify ")
+        return StepCost(self.step_time_s(shape), ops)
+
+
+def _scaled(ops: tuple[OpCost, ...], factor: float, prefix: str) -> tuple[OpCost, ...]:
+    return tuple(
+        dataclasses.replace(
+            op,
+            name=prefix + op.name,
+            flops=op.flops * factor,
+            bytes=op.bytes * factor,
+            time_s=op.time_s * factor,
+        )
+        for op in ops
+    )
+
+
+class OneLayerDraft:
+    """A multi-token-prediction head priced as one transformer layer of the target: the
+    target's step divided by its layers."""
+
+    def __init__(self, target, num_layers: int):
+        self._target = target
+        self._layers = num_layers
+
+    def step_time_s(self, shape: StepShape) -> float:
+        return self._target.step_time_s(shape) / self._layers
+
+    def price(self, shape: StepShape) -> StepCost:
+        cost = self._target.price(shape)
+        return StepCost(cost.total_s / self._layers, _scaled(cost.ops, 1 / self._layers, ""))

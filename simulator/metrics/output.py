@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.metrics.records import RunRecords
-from simulator.metrics.summary import Summary, per_request_latencies_ms
+from simulator.metrics.summary import OFFLINE_BASIS, Summary, per_request_latencies_ms
 
 LATENCY_ROWS = (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"), ("ITL", "itl_ms"), ("E2E", "e2e_ms"))
 LATENCY_COLUMNS = ("mean", "p50", "p90", "p99", "p99.9")
@@ -83,13 +83,14 @@ def format_summary_table(summary: Summary) -> str:
     window = f"{_num(s.duration_s, '.1f')} s"
     if s.warmup_s:
         window += f" (after {s.warmup_s:g} s warmup)"
+    offline = s.throughput_basis == OFFLINE_BASIS
     out.append("requests")
     rows = [
         ("total", str(s.requests_total)),
         ("completed", str(s.requests_completed)),
         ("rejected", str(s.requests_rejected)),
         ("unfinished", str(s.requests_unfinished)),
-        ("measured window", window),
+        ("makespan" if offline else "measured window", window),
     ]
     if s.requests_measured != s.requests_completed:
         rows.insert(2, ("measured", str(s.requests_measured)))
@@ -97,7 +98,8 @@ def format_summary_table(summary: Summary) -> str:
     for reason, count in s.rejections.items():
         out.append(f"    {count} × {reason}")
 
-    out += ["", "throughput"]
+    heading = "throughput (offline: output tokens over the makespan)" if offline else "throughput"
+    out += ["", heading]
     rows = [
         ("requests/s", _num(s.throughput_rps, ".3f")),
         ("output tokens/s", _num(s.output_tokens_per_s, ",.0f")),

@@ -8,6 +8,9 @@ utilisation and cost. Definitions follow DESIGN.md ("Metrics"):
   *measured requests* are those completed within the window; throughput, token rates,
   goodput and the latency percentiles (TTFT, TPOT, E2E) are taken over them. ITL covers the
   whole run (its histogram is not split by time).
+- Offline runs (every request queued at t = 0) take no warmup: the window is the makespan,
+  first arrival to last completion, so throughput is output tokens over the makespan, as
+  ``trtllm-bench throughput``, vLLM ``benchmark_throughput`` and MLPerf Offline report it.
 - Goodput = measured requests that met every per-request SLO threshold, per second of window.
 - Cost per million output tokens = gpu_hour_usd × num_gpus × window hours / output tokens of
   the measured requests × 1e6 (and likewise per million prompt + output tokens).
@@ -38,6 +41,13 @@ from simulator.metrics.slo import (
 #: Statistics reported for each latency metric; percentiles in [0, 100].
 LATENCY_PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
 SECONDS_PER_HOUR = 3600.0
+#: ``Summary.throughput_basis`` of a run with arrivals over time, and of an offline run.
+WINDOW_BASIS = "measured window: first arrival + warmup to last completion"
+OFFLINE_BASIS = (
+    "offline: every request queued at t = 0; output tokens over the makespan (first arrival "
+    "to last completion), as trtllm-bench throughput, vLLM benchmark_throughput and MLPerf "
+    "Offline report"
+)
 
 
 @dataclass
@@ -54,6 +64,8 @@ class Summary:
     window_start_s: float
     window_end_s: float
     duration_s: float
+    #: What the window and so every rate is over (``WINDOW_BASIS`` or ``OFFLINE_BASIS``).
+    throughput_basis: str
     throughput_rps: float
     output_tokens_per_s: float
     total_tokens_per_s: float
@@ -233,10 +245,14 @@ def summarize(
     gpu_hour_usd: float | None,
     warmup_s: float = 0.0,
     class_slos: dict[str, dict] | None = None,
+    offline: bool = False,
 ) -> Summary:
     """Summarise a run. ``slo`` is the scenario's ``slo:`` dict (see ``metrics.slo``);
     ``class_slos`` optionally gives a class its own SLO, which then decides whether that
-    class's requests meet the SLO (for goodput) instead of the scenario's."""
+    class's requests meet the SLO (for goodput) instead of the scenario's. ``offline``: every
+    request was queued at t = 0; the window is the makespan (``warmup_s`` must be 0)."""
+    if offline and warmup_s:
+        raise ValueError(f"an offline run takes no warmup (got warmup_s={warmup_s})")
     constraints = parse_slo(slo)
     class_constraints = {
         name: parse_slo(c, f"workload.classes.{name}.slo") for name, c in (class_slos or {}).items()
@@ -329,6 +345,7 @@ def summarize(
         window_start_s=window_start_s,
         window_end_s=window_end_s,
         duration_s=duration_s,
+        throughput_basis=OFFLINE_BASIS if offline else WINDOW_BASIS,
         throughput_rps=overall["throughput_rps"],
         output_tokens_per_s=overall["output_tokens_per_s"],
         total_tokens_per_s=overall["total_tokens_per_s"],

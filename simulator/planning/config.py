@@ -87,14 +87,12 @@ def plan_file_from_dict(
         raise UserError(f"{source}: a scenario must be a mapping of keys")
     rest, plan, search, errors = split_sections(data)
     try:
-        scenario = scenario_from_dict(rest, source=source)
+        scenario = scenario_from_dict(rest, source=source, base_dir=base_dir)
     except UserError as exc:
         errors = [f"{source}: {e}" for e in errors] + exc.messages
         raise UserError(errors) from None
     if errors:
         raise UserError([f"{source}: {e}" for e in errors])
-    if base_dir is not None:
-        scenario._base_dir = base_dir
     return PlanFile(scenario, plan, search)
 
 

@@ -8,7 +8,6 @@ every threshold. Without an ``slo:`` only saturation and rejections decide.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from simulator.config.loader import scenario_from_dict, set_dotted
+from simulator.config.loader import scenario_from_dict
 from simulator.config.scenario import Scenario
 from simulator.errors import UserError
 
-#: Arrival processes whose rate the planner can set, and the key that holds it.
 #: A sustainable run completes, over the second half of its arrival period, at least this
 #: fraction of what arrives then (less two standard deviations of the Poisson arrival count).
 #: A short run can end before a growing batch turns into a growing queue, so the saturation
@@ -29,68 +27,17 @@ KEEP_UP_FRACTION = 0.9
 #: Fewest arrivals in the tested half for the keep-up test to apply.
 KEEP_UP_MIN_ARRIVALS = 10
 
-RATE_KEYS = {
-    "poisson": "rate_per_s",
-    "gamma": "rate_per_s",
-    "constant": "rate_per_s",
-    "diurnal": "mean_rate_per_s",
-}
-
 
 def scenario_data(scenario: Scenario) -> dict[str, Any]:
-    """The scenario as plain JSON-ready data that validates back to an equal scenario."""
+    """The scenario as plain JSON-ready data that validates back to an equal scenario
+    (``scenario_from_data``)."""
     return scenario.model_dump(mode="json", exclude_unset=True)
 
 
-def set_rate(data: dict[str, Any], rate_per_s: float) -> None:
-    """Set the arrival rate of a scenario mapping (requests/s)."""
-    arrival = data.get("workload", {}).get("arrival")
-    process = arrival.get("process") if isinstance(arrival, dict) else None
-    if process not in RATE_KEYS:
-        raise UserError(
-            f"workload.arrival.process: a rate search needs one of {', '.join(RATE_KEYS)} "
-            f"(got {process or 'a trace'})"
-        )
-    if process == "constant":
-        arrival.pop("interval_s", None)
-    arrival[RATE_KEYS[process]] = float(rate_per_s)
-
-
-def scenario_rate(scenario: Scenario) -> float | None:
-    """The scenario's arrival rate (requests/s), or None where it has no single rate."""
-    arrival = scenario.workload.arrival
-    if arrival is None or arrival.process not in RATE_KEYS:
-        return None
-    if arrival.process == "constant" and arrival.rate_per_s is None:
-        return 1.0 / arrival.interval_s
-    return float(getattr(arrival, RATE_KEYS[arrival.process]))
-
-
-def variant(
-    base: Scenario | dict[str, Any],
-    settings: dict[str, Any] | None = None,
-    *,
-    rate_per_s: float | None = None,
-    seed_offset: int = 0,
-    base_dir: Path | None = None,
-) -> Scenario:
-    """A copy of ``base`` with dotted-key ``settings``, another rate and/or another seed."""
-    if isinstance(base, Scenario):
-        base_dir = base_dir or base._base_dir
-        data = scenario_data(base)
-    else:
-        data = copy.deepcopy(base)
-    for key, value in (settings or {}).items():
-        set_dotted(data, key, value)
-    if rate_per_s is not None:
-        set_rate(data, rate_per_s)
-    if seed_offset:
-        workload = data.setdefault("workload", {})
-        workload["seed"] = int(workload.get("seed", 0)) + seed_offset
-    scenario = scenario_from_dict(data)
-    if base_dir is not None:
-        scenario._base_dir = Path(base_dir)
-    return scenario
+def scenario_from_data(data: dict[str, Any], base_dir: str | Path) -> Scenario:
+    """The scenario of ``scenario_data`` (sent to a worker), its paths resolving from
+    ``base_dir``."""
+    return scenario_from_dict(data, base_dir=Path(base_dir))
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ class PlanResult:
                 "tensor_parallel": hw.tensor_parallel,
                 "gpus_per_replica": gpus_per_replica(self.scenario),
                 "replicas": hw.replicas,
-                "batching": self.scenario.engine.batching,
+                "batching": self.scenario.engine.batching.policy,
             },
             "max_rate_per_s": self.rate.max_rate_per_s,
             "safety_margin": self.safety_margin,

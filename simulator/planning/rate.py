@@ -32,7 +32,7 @@ from simulator.planning.bounds import (
     scenario_memory_plan,
 )
 from simulator.planning.config import PlanConfig
-from simulator.planning.outcome import Criteria, Outcome, scenario_rate, simulate, variant
+from simulator.planning.outcome import Criteria, Outcome, simulate
 
 #: Doublings (or halvings) tried while looking for a rate on the other side of the knee.
 MAX_BRACKET_STEPS = 16
@@ -123,12 +123,12 @@ class Evaluator:
     def outcome(self, rate_per_s: float, replicas: int, replication: int) -> Outcome:
         key = (float(rate_per_s), int(replicas), int(replication))
         if key not in self._cache:
-            settings: dict[str, Any] = {"hardware.replicas": replicas}
+            point = self.scenario.with_replicas(replicas)
             count = self.scenario.workload.num_requests
             if self.min_arrival_span_s and count is not None:
                 needed = math.ceil(rate_per_s * self.min_arrival_span_s)
-                settings["workload.num_requests"] = max(count, needed)
-            point = variant(self.scenario, settings, rate_per_s=rate_per_s, seed_offset=replication)
+                point = point.with_num_requests(max(count, needed))
+            point = point.with_rate(rate_per_s).with_seed_offset(replication)
             self._cache[key] = simulate(point, self.criteria)
             if self.on_simulated is not None:
                 self.on_simulated(rate_per_s, replicas, self._cache[key])
@@ -221,7 +221,7 @@ def max_sustainable_rate(
         )
     evaluator = Evaluator(scenario, criteria_of(plan), on_simulated, plan.min_arrival_span_s)
     replicas = scenario.hardware.replicas
-    start = plan.start_rate_per_s or scenario_rate(scenario)
+    start = plan.start_rate_per_s or scenario.workload.mean_rate()
     if start is None:
         raise UserError("workload.arrival: the rate search needs an arrival process with a rate")
     start = min(start, bound)

@@ -42,7 +42,7 @@ from simulator.planning.bounds import (
 )
 from simulator.planning.config import PlanConfig, SearchConfig
 from simulator.planning.executors import TaskRunner
-from simulator.planning.outcome import scenario_data, variant
+from simulator.planning.outcome import scenario_data, scenario_from_data
 from simulator.planning.rate import max_sustainable_rate
 from simulator.planning.tco import HOURS_PER_MONTH, cheapest_cloud_offer
 
@@ -166,7 +166,7 @@ def expand_axes(scenario: Scenario, search: SearchConfig) -> list[dict[str, Any]
         "tensor_parallel": search.tensor_parallel or [hw.tensor_parallel],
         "pipeline_parallel": search.pipeline_parallel,
         "expert_parallel": search.expert_parallel,
-        "batching": search.batching or [eng.batching],
+        "batching": search.batching or [eng.batching.policy],
         "weight_dtype": search.weight_dtype or [eng.weight_dtype],
         "kv_dtype": search.kv_dtype or [eng.kv_dtype],
         "max_num_seqs": search.max_num_seqs or [eng.max_num_seqs],
@@ -219,6 +219,8 @@ def _static_check(
         for axis, key in AXIS_KEYS.items()
         if key.split(".")[-1] in HardwareConfig.model_fields or not key.startswith("hardware.")
     }
+    if s["batching"] == scenario.engine.batching.policy:  # with the scenario's parameters
+        settings["engine.batching"] = scenario.engine.batching
     settings["hardware.replicas"] = 1
     settings["cost.gpu_hour_usd"] = cand.gpu_hour_usd
     link = gpu.interconnect if gpu.interconnect and gpu.interconnect != "none" else gpu.host_link
@@ -227,7 +229,7 @@ def _static_check(
     if multi and link != gpu.interconnect:
         cand.notes = f"tensor parallel over {link} (no GPU-to-GPU link)"
     try:
-        point = variant(scenario, settings)
+        point = scenario.with_settings(settings)
         mem = scenario_memory_plan(point)
         if not mem.fits:
             cand.reason = f"does not fit: {mem.explain()}"
@@ -242,7 +244,7 @@ def _static_check(
 def evaluate_candidate(payload: dict[str, Any]) -> dict[str, Any]:
     """Simulate one candidate (a task for any executor): its maximum rate per replica, and
     its cost and latency there. ``payload``: scenario data, base_dir, plan, latency metric."""
-    point = variant(payload["scenario"], base_dir=payload["base_dir"])
+    point = scenario_from_data(payload["scenario"], payload["base_dir"])
     plan = PlanConfig.model_validate(payload["plan"])
     found = max_sustainable_rate(point, plan, replications=payload["replications"])
     out = found.to_dict()

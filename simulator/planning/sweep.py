@@ -30,7 +30,7 @@ import yaml
 from simulator.config.scenario import Scenario
 from simulator.errors import UserError
 from simulator.planning.executors import run_tasks
-from simulator.planning.outcome import scenario_data, set_dotted
+from simulator.planning.outcome import scenario_data, scenario_from_data
 
 #: Summary fields that are not one number per run, left out of sweep rows.
 NESTED_FIELDS_LEFT_OUT = ("per_class", "rejections", "saturation_details")
@@ -114,9 +114,8 @@ def flatten_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
 def run_point(payload: dict[str, Any]) -> dict[str, Any]:
     """Simulate one sweep point (a task for any executor); JSON-ready result."""
     from simulator.api import run
-    from simulator.planning.outcome import variant
 
-    point = variant(payload["scenario"], base_dir=payload["base_dir"])
+    point = scenario_from_data(payload["scenario"], payload["base_dir"])
     try:
         summary = run(point).summary
     except UserError as exc:
@@ -145,21 +144,16 @@ def sweep(
     ``dask_scheduler``: an address or a ``distributed.Client``; else ``workers`` local
     processes. ``cache_dir``: store and reuse finished points there."""
     from simulator.api import load_scenario
-    from simulator.planning.outcome import variant
 
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     if not grid:
         raise UserError("--grid: give at least one dotted.key=v1,v2,...")
-    base = scenario_data(scenario)
     points = expand_grid(grid)
     payloads, hashes, problems = [], [], []
     for i, values in enumerate(points):
-        data = json.loads(json.dumps(base))
-        for key, value in values.items():
-            set_dotted(data, key, value)
         try:
-            resolved = variant(data, base_dir=scenario.base_dir)
+            resolved = scenario.with_settings(values)
         except UserError as exc:
             where = ", ".join(f"{k}={v}" for k, v in values.items())
             problems += [f"grid point {i} ({where}): {m}" for m in exc.messages]

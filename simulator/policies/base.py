@@ -7,10 +7,14 @@ executes the plan, advancing pure-decode stretches in one event when the plan al
 
 from __future__ import annotations
 
+import difflib
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Annotated, Protocol, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from simulator.errors import UnknownNameError, UserError
 
@@ -113,14 +117,34 @@ def admit_in_order(
     return admitted, tokens
 
 
-_REGISTRY: dict[str, Callable[..., BatchingPolicy]] = {}
+class PolicyParams(BaseModel):
+    """Parameters of one batching policy; ``policy`` names it. Each policy declares its own
+    subclass with ``policy: Literal["name"]`` and its parameters (unknown keys are errors)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: str
+
+    def __str__(self) -> str:
+        return self.policy
 
 
-def register_policy(name: str) -> Callable:
-    """Class decorator registering a batching policy under ``name``."""
+@dataclass(frozen=True)
+class _Registered:
+    params: type[PolicyParams]
+    build: Callable[[PolicyParams], BatchingPolicy]
 
-    def wrap(cls: Callable[..., BatchingPolicy]) -> Callable[..., BatchingPolicy]:
-        _REGISTRY[name] = cls
+
+_REGISTRY: dict[str, _Registered] = {}
+
+
+def register_policy(params: type[PolicyParams]) -> Callable:
+    """Class decorator registering a batching policy, built from its ``params`` model (whose
+    ``policy`` literal is the name it is registered under)."""
+    name = params.model_fields["policy"].default
+
+    def wrap(cls: Callable[[PolicyParams], BatchingPolicy]) -> Callable:
+        _REGISTRY[name] = _Registered(params, cls)
         return cls
 
     return wrap
@@ -130,17 +154,73 @@ def known_policies() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make_policy(name: str, **params: object) -> BatchingPolicy:
-    """Instantiate the policy registered as ``name``; unknown names and parameters list the
-    known ones."""
+def params_model(name: str) -> type[PolicyParams]:
+    """The parameter model of the policy registered as ``name`` (unknown: the known ones)."""
     if name not in _REGISTRY:
         raise UnknownNameError("batching policy", name, known_policies())
-    cls = _REGISTRY[name]
-    allowed = tuple(getattr(cls, "PARAMS", ()))
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise UserError(
-            f"batching policy {name!r} has no parameter {unknown[0]!r}; "
-            f"its parameters: {', '.join(allowed) or 'none'}"
-        )
-    return cls(**params)
+    return _REGISTRY[name].params
+
+
+def policy_description(name: str) -> str:
+    """What the policy registered as ``name`` does: its class's docstring, else its module's."""
+    build = _REGISTRY[name].build
+    return build.__doc__ or sys.modules[build.__module__].__doc__ or ""
+
+
+def policy_params(value: object) -> PolicyParams:
+    """Validated parameters from a policy name, a mapping ``{policy: name, param: value}`` or
+    parameters already validated. A ``ValueError`` names what is wrong: an unknown policy or
+    parameter (with the closest known one), or a value out of range."""
+    if isinstance(value, PolicyParams):
+        return value
+    if isinstance(value, str):
+        value = {"policy": value}
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a policy name or a mapping, got {type(value).__name__}")
+    name = value.get("policy")
+    if not isinstance(name, str):
+        raise ValueError(f"policy: name the batching policy (one of {', '.join(known_policies())})")
+    try:
+        model = params_model(name)
+    except UnknownNameError as exc:
+        raise ValueError(str(exc)) from None
+    allowed = [key for key in model.model_fields if key != "policy"]
+    for key in value:
+        if key != "policy" and key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"batching policy {name!r} has no parameter {key!r}{hint} "
+                f"(its parameters: {', '.join(allowed) or 'none'})"
+            )
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ValueError(f"{where}: {err['msg']} (got {err.get('input')!r})") from None
+
+
+def make_policy(params: PolicyParams | str, **options: object) -> BatchingPolicy:
+    """A fresh policy (policies keep per-replica state) from its parameters, or from a name
+    and keyword parameters; unknown names and parameters are ``UserError``s listing the
+    known ones."""
+    if isinstance(params, str):
+        if params not in _REGISTRY:
+            raise UnknownNameError("batching policy", params, known_policies())
+        try:
+            params = policy_params({"policy": params, **options})
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    return _REGISTRY[params.policy].build(params)
+
+
+def batching_params_type() -> object:
+    """The type of a batching setting: the union of every registered policy's parameters,
+    chosen by ``policy`` (a bare name is read as ``{policy: name}``)."""
+    members = tuple(entry.params for _, entry in sorted(_REGISTRY.items()))
+    return Annotated[
+        Union[members],  # noqa: UP007 (a union built from the registry)
+        Field(discriminator="policy"),
+        BeforeValidator(policy_params),
+    ]

@@ -8,19 +8,33 @@ a chunk that fills the budget. Decodes therefore never stall behind a long promp
 
 from __future__ import annotations
 
-from simulator.policies.base import BatchPlan, ReplicaView, admit_in_order, register_policy
+from typing import Literal
+
+from pydantic import PositiveInt
+
+from simulator.policies.base import (
+    BatchPlan,
+    PolicyParams,
+    ReplicaView,
+    admit_in_order,
+    register_policy,
+)
 
 
-@register_policy("chunked")
+class ChunkedParams(PolicyParams):
+    """Chunked prefill: decodes and prompt chunks share a per-step token budget."""
+
+    policy: Literal["chunked"] = "chunked"
+    #: Token budget per step (decodes + prompt chunks); default: max_num_batched_tokens.
+    chunk_size: PositiveInt | None = None
+
+
+@register_policy(ChunkedParams)
 class ChunkedPrefill:
     name = "chunked"
-    PARAMS = ("chunk_size",)
 
-    def __init__(self, chunk_size: int | None = None):
-        if chunk_size is not None and chunk_size < 1:
-            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-        #: Token budget per step (decodes + prompt chunks); default: max_num_batched_tokens.
-        self.chunk_size = chunk_size
+    def __init__(self, params: ChunkedParams):
+        self.chunk_size = params.chunk_size
 
     def plan(self, view: ReplicaView, now_s: float) -> BatchPlan:
         budget = self.chunk_size or view.max_num_batched_tokens

@@ -8,19 +8,30 @@ When nothing can be admitted, the running sequences decode.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from simulator.policies.base import (
     ALL_TOKENS,
     BatchPlan,
+    PolicyParams,
     ReplicaView,
     admit_in_order,
     register_policy,
 )
 
 
-@register_policy("continuous")
+class ContinuousParams(PolicyParams):
+    """Continuous batching, prompts prefilled whole in steps of their own."""
+
+    policy: Literal["continuous"] = "continuous"
+
+
+@register_policy(ContinuousParams)
 class ContinuousBatching:
     name = "continuous"
-    PARAMS = ()
+
+    def __init__(self, params: ContinuousParams):
+        pass
 
     def plan(self, view: ReplicaView, now_s: float) -> BatchPlan:
         if view.waiting:

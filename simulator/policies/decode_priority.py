@@ -9,25 +9,37 @@ bounded prefill steps.
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import PositiveInt
+
 from simulator.policies.base import (
     ALL_TOKENS,
     BatchPlan,
+    PolicyParams,
     ReplicaView,
     admit_in_order,
     register_policy,
 )
 
 
-@register_policy("decode_priority")
+class DecodePriorityParams(PolicyParams):
+    """Prefill steps of bounded size; decodes wait behind at most a few."""
+
+    policy: Literal["decode_priority"] = "decode_priority"
+    #: Most prompt tokens of one prefill step (longer prompts are split).
+    chunk_size: PositiveInt = 512
+    #: Prefill steps in a row before the running sequences take a decode step.
+    max_prefill_steps: PositiveInt = 1
+
+
+@register_policy(DecodePriorityParams)
 class DecodePriority:
     name = "decode_priority"
-    PARAMS = ("chunk_size", "max_prefill_steps")
 
-    def __init__(self, chunk_size: int = 512, max_prefill_steps: int = 1):
-        if chunk_size < 1 or max_prefill_steps < 1:
-            raise ValueError("chunk_size and max_prefill_steps must be at least 1")
-        self.chunk_size = chunk_size
-        self.max_prefill_steps = max_prefill_steps
+    def __init__(self, params: DecodePriorityParams):
+        self.chunk_size = params.chunk_size
+        self.max_prefill_steps = params.max_prefill_steps
         self._prefill_steps = 0  # prefill steps since the last decode step
 
     def plan(self, view: ReplicaView, now_s: float) -> BatchPlan:

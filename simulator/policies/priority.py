@@ -7,19 +7,30 @@ as the workload's request classes define it), then arrival; otherwise it behaves
 
 from __future__ import annotations
 
+from typing import Literal
+
 from simulator.policies.base import (
     ALL_TOKENS,
     BatchPlan,
+    PolicyParams,
     ReplicaView,
     admit_in_order,
     register_policy,
 )
 
 
-@register_policy("priority")
+class PriorityParams(PolicyParams):
+    """Continuous batching admitting the most urgent request class first."""
+
+    policy: Literal["priority"] = "priority"
+
+
+@register_policy(PriorityParams)
 class PriorityBatching:
     name = "priority"
-    PARAMS = ()
+
+    def __init__(self, params: PriorityParams):
+        pass
 
     def plan(self, view: ReplicaView, now_s: float) -> BatchPlan:
         if view.waiting:

@@ -8,27 +8,37 @@ occupying their slot (padding compute) until the whole batch is done.
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
+from pydantic import Field, PositiveInt
+
 from simulator.policies.base import (
     ALL_TOKENS,
     BatchPlan,
+    PolicyParams,
     ReplicaView,
     admit_in_order,
     register_policy,
 )
 
 
-@register_policy("static")
+class StaticParams(PolicyParams):
+    """Static batches run to the end of their longest request."""
+
+    policy: Literal["static"] = "static"
+    #: Requests per batch; default: max_num_seqs.
+    batch_size: PositiveInt | None = None
+    #: Longest time the oldest request waits for a batch to fill (s).
+    max_wait_s: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.1
+
+
+@register_policy(StaticParams)
 class StaticBatching:
     name = "static"
-    PARAMS = ("batch_size", "max_wait_s")
 
-    def __init__(self, batch_size: int | None = None, max_wait_s: float = 0.1):
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if max_wait_s < 0:
-            raise ValueError(f"max_wait_s must be >= 0, got {max_wait_s}")
-        self.batch_size = batch_size  # default: max_num_seqs
-        self.max_wait_s = max_wait_s
+    def __init__(self, params: StaticParams):
+        self.batch_size = params.batch_size
+        self.max_wait_s = params.max_wait_s
 
     def plan(self, view: ReplicaView, now_s: float) -> BatchPlan:
         if view.running_seqs or view.prefilling:

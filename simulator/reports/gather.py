@@ -23,7 +23,7 @@ from simulator.errors import UserError
 from simulator.metrics.summary import per_request_latencies_ms
 from simulator.planning import PlanFile, PlanResult, fewest_replicas, load_plan_file, plan
 from simulator.planning.bounds import gpus_per_replica
-from simulator.planning.outcome import judge, variant
+from simulator.planning.outcome import judge
 
 #: Rates of the latency-against-load curve, as fractions of the deployment's maximum
 #: sustainable rate: dense near the knee, two points beyond it to show the wall.
@@ -71,12 +71,12 @@ def load_planning_file(path: str | Path, overrides: list[str] | None = None) -> 
     return load_plan_file(path, overrides)
 
 
-def _num_requests(scenario: Scenario, rate_per_s: float, span_s: float | None) -> dict[str, Any]:
-    """Settings giving a run at ``rate_per_s`` at least ``span_s`` seconds of arrivals."""
+def _at_rate(scenario: Scenario, rate_per_s: float, span_s: float | None) -> Scenario:
+    """The scenario at ``rate_per_s``, with at least ``span_s`` seconds of arrivals."""
     count = scenario.workload.num_requests
     if span_s and count is not None:
-        return {"workload.num_requests": max(count, math.ceil(rate_per_s * span_s))}
-    return {}
+        scenario = scenario.with_num_requests(max(count, math.ceil(rate_per_s * span_s)))
+    return scenario.with_rate(rate_per_s)
 
 
 def latency_against_load(
@@ -90,7 +90,7 @@ def latency_against_load(
     rows = []
     for fraction in fractions:
         rate = fraction * max_rate_per_s
-        point = variant(scenario, _num_requests(scenario, rate, span_s), rate_per_s=rate)
+        point = _at_rate(scenario, rate, span_s)
         summary = run(point).summary
         meets, reason = judge(summary)
         row: dict[str, Any] = {"fraction_of_max": fraction, "rate_per_s": rate}
@@ -161,8 +161,7 @@ def simulate_for_report(
 
     say(f"target run: {replicas} replica(s) at {target:.4g} req/s")
     t0 = time.perf_counter()
-    settings = {"hardware.replicas": replicas, **_num_requests(scenario, target, span)}
-    target_run = run(variant(scenario, settings, rate_per_s=target))
+    target_run = run(_at_rate(scenario.with_replicas(replicas), target, span))
     clock["target_run_s"] = time.perf_counter() - t0
 
     say("fleet at ±30% traffic")

@@ -58,6 +58,34 @@ class ModelSpec:
     def is_moe(self) -> bool:
         return self.num_experts > 0
 
+    def layout_errors(
+        self, tensor_parallel: int = 1, pipeline_parallel: int = 1, expert_parallel: int = 1
+    ) -> list[str]:
+        """Why this model cannot be split this way, one message per broken rule, each
+        starting with the parallel size it concerns (empty: the layout is possible)."""
+        errors = []
+        if self.num_attention_heads % tensor_parallel:
+            errors.append(
+                f"tensor_parallel: {tensor_parallel} does not divide "
+                f"{self.num_attention_heads} attention heads of {self.name}"
+            )
+        if pipeline_parallel > self.num_layers:
+            errors.append(
+                f"pipeline_parallel: {pipeline_parallel} exceeds the {self.num_layers} "
+                f"layers of {self.name}"
+            )
+        if expert_parallel > 1 and not self.is_moe:
+            errors.append(
+                f"expert_parallel: {expert_parallel} needs a mixture-of-experts model; "
+                f"{self.name} is dense"
+            )
+        elif expert_parallel > max(self.num_experts, 1):
+            errors.append(
+                f"expert_parallel: {expert_parallel} exceeds the {self.num_experts} experts "
+                f"of {self.name}"
+            )
+        return errors
+
     @property
     def uses_mla(self) -> bool:
         return self.kv_lora_rank > 0

@@ -5,6 +5,8 @@ gap later), produces non-decreasing times, and signals its end (a schedule that 
 rate zero forever) with ``math.inf``. Specs are dumped ``ArrivalConfig`` mappings.
 
 - ``poisson``: exponential gaps with mean ``1 / rate_per_s``.
+- ``offline``: every request at exactly 0 (the one process that arrives at 0): an offline
+  batch, ended by the workload's ``num_requests``.
 - ``gamma``: gamma-distributed gaps with mean ``1 / rate_per_s`` and coefficient of
   variation ``cv`` (cv > 1 is burstier than Poisson, cv < 1 more regular).
 - ``constant``: one request every ``interval_s`` (or ``1 / rate_per_s``).
@@ -166,6 +168,8 @@ def _on_off_random(rng: np.random.Generator, spec: Mapping[str, Any]):
 def build_arrivals(spec: Mapping[str, Any], rng: np.random.Generator) -> ArrivalStream:
     """An arrival stream for a dumped open-loop ``ArrivalConfig``."""
     process = spec["process"]
+    if process == "offline":
+        return ArrivalStream(np.zeros)
     if process == "poisson":
         mean_gap = 1.0 / float(spec["rate_per_s"])
         return ArrivalStream(_renewal(rng, lambda n: rng.exponential(mean_gap, n)))
@@ -198,5 +202,5 @@ def build_arrivals(spec: Mapping[str, Any], rng: np.random.Generator) -> Arrival
         return ArrivalStream(_thinned(rng, rate, peak, end_s))
     raise UserError(
         f"workload.arrival.process: {process!r} is not an open-loop process "
-        "(poisson, gamma, constant, time_varying, diurnal, on_off)"
+        "(poisson, offline, gamma, constant, time_varying, diurnal, on_off)"
     )

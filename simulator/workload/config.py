@@ -1,16 +1,18 @@
 """Scenario schema of the ``workload:`` section (pydantic v2, unknown keys rejected).
 
-The workload layer takes ``WorkloadConfig(...).model_dump()`` (it may not import this
-package); see ``simulator.workload`` for what each option does at run time.
+The workload layer owns this schema; ``simulator.workload.source`` builds the request
+source from it (see there for what each option does at run time).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from simulator.errors import UserError
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -20,6 +22,12 @@ MAX_ZIPF_SUPPORT = 10_000_000
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    def replace(self, **changes: object) -> Self:
+        """A copy with ``changes``, validated again; fields given stay given, the others keep
+        their defaults."""
+        kept = {name: getattr(self, name) for name in self.model_fields_set}
+        return type(self).model_validate({**kept, **changes})
 
 
 # ---------------------------------------------------------------- lengths and durations
@@ -180,24 +188,45 @@ DurationConfig = NonNegativeFloat | LengthConfig
 # ---------------------------------------------------------------- arrival processes
 
 
-class PoissonArrival(_Strict):
+class _Arrival(_Strict):
+    """An arrival process. One with a single mean rate names the field holding it, so a
+    planner can read and set that rate."""
+
+    #: Field holding the mean rate (requests/s); None where the process has no single rate.
+    rate_key: ClassVar[str | None] = None
+
+    def mean_rate(self) -> float | None:
+        """The mean arrival rate (requests/s), or None where the process has no single one."""
+        return None if self.rate_key is None else float(getattr(self, self.rate_key))
+
+    def with_rate(self, rate_per_s: float) -> Self:
+        """The same process at mean rate ``rate_per_s`` (requests/s)."""
+        if self.rate_key is None:
+            raise UserError(rate_error(self.process))
+        return self.replace(**{self.rate_key: float(rate_per_s)})
+
+
+class PoissonArrival(_Arrival):
     """Exponential inter-arrival gaps."""
 
+    rate_key: ClassVar[str | None] = "rate_per_s"
     process: Literal["poisson"]
     rate_per_s: PositiveFloat
 
 
-class GammaArrival(_Strict):
+class GammaArrival(_Arrival):
     """Gamma inter-arrival gaps: mean 1/rate, coefficient of variation ``cv`` (>1 bursty)."""
 
+    rate_key: ClassVar[str | None] = "rate_per_s"
     process: Literal["gamma"]
     rate_per_s: PositiveFloat
     cv: PositiveFloat
 
 
-class ConstantArrival(_Strict):
+class ConstantArrival(_Arrival):
     """One request every ``interval_s`` (or 1/``rate_per_s``)."""
 
+    rate_key: ClassVar[str | None] = "rate_per_s"
     process: Literal["constant"]
     rate_per_s: PositiveFloat | None = None
     interval_s: PositiveFloat | None = None
@@ -208,13 +237,20 @@ class ConstantArrival(_Strict):
             raise ValueError("give exactly one of rate_per_s, interval_s")
         return self
 
+    def mean_rate(self) -> float:
+        return self.rate_per_s if self.rate_per_s is not None else 1.0 / self.interval_s
+
+    def with_rate(self, rate_per_s: float) -> ConstantArrival:
+        kept = {k: getattr(self, k) for k in self.model_fields_set - {"interval_s"}}
+        return ConstantArrival.model_validate({**kept, "rate_per_s": float(rate_per_s)})
+
 
 class RatePoint(_Strict):
     time_s: NonNegativeFloat
     rate_per_s: NonNegativeFloat
 
 
-class TimeVaryingArrival(_Strict):
+class TimeVaryingArrival(_Arrival):
     """Non-homogeneous Poisson process following ``points``; the rate holds (``step``) or
     ramps (``linear``) between points, repeats every ``period_s`` if given, else the last
     rate holds forever."""
@@ -240,10 +276,11 @@ class TimeVaryingArrival(_Strict):
         return self
 
 
-class DiurnalArrival(_Strict):
+class DiurnalArrival(_Arrival):
     """Sinusoidal daily curve: mean ``mean_rate_per_s``, peak / trough = ``peak_to_trough``,
     peak at ``peak_time_s`` into each ``period_s`` (default: 14:00 of a 24 h day)."""
 
+    rate_key: ClassVar[str | None] = "mean_rate_per_s"
     process: Literal["diurnal"]
     mean_rate_per_s: PositiveFloat
     peak_to_trough: Annotated[float, Field(ge=1, allow_inf_nan=False)]
@@ -251,7 +288,7 @@ class DiurnalArrival(_Strict):
     peak_time_s: NonNegativeFloat = 50400.0
 
 
-class OnOffArrival(_Strict):
+class OnOffArrival(_Arrival):
     """Bursts: ``on_rate_per_s`` for ``on_duration_s``, then ``off_rate_per_s`` for
     ``off_duration_s``, repeating (exponential durations with those means if
     ``random_durations``)."""
@@ -264,7 +301,7 @@ class OnOffArrival(_Strict):
     random_durations: bool = False
 
 
-class ClosedLoopArrival(_Strict):
+class ClosedLoopArrival(_Arrival):
     """``users`` concurrent users, each sending its next request ``think_time_s`` after the
     previous answer; user start times spread uniformly over ``ramp_up_s``."""
 
@@ -274,8 +311,17 @@ class ClosedLoopArrival(_Strict):
     ramp_up_s: NonNegativeFloat = 0.0
 
 
+class OfflineArrival(_Arrival):
+    """Every request queued at t = 0, as offline benchmarks run (``trtllm-bench throughput``,
+    vLLM ``benchmark_throughput``, MLPerf Offline); the run has ``num_requests`` requests and
+    its throughput is output tokens over the makespan (first arrival to last completion)."""
+
+    process: Literal["offline"]
+
+
 ArrivalConfig = Annotated[
     PoissonArrival
+    | OfflineArrival
     | GammaArrival
     | ConstantArrival
     | TimeVaryingArrival
@@ -284,6 +330,19 @@ ArrivalConfig = Annotated[
     | ClosedLoopArrival,
     Field(discriminator="process"),
 ]
+
+
+def rate_error(process: str | None) -> str:
+    """Why a workload's rate cannot be set: its process has no single rate."""
+    rated = [
+        cls.model_fields["process"].annotation.__args__[0]
+        for cls in _Arrival.__subclasses__()
+        if cls.rate_key is not None
+    ]
+    return (
+        f"workload.arrival.process: a rate search needs one of {', '.join(rated)} "
+        f"(got {process or 'a trace'})"
+    )
 
 
 # ---------------------------------------------------------------- classes and sessions
@@ -412,6 +471,11 @@ class WorkloadConfig(_Strict):
             raise ValueError(f"{', '.join(trace_only)} only apply with trace")
         if self.arrival is None:
             raise ValueError("arrival is required unless trace is given")
+        if self.arrival.process == "offline" and self.duration_s is not None:
+            raise ValueError(
+                f"duration_s ({self.duration_s}) does not apply to offline arrivals (every "
+                "request arrives at t = 0); give num_requests"
+            )
         classes = self.classes or []
         for key in ("prompt_tokens", "output_tokens"):
             if getattr(self, key) is None and (
@@ -431,6 +495,17 @@ class WorkloadConfig(_Strict):
         if self.num_requests is None and self.duration_s is None:
             self.num_requests = 1000
         return self
+
+    def mean_rate(self) -> float | None:
+        """The mean arrival rate (requests/s), or None where it has no single rate (traces,
+        schedules, closed loops)."""
+        return None if self.arrival is None else self.arrival.mean_rate()
+
+    def with_rate(self, rate_per_s: float) -> WorkloadConfig:
+        """The same traffic at mean rate ``rate_per_s`` (requests/s)."""
+        if self.arrival is None:
+            raise UserError(rate_error(None))
+        return self.replace(arrival=self.arrival.with_rate(rate_per_s))
 
     def class_slos(self) -> dict[str, dict[str, dict[str, float]]]:
         """Each class's own SLO as ``{class: {metric: {percentile: ms}}}`` (classes without

@@ -1,0 +1,145 @@
+"""How the replicas of a scenario are grouped and reached: a heterogeneous ``fleet`` of
+groups, a ``disaggregated`` deployment of a prefill and a decode pool, and the ``routing``
+of arrivals. ``replica_groups`` resolves every group's own hardware and engine settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field, PositiveInt, ValidationError, field_validator, model_validator
+
+from simulator.config.base import StrictModel
+from simulator.config.engine import EngineConfig
+from simulator.config.hardware import HardwareConfig
+from simulator.errors import UnknownNameError
+
+
+class GroupConfig(StrictModel):
+    """One group of identical replicas (a fleet member, or a pool of a disaggregated
+    deployment): its settings replace those of the ``hardware`` and ``engine`` sections."""
+
+    name: str | None = None
+    #: GPU of this group's replicas; default: the ``hardware`` section's.
+    gpu: str | None = None
+    tensor_parallel: PositiveInt = 1
+    replicas: PositiveInt = 1
+    interconnect: str | None = None
+    calibration: str | None = None
+    #: Engine settings that differ from the scenario's ``engine`` section.
+    engine: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _batching_into_engine(cls, data: Any) -> Any:
+        """A pool's ``batching``/``batching_options`` (the older form) are engine settings."""
+        if isinstance(data, dict) and ("batching" in data or "batching_options" in data):
+            data = dict(data)
+            moved = {k: data.pop(k) for k in ("batching", "batching_options") if k in data}
+            engine = data.get("engine")
+            data["engine"] = {**moved, **(engine if isinstance(engine, dict) else {})}
+        return data
+
+
+class DisaggregatedConfig(StrictModel):
+    """Prefill and decode on separate pools of replicas: arrivals are prefilled by the
+    prefill pool, whose replicas ship each sequence's KV cache to the decode pool."""
+
+    prefill: GroupConfig
+    decode: GroupConfig
+    #: Link carrying KV caches from prefill to decode replicas (per prefill GPU); default:
+    #: the prefill GPU's interconnect, else InfiniBand NDR.
+    kv_link: str | None = None
+
+
+class RoutingConfig(StrictModel):
+    """How arriving requests are spread over replicas."""
+
+    policy: str = "round_robin"
+    #: length_aware: prompts of at least this many tokens go to the long-request replicas.
+    long_prompt_tokens: PositiveInt = 2048
+    #: length_aware: share of replicas reserved for long requests.
+    long_replica_fraction: float = Field(0.5, gt=0.0, lt=1.0)
+
+    @field_validator("policy")
+    @classmethod
+    def _known_router(cls, value: str) -> str:
+        from simulator.policies.routing import known_routers
+
+        if value not in known_routers():
+            raise ValueError(str(UnknownNameError("routing policy", value, known_routers())))
+        return value
+
+
+@dataclass(frozen=True)
+class GroupSettings:
+    """One group of identical replicas with every setting resolved."""
+
+    name: str
+    #: "serve" (whole requests), "prefill" or "decode" (disaggregated pools).
+    role: str
+    #: Where the group is described, for messages ("hardware", "fleet.0", ...).
+    where: str
+    #: Replicas built (with autoscaling: the most it may run).
+    count: int
+    hardware: HardwareConfig
+    engine: EngineConfig
+
+
+def member_settings(
+    hardware: HardwareConfig, engine: EngineConfig, group: GroupConfig, where: str
+) -> tuple[HardwareConfig, EngineConfig]:
+    """A group's hardware and engine: the scenario's sections with the group's settings
+    (a ``ValueError`` names each bad setting under ``where``)."""
+    try:
+        hw = hardware.replace(
+            gpu=group.gpu or hardware.gpu,
+            tensor_parallel=group.tensor_parallel,
+            replicas=group.replicas,
+            interconnect=group.interconnect,
+            calibration=group.calibration,
+        )
+        eng = engine.replace(**group.engine) if group.engine else engine
+    except ValidationError as exc:
+        section = where if exc.title == HardwareConfig.__name__ else f"{where}.engine"
+        raise ValueError("; ".join(_messages(exc, section))) from None
+    return hw, eng
+
+
+def _messages(exc: ValidationError, section: str) -> list[str]:
+    out = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in (section, *err["loc"]))
+        message = err["msg"].removeprefix("Value error, ")
+        out.append(f"{where}: {'unknown key' if err['type'] == 'extra_forbidden' else message}")
+    return out
+
+
+def replica_groups(
+    hardware: HardwareConfig,
+    engine: EngineConfig,
+    fleet: list[GroupConfig] | None,
+    disaggregated: DisaggregatedConfig | None,
+) -> tuple[list[GroupSettings], list[str]]:
+    """Every group of replicas of a deployment with its settings resolved, and what is
+    wrong with the others, each under its path (``fleet.1.engine.max_num_seqs: ...``)."""
+    if disaggregated is not None:
+        members = [
+            (role, role, f"disaggregated.{role}", getattr(disaggregated, role))
+            for role in ("prefill", "decode")
+        ]
+    elif fleet:
+        members = [(m.name, "serve", f"fleet.{i}", m) for i, m in enumerate(fleet)]
+    else:
+        count = hardware.autoscale.max_replicas if hardware.autoscale else hardware.replicas
+        return [GroupSettings("replicas", "serve", "hardware", count, hardware, engine)], []
+    groups, problems = [], []
+    for name, role, where, member in members:
+        try:
+            hw, eng = member_settings(hardware, engine, member, where)
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        name = name or f"{hw.gpu}-tp{hw.tensor_parallel}"
+        groups.append(GroupSettings(name, role, where, hw.replicas, hw, eng))
+    return groups, problems

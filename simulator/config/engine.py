@@ -1,0 +1,136 @@
+"""Schema of the ``engine:`` section: the serving runtime's settings (vLLM-style names).
+
+``batching`` holds the parameters of one batching policy, each policy declaring its own
+(``simulator.policies``). An engine ``profile`` (``simulator.costmodel.profiles``) supplies
+the runtime's defaults (limits, scheduler, CUDA graphs) for every field the scenario leaves
+unset; they are filled in here, at load, so the validated section is what will run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, PositiveInt, field_validator, model_validator
+
+from simulator.config.base import StrictModel
+from simulator.costmodel.profiles import load_profile
+from simulator.errors import UserError
+from simulator.policies import BatchingParams, PolicyParams, policy_params
+from simulator.specs.dtypes import canonical_dtype
+
+
+class SpeculativeConfig(StrictModel):
+    """Speculative decoding: a draft proposes tokens that the target verifies in one step."""
+
+    #: "draft": a smaller catalog model on the same GPUs; "mtp": the model's own
+    #: multi-token-prediction head (DeepSeek-V3 style: one extra layer and the LM head).
+    method: Literal["draft", "mtp"] = "draft"
+    draft_model: str | None = None
+    #: Tokens proposed per step (k).
+    num_speculative_tokens: PositiveInt = 4
+    #: Probability that each proposed token is accepted (independent per token).
+    acceptance_rate: float = Field(0.7, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _draft_named(self) -> SpeculativeConfig:
+        if self.method == "draft" and not self.draft_model:
+            raise ValueError("speculative.draft_model: required when method is 'draft'")
+        return self
+
+
+class EngineConfig(StrictModel):
+    """Inference-engine settings (vLLM-style names)."""
+
+    #: Batching policy and its parameters: a name (``chunked``) or a mapping
+    #: (``{policy: chunked, chunk_size: 512}``); ``servesim list policies`` lists them.
+    batching: BatchingParams = policy_params("continuous")
+    #: Serving runtime (vllm, sglang, trtllm, llama.cpp, hf-transformers, ideal): step
+    #: overhead, CUDA graphs, memory accounting, default limits and scheduler (batching),
+    #: and the engine's measured kernels where a calibration ships for the GPU; unset: the
+    #: GPU's calibration as measured (PyTorch kernels replayed as CUDA graphs).
+    profile: str | None = None
+    #: Engine version whose kernel calibration prices the run (default: the newest shipped
+    #: for the GPU).
+    version: str | None = None
+    max_num_seqs: PositiveInt = 256
+    max_num_batched_tokens: PositiveInt = 8192
+    kv_block_size: PositiveInt = 16
+    #: vLLM: fraction of the whole GPU for weights, activations and the KV cache.
+    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
+    #: TensorRT-LLM (profile trtllm): fraction of the memory left after weights and
+    #: activations that the KV cache takes; default 0.9.
+    kv_cache_free_gpu_mem_fraction: float | None = Field(None, gt=0.0, le=1.0)
+    #: SGLang (profile sglang): fraction of the GPU for weights and the KV pool; default by
+    #: tensor-parallel size (0.88 at TP1 ... 0.79 at TP16).
+    mem_fraction_static: float | None = Field(None, gt=0.0, le=1.0)
+    #: Fraction of KV blocks kept free at admission so running sequences can grow.
+    kv_watermark: float = Field(0.01, ge=0.0, lt=1.0)
+    weight_dtype: str = "bf16"
+    kv_dtype: str = "bf16"
+    #: Weights of the attention projections and of the LM head; default: the checkpoint
+    #: convention of ``weight_dtype`` (costmodel/quant.py: FP8 and NVFP4 quantise attention
+    #: too, MXFP4 keeps it bf16; the LM head stays bf16 when quantised).
+    attention_dtype: str | None = None
+    lm_head_dtype: str | None = None
+    #: Steps replayed as CUDA graphs (no per-kernel CPU launch cost).
+    cuda_graphs: bool = True
+    #: Longest prompt + output accepted; default: the model's maximum position embeddings.
+    max_model_len: PositiveInt | None = None
+    #: Reuse cached KV blocks of shared prefixes (sessions, system prompts).
+    prefix_caching: bool = True
+    #: When KV blocks run out: drop and recompute later, or swap to host memory over PCIe.
+    preemption: Literal["recompute", "swap"] = "recompute"
+    #: Host memory for swapped KV cache per GPU (GB; vLLM's default swap space is 4 GiB).
+    swap_space_gb: float = Field(4.0, ge=0.0)
+    speculative: SpeculativeConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _options_into_batching(cls, data: Any) -> Any:
+        """``batching: NAME`` with ``batching_options: {...}`` (the older form) is read as
+        ``batching: {policy: NAME, ...}``."""
+        if not isinstance(data, dict) or "batching_options" not in data:
+            return data
+        data = dict(data)
+        options = data.pop("batching_options")
+        if "batching" not in data:
+            raise ValueError("batching_options: give the policy too, as batching: {policy: ...}")
+        if not isinstance(options, dict):
+            raise ValueError(f"batching_options: expected a mapping (got {options!r})")
+        batching = data["batching"]
+        if isinstance(batching, PolicyParams):
+            batching = batching.model_dump()
+        elif isinstance(batching, str):
+            batching = {"policy": batching}
+        if isinstance(batching, dict):
+            data["batching"] = {**batching, **options}
+        return data
+
+    @field_validator("weight_dtype", "kv_dtype")
+    @classmethod
+    def _known_dtype(cls, value: str) -> str:
+        return canonical_dtype(value)
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                load_profile(value)
+            except UserError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _profile_defaults(self) -> EngineConfig:
+        """Fill the fields left unset with the profile's defaults; they stay unset (a copy
+        with another profile takes that profile's)."""
+        if self.profile is None:
+            return self
+        profile = load_profile(self.profile)
+        defaults = {"cuda_graphs": profile.cuda_graphs, **profile.limits}
+        unset = {k: v for k, v in defaults.items() if k not in self.model_fields_set}
+        if unset:
+            filled = self.replace(**unset)
+            self.__dict__.update({key: getattr(filled, key) for key in unset})
+        return self
