@@ -29,6 +29,9 @@ from simulator.costmodel.ggml import ggml_format_speed  # noqa: E402
 from simulator.costmodel.profiles import load_profile  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from validation_engines import NOTE as ENGINES_NOTE  # noqa: E402
+from validation_engines import SECTION as ENGINES_SECTION  # noqa: E402
+from validation_engines import engines_section, ratio_lines  # noqa: E402
 from validation_llamacpp import OWN_SECTIONS as LLAMACPP_SECTIONS  # noqa: E402
 from validation_llamacpp import (  # noqa: E402
     fit_format_speeds,
@@ -176,6 +179,7 @@ def render(rows: list[Row], missing: list[Missing]) -> str:
         "Latencies (TTFT, TPOT) of server rows whose simulated replica saturated are listed",
         "but left out of the summary: they measure a growing queue.",
     ]
+    out += engine_summary(rows)
     sections: dict[str, list[Row]] = {}
     for r in rows:
         sections.setdefault(r.section, []).append(r)
@@ -205,7 +209,44 @@ def render(rows: list[Row], missing: list[Missing]) -> str:
     return "\n".join(out) + "\n"
 
 
-def collect(shared: Path) -> tuple[list[Row], list[Missing]]:
+def engine_of(row: Row) -> str | None:
+    """The serving engine a published row measured (None for device measurements)."""
+    text = f"{row.section} {row.config}"
+    if "vLLM" in text:
+        return "vllm"
+    if "SGLang" in text or row.section.startswith("J."):
+        return "sglang"
+    if "llama.cpp" in text:
+        return "llama.cpp"
+    if row.section.startswith(("H.", "K.")) or "NIM" in text:
+        return "trtllm"
+    return None
+
+
+def engine_summary(rows: list[Row]) -> list[str]:
+    """Median and worst held-out error of every engine's published throughput rows."""
+    out = [
+        "",
+        "## Summary per engine: published throughput, held out",
+        "",
+        "Every published serving row is held out; each engine is priced with its own kernel",
+        "calibration where one ships for the GPU (the rows' notes say which).",
+        "",
+        "| engine | metric | n | median abs error | worst abs error |",
+        "|---|---|---|---|---|",
+    ]
+    by_engine: dict[str, list[Row]] = {}
+    for r in rows:
+        engine = engine_of(r)
+        if engine and r.unit == "tok/s" and r.section[:2] not in DEVICE_SECTIONS:
+            by_engine.setdefault(engine, []).append(r)
+    for engine, group in sorted(by_engine.items()):
+        for metric, n, med, worst in summarize(group, lambda r: r.status == HELD_OUT):
+            out.append(f"| {engine} | {metric} | {n} | {med:.1f} % | {worst:.1f} % |")
+    return out
+
+
+def collect(shared: Path, quick_engines: bool = False) -> tuple[list[Row], list[Missing]]:
     rows = device_section(shared)
     rows += vidur_section()
     rows += gpt_fast_section()
@@ -215,7 +256,10 @@ def collect(shared: Path) -> tuple[list[Row], list[Missing]]:
     rows += deepseek_section()
     serving_rows, serving_missing = serving_section(serving_cases())
     rows += serving_rows
-    return rows, missing + serving_missing + not_expressible()
+    engine_rows, engine_missing, result = engines_section(quick=quick_engines)
+    SECTION_NOTES[ENGINES_SECTION] = "\n".join([ENGINES_NOTE, *ratio_lines(result)])
+    rows += engine_rows
+    return rows, missing + serving_missing + engine_missing + not_expressible()
 
 
 #: Where the held-out error per metric is written for the simulator to report.
@@ -254,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
         help="repeat the fits of the llama.cpp profile (GGUF kernel ceilings and format speeds "
         "on our H100 llama-bench rows) and exit",
     )
+    parser.add_argument(
+        "--quick-engines",
+        action="store_true",
+        help="only the 1000/1000 and 1024/1024 rows of benchmarks/data (a quick look)",
+    )
     args = parser.parse_args(argv)
     if args.fit:
         llamacpp = load_profile("llama.cpp")
@@ -264,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"ggml format speed {dtype}: fitted {speed:.3f}, shipped {ggml_format_speed(dtype)}"
             )
         return 0
-    rows, missing = collect(args.shared)
+    rows, missing = collect(args.shared, quick_engines=args.quick_engines)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(render(rows, missing))
     held = [r for r in rows if r.status == HELD_OUT]

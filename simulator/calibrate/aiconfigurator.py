@@ -21,9 +21,9 @@ GEMM; batch, length, heads, KV heads and head dim for attention; hidden, interme
 top-k, experts, TP and EP for MoE; GPUs and bytes for all-reduce). Efficiencies are of
 the catalog GPU's datasheet peaks, the same numbers the cost model divides by. Where one
 format was measured with several kernels, the one with the most measured rows stands for
-the engine's default; MoE uses balanced routing where measured (load imbalance is the
-``expert_load_imbalance`` parameter), else the mildest power law, and layouts of at
-most 8 GPUs (tensor × expert parallel inside one node).
+the engine's default; MoE rows use the power-law routing (exponent 1.01) that
+AIConfigurator itself assumes for serving, so their time includes real routing
+imbalance, and layouts of at most 8 GPUs (tensor × expert parallel inside one node).
 """
 
 from __future__ import annotations
@@ -68,6 +68,11 @@ MOE_TOKENS = tuple(2.0**i for i in range(-6, 14))
 #: The grid's coarser tokens axis (factor 4: as accurate on held-out shapes, a quarter of
 #: the nodes).
 MOE_GRID_TOKENS = tuple(2.0**i for i in range(-6, 14, 2))
+#: Token routing of the MoE rows: a power law with exponent 1.01, AIConfigurator's own
+#: default for estimating serving (sdk/config.py ``workload_distribution = "power_law"``,
+#: sdk/models/deepseek.py ``_power_law_alpha = 1.01``), so the measured time carries the
+#: imbalance of real routing, the busiest expert and rank included.
+ROUTING = "power_law_1.01"
 #: MoE layouts fitted: tensor × expert parallel within one 8-GPU node (wide expert
 #: parallelism over nodes runs other kernels and all-to-all libraries).
 MOE_MAX_GPUS = 8
@@ -235,7 +240,7 @@ def _moe_rows(frame: pd.DataFrame, dtype: str) -> pd.DataFrame:
     if rows.empty:
         return rows
     dists = set(rows.distribution)
-    mild = "balanced" if "balanced" in dists else min(dists)
+    mild = ROUTING if ROUTING in dists else "balanced" if "balanced" in dists else min(dists)
     return _most_rows(rows[rows.distribution == mild], ["kernel_source", "moe_dtype"])
 
 

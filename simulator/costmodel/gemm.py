@@ -32,7 +32,7 @@ class _Rate:
     """How one GEMM op is priced: its compute dtype, seconds per FLOP at full efficiency,
     dequantisation factor, GGUF ceilings and the measured grid or curve if any."""
 
-    __slots__ = ("bw", "cycles", "dequant", "grid", "peak", "s_per_flop")
+    __slots__ = ("bw", "cycles", "dequant", "grid", "grid_dequant", "peak", "s_per_flop")
 
     def __init__(self, op: GemmOp, pricer: GemmPricer) -> None:
         p, gpu = pricer.params, pricer.gpu
@@ -44,6 +44,9 @@ class _Rate:
         self.peak = gpu.flops_for(dtype)
         self.s_per_flop = 1.0 / (self.peak * eff)
         self.grid = pricer.measured(op, dtype)
+        # A grid measured in the stored format has its unpacking inside the measurement.
+        stored = self.grid is not None and pricer.measured(op, op.dtype) is self.grid
+        self.grid_dequant = 1.0 if stored else self.dequant
         self.cycles, self.bw = 0.0, pricer.bw
         if is_gguf(op.dtype) and gpu.sm_cycles_per_s > 0:
             self.cycles = gpu.sm_cycles_per_s * ggml_format_speed(op.dtype)
@@ -77,13 +80,13 @@ class GemmPricer:
         self._rates: dict[str, _Rate] = {}
 
     def measured(self, op: GemmOp, dtype: str) -> LogGrid | None:
-        """The engine's measured grid (dense) or grouped-GEMM curve (experts) for ``op``
-        in compute dtype ``dtype``; None when the engine calibration has none."""
+        """The engine's measured grid (dense) or fused-MoE grid (experts) for ``op``: that of
+        its stored format (fp8_block, int4, mxfp4) where measured, else that of the dtype it
+        computes in; None when the engine calibration has neither."""
         if self.kernels is None or is_gguf(op.dtype):
             return None
         table = self.kernels.moe_curve if op.is_expert else self.kernels.gemm_grid
-        key = "fp8_block" if op.dtype == "fp8_block" else dtype
-        return table(key) or (table(dtype) if key != dtype else None)
+        return table(op.dtype) or table(dtype)
 
     def rate(self, op: GemmOp) -> _Rate:
         r = self._rates.get(op.name)
@@ -129,7 +132,7 @@ class GemmPricer:
             eff = r.grid(rows / op.local_experts)
         else:
             eff = r.grid(rows / op.local_experts, self.expert_weights, op.local_experts)
-        time_s = flops * r.dequant / (r.peak * eff)
+        time_s = flops * r.grid_dequant / (r.peak * eff)
         return time_s, bound_of(flops / r.peak, nbytes / self.gpu.memory_bw_bytes_per_s, 0.0)
 
     def _parametric_s(

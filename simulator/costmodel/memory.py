@@ -206,43 +206,25 @@ def memory_plan(
     knob: str = "gpu_memory_utilization",
     required_tokens: int = 0,
 ) -> MemoryPlan:
-    """Budget the most loaded GPU of a replica of ``tensor_parallel × pipeline_parallel ×
-    expert_parallel`` GPUs. ``gpu_memory_utilization`` is the engine's memory fraction
-    under ``accounting`` (its knob is named ``knob``); ``required_tokens``: tokens one
-    sequence must fit for the engine to start (0: no such check)."""
-    _check_inputs(gpu_memory_utilization, tensor_parallel, pipeline_parallel, expert_parallel)
-    try:
-        canonical_dtype(activation_dtype)
-    except ValueError as exc:
-        raise UserError(f"activation_dtype: {exc}") from None
+    """Budget the most loaded GPU of a TP × PP × EP replica. ``gpu_memory_utilization`` is
+    the engine's memory fraction under ``accounting`` (its knob: ``knob``);
+    ``required_tokens``: tokens one sequence must fit for the engine to start (0: none)."""
+    layout = (tensor_parallel, pipeline_parallel, expert_parallel)
+    _check_inputs(gpu_memory_utilization, *layout, activation_dtype)
     kv_dtype = check_kv_dtype(kv_dtype)
     formats = resolve_weight_formats(weight_dtype, attention_dtype, lm_head_dtype)
     layers_on_gpu, offloaded = _offloaded_weights(model, formats, offload)
-    weights = weight_bytes_per_gpu(
-        model,
-        formats,
-        tensor_parallel=tensor_parallel,
-        pipeline_parallel=pipeline_parallel,
-        expert_parallel=expert_parallel,
-        layers_on_device=layers_on_gpu,
-    )
+    names = ("tensor_parallel", "pipeline_parallel", "expert_parallel")
+    shards = dict(zip(names, layout, strict=True))
+    weights = weight_bytes_per_gpu(model, formats, **shards, layers_on_device=layers_on_gpu)
     local_tokens = math.ceil(max_num_batched_tokens / expert_parallel)
     workspace = workspace_bytes(model, tensor_parallel, activation_dtype, local_tokens)
     usable, kv_capacity = kv_budget(
         gpu.memory_bytes, weights, workspace, gpu_memory_utilization, accounting
     )
-    # Streamed layers still keep their KV cache on the GPU; CPU layers keep it in host memory.
-    kv_layers = layers_on_gpu if offload is not None and offload.mode == "cpu" else None
-    per_token = kv_bytes_per_token_per_gpu(
-        model,
-        tensor_parallel,
-        kv_dtype,
-        pipeline_parallel=pipeline_parallel,
-        layers_on_device=kv_layers,
+    per_token, max_tokens, host = _kv_tokens(
+        model, kv_dtype, layout, offload, kv_capacity, offloaded
     )
-    gpu_tokens = int(kv_capacity // per_token) * expert_parallel if per_token > 0 else None
-    host = _host_budget(model, kv_dtype, offload, offloaded, gpu_tokens)
-    max_tokens = min(t for t in (gpu_tokens, host.tokens) if t is not None)
     host_needed = host.needed + host.per_token * max_tokens
     fits = weights + workspace <= usable and max_tokens > 0 and max_tokens >= required_tokens
     if host.memory and host_needed > host.memory:
@@ -258,10 +240,8 @@ def memory_plan(
         fits=fits,
         model_name=model.name,
         gpu_name=gpu.name,
-        tensor_parallel=tensor_parallel,
         gpu_memory_utilization=gpu_memory_utilization,
-        pipeline_parallel=pipeline_parallel,
-        expert_parallel=expert_parallel,
+        **shards,
         weight_formats=formats.describe(),
         kv_dtype=kv_dtype,
         total_weight_bytes=weight_bytes(model, formats).total,
@@ -293,7 +273,11 @@ def kv_budget(
     )
 
 
-def _check_inputs(fraction: float, tp: int, pp: int, ep: int) -> None:
+def _check_inputs(fraction: float, tp: int, pp: int, ep: int, activation_dtype: str) -> None:
+    try:
+        canonical_dtype(activation_dtype)
+    except ValueError as exc:
+        raise UserError(f"activation_dtype: {exc}") from None
     if not 0 < fraction <= 1:
         raise UserError(f"gpu_memory_utilization: {fraction} must be in (0, 1]")
     for name, value in (
@@ -321,6 +305,26 @@ def _offloaded_weights(
         parts = weight_bytes(model, formats)
         offloaded += parts.embedding + parts.lm_head
     return layers_on_gpu, offloaded
+
+
+def _kv_tokens(
+    model: ModelSpec,
+    kv_dtype: str,
+    layout: tuple[int, int, int],
+    offload: OffloadPlan | None,
+    kv_capacity: float,
+    offloaded: float,
+) -> tuple[float, int, _HostBudget]:
+    """(KV bytes per token per GPU, KV tokens the replica holds, host memory budget)."""
+    tp, pp, ep = layout
+    # Streamed layers still keep their KV cache on the GPU; CPU layers keep it in host memory.
+    kv_layers = offload.gpu_layers if offload is not None and offload.mode == "cpu" else None
+    per_token = kv_bytes_per_token_per_gpu(
+        model, tp, kv_dtype, pipeline_parallel=pp, layers_on_device=kv_layers
+    )
+    gpu_tokens = int(kv_capacity // per_token) * ep if per_token > 0 else None
+    host = _host_budget(model, kv_dtype, offload, offloaded, gpu_tokens)
+    return per_token, min(t for t in (gpu_tokens, host.tokens) if t is not None), host
 
 
 @dataclass(frozen=True)

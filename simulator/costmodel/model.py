@@ -139,7 +139,17 @@ class CostModel:
             mlp_op.dtype, compute_dtype(mlp_op.dtype, self.activation_dtype), gpu
         )
         kernels = self.config.kernels
-        self.gemms = GemmPricer(gpu, p, kernels, self.activation_dtype, p.expert_load_imbalance)
+        # Elements of one expert's gate, up and down weights on this GPU (the MoE grid axis).
+        expert_weights = sum(op.k * op.n for op in plan.gemms if op.is_expert)
+        self.gemms = GemmPricer(
+            gpu,
+            p,
+            kernels,
+            self.activation_dtype,
+            p.expert_load_imbalance,
+            expert_weights,
+            self.config.moe_grouped_gemm,
+        )
         self._attn = AttentionCost(
             self.model, plan, gpu, p, self.activation_dtype, kernels, self.kv_dtype
         )
