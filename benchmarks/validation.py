@@ -238,7 +238,8 @@ def engine_summary(rows: list[Row]) -> list[str]:
     by_engine: dict[str, list[Row]] = {}
     for r in rows:
         engine = engine_of(r)
-        if engine and r.unit == "tok/s" and r.section[:2] not in DEVICE_SECTIONS:
+        own = r.section[:2] in DEVICE_SECTIONS or r.section in LLAMACPP_SECTIONS
+        if engine and r.unit == "tok/s" and not own:
             by_engine.setdefault(engine, []).append(r)
     for engine, group in sorted(by_engine.items()):
         for metric, n, med, worst in summarize(group, lambda r: r.status == HELD_OUT):

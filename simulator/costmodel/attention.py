@@ -93,6 +93,7 @@ class AttentionCost:
         # Seconds per query-key pair at full peak, per KV byte at full bandwidth (all layers).
         self._pair_s = self.layers * self.flops_per_pair / gpu.flops_for(activation_dtype)
         self._kv_byte_s = self.layers * self.kv_bytes_per_token / gpu.memory_bw_bytes_per_s
+        self._decode_curves: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def prefill_work(self, shape: StepShape) -> tuple[float, float]:
         """Query-key pairs and KV tokens read by prefill attention, averaged over layers.
@@ -143,14 +144,21 @@ class AttentionCost:
         return compute_s, memory_s, self.latency_s
 
     def _decode_measured_s(self, seqs: int, read):
-        """Decode attention time from the measured grid (scalar or array ``read``)."""
-        grid = self._decode_grid
+        """Decode attention time from the measured grid (scalar or array ``read``): the
+        grid at this batch's sequences, KV heads and group is a curve of the KV tokens per
+        sequence, cached per batch size (one step and a run of steps use the same curve)."""
+        curve = self._decode_curves.get(seqs)
+        if curve is None:
+            curve = self._decode_curves[seqs] = self._decode_grid.along_first(
+                seqs, self._kv_heads, self._group
+            )
+        log_x, log_eff = curve
         per_seq = read * (self._kv_unit / seqs)
         if isinstance(per_seq, np.ndarray):
-            eff = grid.many(per_seq, seqs, self._kv_heads, self._group)
-        else:
-            eff = grid(per_seq, seqs, self._kv_heads, self._group)
-        return read * self._kv_byte_s / eff
+            x = np.clip(np.log(np.maximum(per_seq, 1e-300)), log_x[0], log_x[-1])
+            return read * self._kv_byte_s / np.exp(np.interp(x, log_x, log_eff))
+        x = min(max(math.log(per_seq) if per_seq > 0 else log_x[0], log_x[0]), log_x[-1])
+        return read * self._kv_byte_s / math.exp(float(np.interp(x, log_x, log_eff)))
 
     def ops(self, shape: StepShape) -> list[OpCost]:
         """The attention ops of ``shape`` with FLOPs and bytes (the breakdown's view)."""

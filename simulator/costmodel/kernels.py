@@ -25,6 +25,7 @@ written into the file as ``peak_flops`` and ``memory_bw_bytes_per_s``):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,16 +110,27 @@ class KernelTables:
 
     @classmethod
     def from_file(cls, path: str | Path) -> KernelTables:
+        """Read an engine calibration (read once per file version: the tables are large)."""
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text())
+            stat = path.stat()
         except FileNotFoundError:
             raise UserError(f"engine calibration {str(path)!r} does not exist") from None
-        except yaml.YAMLError as exc:
-            raise UserError(f"engine calibration {str(path)!r} is not valid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise UserError(f"engine calibration {str(path)!r}: expected a mapping")
-        return cls.from_dict(data, str(path))
+        return _read(path.resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _read(path: Path, mtime_ns: int, size: int) -> KernelTables:
+    """One engine calibration file, parsed with libyaml where available."""
+    del mtime_ns, size  # part of the cache key: a rewritten file is read again
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        data = yaml.load(path.read_text(), Loader=loader)
+    except yaml.YAMLError as exc:
+        raise UserError(f"engine calibration {str(path)!r} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"engine calibration {str(path)!r}: expected a mapping")
+    return KernelTables.from_dict(data, str(path))
 
 
 def _grids(section: dict | None) -> dict[str, LogGrid]:

@@ -66,6 +66,22 @@ class LogGrid:
         flat = self._flat
         return math.exp(sum(flat[o] * p for o, p in terms))
 
+    def along_first(self, *rest: float) -> tuple[np.ndarray, np.ndarray]:
+        """(log of the first axis's nodes, log of the values there) with the other
+        coordinates fixed at ``rest``: the grid as a curve of its first coordinate, for
+        ``np.interp`` over many points that differ only in it (exact: the interpolation is
+        linear in each axis)."""
+        values = self._log_values
+        for x, axis in zip(rest, self._log_axes[1:], strict=True):
+            if len(axis) == 1:
+                values = values[:, 0]
+                continue
+            lx = math.log(x) if x > 0 else axis[0]
+            i = min(max(bisect_right(axis, lx) - 1, 0), len(axis) - 2)
+            w = min(max((lx - axis[i]) / (axis[i + 1] - axis[i]), 0.0), 1.0)
+            values = values[:, i] * (1.0 - w) + values[:, i + 1] * w
+        return np.asarray(self._log_axes[0]), values
+
     def many(self, *coords: np.ndarray | float) -> np.ndarray:
         """Values at many points (numpy broadcasting over the coordinates)."""
         arrays = np.broadcast_arrays(*(np.asarray(c, dtype=np.float64) for c in coords))
