@@ -109,8 +109,9 @@ def main() -> None:
         t0 = time.perf_counter()
         result = run(sc)
         s = result.summary
-        extra = result.records.extra
-        hours = (extra.get("gpu_seconds_held") or fixed_n * result.records.end_s) / 3600
+        fleet = result.records.fleet
+        held_s = fleet.gpu_seconds_held if fleet is not None else fixed_n * result.records.end_s
+        hours = held_s / 3600
         rented = hours * price
         out_tokens = s["output_tokens_per_s"] * s["duration_s"]
         results[name] = (s, hours, result.records.end_s)

@@ -114,7 +114,7 @@ def prefix_caching() -> None:
         print(
             f"  {'on' if on else 'off':18s} {s['prefix_cache_hit_fraction'] or 0:9.1%} "
             f"{int(req.prompt_tokens.sum()):11,d} "
-            f"{r.records.extra['prefill_tokens_computed']:10,d} "
+            f"{r.records.prefill_tokens_computed:10,d} "
             f"{s['ttft_ms']['mean']:10.0f} {s['ttft_ms']['p99']:9.0f}"
         )
 
@@ -150,7 +150,7 @@ def disaggregated() -> None:
                 f"{s['ttft_ms']['p50']:9.0f} {s['ttft_ms']['p99']:9.0f} "
                 f"{s['tpot_ms']['p99']:9.1f}  {ok}"
             )
-        gb = dis.records.extra["kv_transfer_bytes"] / 1e9
+        gb = dis.records.kv_transfer_bytes / 1e9
         print(f"  {'':5s} {'':12s} KV shipped: {gb:.0f} GB")
 
 
@@ -180,7 +180,7 @@ def preemption() -> None:
         s = r.summary
         print(
             f"  {mode:10s} completed {s['requests_completed']}/400, preemptions "
-            f"{s['preemptions']}, swapped {r.records.extra['swapped_bytes'] / 1e9:.1f} GB, "
+            f"{s['preemptions']}, swapped {r.records.swapped_bytes / 1e9:.1f} GB, "
             f"E2E mean {s['e2e_ms']['mean']:.0f} ms"
         )
 

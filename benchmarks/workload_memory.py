@@ -66,7 +66,7 @@ WORKLOADS = {
 }
 
 
-def drain(spec: dict) -> tuple[int, float]:
+def drain(spec: WorkloadConfig) -> tuple[int, float]:
     """Pull every request (finishing each on arrival); return the count and wall seconds."""
     source = build_source(spec)
     start = time.perf_counter()
@@ -85,7 +85,7 @@ def main() -> int:
     print(f"{'workload':<46}{'requests':>10}{'req/s':>12}{'us/req':>8}{'peak heap MB':>14}")
     worst_mb = 0.0
     for name, workload in WORKLOADS.items():
-        spec = WorkloadConfig(**workload, num_requests=args.requests).model_dump()
+        spec = WorkloadConfig(**workload, num_requests=args.requests)
         count, wall_s = drain(spec)
         tracemalloc.start()
         drain(spec)
@@ -99,9 +99,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "trace.csv"
         first = next(iter(WORKLOADS.values()))
-        spec = WorkloadConfig(**first, num_requests=args.requests).model_dump()
+        spec = WorkloadConfig(**first, num_requests=args.requests)
         write_trace(iterate_requests(build_source(spec)), path)
-        replay_spec = WorkloadConfig(trace=str(path)).model_dump()
+        replay_spec = WorkloadConfig(trace=str(path))
         count, wall_s = drain(replay_spec)
         tracemalloc.start()
         drain(replay_spec)

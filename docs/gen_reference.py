@@ -23,19 +23,6 @@ from pathlib import Path
 from pydantic import BaseModel
 
 DOCS = Path(__file__).resolve().parent
-#: Command modules documented, in order (``list`` lives in ``listing``).
-COMMANDS = (
-    ("simulate", "simulate"),
-    ("plan", "plan"),
-    ("report", "report"),
-    ("sweep", "sweep"),
-    ("fit", "fit"),
-    ("step", "step"),
-    ("calibrate", "calibrate"),
-    ("trace", "trace"),
-    ("list", "listing"),
-    ("show", "show"),
-)
 
 
 #: Meanings of fields the config models leave uncommented (by "Model.field" or "field").
@@ -251,9 +238,11 @@ def commands_reference() -> str:
     parser = argparse.ArgumentParser(prog="servesim")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     names = []
-    for command, module_name in COMMANDS:
+    from simulator.cli.main import COMMANDS
+
+    for command, module_name in COMMANDS.items():
         try:
-            module = importlib.import_module(f"simulator.cli.{module_name}")
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError:
             continue
         module.register(sub)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from simulator.config.compile import compile_scenario, cost_model, replica_memory_plan
 from simulator.config.compile import resolve_calibration as hardware_calibration
@@ -17,6 +16,7 @@ from simulator.costmodel import CostModel, CostParams, MemoryPlan
 from simulator.engine.simulation import Simulation
 from simulator.metrics import RunRecords, Summary, summarize
 from simulator.specs.catalog import specs_dir
+from simulator.specs.files import read_yaml
 from simulator.workload import build_source
 
 __all__ = ["Result", "build_simulation", "load_scenario", "run", "scenario_from_dict"]
@@ -66,7 +66,7 @@ def build_simulation(
     workload = scenario.workload
     return Simulation(
         compile_scenario(scenario),
-        build_source(workload.model_dump(), base_dir=scenario.base_dir),
+        build_source(workload, base_dir=scenario.base_dir),
         sample_interval_s=scenario.output.timeseries_interval_s,
         progress=progress,
         trace_steps=trace_steps,
@@ -143,6 +143,7 @@ def summarize_run(scenario: Scenario, records: RunRecords) -> Summary:
     )
     summary.step_time_error_band = validated_error_band()
     summary.pricing = pricing_description(scenario)
+    summary.trace = records.input_rows
     return summary
 
 
@@ -152,5 +153,5 @@ def validated_error_band() -> dict | None:
     path = specs_dir() / "calibration" / "error_band.yaml"
     if not path.is_file():
         return None
-    data = yaml.safe_load(path.read_text())
+    data = read_yaml(path, "error band file")
     return {**data["step_time"], "source": data.get("source", str(path))}

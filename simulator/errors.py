@@ -1,4 +1,5 @@
-"""Errors that describe a user's mistake (bad input), shown as one line each, never a traceback.
+"""Errors that describe a user's mistake (bad input), shown as one line each, never a traceback,
+and the one error of a run stopped from outside (``WorkerStopped``).
 
 This module imports nothing of ours, so every layer may raise these.
 """
@@ -28,3 +29,8 @@ class UnknownNameError(UserError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return self.messages[0]
+
+
+class WorkerStopped(Exception):
+    """A local worker process ended before finishing its task (a signal sent to it, out
+    of memory): not a mistake in the input, but the run cannot go on."""

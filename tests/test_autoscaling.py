@@ -44,8 +44,8 @@ def step_run():
 
 
 def test_fleet_grows_after_the_delay_and_the_queue_drains(step_run):
-    fleet = step_run.records.extra["fleet"]
-    t, serving, held = (np.array(fleet[k]) for k in ("times_s", "serving", "held"))
+    fleet = step_run.records.fleet
+    t, serving, held = (np.array(x) for x in (fleet.times_s, fleet.serving, fleet.held))
     first_start = t[np.argmax(held > 1)]
     first_serving = t[np.argmax(serving > 1)]
     assert 300 <= first_start < 400  # reacts to the step at 300 s
@@ -59,17 +59,17 @@ def test_fleet_grows_after_the_delay_and_the_queue_drains(step_run):
 
 
 def test_replica_hours_equal_the_time_weighted_replica_count(step_run):
-    extra = step_run.records.extra
-    fleet = extra["fleet"]
-    mean_held = time_weighted_mean(fleet["times_s"], fleet["held"], step_run.records.end_s)
-    assert extra["replica_seconds_held"] == pytest.approx(mean_held * step_run.records.end_s)
+    fleet = step_run.records.fleet
+    mean_held = time_weighted_mean(fleet.times_s, fleet.held, step_run.records.end_s)
+    assert fleet.mean_held == pytest.approx(mean_held)
+    assert fleet.replica_seconds_held == pytest.approx(mean_held * step_run.records.end_s)
     cost = step_run.summary["gpu_cost_usd"]
-    assert cost == pytest.approx(2.0 * extra["gpu_seconds_held"] / 3600)
+    assert cost == pytest.approx(2.0 * fleet.gpu_seconds_held / 3600)
 
 
 def test_fleet_never_leaves_its_bounds(step_run):
-    fleet = step_run.records.extra["fleet"]
-    held = np.array(fleet["held"][:-1])  # the last entry is the release at the end
-    serving = np.array(fleet["serving"][:-1])
+    fleet = step_run.records.fleet
+    held = np.array(fleet.held[:-1])  # the last entry is the release at the end
+    serving = np.array(fleet.serving[:-1])
     assert held.max() <= AUTOSCALE["max_replicas"]
     assert serving.min() >= AUTOSCALE["min_replicas"]

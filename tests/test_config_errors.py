@@ -39,7 +39,7 @@ def test_every_error_reported_at_once_with_dotted_paths(tmp_path):
         "hardware.foo: unknown key",
         "engine.max_num_seqs: Input should be greater than 0 (got -5)",
         "engine.weight_dtype: unknown dtype 'bf17'",
-        "workload.arrival.rate_per_s: Input should be greater than 0 (got -10)",
+        "workload.arrival.rate_per_s: Input should be greater than or equal to 0.000001 (got -10)",
         "workload.prompt_tokens.sigma: Input should be greater than 0 (got 0)",
         "workload.output_tokens.value: Input should be greater than 0 (got 0)",
         "ttft_ms.p98: unknown percentile",

@@ -23,11 +23,13 @@ def _check_invariants(sim, records) -> None:
     assert records.itl.count == int((req.output_tokens[done] - 1).sum())
     for replica in sim.replicas:
         assert replica.batch.size == 0 and not replica.waiting
-        cached = replica.cache.blocks if replica.cache is not None else 0
+        kv = replica.kv
+        cached = kv.cache.blocks if kv.cache is not None else 0
         assert replica.batch.blocks_held == 0, "KV blocks returned"
-        assert replica.used_blocks == cached, "only cached prefixes keep blocks"
+        assert kv.used == cached, "only cached prefixes keep blocks"
+        assert kv.prefilling == kv.reserved == 0
         assert replica.outstanding == 0
-        assert replica.peak_used_blocks <= replica.cfg.total_kv_blocks
+        assert kv.peak <= kv.total
 
 
 def test_quick_scenario_invariants():

@@ -61,7 +61,7 @@ def test_prefix_caching_skips_cached_prompt_tokens_and_lowers_ttft():
     for result in (off, on):
         req = result.records.requests
         done = ~req.rejected
-        computed = result.records.extra["prefill_tokens_computed"]
+        computed = result.records.prefill_tokens_computed
         assert computed == int(req.prompt_tokens[done].sum() - req.cached_prompt_tokens[done].sum())
     assert off.records.requests.cached_prompt_tokens.sum() == 0
     assert on.summary["prefix_cache_hit_fraction"] > 0.2
@@ -85,7 +85,7 @@ def test_swap_preemption_completes_everything_and_reports_bytes():
     )
     assert result.summary["requests_completed"] == 200
     assert result.summary["preemptions"] > 0
-    assert result.records.extra["swapped_bytes"] > 0
+    assert result.records.swapped_bytes > 0
 
 
 def test_disaggregated_ttft_includes_the_kv_transfer():
@@ -93,7 +93,7 @@ def test_disaggregated_ttft_includes_the_kv_transfer():
     pools = {"prefill": {"gpu": "h100-sxm"}, "decode": {"gpu": "h100-sxm"}}
     fast = _run(disaggregated={**pools, "kv_link": "nvlink4"}, workload=wl)
     slow = _run(disaggregated={**pools, "kv_link": "ethernet-100g"}, workload=wl)
-    assert fast.records.extra["kv_transfer_bytes"] > 0
+    assert fast.records.kv_transfer_bytes > 0
     assert slow.summary["ttft_ms"]["mean"] > fast.summary["ttft_ms"]["mean"]
     # decode replicas receive requests only from the prefill pool
     assert set(np.unique(fast.records.requests.replica)) == {1}
@@ -169,10 +169,11 @@ def test_invariants_hold_for_every_policy(batching, preemption, util, sessions, 
     records = sim.run()
     _check_invariants(sim, records)
     for replica in sim.replicas:
-        assert not replica.swapped and replica.swap_used_bytes == pytest.approx(0, abs=1e-3)
-        assert not replica.prefilling and replica._prefill_blocks == 0
-        cached = replica.cache.blocks if replica.cache is not None else 0
-        assert replica.used_blocks == cached <= replica.cfg.total_kv_blocks
+        assert not replica.swap.sequences
+        assert replica.swap.used_bytes == pytest.approx(0, abs=1e-3)
+        assert not replica.prefilling and replica.kv.prefilling == 0
+        cached = replica.kv.cache.blocks if replica.kv.cache is not None else 0
+        assert replica.kv.used == cached <= replica.kv.total
 
 
 def test_shared_system_prompt_is_served_from_the_prefix_cache():

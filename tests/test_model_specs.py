@@ -216,7 +216,7 @@ def test_missing_field_names_the_field_and_the_file():
         (lambda c: c.pop("model_type"), "'model_type' is missing"),
         (lambda c: c.update(model_type="mamba"), "model_type 'mamba' is not supported"),
         (lambda c: c.update(hidden_size="4096"), "'hidden_size' must be an integer"),
-        (lambda c: c.update(num_hidden_layers=0), "'num_hidden_layers' must be >= 1"),
+        (lambda c: c.update(num_hidden_layers=0), "'num_hidden_layers' must be from 1 to 65,536"),
         (lambda c: c.update(num_key_value_heads=5), "not a multiple of num_key_value_heads 5"),
         (lambda c: c.update(hidden_size=4100), "give 'head_dim' explicitly"),
         (lambda c: c.update(tie_word_embeddings="yes"), "'tie_word_embeddings' must be true"),

@@ -89,7 +89,7 @@ def test_fewest_replicas_meets_and_one_fewer_does_not(scenario, found):
 
 
 def test_unreachable_slo_reports_no_rate(scenario):
-    strict = scenario.with_settings({"slo": {"tpot_ms": {"p99": 0.01}}})
+    strict = scenario.replace(slo={"tpot_ms": {"p99": 0.01}})
     found = max_sustainable_rate(strict, PlanConfig(replications=1))
     assert found.max_rate_per_s is None
     assert "SLO" in found.reason

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.config.loader import load_scenario, scenario_from_dict
+from simulator.config.loader import load_scenario, scenario_from_dict, with_settings
 from simulator.errors import UserError
 
 WORKLOADS = Path(__file__).resolve().parent.parent / "workloads"
@@ -82,11 +82,11 @@ def test_invalid_typed_values_are_rejected():
 
 def test_with_settings_checks_keys_like_set():
     scenario = scenario_from_dict(BASE, base_dir=Path("/tmp"))
-    changed = scenario.with_settings({"engine.max_num_seqs": 8, "hardware.gpu": "h200"})
+    changed = with_settings(scenario, {"engine.max_num_seqs": 8, "hardware.gpu": "h200"})
     assert (changed.engine.max_num_seqs, changed.hardware.gpu) == (8, "h200")
     assert changed.base_dir == Path("/tmp")
     with pytest.raises(UserError, match=r"engine\.max_num_seqz: unknown key"):
-        scenario.with_settings({"engine.max_num_seqz": 8})
+        with_settings(scenario, {"engine.max_num_seqz": 8})
 
 
 def test_a_rule_across_sections_holds_for_variants():

@@ -198,11 +198,11 @@ def test_missing_and_malformed_files_name_the_file(tmp_path):
         load_model(str(tmp_path))
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("name: [unclosed\n")
-    with pytest.raises(UserError, match=r"bad\.yaml: malformed YAML"):
+    with pytest.raises(UserError, match=r"bad\.yaml:2:1: not valid YAML"):
         load_gpu(str(bad_yaml))
     bad_json = tmp_path / "bad.json"
     bad_json.write_text("{not json")
-    with pytest.raises(UserError, match=r"bad\.json: malformed JSON"):
+    with pytest.raises(UserError, match=r"bad\.json:\d+:\d+: not valid JSON"):
         load_model(str(bad_json))
 
 

@@ -71,7 +71,7 @@ def test_point_that_cannot_run_records_its_error(scenario):
 
 
 def test_hash_depends_on_content_only(scenario):
-    same = scenario.with_settings({"workload.seed": scenario.workload.seed})
+    same = scenario.replace(workload=scenario.workload.replace(seed=scenario.workload.seed))
     assert scenario_hash(same) == scenario_hash(scenario)
     other = scenario.with_seed_offset(1)
     assert scenario_hash(other) != scenario_hash(scenario)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter
 
-from simulator.workload.arrivals import build_arrivals, diurnal_rate
+from simulator.workload.arrivals import diurnal_rate
 from simulator.workload.config import ArrivalConfig
 
 ARRIVAL = TypeAdapter(ArrivalConfig)
@@ -17,8 +17,7 @@ ARRIVAL = TypeAdapter(ArrivalConfig)
 def arrival_times(
     spec: dict, *, until_s: float | None = None, count: int | None = None, seed: int = 3
 ) -> np.ndarray:
-    dumped = ARRIVAL.validate_python(spec).model_dump()
-    stream = build_arrivals(dumped, np.random.default_rng(seed))
+    stream = ARRIVAL.validate_python(spec).stream(np.random.default_rng(seed))
     times = []
     while True:
         t = stream.next()
@@ -110,7 +109,8 @@ def test_diurnal_curve_mean_and_peak_to_trough():
         "period_s": 1000,
         "peak_time_s": 250,
     }
-    rate, peak = diurnal_rate(ARRIVAL.validate_python(spec).model_dump())
+    a = ARRIVAL.validate_python(spec)
+    rate, peak = diurnal_rate(a.mean_rate_per_s, a.peak_to_trough, a.period_s, a.peak_time_s)
     grid = np.linspace(0, 1000, 100_001)
     assert rate(grid).max() / rate(grid).min() == pytest.approx(4)
     assert rate(np.array([250.0]))[0] == pytest.approx(peak)

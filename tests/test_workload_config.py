@@ -156,7 +156,7 @@ def test_shipped_scenarios_have_valid_workloads(name):
     path = WORKLOADS / f"{name}.yaml"
     data = yaml.safe_load(path.read_text())
     config = WorkloadConfig.model_validate(data["workload"])
-    source = build_source(config.model_dump(), base_dir=path.parent)
+    source = build_source(config, base_dir=path.parent)
     requests = list(iterate_requests(source))
     assert requests and source.exhausted
     assert all(r.prompt_tokens >= 1 and r.output_tokens >= 1 for r in requests)

@@ -9,14 +9,14 @@ from simulator.api import build_cost_model, run
 from simulator.costmodel.shape import StepShape
 from simulator.errors import UserError
 from simulator.metrics.summary import OFFLINE_BASIS, WINDOW_BASIS
-from simulator.workload.arrivals import build_arrivals
+from simulator.workload.config import OfflineArrival
 from tests.conftest import make_scenario
 
 OFFLINE = {"arrival": {"process": "offline"}, "num_requests": 200}
 
 
 def test_offline_stream_is_all_zeros():
-    stream = build_arrivals({"process": "offline"}, np.random.default_rng(0))
+    stream = OfflineArrival(process="offline").stream(np.random.default_rng(0))
     assert [stream.next() for _ in range(5000)] == [0.0] * 5000
 
 

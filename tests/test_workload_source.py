@@ -22,7 +22,7 @@ BASE = {
 
 
 def source_of(**overrides) -> RequestSource:
-    return build_source(WorkloadConfig(**{**BASE, **overrides}).model_dump())
+    return build_source(WorkloadConfig(**{**BASE, **overrides}))
 
 
 def as_tuples(requests) -> list[tuple]:

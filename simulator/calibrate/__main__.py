@@ -9,14 +9,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from simulator.cli import calibrate
+from simulator.calibrate import command
 from simulator.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m simulator.calibrate")
-    calibrate.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["calibrate", *(sys.argv[1:] if argv is None else argv)])
+    parser = argparse.ArgumentParser(
+        prog="python -m simulator.calibrate",
+        description=command.DESCRIPTION,
+        epilog=command.EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    command.add_arguments(parser)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

@@ -40,3 +40,30 @@ def add_replica_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tp", type=int, default=1, help="tensor-parallel GPUs (default 1)")
     parser.add_argument("--pp", type=int, default=1, help="pipeline stages (default 1)")
     parser.add_argument("--ep", type=int, default=1, help="expert-parallel groups, MoE (default 1)")
+
+
+def add_budget_argument(parser: argparse.ArgumentParser) -> None:
+    """``--allow-long-run``: run even when the estimated run time is over the budget."""
+    parser.add_argument(
+        "--allow-long-run",
+        action="store_true",
+        help="run even when the run is estimated to take longer than the budget "
+        "(simulator.workload.budget.BUDGET_S, 10 minutes)",
+    )
+
+
+def check_run_budget(scenario, source: str, *, runs: int = 1, allow_long_run: bool = False) -> None:
+    """Refuse, before any work, a scenario whose arrivals run past the simulated span,
+    that expects no request, or whose estimated run time is over the budget (unless
+    allowed); one ``UserError`` line each, naming the scenario file."""
+    from simulator.errors import UserError
+    from simulator.workload.budget import budget_problems, estimate_work
+
+    estimate = estimate_work(
+        scenario.workload.model_dump(),
+        max_batched_tokens=scenario.engine.max_num_batched_tokens,
+        base_dir=scenario.base_dir,
+    )
+    problems = budget_problems(estimate, runs=runs, allow_long_run=allow_long_run)
+    if problems:
+        raise UserError([f"{source}: {p}" for p in problems])

@@ -78,15 +78,10 @@ def plan_for(model: ModelSpec, gpu: GpuSpec, opts: FitOptions) -> MemoryPlan:
     """The memory plan of ``opts`` (shape checks as the cost model makes them)."""
     if opts.tensor_parallel < 1 or opts.pipeline_parallel < 1 or opts.expert_parallel < 1:
         raise UserError("--tp, --pp and --ep must be >= 1")
-    if model.num_attention_heads % opts.tensor_parallel:
-        raise UserError(
-            f"--tp: {opts.tensor_parallel} does not divide {model.num_attention_heads} "
-            f"attention heads of {model.name}"
-        )
-    if opts.expert_parallel > 1 and not model.is_moe:
-        raise UserError(f"--ep: {opts.expert_parallel} needs a mixture-of-experts model")
-    if opts.pipeline_parallel > model.num_layers:
-        raise UserError(f"--pp: {opts.pipeline_parallel} exceeds {model.num_layers} layers")
+    errors = model.layout_errors(opts.tensor_parallel, opts.pipeline_parallel, opts.expert_parallel)
+    if errors:
+        flags = {"tensor_parallel": "--tp", "pipeline_parallel": "--pp", "expert_parallel": "--ep"}
+        raise UserError([flags[e.partition(":")[0]] + ":" + e.partition(":")[2] for e in errors])
     if opts.context_tokens < 1:
         raise UserError(f"--context: {opts.context_tokens} must be >= 1")
     return memory_plan(
@@ -110,14 +105,10 @@ def _holds_one(plan: MemoryPlan, context: int) -> bool:
 def _layouts(model: ModelSpec, max_gpus: int) -> list[tuple[int, int, int]]:
     """(tp, pp, ep) layouts by GPU count, simplest first: TP within 8, then PP, then EP."""
     out = []
-    tps = [t for t in (1, 2, 4, 8) if model.num_attention_heads % t == 0]
-    eps = [1] + ([e for e in (2, 4, 8, 16, 32) if e <= model.num_experts] if model.is_moe else [])
-    for tp in tps:
+    for tp in (1, 2, 4, 8):
         for pp in (1, 2, 3, 4, 6, 8):
-            if pp > model.num_layers:
-                continue
-            for ep in eps:
-                if tp * pp * ep <= max_gpus:
+            for ep in (1, 2, 4, 8, 16, 32):
+                if tp * pp * ep <= max_gpus and not model.layout_errors(tp, pp, ep):
                     out.append((tp, pp, ep))
     return sorted(out, key=lambda t: (t[0] * t[1] * t[2], t[1], t[2], t[0]))
 

@@ -5,23 +5,24 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 
-from simulator.errors import UserError
+from simulator.errors import UserError, WorkerStopped
 
-#: Command modules under ``simulator.cli``; each defines ``register(subparsers)``.
-COMMAND_MODULES = (
-    "simulate",
-    "plan",
-    "report",
-    "sweep",
-    "fit",
-    "step",
-    "calibrate",
-    "trace",
-    "listing",
-    "show",
-)
+#: Each command and the module defining its ``register(subparsers)``.
+COMMANDS = {
+    "simulate": "simulator.cli.simulate",
+    "plan": "simulator.cli.plan",
+    "report": "simulator.cli.report",
+    "sweep": "simulator.cli.sweep",
+    "fit": "simulator.cli.fit",
+    "step": "simulator.cli.step",
+    "calibrate": "simulator.calibrate.command",
+    "trace": "simulator.cli.trace",
+    "list": "simulator.cli.listing",
+    "show": "simulator.cli.show",
+}
 
 EPILOG = """examples:
   servesim simulate workloads/quickstart.yaml
@@ -40,7 +41,10 @@ servesim COMMAND --help shows each command's options and examples.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The command-line parser. Given the arguments, it registers only the command they
+    name (each command module is imported when its command runs, so that ``servesim list``
+    loads no simulation, plotting or statistics library); otherwise every command."""
     parser = argparse.ArgumentParser(
         prog="servesim",
         description="Simulate LLM serving: latency, throughput and cost of a deployment.",
@@ -48,24 +52,45 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    named = _command_named(argv)
+    modules = [COMMANDS[named]] if named else list(COMMANDS.values())
+    for module_name in modules:
         try:
-            module = importlib.import_module(f"simulator.cli.{name}")
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name == f"simulator.cli.{name}":
+            if exc.name == module_name:
                 continue  # command not installed in this build
             raise
         module.register(subparsers)
     return parser
 
 
+def _command_named(argv: list[str] | None) -> str | None:
+    """The command that ``argv`` runs, when its first word is one (not an option)."""
+    if argv is None or not argv:
+        return None
+    first = argv[0]
+    return first if first in COMMANDS else None
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind (closing files, stopping workers) and exit."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``servesim`` console script; returns the exit status."""
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
@@ -75,9 +100,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("servesim: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("servesim: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except WorkerStopped as exc:
+        print(f"servesim: stopped: {exc}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

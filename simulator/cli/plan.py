@@ -9,7 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from simulator.cli.common import add_command, add_scenario_arguments
+from simulator.cli.common import (
+    add_budget_argument,
+    add_command,
+    add_scenario_arguments,
+    check_run_budget,
+)
+from simulator.cli.outputs import add_force_argument, check_output_file, write_atomic
 
 EXAMPLES = """examples:
   servesim plan workloads/plan_chat.yaml
@@ -65,6 +71,8 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, default=1, help="local processes for the search")
     p.add_argument("--dask-scheduler", metavar="ADDRESS", help="run the search on Dask")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_force_argument(p)
+    add_budget_argument(p)
     p.set_defaults(func=run)
 
 
@@ -200,7 +208,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--replications: {args.replications} must be >= 1")
     if args.workers < 1:
         raise UserError(f"--workers: {args.workers} must be >= 1")
+    if args.csv:
+        check_output_file(args.csv, "--csv", force=args.force)
     loaded = load_plan_file(args.scenario, args.overrides)
+    check_run_budget(
+        loaded.scenario,
+        args.scenario,
+        runs=args.replications or loaded.plan.replications,
+        allow_long_run=args.allow_long_run,
+    )
     result = plan(
         loaded,
         replications=args.replications,
@@ -214,12 +230,11 @@ def run(args: argparse.Namespace) -> int:
         rows = candidate_rows(result)
         if not rows:
             rows = [{"max_rate_per_s": result["max_rate_per_s"], **result["rate_search"]}]
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
         frame = pd.DataFrame(rows)
         for column in ("rank", "replicas_for_target", "gpus_for_target"):
             if column in frame:  # whole numbers with gaps: not floats
                 frame[column] = frame[column].astype("Int64")
-        frame.to_csv(args.csv, index=False)
+        write_atomic(args.csv, lambda path: frame.to_csv(path, index=False), "--csv")
         if not args.json:
             print(f"wrote {args.csv}", file=sys.stderr)
     if args.json:

@@ -7,7 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from simulator.cli.common import add_command, add_scenario_arguments
+from simulator.cli.common import (
+    add_budget_argument,
+    add_command,
+    add_scenario_arguments,
+    check_run_budget,
+)
+from simulator.cli.outputs import add_force_argument, check_output_file
 
 EXAMPLES = """examples:
   servesim report workloads/plan_chat.yaml -o report.html
@@ -44,6 +50,8 @@ def register(subparsers) -> None:
     p.add_argument("--replications", type=int, metavar="N", help="seeds per simulated rate")
     p.add_argument("--json", action="store_true", help="print the recommendation as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    add_force_argument(p)
+    add_budget_argument(p)
     p.set_defaults(func=run)
 
 
@@ -53,15 +61,48 @@ def _jsonable(value):
     return value
 
 
+def _write(report, html: Path, pdf: Path | None) -> list[Path]:
+    """The HTML (and PDF) written whole: both renamed into place once both are done."""
+    from simulator.cli.outputs import atomic_path
+
+    with atomic_path(html, "-o") as html_tmp:
+        html_tmp.write_text(report.html, encoding="utf-8")
+        if pdf is None:
+            return [html]
+        from simulator.reports.browser import print_to_pdf
+
+        with atomic_path(pdf, "--pdf") as pdf_tmp:
+            print_to_pdf(html_tmp, pdf_tmp)
+    return [html, pdf]
+
+
 def run(args: argparse.Namespace) -> int:
-    from simulator.reports import build_report, write_report
+    from simulator.errors import UserError
+
+    check_output_file(args.output, "-o", force=args.force)
+    if args.pdf is not None:
+        if args.pdf.resolve() == args.output.resolve():
+            raise UserError(f"--pdf {args.pdf}: the same file as -o; give another name")
+        check_output_file(args.pdf, "--pdf", force=args.force)
+        from simulator.reports.browser import CHROMIUM_ENV, find_chromium
+
+        if find_chromium() is None:
+            raise UserError(
+                "--pdf needs Chromium: install it (Debian: apt-get install chromium) or set "
+                f"{CHROMIUM_ENV} to the browser's path"
+            )
+    if args.replications is not None and args.replications < 1:
+        raise UserError(f"--replications: {args.replications} must be >= 1")
+    from simulator.planning import load_plan_file
+    from simulator.reports import build_report
     from simulator.reports.terminal import paint, use_colour
 
+    loaded = load_plan_file(args.scenario, args.overrides)
+    runs = args.replications or loaded.plan.replications
+    check_run_budget(loaded.scenario, args.scenario, runs=runs, allow_long_run=args.allow_long_run)
     progress = not args.quiet and not args.json and sys.stderr.isatty()
-    report = build_report(
-        args.scenario, args.overrides, replications=args.replications, progress=progress
-    )
-    written = write_report(report, args.output, args.pdf)
+    report = build_report(loaded, replications=args.replications, progress=progress)
+    written = _write(report, args.output, args.pdf)
     rec = {k: _jsonable(v) for k, v in report.recommendation.items()}
     if args.json:
         out = {

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from simulator.cli.common import add_command, add_scenario_arguments
+from simulator.cli.common import (
+    add_budget_argument,
+    add_command,
+    add_scenario_arguments,
+    check_run_budget,
+)
+from simulator.cli.outputs import add_force_argument, check_output_file, check_output_folder
 
 EXAMPLES = """examples:
   servesim simulate workloads/quickstart.yaml
@@ -53,7 +60,13 @@ def register(subparsers) -> None:
         help="write every step as Chrome/Perfetto trace events (JSON)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_force_argument(p)
+    add_budget_argument(p)
     p.set_defaults(func=run)
+
+
+#: Files ``--out`` writes.
+OUT_FILES = ("summary.json", "requests.csv", "timeseries.csv")
 
 
 def _progress_bar(total: int | None, quiet: bool):
@@ -79,15 +92,44 @@ def _progress_bar(total: int | None, quiet: bool):
     return bar, update
 
 
+def _write_out(folder: Path, summary, records) -> list[Path]:
+    """``--out``'s files, each written whole: into a temporary folder beside ``folder``,
+    then renamed into place."""
+    import shutil
+    import tempfile
+
+    from simulator.metrics import write_outputs
+
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder))
+    try:
+        written = write_outputs(staging, summary, records)
+        final = []
+        for path in written:
+            os.replace(path, folder / path.name)
+            final.append(folder / path.name)
+        return final
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def run(args: argparse.Namespace) -> int:
     from simulator.api import Result, build_simulation, load_scenario, summarize_run
+    from simulator.cli.outputs import write_atomic
     from simulator.errors import UserError
-    from simulator.metrics import format_summary_table, write_outputs
+    from simulator.metrics import format_summary_table
     from simulator.metrics.replications import combine, format_intervals
 
     if args.replications < 1:
         raise UserError(f"--replications: must be at least 1, got {args.replications}")
+    if args.out:
+        check_output_folder(args.out, "--out", OUT_FILES, force=args.force)
+    if args.trace_out:
+        check_output_file(args.trace_out, "--trace-out", force=args.force)
     scenario = load_scenario(args.scenario, args.overrides)
+    check_run_budget(
+        scenario, args.scenario, runs=args.replications, allow_long_run=args.allow_long_run
+    )
     simulation = build_simulation(scenario, trace_steps=args.trace_out is not None)
     per_run = scenario.workload.num_requests
     bar, update = _progress_bar(per_run * args.replications if per_run else None, args.quiet)
@@ -109,12 +151,12 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
     result = Result(scenario, records, summary)
     if args.trace_out:
-        args.trace_out.parent.mkdir(parents=True, exist_ok=True)
-        args.trace_out.write_text(json.dumps(simulation.step_trace.to_json()))
+        events = json.dumps(simulation.step_trace.to_json())
+        write_atomic(args.trace_out, lambda path: path.write_text(events), "--trace-out")
         if not args.json:
             print(f"wrote {args.trace_out} (open in https://ui.perfetto.dev)", file=sys.stderr)
     if args.out:
-        written = write_outputs(args.out, summary, records)
+        written = _write_out(args.out, summary, records)
         if not args.json:
             print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
     combined = combine(summaries) if args.replications > 1 else None

@@ -115,15 +115,14 @@ def build_shape(decodes: list[str], prefills: list[str]) -> StepShape:
     return shape
 
 
-def run(args: argparse.Namespace) -> int:
-    from simulator.specs.catalog import load_gpu, load_model
-
-    shape = build_shape(args.decode, args.prefill)
-    model, gpu = load_model(args.model), load_gpu(args.gpu)
-    if args.tp < 1:
-        raise UserError(f"--tp: {args.tp} must be >= 1")
+def replica_cost_model(args: argparse.Namespace, model, gpu):
+    """The cost model the options describe and what priced it (``costmodel.pricing``)."""
+    from simulator.costmodel.moe import curve_for_calibration
+    from simulator.costmodel.pricing import resolve_pricing
     from simulator.specs.topology import build_placement
 
+    if args.tp < 1:
+        raise UserError(f"--tp: {args.tp} must be >= 1")
     placement = build_placement(
         gpu.name,
         gpu.interconnect,
@@ -136,25 +135,21 @@ def run(args: argparse.Namespace) -> int:
         field_prefix="--",
         field_names=("link", "inter-node-link"),
     )
-    from simulator.costmodel.pricing import resolve_pricing
-
     explicit = args.calibration is not None and args.calibration.lower() != "none"
     if explicit and not Path(args.calibration).is_file():
         raise UserError(f"--calibration: file {args.calibration!r} does not exist (or pass 'none')")
     pricing = resolve_pricing(
         gpu.name, calibration=args.calibration, profile=args.profile, version=args.version
     )
-    params = pricing.params
-    if args.eager:
-        params = params.replace(cuda_graphs=False)
-    cuda_graphs = params.cuda_graphs
-    source = pricing.kernel_source
+    params = pricing.params.replace(cuda_graphs=False) if args.eager else pricing.params
+    moe_curve = None if pricing.kernels else curve_for_calibration(pricing.parameters)
     cost_model = CostModel(
         CostConfig(
             model,
             gpu,
             params=params,
             kernels=pricing.kernels,
+            moe_grouped_gemm=moe_curve,
             parallel=Parallelism(
                 tensor=args.tp, pipeline=args.pp, expert=args.ep, placement=placement
             ),
@@ -166,6 +161,16 @@ def run(args: argparse.Namespace) -> int:
             ),
         )
     )
+    return cost_model, pricing
+
+
+def run(args: argparse.Namespace) -> int:
+    from simulator.specs.catalog import load_gpu, load_model
+
+    shape = build_shape(args.decode, args.prefill)
+    model, gpu = load_model(args.model), load_gpu(args.gpu)
+    cost_model, pricing = replica_cost_model(args, model, gpu)
+    cuda_graphs, source = cost_model.params.cuda_graphs, pricing.kernel_source
     cost = cost_model.price(shape)
     tokens_per_s = shape.tokens / cost.total_s if cost.total_s > 0 else 0.0
     if args.json:

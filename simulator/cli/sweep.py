@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from simulator.cli.common import add_command, add_scenario_arguments
+from simulator.cli.common import add_budget_argument, add_command, add_scenario_arguments
+from simulator.cli.outputs import add_force_argument, check_output_file
 
 EXAMPLES = """examples:
   servesim sweep workloads/quickstart.yaml --grid workload.arrival.rate_per_s=5,10,20 -o rates.csv
@@ -44,6 +45,8 @@ def register(subparsers) -> None:
     p.add_argument("--dask-scheduler", metavar="ADDRESS", help="a Dask scheduler to run on")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_force_argument(p)
+    add_budget_argument(p)
     p.set_defaults(func=run)
 
 
@@ -55,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UserError(f"--workers: {args.workers} must be >= 1")
     check_output(args.output)
+    check_output_file(args.output, "-o", force=args.force)
     grid = parse_grid(args.grid)
     scenario = load_scenario(args.scenario, args.overrides)
     cache_dir = None if args.no_cache else args.output.parent / ".servesim-cache"
@@ -65,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         dask_scheduler=args.dask_scheduler,
         cache_dir=cache_dir,
         progress=not args.quiet,
+        allow_long_run=args.allow_long_run,
     )
     path = write_table(frame, args.output)
     failed = int((frame["error"] != "").sum())

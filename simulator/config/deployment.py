@@ -7,12 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from simulator.config.base import StrictModel
+from simulator.config.base import Parallel, Replicas, StrictModel, Tokens
 from simulator.config.engine import EngineConfig
 from simulator.config.hardware import HardwareConfig
 from simulator.errors import UnknownNameError
+from simulator.specs.strict import validation_messages
 
 
 class GroupConfig(StrictModel):
@@ -22,8 +23,8 @@ class GroupConfig(StrictModel):
     name: str | None = None
     #: GPU of this group's replicas; default: the ``hardware`` section's.
     gpu: str | None = None
-    tensor_parallel: PositiveInt = 1
-    replicas: PositiveInt = 1
+    tensor_parallel: Parallel = 1
+    replicas: Replicas = 1
     interconnect: str | None = None
     calibration: str | None = None
     #: Engine settings that differ from the scenario's ``engine`` section.
@@ -57,7 +58,7 @@ class RoutingConfig(StrictModel):
 
     policy: str = "round_robin"
     #: length_aware: prompts of at least this many tokens go to the long-request replicas.
-    long_prompt_tokens: PositiveInt = 2048
+    long_prompt_tokens: Tokens = 2048
     #: length_aware: share of replicas reserved for long requests.
     long_replica_fraction: float = Field(0.5, gt=0.0, lt=1.0)
 
@@ -107,12 +108,7 @@ def member_settings(
 
 
 def _messages(exc: ValidationError, section: str) -> list[str]:
-    out = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in (section, *err["loc"]))
-        message = err["msg"].removeprefix("Value error, ")
-        out.append(f"{where}: {'unknown key' if err['type'] == 'extra_forbidden' else message}")
-    return out
+    return validation_messages(exc, None, section)
 
 
 def replica_groups(

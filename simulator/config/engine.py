@@ -8,11 +8,11 @@ unset; they are filled in here, at load, so the validated section is what will r
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from simulator.config.base import StrictModel
+from simulator.config.base import MAX_BATCHED_TOKENS, MAX_NUM_SEQS, StrictModel, Tokens
 from simulator.costmodel.profiles import load_profile
 from simulator.errors import UserError
 from simulator.policies import BatchingParams, PolicyParams, policy_params
@@ -27,7 +27,7 @@ class SpeculativeConfig(StrictModel):
     method: Literal["draft", "mtp"] = "draft"
     draft_model: str | None = None
     #: Tokens proposed per step (k).
-    num_speculative_tokens: PositiveInt = 4
+    num_speculative_tokens: Annotated[int, Field(gt=0, le=64)] = 4
     #: Probability that each proposed token is accepted (independent per token).
     acceptance_rate: float = Field(0.7, ge=0.0, le=1.0)
 
@@ -52,9 +52,9 @@ class EngineConfig(StrictModel):
     #: Engine version whose kernel calibration prices the run (default: the newest shipped
     #: for the GPU).
     version: str | None = None
-    max_num_seqs: PositiveInt = 256
-    max_num_batched_tokens: PositiveInt = 8192
-    kv_block_size: PositiveInt = 16
+    max_num_seqs: Annotated[int, Field(gt=0, le=MAX_NUM_SEQS)] = 256
+    max_num_batched_tokens: Annotated[int, Field(gt=0, le=MAX_BATCHED_TOKENS)] = 8192
+    kv_block_size: Annotated[int, Field(gt=0, le=1 << 16)] = 16
     #: vLLM: fraction of the whole GPU for weights, activations and the KV cache.
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
     #: TensorRT-LLM (profile trtllm): fraction of the memory left after weights and
@@ -75,13 +75,13 @@ class EngineConfig(StrictModel):
     #: Steps replayed as CUDA graphs (no per-kernel CPU launch cost).
     cuda_graphs: bool = True
     #: Longest prompt + output accepted; default: the model's maximum position embeddings.
-    max_model_len: PositiveInt | None = None
+    max_model_len: Tokens | None = None
     #: Reuse cached KV blocks of shared prefixes (sessions, system prompts).
     prefix_caching: bool = True
     #: When KV blocks run out: drop and recompute later, or swap to host memory over PCIe.
     preemption: Literal["recompute", "swap"] = "recompute"
     #: Host memory for swapped KV cache per GPU (GB; vLLM's default swap space is 4 GiB).
-    swap_space_gb: float = Field(4.0, ge=0.0)
+    swap_space_gb: float = Field(4.0, ge=0.0, le=1e6)
     speculative: SpeculativeConfig | None = None
 
     @model_validator(mode="before")

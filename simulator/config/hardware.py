@@ -3,18 +3,18 @@ they sit, and how their number may change during a run."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, model_validator
 
-from simulator.config.base import StrictModel
+from simulator.config.base import Parallel, Replicas, Seconds, StrictModel
 
 
 class OffloadConfig(StrictModel):
     """Decoder layers kept outside GPU memory (llama.cpp ``-ngl``-style split)."""
 
     #: Decoder layers kept on the GPU; the rest live in host memory.
-    gpu_layers: NonNegativeInt
+    gpu_layers: Annotated[int, Field(ge=0, le=1 << 16)]
     #: "cpu": the other layers run on the host CPU; "stream": their weights are copied over
     #: the GPU's host link every step and run on the GPU.
     mode: Literal["cpu", "stream"] = "cpu"
@@ -25,8 +25,8 @@ class OffloadConfig(StrictModel):
 class AutoscaleConfig(StrictModel):
     """Grow and shrink the number of replicas during a run on a load signal."""
 
-    min_replicas: PositiveInt = 1
-    max_replicas: PositiveInt
+    min_replicas: Replicas = 1
+    max_replicas: Replicas
     #: Load signal per serving replica: "queue" (waiting requests), "kv" (KV-cache use,
     #: 0..1) or "rate" (arrivals per second).
     metric: Literal["queue", "kv", "rate"] = "queue"
@@ -34,11 +34,11 @@ class AutoscaleConfig(StrictModel):
     #: ``scale_down_fraction`` × target for ``scale_down_after_s``.
     target: PositiveFloat
     #: Time from the decision to a new replica serving (model load, warm-up), seconds.
-    scale_up_delay_s: float = Field(120.0, ge=0.0)
-    scale_down_after_s: float = Field(300.0, ge=0.0)
+    scale_up_delay_s: Seconds = 120.0
+    scale_down_after_s: Seconds = 300.0
     scale_down_fraction: float = Field(0.5, gt=0.0, lt=1.0)
     #: How often the signal is evaluated (simulated seconds).
-    evaluate_every_s: PositiveFloat = 10.0
+    evaluate_every_s: float = Field(10.0, ge=1e-3, le=1e9)
 
     @model_validator(mode="after")
     def _bounds(self) -> AutoscaleConfig:
@@ -57,19 +57,19 @@ class HardwareConfig(StrictModel):
     nodes run over ``inter_node_link`` (per-GPU NIC bandwidth)."""
 
     gpu: str = "h100-sxm"
-    tensor_parallel: PositiveInt = 1
+    tensor_parallel: Parallel = 1
     #: Pipeline stages of one replica (layers split evenly).
-    pipeline_parallel: PositiveInt = 1
+    pipeline_parallel: Parallel = 1
     #: Expert groups of one replica (MoE only): routed experts split over them, attention
     #: data-parallel across them.
-    expert_parallel: PositiveInt = 1
+    expert_parallel: Parallel = 1
     #: Micro-batches per step with pipeline stages; default: one per stage.
-    pipeline_microbatches: PositiveInt | None = None
-    replicas: PositiveInt = 1
+    pipeline_microbatches: Parallel | None = None
+    replicas: Replicas = 1
     #: Link between the GPUs of a node (catalog name); default: the GPU's own interconnect.
     interconnect: str | None = None
     #: GPUs per node; default: one node holds the whole replica.
-    gpus_per_node: PositiveInt | None = None
+    gpus_per_node: Parallel | None = None
     #: Network between nodes, per GPU (catalog name, e.g. infiniband-ndr).
     inter_node_link: str | None = None
     #: Layers kept in host memory (offload); unset: the whole model is on the GPUs.

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from simulator.config.scenario import Scenario
 from simulator.errors import UnknownNameError, UserError
+from simulator.specs.files import parse_yaml, read_yaml
+from simulator.specs.strict import validation_messages
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -17,10 +19,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise UserError(f"--set {text!r}: expected dotted.key=value, e.g. engine.max_num_seqs=128")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise UserError(f"--set {text!r}: value is not valid YAML ({exc.problem})") from None
+    value = parse_yaml(raw, f"--set {key.strip()}") if raw.strip() else ""
     return [part for part in key.strip().split(".")], value
 
 
@@ -38,42 +37,23 @@ def set_dotted(data: dict, key: str | list[str], value: Any) -> None:
     node[parts[-1]] = value
 
 
+def with_settings(scenario: Scenario, settings: Mapping[str, Any]) -> Scenario:
+    """``scenario`` with user-given ``dotted.key: value`` settings (as ``--set`` gives them):
+    each key and value is checked like the scenario file, and errors name the key."""
+    if not settings:
+        return scenario
+    data = scenario.model_dump(mode="json", exclude_unset=True)
+    for key, value in settings.items():
+        set_dotted(data, key, value)
+    return scenario_from_dict(data, base_dir=scenario.base_dir)
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Set each ``dotted.key=value`` in a nested dict (creating sections as needed)."""
     for text in overrides:
         path, value = parse_override(text)
         set_dotted(data, path, value)
     return data
-
-
-def _data_path(loc: tuple, data: object) -> list[str]:
-    """The error location as keys of the user's data: union tags pydantic adds
-    (``poisson`` in ``arrival.poisson.rate_per_s``) are not keys and are dropped."""
-    parts: list[str] = []
-    node = data
-    for i, part in enumerate(loc):
-        last = i == len(loc) - 1
-        if isinstance(node, dict):
-            if part in node:
-                node = node[part]
-            elif not last:
-                continue  # a tag of a tagged union, not a key
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        parts.append(str(part))
-    return parts
-
-
-def _format_error(err: dict, data: object) -> str:
-    loc = ".".join(_data_path(err["loc"], data))
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        return f"{loc}: unknown key"
-    if err["type"] == "missing":
-        return f"{loc}: required key is missing"
-    value = err.get("input")
-    shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
-    return f"{loc}: {msg}{shown}" if loc else f"{msg}{shown}"
 
 
 def _catalog_errors(data: dict) -> list[str]:
@@ -113,7 +93,7 @@ def scenario_from_dict(
         given = {**data, "base_dir": Path(base_dir)} if base_dir is not None else data
         scenario = Scenario.model_validate(given)
     except ValidationError as exc:
-        errors.extend(_format_error(e, data) for e in exc.errors())
+        errors.extend(validation_messages(exc, data))
         scenario = None
     if errors:
         raise UserError([f"{source}: {e}" for e in dict.fromkeys(errors)])
@@ -121,16 +101,10 @@ def scenario_from_dict(
 
 
 def read_scenario_file(path: Path) -> Any:
-    """The parsed YAML of a scenario file; a missing file or bad YAML is a ``UserError``
-    naming the file (and the line and column of a syntax error)."""
-    if not path.is_file():
-        raise UserError(f"scenario file {str(path)!r} does not exist")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise UserError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    """The parsed YAML of a scenario file; a missing file, one that is not a regular file,
+    not UTF-8, too large or not valid YAML (duplicate keys, alias bombs) is a
+    ``UserError`` naming the file (and the line and column where there is one)."""
+    return read_yaml(path, "scenario file")
 
 
 def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:

@@ -3,18 +3,24 @@ finds for the deployment, and which configurations it compares)."""
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from simulator.config.base import SLO_METRICS, SLO_PERCENTILES
 from simulator.specs.dtypes import canonical_dtype
+from simulator.specs.strict import StrictModel
 
 PRICE_KINDS = ("on_demand", "reserved", "spot")
+#: Most simulations per rate, and most configurations a search compares.
+MAX_REPLICATIONS = 100
+MAX_SEARCH_POINTS = 10_000
+Rate = Annotated[float, Field(gt=0, le=1e6)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Strict(StrictModel):
+    """A planning section (unknown keys, wrong types and infinite numbers are errors)."""
 
 
 class TcoConfig(_Strict):
@@ -40,15 +46,15 @@ class PlanConfig(_Strict):
     """What ``servesim plan`` looks for, and how hard it searches."""
 
     #: Rate (requests/s) the deployment must serve: find the fewest replicas that do.
-    target_rate_per_s: PositiveFloat | None = None
+    target_rate_per_s: Rate | None = None
     #: Simulations per rate, each with its own seed (workload.seed + i); a rate is
     #: sustainable when every replication meets the SLO without saturating.
-    replications: PositiveInt = 3
+    replications: Annotated[int, Field(gt=0, le=MAX_REPLICATIONS)] = 3
     #: The rate search stops when its bracket [meets, fails] is narrower than this
     #: fraction of the lower end.
     rate_tolerance: float = Field(0.05, gt=0.0, lt=1.0)
     #: First rate tried (requests/s); default: the scenario's own rate.
-    start_rate_per_s: PositiveFloat | None = None
+    start_rate_per_s: Rate | None = None
     #: Additionally required: this fraction of requests meets every SLO threshold.
     min_attainment: float | None = Field(None, gt=0.0, le=1.0)
     #: Largest fraction of requests that may be rejected (too long to ever fit).
@@ -56,9 +62,9 @@ class PlanConfig(_Strict):
     #: Simulated arrival period of every run (s): at high rates a fixed ``num_requests``
     #: lasts too short a time to tell a growing queue from a long one, so runs get
     #: ``rate × min_arrival_span_s`` requests when that is more. Unset: ``num_requests``.
-    min_arrival_span_s: PositiveFloat | None = None
+    min_arrival_span_s: Annotated[float, Field(gt=0, le=1e9)] | None = None
     #: Largest fleet the replica search tries.
-    max_replicas: PositiveInt = 256
+    max_replicas: Annotated[int, Field(gt=0, le=10_000)] = 256
     #: Monthly cost options (cloud, owned, API) of the planned deployment.
     #: Headroom for the model's own error (fraction): the fewest-replica search serves
     #: target × (1 + margin), and the maximum rate is also given divided by (1 + margin).
@@ -88,11 +94,30 @@ class SearchConfig(_Strict):
     #: Latency axis of the cost-latency Pareto frontier: "metric.statistic" of the summary.
     latency: str = "e2e_ms.p50"
     #: Replications of each candidate's rate search (1 keeps a large search fast).
-    replications: PositiveInt = 1
+    replications: Annotated[int, Field(gt=0, le=MAX_REPLICATIONS)] = 1
     #: Candidates simulated between two pruning decisions (1: prune as much as possible);
     #: default: the local worker count, or 8 on a Dask cluster. The same batch size gives the
     #: same results on any executor.
-    batch_size: PositiveInt | None = None
+    batch_size: Annotated[int, Field(gt=0, le=MAX_SEARCH_POINTS)] | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> SearchConfig:
+        axes = (
+            self.gpus,
+            self.tensor_parallel,
+            self.pipeline_parallel,
+            self.expert_parallel,
+            self.batching,
+            self.weight_dtype,
+            self.kv_dtype,
+            self.max_num_seqs,
+        )
+        points = math.prod(len(axis) for axis in axes if axis)
+        if points > MAX_SEARCH_POINTS:
+            raise ValueError(
+                f"{points:,} configurations to compare; a search has at most {MAX_SEARCH_POINTS:,}"
+            )
+        return self
 
     @field_validator("weight_dtype", "kv_dtype")
     @classmethod

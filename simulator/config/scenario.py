@@ -10,7 +10,6 @@ scenario is compiled.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +22,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from simulator.config.base import SLO_PERCENTILES, StrictModel
+from simulator.config.base import SLO_PERCENTILES, Seconds, StrictModel
 from simulator.config.deployment import (
     DisaggregatedConfig,
     GroupConfig,
@@ -54,14 +53,14 @@ __all__ = [
 
 class CostConfig(StrictModel):
     #: Price of one GPU-hour (USD) for cost per token; unset: cost is not reported.
-    gpu_hour_usd: float | None = Field(None, ge=0.0)
+    gpu_hour_usd: float | None = Field(None, ge=0.0, le=1e6)
 
 
 class OutputConfig(StrictModel):
     #: Spacing of the time-series samples per replica (simulated seconds).
-    timeseries_interval_s: PositiveFloat = 0.5
+    timeseries_interval_s: float = Field(0.5, ge=1e-3, le=1e9)
     #: Requests arriving before this time are left out of the summary (simulated seconds).
-    warmup_s: float = Field(0.0, ge=0.0)
+    warmup_s: Seconds = 0.0
 
 
 class Scenario(StrictModel):
@@ -113,18 +112,6 @@ class Scenario(StrictModel):
     def with_num_requests(self, num_requests: int) -> Scenario:
         """The same scenario with ``num_requests`` requests."""
         return self.replace(workload=self.workload.replace(num_requests=num_requests))
-
-    def with_settings(self, settings: Mapping[str, Any]) -> Scenario:
-        """The same scenario with user-given ``dotted.key: value`` settings (as ``--set``):
-        each key and value is checked like the scenario file; errors name the key."""
-        from simulator.config.loader import scenario_from_dict, set_dotted
-
-        if not settings:
-            return self
-        data = self.model_dump(mode="json", exclude_unset=True)
-        for key, value in settings.items():
-            set_dotted(data, key, value)
-        return scenario_from_dict(data, base_dir=self.base_dir)
 
     @field_validator("slo")
     @classmethod

@@ -44,6 +44,7 @@ from simulator.costmodel.model import CostModel
 from simulator.costmodel.params import CostParams
 from simulator.costmodel.shape import StepShape
 from simulator.errors import UserError
+from simulator.specs.files import read_text
 from simulator.specs.gpu import GpuSpec
 from simulator.specs.link import LinkSpec
 from simulator.specs.model import ModelSpec
@@ -93,6 +94,9 @@ PRIOR_WEIGHT = 0.02
 #: Starting value of the nuisance per-call overhead of standalone GEMM timings (s).
 GEMM_CALL_OVERHEAD_START_S = 10e-6
 
+#: Largest measurement file read (bytes).
+MAX_MEASUREMENT_BYTES = 256 * 2**20
+
 
 @dataclass
 class RowResult:
@@ -138,10 +142,7 @@ def summarize(rows: Iterable[RowResult]) -> dict[str, dict[str, float]]:
 def load_rows(path: str | Path) -> list[dict]:
     """Rows of a JSON-lines measurement file; every row gets ``_source`` and ``_line``."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UserError(f"--from: file {str(path)!r} does not exist") from None
+    text = read_text(path, "--from: measurement file", max_bytes=MAX_MEASUREMENT_BYTES)
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

@@ -22,7 +22,7 @@ from simulator.costmodel.ggml import ggml_format_speed
 from simulator.costmodel.kernels import KernelTables
 from simulator.costmodel.layers import EIGHT_BIT_OR_LESS, ElementwiseOp, GemmOp, compute_dtype
 from simulator.costmodel.loggrid import LogGrid
-from simulator.costmodel.moe import GroupedGemmCurve, expert_gemm_s
+from simulator.costmodel.moe import GroupedGemmCurve, grouped_expert_cost
 from simulator.costmodel.params import CostParams
 from simulator.specs.dtypes import NATIVE_COMPUTE, dtype_bytes, is_gguf
 from simulator.specs.gpu import GpuSpec
@@ -108,16 +108,13 @@ class GemmPricer:
             rows, flops = tokens, op.flops_per_token * tokens
         nbytes = op.weight_bytes_touched(tokens) + op.act_bytes_per_token * rows
         r = self.rate(op)
-        curve_s = None
         if op.is_expert and r.grid is None and self.moe_curve is not None:
-            touched = op.experts_touched(tokens)
-            curve_s = expert_gemm_s(self.moe_curve, op.dtype, r.peak, flops, rows, touched)
+            # The reference calibration's grouped GEMMs (and routing) by tokens per expert.
+            grouped = grouped_expert_cost(self.moe_curve, op, self, tokens, rows, flops, nbytes)
+            if grouped is not None:
+                return grouped
         if r.grid is not None and rows > 0:
             time_s, bound = self._measured_s(op, r, rows, flops, nbytes)
-        elif curve_s is not None:
-            # The whole grouped kernel's time: bound by what the roofline says dominates.
-            time_s = curve_s
-            bound = bound_of(flops / r.peak, nbytes / self.gpu.memory_bw_bytes_per_s, 0.0)
         else:
             time_s, bound = self._parametric_s(op, r, rows, tokens, flops, nbytes)
         n = op.layers

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import yaml
 
 from simulator.errors import UserError
+from simulator.specs.files import read_yaml
 
 #: Format tag written into calibration files; bumped when fields change meaning.
 CALIBRATION_FORMAT = "servesim-calibration/1"
@@ -197,8 +199,8 @@ class CostParams:
                 continue
             if not isinstance(value, int | float) or isinstance(value, bool):
                 problems.append(f"{f.name}: {value!r} must be a number")
-            elif value < 0:
-                problems.append(f"{f.name}: {value!r} must be >= 0")
+            elif not math.isfinite(value) or value < 0:
+                problems.append(f"{f.name}: {value!r} must be a finite number >= 0")
             elif (
                 f.name.endswith("efficiency") or f.name.endswith("efficiency_8bit")
             ) and not 0 < value <= 1.5:
@@ -230,12 +232,7 @@ class CostParams:
     def from_file(cls, path: str | Path) -> CostParams:
         """Read a calibration YAML written by ``servesim calibrate`` (or by ``to_file``)."""
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise UserError(f"calibration file {str(path)!r} does not exist") from None
-        except yaml.YAMLError as exc:
-            raise UserError(f"calibration file {str(path)!r} is not valid YAML: {exc}") from None
+        data = read_yaml(path, "calibration file")
         if not isinstance(data, dict) or not isinstance(data.get("params"), dict):
             raise UserError(
                 f"calibration file {str(path)!r}: expected a mapping with a 'params' mapping"
@@ -250,9 +247,11 @@ class CostParams:
 
 
 def _number(value: Any, source: str, key: str) -> float:
+    if isinstance(value, bool):
+        raise UserError(f"{source}.{key}: {value!r} is not a number")
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise UserError(f"{source}.{key}: {value!r} is not a number") from None
 
 

@@ -103,11 +103,12 @@ def base_parameters(
         if shipped.is_file():
             return CostParams.from_file(shipped), str(shipped)
         return CostParams.defaults(), "datasheet defaults"
+    from simulator.specs.files import input_file
+
     path = Path(calibration)
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
-    if not path.is_file():
-        raise UserError(f"hardware.calibration: file {calibration!r} does not exist")
+    input_file(path, "hardware.calibration: file")
     return CostParams.from_file(path), str(path)
 
 

@@ -10,7 +10,11 @@ has, and is released. A replica is paid for from its start to its release.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
+
+import simpy
 
 OFF, STARTING, ACTIVE, DRAINING = "off", "starting", "active", "draining"
 
@@ -36,13 +40,53 @@ class FleetLog:
     held: list[int] = field(default_factory=list)
 
 
+class ScaledReplica(Protocol):
+    """What the autoscaler reads of a replica (a read-only view)."""
+
+    @property
+    def replica_id(self) -> int: ...
+
+    @property
+    def outstanding(self) -> int: ...
+
+    @property
+    def waiting(self) -> int: ...
+
+    @property
+    def used_blocks(self) -> int: ...
+
+    @property
+    def total_blocks(self) -> int: ...
+
+    @property
+    def has_work(self) -> bool: ...
+
+
+class Traffic(Protocol):
+    """What the autoscaler reads of the traffic: requests arrived so far, and whether any
+    will ever come again."""
+
+    @property
+    def arrived(self) -> int: ...
+
+    @property
+    def exhausted(self) -> bool: ...
+
+
 class Autoscaler:
     """Drives the state of a pool of replicas; the simulation routes to ``serving`` only."""
 
-    def __init__(self, sim, replicas: list, initial: int, policy: AutoscalePolicy):
-        self.sim = sim
-        self.env = sim.env
-        self.replicas = replicas
+    def __init__(
+        self,
+        env: simpy.Environment,
+        replicas: Sequence[ScaledReplica],
+        initial: int,
+        policy: AutoscalePolicy,
+        traffic: Traffic,
+    ):
+        self.env = env
+        self.traffic = traffic
+        self.replicas = list(replicas)
         self.policy = policy
         first = min(max(initial, policy.min_replicas), policy.max_replicas)
         self.state = {r.replica_id: ACTIVE if i < first else OFF for i, r in enumerate(replicas)}
@@ -72,11 +116,12 @@ class Autoscaler:
         serving = self.serving or self.replicas[:1]
         p = self.policy
         if p.metric == "queue":
-            return sum(len(r.waiting) for r in serving) / len(serving)
+            return sum(r.waiting for r in serving) / len(serving)
         if p.metric == "kv":
-            return sum(r.used_blocks / r.cfg.total_kv_blocks for r in serving) / len(serving)
-        arrivals = len(self.sim.ledger) - self._arrivals_seen
-        self._arrivals_seen = len(self.sim.ledger)
+            return sum(r.used_blocks / r.total_blocks for r in serving) / len(serving)
+        arrived = self.traffic.arrived
+        arrivals = arrived - self._arrivals_seen
+        self._arrivals_seen = arrived
         return arrivals / p.evaluate_every_s / len(serving)
 
     def _run(self):
@@ -106,8 +151,7 @@ class Autoscaler:
         self._release_drained(final=True)
 
     def _finished(self) -> bool:
-        sim = self.sim
-        return sim.source.exhausted and not any(r.has_work for r in self.replicas)
+        return self.traffic.exhausted and not any(r.has_work for r in self.replicas)
 
     def _start_one(self) -> None:
         replica = next(r for r in self.replicas if self.state[r.replica_id] == OFF)

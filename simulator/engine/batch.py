@@ -20,14 +20,20 @@ class RunningBatch:
     ``blocks_held`` counts KV blocks the sequences own: all blocks of their contexts minus
     the ``shared`` ones they read from the prefix cache (which the cache accounts for)."""
 
+    #: Rows allocated at first; the arrays double as sequences join, up to ``capacity``
+    #: (memory follows the sequences actually running, not ``max_num_seqs``).
+    INITIAL_ROWS = 64
+
     def __init__(self, capacity: int, block_size: int):
         self.size = 0
+        self.capacity = capacity
         self.block_size = block_size
-        self.ordinal = np.zeros(capacity, dtype=np.int64)  # request ordinal in the run
-        self.context = np.zeros(capacity, dtype=np.int64)  # tokens held in the KV cache
-        self.remaining = np.zeros(capacity, dtype=np.int64)  # output tokens still to produce
-        self.shared = np.zeros(capacity, dtype=np.int64)  # blocks read from the prefix cache
-        self.klass = np.zeros(capacity, dtype=np.int64)  # request class index
+        rows = min(capacity, self.INITIAL_ROWS)
+        self.ordinal = np.zeros(rows, dtype=np.int64)  # request ordinal in the run
+        self.context = np.zeros(rows, dtype=np.int64)  # tokens held in the KV cache
+        self.remaining = np.zeros(rows, dtype=np.int64)  # output tokens still to produce
+        self.shared = np.zeros(rows, dtype=np.int64)  # blocks read from the prefix cache
+        self.klass = np.zeros(rows, dtype=np.int64)  # request class index
         self.context_sum = 0  # sum of live contexts (tokens)
         self.shared_sum = 0  # sum of live shared blocks
         self.blocks_held = 0  # KV blocks owned by live sequences
@@ -44,6 +50,8 @@ class RunningBatch:
         klass: int = 0,
     ) -> None:
         i = self.size
+        if i == len(self.ordinal):
+            self._grow()
         self.ordinal[i] = ordinal
         self.klass[i] = klass
         self.context[i] = context
@@ -58,6 +66,16 @@ class RunningBatch:
             cohorts[-1][1] += 1
         else:
             cohorts.append([last_token_s, 1])
+
+    def _grow(self) -> None:
+        rows = min(self.capacity, 2 * len(self.ordinal))
+        if rows <= len(self.ordinal):
+            raise IndexError(f"the batch holds at most {self.capacity} sequences")
+        for name in ("ordinal", "context", "remaining", "shared", "klass"):
+            old = getattr(self, name)
+            grown = np.zeros(rows, dtype=np.int64)
+            grown[: len(old)] = old
+            setattr(self, name, grown)
 
     def _own_blocks(self, steps: int = 0) -> int:
         n = self.size

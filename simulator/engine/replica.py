@@ -1,122 +1,106 @@
 """One serving replica: a SimPy process running the batching loop of an inference engine.
 
-Each iteration asks the batching policy for a plan, prices it with the cost model and
-advances simulated time by the step's duration. Between one arrival or completion and
-the next, a pure-decode batch does not change, so successive decode steps are advanced
-together in one event: their durations come from one vectorised cost-model call and
-their token timestamps are recorded per cohort. This changes no result, only speed.
+The loop has one body whatever the batching policy: the policy plans the next step from a
+read-only view of the replica (``plan``), the plan becomes a priced ``Step``
+(``engine.steps``: a mixed step, a run of identical decode steps, or a static batch's
+prefill or decode), simulated time advances by its duration, the prompts and the running
+batch advance, finished requests leave, and the step is recorded.
 
-KV memory is paged: sequences hold blocks for their contexts, prefixes may be shared
-through a prefix cache, and when blocks run out the newest sequence is preempted, either
-dropped and recomputed later or swapped to host memory over the host link.
+KV memory is paged (``engine.kv_blocks``): when blocks run out the newest sequence is
+preempted, either dropped and recomputed later or swapped to host memory over the host link.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
 
-import numpy as np
 import simpy
 
-from simulator.costmodel.shape import StepShape
 from simulator.engine.batch import RunningBatch
-from simulator.engine.entities import Prefilling, ReplicaConfig, Swapped, Waiting
+from simulator.engine.deployment import ReplicaGroup
+from simulator.engine.entities import Prefilling, Swapped, Waiting
+from simulator.engine.gaps import TokenGaps
+from simulator.engine.kv_blocks import KvBlocks
 from simulator.engine.ledger import RequestLedger
-from simulator.engine.preemption import PreemptionSteps
-from simulator.engine.prefix_cache import PrefixCache
-from simulator.engine.static_batch import StaticBatchSteps
-from simulator.metrics.histogram import GapHistogram
-from simulator.metrics.records import ReplicaStats
-from simulator.policies.base import (
-    BatchingPolicy,
-    BatchPlan,
-    ReplicaView,
-    WaitingItem,
+from simulator.engine.steps import (
+    Step,
+    decode_run,
+    decode_run_steps,
+    mixed_step,
+    prompt_chunks,
+    static_decode,
+    static_prefill,
 )
+from simulator.engine.swap import SwapSpace
+from simulator.engine.views import ReplicaStatus, WaitingView
+from simulator.metrics.records import ReplicaStats
+from simulator.policies import ALL_TOKENS, BatchPlan, ReplicaView, WaitingItem, make_policy
 
 
-class _WaitingView(Sequence):
-    """Lazy read-only view of the waiting queue for a policy (items built on access)."""
+class ReplicaHost(Protocol):
+    """What a replica needs from the cluster it serves in."""
 
-    __slots__ = ("_replica",)
+    ledger: RequestLedger
+    gaps: TokenGaps
 
-    def __init__(self, replica: Replica):
-        self._replica = replica
+    def next_arrival_s(self) -> float:
+        """When the next request arrives anywhere (s; ``math.inf`` if none is scheduled)."""
+        ...
 
-    def __len__(self) -> int:
-        return len(self._replica.waiting)
+    def finished(self, ordinal: int, now_s: float) -> None:
+        """Request ``ordinal`` finished (or was rejected) at ``now_s``."""
+        ...
 
-    def __getitem__(self, i):  # type: ignore[override]
-        return self._replica.waiting_item(i, self._replica.waiting[i])
+    def prefilled(self, ordinal: int, now_s: float, context_tokens: int) -> None:
+        """A prefill replica finished a prompt: its KV cache leaves for a decode replica."""
+        ...
 
-    def __iter__(self) -> Iterator[WaitingItem]:
-        replica = self._replica
-        for i, w in enumerate(replica.waiting):
-            yield replica.waiting_item(i, w)
+    def stepped(self, replica: Replica, start_s: float, step: Step) -> None:
+        """The replica ran ``step`` from ``start_s`` (time series, step traces)."""
+        ...
 
 
-class Replica(StaticBatchSteps, PreemptionSteps):
-    """A replica of the model on ``config.gpus`` GPUs, with its own queue and KV cache.
-
-    Hooks into the cluster: ``next_arrival_s()`` (when the next request arrives anywhere),
-    ``on_finish(ordinal, t)``, ``on_prefilled(ordinal, t, context)`` (when set, a finished
-    prefill hands its sequence over instead of decoding it: disaggregated prefill) and
-    ``sampler(replica, start_s, steps, seqs, tokens)`` for time series and step traces.
-    """
+class Replica:
+    """A replica of ``group`` (its cost model, policy and limits), with its own queue and
+    KV cache, serving in ``host``'s cluster."""
 
     def __init__(
-        self,
-        env: simpy.Environment,
-        replica_id: int,
-        cost_model,
-        policy: BatchingPolicy,
-        config: ReplicaConfig,
-        ledger: RequestLedger,
-        itl: GapHistogram,
-        next_arrival_s: Callable[[], float],
-        on_finish: Callable[[int, float], None],
-        sampler: Callable[[Replica, float, int, int, int], None],
-        on_prefilled: Callable[[int, float, int], None] | None = None,
-        speculative=None,
-        itl_by_class: list[GapHistogram] | None = None,
+        self, env: simpy.Environment, replica_id: int, group: ReplicaGroup, host: ReplicaHost
     ):
+        config = group.config
         self.env = env
         self.replica_id = replica_id
-        self.cost = cost_model
-        self.policy = policy
+        self.cost = group.cost_model
+        self.policy = make_policy(group.policy)
         self.cfg = config
-        self.ledger = ledger
-        self.itl = itl
-        #: Gap histograms per request class (index = ledger class index), when several.
-        self.itl_by_class = itl_by_class
-        self._next_arrival_s = next_arrival_s
-        self._on_finish = on_finish
-        self._on_prefilled = on_prefilled
-        self._sample = sampler
-        self.spec = speculative
+        self.host = host
+        self.ledger = host.ledger
+        self._gaps = host.gaps
+        #: A prefill pool's replica hands each prefilled sequence over instead of decoding it.
+        self.hands_off = group.role == "prefill"
         self.waiting: deque[Waiting] = deque()
         self.prefilling: list[Prefilling] = []
-        self.swapped: deque[Swapped] = deque()
+        self.swap = SwapSpace(config)
         self.batch = RunningBatch(config.max_num_seqs, config.kv_block_size)
-        self.cache = PrefixCache(config.kv_block_size) if config.prefix_caching else None
-        self._prefill_blocks = 0  # blocks held by partly prefilled sequences
-        self._static_reserved = 0  # blocks a static batch set aside for its outputs
-        self.watermark_blocks = int(config.kv_watermark_fraction * config.total_kv_blocks)
+        self.kv = KvBlocks(
+            config.total_kv_blocks,
+            config.kv_block_size,
+            config.kv_watermark_fraction,
+            config.prefix_caching,
+            self.batch,
+        )
         self._wakeup: simpy.Event | None = None
-        self._transfer_s = 0.0  # swap traffic waiting to be charged to the next step
         self.outstanding = 0  # requests routed here and not finished
+        #: What routers and the autoscaler may read of this replica.
+        self.status = ReplicaStatus(self)
         # accounting
         self.busy_s = 0.0
         self.steps = 0
         self.batch_seq_seconds = 0.0
-        self.peak_used_blocks = 0
-        self.last_batch_tokens = 0
         self.preemptions = 0
         self.prefill_tokens = 0  # prompt tokens computed (cache hits excluded, recomputes included)
-        self.swapped_bytes = 0.0
-        self.swap_used_bytes = 0.0
         self.process = env.process(self._run())
 
     # ----------------------------------------------------------------- intake
@@ -144,80 +128,69 @@ class Replica(StaticBatchSteps, PreemptionSteps):
         if self._wakeup is not None and not self._wakeup.triggered:
             self._wakeup.succeed()
 
-    # ------------------------------------------------------------------ memory
     @property
-    def used_blocks(self) -> int:
-        cached = self.cache.blocks if self.cache is not None else 0
-        return self.batch.blocks_held + self._prefill_blocks + self._static_reserved + cached
-
-    @property
-    def free_blocks(self) -> int:
-        """Free KV blocks, counting cached prefixes nobody uses as free (they are evicted)."""
-        evictable = self.cache.evictable_blocks if self.cache is not None else 0
-        return self.cfg.total_kv_blocks - self.used_blocks + evictable
-
-    def _take_blocks(self, blocks: int) -> None:
-        """Make ``blocks`` physically free, evicting unused cached prefixes if needed."""
-        short = blocks - (self.cfg.total_kv_blocks - self.used_blocks)
-        if short > 0 and self.cache is not None:
-            self.cache.evict(short)
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.prefilling or self.batch.size or self.swap.sequences)
 
     def waiting_item(self, index: int, w: Waiting) -> WaitingItem:
-        block = self.cfg.kv_block_size
-        hit = 0
-        if self.cache is not None and w.prefix_tokens and not w.started:
-            hit = self.cache.hit_blocks(w.prefix_id, w.prefix_tokens, w.context_tokens)
+        kv = self.kv
+        block = kv.block_size
+        hit = kv.hit_blocks(w) if w.prefix_tokens and kv.cache is not None else 0
         tokens = 0 if w.prefilled else w.context_tokens - hit * block
         blocks = -(-w.context_tokens // block) - hit
         return WaitingItem(index, tokens, blocks, w.arrival_s, w.priority)
 
+    def _view(self) -> ReplicaView:
+        kv = self.kv
+        return ReplicaView(
+            waiting=WaitingView(self),
+            prefilling=[p.todo for p in self.prefilling],
+            running_seqs=self.batch.size,
+            free_blocks=kv.free,
+            total_blocks=kv.total,
+            watermark_blocks=kv.watermark,
+            max_num_seqs=self.cfg.max_num_seqs,
+            max_num_batched_tokens=self.cfg.max_num_batched_tokens,
+        )
+
     def stats(self) -> ReplicaStats:
-        total = self.cfg.total_kv_blocks
+        total = self.kv.total
         return ReplicaStats(
             replica=self.replica_id,
             gpus=self.cfg.gpus,
             busy_s=self.busy_s,
             steps=self.steps,
             batch_seq_seconds=self.batch_seq_seconds,
-            peak_kv_used_fraction=self.peak_used_blocks / total if total else 0.0,
-            kv_capacity_tokens=total * self.cfg.kv_block_size,
+            peak_kv_used_fraction=self.kv.peak / total if total else 0.0,
+            kv_capacity_tokens=total * self.kv.block_size,
         )
-
-    @property
-    def has_work(self) -> bool:
-        return bool(self.waiting or self.prefilling or self.batch.size or self.swapped)
 
     # ------------------------------------------------------------------- loop
     def _run(self):
+        """Plan, price, run, apply, record: the body of every step."""
         env = self.env
         while True:
             if not self.has_work:
                 yield from self._sleep(math.inf)
                 continue
-            if self.swapped:
+            if self.swap.sequences:
                 self._swap_in()
-            view = ReplicaView(
-                waiting=_WaitingView(self),
-                prefilling=[p.todo for p in self.prefilling],
-                running_seqs=self.batch.size,
-                free_blocks=self.free_blocks,
-                total_blocks=self.cfg.total_kv_blocks,
-                watermark_blocks=self.watermark_blocks,
-                max_num_seqs=self.cfg.max_num_seqs,
-                max_num_batched_tokens=self.cfg.max_num_batched_tokens,
-            )
-            plan = self.policy.plan(view, env.now)
+            plan = self.policy.plan(self._view(), env.now)
             if plan.idle:
-                if self.batch.size or self.prefilling or self.swapped or plan.wake_at_s < math.inf:
-                    yield from self._sleep(plan.wake_at_s)
-                else:
-                    self._reject_head()
-            elif plan.pad:
-                yield from self._static_step(plan)
-            elif plan.decode and not plan.admit and not (plan.prefill_budget and self.prefilling):
-                yield from self._decode_run(plan.max_steps)
-            else:
-                yield from self._step(plan)
+                yield from self._idle(plan)
+                continue
+            step = self._step(plan)
+            if step is None:
+                continue
+            start = env.now
+            yield env.timeout(step.delay_s)
+            self._apply(step)
+            # record
+            self.busy_s += step.busy_s
+            self.steps += step.count
+            self.batch_seq_seconds += step.seqs * step.busy_s
+            self.prefill_tokens += step.prefill_tokens
+            self.host.stepped(self, start, step)
 
     def _sleep(self, until_s: float):
         """Wait for an arrival (or until ``until_s``)."""
@@ -228,17 +201,94 @@ class Replica(StaticBatchSteps, PreemptionSteps):
             yield self._wakeup
         self._wakeup = None
 
-    def _reject_head(self) -> None:
-        """The queue head can never be admitted on an empty replica: reject it."""
+    def _idle(self, plan: BatchPlan):
+        """Nothing to run: wait, or reject a queue head that can never be admitted."""
+        if self.batch.size or self.prefilling or self.swap.sequences or plan.wake_at_s < math.inf:
+            yield from self._sleep(plan.wake_at_s)
+            return
         w = self.waiting.popleft()
-        blocks = -(-w.context_tokens // self.cfg.kv_block_size)
         self.ledger.reject(
             w.ordinal,
-            f"needs {blocks} KV blocks, a replica admits at most "
-            f"{self.cfg.total_kv_blocks - self.watermark_blocks}",
+            f"needs {self.kv.blocks_for(w.context_tokens)} KV blocks, a replica admits at "
+            f"most {self.kv.admissible}",
         )
         self.outstanding -= 1
-        self._on_finish(w.ordinal, self.env.now)
+        self.host.finished(w.ordinal, self.env.now)
+
+    def _step(self, plan: BatchPlan) -> Step | None:
+        """The priced step of ``plan`` (admissions and preemptions done); None when the
+        plan runs nothing now."""
+        if plan.pad:
+            return self._static_step(plan)
+        if plan.decode and not plan.admit and not (plan.prefill_budget and self.prefilling):
+            return self._decode_run(plan.max_steps)
+        if plan.admit:
+            self._admit(plan.admit)
+            self._complete_prefills(self.env.now)  # KV that arrived prefilled joins at once
+        decodes = 0
+        if plan.decode and self.batch.size:
+            while self.batch.size and self.kv.steps_within(1) == 0:
+                self._preempt_last()
+            decodes = self.batch.size
+        chunks = prompt_chunks(self.prefilling, plan.prefill_budget)
+        if not chunks and decodes == 0:
+            return None
+        swap_s = self.swap.take_pending_s() if self.swap.enabled else 0.0
+        return mixed_step(self.cost, chunks, self.batch, decodes, self.env.now, swap_s)
+
+    def _decode_run(self, max_steps: int) -> Step | None:
+        now = self.env.now
+        # Stop at the first step boundary after the next arrival if it could be admitted then.
+        horizon = math.inf
+        if not self.waiting and self.batch.size < self.cfg.max_num_seqs:
+            horizon = self.host.next_arrival_s()
+        steps, shortest = decode_run_steps(self.cost, self.batch, max_steps, now, horizon)
+        steps = self.kv.steps_within(steps)
+        if steps == 0:
+            self._preempt_last()
+            return None
+        swap_s = self.swap.take_pending_s() if self.swap.enabled else 0.0
+        return decode_run(self.cost, self.batch, steps, shortest, now, horizon, swap_s)
+
+    def _static_step(self, plan: BatchPlan) -> Step | None:
+        """Static batching: a padded prefill of the whole batch, then decode steps of the
+        whole batch until its longest request is done. Finished rows stay as padding: they
+        keep their slot and are computed with the batch, but their KV no longer grows. As
+        static engines preallocate, a batch takes KV blocks for its full output up front."""
+        if plan.admit:
+            self._static_admit(plan.admit)
+            chunks = prompt_chunks(self.prefilling, ALL_TOKENS)
+            return static_prefill(self.cost, chunks, self.env.now)
+        batch = self.batch
+        n = batch.size
+        live = batch.remaining[:n] > 0
+        if live.any():
+            return static_decode(self.cost, batch, live, self.env.now)
+        # the longest request is done: the batch ends
+        self.kv.reserved = 0
+        batch.remaining[:n] = 0
+        self._release(batch.take_finished(), self.env.now, notify=False)
+        return None
+
+    def _static_admit(self, positions: tuple[int, ...]) -> None:
+        """Admit the prefix of ``positions`` whose full-length KV fits, reserving the blocks
+        for its outputs."""
+        kv = self.kv
+        free = kv.free - kv.watermark
+        keep: list[int] = []
+        reserve = 0
+        for i in positions:
+            w = self.waiting[i]
+            full = kv.blocks_for(w.context_tokens + w.remaining)
+            if full > free and keep:
+                break
+            keep.append(i)
+            free -= full
+            reserve += full - kv.blocks_for(w.context_tokens)
+        self._admit(tuple(keep))
+        kv.take(reserve)
+        kv.reserved = reserve
+        kv.note_peak()
 
     # ------------------------------------------------------------- admission
     def _admit(self, positions: tuple[int, ...]) -> None:
@@ -250,101 +300,54 @@ class Replica(StaticBatchSteps, PreemptionSteps):
             chosen = set(positions)
             items = [w for i, w in enumerate(waiting) if i in chosen]
             self.waiting = deque(w for i, w in enumerate(waiting) if i not in chosen)
-        block = self.cfg.kv_block_size
+        block = self.kv.block_size
         for w in items:
-            shared = 0
-            cache = self.cache
-            if cache is not None and w.prefix_tokens and not w.started:
-                shared = cache.hit_blocks(w.prefix_id, w.prefix_tokens, w.context_tokens)
-                if shared:
-                    cache.acquire(w.prefix_id)
-            own = -(-w.context_tokens // block) - shared
-            self._take_blocks(own)
-            self._prefill_blocks += own
+            own, shared = self.kv.admit(w)
             done = w.context_tokens if w.prefilled else shared * block
             self.ledger.cached_prompt_tokens[w.ordinal] = shared * block
             self.prefilling.append(Prefilling(w, w.context_tokens - done, done, own, shared))
-        self.peak_used_blocks = max(self.peak_used_blocks, self.used_blocks)
+        self.kv.note_peak()
 
-    def _chunks(self, budget: int) -> list[tuple[Prefilling, int]]:
-        chunks = []
-        for p in self.prefilling:
-            if budget <= 0:
-                break
-            if not p.todo:
-                continue
-            take = p.todo if p.todo <= budget else budget
-            chunks.append((p, take))
-            budget -= take
-        return chunks
-
-    # ------------------------------------------------------------ one step
-    def _step(self, plan: BatchPlan):
-        """One step: prompt chunks, fused with a decode step when the plan says so."""
-        env = self.env
-        if plan.admit:
-            self._admit(plan.admit)
-            self._complete_prefills(env.now)  # KV that arrived prefilled joins at once
-        n = 0
-        if plan.decode and self.batch.size:
-            while self.batch.size and self._steps_within_kv(1) == 0:
-                self._preempt_last()
-            n = self.batch.size
-        chunks = self._chunks(plan.prefill_budget)
-        if not chunks and n == 0:
-            return
+    # ------------------------------------------------------------------ apply
+    def _apply(self, step: Step) -> None:
+        """The step is over: tokens were produced, prompts advanced; release what finished."""
         batch = self.batch
-        tokens = 0
-        pairs = 0.0
-        kv_tokens = 0
-        completing = 0
-        for p, take in chunks:
-            tokens += take
-            pairs += take * (p.done + (take + 1) / 2)
-            kv_tokens += p.done + take
-            completing += take == p.todo
-        shape = StepShape(
-            prefill_tokens=tokens,
-            prefill_seqs=len(chunks),
-            prefill_attn_pairs=pairs,
-            prefill_kv_tokens=kv_tokens,
-            decode_seqs=n,
-            decode_context_tokens=batch.context_sum if n else 0,
-            logits_rows=n + completing,
-        )
-        dt = self.cost.step_time_s(shape) + self._transfer_s
-        self._transfer_s = 0.0
-        self.prefill_tokens += tokens
-        start = env.now
-        yield env.timeout(dt)
-        end = env.now
-        self._account(dt, n + len(chunks), tokens + n, start)
-        if n:
-            for last_s, count in batch.cohorts:
-                self.itl.add_value(end - last_s, count)
-            if self.itl_by_class is not None:
-                self._class_gaps(end, None, n)
-            batch.advance(1, end)
-            self.peak_used_blocks = max(self.peak_used_blocks, self.used_blocks)
-        finished = batch.take_finished() if n else ([], [], [])
-        for p, take in chunks:
-            p.done += take
-            p.todo -= take
-        self._complete_prefills(end)
-        self._finish_many(finished, end)
+        finished = None
+        if step.decode_steps:
+            self._gaps.decode(batch, step.first_end_s, step.later_s, step.live)
+            if step.live is None:
+                batch.advance(step.decode_steps, step.end_s)
+                kv = self.kv
+                used = kv.used
+                if used > kv.peak:
+                    kv.peak = used
+                if step.may_finish:
+                    finished = batch.take_finished()
+            else:  # the rows' growth comes out of the static batch's reservation
+                self.kv.reserved -= batch.advance_rows(step.live, step.decode_steps, step.end_s)
+        if step.chunks:
+            for p, take in step.chunks:
+                p.done += take
+                p.todo -= take
+            self._complete_prefills(step.end_s)
+        if finished is not None:
+            self._release(finished, step.end_s)
+        elif step.finishing is not None:  # a static batch keeps its finished rows as padding
+            for ordinal in batch.ordinal[: batch.size][step.finishing].tolist():
+                self._finish(ordinal, step.end_s)
 
     def _complete_prefills(self, end: float) -> None:
         """Prefilled sequences produce their first token and start decoding."""
         if not any(p.todo == 0 for p in self.prefilling):
             return
         still: list[Prefilling] = []
-        first = self.ledger.first_token_s
+        ledger = self.ledger
         for p in self.prefilling:
             if p.todo:
                 still.append(p)
                 continue
             w = p.source
-            self._prefill_blocks -= p.own_blocks
+            self.kv.prefilling -= p.own_blocks
             if w.prefilled:  # its first token came from the prefill replica
                 self.batch.append(
                     w.ordinal,
@@ -352,23 +355,20 @@ class Replica(StaticBatchSteps, PreemptionSteps):
                     w.remaining,
                     w.last_token_s,
                     p.shared_blocks,
-                    self.ledger.klass[w.ordinal],
+                    ledger.klass[w.ordinal],
                 )
                 continue
             if w.started:  # recomputed after preemption: one more gap, no new TTFT
-                self.itl.add_value(end - w.last_token_s, 1)
-                if self.itl_by_class is not None:
-                    self.itl_by_class[self.ledger.klass[w.ordinal]].add_value(
-                        end - w.last_token_s, 1
-                    )
+                self._gaps.one(ledger.klass[w.ordinal], end - w.last_token_s)
             else:
-                first[w.ordinal] = end
-            if self._on_prefilled is not None:
-                self._release_prefix(w, p.shared_blocks)
-                self._on_prefilled(w.ordinal, end, w.context_tokens)
+                ledger.first_token_s[w.ordinal] = end
+            if self.hands_off:
+                self.kv.release_prefix(w.prefix_id, p.shared_blocks)
+                self.host.prefilled(w.ordinal, end, w.context_tokens)
                 self.outstanding -= 1
             elif w.remaining <= 0:
-                self._retain_or_free(w.ordinal, w.context_tokens, p.shared_blocks)
+                request = ledger.requests[w.ordinal]
+                self.kv.retain_or_free(request, w.context_tokens, p.shared_blocks)
                 self._finish(w.ordinal, end)
             else:
                 self.batch.append(
@@ -377,150 +377,55 @@ class Replica(StaticBatchSteps, PreemptionSteps):
                     w.remaining,
                     end,
                     p.shared_blocks,
-                    self.ledger.klass[w.ordinal],
+                    ledger.klass[w.ordinal],
                 )
         self.prefilling = still
 
-    # --------------------------------------------------------- decode runs
-    def _decode_run(self, max_steps: int):
-        env = self.env
-        batch = self.batch
-        n = batch.size
-        now = env.now
-        least_remaining = int(batch.remaining[:n].min())
-        steps = min(least_remaining, max_steps)
-        cost = self.cost
-        # Stop at the first step boundary after the next arrival if it could be admitted then.
-        horizon = math.inf
-        if not self.waiting and n < self.cfg.max_num_seqs:
-            horizon = self._next_arrival_s()
-        shape = StepShape(decode_seqs=n, decode_context_tokens=batch.context_sum, logits_rows=n)
-        if horizon < math.inf and steps > 1:
-            first = cost.step_time_s(shape)
-            # Step durations never shrink as contexts grow, so this many steps reach the horizon.
-            steps = max(1, min(steps, math.ceil((horizon - now) / first) + 1))
-        steps = self._steps_within_kv(steps)
-        if steps == 0:
-            self._preempt_last()
-            return
-        extra = self._transfer_s
-        self._transfer_s = 0.0
-        if steps == 1:
-            d = cost.step_time_s(shape) + extra
-            end = now + d
-            first_end = end
-            total = d
-            durations = None
-        else:
-            durations = cost.decode_run_s(n, batch.context_sum, steps)
-            durations[0] += extra
-            ends = np.cumsum(durations)
-            ends += now
-            if horizon < ends[-1]:
-                steps = int(np.searchsorted(ends, horizon, side="left")) + 1
-                durations = durations[:steps]
-            end = float(ends[steps - 1])
-            first_end = float(ends[0])
-            total = end - now
-        yield env.timeout(end - now)
-        # every sequence produced `steps` tokens; record the gaps since each one's last token
-        itl = self.itl
-        for last_s, count in batch.cohorts:
-            itl.add_value(first_end - last_s, count)
-        if durations is not None and steps > 1:
-            itl.add(durations[1:], n)
-        if self.itl_by_class is not None:
-            self._class_gaps(first_end, durations if steps > 1 else None, n)
-        batch.advance(steps, end)
-        self.peak_used_blocks = max(self.peak_used_blocks, self.used_blocks)
-        self._account_run(total, steps, n, now)
-        if steps == least_remaining:  # the shortest request(s) finished
-            self._finish_many(batch.take_finished(), end)
-
-    def _class_gaps(self, first_end: float, durations: np.ndarray | None, n: int) -> None:
-        """The gaps just recorded, again per request class: cohorts are contiguous in
-        admission order, so each cohort's rows give its class counts."""
-        hists = self.itl_by_class
-        klass = self.batch.klass
-        start = 0
-        for last_s, count in self.batch.cohorts:
-            per_class = np.bincount(klass[start : start + count], minlength=len(hists))
-            for c in np.flatnonzero(per_class):
-                hists[c].add_value(first_end - last_s, int(per_class[c]))
-            start += count
-        if durations is not None:
-            per_class = np.bincount(klass[:n], minlength=len(hists))
-            for c in np.flatnonzero(per_class):
-                hists[c].add(durations[1:], int(per_class[c]))
-
-    def _steps_within_kv(self, steps: int) -> int:
-        """Largest step count ≤ ``steps`` whose KV growth fits in the free blocks
-        (evicting unused cached prefixes as needed)."""
-        batch = self.batch
-        free = self.free_blocks
-        # Cheap bound first: each sequence crosses at most steps // block + 1 block boundaries.
-        bound_fits = batch.size * (steps // self.cfg.kv_block_size + 1) <= free
-        if not bound_fits and batch.blocks_needed(steps) > free:
-            lo, hi = 0, steps  # blocks_needed(lo) fits, blocks_needed(hi) does not
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if batch.blocks_needed(mid) <= free:
-                    lo = mid
-                else:
-                    hi = mid
-            steps = lo
-        if steps and self.cache is not None:
-            self._take_blocks(batch.blocks_needed(steps))
-        return steps
-
-    # ----------------------------------------------------------------- finish
-    def _release_prefix(self, w: Waiting, shared: int) -> None:
-        if shared:
-            self.cache.release(w.prefix_id)
-
-    def _retain_or_free(self, ordinal: int, context: int, shared: int) -> None:
-        """A finished sequence's KV: keep its prefix in the cache, free the rest."""
-        cache = self.cache
-        if cache is None:
-            return
-        request = self.ledger.requests[ordinal]
-        if shared:
-            cache.release(request.prefix_id)
-        own = -(-context // self.cfg.kv_block_size) - shared
-        if request.session_id >= 0:
-            # a conversation's next turn resends this whole context
-            cache.retain(request.session_id, context, own)
-        elif request.prefix_id >= 0:
-            # a shared system prompt: only the declared prefix is common
-            cache.retain(request.prefix_id, request.prefix_tokens, own)
-
-    def _finish_many(
+    def _release(
         self, finished: tuple[list[int], list[int], list[int]], end: float, notify: bool = True
     ) -> None:
         """Release finished sequences' KV; ``notify`` records their finish (False for
         padding rows whose finish was recorded when their last token came)."""
-        ordinals, contexts, shared = finished
-        for ordinal, ctx, sh in zip(ordinals, contexts, shared, strict=True):
-            self._retain_or_free(ordinal, ctx, sh)
+        requests = self.ledger.requests
+        for ordinal, ctx, shared in zip(*finished, strict=True):
+            self.kv.retain_or_free(requests[ordinal], ctx, shared)
             if notify:
                 self._finish(ordinal, end)
 
     def _finish(self, ordinal: int, now: float) -> None:
         self.ledger.finish_s[ordinal] = now
         self.outstanding -= 1
-        self._on_finish(ordinal, now)
+        self.host.finished(ordinal, now)
 
-    # ------------------------------------------------------------- accounting
-    def _account(self, dt: float, seqs: int, tokens: int, start: float) -> None:
-        self.busy_s += dt
-        self.steps += 1
-        self.batch_seq_seconds += seqs * dt
-        self.last_batch_tokens = tokens
-        self._sample(self, start, 1, seqs, tokens)
+    # ------------------------------------------------------------ preemption
+    def _preempt_last(self) -> None:
+        """Out of KV blocks: preempt the newest sequence (swap it out, or drop it to
+        recompute its context later)."""
+        ordinal, ctx, remaining, last_token_s, shared = self.batch.pop_last()
+        self.preemptions += 1
+        self.ledger.preemptions[ordinal] += 1
+        request = self.ledger.requests[ordinal]
+        self.kv.release_prefix(request.prefix_id, shared)
+        if self.swap.swap_out(Swapped(ordinal, ctx, remaining, last_token_s)):
+            return
+        # Recompute prefills the prompt and the tokens generated so far; that pass yields a token.
+        self.waiting.appendleft(
+            Waiting(
+                ordinal, request.arrival_s, ctx, remaining - 1, request.priority, True, last_token_s
+            )
+        )
 
-    def _account_run(self, total: float, steps: int, seqs: int, start: float) -> None:
-        self.busy_s += total
-        self.steps += steps
-        self.batch_seq_seconds += seqs * total
-        self.last_batch_tokens = seqs
-        self._sample(self, start, steps, seqs, seqs)
+    def _swap_in(self) -> None:
+        """Bring swapped sequences back (oldest first) while blocks allow; the copy time is
+        charged to the next step."""
+        kv = self.kv
+        swapped = self.swap.sequences
+        while swapped and self.batch.size < self.cfg.max_num_seqs:
+            need = kv.blocks_for(swapped[0].context)
+            if kv.free - need < kv.watermark:
+                break
+            kv.take(need)
+            s = self.swap.swap_in()
+            self.batch.append(
+                s.ordinal, s.context, s.remaining, s.last_token_s, 0, self.ledger.klass[s.ordinal]
+            )

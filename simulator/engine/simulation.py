@@ -17,12 +17,13 @@ import simpy
 
 from simulator.engine.autoscaler import Autoscaler, time_weighted_mean
 from simulator.engine.deployment import Deployment
+from simulator.engine.gaps import TokenGaps
 from simulator.engine.ledger import RequestLedger
 from simulator.engine.link import SharedLink
 from simulator.engine.replica import Replica
-from simulator.metrics.histogram import GapHistogram
-from simulator.metrics.records import RunRecords, TimeSeries
-from simulator.policies import make_policy
+from simulator.engine.steps import Step
+from simulator.engine.views import ReplicaStatus
+from simulator.metrics.records import FleetRecord, RunRecords, TimeSeries
 from simulator.policies.routing import make_router
 
 
@@ -72,54 +73,22 @@ class Simulation:
         self.env = simpy.Environment()
         self.source = source
         self.ledger = RequestLedger()
-        self.itl = GapHistogram()
-        #: Gap histograms per request class, grown as classes appear (ledger class order).
-        self.itl_by_class: list[GapHistogram] | None = [] if itl_per_class else None
+        #: Inter-token gaps, per request class too (grown as classes appear, ledger order).
+        self.gaps = TokenGaps(itl_per_class)
         self.sample_interval_s = sample_interval_s
         self._progress = progress
         self.step_trace = StepTrace() if trace_steps else None
         self._samples: list[tuple] = []
         self._next_sample: dict[int, float] = {}
         self.replicas: list[Replica] = []
-        self.entry: list[Replica] = []  # replicas that take arrivals
-        self.decoders: list[Replica] = []  # disaggregated decode pool
-        self._links: dict[int, SharedLink] = {}
-        entry_weights: list[float] = []
-        decode_weights: list[float] = []
+        #: Read-only views of the replicas that take arrivals, and of a decode pool's.
+        self.entry: list[ReplicaStatus] = []
+        self.decoders: list[ReplicaStatus] = []
+        self._entry_replicas: list[Replica] = []  # the same replicas as ``entry``
+        self._links: dict[int, SharedLink] = {}  # a prefill replica's link to the decode pool
+        #: Longest sequence (tokens) and most KV blocks a request may need, per replica.
         self._limits: dict[int, tuple[int, int]] = {}
-        for group in deployment.groups:
-            for _ in range(group.count):
-                rid = len(self.replicas)
-                handoff = self._handoff if group.role == "prefill" else None
-                replica = Replica(
-                    self.env,
-                    rid,
-                    group.cost_model,
-                    make_policy(group.policy),
-                    group.config,
-                    self.ledger,
-                    self.itl,
-                    self._peek_arrival,
-                    self._finished,
-                    self._sampler,
-                    on_prefilled=handoff,
-                    itl_by_class=self.itl_by_class,
-                )
-                self.replicas.append(replica)
-                self._limits[rid] = (
-                    group.max_model_len,
-                    group.config.total_kv_blocks - replica.watermark_blocks,
-                )
-                self._next_sample[rid] = 0.0
-                if group.role == "decode":
-                    self.decoders.append(replica)
-                    decode_weights.append(group.capacity)
-                else:
-                    self.entry.append(replica)
-                    entry_weights.append(group.capacity)
-                if group.role == "prefill":
-                    link = group.kv_link
-                    self._links[rid] = SharedLink(self.env, link.bytes_per_s, link.latency_s)
+        entry_weights, decode_weights = self._build_replicas(deployment)
         routing = deployment.routing
         self.router = make_router(routing.policy, entry_weights, routing.seed, **routing.options)
         self.decode_router = (
@@ -132,12 +101,39 @@ class Simulation:
         self.autoscaler = None
         scaling = deployment.autoscaling
         if scaling is not None:  # over the replicas taking arrivals
-            self.autoscaler = Autoscaler(self, self.entry, scaling.initial_replicas, scaling.policy)
+            self.autoscaler = Autoscaler(
+                self.env, self.entry, scaling.initial_replicas, scaling.policy, _Traffic(self)
+            )
         self._feedback: simpy.Event | None = None
         self._sleep_until = math.inf
 
+    def _build_replicas(self, deployment: Deployment) -> tuple[list[float], list[float]]:
+        """Every replica of every group; returns the routing weights of the replicas taking
+        arrivals and of the decode pool's."""
+        entry_weights: list[float] = []
+        decode_weights: list[float] = []
+        for group in deployment.groups:
+            for _ in range(group.count):
+                rid = len(self.replicas)
+                replica = Replica(self.env, rid, group, self)
+                self.replicas.append(replica)
+                self._limits[rid] = (group.max_model_len, replica.kv.admissible)
+                self._next_sample[rid] = 0.0
+                if group.role == "decode":
+                    self.decoders.append(replica.status)
+                    decode_weights.append(group.capacity)
+                else:
+                    self.entry.append(replica.status)
+                    self._entry_replicas.append(replica)
+                    entry_weights.append(group.capacity)
+                if group.role == "prefill":
+                    link = group.kv_link
+                    self._links[rid] = SharedLink(self.env, link.bytes_per_s, link.latency_s)
+        return entry_weights, decode_weights
+
     # --------------------------------------------------------------- arrivals
-    def _peek_arrival(self) -> float:
+    def next_arrival_s(self) -> float:
+        """When the next request arrives (s; ``math.inf`` if none is scheduled now)."""
         return self.source.peek_time()
 
     def _arrivals(self):
@@ -170,14 +166,16 @@ class Simulation:
 
     def _route(self, request) -> None:
         ordinal = self.ledger.add(request)
-        hists = self.itl_by_class
-        if hists is not None and len(hists) < len(self.ledger.class_names):
-            hists.append(GapHistogram())
-        pool = self.autoscaler.serving if self.autoscaler is not None else self.entry
-        if not pool:  # every replica is still starting: queue on the first to come up
-            pool = [r for r in self.entry if self.autoscaler.state[r.replica_id] != "off"]
-            pool = pool or self.entry[:1]
-        replica = pool[self.router.choose(pool, request)]
+        if self.gaps.by_class is not None:
+            self.gaps.classes_seen(len(self.ledger.class_names))
+        if self.autoscaler is None:
+            replica = self._entry_replicas[self.router.choose(self.entry, request)]
+        else:
+            pool = self.autoscaler.serving
+            if not pool:  # every replica is still starting: queue on the first to come up
+                pool = [r for r in self.entry if self.autoscaler.state[r.replica_id] != "off"]
+                pool = pool or self.entry[:1]
+            replica = self.replicas[pool[self.router.choose(pool, request)].replica_id]
         max_len, admit_blocks = self._limits[replica.replica_id]
         total = request.prompt_tokens + request.output_tokens
         block = replica.cfg.kv_block_size
@@ -195,9 +193,10 @@ class Simulation:
             self.ledger.replica[ordinal] = replica.replica_id
             replica.submit(ordinal, request)
             return
-        self._finished(ordinal, self.env.now)
+        self.finished(ordinal, self.env.now)
 
-    def _finished(self, ordinal: int, now: float) -> None:
+    def finished(self, ordinal: int, now: float) -> None:
+        """Request ``ordinal`` finished (or was rejected) at ``now``: the source hears of it."""
         self.source.on_finish(self.ledger.requests[ordinal], now)
         if self._feedback is not None and not self._feedback.triggered:
             self._feedback.succeed()
@@ -214,7 +213,7 @@ class Simulation:
             self._arrival_proc.interrupt()
 
     # ------------------------------------------------------- disaggregation
-    def _handoff(self, ordinal: int, now: float, context_tokens: int) -> None:
+    def prefilled(self, ordinal: int, now: float, context_tokens: int) -> None:
         """A prefill replica finished a prompt: ship its KV to a decode replica."""
         source_id = self.ledger.replica[ordinal]
         size = context_tokens * self._kv_bytes_per_token[source_id]
@@ -227,39 +226,39 @@ class Simulation:
         self.ledger.first_token_s[ordinal] = now  # the user sees the token once it arrives
         if request.output_tokens <= 1:
             self.ledger.finish_s[ordinal] = now
-            self._finished(ordinal, now)
+            self.finished(ordinal, now)
             return
         i = self.decode_router.choose(self.decoders, request)
-        decoder = self.decoders[i]
+        decoder = self.replicas[self.decoders[i].replica_id]
         self.ledger.replica[ordinal] = decoder.replica_id
         decoder.submit(ordinal, request, prefilled=True, first_s=now)
 
     # ------------------------------------------------------------- sampling
-    def _sampler(
-        self, replica: Replica, start_s: float, steps: int, seqs: int, tokens: int
-    ) -> None:
+    def stepped(self, replica: Replica, start_s: float, step: Step) -> None:
+        """A replica ran ``step``: trace it, and sample the replica's state at its end at
+        most every ``sample_interval_s``."""
         if self.step_trace is not None:
             self.step_trace.add(
                 replica.replica_id,
                 start_s,
                 self.env.now - start_s,
-                steps,
-                seqs,
-                tokens,
+                step.count,
+                step.seqs,
+                step.tokens,
             )
         rid = replica.replica_id
         if start_s >= self._next_sample[rid]:
             self._next_sample[rid] = start_s + self.sample_interval_s
-            total = replica.cfg.total_kv_blocks
+            total = replica.kv.total
             self._samples.append(
                 (
                     start_s,
                     rid,
                     len(replica.waiting),
                     replica.batch.size,
-                    len(replica.swapped),
-                    replica.used_blocks / total if total else 0.0,
-                    replica.last_batch_tokens,
+                    len(replica.swap),
+                    replica.kv.used / total if total else 0.0,
+                    step.tokens,
                 )
             )
 
@@ -277,35 +276,52 @@ class Simulation:
             kv_used_fraction=np.array(cols[5], dtype=np.float64),
             batch_tokens=np.array(cols[6], dtype=np.int64),
         )
-        extra = {
-            "arrival_end_s": self.arrival_end_s,
-            "num_gpus": self.num_gpus,
-            "swapped_bytes": sum(r.swapped_bytes for r in self.replicas),
-            "prefill_tokens_computed": sum(r.prefill_tokens for r in self.replicas),
-            "kv_transfer_bytes": sum(link.bytes_moved for link in self._links.values()),
-        }
+        fleet = None
         if self.autoscaler is not None:
             scaler = self.autoscaler
-            gpus = self.entry[0].cfg.gpus
-            extra["gpu_seconds_held"] = scaler.replica_seconds() * gpus
-            extra["replica_seconds_held"] = scaler.replica_seconds()
-            extra["fleet"] = {
-                "times_s": scaler.log.times_s,
-                "serving": scaler.log.serving,
-                "held": scaler.log.held,
-                "mean_held": time_weighted_mean(scaler.log.times_s, scaler.log.held, self.env.now),
-                "max_held": max(scaler.log.held),
-            }
+            gpus = self.replicas[self.entry[0].replica_id].cfg.gpus
+            fleet = FleetRecord(
+                times_s=scaler.log.times_s,
+                serving=scaler.log.serving,
+                held=scaler.log.held,
+                mean_held=time_weighted_mean(scaler.log.times_s, scaler.log.held, self.env.now),
+                max_held=max(scaler.log.held),
+                replica_seconds_held=scaler.replica_seconds(),
+                gpu_seconds_held=scaler.replica_seconds() * gpus,
+            )
         by_class = {}
-        if self.itl_by_class is not None:
-            by_class = dict(zip(self.ledger.class_names, self.itl_by_class, strict=True))
+        if self.gaps.by_class is not None:
+            by_class = dict(zip(self.ledger.class_names, self.gaps.by_class, strict=True))
         return RunRecords(
             itl_by_class=by_class,
             requests=self.ledger.to_records(),
             timeseries=ts,
             replicas=[r.stats() for r in self.replicas],
-            itl=self.itl,
+            itl=self.gaps.all,
             end_s=self.env.now,
             final_waiting=sum(len(r.waiting) for r in self.replicas),
-            extra=extra,
+            arrival_end_s=self.arrival_end_s,
+            num_gpus=self.num_gpus,
+            prefill_tokens_computed=sum(r.prefill_tokens for r in self.replicas),
+            swapped_bytes=sum(r.swap.moved_bytes for r in self.replicas),
+            kv_transfer_bytes=sum(link.bytes_moved for link in self._links.values()),
+            fleet=fleet,
+            input_rows=self.source.row_report() if hasattr(self.source, "row_report") else None,
         )
+
+
+class _Traffic:
+    """The traffic as the autoscaler sees it: arrivals so far, and whether more will come."""
+
+    __slots__ = ("_sim",)
+
+    def __init__(self, sim: Simulation):
+        self._sim = sim
+
+    @property
+    def arrived(self) -> int:
+        return len(self._sim.ledger)
+
+    @property
+    def exhausted(self) -> bool:
+        return self._sim.source.exhausted

@@ -94,9 +94,15 @@ def format_summary_table(summary: Summary) -> str:
     ]
     if s.requests_measured != s.requests_completed:
         rows.insert(2, ("measured", str(s.requests_measured)))
+    if s.trace:
+        rows.append(
+            ("trace rows", f"{s.trace['rows_read']} read, {s.trace['rows_skipped']} skipped")
+        )
     out += _pairs(rows)
     for reason, count in s.rejections.items():
         out.append(f"    {count} × {reason}")
+    if s.trace:
+        out += [f"    {reason}" for reason in s.trace["skipped_reasons"]]
 
     heading = "throughput (offline: output tokens over the makespan)" if offline else "throughput"
     out += ["", heading]

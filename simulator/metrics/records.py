@@ -69,6 +69,21 @@ class ReplicaStats:
 
 
 @dataclass
+class FleetRecord:
+    """Replicas of an autoscaled fleet over time: at every change, those serving and those
+    held (started, serving or draining, so paid for)."""
+
+    times_s: list[float]
+    serving: list[int]
+    held: list[int]
+    #: Time-weighted mean and the most of ``held`` over the run.
+    mean_held: float
+    max_held: int
+    replica_seconds_held: float
+    gpu_seconds_held: float
+
+
+@dataclass
 class RunRecords:
     """Everything a run produced, before summarising."""
 
@@ -81,6 +96,21 @@ class RunRecords:
     end_s: float
     #: Waiting-queue length at the end, and its trend, for saturation detection.
     final_waiting: int = 0
-    extra: dict = field(default_factory=dict)
     #: Optional inter-token gaps per request class (class name -> histogram), for per-class ITL.
     itl_by_class: dict[str, GapHistogram] = field(default_factory=dict)
+    #: When the last request arrived (s); None: the latest ``requests.arrival_s``.
+    arrival_end_s: float | None = None
+    #: GPUs of the deployment (with autoscaling: of every replica it may run); None: the
+    #: replicas' GPUs.
+    num_gpus: int | None = None
+    #: Prompt tokens computed by prefills (prefix-cache hits left out, recomputes counted).
+    prefill_tokens_computed: int = 0
+    #: KV cache copied to host memory and back by swap preemption (bytes).
+    swapped_bytes: float = 0.0
+    #: KV cache shipped from prefill to decode replicas (bytes).
+    kv_transfer_bytes: float = 0.0
+    #: Autoscaling only: the fleet over time.
+    fleet: FleetRecord | None = None
+    #: Rows of a replayed trace file read and skipped, with the first reasons
+    #: (``TraceSource.row_report``); None when the workload is not a trace.
+    input_rows: dict | None = None

@@ -109,7 +109,9 @@ def detect_saturation(records: RunRecords) -> SaturationVerdict:
     if len(req) == 0:
         return SaturationVerdict(False, "", {})
     first_arrival_s = float(np.min(req.arrival_s))
-    arrival_end_s = float(records.extra.get("arrival_end_s", np.max(req.arrival_s)))
+    arrival_end_s = records.arrival_end_s
+    if arrival_end_s is None:
+        arrival_end_s = float(np.max(req.arrival_s))
     half_start_s = first_arrival_s + 0.5 * (arrival_end_s - first_arrival_s)
     accepted_arrivals = req.arrival_s[~rejected]
     in_half = int(

@@ -106,6 +106,9 @@ class Summary:
     #: What the step times were priced with: ``{"engine", "engine_version", "kernels",
     #: "parameters"}`` (kernels: the engine calibration used, or the fallback and why).
     pricing: dict[str, Any] | None = None
+    #: Rows of the replayed trace: ``{"rows_read", "rows_skipped", "skipped_reasons" (the
+    #: first few, FILE:LINE: ...), "read_to_end"}``; None without a trace.
+    trace: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: plain floats/ints/strs, NaN and infinities as None."""
@@ -305,7 +308,9 @@ def summarize(
             }
 
     replicas = records.replicas
-    num_gpus = int(records.extra.get("num_gpus", sum(r.gpus for r in replicas)))
+    num_gpus = records.num_gpus
+    if num_gpus is None:
+        num_gpus = sum(r.gpus for r in replicas)
     run_span_s = records.end_s - first_arrival_s
     gpu_seconds = sum(r.gpus for r in replicas) * run_span_s
     busy_gpu_seconds = sum(r.busy_s * r.gpus for r in replicas)
@@ -316,9 +321,8 @@ def summarize(
 
     gpu_cost_usd = per_million_out = per_million_total = None
     if gpu_hour_usd is not None:
-        held = records.extra.get("gpu_seconds_held")
-        if held is not None:  # autoscaling: pay for the GPU-seconds actually held
-            gpu_cost_usd = gpu_hour_usd * held / SECONDS_PER_HOUR
+        if records.fleet is not None:  # autoscaling: pay for the GPU-seconds actually held
+            gpu_cost_usd = gpu_hour_usd * records.fleet.gpu_seconds_held / SECONDS_PER_HOUR
         else:
             gpu_cost_usd = gpu_hour_usd * num_gpus * duration_s / SECONDS_PER_HOUR
         out_tokens = overall["output_tokens"]

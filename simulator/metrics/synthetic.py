@@ -97,7 +97,8 @@ def multi_server_queue_run(
         itl=itl,
         end_s=end_s,
         final_waiting=0,
-        extra={"arrival_end_s": float(arrival_s.max()), "num_gpus": gpu_count},
+        arrival_end_s=float(arrival_s.max()),
+        num_gpus=gpu_count,
     )
 
 
@@ -173,5 +174,6 @@ def hand_worked_run(*, unfinished: bool = False) -> RunRecords:
         [stats],
         itl,
         end_s=5.0,
-        extra={"arrival_end_s": 4.5 if unfinished else 4.0, "num_gpus": 2},
+        arrival_end_s=4.5 if unfinished else 4.0,
+        num_gpus=2,
     )

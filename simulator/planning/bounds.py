@@ -59,7 +59,7 @@ def sample_lengths(scenario: Scenario, max_requests: int = LENGTH_SAMPLE_REQUEST
     """Lengths of the first ``max_requests`` requests the scenario's workload produces."""
     from simulator.workload import build_source, iterate_requests
 
-    source = build_source(scenario.workload.model_dump(), base_dir=scenario.base_dir)
+    source = build_source(scenario.workload, base_dir=scenario.base_dir)
     requests = list(itertools.islice(iterate_requests(source), max_requests))
     prompts = np.array([r.prompt_tokens for r in requests], dtype=np.int64)
     outputs = np.array([r.output_tokens for r in requests], dtype=np.int64)

@@ -25,7 +25,12 @@ from pydantic import (
     ValidationError,
 )
 
-from simulator.config.loader import apply_overrides, read_scenario_file, scenario_from_dict
+from simulator.config.loader import (
+    apply_overrides,
+    read_scenario_file,
+    scenario_from_dict,
+    validation_messages,
+)
 from simulator.config.planning import (  # noqa: F401  (re-exported)
     PRICE_KINDS,
     PlanConfig,
@@ -46,18 +51,8 @@ class PlanFile:
     path: Path | None = None
 
 
-def _errors(exc: ValidationError, section: str) -> list[str]:
-    out = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in (section, *err["loc"]))
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            out.append(f"{loc}: unknown key")
-            continue
-        value = err.get("input")
-        shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
-        out.append(f"{loc}: {msg}{shown}")
-    return out
+def _errors(exc: ValidationError, section: str, data: object) -> list[str]:
+    return validation_messages(exc, data, section)
 
 
 def split_sections(data: dict[str, Any]) -> tuple[dict, PlanConfig, SearchConfig | None, list]:
@@ -70,12 +65,12 @@ def split_sections(data: dict[str, Any]) -> tuple[dict, PlanConfig, SearchConfig
     try:
         plan = PlanConfig.model_validate(raw_plan or {})
     except ValidationError as exc:
-        errors += _errors(exc, "plan")
+        errors += _errors(exc, "plan", raw_plan or {})
     if raw_search is not None:
         try:
             search = SearchConfig.model_validate(raw_search)
         except ValidationError as exc:
-            errors += _errors(exc, "search")
+            errors += _errors(exc, "search", raw_search)
     return rest, plan, search, errors
 
 

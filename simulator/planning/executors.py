@@ -1,15 +1,54 @@
 """Where independent simulations run: in this process, in local worker processes, or on a
 Dask distributed cluster. Every task is a pure function of its payload (a scenario as plain
 data, seeds included), so the numbers do not depend on where it ran.
+
+Local workers end with their parent: a worker that receives SIGINT or SIGTERM exits at
+once (quietly: it holds nothing to save), a worker whose parent dies is sent SIGTERM
+(Linux), and when the parent stops early (an error, Ctrl-C, SIGTERM) it terminates its
+workers instead of waiting for their tasks. A worker that stopped makes the parent stop
+with :class:`WorkerStopped`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from simulator.errors import UserError
+from simulator.errors import UserError, WorkerStopped
+
+
+def _exit_at_once(signum: int, frame: object) -> None:
+    os._exit(128 + signum)
+
+
+def _worker_setup() -> None:
+    """In each worker: SIGINT and SIGTERM end it at once; its parent's death sends SIGTERM."""
+    signal.signal(signal.SIGINT, _exit_at_once)
+    signal.signal(signal.SIGTERM, _exit_at_once)
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before the line above took effect
+        os._exit(128 + signal.SIGTERM)
+
+
+def _stop_workers(pool) -> None:
+    """Terminate a process pool's workers now (running tasks are abandoned)."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
 
 
 def _dask_client(scheduler: Any):
@@ -47,12 +86,20 @@ class TaskRunner:
         elif self.workers > 1:
             from concurrent.futures import ProcessPoolExecutor
 
-            self._pool = ProcessPoolExecutor(max_workers=min(self.workers, os.cpu_count() or 1))
+            self._pool = ProcessPoolExecutor(
+                max_workers=min(self.workers, os.cpu_count() or 1), initializer=_worker_setup
+            )
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+            if exc_type is not None:  # stopping early: do not wait for running tasks
+                # Workers first: the pool then fails every pending task itself (cancelling
+                # them here as well would make its manager thread trip over them).
+                _stop_workers(self._pool)
+                self._pool.shutdown(wait=True)
+            else:
+                self._pool.shutdown(cancel_futures=True)
         if self._client is not None and self._owns_client:
             self._client.close()
 
@@ -83,15 +130,18 @@ def run_tasks(
 
 def _run_pool(pool, fn, payloads) -> Iterator[tuple[int, Any]]:
     from concurrent.futures import as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
     futures = {pool.submit(fn, p): i for i, p in enumerate(payloads)}
-    try:
-        for future in as_completed(futures):
-            yield futures[future], future.result()
-    except BaseException:
-        for future in futures:
-            future.cancel()
-        raise
+    for future in as_completed(futures):
+        try:
+            result = future.result()
+        except BrokenProcessPool:
+            raise WorkerStopped(
+                "a worker process stopped before finishing its task (a signal, or out of "
+                "memory); the tasks left were not run"
+            ) from None
+        yield futures[future], result
 
 
 def _run_dask(client, fn, payloads) -> Iterator[tuple[int, Any]]:

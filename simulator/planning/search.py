@@ -29,6 +29,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from simulator.config.loader import with_settings
 from simulator.config.scenario import Scenario
 from simulator.errors import UserError
 from simulator.planning.bounds import (
@@ -229,7 +230,7 @@ def _static_check(
     if multi and link != gpu.interconnect:
         cand.notes = f"tensor parallel over {link} (no GPU-to-GPU link)"
     try:
-        point = scenario.with_settings(settings)
+        point = with_settings(scenario, settings)
         mem = scenario_memory_plan(point)
         if not mem.fits:
             cand.reason = f"does not fit: {mem.explain()}"

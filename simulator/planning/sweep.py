@@ -5,35 +5,40 @@
 point's ``scenario_hash``, an ``error`` (empty when it ran) and the flattened summary
 (``ttft_ms.p99``, ``slo.attainment``, ...).
 
-A point's hash is the sha256 of its resolved scenario (JSON, defaults filled in), the
-package version and the content of the files it reads (trace, calibration). With a cache
-folder, each finished point is stored as ``<hash>.json`` as soon as it finishes, and a
-rerun (or the rest of an interrupted sweep) only simulates points whose file is missing.
-Rows come out in grid order, whatever ran them and in whatever order they finished.
+A point's hash covers everything that can change its answer (``sweep_cache``: the
+resolved scenario, every file it names, the catalog, the simulator's code and version).
+With a cache folder, each finished point is stored whole as ``<hash>.json`` as soon as it
+finishes, and a rerun (or the rest of an interrupted sweep) only simulates points whose
+file is missing. Rows come out in grid order, whatever ran them and in whatever order they
+finished. Every point is validated, and the whole sweep's run time estimated, before
+anything runs.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
+from simulator.config.loader import with_settings
 from simulator.config.scenario import Scenario
 from simulator.errors import UserError
 from simulator.planning.executors import run_tasks
 from simulator.planning.outcome import scenario_data, scenario_from_data
+from simulator.planning.sweep_cache import code_and_catalog_digest, scenario_hash
+from simulator.specs.files import parse_yaml
 
 #: Summary fields that are not one number per run, left out of sweep rows.
 NESTED_FIELDS_LEFT_OUT = ("per_class", "rejections", "saturation_details")
+#: Most points a grid may have (each is validated before anything runs).
+MAX_GRID_POINTS = 10_000
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
@@ -45,10 +50,7 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
         key = key.strip()
         if not sep or not key or not raw.strip():
             raise UserError(f"--grid {item!r}: expected dotted.key=v1,v2,...")
-        try:
-            values = [yaml.safe_load(v) for v in raw.split(",")]
-        except yaml.YAMLError as exc:
-            raise UserError(f"--grid {item!r}: a value is not valid YAML ({exc})") from None
+        values = [parse_yaml(v, f"--grid {key}") for v in raw.split(",")]
         if key in grid:
             raise UserError(f"--grid {key}: given twice")
         grid[key] = values
@@ -56,41 +58,16 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
 
 
 def expand_grid(grid: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
-    """Every combination of the grid's values, the last key varying fastest."""
+    """Every combination of the grid's values, the last key varying fastest (at most
+    ``MAX_GRID_POINTS``)."""
+    count = math.prod(len(values) for values in grid.values())
+    if count > MAX_GRID_POINTS:
+        sizes = " × ".join(str(len(values)) for values in grid.values())
+        raise UserError(
+            f"--grid: {sizes} = {count:,} points; a sweep has at most {MAX_GRID_POINTS:,}"
+        )
     keys = list(grid)
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grid.values())]
-
-
-def package_version() -> str:
-    try:
-        return metadata.version("servesim")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def _file_digest(path: Path) -> str:
-    if not path.is_file():
-        return "missing"
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def scenario_hash(scenario: Scenario) -> str:
-    """Content hash of a resolved scenario: what it says, the files it reads, the version."""
-    data = scenario.model_dump(mode="json")
-    files = {}
-    for name, rel in (
-        ("trace", scenario.workload.trace),
-        ("calibration", scenario.hardware.calibration),
-    ):
-        if rel and rel.lower() != "none":
-            path = Path(rel) if Path(rel).is_absolute() else scenario.base_dir / rel
-            files[name] = _file_digest(path)
-    text = json.dumps(
-        {"scenario": data, "files": files, "version": package_version()},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def flatten_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,9 +102,73 @@ def run_point(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    """Write a cache entry whole: to a temporary name, then renamed into place."""
+    tmp = path.with_name(f".partial-{os.getpid()}-{path.name}")
+    try:
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _resolve_points(
+    scenario: Scenario, points: list[dict[str, Any]]
+) -> tuple[list[Scenario], list[dict[str, Any]]]:
+    """Each grid point as a validated scenario and as a task payload; every invalid point
+    reported at once, before anything runs."""
+    resolved, payloads, problems = [], [], []
+    for i, values in enumerate(points):
+        try:
+            point = with_settings(scenario, values)
+        except UserError as exc:
+            where = ", ".join(f"{k}={v}" for k, v in values.items())
+            problems += [f"grid point {i} ({where}): {m}" for m in exc.messages]
+            continue
+        resolved.append(point)
+        payloads.append({"scenario": scenario_data(point), "base_dir": str(scenario.base_dir)})
+    if problems:
+        raise UserError(problems)
+    return resolved, payloads
+
+
+def _cached_results(cache: Path | None, hashes: list[str]) -> tuple[dict[int, dict], list[int]]:
+    """Results found in the cache by point, and the points still to simulate."""
+    results: dict[int, dict[str, Any]] = {}
+    todo = []
+    for i, digest in enumerate(hashes):
+        cached = cache / f"{digest}.json" if cache is not None else None
+        if cached is not None and cached.is_file():
+            try:
+                results[i] = json.loads(cached.read_text())
+                continue
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                pass  # a damaged entry is simulated again
+        todo.append(i)
+    return results, todo
+
+
+def check_sweep_budget(points: list[Scenario], *, allow_long_run: bool = False) -> None:
+    """Refuse a sweep whose points cannot run (arrivals past the simulated span, no
+    request expected) or whose estimated total run time is over the budget."""
+    from simulator.workload.budget import BUDGET_S, budget_problems, estimate_work
+
+    problems, total_s = [], 0.0
+    for point in points:
+        estimate = estimate_work(
+            point.workload.model_dump(),
+            max_batched_tokens=point.engine.max_num_batched_tokens,
+            base_dir=point.base_dir,
+        )
+        problems += budget_problems(estimate, allow_long_run=True)
+        total_s += estimate.run_time_s if estimate is not None else 0.0
+    if problems:
+        raise UserError(list(dict.fromkeys(problems)))
+    if total_s > BUDGET_S and not allow_long_run:
+        raise UserError(
+            f"sweep: {len(points)} points to simulate, an estimated {total_s / 60:,.1f} "
+            f"minutes of simulation, over the budget of {BUDGET_S / 60:g} minutes; pass "
+            "--allow-long-run to run it anyway"
+        )
 
 
 def sweep(
@@ -138,11 +179,14 @@ def sweep(
     *,
     cache_dir: str | Path | None = None,
     progress: bool = False,
+    allow_long_run: bool = True,
 ) -> pd.DataFrame:
     """Simulate every point of ``grid`` (dotted scenario keys -> values); one row per point.
 
     ``dask_scheduler``: an address or a ``distributed.Client``; else ``workers`` local
-    processes. ``cache_dir``: store and reuse finished points there."""
+    processes. ``cache_dir``: store and reuse finished points there. Without
+    ``allow_long_run``, points that would take longer than the run budget in all are
+    refused before anything runs."""
     from simulator.api import load_scenario
 
     if not isinstance(scenario, Scenario):
@@ -150,33 +194,14 @@ def sweep(
     if not grid:
         raise UserError("--grid: give at least one dotted.key=v1,v2,...")
     points = expand_grid(grid)
-    payloads, hashes, problems = [], [], []
-    for i, values in enumerate(points):
-        try:
-            resolved = scenario.with_settings(values)
-        except UserError as exc:
-            where = ", ".join(f"{k}={v}" for k, v in values.items())
-            problems += [f"grid point {i} ({where}): {m}" for m in exc.messages]
-            continue
-        payloads.append({"scenario": scenario_data(resolved), "base_dir": str(scenario.base_dir)})
-        hashes.append(scenario_hash(resolved))
-    if problems:
-        raise UserError(problems)
-
+    resolved, payloads = _resolve_points(scenario, points)
+    environment = code_and_catalog_digest()
+    hashes = [scenario_hash(point, environment) for point in resolved]
     cache = Path(cache_dir) if cache_dir is not None else None
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
-    results: dict[int, dict[str, Any]] = {}
-    todo = []
-    for i, digest in enumerate(hashes):
-        cached = cache / f"{digest}.json" if cache is not None else None
-        if cached is not None and cached.is_file():
-            try:
-                results[i] = json.loads(cached.read_text())
-                continue
-            except json.JSONDecodeError:
-                pass  # a damaged entry is simulated again
-        todo.append(i)
+    results, todo = _cached_results(cache, hashes)
+    check_sweep_budget([resolved[i] for i in todo], allow_long_run=allow_long_run)
 
     bar = None
     if progress:
@@ -231,19 +256,26 @@ def check_output(path: str | Path) -> None:
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write a sweep's rows as CSV or Parquet (by the file's extension)."""
+    """Write a sweep's rows as CSV or Parquet (by the file's extension), whole: to a
+    temporary name in the same folder, renamed into place when complete."""
     path = Path(path)
     suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".csv":
-        frame.to_csv(path, index=False)
-    elif suffix in (".parquet", ".pq"):
-        try:
-            frame.to_parquet(path, index=False)
-        except ImportError:
-            raise UserError(
-                f"-o {path}: Parquet needs pyarrow (pip install pyarrow); or write .csv"
-            ) from None
-    else:
+    if suffix not in (".csv", ".parquet", ".pq"):
         raise UserError(f"-o {path}: unknown extension {suffix!r}; use .csv or .parquet")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".partial-{os.getpid()}-{path.name}")
+    try:
+        if suffix == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except ImportError:
+        raise UserError(
+            f"-o {path}: Parquet needs pyarrow (pip install pyarrow); or write .csv"
+        ) from None
+    except OSError as exc:
+        raise UserError(f"-o {path}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Protocol, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
 
 from simulator.errors import UnknownNameError, UserError
+from simulator.specs.strict import StrictModel, validation_messages
 
 #: A prefill budget without limit: every admitted prompt is prefilled whole in this step.
 ALL_TOKENS = 1 << 62
@@ -117,11 +118,17 @@ def admit_in_order(
     return admitted, tokens
 
 
-class PolicyParams(BaseModel):
-    """Parameters of one batching policy; ``policy`` names it. Each policy declares its own
-    subclass with ``policy: Literal["name"]`` and its parameters (unknown keys are errors)."""
+#: A policy's token budget per step, and a count of requests or steps: positive, bounded.
+StepTokens = Annotated[int, Field(gt=0, le=1 << 24)]
+PolicyCount = Annotated[int, Field(gt=0, le=1 << 20)]
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class PolicyParams(StrictModel):
+    """Parameters of one batching policy; ``policy`` names it. Each policy declares its own
+    subclass with ``policy: Literal["name"]`` and its parameters (unknown keys, wrong types
+    and infinite numbers are errors)."""
+
+    model_config = ConfigDict(frozen=True)
 
     policy: str
 
@@ -179,7 +186,10 @@ def policy_params(value: object) -> PolicyParams:
         raise ValueError(f"expected a policy name or a mapping, got {type(value).__name__}")
     name = value.get("policy")
     if not isinstance(name, str):
-        raise ValueError(f"policy: name the batching policy (one of {', '.join(known_policies())})")
+        raise ValueError(
+            "name the policy with its parameters, as {policy: NAME, ...} "
+            f"(policies: {', '.join(known_policies())})"
+        )
     try:
         model = params_model(name)
     except UnknownNameError as exc:
@@ -196,9 +206,7 @@ def policy_params(value: object) -> PolicyParams:
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ValueError(f"{where}: {err['msg']} (got {err.get('input')!r})") from None
+        raise ValueError("; ".join(validation_messages(exc, value))) from None
 
 
 def make_policy(params: PolicyParams | str, **options: object) -> BatchingPolicy:

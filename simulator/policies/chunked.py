@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import PositiveInt
-
 from simulator.policies.base import (
     BatchPlan,
     PolicyParams,
     ReplicaView,
+    StepTokens,
     admit_in_order,
     register_policy,
 )
@@ -26,7 +25,7 @@ class ChunkedParams(PolicyParams):
 
     policy: Literal["chunked"] = "chunked"
     #: Token budget per step (decodes + prompt chunks); default: max_num_batched_tokens.
-    chunk_size: PositiveInt | None = None
+    chunk_size: StepTokens | None = None
 
 
 @register_policy(ChunkedParams)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import PositiveInt
-
 from simulator.policies.base import (
     ALL_TOKENS,
     BatchPlan,
+    PolicyCount,
     PolicyParams,
     ReplicaView,
+    StepTokens,
     admit_in_order,
     register_policy,
 )
@@ -28,9 +28,9 @@ class DecodePriorityParams(PolicyParams):
 
     policy: Literal["decode_priority"] = "decode_priority"
     #: Most prompt tokens of one prefill step (longer prompts are split).
-    chunk_size: PositiveInt = 512
+    chunk_size: StepTokens = 512
     #: Prefill steps in a row before the running sequences take a decode step.
-    max_prefill_steps: PositiveInt = 1
+    max_prefill_steps: PolicyCount = 1
 
 
 @register_policy(DecodePriorityParams)

@@ -1,19 +1,36 @@
 """Routing of arriving requests across replicas (pure planners: they read replica load).
 
-A replica, as routers see it, exposes ``replica_id``, ``outstanding`` (requests routed
-and unfinished), ``used_blocks`` and ``cfg.total_kv_blocks``; routers choose a position
-in the list of replicas serving now (autoscaling changes that list). ``weights`` give each
-replica's relative capacity (a heterogeneous fleet routes more to faster replicas); all 1
-when alike.
+Routers see a read-only ``ReplicaLoad`` of each replica and choose a position in the list
+of replicas serving now (autoscaling changes that list). ``weights`` give each replica's
+relative capacity (a heterogeneous fleet routes more to faster replicas); all 1 when alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 
 from simulator.errors import UnknownNameError
+
+
+class ReplicaLoad(Protocol):
+    """What a router reads of a replica."""
+
+    @property
+    def replica_id(self) -> int: ...
+
+    @property
+    def outstanding(self) -> int:
+        """Requests routed to it and not finished."""
+        ...
+
+    @property
+    def used_blocks(self) -> int: ...
+
+    @property
+    def total_blocks(self) -> int: ...
 
 
 class Router:
@@ -22,10 +39,10 @@ class Router:
     def __init__(self, weights: Sequence[float], seed: int = 0, **options: object):
         self.weights = np.asarray(weights, dtype=float)
 
-    def choose(self, replicas: Sequence, request) -> int:
+    def choose(self, replicas: Sequence[ReplicaLoad], request) -> int:
         raise NotImplementedError
 
-    def _least_loaded(self, replicas: Sequence, candidates: Sequence[int]) -> int:
+    def _least_loaded(self, replicas: Sequence[ReplicaLoad], candidates: Sequence[int]) -> int:
         """Fewest outstanding requests per unit of capacity (ties: lowest index)."""
         w = self.weights
         return min(candidates, key=lambda i: (replicas[i].outstanding / w[i], i))
@@ -43,7 +60,7 @@ class RoundRobinRouter(Router):
         self._uniform = bool(np.all(self.weights == self.weights[0]))
         self._next = 0
 
-    def choose(self, replicas: Sequence, request) -> int:
+    def choose(self, replicas: Sequence[ReplicaLoad], request) -> int:
         if self._uniform:
             i = self._next % len(replicas)
             self._next = i + 1
@@ -64,7 +81,7 @@ class RandomRouter(Router):
         self._rng = np.random.default_rng([seed, 0x5EED])
         self._p = self.weights / self.weights.sum()
 
-    def choose(self, replicas: Sequence, request) -> int:
+    def choose(self, replicas: Sequence[ReplicaLoad], request) -> int:
         if len(replicas) != len(self._p):  # a changing fleet (autoscaling): uniform
             return int(self._rng.integers(len(replicas)))
         return int(self._rng.choice(len(replicas), p=self._p))
@@ -75,7 +92,7 @@ class LeastOutstandingRouter(Router):
 
     name = "least_outstanding"
 
-    def choose(self, replicas: Sequence, request) -> int:
+    def choose(self, replicas: Sequence[ReplicaLoad], request) -> int:
         return self._least_loaded(replicas, range(len(replicas)))
 
 
@@ -84,10 +101,10 @@ class LeastKvLoadRouter(Router):
 
     name = "least_kv"
 
-    def choose(self, replicas: Sequence, request) -> int:
+    def choose(self, replicas: Sequence[ReplicaLoad], request) -> int:
         def load(i: int) -> tuple[float, float, int]:
             r = replicas[i]
-            total = r.cfg.total_kv_blocks or 1
+            total = r.total_blocks or 1
             return (r.used_blocks / total, r.outstanding / self.weights[i], i)
 
         return min(range(len(replicas)), key=load)
@@ -104,7 +121,7 @@ class PrefixAffinityRouter(Router):
         super().__init__(weights)
         self._home: dict[int, int] = {}
 
-    def choose(self, replicas: Sequence, request) -> int:
+    def choose(self, replicas: Sequence[ReplicaLoad], request) -> int:
         prefix = request.prefix_id
         home = self._home.get(prefix) if prefix >= 0 else None
         for i, replica in enumerate(replicas):
@@ -138,7 +155,7 @@ class LengthAwareRouter(Router):
         self._long = list(range(n - n_long, n)) or [0]
         self._threshold = long_prompt_tokens
 
-    def choose(self, replicas: Sequence, request) -> int:
+    def choose(self, replicas: Sequence[ReplicaLoad], request) -> int:
         group = self._long if request.prompt_tokens >= self._threshold else self._short
         return self._least_loaded(replicas, group)
 

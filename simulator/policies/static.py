@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field
 
 from simulator.policies.base import (
     ALL_TOKENS,
     BatchPlan,
+    PolicyCount,
     PolicyParams,
     ReplicaView,
     admit_in_order,
@@ -27,9 +28,9 @@ class StaticParams(PolicyParams):
 
     policy: Literal["static"] = "static"
     #: Requests per batch; default: max_num_seqs.
-    batch_size: PositiveInt | None = None
+    batch_size: PolicyCount | None = None
     #: Longest time the oldest request waits for a batch to fill (s).
-    max_wait_s: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.1
+    max_wait_s: Annotated[float, Field(ge=0.0, le=1e9, allow_inf_nan=False)] = 0.1
 
 
 @register_policy(StaticParams)

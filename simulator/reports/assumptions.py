@@ -10,12 +10,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from simulator.api import resolve_calibration
+from simulator.errors import UserError
 from simulator.planning import tco
 from simulator.reports.costs import PriceOption
 from simulator.specs.catalog import specs_dir
+from simulator.specs.files import read_yaml
 from simulator.specs.prices import load_prices
 
 #: Where the validation results live, relative to the repository root.
@@ -104,8 +104,8 @@ def efficiency_rows(scenario) -> tuple[str, dict[str, Any], list[dict[str, Any]]
     path = Path(source)
     if path.is_file():
         try:
-            metadata = (yaml.safe_load(path.read_text()) or {}).get("metadata") or {}
-        except yaml.YAMLError:
+            metadata = (read_yaml(path, "calibration file") or {}).get("metadata") or {}
+        except (UserError, AttributeError):
             metadata = {}
         fitted = set(metadata.get("fitted_parameters") or [])
     rows = []

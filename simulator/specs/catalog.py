@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
+import math
 import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from simulator.errors import UnknownNameError, UserError
+from simulator.specs.files import input_file, read_json, read_yaml, shown, stat_error
 from simulator.specs.gpu import GpuSpec
 from simulator.specs.hf_config import model_spec_from_hf_config
 from simulator.specs.link import LinkSpec
@@ -117,12 +116,15 @@ def _looks_like_path(name_or_path: str) -> bool:
     )
 
 
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # a name too long, a NUL character: not a folder
+        return False
+
+
 def _existing_file(path: Path, what: str) -> Path:
-    if not path.exists():
-        raise UserError(f"{path}: {what} file does not exist")
-    if not path.is_file():
-        raise UserError(f"{path}: expected a {what} file, found a directory")
-    return path.resolve()
+    return input_file(path, f"{what} file").resolve()
 
 
 def _file_key(path: Path) -> tuple[Path, int, int]:
@@ -131,7 +133,7 @@ def _file_key(path: Path) -> tuple[Path, int, int]:
     try:
         stat = path.stat()
     except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror}") from exc
+        raise stat_error(path, exc, "file") from None
     return path, stat.st_mtime_ns, stat.st_size
 
 
@@ -147,30 +149,33 @@ def _read_json(path: Path) -> Any:
 
 @functools.lru_cache(maxsize=256)
 def _read_yaml_cached(key: tuple[Path, int, int]) -> Any:
-    path = key[0]
-    try:
-        with path.open(encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: malformed YAML: {exc}".replace("\n", " ")) from exc
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror}") from exc
+    return read_yaml(key[0], "spec file")
 
 
 @functools.lru_cache(maxsize=256)
 def _read_json_cached(key: tuple[Path, int, int]) -> Any:
-    path = key[0]
-    try:
-        with path.open(encoding="utf-8") as fh:
-            return json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: malformed JSON: {exc}") from exc
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror}") from exc
+    return read_json(key[0], "model config")
+
+
+#: Allowed range of each number of a GPU or link spec: (lowest, highest), both included;
+#: wide enough for any real device, narrow enough that no step time or memory plan
+#: becomes zero, infinite or absurd.
+SPEC_RANGES: dict[str, tuple[float, float]] = {
+    "peak_flops": (1e6, 1e19),
+    "memory_bytes": (1e6, 1e15),
+    "memory_bw_bytes_per_s": (1e6, 1e15),
+    "l2_bytes": (0.0, 1e12),
+    "tdp_w": (0.0, 1e6),
+    "sm_count": (1.0, 1e6),
+    "boost_clock_hz": (0.0, 1e11),
+    "bandwidth_bytes_per_s": (1e3, 1e15),
+    "latency_s": (0.0, 60.0),
+}
 
 
 def _number(entry: Any, where: str, field: str, sources: dict[str, str]) -> float:
-    """Read ``{value: <number>, source: "..."}`` into a float and record its source."""
+    """Read ``{value: <number>, source: "..."}`` into a float within the field's
+    ``SPEC_RANGES`` and record its source."""
     if not isinstance(entry, dict) or "value" not in entry or "source" not in entry:
         raise UserError(f"{where}: {field} must be a mapping {{value: <number>, source: <text>}}")
     value = entry["value"]
@@ -179,16 +184,20 @@ def _number(entry: Any, where: str, field: str, sources: dict[str, str]) -> floa
         try:
             value = float(value)
         except ValueError:
-            raise UserError(f"{where}: {field}.value {entry['value']!r} is not a number") from None
+            raise UserError(f"{where}: {field}.value {shown(value)} is not a number") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UserError(f"{where}: {field}.value {value!r} is not a number")
-    if value < 0:
-        raise UserError(f"{where}: {field}.value {value} must not be negative")
+    low, high = SPEC_RANGES[field.split(".")[0]]
+    number = float(value) if not isinstance(value, int) or abs(value) < 1e300 else math.inf
+    if not (math.isfinite(number) and low <= number <= high):
+        raise UserError(
+            f"{where}: {field}.value {number!r} must be a finite number from {low:g} to {high:g}"
+        )
     source = entry["source"]
     if not isinstance(source, str) or not source.strip():
         raise UserError(f"{where}: {field}.source must be a non-empty text")
     sources[field] = source
-    return float(value)
+    return number
 
 
 def _text(entry: Any, where: str, field: str, sources: dict[str, str]) -> str:
@@ -216,6 +225,21 @@ def _check_keys(data: dict, where: str, required: tuple, optional: tuple) -> Non
 
 
 # ----------------------------------------------------------------------------- GPUs
+#: Longest catalog name or file name looked up (a file system allows 255 bytes).
+MAX_NAME_CHARS = 255
+
+
+def _check_name(kind: str, name: str) -> None:
+    """A catalog name or path short enough to be one, as text."""
+    if not isinstance(name, str):
+        raise UserError(f"{kind} {name!r} must be a catalog name or a path")
+    if "\x00" in name or (not _looks_like_path(name) and len(name) > MAX_NAME_CHARS):
+        raise UserError(
+            f"unknown {kind} {shown(name)}; a catalog name or file name has at most "
+            f"{MAX_NAME_CHARS} characters"
+        )
+
+
 def _catalog_name(name: str, known: list[str]) -> str:
     """``name`` as spelled in the catalog when it differs only in letter case."""
     if name in known:
@@ -225,6 +249,7 @@ def _catalog_name(name: str, known: list[str]) -> str:
 
 
 def _gpu_path(name_or_path: str) -> Path:
+    _check_name("GPU", name_or_path)
     if _looks_like_path(name_or_path):
         return _existing_file(Path(name_or_path).expanduser(), "GPU spec")
     path = specs_dir() / "gpus" / f"{_catalog_name(name_or_path, list_gpus())}.yaml"
@@ -262,8 +287,6 @@ def _gpu_from_file(key: tuple[Path, int, int]) -> GpuSpec:
         dtype: _number(entry, where, f"peak_flops.{dtype}", sources)
         for dtype, entry in flops_in.items()
     }
-    if peak_flops["bf16"] <= 0:
-        raise UserError(f"{where}: peak_flops.bf16 must be positive")
     fields: dict[str, Any] = {
         "name": str(data["name"]),
         "peak_flops": peak_flops,
@@ -273,9 +296,6 @@ def _gpu_from_file(key: tuple[Path, int, int]) -> GpuSpec:
         ),
         "vendor": str(data.get("vendor", "")),
     }
-    for key in ("memory_bytes", "memory_bw_bytes_per_s"):
-        if fields[key] <= 0:
-            raise UserError(f"{where}: {key} must be positive")
     for key in ("l2_bytes", "tdp_w", "boost_clock_hz"):
         if key in data:
             fields[key] = _number(data[key], where, key, sources)
@@ -310,8 +330,6 @@ def _link_from_mapping(name: str, data: Any, where: str) -> LinkSpec:
     sources: dict[str, str] = {}
     kind = _text(data["kind"], where, "kind", sources)
     bandwidth = _number(data["bandwidth_bytes_per_s"], where, "bandwidth_bytes_per_s", sources)
-    if bandwidth <= 0:
-        raise UserError(f"{where}: link {name!r} bandwidth_bytes_per_s must be positive")
     latency = _number(data["latency_s"], where, "latency_s", sources)
     return LinkSpec(
         name=name,
@@ -325,6 +343,7 @@ def _link_from_mapping(name: str, data: Any, where: str) -> LinkSpec:
 def load_link(name_or_path: str) -> LinkSpec:
     """A LinkSpec from a catalog name (``nvlink4``) or a path to a YAML file holding one
     link mapping (its ``name`` field, or the file stem, names it)."""
+    _check_name("link", name_or_path)
     if _looks_like_path(name_or_path):
         path = _existing_file(Path(name_or_path).expanduser(), "link spec")
         data = _read_yaml(path)
@@ -345,15 +364,16 @@ def load_model(name_or_path: str) -> ModelSpec:
     """A ModelSpec from a catalog name (``llama-3.1-8b``), a path to a config.json, or a
     directory that contains a config.json (as a downloaded Hugging Face model does).
     A bare catalog name wins over a same-named folder in the working directory."""
+    _check_name("model", name_or_path)
     known = list_models()
     is_catalog_name = not _looks_like_path(name_or_path) and (
         _catalog_name(name_or_path, known) in known
     )
     if not is_catalog_name and (
-        _looks_like_path(name_or_path) or Path(name_or_path).expanduser().is_dir()
+        _looks_like_path(name_or_path) or _is_dir(Path(name_or_path).expanduser())
     ):
         path = Path(name_or_path).expanduser()
-        if path.is_dir():
+        if _is_dir(path):
             path = path / "config.json"
             if not path.is_file():
                 raise UserError(f"{path.parent}: directory has no config.json")

@@ -48,6 +48,20 @@ _DEFAULT_MAX_POSITIONS: dict[str, int] = {
 }
 
 
+#: Largest value accepted for a config field (widths, counts, vocabulary) unless listed in
+#: ``_FIELD_MAXIMUM``: far above any real model, low enough that sizes stay exact and
+#: the memory plan stays finite.
+MAX_FIELD_VALUE = 1 << 24
+_FIELD_MAXIMUM = {
+    "num_hidden_layers": 1 << 16,
+    "max_position_embeddings": 1 << 30,
+    "sliding_window": 1 << 30,
+    "num_local_experts": 1 << 16,
+    "num_experts": 1 << 16,
+    "n_routed_experts": 1 << 16,
+}
+
+
 class _Fields:
     """Typed access to config fields with errors that name the field and the file."""
 
@@ -69,8 +83,10 @@ class _Fields:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
             raise self._fail(f"field {key!r} must be an integer, got {value!r}")
-        if value < minimum:
-            raise self._fail(f"field {key!r} must be >= {minimum}, got {value}")
+        maximum = _FIELD_MAXIMUM.get(key, MAX_FIELD_VALUE)
+        if not minimum <= value <= maximum:
+            shown = f"{value}" if abs(value) < 10**30 else f"a number of {len(str(value))} digits"
+            raise self._fail(f"field {key!r} must be from {minimum} to {maximum:,}, got {shown}")
         return value
 
     def first_int(self, keys: tuple[str, ...], minimum: int = 1) -> int:

@@ -2,7 +2,8 @@
 
 Each process starts at time 0 with no arrival at exactly 0 (the first arrival comes one
 gap later), produces non-decreasing times, and signals its end (a schedule that stays at
-rate zero forever) with ``math.inf``. Specs are dumped ``ArrivalConfig`` mappings.
+rate zero forever) with ``math.inf``. Each arrival model of ``workload.config`` builds its
+stream with one of the functions below (``ArrivalConfig.stream``).
 
 - ``poisson``: exponential gaps with mean ``1 / rate_per_s``.
 - ``offline``: every request at exactly 0 (the one process that arrives at 0): an offline
@@ -23,12 +24,10 @@ rate zero forever) with ``math.inf``. Specs are dumped ``ArrivalConfig`` mapping
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from simulator.errors import UserError
 from simulator.workload.streams import CHUNK_SIZE
 
 RateFunction = Callable[[np.ndarray], np.ndarray]
@@ -71,16 +70,27 @@ def _renewal(rng: np.random.Generator, draw_gaps: Callable[[int], np.ndarray]):
 
 
 def _thinned(
-    rng: np.random.Generator, rate: RateFunction, peak_rate: float, end_s: float
+    rng: np.random.Generator,
+    rate: RateFunction,
+    peak_rate: float,
+    end_s: float,
+    skip: Callable[[float], float] | None = None,
 ) -> Callable[[int], np.ndarray]:
     """Non-homogeneous Poisson arrivals by thinning (Lewis & Shedler): candidates at the
-    peak rate are kept with probability rate(t) / peak_rate. No arrivals after ``end_s``."""
+    peak rate are kept with probability rate(t) / peak_rate. No arrivals after ``end_s``.
+    ``skip(t)``, when given, is the first time from ``t`` on where the rate may be
+    positive: stretches at rate 0 are jumped over (exact, as the process is memoryless)
+    instead of being filled with candidates that are all rejected."""
     clock = [0.0]
 
     def next_chunk(count: int) -> np.ndarray:
         kept: list[np.ndarray] = []
         total = 0
         while total == 0 and clock[0] < end_s:
+            if skip is not None:
+                clock[0] = skip(clock[0])
+                if clock[0] >= end_s:
+                    break
             candidates = clock[0] + np.cumsum(rng.exponential(1.0 / peak_rate, count))
             clock[0] = float(candidates[-1])
             accept = rng.random(count) * peak_rate < rate(candidates)
@@ -92,14 +102,17 @@ def _thinned(
     return next_chunk
 
 
-def piecewise_rate(spec: Mapping[str, Any]) -> tuple[RateFunction, float, float]:
-    """Rate function, peak rate and end time (inf unless the rate stays 0 forever) of a
-    ``time_varying`` spec."""
-    points = sorted((float(t), float(r)) for t, r in _point_pairs(spec["points"]))
+def piecewise_rate(
+    points: Iterable[tuple[float, float]], linear: bool = False, period_s: float | None = None
+) -> tuple[RateFunction, float, float, Callable[[float], float]]:
+    """Rate function, peak rate, end time (inf unless the rate stays 0 forever) and
+    ``skip`` (the first time from t on where the rate may be positive) of a schedule of
+    ``(time_s, rate_per_s)`` points, held (step) or ramped (``linear``) between them and
+    repeated every ``period_s`` if given."""
+    points = sorted((float(t), float(r)) for t, r in points)
     times = np.array([t for t, _ in points])
     rates = np.array([r for _, r in points])
-    period = spec.get("period_s")
-    linear = spec.get("interpolation", "step") == "linear"
+    period = period_s
 
     def rate(t: np.ndarray) -> np.ndarray:
         if period:
@@ -114,42 +127,66 @@ def piecewise_rate(spec: Mapping[str, Any]) -> tuple[RateFunction, float, float]
 
     # Without repetition the last rate holds forever; if it is 0, no arrival ever follows.
     end_s = float(times[-1]) if not period and rates[-1] == 0.0 else math.inf
-    return rate, float(rates.max()), end_s
+    return rate, float(rates.max()), end_s, _zero_rate_skip(times, rates, linear, period)
 
 
-def _point_pairs(points: list[Any]) -> list[tuple[float, float]]:
-    pairs = []
-    for point in points:
-        if isinstance(point, Mapping):
-            pairs.append((point["time_s"], point["rate_per_s"]))
-        else:
-            pairs.append((point[0], point[1]))
-    return pairs
+def _zero_rate_skip(
+    times: np.ndarray, rates: np.ndarray, linear: bool, period: float | None
+) -> Callable[[float], float]:
+    """For a schedule's points: the first time from t on where the rate may be positive.
+    Segment i runs from point i to point i + 1 (to the period's end, or forever, for the
+    last); it is idle when its rate is 0 throughout."""
+    following = np.append(rates[1:], rates[0] if period else rates[-1])
+    idle = (rates == 0.0) & ((following == 0.0) | (not linear))
+    starts = times.tolist()
+
+    def skip(t: float) -> float:
+        base = 0.0
+        if period:
+            base = math.floor(t / period) * period
+            t -= base
+        i = max(0, int(np.searchsorted(times, t, side="right")) - 1)
+        if not idle[i]:
+            return base + t
+        for j in range(i + 1, len(starts)):
+            if not idle[j]:
+                return base + starts[j]
+        if period:  # the next period's first busy segment
+            return base + period + starts[int(np.argmin(idle))]
+        return math.inf
+
+    return skip
 
 
-def diurnal_rate(spec: Mapping[str, Any]) -> tuple[RateFunction, float]:
+def diurnal_rate(
+    mean_rate_per_s: float, peak_to_trough: float, period_s: float, peak_time_s: float
+) -> tuple[RateFunction, float]:
     """Sinusoidal rate with mean ``mean_rate_per_s`` and peak/trough = ``peak_to_trough``."""
-    mean = float(spec["mean_rate_per_s"])
-    ratio = float(spec["peak_to_trough"])
+    mean = float(mean_rate_per_s)
+    ratio = float(peak_to_trough)
     amplitude = (ratio - 1.0) / (ratio + 1.0)  # (1 + a) / (1 - a) == ratio
-    period = float(spec.get("period_s", 86400.0))
-    peak_time = float(spec.get("peak_time_s", 0.0))
+    period = float(period_s)
+    peak_time = float(peak_time_s)
     omega = 2.0 * math.pi / period
     return (lambda t: mean * (1.0 + amplitude * np.cos(omega * (t - peak_time)))), mean * (
         1.0 + amplitude
     )
 
 
-def _on_off_random(rng: np.random.Generator, spec: Mapping[str, Any]):
-    on_rate = float(spec["on_rate_per_s"])
-    off_rate = float(spec.get("off_rate_per_s") or 0.0)
-    on_mean, off_mean = float(spec["on_duration_s"]), float(spec["off_duration_s"])
+def _on_off_random(
+    rng: np.random.Generator,
+    on_rate: float,
+    off_rate: float,
+    on_mean: float,
+    off_mean: float,
+    horizon_s: float = math.inf,
+):
     state = {"clock": 0.0, "on": True}
 
     def next_chunk(count: int) -> np.ndarray:
         pieces: list[np.ndarray] = []
         total = 0
-        while total < count:
+        while total < count and state["clock"] < horizon_s:
             is_on = state["on"]
             length = rng.exponential(on_mean if is_on else off_mean)
             rate = on_rate if is_on else off_rate
@@ -160,47 +197,71 @@ def _on_off_random(rng: np.random.Generator, spec: Mapping[str, Any]):
                 total += arrivals
             state["clock"] += length
             state["on"] = not is_on
-        return np.concatenate(pieces)
+        return np.concatenate(pieces) if pieces else np.empty(0)
 
     return next_chunk
 
 
-def build_arrivals(spec: Mapping[str, Any], rng: np.random.Generator) -> ArrivalStream:
-    """An arrival stream for a dumped open-loop ``ArrivalConfig``."""
-    process = spec["process"]
-    if process == "offline":
-        return ArrivalStream(np.zeros)
-    if process == "poisson":
-        mean_gap = 1.0 / float(spec["rate_per_s"])
-        return ArrivalStream(_renewal(rng, lambda n: rng.exponential(mean_gap, n)))
-    if process == "gamma":
-        cv = float(spec["cv"])
-        shape = 1.0 / (cv * cv)
-        scale = 1.0 / (float(spec["rate_per_s"]) * shape)  # mean gap = shape * scale
-        return ArrivalStream(_renewal(rng, lambda n: rng.gamma(shape, scale, n)))
-    if process == "constant":
-        interval = spec.get("interval_s") or 1.0 / float(spec["rate_per_s"])
-        return ArrivalStream(_renewal(rng, lambda n: np.full(n, float(interval))))
-    if process == "time_varying":
-        rate, peak, end_s = piecewise_rate(spec)
-        return ArrivalStream(_thinned(rng, rate, peak, end_s))
-    if process == "diurnal":
-        rate, peak = diurnal_rate(spec)
-        return ArrivalStream(_thinned(rng, rate, peak, math.inf))
-    if process == "on_off":
-        if spec.get("random_durations"):
-            return ArrivalStream(_on_off_random(rng, spec))
-        on_s, off_s = float(spec["on_duration_s"]), float(spec["off_duration_s"])
-        schedule = {
-            "points": [
-                [0.0, float(spec["on_rate_per_s"])],
-                [on_s, float(spec.get("off_rate_per_s") or 0.0)],
-            ],
-            "period_s": on_s + off_s,
-        }
-        rate, peak, end_s = piecewise_rate(schedule)
-        return ArrivalStream(_thinned(rng, rate, peak, end_s))
-    raise UserError(
-        f"workload.arrival.process: {process!r} is not an open-loop process "
-        "(poisson, offline, gamma, constant, time_varying, diurnal, on_off)"
-    )
+# ---------------------------------------------------------------- the processes
+
+
+def offline() -> ArrivalStream:
+    """Every request at time 0."""
+    return ArrivalStream(np.zeros)
+
+
+def poisson(rate_per_s: float, rng: np.random.Generator) -> ArrivalStream:
+    mean_gap = 1.0 / float(rate_per_s)
+    return ArrivalStream(_renewal(rng, lambda n: rng.exponential(mean_gap, n)))
+
+
+def gamma(rate_per_s: float, cv: float, rng: np.random.Generator) -> ArrivalStream:
+    cv = float(cv)
+    shape = 1.0 / (cv * cv)
+    scale = 1.0 / (float(rate_per_s) * shape)  # mean gap = shape * scale
+    return ArrivalStream(_renewal(rng, lambda n: rng.gamma(shape, scale, n)))
+
+
+def constant(interval_s: float, rng: np.random.Generator) -> ArrivalStream:
+    return ArrivalStream(_renewal(rng, lambda n: np.full(n, float(interval_s))))
+
+
+def time_varying(
+    points: Iterable[tuple[float, float]],
+    linear: bool,
+    period_s: float | None,
+    rng: np.random.Generator,
+    horizon_s: float = math.inf,
+) -> ArrivalStream:
+    rate, peak, end_s, skip = piecewise_rate(points, linear, period_s)
+    return ArrivalStream(_thinned(rng, rate, peak, min(end_s, horizon_s), skip))
+
+
+def diurnal(
+    mean_rate_per_s: float,
+    peak_to_trough: float,
+    period_s: float,
+    peak_time_s: float,
+    rng: np.random.Generator,
+    horizon_s: float = math.inf,
+) -> ArrivalStream:
+    rate, peak = diurnal_rate(mean_rate_per_s, peak_to_trough, period_s, peak_time_s)
+    return ArrivalStream(_thinned(rng, rate, peak, horizon_s))
+
+
+def on_off(
+    on_rate_per_s: float,
+    off_rate_per_s: float,
+    on_duration_s: float,
+    off_duration_s: float,
+    random_durations: bool,
+    rng: np.random.Generator,
+    horizon_s: float = math.inf,
+) -> ArrivalStream:
+    on_rate, off_rate = float(on_rate_per_s), float(off_rate_per_s or 0.0)
+    on_s, off_s = float(on_duration_s), float(off_duration_s)
+    if random_durations:
+        return ArrivalStream(_on_off_random(rng, on_rate, off_rate, on_s, off_s, horizon_s))
+    schedule = [(0.0, on_rate), (on_s, off_rate)]
+    rate, peak, end_s, skip = piecewise_rate(schedule, False, on_s + off_s)
+    return ArrivalStream(_thinned(rng, rate, peak, min(end_s, horizon_s), skip))

@@ -10,18 +10,41 @@ import itertools
 import math
 from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import numpy as np
+from pydantic import Field, model_validator
 
 from simulator.errors import UserError
+from simulator.specs.strict import StrictModel
+from simulator.workload import arrivals
+from simulator.workload.arrivals import ArrivalStream
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 #: Largest support (max - min + 1) of a Zipf distribution: its CDF is tabulated in memory.
 MAX_ZIPF_SUPPORT = 10_000_000
+#: Largest length (tokens) or duration (seconds) a distribution may name: beyond every
+#: context window and simulated span, and exactly representable as a whole number.
+MAX_LENGTH = 1e9
+MAX_TOKENS = 1_000_000_000
+#: Arrival rates (requests per second): from one per 11.6 days to a million per second.
+MIN_RATE_PER_S, MAX_RATE_PER_S = 1e-6, 1e6
+#: Longest simulated span (s), about 32 years: float seconds still keep microsecond
+#: steps apart there.
+MAX_SIMULATED_S = 1e9
+#: Most requests a run may ask for, and most closed-loop users.
+MAX_NUM_REQUESTS = 10**12
+MAX_USERS = 1_000_000
+Length = Annotated[float, Field(gt=0, le=MAX_LENGTH, allow_inf_nan=False)]
+LengthOrZero = Annotated[float, Field(ge=0, le=MAX_LENGTH, allow_inf_nan=False)]
+Rate = Annotated[float, Field(ge=MIN_RATE_PER_S, le=MAX_RATE_PER_S, allow_inf_nan=False)]
+RateOrZero = Annotated[float, Field(ge=0, le=MAX_RATE_PER_S, allow_inf_nan=False)]
+Seconds = Annotated[float, Field(gt=0, le=MAX_SIMULATED_S, allow_inf_nan=False)]
+SecondsOrZero = Annotated[float, Field(ge=0, le=MAX_SIMULATED_S, allow_inf_nan=False)]
+Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Strict(StrictModel):
+    """A workload section (unknown keys, wrong types and infinite numbers are errors)."""
 
     def replace(self, **changes: object) -> Self:
         """A copy with ``changes``, validated again; fields given stay given, the others keep
@@ -36,8 +59,8 @@ class _Strict(BaseModel):
 class _Clipped(_Strict):
     """Optional clipping bounds (values below ``min`` become ``min``, above ``max`` ``max``)."""
 
-    min: NonNegativeFloat | None = None
-    max: PositiveFloat | None = None
+    min: LengthOrZero | None = None
+    max: Length | None = None
 
     @model_validator(mode="after")
     def _min_not_above_max(self):
@@ -50,46 +73,47 @@ class FixedLength(_Clipped):
     """Always ``value``."""
 
     distribution: Literal["fixed"]
-    value: PositiveFloat
+    value: Length
 
 
 class UniformLength(_Clipped):
     """Every value in [min, max] equally likely (whole numbers for token lengths)."""
 
     distribution: Literal["uniform"]
-    min: NonNegativeFloat
-    max: PositiveFloat
+    min: LengthOrZero
+    max: Length
 
 
 class NormalLength(_Clipped):
     """Normal(mean, std), truncated below at 1 token (0 s for durations)."""
 
     distribution: Literal["normal"]
-    mean: PositiveFloat
-    std: PositiveFloat
+    mean: Length
+    std: Length
 
 
 class LognormalLength(_Clipped):
     """Lognormal whose mean is ``mean`` (tokens or seconds) and log-space std ``sigma``."""
 
     distribution: Literal["lognormal"]
-    mean: PositiveFloat
-    sigma: PositiveFloat
+    mean: Length
+    #: Log-space standard deviation; above 10 nearly every draw lands on a clip bound.
+    sigma: Annotated[float, Field(gt=0, le=10)]
 
 
 class ExponentialLength(_Clipped):
     """Exponential with mean ``mean``."""
 
     distribution: Literal["exponential"]
-    mean: PositiveFloat
+    mean: Length
 
 
 class ZipfLength(_Clipped):
     """P(k) proportional to k^-exponent over the whole numbers min (default 1) .. max."""
 
     distribution: Literal["zipf"]
-    exponent: PositiveFloat
-    max: PositiveFloat = Field(description="largest value (the support must be bounded)")
+    exponent: Annotated[float, Field(gt=0, le=1000)]
+    max: Length = Field(description="largest value (the support must be bounded)")
 
     @model_validator(mode="after")
     def _support_not_huge(self):
@@ -109,9 +133,9 @@ class HistogramConfig(_Strict):
     """Either bins (``edges``, one more than ``counts``; uniform within a bin) or discrete
     ``values`` with ``weights``."""
 
-    edges: list[NonNegativeFloat] | None = None
+    edges: list[LengthOrZero] | None = None
     counts: list[NonNegativeFloat] | None = None
-    values: list[NonNegativeFloat] | None = None
+    values: list[LengthOrZero] | None = None
     weights: list[NonNegativeFloat] | None = None
 
     @model_validator(mode="after")
@@ -154,7 +178,7 @@ class EmpiricalLength(_Clipped):
     ``histogram``."""
 
     distribution: Literal["empirical"]
-    samples: list[NonNegativeFloat] | None = None
+    samples: list[LengthOrZero] | None = None
     file: str | None = None
     column: str | None = None
     histogram: HistogramConfig | None = None
@@ -182,7 +206,7 @@ LengthConfig = Annotated[
     Field(discriminator="distribution"),
 ]
 #: A duration in seconds: a number (fixed) or a distribution.
-DurationConfig = NonNegativeFloat | LengthConfig
+DurationConfig = SecondsOrZero | LengthConfig
 
 
 # ---------------------------------------------------------------- arrival processes
@@ -205,13 +229,21 @@ class _Arrival(_Strict):
             raise UserError(rate_error(self.process))
         return self.replace(**{self.rate_key: float(rate_per_s)})
 
+    def stream(self, rng: np.random.Generator, horizon_s: float = math.inf) -> ArrivalStream:
+        """The arrival times of an open-loop process, drawn from ``rng``; none at or after
+        ``horizon_s`` (the workload's ``duration_s``) is searched for."""
+        raise UserError(f"workload.arrival.process: {self.process!r} is not an open-loop process")
+
 
 class PoissonArrival(_Arrival):
     """Exponential inter-arrival gaps."""
 
     rate_key: ClassVar[str | None] = "rate_per_s"
     process: Literal["poisson"]
-    rate_per_s: PositiveFloat
+    rate_per_s: Rate
+
+    def stream(self, rng: np.random.Generator, horizon_s: float = math.inf) -> ArrivalStream:
+        return arrivals.poisson(self.rate_per_s, rng)
 
 
 class GammaArrival(_Arrival):
@@ -219,8 +251,11 @@ class GammaArrival(_Arrival):
 
     rate_key: ClassVar[str | None] = "rate_per_s"
     process: Literal["gamma"]
-    rate_per_s: PositiveFloat
-    cv: PositiveFloat
+    rate_per_s: Rate
+    cv: Annotated[float, Field(ge=1e-3, le=1e3)]
+
+    def stream(self, rng: np.random.Generator, horizon_s: float = math.inf) -> ArrivalStream:
+        return arrivals.gamma(self.rate_per_s, self.cv, rng)
 
 
 class ConstantArrival(_Arrival):
@@ -228,8 +263,8 @@ class ConstantArrival(_Arrival):
 
     rate_key: ClassVar[str | None] = "rate_per_s"
     process: Literal["constant"]
-    rate_per_s: PositiveFloat | None = None
-    interval_s: PositiveFloat | None = None
+    rate_per_s: Rate | None = None
+    interval_s: Seconds | None = None
 
     @model_validator(mode="after")
     def _one_of(self):
@@ -244,10 +279,13 @@ class ConstantArrival(_Arrival):
         kept = {k: getattr(self, k) for k in self.model_fields_set - {"interval_s"}}
         return ConstantArrival.model_validate({**kept, "rate_per_s": float(rate_per_s)})
 
+    def stream(self, rng: np.random.Generator, horizon_s: float = math.inf) -> ArrivalStream:
+        return arrivals.constant(self.interval_s or 1.0 / self.rate_per_s, rng)
+
 
 class RatePoint(_Strict):
-    time_s: NonNegativeFloat
-    rate_per_s: NonNegativeFloat
+    time_s: SecondsOrZero
+    rate_per_s: RateOrZero
 
 
 class TimeVaryingArrival(_Arrival):
@@ -258,7 +296,7 @@ class TimeVaryingArrival(_Arrival):
     process: Literal["time_varying"]
     points: list[RatePoint] = Field(min_length=1)
     interpolation: Literal["step", "linear"] = "step"
-    period_s: PositiveFloat | None = None
+    period_s: Seconds | None = None
 
     @model_validator(mode="after")
     def _check_points(self):
@@ -275,6 +313,11 @@ class TimeVaryingArrival(_Arrival):
             )
         return self
 
+    def stream(self, rng: np.random.Generator, horizon_s: float = math.inf) -> ArrivalStream:
+        points = [(p.time_s, p.rate_per_s) for p in self.points]
+        linear = self.interpolation == "linear"
+        return arrivals.time_varying(points, linear, self.period_s, rng, horizon_s)
+
 
 class DiurnalArrival(_Arrival):
     """Sinusoidal daily curve: mean ``mean_rate_per_s``, peak / trough = ``peak_to_trough``,
@@ -282,10 +325,20 @@ class DiurnalArrival(_Arrival):
 
     rate_key: ClassVar[str | None] = "mean_rate_per_s"
     process: Literal["diurnal"]
-    mean_rate_per_s: PositiveFloat
-    peak_to_trough: Annotated[float, Field(ge=1, allow_inf_nan=False)]
-    period_s: PositiveFloat = 86400.0
-    peak_time_s: NonNegativeFloat = 50400.0
+    mean_rate_per_s: Rate
+    peak_to_trough: Annotated[float, Field(ge=1, le=1e6)]
+    period_s: Seconds = 86400.0
+    peak_time_s: SecondsOrZero = 50400.0
+
+    def stream(self, rng: np.random.Generator, horizon_s: float = math.inf) -> ArrivalStream:
+        return arrivals.diurnal(
+            self.mean_rate_per_s,
+            self.peak_to_trough,
+            self.period_s,
+            self.peak_time_s,
+            rng,
+            horizon_s,
+        )
 
 
 class OnOffArrival(_Arrival):
@@ -294,11 +347,22 @@ class OnOffArrival(_Arrival):
     ``random_durations``)."""
 
     process: Literal["on_off"]
-    on_rate_per_s: PositiveFloat
-    off_rate_per_s: NonNegativeFloat = 0.0
-    on_duration_s: PositiveFloat
-    off_duration_s: PositiveFloat
+    on_rate_per_s: Rate
+    off_rate_per_s: RateOrZero = 0.0
+    on_duration_s: Seconds
+    off_duration_s: Seconds
     random_durations: bool = False
+
+    def stream(self, rng: np.random.Generator, horizon_s: float = math.inf) -> ArrivalStream:
+        return arrivals.on_off(
+            self.on_rate_per_s,
+            self.off_rate_per_s,
+            self.on_duration_s,
+            self.off_duration_s,
+            self.random_durations,
+            rng,
+            horizon_s,
+        )
 
 
 class ClosedLoopArrival(_Arrival):
@@ -306,9 +370,9 @@ class ClosedLoopArrival(_Arrival):
     previous answer; user start times spread uniformly over ``ramp_up_s``."""
 
     process: Literal["closed_loop"]
-    users: Annotated[int, Field(gt=0)]
+    users: Annotated[int, Field(gt=0, le=MAX_USERS)]
     think_time_s: DurationConfig = 0.0
-    ramp_up_s: NonNegativeFloat = 0.0
+    ramp_up_s: SecondsOrZero = 0.0
 
 
 class OfflineArrival(_Arrival):
@@ -317,6 +381,9 @@ class OfflineArrival(_Arrival):
     its throughput is output tokens over the makespan (first arrival to last completion)."""
 
     process: Literal["offline"]
+
+    def stream(self, rng: np.random.Generator, horizon_s: float = math.inf) -> ArrivalStream:
+        return arrivals.offline()
 
 
 ArrivalConfig = Annotated[
@@ -368,11 +435,11 @@ class RequestClassConfig(_Strict):
     prompt_tokens: LengthConfig | None = None
     output_tokens: LengthConfig | None = None
     length_correlation: Annotated[float, Field(ge=-1, le=1)] | None = None
-    priority: int = 0
+    priority: Annotated[int, Field(ge=-(2**31), le=2**31)] = 0
     slo: ClassSloConfig | None = None
     #: A system prompt shared by every request of the class, put before the drawn prompt
     #: and tagged as a common prefix (a prefix cache keeps it); the workload's when omitted.
-    system_prompt_tokens: Annotated[int, Field(ge=0)] | None = None
+    system_prompt_tokens: Tokens | None = None
 
 
 class SessionConfig(_Strict):
@@ -381,10 +448,10 @@ class SessionConfig(_Strict):
     output + ``followup_tokens`` new tokens (drawn like the prompt when omitted). A
     conversation ends early when its prompt would exceed ``max_context_tokens``."""
 
-    turns: Annotated[int, Field(ge=1)] | LengthConfig = 1
+    turns: Annotated[int, Field(ge=1, le=100_000)] | LengthConfig = 1
     think_time_s: DurationConfig = 0.0
     followup_tokens: LengthConfig | None = None
-    max_context_tokens: Annotated[int, Field(gt=0)] | None = None
+    max_context_tokens: Annotated[int, Field(gt=0, le=MAX_TOKENS)] | None = None
 
 
 class TraceWindow(_Strict):
@@ -414,17 +481,17 @@ class WorkloadConfig(_Strict):
     length_correlation: Annotated[float, Field(ge=-1, le=1)] = Field(
         0.0, description="normal-copula correlation between prompt and output lengths"
     )
-    num_requests: Annotated[int, Field(gt=0)] | None = None
-    duration_s: PositiveFloat | None = None
-    seed: Annotated[int, Field(ge=0)] = 0
+    num_requests: Annotated[int, Field(gt=0, le=MAX_NUM_REQUESTS)] | None = None
+    duration_s: Seconds | None = None
+    seed: Annotated[int, Field(ge=0, le=2**64 - 1)] = 0
     classes: list[RequestClassConfig] | None = None
     sessions: SessionConfig | None = None
     #: A system prompt (tokens) put before every drawn prompt and shared by all requests:
     #: tagged as a common prefix, so a prefix cache serves it once (per class with classes).
-    system_prompt_tokens: Annotated[int, Field(ge=0)] = 0
+    system_prompt_tokens: Tokens = 0
     trace: str | None = None
     format: Literal["azure", "burstgpt", "servesim"] | None = None
-    time_scale: PositiveFloat = Field(
+    time_scale: Annotated[float, Field(ge=1e-6, le=1e6)] = Field(
         1.0, description="multiplies trace times: 0.5 replays at twice the rate"
     )
     window: TraceWindow | None = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import math
+from array import array
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import numpy as np
 from scipy import special
 
 from simulator.errors import UserError
+from simulator.specs.files import input_file
 
 Quantile = Callable[[np.ndarray], np.ndarray]
 
@@ -151,41 +153,57 @@ def _quantile_binned(edges: list[float], counts: list[float]) -> tuple[Quantile,
     return (lambda u: np.interp(u, cdf, edges_arr)), mean
 
 
-def load_samples_file(path: str, column: str | None, base_dir: Path | None) -> np.ndarray:
-    """Numbers from a text/CSV file: one per line, or the named ``column`` of a CSV with header.
+#: Most values read from an empirical samples file, and the largest value accepted.
+MAX_SAMPLES = 10_000_000
+MAX_SAMPLE_VALUE = 1e9
 
-    Blank lines and lines starting with ``#`` are skipped.
-    """
+
+def load_samples_file(path: str, column: str | None, base_dir: Path | None) -> np.ndarray:
+    """Numbers from a UTF-8 text/CSV file: one per line, or the named ``column`` of a CSV
+    with header. Blank lines and lines starting with ``#`` are skipped; at most
+    ``MAX_SAMPLES`` values, each from 0 to ``MAX_SAMPLE_VALUE``."""
     file = Path(path)
     if not file.is_absolute() and base_dir is not None:
         file = base_dir / file
-    if not file.is_file():
-        raise UserError(f"empirical samples file {str(file)!r} does not exist")
-    values: list[float] = []
-    with file.open(newline="") as handle:
-        rows = csv.reader(line for line in handle if line.strip() and not line.startswith("#"))
-        col_index = 0
-        for line_number, row in enumerate(rows, start=1):
-            if line_number == 1 and column is not None:
-                if column not in row:
-                    raise UserError(
-                        f"{file}: column {column!r} not in header; columns: {', '.join(row)}"
-                    )
-                col_index = row.index(column)
-                continue
-            try:
-                value = float(row[col_index])
-            except (ValueError, IndexError):
-                raise UserError(
-                    f"{file}: data line {line_number}: {row[col_index : col_index + 1]!r} is not a "
-                    "number (give `column:` for a CSV with a header)"
-                ) from None
-            if not math.isfinite(value) or value < 0:
-                raise UserError(f"{file}: data line {line_number}: {value} must be >= 0")
-            values.append(value)
+    input_file(file, "empirical samples file")
+    values = array("d")
+    try:
+        with file.open(newline="", encoding="utf-8") as handle:
+            rows = csv.reader(line for line in handle if line.strip() and not line.startswith("#"))
+            col_index = 0
+            for line_number, row in enumerate(rows, start=1):
+                if line_number == 1 and column is not None:
+                    if column not in row:
+                        raise UserError(
+                            f"{file}: column {column!r} not in header; columns: {', '.join(row)}"
+                        )
+                    col_index = row.index(column)
+                    continue
+                values.append(_sample_value(file, line_number, row, col_index))
+                if len(values) > MAX_SAMPLES:
+                    raise UserError(f"{file}: more than {MAX_SAMPLES:,} samples")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{file}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x})") from None
+    except csv.Error as exc:
+        raise UserError(f"{file}: not valid CSV ({exc})") from None
     if not values:
         raise UserError(f"{file}: no samples found")
-    return np.asarray(values, dtype=np.float64)
+    return np.frombuffer(values, dtype=np.float64).copy()
+
+
+def _sample_value(file: Path, line_number: int, row: list[str], col_index: int) -> float:
+    try:
+        value = float(row[col_index])
+    except (ValueError, IndexError):
+        raise UserError(
+            f"{file}: data line {line_number}: {row[col_index : col_index + 1]!r} is not a "
+            "number (give `column:` for a CSV with a header)"
+        ) from None
+    if not 0 <= value <= MAX_SAMPLE_VALUE:
+        raise UserError(
+            f"{file}: data line {line_number}: {value} must be from 0 to {MAX_SAMPLE_VALUE:g}"
+        )
+    return value
 
 
 def build_sampler(

@@ -10,8 +10,9 @@ Options of a dumped ``WorkloadConfig`` that apply here:
   with neither, the whole trace is replayed.
 - ``classes`` (optional) give the priority of rows by ``class_name`` (a ``priority``
   column of the trace wins).
-- ``on_bad_row: skip`` skips bad rows (logged, counted) instead of stopping; a trace whose
-  rows are all bad, or that keeps no row, is an error either way.
+- ``on_bad_row: skip`` skips bad rows instead of stopping: ``row_report()`` counts them
+  all (the whole file is read, whatever the options above left out) and logs the count;
+  a trace whose rows are all bad, or that keeps no row, is an error either way.
 
 Rows with a ``session_id`` are tagged for prefix caching: ``prefix_id`` = the session and
 ``prefix_tokens`` as recorded. Completion feedback is ignored: a trace's times are fixed.
@@ -31,6 +32,8 @@ from simulator.workload.streams import ChunkBuffer, named_rng
 from simulator.workload.trace_io import TraceReader, TraceRow
 
 logger = logging.getLogger("simulator.workload")
+#: Latest replay time (s) a row may reach after ``window`` and ``time_scale``.
+MAX_REPLAY_S = 1e9
 
 
 def resolve_path(path: str, base_dir: Path | None) -> Path:
@@ -45,11 +48,12 @@ class TraceSource:
     """Requests of a trace file, in file order (which must be time order)."""
 
     def __init__(self, spec: Mapping[str, Any], *, base_dir: Path | None = None):
+        self._skip = spec.get("on_bad_row") == "skip"
         self.reader = TraceReader(
             resolve_path(spec["trace"], base_dir),
             layout=spec.get("format"),
             time_unit=spec.get("time_unit"),
-            skip_bad_rows=spec.get("on_bad_row") == "skip",
+            skip_bad_rows=self._skip,
         )
         window = spec.get("window") or {}
         self._start_s = float(window.get("start_s") or 0.0)
@@ -65,6 +69,8 @@ class TraceSource:
         self._priorities = {
             str(c["name"]): int(c.get("priority") or 0) for c in spec.get("classes") or []
         }
+        self._read = iter(self.reader)
+        self._reported = False
         self._rows = self._kept_rows()
         self._issued = 0
         self._next: TraceRow | None = next(self._rows, None)
@@ -72,7 +78,7 @@ class TraceSource:
             self._raise_empty()
 
     def _kept_rows(self) -> Iterator[TraceRow]:
-        for row in self.reader:
+        for row in self._read:
             if row.time_s < self._start_s:
                 continue
             if row.time_s >= self._window_end_s:
@@ -82,15 +88,33 @@ class TraceSource:
             row.time_s = (row.time_s - self._start_s) * self._scale
             if row.time_s >= self._end_s:
                 return
+            if row.time_s > MAX_REPLAY_S:
+                raise UserError(
+                    f"{self.reader.path}:{row.line}: replay time {row.time_s:g} s (time_scale "
+                    f"{self._scale:g}) is beyond {MAX_REPLAY_S:g} s, the longest simulated span"
+                )
             yield row
-        if self.reader.bad_rows:
+
+    def row_report(self) -> dict:
+        """Rows of the trace file read and skipped, with the first reasons. With
+        ``on_bad_row: skip`` the rest of the file is read first, so every bad row is
+        counted whatever ``window``, ``sample``, ``num_requests`` or ``duration_s`` left
+        out; the count is logged (a warning) when rows were skipped."""
+        reader = self.reader
+        if self._skip and not reader.finished:
+            for _ in self._read:
+                pass
+        report = reader.report()
+        if reader.bad_rows and not self._reported:
+            self._reported = True
             logger.warning(
-                "%s: skipped %d bad rows of %d; first: %s",
-                self.reader.path,
-                self.reader.bad_rows,
-                self.reader.data_rows,
-                self.reader.bad_messages[0],
+                "%s: skipped %d bad row(s) of %d read; first: %s",
+                reader.path,
+                reader.bad_rows,
+                reader.data_rows,
+                reader.bad_messages[0],
             )
+        return report
 
     def _raise_empty(self) -> None:
         reader = self.reader

@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from simulator.workload.arrivals import build_arrivals
+from simulator.workload.config import WorkloadConfig
 from simulator.workload.distributions import build_sampler
 from simulator.workload.request import Request
 from simulator.workload.shapes import (
@@ -225,12 +225,17 @@ class ClosedLoopSource:
         return not self._scheduled and not self._user_of
 
 
-def build_source(spec: Mapping[str, Any], *, base_dir: Path | None = None) -> RequestSource:
-    """The request source of a dumped ``WorkloadConfig`` (``WorkloadConfig(...).model_dump()``).
+def build_source(
+    workload: WorkloadConfig | Mapping[str, Any], *, base_dir: Path | None = None
+) -> RequestSource:
+    """The request source of a workload (its schema, or a mapping validated as one).
 
     ``base_dir`` resolves relative trace and sample-file paths (the scenario file's folder).
     """
-    seed = int(spec.get("seed") or 0)
+    if not isinstance(workload, WorkloadConfig):
+        workload = WorkloadConfig.model_validate(workload)
+    spec = workload.model_dump()  # lengths, sessions and traces read plain mappings
+    seed = workload.seed
     if spec.get("trace"):
         from simulator.workload.replay import TraceSource
 
@@ -240,10 +245,10 @@ def build_source(spec: Mapping[str, Any], *, base_dir: Path | None = None) -> Re
     shapes = ShapeStream(profiles, seed)
     session_spec = spec.get("sessions")
     sessions = SessionTracker(session_spec, profiles, seed, base_dir) if session_spec else None
-    arrival = spec["arrival"]
-    if arrival["process"] == "closed_loop":
+    if workload.arrival.process == "closed_loop":
+        arrival = spec["arrival"]
         return ClosedLoopSource(arrival, shapes, profiles, limits, sessions, seed, base_dir)
-    arrivals = build_arrivals(arrival, named_rng(seed, "arrivals"))
+    arrivals = workload.arrival.stream(named_rng(seed, "arrivals"), limits.end_s)
     return OpenLoopSource(arrivals, shapes, profiles, limits, sessions)
 
 

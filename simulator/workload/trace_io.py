@@ -12,8 +12,10 @@ Three column layouts are recognised from the header (or the first JSON object's 
 Times of the recorded layouts (azure, burstgpt) count from the trace's first row.
 Numeric timestamps are seconds unless ``time_unit="ms"``.
 
-Each row is checked: a missing column or value, a non-numeric or negative number, a token
-count below one, or a timestamp earlier than the previous row's is reported as
+Each line is read on its own (a quote left open, a line that is not UTF-8 or longer than
+``MAX_LINE_BYTES`` is one bad row; the lines after it still read). Each row is checked: a
+missing column or value, a non-numeric or negative number, a token count outside 1 ..
+``MAX_ROW_TOKENS``, or a timestamp earlier than the previous row's is reported as
 ``FILE:LINE: column NAME: ...``. Full-line ``#`` comments are skipped in CSV files.
 """
 
@@ -24,13 +26,29 @@ import gzip
 import io
 import json
 import math
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from simulator.errors import UserError
+from simulator.specs.files import input_file
 from simulator.workload.request import Request
+from simulator.workload.trace_lines import (
+    ID_LIMIT,
+    MAX_KEPT_MESSAGES,
+    MAX_LINE_BYTES,
+    MAX_ROW_TIME_S,
+    MAX_ROW_TOKENS,
+    NotATrace,
+    csv_fields,
+    json_object,
+    open_binary,
+    parse_number,
+    physical_lines,
+    shown_value,
+)
 
 
 @dataclass(frozen=True)
@@ -74,12 +92,6 @@ class TraceRowError(UserError):
     """One bad row (or header) of a trace file."""
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return path.open(encoding="utf-8-sig", newline="")  # a BOM (spreadsheet export) is dropped
-
-
 def _is_jsonl(path: Path) -> bool:
     suffixes = [s for s in path.suffixes if s != ".gz"]
     return bool(suffixes) and suffixes[-1] in (".jsonl", ".ndjson")
@@ -107,10 +119,12 @@ def detect_layout(columns: Iterable[str], path: Path, requested: str | None) -> 
 
 
 class TraceReader:
-    """Iterates a trace's good rows lazily; bad rows raise ``TraceRowError`` or, with
-    ``skip_bad_rows``, are counted in ``bad_rows`` (the first few kept in ``bad_messages``)."""
+    """Iterates a trace's good rows lazily, one line at a time (a broken quote or a bad
+    line never swallows the lines after it); bad rows raise ``TraceRowError`` or, with
+    ``skip_bad_rows``, are counted in ``bad_rows`` (the first few kept in
+    ``bad_messages``). ``data_rows`` counts every data row read so far."""
 
-    MAX_KEPT_MESSAGES = 10
+    MAX_KEPT_MESSAGES = MAX_KEPT_MESSAGES
 
     def __init__(
         self,
@@ -120,9 +134,7 @@ class TraceReader:
         time_unit: str | None = None,
         skip_bad_rows: bool = False,
     ):
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise UserError(f"trace file {str(self.path)!r} does not exist")
+        self.path = input_file(path, "trace file")
         self._requested_layout = layout
         self._time_factor = 1e-3 if time_unit == "ms" else 1.0
         self._skip = skip_bad_rows
@@ -130,12 +142,23 @@ class TraceReader:
         self.bad_rows = 0
         self.bad_messages: list[str] = []
         self.data_rows = 0
+        self.finished = False
         self._origin_s: float | None = None
         self._last_time_s = -math.inf
 
+    def report(self) -> dict:
+        """Rows read and skipped so far, with the first reasons (``FILE:LINE: ...``)."""
+        return {
+            "rows_read": self.data_rows,
+            "rows_skipped": self.bad_rows,
+            "skipped_reasons": list(self.bad_messages),
+            "read_to_end": self.finished,
+        }
+
     # ------------------------------------------------------------------ parsing helpers
-    def _fail(self, line: int, column: str, message: str) -> None:
-        text = f"{self.path}:{line}: column {column!r}: {message}"
+    def _fail(self, line: int, column: str | None, message: str) -> None:
+        where = f" column {column!r}:" if column else ""
+        text = f"{self.path}:{line}:{where} {message}"
         if not self._skip:
             raise TraceRowError(text)
         self.bad_rows += 1
@@ -143,39 +166,48 @@ class TraceReader:
             self.bad_messages.append(text)
 
     def _time(self, raw, line: int, column: str) -> float | None:
-        try:
-            value = float(raw) * self._time_factor
-        except (TypeError, ValueError):
-            value = None
+        value = parse_number(raw)
         if value is None:
             if not self.layout.recorded or not isinstance(raw, str):
-                self._fail(line, column, f"{raw!r} is not a number")
+                self._fail(line, column, f"{shown_value(raw)} is not a number")
                 return None
             try:
                 stamp = datetime.fromisoformat(raw.strip())
             except ValueError:
-                self._fail(line, column, f"{raw!r} is neither a number nor a date-time")
+                self._fail(line, column, f"{shown_value(raw)} is neither a number nor a date-time")
                 return None
             if stamp.tzinfo is None:
                 stamp = stamp.replace(tzinfo=UTC)
             value = stamp.timestamp()
-        elif not math.isfinite(value) or value < 0:
-            self._fail(line, column, f"{raw!r} must be a finite number >= 0")
+        else:
+            value *= self._time_factor
+            if not math.isfinite(value) or value < 0:
+                self._fail(line, column, f"{shown_value(raw)} must be a finite number >= 0")
+                return None
+        if self.layout.recorded:
+            if self._origin_s is None:
+                self._origin_s = value
+            value -= self._origin_s
+        if value > MAX_ROW_TIME_S:
+            self._fail(
+                line,
+                column,
+                f"{shown_value(raw)} lies more than {MAX_ROW_TIME_S:g} s into the trace",
+            )
             return None
-        if not self.layout.recorded:
-            return value
-        if self._origin_s is None:
-            self._origin_s = value
-        return value - self._origin_s
+        return value
 
     def _count(self, raw, line: int, column: str) -> int | None:
-        try:
-            value = float(raw)
-        except (TypeError, ValueError):
-            self._fail(line, column, f"{raw!r} is not a number")
+        value = parse_number(raw)
+        if value is None:
+            self._fail(line, column, f"{shown_value(raw)} is not a number")
             return None
-        if not math.isfinite(value) or value < 1 or value != int(value):
-            self._fail(line, column, f"{raw!r} must be a whole number >= 1")
+        if not 1 <= value <= MAX_ROW_TOKENS or value != int(value):
+            self._fail(
+                line,
+                column,
+                f"{shown_value(raw)} must be a whole number from 1 to {MAX_ROW_TOKENS:,}",
+            )
             return None
         return int(value)
 
@@ -201,8 +233,8 @@ class TraceReader:
             self._fail(
                 line,
                 layout.time,
-                f"timestamp {values[0]!r} is earlier than the previous row's; rows must be in "
-                "time order",
+                f"timestamp {shown_value(values[0])} is earlier than the previous row's; rows must "
+                "be in time order",
             )
             return None
         row = TraceRow(line, time_s, prompt, output)
@@ -214,18 +246,18 @@ class TraceReader:
     def _extras(self, row: TraceRow, record: dict) -> bool:
         class_name = record.get("class_name")
         if class_name not in (None, ""):
-            row.class_name = str(class_name)
+            row.class_name = str(class_name)[:200]
         for column in ("session_id", "turn", "prefix_tokens", "priority"):
             raw = record.get(column)
             if raw in (None, ""):
                 continue
-            try:
-                value = int(raw)
-            except (TypeError, ValueError):
-                self._fail(row.line, column, f"{raw!r} is not a whole number")
+            value = parse_number(raw)
+            if value is None or value != int(value) or abs(value) > ID_LIMIT:
+                self._fail(row.line, column, f"{shown_value(raw)} is not a whole number")
                 return False
+            value = int(value)
             if column != "priority" and value < (-1 if column == "session_id" else 0):
-                self._fail(row.line, column, f"{raw!r} must not be negative")
+                self._fail(row.line, column, f"{shown_value(raw)} must not be negative")
                 return False
             setattr(row, column, value)
         if row.prefix_tokens > row.prompt_tokens:
@@ -239,62 +271,85 @@ class TraceReader:
 
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[TraceRow]:
-        records = self._json_records() if _is_jsonl(self.path) else self._csv_records()
         try:
-            for line, record in records:
-                self.data_rows += 1
-                row = self._row(line, record)
-                if row is not None:
-                    yield row
-        except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error) as exc:
+            with open_binary(self.path) as handle:
+                yield from self._rows(handle)
+        except (gzip.BadGzipFile, EOFError, zlib.error, OSError, NotATrace) as exc:
             raise TraceRowError(
-                f"{self.path}: cannot be read as a UTF-8 text CSV/JSONL trace "
-                f"(optionally gzip-compressed): {exc}"
+                f"{self.path}: cannot be read as a CSV/JSONL trace (optionally "
+                f"gzip-compressed): {exc}"
             ) from None
+        self.finished = True
 
-    def _csv_records(self) -> Iterator[tuple[int, dict]]:
-        with _open_text(self.path) as handle:
-            current = [0]
+    def _rows(self, handle) -> Iterator[TraceRow]:
+        jsonl = _is_jsonl(self.path)
+        header: list[str] | None = None
+        for number, raw in physical_lines(handle):
+            text = self._decode(number, raw, header is None and not jsonl)
+            if text is None or not text.strip() or (not jsonl and text.lstrip()[:1] == "#"):
+                continue
+            if header is None and not jsonl:
+                header = self._header(number, text)
+                continue
+            self.data_rows += 1
+            record = self._record(number, text, header)
+            if record is None:
+                continue
+            row = self._row(number, record)
+            if row is not None:
+                yield row
+        if header is None and not jsonl:
+            raise TraceRowError(f"{self.path}: empty trace (no header row)")
 
-            def lines() -> Iterator[str]:
-                for number, text in enumerate(handle, start=1):
-                    if text.lstrip().startswith("#") or not text.strip():
-                        continue
-                    current[0] = number
-                    yield text
+    def _decode(self, number: int, raw: bytes | None, is_header: bool) -> str | None:
+        """One line as text (a BOM dropped), or None after counting it as a bad row."""
+        problem = None
+        if raw is None:
+            problem = f"line longer than {MAX_LINE_BYTES:,} bytes"
+        else:
+            try:
+                text = raw.decode("utf-8")
+                return text.removeprefix("\ufeff") if number == 1 else text
+            except UnicodeDecodeError as exc:
+                byte = raw[exc.start : exc.start + 1].hex()
+                problem = f"not UTF-8 text (byte 0x{byte} at column {exc.start + 1})"
+        if is_header:
+            raise TraceRowError(f"{self.path}:{number}: header: {problem}")
+        self.data_rows += 1
+        self._fail(number, None, problem)
+        return None
 
-            reader = csv.reader(lines())
-            header = next(reader, None)
-            if header is None:
-                raise TraceRowError(f"{self.path}: empty trace (no header row)")
-            header = [h.strip() for h in header]
-            self.layout = detect_layout(header, self.path, self._requested_layout)
-            width = len(header)
-            for fields in reader:
-                if len(fields) < width:
-                    fields = fields + [""] * (width - len(fields))
-                yield current[0], dict(zip(header, fields, strict=False))
+    def _header(self, number: int, text: str) -> list[str]:
+        try:
+            header = [h.strip() for h in csv_fields(text)]
+        except csv.Error as exc:
+            raise TraceRowError(f"{self.path}:{number}: header: not valid CSV ({exc})") from None
+        self.layout = detect_layout(header, self.path, self._requested_layout)
+        return header
 
-    def _json_records(self) -> Iterator[tuple[int, dict]]:
-        with _open_text(self.path) as handle:
-            for number, text in enumerate(handle, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    record = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    self.data_rows += 1
-                    self._fail(
-                        number, "-", f"not valid JSON ({exc.msg} at character {exc.pos + 1})"
-                    )
-                    continue
-                if not isinstance(record, dict):
-                    self.data_rows += 1
-                    self._fail(number, "-", "a JSONL row must be an object")
-                    continue
-                if self.layout is None:
-                    self.layout = detect_layout(record.keys(), self.path, self._requested_layout)
-                yield number, record
+    def _record(self, number: int, text: str, header: list[str] | None) -> dict | None:
+        """The columns of one data line, or None after counting it as a bad row."""
+        if header is None:  # JSONL
+            try:
+                record = json_object(text)
+            except json.JSONDecodeError as exc:
+                self._fail(number, None, f"not valid JSON ({exc.msg} at character {exc.pos + 1})")
+                return None
+            except (ValueError, RecursionError) as exc:
+                message = "a number of over 4,300 digits" if "digits" in str(exc) else str(exc)
+                self._fail(number, None, f"not valid JSON ({message or 'nested too deeply'})")
+                return None
+            if self.layout is None:
+                self.layout = detect_layout(record.keys(), self.path, self._requested_layout)
+            return record
+        try:
+            fields = csv_fields(text)
+        except csv.Error as exc:
+            self._fail(number, None, f"not valid CSV ({exc}; a quote left open?)")
+            return None
+        if len(fields) < len(header):
+            fields = fields + [""] * (len(header) - len(fields))
+        return dict(zip(header, fields, strict=False))
 
 
 def _open_for_writing(path: Path) -> io.TextIOBase:

@@ -1,4 +1,5 @@
-"""``servesim calibrate``: fit cost-model parameters to measurements and write them as YAML."""
+"""``servesim calibrate`` (also ``python -m simulator.calibrate``): measure this GPU, or fit
+cost-model parameters to measurements and write them as YAML."""
 
 from __future__ import annotations
 
@@ -9,34 +10,43 @@ from pathlib import Path
 
 from simulator.errors import UserError
 
+DESCRIPTION = (
+    "--measure: time GEMMs, attention, copies, kernel launches and whole graphed "
+    "steps of a Llama-shaped model on this GPU (PyTorch needed: pip install "
+    "'servesim[torch]'), and all-reduce when run under torchrun on several GPUs; "
+    "writes JSON lines. --from: fit CostParams (GEMM efficiency and shape "
+    "dependence, bandwidth efficiency, kernel latency, step overhead, attention "
+    "efficiencies, eager launch overhead, all-reduce latency and bandwidth) to "
+    "JSON-lines measurements, and write a calibration YAML that `servesim step "
+    "--calibration` and scenarios read."
+)
+EXAMPLES = (
+    "examples:\n"
+    "  servesim calibrate --measure --quick -o my-gpu.jsonl\n"
+    "  torchrun --nproc-per-node 2 $(which servesim) calibrate --measure "
+    "-o allreduce.jsonl\n"
+    "  servesim calibrate --from my-gpu.jsonl -o my-gpu.yaml\n"
+    "  servesim calibrate --from ../shared/calibration/h100_sxm_microbench.jsonl "
+    "-o h100.yaml\n"
+    "  servesim calibrate --from h100.jsonl --from h200x2_allreduce.jsonl -o out.yaml "
+    "--holdout kind=mixed --holdout kind=decode,batch=512"
+)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """The ``calibrate`` command of ``servesim``."""
     p = subparsers.add_parser(
         "calibrate",
         help="measure this GPU (--measure) or fit cost-model efficiencies to measurements",
-        description=(
-            "--measure: time GEMMs, attention, copies, kernel launches and whole graphed "
-            "steps of a Llama-shaped model on this GPU (PyTorch needed: pip install "
-            "'servesim[torch]'), and all-reduce when run under torchrun on several GPUs; "
-            "writes JSON lines. --from: fit CostParams (GEMM efficiency and shape "
-            "dependence, bandwidth efficiency, kernel latency, step overhead, attention "
-            "efficiencies, eager launch overhead, all-reduce latency and bandwidth) to "
-            "JSON-lines measurements, and write a calibration YAML that `servesim step "
-            "--calibration` and scenarios read."
-        ),
-        epilog=(
-            "examples:\n"
-            "  servesim calibrate --measure --quick -o my-gpu.jsonl\n"
-            "  torchrun --nproc-per-node 2 $(which servesim) calibrate --measure "
-            "-o allreduce.jsonl\n"
-            "  servesim calibrate --from my-gpu.jsonl -o my-gpu.yaml\n"
-            "  servesim calibrate --from ../shared/calibration/h100_sxm_microbench.jsonl "
-            "-o h100.yaml\n"
-            "  servesim calibrate --from h100.jsonl --from h200x2_allreduce.jsonl -o out.yaml "
-            "--holdout kind=mixed --holdout kind=decode,batch=512"
-        ),
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_arguments(p)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``calibrate`` (``--measure`` or ``--from``), dispatching to ``run``."""
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument(
         "--from",
@@ -75,6 +85,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="calibration YAML to write (JSON lines: --measure; a folder for "
         "--from-aiconfigurator, written as FOLDER/<engine>/<gpu>/<version>.yaml)",
     )
+    _measure_arguments(p)
+    _fit_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _measure_arguments(p: argparse.ArgumentParser) -> None:
     size = p.add_mutually_exclusive_group()
     size.add_argument(
         "--quick", action="store_true", help="--measure: fewer shapes (under 2 min on an H100)"
@@ -95,11 +111,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", help="--measure: torch device (default cuda, else cpu)")
     p.add_argument(
+        "--only",
+        choices=("moe",),
+        help="--measure: only the MoE benchmarks (grouped expert GEMMs, MoE steps)",
+    )
+    p.add_argument(
         "--budget-s",
         type=float,
         help="--measure: stop starting new shapes after this many seconds "
-        "(default 480 full, 100 quick)",
+        "(default 480 full, 100 quick, plus 420 and 120 for the MoE part)",
     )
+
+
+def _fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--holdout",
         action="append",
@@ -114,7 +138,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--link", help="link of the all-reduce rows (default: the GPU's interconnect)")
     p.add_argument("--note", help="free text stored in the file's metadata (what was measured)")
     p.add_argument("--quiet", action="store_true", help="print no per-kind error table")
-    p.set_defaults(func=run)
 
 
 #: Fields of ``env`` rows copied into a calibration file's metadata (where and with what).
@@ -146,8 +169,8 @@ def run(args: argparse.Namespace) -> int:
         return run_measure(args)
     if args.aiconfigurator:
         return run_aiconfigurator(args)
-    if args.quick or args.smoke or args.models or args.step_models or args.device:
-        raise UserError("--quick/--smoke/--models/--step-models/--device go with --measure")
+    if args.quick or args.smoke or args.models or args.step_models or args.device or args.only:
+        raise UserError("--quick/--smoke/--models/--step-models/--device/--only go with --measure")
     return run_fit(args)
 
 
@@ -176,6 +199,7 @@ def run_measure(args: argparse.Namespace) -> int:
         step_models=step_models,
         device_name=args.device,
         budget_s=args.budget_s,
+        only=args.only,
     )
     return 0
 
@@ -218,48 +242,23 @@ def run_fit(args: argparse.Namespace) -> int:
     from simulator.costmodel.calibration import (
         ATTENTION_KINDS,
         STEP_KINDS,
-        catalog_gpu_name,
         fit,
         load_rows,
         parse_holdout,
     )
-    from simulator.specs.catalog import load_gpu, load_link, load_model
+    from simulator.specs.catalog import load_model
 
     per_file = [(src, load_rows(src)) for src in args.sources]
     rows = [r for _, rs in per_file for r in rs]
     timed_kinds = ("gemm", "allreduce", *STEP_KINDS, *ATTENTION_KINDS)
     timed = [r for r in rows if r["kind"] in timed_kinds]
+    if not timed and any(r["kind"] == "grouped_gemm" for r in rows):
+        return run_moe_fit(args, per_file)
     if not timed:
         raise UserError(f"--from: no gemm, step or allreduce rows in {', '.join(args.sources)}")
-
-    # The GPU: --gpu, else the env row of the first file holding GEMM or step rows.
     device_names = {src: [e.get("gpu", "") for e in _env_rows(rs)] for src, rs in per_file}
-    main_src = next(
-        (src for src, rs in per_file if any(r["kind"] in ("gemm", *STEP_KINDS) for r in rs)),
-        per_file[0][0],
-    )
-    gpu_name = args.gpu
-    if gpu_name is None:
-        names = device_names.get(main_src) or []
-        gpu_name = catalog_gpu_name(names[0]) if names else None
-        if gpu_name is None:
-            raise UserError(
-                f"--gpu: cannot tell the catalog GPU of {main_src} (env gpu "
-                f"{names[0] if names else 'missing'!r}); pass --gpu NAME"
-            )
-    gpu = load_gpu(gpu_name)
-
-    link = None
-    if any(r["kind"] == "allreduce" for r in rows):
-        link_name = args.link
-        if link_name is None:
-            ar_src = next(src for src, rs in per_file if any(r["kind"] == "allreduce" for r in rs))
-            ar_device = (device_names.get(ar_src) or [""])[0]
-            ar_gpu = catalog_gpu_name(ar_device) if ar_device else None
-            link_name = load_gpu(ar_gpu).interconnect if ar_gpu else gpu.interconnect
-        if not link_name or link_name == "none":
-            raise UserError("--link: the all-reduce rows need a link; pass --link NAME")
-        link = load_link(link_name)
+    gpu = _measured_gpu(args.gpu, per_file, device_names)
+    link = _allreduce_link(args.link, per_file, device_names, gpu)
 
     model_kinds = (*STEP_KINDS, *ATTENTION_KINDS)
     models = {r["model"]: load_model(r["model"]) for r in rows if r["kind"] in model_kinds}
@@ -292,15 +291,77 @@ def run_fit(args: argparse.Namespace) -> int:
     write_calibration(args.output, result.params, result.fitted_names, metadata)
     if not args.quiet:
         print(f"calibrated {gpu.name} from {len(timed)} timed rows; wrote {args.output}")
-        for name in result.fitted_names:
-            print(f"  {name:<32}{getattr(result.params, name):.6g}")
-        for title, table in (("fitted rows", fitted), ("held-out rows", held)):
-            if table:
-                print(f"{title}: abs % error by kind (n, median, worst)")
-                for kind, s in table.items():
-                    median, worst = s["median_abs_pct"], s["max_abs_pct"]
-                    print(f"  {kind:<10}{s['n']:>5}{median:>9.1f}{worst:>9.1f}")
+        _print_fit(result, fitted, held)
     return 0
+
+
+def run_moe_fit(args: argparse.Namespace, per_file: list) -> int:
+    """Fit the grouped expert GEMM curve of MoE measurements and write it as its own file."""
+    import yaml
+
+    from simulator.calibrate.moe_fit import curve_document
+    from simulator.costmodel.params import _plain
+
+    device_names = {src: [e.get("gpu", "") for e in _env_rows(rs)] for src, rs in per_file}
+    gpu = _measured_gpu(args.gpu, per_file, device_names)
+    rows = [r for _, rs in per_file for r in rs]
+    doc = curve_document(rows, [str(Path(s)) for s in args.sources], gpu, args.note or "")
+    Path(args.output).write_text(yaml.safe_dump(_plain(doc), sort_keys=False))
+    if not args.quiet:
+        print(f"fitted the grouped expert GEMM curve of {gpu.name}; wrote {args.output}")
+        for kind, s in doc["metadata"]["error_fitted_rows"].items():
+            print(f"  {kind:<20}{s['n']:>5}{s['median_abs_pct']:>9.1f}{s['max_abs_pct']:>9.1f}")
+    return 0
+
+
+def _measured_gpu(name: str | None, per_file: list, device_names: dict):
+    """The catalog GPU measured: ``--gpu``, else the env row of the first file holding GEMM
+    or step rows."""
+    from simulator.costmodel.calibration import STEP_KINDS, catalog_gpu_name
+    from simulator.specs.catalog import load_gpu
+
+    if name is None:
+        main_src = next(
+            (src for src, rs in per_file if any(r["kind"] in ("gemm", *STEP_KINDS) for r in rs)),
+            per_file[0][0],
+        )
+        names = device_names.get(main_src) or []
+        name = catalog_gpu_name(names[0]) if names else None
+        if name is None:
+            raise UserError(
+                f"--gpu: cannot tell the catalog GPU of {main_src} (env gpu "
+                f"{names[0] if names else 'missing'!r}); pass --gpu NAME"
+            )
+    return load_gpu(name)
+
+
+def _allreduce_link(name: str | None, per_file: list, device_names: dict, gpu):
+    """The link of the all-reduce rows (None without any): ``--link``, else the
+    interconnect of the GPU they were measured on."""
+    from simulator.costmodel.calibration import catalog_gpu_name
+    from simulator.specs.catalog import load_gpu, load_link
+
+    sources = [src for src, rs in per_file if any(r["kind"] == "allreduce" for r in rs)]
+    if not sources:
+        return None
+    if name is None:
+        ar_device = (device_names.get(sources[0]) or [""])[0]
+        ar_gpu = catalog_gpu_name(ar_device) if ar_device else None
+        name = load_gpu(ar_gpu).interconnect if ar_gpu else gpu.interconnect
+    if not name or name == "none":
+        raise UserError("--link: the all-reduce rows need a link; pass --link NAME")
+    return load_link(name)
+
+
+def _print_fit(result, fitted: dict, held: dict) -> None:
+    for name in result.fitted_names:
+        print(f"  {name:<32}{getattr(result.params, name):.6g}")
+    for title, table in (("fitted rows", fitted), ("held-out rows", held)):
+        if table:
+            print(f"{title}: abs % error by kind (n, median, worst)")
+            for kind, s in table.items():
+                median, worst = s["median_abs_pct"], s["max_abs_pct"]
+                print(f"  {kind:<10}{s['n']:>5}{median:>9.1f}{worst:>9.1f}")
 
 
 def _version(package: str) -> str:
