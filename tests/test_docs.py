@@ -6,40 +6,20 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
+from tests import cli_server
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-#: Requests per simulation when the docs' commands run in the test suite.
-SMALL_REQUESTS = 200
 BLOCK = re.compile(r"^```(bash|python) runnable[^\n]*\n(.*?)^```", re.M | re.S)
-#: Commands that simulate a scenario file given as their first argument.
-SIMULATING = ("simulate", "plan", "report", "sweep")
-
-SHIM = f'''#!{sys.executable}
-"""servesim for the docs tests: every command registered, simulations kept small."""
-import sys
-from pathlib import Path
-
-import yaml
-
-import simulator.cli.main as cli
-
-for name, module in (("report", "report"), ("list", "listing"), ("show", "show")):
-    cli.COMMANDS.setdefault(name, "simulator.cli." + module)
-argv = sys.argv[1:]
-if len(argv) > 1 and argv[0] in {SIMULATING!r} and Path(argv[1]).is_file():
-    data = yaml.safe_load(Path(argv[1]).read_text()) or {{}}
-    if "trace" not in (data.get("workload") or {{}}):
-        argv += ["--set", "workload.num_requests={SMALL_REQUESTS}"]
-    if argv[0] in ("plan", "report"):
-        argv += ["--set", "plan.replications=1"]
-sys.exit(cli.main(argv))
-'''
 
 
 def doc_pages() -> list[Path]:
@@ -59,19 +39,31 @@ def blocks(language: str) -> list[tuple[Path, int, str]]:
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
-    """A scratch folder seeing the repository's workloads and catalog, with the shim."""
+    """A scratch folder seeing the repository's workloads and catalog, with ``servesim`` on
+    the PATH running each command in a fork of one warm process (``tests/cli_server.py``)."""
     for name in ("workloads", "hardware_specs"):
         (tmp_path / name).symlink_to(ROOT / name)
     bin_dir = tmp_path / ".bin"
     bin_dir.mkdir()
-    shim = bin_dir / "servesim"
-    shim.write_text(SHIM)
-    shim.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("SERVESIM_NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.chdir(tmp_path)
-    return tmp_path
+    socket_path = Path(tempfile.mkdtemp(prefix="servesim")) / "cli.sock"  # paths <= 108 bytes
+    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "cli_server.py"), socket_path])
+    shim = bin_dir / "servesim"
+    shim.write_text(cli_server.client_script(socket_path))
+    shim.chmod(0o755)
+    for _ in range(600):  # the server is up once its socket exists
+        if socket_path.exists() or server.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert socket_path.exists(), "the servesim server did not start"
+    yield tmp_path
+    cli_server.stop(socket_path)
+    server.wait(timeout=30)
+    shutil.rmtree(socket_path.parent, ignore_errors=True)
 
 
 def _id(item: tuple[Path, int, str]) -> str:
@@ -88,6 +80,7 @@ def test_docs_have_runnable_examples():
     assert "tutorial.md" in pages
 
 
+@pytest.mark.slow
 def test_pages_by_page_run_in_order(workdir):
     """Blocks of one page build on each other (a file written, then used): run each page's
     blocks in order in one folder."""

@@ -15,6 +15,8 @@ import pytest
 from tests.golden.regenerate import GOLDEN, ROOT, golden_summary
 
 SCENARIOS = sorted((ROOT / "workloads").glob("*.yaml"))
+#: Shipped scenarios whose run takes several seconds (a simulated day of traffic).
+SLOW = {"daily_cycle"}
 
 
 def _differences(expected, actual, path: str = "") -> list[str]:
@@ -40,7 +42,11 @@ def _differences(expected, actual, path: str = "") -> list[str]:
     return [] if expected == actual else [f"{path}: {actual!r}, expected {expected!r}"]
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+@pytest.mark.parametrize(
+    "scenario",
+    [pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW else p for p in SCENARIOS],
+    ids=[p.stem for p in SCENARIOS],
+)
 def test_shipped_scenario_matches_its_golden_summary(scenario: Path):
     expected = json.loads((GOLDEN / f"{scenario.stem}.json").read_text())
     diffs = _differences(expected, golden_summary(scenario))

@@ -228,7 +228,7 @@ def test_runs_over_the_budget_need_a_flag(tmp_path, capsys):
         "[{time_s: 0, rate_per_s: 0}, {time_s: 1.0e+9, rate_per_s: 1}]}",
     )
     line = errors_of(["simulate", str(write(tmp_path / "late.yaml", late))], capsys)[0]
-    assert "the simulated span is at most 1e+09 s" in line
+    assert "the simulated span is at most 1,000,000,000 s" in line
 
 
 def test_sweep_cache_sees_an_edited_model_file(tmp_path):

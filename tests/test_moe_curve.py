@@ -78,8 +78,52 @@ def test_expert_gemm_time_is_flops_over_peak_times_efficiency():
         ({"source": "s", "bf16": {"tokens_per_expert": [1, 2], "efficiency": [0.1]}}, "length"),
         ({"source": "s", "bf16": {"tokens_per_expert": [1], "efficiency": [2.0]}}, "(0, 1.5]"),
         ({"source": "s", "bf16": {"tokens_per_expert": ["a"], "efficiency": [0.1]}}, "number"),
+        ({**SECTION_BODY, "latency_s": -1e-6}, "latency_s"),
+        ({**SECTION_BODY, "routing": {"latency_s": 1e-5}}, "s_per_row_element"),
     ],
 )
 def test_bad_sections_name_the_field(body, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace("]", r"\]")):
         GroupedGemmCurve.from_section(body, where="f.yaml")
+
+
+def _synthetic_rows(latency_s: float, eff) -> list[dict]:
+    """Grouped GEMM rows timed as ``latency + work / eff(tokens per expert)``."""
+    from simulator.specs.catalog import load_gpu
+
+    peak = load_gpu("h100-sxm").flops_for("bf16")
+    rows = []
+    for k, n in ((2048, 1536), (4096, 3072)):
+        for groups, m, kind in [(64, 2**i, "grouped_gemm") for i in range(8)] + [
+            (g, 1, "grouped_gemm_active") for g in (4, 8, 16)
+        ]:
+            flops = 2.0 * groups * m * k * n
+            ms = (latency_s + flops / (peak * eff(m))) * 1e3
+            rows.append(
+                {"kind": kind, "rows": groups * m, "experts": groups, "tokens_per_expert": m}
+                | {"k": k, "n": n, "ms": ms, "dtype": "bf16"}
+            )
+    return rows
+
+
+def test_fit_recovers_a_known_curve_latency_and_routing():
+    from simulator.calibrate.moe_fit import fit_curve
+    from simulator.specs.catalog import load_gpu
+
+    def eff(m):
+        return min(0.0025 * m, 0.6)
+
+    rows = _synthetic_rows(12e-6, eff)
+    routing = (40e-6, 1e-11, 5e-11)
+    for tokens, hidden, experts in ((1, 2048, 128), (64, 2048, 128), (4096, 4096, 8)):
+        ms = 1e3 * (routing[0] + routing[1] * tokens * 8 * hidden + routing[2] * tokens * experts)
+        rows.append(
+            {"kind": "moe_routing", "tokens": tokens, "rows": tokens * 8, "hidden": hidden}
+            | {"experts": experts, "ms": ms}
+        )
+    curve = fit_curve(rows, load_gpu("h100-sxm"), "synthetic")
+    assert curve.latency_s == pytest.approx(12e-6, abs=0.05e-6)
+    for m in (1, 8, 128):
+        assert curve.efficiency("bf16", m) == pytest.approx(eff(m), rel=1e-3)
+    got = curve.routing
+    assert (got.latency_s, got.s_per_row_element, got.s_per_logit) == pytest.approx(routing)

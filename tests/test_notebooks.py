@@ -25,6 +25,7 @@ def test_the_four_notebooks_exist():
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_top_to_bottom(path, monkeypatch):
     monkeypatch.setenv("SERVESIM_NOTEBOOK_SMALL", "1")

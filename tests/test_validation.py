@@ -45,6 +45,7 @@ def test_committed_doc_rows_are_well_formed():
     assert {r[6] for r in rows} == {"fit", "held out"}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED / "calibration").is_dir(), reason="shared data absent")
 def test_regenerated_doc_has_the_same_measurements(tmp_path):
     validation = _load_validation()
@@ -120,6 +121,7 @@ def test_sustained_throughput_counts_tokens_generated_inside_the_window():
     assert validation.sustained_output_tok_s(requests) == pytest.approx(11.0, rel=0.02)
 
 
+@pytest.mark.slow
 def test_the_llama_cpp_parameters_are_what_the_fit_gives():
     validation = _load_validation()
     from simulator.costmodel.profiles import load_profile

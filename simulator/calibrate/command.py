@@ -89,10 +89,15 @@ def _measure_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", help="--measure: torch device (default cuda, else cpu)")
     p.add_argument(
+        "--only",
+        choices=("moe",),
+        help="--measure: only the MoE benchmarks (grouped expert GEMMs, MoE steps)",
+    )
+    p.add_argument(
         "--budget-s",
         type=float,
         help="--measure: stop starting new shapes after this many seconds "
-        "(default 480 full, 100 quick)",
+        "(default 480 full, 100 quick, plus 420 and 120 for the MoE part)",
     )
 
 
@@ -140,8 +145,8 @@ def _names(text: str | None, option: str) -> tuple[str, ...] | None:
 def run(args: argparse.Namespace) -> int:
     if args.measure:
         return run_measure(args)
-    if args.quick or args.smoke or args.models or args.step_models or args.device:
-        raise UserError("--quick/--smoke/--models/--step-models/--device go with --measure")
+    if args.quick or args.smoke or args.models or args.step_models or args.device or args.only:
+        raise UserError("--quick/--smoke/--models/--step-models/--device/--only go with --measure")
     return run_fit(args)
 
 
@@ -170,6 +175,7 @@ def run_measure(args: argparse.Namespace) -> int:
         step_models=step_models,
         device_name=args.device,
         budget_s=args.budget_s,
+        only=args.only,
     )
     return 0
 
@@ -188,6 +194,8 @@ def run_fit(args: argparse.Namespace) -> int:
     rows = [r for _, rs in per_file for r in rs]
     timed_kinds = ("gemm", "allreduce", *STEP_KINDS, *ATTENTION_KINDS)
     timed = [r for r in rows if r["kind"] in timed_kinds]
+    if not timed and any(r["kind"] == "grouped_gemm" for r in rows):
+        return run_moe_fit(args, per_file)
     if not timed:
         raise UserError(f"--from: no gemm, step or allreduce rows in {', '.join(args.sources)}")
     device_names = {src: [e.get("gpu", "") for e in _env_rows(rs)] for src, rs in per_file}
@@ -226,6 +234,25 @@ def run_fit(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"calibrated {gpu.name} from {len(timed)} timed rows; wrote {args.output}")
         _print_fit(result, fitted, held)
+    return 0
+
+
+def run_moe_fit(args: argparse.Namespace, per_file: list) -> int:
+    """Fit the grouped expert GEMM curve of MoE measurements and write it as its own file."""
+    import yaml
+
+    from simulator.calibrate.moe_fit import curve_document
+    from simulator.costmodel.params import _plain
+
+    device_names = {src: [e.get("gpu", "") for e in _env_rows(rs)] for src, rs in per_file}
+    gpu = _measured_gpu(args.gpu, per_file, device_names)
+    rows = [r for _, rs in per_file for r in rs]
+    doc = curve_document(rows, [str(Path(s)) for s in args.sources], gpu, args.note or "")
+    Path(args.output).write_text(yaml.safe_dump(_plain(doc), sort_keys=False))
+    if not args.quiet:
+        print(f"fitted the grouped expert GEMM curve of {gpu.name}; wrote {args.output}")
+        for kind, s in doc["metadata"]["error_fitted_rows"].items():
+            print(f"  {kind:<20}{s['n']:>5}{s['median_abs_pct']:>9.1f}{s['max_abs_pct']:>9.1f}")
     return 0
 
 

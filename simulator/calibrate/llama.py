@@ -63,16 +63,14 @@ class LlamaModel:
     def __init__(self, spec: ModelSpec, device: Any, dtype: Any, seed: int = 0) -> None:
         import torch
 
-        if spec.is_moe or spec.uses_mla or not spec.gated_mlp:
-            raise ValueError(f"{spec.name}: only dense gated-MLP GQA models are supported")
+        self._check(spec)
         self.spec, self.device, self.dtype = spec, device, dtype
         gen = torch.Generator(device=device).manual_seed(seed)
         h, d = spec.hidden_size, spec.head_dim
         heads, kv = spec.num_attention_heads, spec.num_kv_heads
-        inter = spec.intermediate_size
 
-        def weight(k: int, n: int):
-            w = torch.randn(k, n, generator=gen, device=device, dtype=torch.float32)
+        def weight(*shape: int):
+            w = torch.randn(*shape, generator=gen, device=device, dtype=torch.float32)
             return (w * WEIGHT_STD).to(dtype)
 
         self.layers = []
@@ -81,8 +79,7 @@ class LlamaModel:
                 {
                     "qkv": weight(h, (heads + 2 * kv) * d),
                     "o": weight(heads * d, h),
-                    "gate_up": weight(h, 2 * inter),
-                    "down": weight(inter, h),
+                    **self._mlp_weights(weight),
                     "norm1": torch.ones(h, device=device, dtype=dtype),
                     "norm2": torch.ones(h, device=device, dtype=dtype),
                 }
@@ -92,6 +89,23 @@ class LlamaModel:
         self.lm_head = weight(h, spec.vocab_size)
         inv_freq = 1.0 / (ROPE_THETA ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
         self.inv_freq = inv_freq.to(device)
+
+    @staticmethod
+    def _check(spec: ModelSpec) -> None:
+        if spec.is_moe or spec.uses_mla or not spec.gated_mlp:
+            raise ValueError(f"{spec.name}: only dense gated-MLP GQA models are supported")
+
+    def _mlp_weights(self, weight) -> dict:
+        """One layer's MLP weights (``weight(k, n)`` draws a random ``[k, n]`` matrix)."""
+        h, inter = self.spec.hidden_size, self.spec.intermediate_size
+        return {"gate_up": weight(h, 2 * inter), "down": weight(inter, h)}
+
+    def mlp(self, layer: dict, hn):
+        """The MLP of one layer over normed rows ``hn``: fused gate+up GEMM, SiLU x up, down."""
+        import torch.nn.functional as F
+
+        gate, up = (hn @ layer["gate_up"]).chunk(2, dim=-1)
+        return (F.silu(gate) * up) @ layer["down"]
 
     def parameter_count(self) -> int:
         total = sum(t.numel() for layer in self.layers for t in layer.values())
@@ -198,9 +212,7 @@ class LlamaModel:
                 outs.append(attn.transpose(1, 2).reshape(dec, heads * d))
             attn_out = outs[0] if len(outs) == 1 else torch.cat(outs)
             x = x + attn_out @ layer["o"]
-            hn = _rms_norm(x, layer["norm2"])
-            gate, up = (hn @ layer["gate_up"]).chunk(2, dim=-1)
-            x = x + (F.silu(gate) * up) @ layer["down"]
+            x = x + self.mlp(layer, _rms_norm(x, layer["norm2"]))
         hn = _rms_norm(x, self.final_norm)
         return hn.index_select(0, state["logit_rows"]) @ self.lm_head
 

@@ -158,11 +158,13 @@ def measure(
     step_models: tuple[str, ...] | None = None,
     device_name: str | None = None,
     budget_s: float | None = None,
+    only: str | None = None,
     log: TextIO = sys.stdout,
 ) -> list[dict]:
     """Run every benchmark of ``size`` and write the rows to ``output``; returns the rows.
 
-    Under ``torchrun`` with several processes only the all-reduce is measured."""
+    ``only="moe"``: only the MoE benchmarks (grouped expert GEMMs, MoE steps). Under
+    ``torchrun`` with several processes only the all-reduce is measured."""
     try:
         import torch
     except ModuleNotFoundError:
@@ -170,6 +172,7 @@ def measure(
             "--measure needs PyTorch: pip install 'servesim[torch]' (a CUDA build for GPUs)"
         ) from None
     from simulator.calibrate import collective, kernels
+    from simulator.calibrate.moe_kernels import describe, detect_grouped_mm
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -190,14 +193,15 @@ def measure(
         torch.cuda.set_device(device)
     the_plan = make_plan(size, tuple(step_models or DEFAULT_STEP_MODELS))
     if budget_s is None:
-        budget_s = {"full": 480.0, "quick": 100.0}.get(size, 60.0)
+        budget_s = default_budget_s(size, only)
     dtype = torch.bfloat16
     torch.manual_seed(0)
     writer = Writer(output if rank == 0 else None, log)
     session = _Session(device, dtype, the_plan, writer, budget_s)
     session.quiet = rank != 0
     gqa = kernels.gqa_native(device, dtype)
-    writer.write([env_row(device, size, gqa, world)])
+    gmm = detect_grouped_mm(device, dtype) if world == 1 else None
+    writer.write([env_row(device, size, gqa, world) | (describe(gmm) if gmm else {})])
     try:
         if world > 1:
             import torch.distributed as dist
@@ -214,10 +218,7 @@ def measure(
             session.section("allreduce", rows)
             dist.destroy_process_group()
         else:
-            gemm_names = gemm_models or (
-                DEFAULT_GEMM_MODELS if size == "full" else QUICK_GEMM_MODELS
-            )
-            _single_device(session, gqa, _models(gemm_names, size))
+            _one_gpu(session, gqa, gmm, gemm_models, only)
     finally:
         writer.close()
     if rank == 0:
@@ -226,6 +227,25 @@ def measure(
             text += "\nfailed sections (see log): " + ", ".join(session.failed)
         print(text, file=log, flush=True)
     return writer.rows
+
+
+def _one_gpu(s: _Session, gqa: bool, gmm, gemm_models, only: str | None) -> None:
+    """The dense benchmarks (unless ``only="moe"``), then the MoE ones."""
+    from simulator.calibrate.moe_run import measure_moe
+
+    size = s.plan.size
+    if only != "moe":
+        names = gemm_models or (DEFAULT_GEMM_MODELS if size == "full" else QUICK_GEMM_MODELS)
+        _single_device(s, gqa, _models(names, size))
+    measure_moe(s, gmm, gqa, ceilings=only == "moe")
+
+
+def default_budget_s(size: str, only: str | None) -> float:
+    """Seconds after which a run starts no new shape: the dense part, then the MoE part."""
+    from simulator.calibrate.moe_run import MOE_BUDGET_S
+
+    dense_s = 0.0 if only == "moe" else {"full": 480.0, "quick": 100.0}.get(size, 60.0)
+    return dense_s + MOE_BUDGET_S[size]
 
 
 def _single_device(s: _Session, gqa: bool, models: list[ModelSpec]) -> None:

@@ -78,9 +78,6 @@ def _write(report, html: Path, pdf: Path | None) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     from simulator.errors import UserError
-    from simulator.planning import load_plan_file
-    from simulator.reports import build_report
-    from simulator.reports.terminal import paint, use_colour
 
     check_output_file(args.output, "-o", force=args.force)
     if args.pdf is not None:
@@ -96,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
             )
     if args.replications is not None and args.replications < 1:
         raise UserError(f"--replications: {args.replications} must be >= 1")
+    from simulator.planning import load_plan_file
+    from simulator.reports import build_report
+    from simulator.reports.terminal import paint, use_colour
+
     loaded = load_plan_file(args.scenario, args.overrides)
     runs = args.replications or loaded.plan.replications
     check_run_budget(loaded.scenario, args.scenario, runs=runs, allow_long_run=args.allow_long_run)

@@ -146,6 +146,11 @@ def replica_cost_model(args: argparse.Namespace, model, gpu) -> tuple[CostModel,
         field_names=("link", "inter-node-link"),
     )
     params, source = resolve_params(args.gpu, args.calibration)
+    from simulator.costmodel.moe import curve_for_calibration
+
+    moe_grouped_gemm = None if args.profile else curve_for_calibration(source)
+    if moe_grouped_gemm is not None and model.is_moe:
+        source += " + its grouped expert GEMM curve"
     cuda_graphs = not args.eager
     if args.profile:
         from simulator.costmodel.profiles import load_profile
@@ -167,6 +172,7 @@ def replica_cost_model(args: argparse.Namespace, model, gpu) -> tuple[CostModel,
         kv_dtype=args.kv_dtype,
         activation_dtype=args.activation_dtype,
         cuda_graphs=cuda_graphs,
+        moe_grouped_gemm=moe_grouped_gemm,
     )
     return cost_model, source, cuda_graphs
 

@@ -15,6 +15,7 @@ from simulator.config.engine import EngineConfig
 from simulator.config.hardware import HardwareConfig
 from simulator.config.scenario import Scenario
 from simulator.costmodel import CostModel, CostParams, MemoryPlan, memory_plan
+from simulator.costmodel.moe import curve_for_calibration
 from simulator.costmodel.profiles import load_profile
 from simulator.costmodel.shape import StepShape
 from simulator.engine.autoscaler import AutoscalePolicy
@@ -95,7 +96,10 @@ def cost_model(model: str, hw: HardwareConfig, eng: EngineConfig, base_dir: Path
         interconnect=hw.interconnect,
         inter_node_link=hw.inter_node_link,
     )
-    params, _ = resolve_calibration(hw, base_dir)
+    params, calibration = resolve_calibration(hw, base_dir)
+    # The reference calibration's grouped expert GEMMs and routing are PyTorch's; an engine
+    # profile's MoE kernels come from that engine's calibration.
+    moe_grouped_gemm = curve_for_calibration(calibration) if eng.profile is None else None
     if eng.profile is not None:
         params = load_profile(eng.profile).apply(params)
     try:
@@ -114,6 +118,7 @@ def cost_model(model: str, hw: HardwareConfig, eng: EngineConfig, base_dir: Path
             cuda_graphs=eng.cuda_graphs,
             attention_dtype=eng.attention_dtype,
             lm_head_dtype=eng.lm_head_dtype,
+            moe_grouped_gemm=moe_grouped_gemm,
         )
     except UserError as exc:
         raise _in_scenario_sections(exc) from None

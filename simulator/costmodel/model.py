@@ -44,6 +44,7 @@ from simulator.costmodel.layers import (
     build_layer_plan,
     compute_dtype,
 )
+from simulator.costmodel.moe import GroupedGemmCurve, grouped_expert_cost
 from simulator.costmodel.offload import OffloadPlan, host_params
 from simulator.costmodel.parallel import pipeline_round_s, resolve_placement
 from simulator.costmodel.params import CostParams
@@ -87,6 +88,7 @@ class CostModel:
         offload: OffloadPlan | None = None,
         layers: int | None = None,
         lm_head: bool = True,
+        moe_grouped_gemm: GroupedGemmCurve | None = None,
     ) -> None:
         """``cuda_graphs``, when given, overrides ``params.cuda_graphs`` (an engine setting).
 
@@ -94,7 +96,9 @@ class CostModel:
         GPU's own interconnect). ``attention_dtype``/``lm_head_dtype`` override the parts a
         quantised checkpoint keeps in bf16 (``quant.resolve_weight_formats``).
         ``pipeline_microbatches``: micro-batches per step (default: one per stage).
-        ``layers``/``lm_head``: price only part of the model (offloaded CPU layers)."""
+        ``layers``/``lm_head``: price only part of the model (offloaded CPU layers).
+        ``moe_grouped_gemm``: measured grouped expert GEMM efficiency by tokens per expert
+        (``costmodel.moe``); routed expert GEMMs of a format it covers are priced from it."""
         for name, value in (
             ("tensor_parallel", tensor_parallel),
             ("pipeline_parallel", pipeline_parallel),
@@ -135,6 +139,7 @@ class CostModel:
                 raise UserError(f"{field}: {exc}") from None
         dtypes["kv_dtype"] = check_kv_dtype(kv_dtype)
         self.model, self.gpu = model, gpu
+        self.moe_grouped_gemm = moe_grouped_gemm
         self.params = params if params is not None else CostParams.defaults()
         if cuda_graphs is not None and cuda_graphs != self.params.cuda_graphs:
             self.params = self.params.replace(cuda_graphs=bool(cuda_graphs))
@@ -303,6 +308,13 @@ class CostModel:
         else:
             per_layer_flops = op.flops_per_token * tokens
         per_layer_bytes = op.weight_bytes_touched(tokens) + op.act_bytes_per_token * rows
+        if op.is_expert and self.moe_grouped_gemm is not None:
+            # Measured grouped GEMMs: the whole kernel's time by rows per active expert.
+            grouped = grouped_expert_cost(
+                self.moe_grouped_gemm, op, self, tokens, rows, per_layer_flops, per_layer_bytes
+            )
+            if grouped is not None:
+                return grouped
         s_per_flop, dequant = self._rates[op.name]
         # Grouped expert GEMMs pad every touched expert's rows to a tile, not just the total.
         tiles = op.experts_touched(tokens) if op.is_expert else 1.0

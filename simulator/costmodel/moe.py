@@ -25,13 +25,26 @@ Section format (a top-level key of a calibration YAML file, or a file of its own
   routing of ``T`` tokens with top-k of ``E`` experts and ``T·k ≥ E``: ``T·k/E``). Strictly
   increasing, positive.
 - **efficiency**: ``FLOPs / (time × peak)``, where FLOPs are ``2·rows·k·n`` summed over
-  the experts, time is the whole grouped-GEMM kernel (memory traffic, tile padding and
-  fixed latency included: the cost model adds nothing to it) and peak is the GPU's
+  the experts, time is the whole grouped-GEMM kernel less ``latency_s`` (memory traffic and
+  tile padding included: the cost model adds nothing else to it) and peak is the GPU's
   datasheet dense peak of the format the GEMM *computes* in (``GpuSpec.flops_for``: bf16 for
   bf16 and weight-only int4/MXFP4 on Hopper, fp8 for fp8 on Hopper, fp4 on Blackwell).
 - **between and beyond the points**: log(efficiency) is interpolated linearly in
   log(tokens per expert) and held at the end values outside the measured range.
 - ``source`` is free text and required (every number carries its source).
+- ``latency_s`` (optional, default 0): fixed time of one grouped GEMM call (seconds: launch,
+  problem setup, ramp), added to the time the efficiency gives for every expert GEMM of a
+  layer; the efficiency then describes the rest. It matters when few experts are active
+  (decode of a few tokens); without it the efficiency is the whole kernel's.
+- ``routing`` (optional) prices the single-GPU dispatch and combine around the grouped
+  GEMMs of one MoE layer (softmax, top-k, sort by expert, gather of the rows, weighting and
+  scatter-add back; the router GEMM and the activation are ops of their own)::
+
+      routing: {latency_s: 6.0e-05, s_per_row_element: 2.0e-13, s_per_logit: 1.0e-12}
+
+  ``latency_s + s_per_row_element × rows × hidden + s_per_logit × tokens × experts`` per
+  MoE layer, added to the layer's gate+up GEMM. Absent: not priced (fused engine kernels
+  whose tables include it in the GEMM time).
 
 ``hardware_specs/calibration/<gpu>-moe.yaml`` holds the curve of the PyTorch reference
 calibration ``<gpu>.yaml`` and applies with it (``curve_for_calibration``).
@@ -44,13 +57,18 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from simulator.costmodel.costs import OpCost, bound_of, gemm_dtype
+from simulator.costmodel.layers import GemmOp, compute_dtype
 from simulator.errors import UserError
 from simulator.specs.dtypes import canonical_dtype
 from simulator.specs.files import read_yaml
+
+if TYPE_CHECKING:
+    from simulator.costmodel.model import CostModel
 
 #: Top-level key of the section in a YAML file.
 SECTION = "moe_grouped_gemm"
@@ -79,11 +97,32 @@ class EfficiencyCurve:
 
 
 @dataclass(frozen=True)
+class RoutingCost:
+    """Dispatch and combine of one MoE layer on one GPU (seconds and seconds per unit)."""
+
+    latency_s: float
+    s_per_row_element: float
+    s_per_logit: float
+
+    def time_s(self, rows: float, hidden: int, tokens: float, experts: int) -> float:
+        """Per MoE layer: ``rows`` token-expert rows of ``hidden`` elements, ``tokens`` x
+        ``experts`` router logits."""
+        return (
+            self.latency_s
+            + self.s_per_row_element * rows * hidden
+            + self.s_per_logit * tokens * experts
+        )
+
+
+@dataclass(frozen=True)
 class GroupedGemmCurve:
     """Grouped expert GEMM efficiency curves per weight format, with their source."""
 
     curves: Mapping[str, EfficiencyCurve]
     source: str
+    routing: RoutingCost | None = None
+    #: Fixed time of one grouped GEMM call (s), added to the curve's time of every call.
+    latency_s: float = 0.0
 
     def efficiency(self, weight_dtype: str, tokens_per_expert: float) -> float | None:
         """Efficiency of an expert GEMM over ``weight_dtype`` weights, None without a curve."""
@@ -93,6 +132,10 @@ class GroupedGemmCurve:
     def to_section(self) -> dict[str, Any]:
         """The YAML section (``{SECTION: ...}`` value) describing this curve."""
         out: dict[str, Any] = {"source": self.source}
+        if self.latency_s:
+            out["latency_s"] = float(f"{self.latency_s:.6g}")
+        if self.routing is not None:
+            out["routing"] = {k: float(f"{v:.6g}") for k, v in vars(self.routing).items()}
         for name, curve in self.curves.items():
             out[name] = {
                 "tokens_per_expert": [_plain_number(x) for x in curve.tokens_per_expert],
@@ -109,8 +152,12 @@ class GroupedGemmCurve:
         if not isinstance(source, str) or not source.strip():
             raise UserError(f"{where}: {SECTION}.source must say what was measured (text)")
         curves: dict[str, EfficiencyCurve] = {}
+        routing = _parse_routing(section.get("routing"), f"{where}: {SECTION}.routing")
+        latency = section.get("latency_s", 0.0)
+        if isinstance(latency, bool) or not isinstance(latency, int | float) or not latency >= 0:
+            raise UserError(f"{where}: {SECTION}.latency_s: {latency!r} must be a number >= 0")
         for name, body in section.items():
-            if name == "source":
+            if name in ("source", "routing", "latency_s"):
                 continue
             field = f"{where}: {SECTION}.{name}"
             try:
@@ -120,7 +167,7 @@ class GroupedGemmCurve:
             curves[key] = _parse_curve(body, field)
         if not curves:
             raise UserError(f"{where}: {SECTION} holds no curve (e.g. a 'bf16' entry)")
-        return cls(curves, source)
+        return cls(curves, source, routing, float(latency))
 
 
 def _dtype_key(name: str) -> str:
@@ -148,6 +195,21 @@ def _parse_curve(body: Any, field: str) -> EfficiencyCurve:
     if bad:
         raise UserError(f"{field}.efficiency: {bad[0]!r} must be in (0, {MAX_EFFICIENCY}]")
     return EfficiencyCurve(tuple(xf), tuple(yf))
+
+
+def _parse_routing(body: Any, field: str) -> RoutingCost | None:
+    if body is None:
+        return None
+    names = ("latency_s", "s_per_row_element", "s_per_logit")
+    if not isinstance(body, Mapping) or set(body) != set(names):
+        raise UserError(f"{field}: expected exactly {', '.join(names)}")
+    values = {}
+    for name in names:
+        value = body[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+            raise UserError(f"{field}.{name}: {value!r} must be a number >= 0")
+        values[name] = float(value)
+    return RoutingCost(**values)
 
 
 def load_curve(path: str | Path) -> GroupedGemmCurve | None:
@@ -191,4 +253,35 @@ def expert_gemm_s(
     if rows <= 0 or experts_active <= 0:
         return 0.0
     eff = curve.efficiency(weight_dtype, rows / experts_active)
-    return flops / (peak_flops * eff)
+    return curve.latency_s + flops / (peak_flops * eff)
+
+
+def grouped_expert_cost(
+    curve: GroupedGemmCurve,
+    op: GemmOp,
+    model: CostModel,
+    tokens: int,
+    rows: float,
+    flops: float,
+    nbytes: float,
+) -> OpCost | None:
+    """Cost of a routed expert GEMM ``op`` over ``rows`` token-expert rows of a step of
+    ``tokens`` tokens (``flops``/``nbytes`` per layer), summed over its layers; None when the
+    curve has no entry for the experts' weight format (then it is priced as a dense GEMM).
+    The gate+up GEMM also carries the layer's routing when the curve prices it."""
+    computes_in = gemm_dtype(op.dtype, compute_dtype(op.dtype, model.activation_dtype), model.gpu)
+    peak = model.gpu.flops_for(computes_in)
+    time_s = expert_gemm_s(curve, op.dtype, peak, flops, rows, op.experts_touched(tokens))
+    if time_s is None:
+        return None
+    fixed_s = curve.latency_s
+    if curve.routing is not None and op.name == "experts_gate_up":  # once per MoE layer
+        tokens_routed = rows / op.experts_per_token
+        routing_s = curve.routing.time_s(rows, op.k, tokens_routed, op.local_experts or op.experts)
+        time_s, fixed_s = time_s + routing_s, fixed_s + curve.routing.latency_s
+    # What bounds the GEMM itself: the curve's best rate against the memory roofline.
+    best_s = flops / (peak * max(max(c.efficiency) for c in curve.curves.values()))
+    bw = model.gpu.memory_bw_bytes_per_s * model.params.memory_bw_efficiency
+    bound = bound_of(best_s, nbytes / bw, fixed_s)
+    n = op.layers
+    return OpCost(op.name, n * flops, n * nbytes, n * time_s, bound)

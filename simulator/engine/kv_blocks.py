@@ -97,7 +97,7 @@ class KvBlocks:
             return
         if shared:
             cache.release(request.prefix_id)
-        own = self.blocks_for(context) - shared
+        own = -(-context // self.block_size) - shared
         if request.session_id >= 0:
             # a conversation's next turn resends this whole context
             cache.retain(request.session_id, context, own)

@@ -79,6 +79,7 @@ class Replica:
         self.cfg = config
         self.host = host
         self.ledger = host.ledger
+        self._gaps = host.gaps
         #: A prefill pool's replica hands each prefilled sequence over instead of decoding it.
         self.hands_off = group.role == "prefill"
         self.waiting: deque[Waiting] = deque()
@@ -113,7 +114,6 @@ class Replica:
         self.busy_s = 0.0
         self.steps = 0
         self.batch_seq_seconds = 0.0
-        self.last_batch_tokens = 0
         self.preemptions = 0
         self.prefill_tokens = 0  # prompt tokens computed (cache hits excluded, recomputes included)
         self.process = env.process(self._run())
@@ -199,7 +199,12 @@ class Replica:
             if self.intake is not None:
                 self.intake(env.now, start)
             self._apply(step)
-            self._record(step, start)
+            # record
+            self.busy_s += step.busy_s
+            self.steps += step.count
+            self.batch_seq_seconds += step.seqs * step.busy_s
+            self.prefill_tokens += step.prefill_tokens
+            self.host.stepped(self, start, step)
 
     def _sleep(self, until_s: float):
         """Wait for an arrival (or until ``until_s``)."""
@@ -251,7 +256,7 @@ class Replica:
         chunks = prompt_chunks(self.prefilling, plan.prefill_budget)
         if not chunks and decodes == 0:
             return None
-        swap_s = self.swap.take_pending_s()
+        swap_s = self.swap.take_pending_s() if self.swap.enabled else 0.0
         return mixed_step(
             self.cost, chunks, self.batch, decodes, self.env.now, swap_s, self._mixed_shape
         )
@@ -272,7 +277,7 @@ class Replica:
         if steps == 0:
             self._preempt_last()
             return None
-        swap_s = self.swap.take_pending_s()
+        swap_s = self.swap.take_pending_s() if self.swap.enabled else 0.0
         return decode_run(self.cost, batch, steps, now, horizon, swap_s, shape)
 
     def _static_step(self, plan: BatchPlan) -> Step | None:
@@ -336,10 +341,13 @@ class Replica:
         batch = self.batch
         finished = None
         if step.decode_steps:
-            self.host.gaps.decode(batch, step.first_end_s, step.later_s, step.live)
+            self._gaps.decode(batch, step.first_end_s, step.later_s, step.live)
             if step.live is None:
                 batch.advance(step.decode_steps, step.end_s)
-                self.kv.note_peak()
+                kv = self.kv
+                used = kv.used
+                if used > kv.peak:
+                    kv.peak = used
                 if step.may_finish:
                     finished = batch.take_finished()
             else:  # the rows' growth comes out of the static batch's reservation
@@ -380,7 +388,7 @@ class Replica:
                 )
                 continue
             if w.started:  # recomputed after preemption: one more gap, no new TTFT
-                self.host.gaps.one(ledger.class_of(w.ordinal), end - w.last_token_s)
+                self._gaps.one(ledger.class_of(w.ordinal), end - w.last_token_s)
             else:
                 ledger.first_token(w.ordinal, end)
             if self.hands_off:
@@ -420,14 +428,6 @@ class Replica:
         self.ledger.finish(ordinal, now)
         self.outstanding -= 1
         self.host.finished(ordinal, now)
-
-    def _record(self, step: Step, start_s: float) -> None:
-        self.busy_s += step.busy_s
-        self.steps += step.count
-        self.batch_seq_seconds += step.seqs * step.busy_s
-        self.last_batch_tokens = step.tokens
-        self.prefill_tokens += step.prefill_tokens
-        self.host.stepped(self, start_s, step)
 
     # ------------------------------------------------------------ preemption
     def _preempt_last(self) -> None:

@@ -87,25 +87,11 @@ class Simulation:
         #: Read-only views of the replicas that take arrivals, and of a decode pool's.
         self.entry: list[ReplicaStatus] = []
         self.decoders: list[ReplicaStatus] = []
-        self._links: dict[int, SharedLink] = {}
-        entry_weights: list[float] = []
-        decode_weights: list[float] = []
+        self._entry_replicas: list[Replica] = []  # the same replicas as ``entry``
+        self._links: dict[int, SharedLink] = {}  # a prefill replica's link to the decode pool
+        #: Longest sequence (tokens) and most KV blocks a request may need, per replica.
         self._limits: dict[int, tuple[int, int]] = {}
-        for group in deployment.groups:
-            for _ in range(group.count):
-                rid = len(self.replicas)
-                replica = Replica(self.env, rid, group, self)
-                self.replicas.append(replica)
-                self._limits[rid] = (group.max_model_len, replica.kv.admissible)
-                if group.role == "decode":
-                    self.decoders.append(replica.status)
-                    decode_weights.append(group.capacity)
-                else:
-                    self.entry.append(replica.status)
-                    entry_weights.append(group.capacity)
-                if group.role == "prefill":
-                    link = group.kv_link
-                    self._links[rid] = SharedLink(self.env, link.bytes_per_s, link.latency_s)
+        entry_weights, decode_weights = self._build_replicas(deployment)
         routing = deployment.routing
         self.router = make_router(routing.policy, entry_weights, routing.seed, **routing.options)
         self.decode_router = (
@@ -121,7 +107,7 @@ class Simulation:
             and scaling is None
             and not getattr(source, "completion_feedback", True)
         ):  # nothing else needs an arrival when it happens: the replica takes them
-            entry = self.replicas[self.entry[0].replica_id]
+            entry = self._entry_replicas[0]
             self._inline = InlineArrivals(source, self._route)
             entry.intake, entry.next_route_s = self._inline.take, self._inline.next_route_s
             self._arrival_proc = None
@@ -135,6 +121,29 @@ class Simulation:
             )
         self._feedback: simpy.Event | None = None
         self._sleep_until = math.inf
+
+    def _build_replicas(self, deployment: Deployment) -> tuple[list[float], list[float]]:
+        """Every replica of every group; returns the routing weights of the replicas taking
+        arrivals and of the decode pool's."""
+        entry_weights: list[float] = []
+        decode_weights: list[float] = []
+        for group in deployment.groups:
+            for _ in range(group.count):
+                rid = len(self.replicas)
+                replica = Replica(self.env, rid, group, self)
+                self.replicas.append(replica)
+                self._limits[rid] = (group.max_model_len, replica.kv.admissible)
+                if group.role == "decode":
+                    self.decoders.append(replica.status)
+                    decode_weights.append(group.capacity)
+                else:
+                    self.entry.append(replica.status)
+                    self._entry_replicas.append(replica)
+                    entry_weights.append(group.capacity)
+                if group.role == "prefill":
+                    link = group.kv_link
+                    self._links[rid] = SharedLink(self.env, link.bytes_per_s, link.latency_s)
+        return entry_weights, decode_weights
 
     # --------------------------------------------------------------- arrivals
     def next_arrival_s(self) -> float:
@@ -172,12 +181,16 @@ class Simulation:
         if self._progress is not None and self._arrived % 1024 == 0:
             self._progress(self._arrived)
         ordinal = self.ledger.add(request)
-        self.gaps.classes_seen(len(self.ledger.class_names))
-        pool = self.autoscaler.serving if self.autoscaler is not None else self.entry
-        if not pool:  # every replica is still starting: queue on the first to come up
-            pool = [r for r in self.entry if self.autoscaler.state[r.replica_id] != "off"]
-            pool = pool or self.entry[:1]
-        replica = self.replicas[pool[self.router.choose(pool, request)].replica_id]
+        if self.gaps.by_class is not None:
+            self.gaps.classes_seen(len(self.ledger.class_names))
+        if self.autoscaler is None:
+            replica = self._entry_replicas[self.router.choose(self.entry, request)]
+        else:
+            pool = self.autoscaler.serving
+            if not pool:  # every replica is still starting: queue on the first to come up
+                pool = [r for r in self.entry if self.autoscaler.state[r.replica_id] != "off"]
+                pool = pool or self.entry[:1]
+            replica = self.replicas[pool[self.router.choose(pool, request)].replica_id]
         max_len, admit_blocks = self._limits[replica.replica_id]
         total = request.prompt_tokens + request.output_tokens
         block = replica.cfg.kv_block_size

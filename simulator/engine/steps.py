@@ -52,11 +52,8 @@ class Step:
     may_finish: bool = True
     #: Prompt tokens computed (the padding of a static batch's prompts left out).
     prefill_tokens: int = 0
-
-    @property
-    def count(self) -> int:
-        """Engine iterations this step stands for."""
-        return self.decode_steps or 1
+    #: Engine iterations this step stands for.
+    count: int = 1
 
 
 class ShapeBuffer:
@@ -133,14 +130,14 @@ def mixed_step(
     dt = cost.step_time_s(shape) + extra_s
     end = now_s + dt
     return Step(
-        dt,
-        end,
-        dt,
-        decodes + len(chunks),
-        tokens + decodes,
-        chunks,
-        1 if decodes else 0,
-        end,
+        delay_s=dt,
+        end_s=end,
+        busy_s=dt,
+        seqs=decodes + len(chunks),
+        tokens=tokens + decodes,
+        chunks=chunks,
+        decode_steps=1 if decodes else 0,
+        first_end_s=end,
         prefill_tokens=tokens,
     )
 
@@ -216,20 +213,30 @@ def decode_run(
             break
     done = len(durations_list)
     if single:
-        return Step(end - now_s, end, d, n, n, [], 1, end, may_finish=batch.shortest == 1)
-    if horizon_s < end or done == steps:
-        later = durations_list[1:] if done > 1 else None
         return Step(
-            end - now_s,
-            end,
-            end - now_s,
-            n,
-            n,
-            [],
-            done,
-            durations_list[0] + now_s,
-            later,
+            delay_s=end - now_s,
+            end_s=end,
+            busy_s=d,
+            seqs=n,
+            tokens=n,
+            chunks=[],
+            decode_steps=1,
+            first_end_s=end,
+            may_finish=batch.shortest == 1,
+        )
+    if horizon_s < end or done == steps:
+        return Step(
+            delay_s=end - now_s,
+            end_s=end,
+            busy_s=end - now_s,
+            seqs=n,
+            tokens=n,
+            chunks=[],
+            decode_steps=done,
+            first_end_s=durations_list[0] + now_s,
+            later_s=durations_list[1:] if done > 1 else None,
             may_finish=done == batch.shortest,
+            count=done,
         )
     # far from the horizon: the rest as an array, enough to pass it (durations never shrink)
     reach = min(steps, max(done + 1, math.ceil((horizon_s - now_s) / first) + 1))
@@ -255,18 +262,18 @@ def _run_step(
     else:
         steps = len(ends)
     end = float(ends[steps - 1])
-    later = durations[1:steps] if steps > 1 else None
     return Step(
-        end - now_s,
-        end,
-        end - now_s,
-        n,
-        n,
-        [],
-        steps,
-        float(ends[0]),
-        later,
+        delay_s=end - now_s,
+        end_s=end,
+        busy_s=end - now_s,
+        seqs=n,
+        tokens=n,
+        chunks=[],
+        decode_steps=steps,
+        first_end_s=float(ends[0]),
+        later_s=durations[1:steps] if steps > 1 else None,
         may_finish=steps == batch.shortest,
+        count=steps,
     )
 
 
@@ -280,10 +287,19 @@ def static_decode(cost: StepPricer, batch: RunningBatch, now_s: float) -> Step:
     ends = now_s + np.cumsum(durations)
     end = float(ends[-1])
     last = batch.clock + steps
-    finishing = np.array([e == last for e in batch.end], dtype=bool)
-    later = durations[1:] if steps > 1 else None
     return Step(
-        end - now_s, end, end - now_s, n, n, [], steps, float(ends[0]), later, live, finishing
+        delay_s=end - now_s,
+        end_s=end,
+        busy_s=end - now_s,
+        seqs=n,
+        tokens=n,
+        chunks=[],
+        decode_steps=steps,
+        first_end_s=float(ends[0]),
+        later_s=durations[1:] if steps > 1 else None,
+        live=live,
+        finishing=np.array([e == last for e in batch.end], dtype=bool),
+        count=steps,
     )
 
 
@@ -292,5 +308,12 @@ def static_prefill(cost: StepPricer, chunks: list[tuple[Prefilling, int]], now_s
     longest = max(p.todo for p, _ in chunks)
     k = len(chunks)
     dt = cost.step_time_s(StepShape.build(prefills=[(longest, 0)] * k))
-    computed = sum(take for _, take in chunks)
-    return Step(dt, now_s + dt, dt, k, k * longest, chunks, prefill_tokens=computed)
+    return Step(
+        delay_s=dt,
+        end_s=now_s + dt,
+        busy_s=dt,
+        seqs=k,
+        tokens=k * longest,
+        chunks=chunks,
+        prefill_tokens=sum(take for _, take in chunks),
+    )

@@ -186,7 +186,10 @@ def policy_params(value: object) -> PolicyParams:
         raise ValueError(f"expected a policy name or a mapping, got {type(value).__name__}")
     name = value.get("policy")
     if not isinstance(name, str):
-        raise ValueError(f"policy: name the batching policy (one of {', '.join(known_policies())})")
+        raise ValueError(
+            "name the policy with its parameters, as {policy: NAME, ...} "
+            f"(policies: {', '.join(known_policies())})"
+        )
     try:
         model = params_model(name)
     except UnknownNameError as exc:

@@ -229,8 +229,8 @@ def budget_problems(
     elif estimate.arrival_span_s > MAX_SIMULATED_S:
         problems.append(
             f"workload: the last of {estimate.requests:,.0f} requests would arrive at about "
-            f"{estimate.arrival_span_s:.3g} s; the simulated span is at most "
-            f"{MAX_SIMULATED_S:g} s (about 32 years): raise the rate or lower num_requests"
+            f"{estimate.arrival_span_s:,.0f} s; the simulated span is at most "
+            f"{MAX_SIMULATED_S:,.0f} s (about 32 years): raise the rate or lower num_requests"
         )
     elif estimate.requests < 1:
         problems.append(

@@ -41,6 +41,7 @@ from simulator.workload.trace_lines import (
     MAX_LINE_BYTES,
     MAX_ROW_TIME_S,
     MAX_ROW_TOKENS,
+    NotATrace,
     csv_fields,
     json_object,
     open_binary,
@@ -273,7 +274,7 @@ class TraceReader:
         try:
             with open_binary(self.path) as handle:
                 yield from self._rows(handle)
-        except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as exc:
+        except (gzip.BadGzipFile, EOFError, zlib.error, OSError, NotATrace) as exc:
             raise TraceRowError(
                 f"{self.path}: cannot be read as a CSV/JSONL trace (optionally "
                 f"gzip-compressed): {exc}"

@@ -18,6 +18,12 @@ MAX_ROW_TIME_S = 1e9
 MAX_KEPT_MESSAGES = 5
 #: Largest magnitude of a row's session id, turn, prefix tokens or priority.
 ID_LIMIT = 2**62
+#: Longest line skipped over (bytes); a file with a longer one is not a trace.
+MAX_SKIPPED_LINE_BYTES = 64 << 20
+
+
+class NotATrace(ValueError):
+    """The file holds a line so long it cannot be a trace (a binary or corrupt file)."""
 
 
 def physical_lines(handle) -> Iterator[tuple[int, bytes | None]]:
@@ -30,8 +36,14 @@ def physical_lines(handle) -> Iterator[tuple[int, bytes | None]]:
             return
         number += 1
         if len(chunk) > MAX_LINE_BYTES and not chunk.endswith(b"\n"):
+            skipped = len(chunk)
             while chunk and not chunk.endswith(b"\n"):
                 chunk = handle.readline(MAX_LINE_BYTES + 1)
+                skipped += len(chunk)
+                if skipped > MAX_SKIPPED_LINE_BYTES:
+                    raise NotATrace(
+                        f"line {number} is longer than {MAX_SKIPPED_LINE_BYTES >> 20} MiB"
+                    )
             yield number, None
             continue
         yield number, chunk.rstrip(b"\r\n")
