@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from simulator.config.compile import compile_scenario, cost_model, replica_memory_plan
 from simulator.config.compile import resolve_calibration as hardware_calibration
@@ -14,11 +13,15 @@ from simulator.config.loader import load_scenario, scenario_from_dict
 from simulator.config.scenario import Scenario
 from simulator.costmodel import CostModel, CostParams, MemoryPlan
 from simulator.engine.gap_ema import GAP_EMA_SPAN
+from simulator.engine.ledger import RecordSink
 from simulator.engine.simulation import Simulation
 from simulator.metrics import RunRecords, Summary, summarize
 from simulator.specs.catalog import specs_dir
 from simulator.specs.files import read_yaml
 from simulator.workload import build_source
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Result", "build_simulation", "load_scenario", "run", "scenario_from_dict"]
 
@@ -26,6 +29,25 @@ __all__ = ["Result", "build_simulation", "load_scenario", "run", "scenario_from_
 def resolve_calibration(scenario: Scenario) -> tuple[CostParams, str]:
     """Cost-model parameters for the scenario's GPU and where they came from."""
     return hardware_calibration(scenario.hardware, scenario.base_dir)
+
+
+def resolve_pricing(scenario: Scenario):
+    """What one replica of the scenario is priced with (``costmodel.pricing.Pricing``):
+    parameters, the engine's kernel tables and where each came from."""
+    from simulator.config.compile import resolve_pricing as resolve
+
+    return resolve(scenario.hardware, scenario.engine, scenario.base_dir)
+
+
+def pricing_description(scenario: Scenario) -> dict | None:
+    """The summary's ``pricing`` entry: engine, version and the kernels that priced the
+    scenario's replicas (its own hardware and engine sections)."""
+    from simulator.errors import UserError
+
+    try:
+        return resolve_pricing(scenario).describe()
+    except UserError:
+        return None
 
 
 def build_cost_model(scenario: Scenario) -> CostModel:
@@ -43,8 +65,10 @@ def build_simulation(
     scenario: Scenario,
     progress: Callable[[int], None] | None = None,
     trace_steps: bool = False,
+    records_out: RecordSink | None = None,
 ) -> Simulation:
-    """Turn a validated scenario into a ready-to-run simulation (checks the memory fit)."""
+    """Turn a validated scenario into a ready-to-run simulation (checks the memory fit).
+    ``records_out`` receives the per-request records chunk by chunk as they settle."""
     workload = scenario.workload
     return Simulation(
         compile_scenario(scenario),
@@ -54,6 +78,7 @@ def build_simulation(
         trace_steps=trace_steps,
         # per-class inter-token gaps cost a little per step: only when there are classes
         itl_per_class=bool((workload.classes and len(workload.classes) > 1) or workload.trace),
+        records_out=records_out,
         # each request's moving average of its gaps, only when an SLO asks for it
         gap_ema_span=GAP_EMA_SPAN if _constrains(scenario, "gap_ema_ms") else None,
     )
@@ -81,6 +106,8 @@ class Result:
 
     @property
     def requests(self) -> pd.DataFrame:
+        import pandas as pd
+
         r = self.records.requests
         return pd.DataFrame(
             {
@@ -99,6 +126,8 @@ class Result:
 
     @property
     def timeseries(self) -> pd.DataFrame:
+        import pandas as pd
+
         t = self.records.timeseries
         return pd.DataFrame(
             {
@@ -138,6 +167,7 @@ def summarize_run(scenario: Scenario, records: RunRecords) -> Summary:
         window_s=_window_s(scenario, records),
     )
     summary.step_time_error_band = error_band_for(scenario)
+    summary.pricing = pricing_description(scenario)
     summary.trace = records.input_rows
     return summary
 
@@ -161,14 +191,35 @@ def _window_s(scenario: Scenario, records: RunRecords) -> float | None:
 def error_band_for(scenario: Scenario) -> dict | None:
     """The validated error band of the scenario's GPU and engine (``metrics.error_band``):
     held-out where calibrated, the datasheet band where not, saying which."""
+    from simulator.costmodel.pricing import engine_calibration_path
+    from simulator.errors import UserError
     from simulator.metrics.error_band import error_band
 
-    hw = scenario.hardware
-    key = (hw.gpu, hw.calibration, scenario.engine.profile, str(scenario.base_dir))
-    if key not in _ERROR_BANDS:  # the calibration file is parsed once per process
-        _, source = hardware_calibration(hw, scenario.base_dir)
+    hw, eng = scenario.hardware, scenario.engine
+    key = (
+        hw.gpu,
+        hw.calibration,
+        eng.profile,
+        eng.version,
+        eng.weight_dtype,
+        str(scenario.base_dir),
+    )
+    if key not in _ERROR_BANDS:  # the calibration files are parsed once per process
+        try:
+            pricing = resolve_pricing(scenario)
+        except UserError:
+            return None
+        source = pricing.parameters
         calibration = None if source == "datasheet defaults" else source
-        _ERROR_BANDS[key] = error_band(specs_dir(), hw.gpu, scenario.engine.profile, calibration)
+        kernels = pricing.kernels
+        engine_file = (
+            engine_calibration_path(kernels.engine, kernels.gpu, kernels.version)
+            if kernels is not None
+            else None
+        )
+        _ERROR_BANDS[key] = error_band(
+            specs_dir(), hw.gpu, eng.profile, calibration, engine_file, eng.weight_dtype
+        )
     return _ERROR_BANDS[key]
 
 

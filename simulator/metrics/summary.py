@@ -137,6 +137,9 @@ class Summary:
     window_s: float | None = None
     windows: list[dict[str, Any]] = field(default_factory=list)
     peak_window: dict[str, Any] | None = None
+    #: What the step times were priced with: ``{"engine", "engine_version", "kernels",
+    #: "parameters"}`` (kernels: the engine calibration used, or the fallback and why).
+    pricing: dict[str, Any] | None = None
     #: Rows of the replayed trace: ``{"rows_read", "rows_skipped", "skipped_reasons" (the
     #: first few, FILE:LINE: ...), "read_to_end"}``; None without a trace.
     trace: dict[str, Any] | None = None
