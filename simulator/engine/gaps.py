@@ -81,7 +81,7 @@ class TokenGaps:
         live: np.ndarray | None,
     ) -> None:
         """The same gaps into each request's moving average."""
-        ordinals = batch.ordinal[: batch.size]
+        ordinals = np.asarray(batch.ordinal[: batch.size], dtype=np.int64)
         start = 0
         for last_s, count in batch.cohorts:
             rows = ordinals[start : start + count]
