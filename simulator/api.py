@@ -5,19 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from simulator.config.compile import compile_scenario, cost_model, replica_memory_plan
 from simulator.config.compile import resolve_calibration as hardware_calibration
 from simulator.config.loader import load_scenario, scenario_from_dict
 from simulator.config.scenario import Scenario
 from simulator.costmodel import CostModel, CostParams, MemoryPlan
+from simulator.engine.ledger import RecordSink
 from simulator.engine.simulation import Simulation
 from simulator.metrics import RunRecords, Summary, summarize
 from simulator.specs.catalog import specs_dir
 from simulator.specs.files import read_yaml
 from simulator.workload import build_source
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Result", "build_simulation", "load_scenario", "run", "scenario_from_dict"]
 
@@ -61,8 +64,10 @@ def build_simulation(
     scenario: Scenario,
     progress: Callable[[int], None] | None = None,
     trace_steps: bool = False,
+    records_out: RecordSink | None = None,
 ) -> Simulation:
-    """Turn a validated scenario into a ready-to-run simulation (checks the memory fit)."""
+    """Turn a validated scenario into a ready-to-run simulation (checks the memory fit).
+    ``records_out`` receives the per-request records chunk by chunk as they settle."""
     workload = scenario.workload
     return Simulation(
         compile_scenario(scenario),
@@ -72,6 +77,7 @@ def build_simulation(
         trace_steps=trace_steps,
         # per-class inter-token gaps cost a little per step: only when there are classes
         itl_per_class=bool((workload.classes and len(workload.classes) > 1) or workload.trace),
+        records_out=records_out,
     )
 
 
@@ -89,6 +95,8 @@ class Result:
 
     @property
     def requests(self) -> pd.DataFrame:
+        import pandas as pd
+
         r = self.records.requests
         return pd.DataFrame(
             {
@@ -107,6 +115,8 @@ class Result:
 
     @property
     def timeseries(self) -> pd.DataFrame:
+        import pandas as pd
+
         t = self.records.timeseries
         return pd.DataFrame(
             {

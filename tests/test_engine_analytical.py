@@ -72,8 +72,11 @@ def test_littles_law_on_the_waiting_queue():
     interval = service_s / 7  # not a divisor of the service time
 
     def monitor():
-        while sim._arrival_proc.is_alive:
-            samples.append(sum(len(r.waiting) for r in sim.replicas))
+        while True:
+            waiting = sum(r.status.waiting for r in sim.replicas)  # arrivals so far routed
+            if sim.source.exhausted:
+                return
+            samples.append(waiting)
             yield env.timeout(interval)
 
     env.process(monitor())

@@ -1,45 +1,76 @@
-"""The running batch of one replica, as parallel numpy arrays (struct of arrays).
+"""The running batch of one replica: its sequences in admission order, and their KV blocks.
 
-Per-sequence bookkeeping is vectorised because it is touched on every step; the
-arrays keep admission order, so the last sequence is the most recently admitted one.
+Every live sequence of a batch produces one token per decode step, so the batch keeps one
+clock, ``clock``: the tokens each live sequence has produced since the batch was created.
+A sequence is stored by when it joined: its context is ``base + clock`` and it produces its
+last token when the clock reaches ``end``. A run of decode steps then advances the whole
+batch in O(1) (the clock moves), the shortest request is the smallest ``end``, and the KV
+blocks the contexts newly take are counted from how many sequences sit at each offset
+within a block (``block_size`` counters), not sequence by sequence. A static batch keeps
+its finished sequences as padding: their context stops at ``base + end``.
 
 Sequences that produced their last token at the same instant form a *cohort* (the whole
 batch after a decode run; the newcomers after a prefill step). Cohorts are contiguous in
-admission order, so the time of each sequence's last token is kept per cohort, which
-makes recording inter-token gaps one scalar per cohort instead of one per sequence.
+admission order, so the time of each sequence's last token is kept per cohort, which makes
+recording inter-token gaps one scalar per cohort instead of one per sequence.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 
 class RunningBatch:
-    """Sequences decoding on a replica. Only the first ``size`` rows are live.
+    """Sequences decoding on a replica (``size`` of them; at most ``capacity``).
 
     ``blocks_held`` counts KV blocks the sequences own: all blocks of their contexts minus
     the ``shared`` ones they read from the prefix cache (which the cache accounts for)."""
-
-    #: Rows allocated at first; the arrays double as sequences join, up to ``capacity``
-    #: (memory follows the sequences actually running, not ``max_num_seqs``).
-    INITIAL_ROWS = 64
 
     def __init__(self, capacity: int, block_size: int):
         self.size = 0
         self.capacity = capacity
         self.block_size = block_size
-        rows = min(capacity, self.INITIAL_ROWS)
-        self.ordinal = np.zeros(rows, dtype=np.int64)  # request ordinal in the run
-        self.context = np.zeros(rows, dtype=np.int64)  # tokens held in the KV cache
-        self.remaining = np.zeros(rows, dtype=np.int64)  # output tokens still to produce
-        self.shared = np.zeros(rows, dtype=np.int64)  # blocks read from the prefix cache
-        self.klass = np.zeros(rows, dtype=np.int64)  # request class index
-        self.context_sum = 0  # sum of live contexts (tokens)
-        self.shared_sum = 0  # sum of live shared blocks
-        self.blocks_held = 0  # KV blocks owned by live sequences
+        self.clock = 0  # tokens produced by every live sequence since the batch began
+        self.ordinal: list[int] = []  # request ordinal in the run
+        self.base: list[int] = []  # context minus the clock when it joined (tokens)
+        self.end: list[int] = []  # clock value of its last token
+        self.shared: list[int] = []  # blocks read from the prefix cache
+        self.klass: list[int] = []  # request class index
+        self.live = 0  # sequences still producing tokens (the rest: a static batch's padding)
+        self.context_sum = 0  # sum of contexts (tokens)
+        self.shared_sum = 0  # sum of shared blocks
+        self.blocks_held = 0  # KV blocks owned by the sequences
+        #: Live sequences per ``base mod block_size``: which of them need a new block next.
+        self._offsets = [0] * block_size
+        self._min_end = math.inf  # smallest ``end`` of a live sequence
+        self._padding = 0  # sequences past their last token (until taken out)
         #: [last_token_s, count] per cohort, oldest first; counts sum to ``size``.
         self.cohorts: list[list] = []
 
+    # ----------------------------------------------------------------- reading
+    @property
+    def shortest(self) -> int:
+        """Tokens the live sequence closest to its end still produces."""
+        return self._min_end - self.clock
+
+    def context(self, row: int) -> int:
+        """Tokens in the KV cache of the sequence at ``row``."""
+        end = self.end[row]
+        return self.base[row] + (self.clock if self.clock < end else end)
+
+    def remaining(self, row: int) -> int:
+        """Output tokens the sequence at ``row`` still produces."""
+        left = self.end[row] - self.clock
+        return left if left > 0 else 0
+
+    def live_rows(self) -> np.ndarray:
+        """Bool mask of the sequences still producing tokens (a static batch's padding not)."""
+        clock = self.clock
+        return np.array([e > clock for e in self.end], dtype=bool)
+
+    # ---------------------------------------------------------------- changing
     def append(
         self,
         ordinal: int,
@@ -49,110 +80,141 @@ class RunningBatch:
         shared: int = 0,
         klass: int = 0,
     ) -> None:
-        i = self.size
-        if i == len(self.ordinal):
-            self._grow()
-        self.ordinal[i] = ordinal
-        self.klass[i] = klass
-        self.context[i] = context
-        self.remaining[i] = remaining
-        self.shared[i] = shared
-        self.size = i + 1
+        if self.size >= self.capacity:
+            raise IndexError(f"the batch holds at most {self.capacity} sequences")
+        base = context - self.clock
+        end = self.clock + remaining
+        self.ordinal.append(ordinal)
+        self.base.append(base)
+        self.end.append(end)
+        self.shared.append(shared)
+        self.klass.append(klass)
+        self.size += 1
         self.context_sum += context
         self.shared_sum += shared
         self.blocks_held += -(-context // self.block_size) - shared
+        if remaining > 0:
+            self.live += 1
+            self._offsets[base % self.block_size] += 1
+            if end < self._min_end:
+                self._min_end = end
+        else:
+            self._padding += 1
         cohorts = self.cohorts
         if cohorts and cohorts[-1][0] == last_token_s:
             cohorts[-1][1] += 1
         else:
             cohorts.append([last_token_s, 1])
 
-    def _grow(self) -> None:
-        rows = min(self.capacity, 2 * len(self.ordinal))
-        if rows <= len(self.ordinal):
-            raise IndexError(f"the batch holds at most {self.capacity} sequences")
-        for name in ("ordinal", "context", "remaining", "shared", "klass"):
-            old = getattr(self, name)
-            grown = np.zeros(rows, dtype=np.int64)
-            grown[: len(old)] = old
-            setattr(self, name, grown)
-
-    def _own_blocks(self, steps: int = 0) -> int:
-        n = self.size
-        block = self.block_size
-        total = int(((self.context[:n] + (steps + block - 1)) // block).sum())
-        return total - self.shared_sum
-
-    def advance(self, steps: int, end_s: float) -> int:
-        """Every live sequence produced ``steps`` tokens, the last at ``end_s``.
-
-        Returns the number of KV blocks newly taken by the grown contexts."""
-        n = self.size
-        self.context[:n] += steps
-        self.remaining[:n] -= steps
-        self.context_sum += n * steps
-        held = self._own_blocks()
-        grown = held - self.blocks_held
-        self.blocks_held = held
-        self.cohorts = [[end_s, n]]
-        return grown
-
-    def advance_rows(self, rows: np.ndarray, steps: int, end_s: float) -> int:
-        """Like ``advance`` for the sequences selected by the bool mask ``rows`` only (the
-        others keep their context); all rows now share one cohort ending at ``end_s``."""
-        n = self.size
-        self.context[:n][rows] += steps
-        self.remaining[:n][rows] -= steps
-        self.context_sum += int(rows.sum()) * steps
-        held = self._own_blocks()
-        grown = held - self.blocks_held
-        self.blocks_held = held
-        self.cohorts = [[end_s, n]]
-        return grown
-
     def blocks_needed(self, steps: int) -> int:
         """KV blocks the live sequences would newly take over ``steps`` more tokens each."""
-        return self._own_blocks(steps) - self.blocks_held
+        block = self.block_size
+        whole, part = divmod(steps, block)
+        grown = self.live * whole
+        if part:
+            # a sequence takes a block on the token after its context fills one: at the
+            # j-th next token (j from 0) those with (base + clock + j) % block == 0
+            offsets = self._offsets
+            first = -self.clock
+            for j in range(part):
+                grown += offsets[(first - j) % block]
+        return grown
+
+    def advance(self, steps: int, end_s: float) -> int:
+        """Every live sequence produced ``steps`` tokens (no more than the shortest needs),
+        the last at ``end_s``; all sequences now share one cohort ending at ``end_s``.
+
+        Returns the number of KV blocks newly taken by the grown contexts."""
+        grown = self.blocks_needed(steps)
+        self.blocks_held += grown
+        self.context_sum += self.live * steps
+        self.clock += steps
+        self.cohorts = [[end_s, self.size]] if self.size else []
+        if self.clock >= self._min_end:
+            self._retire()
+        return grown
+
+    def _retire(self) -> None:
+        """Sequences whose last token has come stop growing (leave the live counts)."""
+        clock, block = self.clock, self.block_size
+        ends, offsets = self.end, self._offsets
+        row = -1
+        for _ in range(ends.count(clock)):
+            row = ends.index(clock, row + 1)
+            offsets[self.base[row] % block] -= 1
+            self.live -= 1
+        self._padding = self.size - self.live
+        self._min_end = self._live_min_end()
+
+    def _live_min_end(self) -> float:
+        if not self.live:
+            return math.inf
+        if not self._padding:
+            return min(self.end)
+        clock = self.clock
+        return min(e for e in self.end if e > clock)
 
     def take_finished(self) -> tuple[list[int], list[int], list[int]]:
         """Remove the sequences with nothing left to produce (right after ``advance``, when
         the batch is one cohort). Returns their ordinals, contexts and shared blocks."""
-        n = self.size
-        done = self.remaining[:n] <= 0
-        if not done.any():
+        if not self._padding:
             return [], [], []
-        keep = ~done
-        ordinals = self.ordinal[:n][done].tolist()
-        contexts = self.context[:n][done].tolist()
-        shared = self.shared[:n][done].tolist()
+        clock = self.clock
+        ends = self.end
+        done = [i for i, e in enumerate(ends) if e <= clock]
+        ordinals = [self.ordinal[i] for i in done]
+        contexts = [self.base[i] + ends[i] for i in done]
+        shared = [self.shared[i] for i in done]
         block = self.block_size
         self.context_sum -= sum(contexts)
         self.shared_sum -= sum(shared)
         self.blocks_held -= sum(-(-c // block) for c in contexts) - sum(shared)
-        m = n - len(ordinals)
-        for arr in (self.ordinal, self.context, self.remaining, self.shared, self.klass):
-            arr[:m] = arr[:n][keep]
-        self.size = m
-        if m:
-            self.cohorts[-1][1] = m
+        if len(done) == self.size:
+            for column in (self.ordinal, self.base, self.end, self.shared, self.klass):
+                column.clear()
+        elif len(done) == 1:
+            row = done[0]
+            for column in (self.ordinal, self.base, self.end, self.shared, self.klass):
+                del column[row]
+        else:
+            for name in ("ordinal", "base", "end", "shared", "klass"):
+                column = getattr(self, name)
+                setattr(self, name, [column[i] for i, e in enumerate(ends) if e > clock])
+        self.size -= len(done)
+        self._padding = 0
+        if self.size:
+            self.cohorts[-1][1] = self.size
+            self._min_end = min(self.end)
         else:
             self.cohorts = []
+            self._min_end = math.inf
         return ordinals, contexts, shared
 
     def pop_last(self) -> tuple[int, int, int, float, int]:
         """Remove the most recently admitted sequence.
 
         Returns (ordinal, context, remaining, last_token_s, shared blocks)."""
+        context = self.context(self.size - 1)
+        remaining = self.remaining(self.size - 1)
+        ordinal = self.ordinal.pop()
+        base = self.base.pop()
+        end = self.end.pop()
+        shared = self.shared.pop()
+        self.klass.pop()
         self.size -= 1
-        i = self.size
-        context = int(self.context[i])
-        shared = int(self.shared[i])
         self.context_sum -= context
         self.shared_sum -= shared
         self.blocks_held -= -(-context // self.block_size) - shared
+        if end > self.clock:
+            self.live -= 1
+            self._offsets[base % self.block_size] -= 1
+            if end == self._min_end:
+                self._min_end = self._live_min_end()
+        else:
+            self._padding -= 1
         cohort = self.cohorts[-1]
         last_token_s = cohort[0]
         cohort[1] -= 1
         if cohort[1] == 0:
             self.cohorts.pop()
-        return int(self.ordinal[i]), context, int(self.remaining[i]), last_token_s, shared
+        return ordinal, context, remaining, last_token_s, shared

@@ -76,7 +76,7 @@ class TokenGaps:
         """The same gaps per request class: cohorts are contiguous in admission order, so
         each cohort's rows give its class counts."""
         hists = self.by_class
-        klass = batch.klass
+        klass = np.asarray(batch.klass, dtype=np.int64)
         start = 0
         for last_s, count in batch.cohorts:
             rows = klass[start : start + count]

@@ -22,9 +22,11 @@ from simulator.engine.batch import RunningBatch
 from simulator.engine.deployment import ReplicaGroup
 from simulator.engine.entities import Prefilling, Swapped, Waiting
 from simulator.engine.gaps import TokenGaps
+from simulator.engine.intake import timeout_at
 from simulator.engine.kv_blocks import KvBlocks
 from simulator.engine.ledger import RequestLedger
 from simulator.engine.steps import (
+    ShapeBuffer,
     Step,
     decode_run,
     decode_run_steps,
@@ -34,9 +36,9 @@ from simulator.engine.steps import (
     static_prefill,
 )
 from simulator.engine.swap import SwapSpace
-from simulator.engine.views import ReplicaStatus, WaitingView
+from simulator.engine.views import ReplicaStatus, SchedulerView
 from simulator.metrics.records import ReplicaStats
-from simulator.policies import ALL_TOKENS, BatchPlan, ReplicaView, WaitingItem, make_policy
+from simulator.policies import ALL_TOKENS, BatchPlan, WaitingItem, make_policy
 
 
 class ReplicaHost(Protocol):
@@ -92,9 +94,22 @@ class Replica:
             self.batch,
         )
         self._wakeup: simpy.Event | None = None
+        #: Requests of a static batch that finished but still pad it, until it ends.
+        self._padding: dict[int, object] = {}
         self.outstanding = 0  # requests routed here and not finished
         #: What routers and the autoscaler may read of this replica.
         self.status = ReplicaStatus(self)
+        #: What the batching policy reads of it.
+        self.view = SchedulerView(self)
+        #: When this replica takes every arrival itself (``engine.intake``): routes the
+        #: arrivals due when it resumes, and when the next one comes.
+        self.intake = None
+        self.next_route_s = None
+        #: Start of the next time-series sample (s).
+        self.next_sample_s = 0.0
+        #: Shapes of the steps priced (rewritten step after step).
+        self._mixed_shape = ShapeBuffer()
+        self._decode_shape = ShapeBuffer()
         # accounting
         self.busy_s = 0.0
         self.steps = 0
@@ -124,6 +139,12 @@ class Replica:
         )
         self.wake()
 
+    def catch_up(self) -> None:
+        """Route the arrivals due by now when this replica takes arrivals itself (between
+        its steps it takes them when it resumes): what an observer reads is then current."""
+        if self.intake is not None:
+            self.intake(self.env.now, -math.inf)
+
     def wake(self) -> None:
         if self._wakeup is not None and not self._wakeup.triggered:
             self._wakeup.succeed()
@@ -139,19 +160,6 @@ class Replica:
         tokens = 0 if w.prefilled else w.context_tokens - hit * block
         blocks = -(-w.context_tokens // block) - hit
         return WaitingItem(index, tokens, blocks, w.arrival_s, w.priority)
-
-    def _view(self) -> ReplicaView:
-        kv = self.kv
-        return ReplicaView(
-            waiting=WaitingView(self),
-            prefilling=[p.todo for p in self.prefilling],
-            running_seqs=self.batch.size,
-            free_blocks=kv.free,
-            total_blocks=kv.total,
-            watermark_blocks=kv.watermark,
-            max_num_seqs=self.cfg.max_num_seqs,
-            max_num_batched_tokens=self.cfg.max_num_batched_tokens,
-        )
 
     def stats(self) -> ReplicaStats:
         total = self.kv.total
@@ -169,13 +177,17 @@ class Replica:
     def _run(self):
         """Plan, price, run, apply, record: the body of every step."""
         env = self.env
+        plan_step = self.policy.plan
+        view = self.view
+        if self.intake is not None:
+            self.intake(env.now, math.inf)
         while True:
-            if not self.has_work:
+            if not (self.waiting or self.prefilling or self.batch.size or self.swap.sequences):
                 yield from self._sleep(math.inf)
                 continue
             if self.swap.sequences:
                 self._swap_in()
-            plan = self.policy.plan(self._view(), env.now)
+            plan = plan_step(view, env.now)
             if plan.idle:
                 yield from self._idle(plan)
                 continue
@@ -184,6 +196,8 @@ class Replica:
                 continue
             start = env.now
             yield env.timeout(step.delay_s)
+            if self.intake is not None:
+                self.intake(env.now, start)
             self._apply(step)
             # record
             self.busy_s += step.busy_s
@@ -194,9 +208,18 @@ class Replica:
 
     def _sleep(self, until_s: float):
         """Wait for an arrival (or until ``until_s``)."""
-        self._wakeup = self.env.event()
+        env = self.env
+        if self.intake is not None:  # the next arrival is known: sleep until then
+            wake_s = env.now + max(until_s - env.now, 0.0) if until_s < math.inf else math.inf
+            arrival_s = self.next_route_s()
+            if arrival_s <= wake_s:
+                wake_s = arrival_s
+            yield env.event() if wake_s == math.inf else timeout_at(env, wake_s)
+            self.intake(env.now, math.inf)
+            return
+        self._wakeup = env.event()
         if until_s < math.inf:
-            yield self._wakeup | self.env.timeout(max(until_s - self.env.now, 0.0))
+            yield self._wakeup | env.timeout(max(until_s - env.now, 0.0))
         else:
             yield self._wakeup
         self._wakeup = None
@@ -234,21 +257,28 @@ class Replica:
         if not chunks and decodes == 0:
             return None
         swap_s = self.swap.take_pending_s() if self.swap.enabled else 0.0
-        return mixed_step(self.cost, chunks, self.batch, decodes, self.env.now, swap_s)
+        return mixed_step(
+            self.cost, chunks, self.batch, decodes, self.env.now, swap_s, self._mixed_shape
+        )
 
     def _decode_run(self, max_steps: int) -> Step | None:
         now = self.env.now
+        batch = self.batch
         # Stop at the first step boundary after the next arrival if it could be admitted then.
         horizon = math.inf
-        if not self.waiting and self.batch.size < self.cfg.max_num_seqs:
+        if not self.waiting and batch.size < self.cfg.max_num_seqs:
             horizon = self.host.next_arrival_s()
-        steps, shortest = decode_run_steps(self.cost, self.batch, max_steps, now, horizon)
+        shape = self._decode_shape
+        if self.kv.cache is None or not self.kv.cache.blocks:
+            steps = min(batch.shortest, max_steps)
+        else:  # growth is taken from the cache as far as the horizon's bound on the run
+            steps = decode_run_steps(self.cost, batch, max_steps, now, horizon, shape)
         steps = self.kv.steps_within(steps)
         if steps == 0:
             self._preempt_last()
             return None
         swap_s = self.swap.take_pending_s() if self.swap.enabled else 0.0
-        return decode_run(self.cost, self.batch, steps, shortest, now, horizon, swap_s)
+        return decode_run(self.cost, batch, steps, now, horizon, swap_s, shape)
 
     def _static_step(self, plan: BatchPlan) -> Step | None:
         """Static batching: a padded prefill of the whole batch, then decode steps of the
@@ -260,13 +290,10 @@ class Replica:
             chunks = prompt_chunks(self.prefilling, ALL_TOKENS)
             return static_prefill(self.cost, chunks, self.env.now)
         batch = self.batch
-        n = batch.size
-        live = batch.remaining[:n] > 0
-        if live.any():
-            return static_decode(self.cost, batch, live, self.env.now)
+        if batch.live:
+            return static_decode(self.cost, batch, self.env.now)
         # the longest request is done: the batch ends
         self.kv.reserved = 0
-        batch.remaining[:n] = 0
         self._release(batch.take_finished(), self.env.now, notify=False)
         return None
 
@@ -304,7 +331,7 @@ class Replica:
         for w in items:
             own, shared = self.kv.admit(w)
             done = w.context_tokens if w.prefilled else shared * block
-            self.ledger.cached_prompt_tokens[w.ordinal] = shared * block
+            self.ledger.cached(w.ordinal, shared * block)
             self.prefilling.append(Prefilling(w, w.context_tokens - done, done, own, shared))
         self.kv.note_peak()
 
@@ -324,7 +351,7 @@ class Replica:
                 if step.may_finish:
                     finished = batch.take_finished()
             else:  # the rows' growth comes out of the static batch's reservation
-                self.kv.reserved -= batch.advance_rows(step.live, step.decode_steps, step.end_s)
+                self.kv.reserved -= batch.advance(step.decode_steps, step.end_s)
         if step.chunks:
             for p, take in step.chunks:
                 p.done += take
@@ -333,8 +360,10 @@ class Replica:
         if finished is not None:
             self._release(finished, step.end_s)
         elif step.finishing is not None:  # a static batch keeps its finished rows as padding
-            for ordinal in batch.ordinal[: batch.size][step.finishing].tolist():
-                self._finish(ordinal, step.end_s)
+            for ordinal, last in zip(batch.ordinal, step.finishing.tolist(), strict=True):
+                if last:  # its KV is released with the batch: keep what the cache needs
+                    self._padding[ordinal] = self.ledger.live[ordinal]
+                    self._finish(ordinal, step.end_s)
 
     def _complete_prefills(self, end: float) -> None:
         """Prefilled sequences produce their first token and start decoding."""
@@ -355,19 +384,19 @@ class Replica:
                     w.remaining,
                     w.last_token_s,
                     p.shared_blocks,
-                    ledger.klass[w.ordinal],
+                    ledger.class_of(w.ordinal),
                 )
                 continue
             if w.started:  # recomputed after preemption: one more gap, no new TTFT
-                self._gaps.one(ledger.klass[w.ordinal], end - w.last_token_s)
+                self._gaps.one(ledger.class_of(w.ordinal), end - w.last_token_s)
             else:
-                ledger.first_token_s[w.ordinal] = end
+                ledger.first_token(w.ordinal, end)
             if self.hands_off:
                 self.kv.release_prefix(w.prefix_id, p.shared_blocks)
                 self.host.prefilled(w.ordinal, end, w.context_tokens)
                 self.outstanding -= 1
             elif w.remaining <= 0:
-                request = ledger.requests[w.ordinal]
+                request = ledger.live[w.ordinal]
                 self.kv.retain_or_free(request, w.context_tokens, p.shared_blocks)
                 self._finish(w.ordinal, end)
             else:
@@ -377,7 +406,7 @@ class Replica:
                     w.remaining,
                     end,
                     p.shared_blocks,
-                    ledger.klass[w.ordinal],
+                    ledger.class_of(w.ordinal),
                 )
         self.prefilling = still
 
@@ -386,14 +415,17 @@ class Replica:
     ) -> None:
         """Release finished sequences' KV; ``notify`` records their finish (False for
         padding rows whose finish was recorded when their last token came)."""
-        requests = self.ledger.requests
+        if not notify:
+            for ordinal, ctx, shared in zip(*finished, strict=True):
+                self.kv.retain_or_free(self._padding.pop(ordinal), ctx, shared)
+            return
+        requests = self.ledger.live
         for ordinal, ctx, shared in zip(*finished, strict=True):
             self.kv.retain_or_free(requests[ordinal], ctx, shared)
-            if notify:
-                self._finish(ordinal, end)
+            self._finish(ordinal, end)
 
     def _finish(self, ordinal: int, now: float) -> None:
-        self.ledger.finish_s[ordinal] = now
+        self.ledger.finish(ordinal, now)
         self.outstanding -= 1
         self.host.finished(ordinal, now)
 
@@ -403,8 +435,8 @@ class Replica:
         recompute its context later)."""
         ordinal, ctx, remaining, last_token_s, shared = self.batch.pop_last()
         self.preemptions += 1
-        self.ledger.preemptions[ordinal] += 1
-        request = self.ledger.requests[ordinal]
+        self.ledger.preempted(ordinal)
+        request = self.ledger.live[ordinal]
         self.kv.release_prefix(request.prefix_id, shared)
         if self.swap.swap_out(Swapped(ordinal, ctx, remaining, last_token_s)):
             return
@@ -426,6 +458,5 @@ class Replica:
                 break
             kv.take(need)
             s = self.swap.swap_in()
-            self.batch.append(
-                s.ordinal, s.context, s.remaining, s.last_token_s, 0, self.ledger.klass[s.ordinal]
-            )
+            klass = self.ledger.class_of(s.ordinal)
+            self.batch.append(s.ordinal, s.context, s.remaining, s.last_token_s, 0, klass)

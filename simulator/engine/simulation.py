@@ -18,7 +18,8 @@ import simpy
 from simulator.engine.autoscaler import Autoscaler, time_weighted_mean
 from simulator.engine.deployment import Deployment
 from simulator.engine.gaps import TokenGaps
-from simulator.engine.ledger import RequestLedger
+from simulator.engine.intake import InlineArrivals
+from simulator.engine.ledger import RecordSink, RequestLedger
 from simulator.engine.link import SharedLink
 from simulator.engine.replica import Replica
 from simulator.engine.steps import Step
@@ -58,6 +59,8 @@ class Simulation:
 
     ``source`` follows ``simulator.workload.RequestSource``. ``progress`` is called with
     the number of arrivals so far (for a progress bar); it is called at most every 1024.
+    ``records_out`` receives the per-request records as they settle, chunk by chunk
+    (``engine.ledger.RecordSink``).
     """
 
     def __init__(
@@ -69,17 +72,17 @@ class Simulation:
         progress: Callable[[int], None] | None = None,
         trace_steps: bool = False,
         itl_per_class: bool = False,
+        records_out: RecordSink | None = None,
     ):
         self.env = simpy.Environment()
         self.source = source
-        self.ledger = RequestLedger()
+        self.ledger = RequestLedger(records_out)
         #: Inter-token gaps, per request class too (grown as classes appear, ledger order).
         self.gaps = TokenGaps(itl_per_class)
         self.sample_interval_s = sample_interval_s
         self._progress = progress
         self.step_trace = StepTrace() if trace_steps else None
         self._samples: list[tuple] = []
-        self._next_sample: dict[int, float] = {}
         self.replicas: list[Replica] = []
         #: Read-only views of the replicas that take arrivals, and of a decode pool's.
         self.entry: list[ReplicaStatus] = []
@@ -97,9 +100,21 @@ class Simulation:
         self._kv_bytes_per_token = {r.replica_id: r.cfg.kv_bytes_per_token for r in self.replicas}
         self.num_gpus = deployment.num_gpus
         self.arrival_end_s = 0.0
-        self._arrival_proc = self.env.process(self._arrivals())
-        self.autoscaler = None
+        self._arrived = 0
         scaling = deployment.autoscaling
+        if (
+            len(self.entry) == 1
+            and scaling is None
+            and not getattr(source, "completion_feedback", True)
+        ):  # nothing else needs an arrival when it happens: the replica takes them
+            entry = self._entry_replicas[0]
+            self._inline = InlineArrivals(source, self._route)
+            entry.intake, entry.next_route_s = self._inline.take, self._inline.next_route_s
+            self._arrival_proc = None
+        else:
+            self._inline = None
+            self._arrival_proc = self.env.process(self._arrivals())
+        self.autoscaler = None
         if scaling is not None:  # over the replicas taking arrivals
             self.autoscaler = Autoscaler(
                 self.env, self.entry, scaling.initial_replicas, scaling.policy, _Traffic(self)
@@ -118,7 +133,6 @@ class Simulation:
                 replica = Replica(self.env, rid, group, self)
                 self.replicas.append(replica)
                 self._limits[rid] = (group.max_model_len, replica.kv.admissible)
-                self._next_sample[rid] = 0.0
                 if group.role == "decode":
                     self.decoders.append(replica.status)
                     decode_weights.append(group.capacity)
@@ -134,12 +148,13 @@ class Simulation:
     # --------------------------------------------------------------- arrivals
     def next_arrival_s(self) -> float:
         """When the next request arrives (s; ``math.inf`` if none is scheduled now)."""
+        if self._inline is not None:  # arrivals already due are routed first
+            self._inline.take(self.env.now, -math.inf)
         return self.source.peek_time()
 
     def _arrivals(self):
         env = self.env
         source = self.source
-        count = 0
         while True:
             t = source.peek_time()
             if t == math.inf:
@@ -157,14 +172,14 @@ class Simulation:
                     pass
                 self._sleep_until = math.inf
                 continue
-            request = source.pop()
-            self.arrival_end_s = env.now
-            self._route(request)
-            count += 1
-            if self._progress is not None and count % 1024 == 0:
-                self._progress(count)
+            self._route(source.pop(), env.now)
 
-    def _route(self, request) -> None:
+    def _route(self, request, now_s: float) -> None:
+        """Route an arrival (at ``now_s``) to a replica, or reject it."""
+        self.arrival_end_s = now_s
+        self._arrived += 1
+        if self._progress is not None and self._arrived % 1024 == 0:
+            self._progress(self._arrived)
         ordinal = self.ledger.add(request)
         if self.gaps.by_class is not None:
             self.gaps.classes_seen(len(self.ledger.class_names))
@@ -190,14 +205,17 @@ class Simulation:
                 f"needs {total} tokens of KV cache, a replica holds at most {admit_blocks * block}",
             )
         else:
-            self.ledger.replica[ordinal] = replica.replica_id
+            self.ledger.routed(ordinal, replica.replica_id)
             replica.submit(ordinal, request)
             return
-        self.finished(ordinal, self.env.now)
+        self.finished(ordinal, now_s)
 
     def finished(self, ordinal: int, now: float) -> None:
         """Request ``ordinal`` finished (or was rejected) at ``now``: the source hears of it."""
-        self.source.on_finish(self.ledger.requests[ordinal], now)
+        self.source.on_finish(self.ledger.live[ordinal], now)
+        self.ledger.settle(ordinal)
+        if self._arrival_proc is None:
+            return
         if self._feedback is not None and not self._feedback.triggered:
             self._feedback.succeed()
         elif (
@@ -215,22 +233,22 @@ class Simulation:
     # ------------------------------------------------------- disaggregation
     def prefilled(self, ordinal: int, now: float, context_tokens: int) -> None:
         """A prefill replica finished a prompt: ship its KV to a decode replica."""
-        source_id = self.ledger.replica[ordinal]
+        source_id = self.ledger.replica[ordinal - self.ledger.base]
         size = context_tokens * self._kv_bytes_per_token[source_id]
         self.env.process(self._ship(ordinal, source_id, size))
 
     def _ship(self, ordinal: int, source_id: int, size: float):
         yield from self._links[source_id].transfer(size)
         now = self.env.now
-        request = self.ledger.requests[ordinal]
-        self.ledger.first_token_s[ordinal] = now  # the user sees the token once it arrives
+        request = self.ledger.live[ordinal]
+        self.ledger.first_token(ordinal, now)  # the user sees the token once it arrives
         if request.output_tokens <= 1:
-            self.ledger.finish_s[ordinal] = now
+            self.ledger.finish(ordinal, now)
             self.finished(ordinal, now)
             return
         i = self.decode_router.choose(self.decoders, request)
         decoder = self.replicas[self.decoders[i].replica_id]
-        self.ledger.replica[ordinal] = decoder.replica_id
+        self.ledger.routed(ordinal, decoder.replica_id)
         decoder.submit(ordinal, request, prefilled=True, first_s=now)
 
     # ------------------------------------------------------------- sampling
@@ -246,9 +264,9 @@ class Simulation:
                 step.seqs,
                 step.tokens,
             )
-        rid = replica.replica_id
-        if start_s >= self._next_sample[rid]:
-            self._next_sample[rid] = start_s + self.sample_interval_s
+        if start_s >= replica.next_sample_s:
+            replica.next_sample_s = start_s + self.sample_interval_s
+            rid = replica.replica_id
             total = replica.kv.total
             self._samples.append(
                 (
@@ -266,6 +284,7 @@ class Simulation:
     def run(self) -> RunRecords:
         """Run until every request has finished or been rejected."""
         self.env.run()
+        self.ledger.finish_sink()
         cols = list(zip(*self._samples, strict=True)) if self._samples else [()] * 7
         ts = TimeSeries(
             time_s=np.array(cols[0], dtype=np.float64),

@@ -56,6 +56,35 @@ class Step:
     count: int = 1
 
 
+class ShapeBuffer:
+    """The shape of one step, rewritten in place step after step and read by the cost model
+    as a ``costmodel.StepShape`` (same fields): a replica allocates no shape per step."""
+
+    __slots__ = (
+        "decode_context_tokens",
+        "decode_seqs",
+        "logits_rows",
+        "prefill_attn_pairs",
+        "prefill_kv_tokens",
+        "prefill_seqs",
+        "prefill_tokens",
+    )
+
+    def __init__(self) -> None:
+        self.prefill_tokens = 0
+        self.prefill_seqs = 0
+        self.prefill_attn_pairs = 0.0
+        self.prefill_kv_tokens = 0
+        self.decode_seqs = 0
+        self.decode_context_tokens = 0
+        self.logits_rows = 0
+
+    @property
+    def tokens(self) -> int:
+        """Tokens through the linear layers: prefill tokens plus one per decoding sequence."""
+        return self.prefill_tokens + self.decode_seqs
+
+
 def prompt_chunks(prefilling: list[Prefilling], budget: int) -> list[tuple[Prefilling, int]]:
     """Prompt tokens each partly prefilled sequence gets from a budget of ``budget``, in
     admission order (the last one may get a chunk)."""
@@ -78,9 +107,10 @@ def mixed_step(
     decodes: int,
     now_s: float,
     extra_s: float,
+    shape: ShapeBuffer,
 ) -> Step:
     """Prompt ``chunks`` with a decode step of ``decodes`` running sequences (0: none);
-    ``extra_s`` of swap traffic is charged to it."""
+    ``extra_s`` of swap traffic is charged to it. ``shape`` is rewritten to price it."""
     tokens = 0
     pairs = 0.0
     kv_tokens = 0
@@ -90,15 +120,13 @@ def mixed_step(
         pairs += take * (p.done + (take + 1) / 2)
         kv_tokens += p.done + take
         completing += take == p.todo
-    shape = StepShape(
-        prefill_tokens=tokens,
-        prefill_seqs=len(chunks),
-        prefill_attn_pairs=pairs,
-        prefill_kv_tokens=kv_tokens,
-        decode_seqs=decodes,
-        decode_context_tokens=batch.context_sum if decodes else 0,
-        logits_rows=decodes + completing,
-    )
+    shape.prefill_tokens = tokens
+    shape.prefill_seqs = len(chunks)
+    shape.prefill_attn_pairs = pairs
+    shape.prefill_kv_tokens = kv_tokens
+    shape.decode_seqs = decodes
+    shape.decode_context_tokens = batch.context_sum if decodes else 0
+    shape.logits_rows = decodes + completing
     dt = cost.step_time_s(shape) + extra_s
     end = now_s + dt
     return Step(
@@ -114,41 +142,77 @@ def mixed_step(
     )
 
 
+#: Most decode steps priced one by one when a run may stop at the next arrival (a few, as
+#: arrivals come every few steps); beyond, the rest of the run is priced as one array.
+SCALAR_STEPS = 16
+
+
 def decode_run_steps(
-    cost: StepPricer, batch: RunningBatch, max_steps: int, now_s: float, horizon_s: float
-) -> tuple[int, int]:
+    cost: StepPricer,
+    batch: RunningBatch,
+    max_steps: int,
+    now_s: float,
+    horizon_s: float,
+    shape: ShapeBuffer,
+) -> int:
     """Identical decode steps to run before asking the policy again: at most ``max_steps``,
     until the shortest request ends, and until the first step boundary after
-    ``horizon_s`` (when the next arrival could join). Returns them and the steps the
-    shortest request still needs."""
-    n = batch.size
-    shortest = int(batch.remaining[:n].min())
-    steps = min(shortest, max_steps)
+    ``horizon_s`` (when the next arrival could join), bounded from the first step's
+    duration (durations never shrink as contexts grow)."""
+    steps = min(batch.shortest, max_steps)
     if horizon_s < math.inf and steps > 1:
-        shape = StepShape(decode_seqs=n, decode_context_tokens=batch.context_sum, logits_rows=n)
-        first = cost.step_time_s(shape)
-        # Step durations never shrink as contexts grow, so this many steps reach the horizon.
+        first = cost.step_time_s(_decode_shape(shape, batch.size, batch.context_sum))
         steps = max(1, min(steps, math.ceil((horizon_s - now_s) / first) + 1))
-    return steps, shortest
+    return steps
+
+
+def _decode_shape(shape: ShapeBuffer, seqs: int, context_tokens: int) -> ShapeBuffer:
+    shape.decode_seqs = shape.logits_rows = seqs
+    shape.decode_context_tokens = context_tokens
+    return shape
 
 
 def decode_run(
     cost: StepPricer,
     batch: RunningBatch,
     steps: int,
-    shortest: int,
     now_s: float,
     horizon_s: float,
     extra_s: float,
+    shape: ShapeBuffer,
 ) -> Step:
-    """``steps`` decode steps of the whole running batch (fewer if the run passes
-    ``horizon_s``), whose shortest request needs ``shortest`` more; ``extra_s`` of swap
-    traffic is charged to the first."""
+    """At most ``steps`` decode steps of the whole running batch, ending at the first step
+    boundary after ``horizon_s`` (the next arrival); ``extra_s`` of swap traffic is charged
+    to the first. ``shape`` (pure decode) is rewritten to price them.
+
+    A run that may stop at the horizon is priced step by step (``step_time_s``), a longer
+    one as an array (``decode_run_s``, equal step by step); end times are running sums
+    from the first step, plus ``now_s``, either way."""
     n = batch.size
-    if steps == 1:
-        shape = StepShape(decode_seqs=n, decode_context_tokens=batch.context_sum, logits_rows=n)
-        d = cost.step_time_s(shape) + extra_s
-        end = now_s + d
+    context = batch.context_sum
+    single = steps == 1 or horizon_s <= now_s
+    if not single and horizon_s == math.inf:
+        durations = cost.decode_run_s(n, context, steps)
+        durations[0] += extra_s
+        ends = np.cumsum(durations)
+        ends += now_s
+        return _run_step(batch, now_s, ends, durations)
+    limit = 1 if single else min(steps, SCALAR_STEPS)
+    durations_list: list[float] = []
+    total = 0.0
+    end = now_s
+    while len(durations_list) < limit:
+        d = cost.step_time_s(_decode_shape(shape, n, context + len(durations_list) * n))
+        if not durations_list:
+            first = d
+            d += extra_s
+        durations_list.append(d)
+        total += d
+        end = total + now_s
+        if horizon_s < end:
+            break
+    done = len(durations_list)
+    if single:
         return Step(
             delay_s=end - now_s,
             end_s=end,
@@ -158,15 +222,45 @@ def decode_run(
             chunks=[],
             decode_steps=1,
             first_end_s=end,
-            may_finish=shortest == 1,
+            may_finish=batch.shortest == 1,
         )
-    durations = cost.decode_run_s(n, batch.context_sum, steps)
-    durations[0] += extra_s
-    ends = np.cumsum(durations)
+    if horizon_s < end or done == steps:
+        return Step(
+            delay_s=end - now_s,
+            end_s=end,
+            busy_s=end - now_s,
+            seqs=n,
+            tokens=n,
+            chunks=[],
+            decode_steps=done,
+            first_end_s=durations_list[0] + now_s,
+            later_s=durations_list[1:] if done > 1 else None,
+            may_finish=done == batch.shortest,
+            count=done,
+        )
+    # far from the horizon: the rest as an array, enough to pass it (durations never shrink)
+    reach = min(steps, max(done + 1, math.ceil((horizon_s - now_s) / first) + 1))
+    rest = cost.decode_run_s(n, context + done * n, reach - done)
+    durations = np.concatenate((durations_list, rest))
+    sums = np.cumsum(np.concatenate(((total,), rest)))  # running sums continued exactly
+    ends = np.concatenate((np.cumsum(durations_list), sums[1:]))
     ends += now_s
+    return _run_step(batch, now_s, ends, durations, horizon_s)
+
+
+def _run_step(
+    batch: RunningBatch,
+    now_s: float,
+    ends: np.ndarray,
+    durations: np.ndarray,
+    horizon_s: float = math.inf,
+) -> Step:
+    """The step of a decode run with these step ``ends``, cut at the first after ``horizon_s``."""
+    n = batch.size
     if horizon_s < ends[-1]:
         steps = int(np.searchsorted(ends, horizon_s, side="left")) + 1
-        durations = durations[:steps]
+    else:
+        steps = len(ends)
     end = float(ends[steps - 1])
     return Step(
         delay_s=end - now_s,
@@ -177,20 +271,22 @@ def decode_run(
         chunks=[],
         decode_steps=steps,
         first_end_s=float(ends[0]),
-        later_s=durations[1:] if steps > 1 else None,
-        may_finish=steps == shortest,
+        later_s=durations[1:steps] if steps > 1 else None,
+        may_finish=steps == batch.shortest,
         count=steps,
     )
 
 
-def static_decode(cost: StepPricer, batch: RunningBatch, live: np.ndarray, now_s: float) -> Step:
+def static_decode(cost: StepPricer, batch: RunningBatch, now_s: float) -> Step:
     """Decode steps of a whole static batch until its next request ends; finished rows are
     computed with the batch (padding) but produce nothing."""
     n = batch.size
-    steps = int(batch.remaining[:n][live].min())
+    live = batch.live_rows()
+    steps = batch.shortest
     durations = cost.decode_run_s(n, batch.context_sum, steps)
     ends = now_s + np.cumsum(durations)
     end = float(ends[-1])
+    last = batch.clock + steps
     return Step(
         delay_s=end - now_s,
         end_s=end,
@@ -202,7 +298,7 @@ def static_decode(cost: StepPricer, batch: RunningBatch, live: np.ndarray, now_s
         first_end_s=float(ends[0]),
         later_s=durations[1:] if steps > 1 else None,
         live=live,
-        finishing=live & (batch.remaining[:n] == steps),
+        finishing=np.array([e == last for e in batch.end], dtype=bool),
         count=steps,
     )
 

@@ -1,5 +1,6 @@
-"""Read-only views of a replica: the waiting queue as a batching policy sees it, and the
-load that routers and the autoscaler read."""
+"""Read-only views of a replica: its scheduler state as a batching policy sees it (the
+waiting queue, the prompts being prefilled), and the load that routers and the autoscaler
+read. The views read the replica when asked (nothing is copied per step)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,63 @@ class WaitingView(Sequence):
             yield replica.waiting_item(i, w)
 
 
+class PrefillingView(Sequence):
+    """Prompt tokens still to prefill of each admitted, partly prefilled sequence (in order)."""
+
+    __slots__ = ("_replica",)
+
+    def __init__(self, replica: Replica):
+        self._replica = replica
+
+    def __len__(self) -> int:
+        return len(self._replica.prefilling)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self._replica.prefilling[i].todo
+
+    def __iter__(self) -> Iterator[int]:
+        for p in self._replica.prefilling:
+            yield p.todo
+
+
+class SchedulerView:
+    """What a batching policy reads of one replica (the attributes of
+    ``policies.ReplicaView``), read from the replica when asked."""
+
+    __slots__ = ("_replica", "max_num_batched_tokens", "max_num_seqs", "prefilling", "waiting")
+
+    def __init__(self, replica: Replica):
+        self._replica = replica
+        self.waiting = WaitingView(replica)
+        self.prefilling = PrefillingView(replica)
+        self.max_num_seqs = replica.cfg.max_num_seqs
+        self.max_num_batched_tokens = replica.cfg.max_num_batched_tokens
+
+    @property
+    def running_seqs(self) -> int:
+        """Sequences decoding (holding KV blocks)."""
+        return self._replica.batch.size
+
+    @property
+    def free_blocks(self) -> int:
+        """Free KV blocks, counting cached prefixes that may be evicted."""
+        return self._replica.kv.free
+
+    @property
+    def total_blocks(self) -> int:
+        return self._replica.kv.total
+
+    @property
+    def watermark_blocks(self) -> int:
+        return self._replica.kv.watermark
+
+    @property
+    def seqs(self) -> int:
+        """Sequences holding a slot: decoding plus partly prefilled."""
+        replica = self._replica
+        return replica.batch.size + len(replica.prefilling)
+
+
 class ReplicaStatus:
     """A read-only view of one replica's load: what routers and the autoscaler see."""
 
@@ -47,11 +105,13 @@ class ReplicaStatus:
     @property
     def outstanding(self) -> int:
         """Requests routed here and not finished."""
+        self._replica.catch_up()
         return self._replica.outstanding
 
     @property
     def waiting(self) -> int:
         """Requests queued, not yet admitted."""
+        self._replica.catch_up()
         return len(self._replica.waiting)
 
     @property
@@ -64,4 +124,5 @@ class ReplicaStatus:
 
     @property
     def has_work(self) -> bool:
+        self._replica.catch_up()
         return self._replica.has_work

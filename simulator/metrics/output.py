@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from simulator.metrics.records import RunRecords
 from simulator.metrics.summary import OFFLINE_BASIS, Summary, per_request_latencies_ms
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LATENCY_ROWS = (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"), ("ITL", "itl_ms"), ("E2E", "e2e_ms"))
 LATENCY_COLUMNS = ("mean", "p50", "p90", "p99", "p99.9")
@@ -179,6 +181,8 @@ def format_summary_table(summary: Summary) -> str:
 
 def requests_frame(records: RunRecords) -> pd.DataFrame:
     """One row per request: times (s), lengths, replica, rejection, TTFT and E2E (ms)."""
+    import pandas as pd
+
     req = records.requests
     lat = per_request_latencies_ms(records)
     columns: dict[str, Any] = {
@@ -205,6 +209,8 @@ def requests_frame(records: RunRecords) -> pd.DataFrame:
 
 def timeseries_frame(records: RunRecords) -> pd.DataFrame:
     """One row per sample per replica: queue, running sequences, KV use, tokens in the step."""
+    import pandas as pd
+
     t = records.timeseries
     columns = {
         "time_s": t.time_s,

@@ -7,7 +7,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
 #: Summary keys reported with an interval; latency keys are objects of percentiles.
 SCALAR_METRICS = (
@@ -31,6 +30,8 @@ def interval(values: Sequence[float], confidence: float = 0.95) -> dict:
     mean = float(x.mean())
     if len(x) < 2:
         return {"mean": mean, "low": None, "high": None, "n": 1}
+    from scipy import stats
+
     half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
     return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(x)}
 

@@ -33,7 +33,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 
 from simulator.metrics.records import RunRecords
 
@@ -95,6 +94,18 @@ def typical_batch(records: RunRecords) -> float:
     return float(sum(r.batch_seq_seconds / r.busy_s for r in records.replicas if r.busy_s > 0))
 
 
+def theil_sen_slope(y: np.ndarray, x: np.ndarray) -> float:
+    """Theil–Sen slope of ``y`` over ``x``: the median of the slopes between every pair of
+    points with distinct ``x`` (``scipy.stats.theilslopes(y, x).slope``, computed the same way
+    without loading scipy.stats)."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    dx = x[:, np.newaxis] - x
+    dy = y[:, np.newaxis] - y
+    rising = dx > 0
+    return float(np.median(dy[rising] / dx[rising]))
+
+
 def detect_saturation(records: RunRecords) -> SaturationVerdict:
     """Apply the module's rule to a run's records."""
     req = records.requests
@@ -123,7 +134,7 @@ def detect_saturation(records: RunRecords) -> SaturationVerdict:
 
     grid_s = np.linspace(half_start_s, arrival_end_s, TREND_GRID_POINTS)
     backlog = backlog_at(records, grid_s)
-    slope_rps = float(stats.theilslopes(backlog, grid_s).slope)
+    slope_rps = theil_sen_slope(backlog, grid_s)
     arrival_rate_rps = in_half / (arrival_end_s - half_start_s)
     batch = typical_batch(records)
     waiting = waiting_at(records, arrival_end_s)

@@ -22,12 +22,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import special
 
 from simulator.errors import UserError
 from simulator.specs.files import input_file
 
 Quantile = Callable[[np.ndarray], np.ndarray]
+
+
+def _ndtr(x):
+    """The standard normal CDF (scipy.special, loaded by the workloads that need it)."""
+    from scipy.special import ndtr
+
+    return ndtr(x)
+
+
+def _ndtri(p):
+    """The standard normal quantile function (scipy.special, loaded when needed)."""
+    from scipy.special import ndtri
+
+    return ndtri(p)
+
 
 #: Ceiling of any token length: far beyond every model's context (the engine rejects what
 #: does not fit), but keeps heavy tails (lognormal with a large sigma) from overflowing int64.
@@ -77,12 +91,12 @@ def _quantile_normal(spec: Mapping[str, Any], floor: float) -> tuple[Quantile, f
     # range above it. Survival (not CDF) form, so a floor far in the upper tail keeps
     # its precision (1 - cdf would round to 0).
     alpha = (floor - mean) / std
-    survival_floor = float(special.ndtr(-alpha))
+    survival_floor = float(_ndtr(-alpha))
     if survival_floor == 0.0:  # floor beyond ~37 std: all the mass sits at the floor
         return (lambda u: np.full(u.shape, floor)), floor
     truncated_mean = mean + std * _phi(alpha) / survival_floor
     return (
-        lambda u: mean - std * special.ndtri((1.0 - u) * survival_floor),
+        lambda u: mean - std * _ndtri((1.0 - u) * survival_floor),
         truncated_mean,
     )
 
@@ -94,7 +108,7 @@ def _phi(x: float) -> float:
 def _quantile_lognormal(spec: Mapping[str, Any], floor: float) -> tuple[Quantile, float]:
     mean, sigma = float(spec["mean"]), float(spec["sigma"])
     mu = math.log(mean) - 0.5 * sigma * sigma  # so that the distribution's mean is `mean`
-    return (lambda u: np.exp(mu + sigma * special.ndtri(u))), mean
+    return (lambda u: np.exp(mu + sigma * _ndtri(u))), mean
 
 
 def _quantile_exponential(spec: Mapping[str, Any], floor: float) -> tuple[Quantile, float]:
@@ -263,4 +277,4 @@ def correlated_uniforms(
     second = correlation * first + math.sqrt(1.0 - correlation**2) * rng.standard_normal(count)
     # ndtr(z) can round to exactly 1.0 far in the tail; keep u strictly below 1.
     top = np.nextafter(1.0, 0.0)
-    return np.minimum(special.ndtr(first), top), np.minimum(special.ndtr(second), top)
+    return np.minimum(_ndtr(first), top), np.minimum(_ndtr(second), top)

@@ -166,5 +166,10 @@ class TraceSource:
         """A trace's arrival times are fixed; completions change nothing."""
 
     @property
+    def completion_feedback(self) -> bool:
+        """A trace's arrival times are fixed."""
+        return False
+
+    @property
     def exhausted(self) -> bool:
         return self._next is None or self._issued >= self._max_requests

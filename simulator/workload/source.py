@@ -56,6 +56,11 @@ class RequestSource(Protocol):
         """True when no request will ever come again."""
         ...
 
+    @property
+    def completion_feedback(self) -> bool:
+        """True when a completion may schedule a request (closed loops, sessions)."""
+        ...
+
 
 class _Limits:
     """Stop after ``num_requests`` requests or at simulated time ``duration_s``."""
@@ -139,6 +144,10 @@ class OpenLoopSource:
             self._followup_seq += 1
 
     @property
+    def completion_feedback(self) -> bool:
+        return self._sessions is not None
+
+    @property
     def exhausted(self) -> bool:
         if self._issued >= self._limits.max_requests:
             return True
@@ -217,6 +226,10 @@ class ClosedLoopSource:
         if time_s < self._limits.end_s and self._issued < self._limits.max_requests:
             heapq.heappush(self._scheduled, (time_s, self._seq, user, prepared))
             self._seq += 1
+
+    @property
+    def completion_feedback(self) -> bool:
+        return True
 
     @property
     def exhausted(self) -> bool:
