@@ -247,7 +247,9 @@ def engine_summary(rows: list[Row]) -> list[str]:
     return out
 
 
-def collect(shared: Path, quick_engines: bool = False) -> tuple[list[Row], list[Missing]]:
+def collect(
+    shared: Path, quick_engines: bool = False, engines: bool = True
+) -> tuple[list[Row], list[Missing]]:
     rows = device_section(shared)
     rows += vidur_section()
     rows += gpt_fast_section()
@@ -257,6 +259,8 @@ def collect(shared: Path, quick_engines: bool = False) -> tuple[list[Row], list[
     rows += deepseek_section()
     serving_rows, serving_missing = serving_section(serving_cases())
     rows += serving_rows
+    if not engines:
+        return rows, missing + serving_missing + not_expressible()
     engine_rows, engine_missing, result = engines_section(quick=quick_engines)
     SECTION_NOTES[ENGINES_SECTION] = "\n".join([ENGINES_NOTE, *ratio_lines(result)])
     rows += engine_rows
@@ -319,6 +323,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the 1000/1000 and 1024/1024 rows of benchmarks/data (a quick look)",
     )
+    parser.add_argument(
+        "--no-engines",
+        action="store_true",
+        help="leave out section K (benchmarks/data, the longest to simulate)",
+    )
     args = parser.parse_args(argv)
     if args.fit:
         llamacpp = load_profile("llama.cpp")
@@ -329,7 +338,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"ggml format speed {dtype}: fitted {speed:.3f}, shipped {ggml_format_speed(dtype)}"
             )
         return 0
-    rows, missing = collect(args.shared, quick_engines=args.quick_engines)
+    rows, missing = collect(
+        args.shared, quick_engines=args.quick_engines, engines=not args.no_engines
+    )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(render(rows, missing))
     held = [r for r in rows if r.status == HELD_OUT]

@@ -50,8 +50,13 @@ def test_committed_doc_rows_are_well_formed():
 def test_regenerated_doc_has_the_same_measurements(tmp_path):
     validation = _load_validation()
     out = tmp_path / "validation.md"
-    assert validation.main(["-o", str(out), "--shared", str(SHARED)]) == 0
+    band = tmp_path / "error_band.yaml"
+    args = ["-o", str(out), "--shared", str(SHARED), "--error-band", str(band), "--no-engines"]
+    assert validation.main(args) == 0
     fresh, committed = _rows(out.read_text()), _rows(DOC.read_text())
+    # Section K (benchmarks/data, minutes to simulate) is left out here; engine_rows.py
+    # and its own tests cover it.
+    committed = [r for r in committed if "(Offline, " not in r[1]]
     # Same configurations, metrics, measured values and fit/held-out marks; predictions may
     # move when the cost model changes, so they are regenerated, not compared.
     assert [(r[0], r[1], r[2], r[6]) for r in fresh] == [
