@@ -96,13 +96,17 @@ def test_plan_json_and_csv(outputs, capsys):
     assert len(table) == 4 and "cost_per_million_output_tokens_usd" in table
 
 
-def test_planned_rented_cost_per_token_is_what_simulate_reports(outputs):
+@pytest.fixture(scope="module")
+def planned(outputs):
+    return plan(outputs[1])
+
+
+def test_planned_rented_cost_per_token_is_what_simulate_reports(outputs, planned):
     from simulator.api import run
     from simulator.planning import load_plan_file
 
     _, path, _ = outputs
-    result = plan(path).to_dict()
-    costs = result["costs"]
+    costs = planned.to_dict()["costs"]
     single = next(
         o
         for o in costs["options"]
@@ -137,9 +141,8 @@ def test_plan_bad_input_is_a_user_error(tmp_path):
         args.func(args)
 
 
-def test_python_api_plan_from_path(outputs):
-    _, path, _ = outputs
-    result = plan(path, replications=1)
+def test_python_api_plan_from_path(planned):
+    result = planned
     assert result.max_rate_per_s == result.rate.max_rate_per_s > 0
     assert result.search is not None and result.search.best.settings["gpu"] == "h100-sxm"
     frame = result.search.to_frame()

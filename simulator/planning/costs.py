@@ -121,7 +121,7 @@ def planned_costs(
     """Every option for ``replicas`` replicas (simulated to serve ``rate_per_s``, or its
     peak window: ``peak_factor`` × it), fleets elsewhere growing in whole replicas of
     ``per_replica_rate_per_s``."""
-    options, notes = price_options(scenario, plan.tco)
+    options, notes = price_options(scenario, plan.tco, replicas)
     busy = _mean([s.get("gpu_busy_fraction") for s in summaries])
     fleet = Fleet(
         shape=replica_shape(scenario),

@@ -134,7 +134,10 @@ def fitting_offers(shape: ReplicaShape, kind: str = "on_demand") -> tuple[list[C
                 reserved_terms=str(row.get("reserved_terms", "")) if kind == "reserved" else "",
             )
         )
-    offers.sort(key=lambda o: o.monthly_usd(1, 1.0) / max(o.replicas_per_instance, 1))
+    # cheapest per replica-hour; at equal price the smaller instance (less idle remainder)
+    offers.sort(
+        key=lambda o: (o.monthly_usd(1, 1.0) / max(o.replicas_per_instance, 1), o.gpus_per_instance)
+    )
     if offers:
         return offers, ""
     need = (
@@ -147,11 +150,14 @@ def fitting_offers(shape: ReplicaShape, kind: str = "on_demand") -> tuple[list[C
     return [], f"no {KIND_LABELS[kind]} instance in prices.yaml holds {need} (one replica)"
 
 
-def offers_to_price(shape: ReplicaShape, kind: str = "on_demand") -> tuple[list[CloudOffer], str]:
-    """The offers a plan prices: the cheapest fitting one of each market."""
+def offers_to_price(
+    shape: ReplicaShape, kind: str = "on_demand", replicas: int = 1
+) -> tuple[list[CloudOffer], str]:
+    """The offers a plan prices: of each market, the fitting one that rents ``replicas``
+    replicas for least (whole instances: a small fleet may cost less in small instances)."""
     offers, why = fitting_offers(shape, kind)
     chosen: dict[str, CloudOffer] = {}
-    for offer in offers:
+    for offer in sorted(offers, key=lambda o: (o.monthly_usd(replicas, 1.0), o.gpus_per_instance)):
         chosen.setdefault(offer.market, offer)
     ordered = [chosen[m] for m in MARKETS if m in chosen]
     ordered += [o for m, o in chosen.items() if m not in MARKETS]

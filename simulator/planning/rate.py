@@ -43,6 +43,10 @@ from simulator.planning.points import OnSimulated, PointEvaluator
 
 #: Doublings (or halvings) tried while looking for a rate on the other side of the knee.
 MAX_BRACKET_STEPS = 16
+#: Halvings tried below the maximum rate to find a rate certified to meet the SLO.
+MEET_PROBE_STEPS = 4
+#: Highest multiple of the roofline rate bound the search tries.
+BOUND_OVERSHOOT = 4.0
 
 
 @dataclass
@@ -164,12 +168,17 @@ def _bisect(
 def _bracket(
     passes: Callable[[float], bool], start: float, upper_guess: float | None, floor: float
 ) -> tuple[float | None, float | None]:
-    """(a rate that passes, a higher one that fails); None where none was found."""
+    """(a rate that passes, a higher one that fails); None where none was found. Above
+    ``BOUND_OVERSHOOT`` × the roofline bound (``upper_guess``) no rate is sustainable: a run
+    that still passes there is too short to show its queue, and the search stops."""
+    ceiling = BOUND_OVERSHOOT * upper_guess if upper_guess else math.inf
     if passes(start):
         lo, hi = start, upper_guess if upper_guess and upper_guess > start else 2 * start
         for _ in range(MAX_BRACKET_STEPS):
             if not passes(hi):
                 return lo, hi
+            if 2 * hi > ceiling:
+                return hi, None
             lo, hi = hi, 2 * hi
         return lo, None
     hi, lo = start, start / 2
@@ -285,13 +294,17 @@ def max_sustainable_rate(
             None,
             simulations=evaluator.simulations,
             requests_simulated=evaluator.requests_simulated,
-            reason=f"still meets the SLO at {lo:.4g}/s (the simulation never saturated)",
+            reason=(
+                f"still meets the SLO at {lo:.4g}/s, beyond the roofline bound "
+                f"{bound:.4g}/s: the runs are too short to show a queue; raise "
+                "workload.num_requests or plan.min_requests_per_replica"
+            ),
             **common,
         )
     lo, hi = _bisect(passes, lo, hi, plan.rate_tolerance)
     if not evaluator.screening:
         _certify_a_miss_above(evaluator, replicas, hi)
-        _certify_a_meet_below(evaluator, replicas, lo)
+        _certify_a_meet_below(evaluator, replicas, lo, floor)
     at_max = evaluator.point(lo, replicas)
     common["uncertain_rates_per_s"] = sorted(
         p.rate_per_s for p in evaluator.points if p.verdict.state == UNCERTAIN
@@ -322,10 +335,16 @@ def _certify_a_miss_above(evaluator: PointEvaluator, replicas: int, rate: float)
         rate *= 2
 
 
-def _certify_a_meet_below(evaluator: PointEvaluator, replicas: int, rate: float) -> None:
-    """Make sure a rate at or below ``rate`` is certified to meet the SLO (the knee
-    bracket's lower end): when none is, halve it until a simulated rate meets it."""
-    for _ in range(MAX_BRACKET_STEPS):
+def _certify_a_meet_below(
+    evaluator: PointEvaluator, replicas: int, rate: float, floor: float
+) -> None:
+    """Try to certify a rate at or below ``rate`` to meet the SLO (the knee bracket's lower
+    end): when none is, halve it a few times (``MEET_PROBE_STEPS``, never below ``floor``)
+    until a simulated rate meets it; a budget too small to certify any rate leaves the
+    bracket without a lower end."""
+    for _ in range(MEET_PROBE_STEPS):
+        if rate < floor:
+            return
         if any(
             p.replicas == replicas and p.rate_per_s <= rate and p.verdict.state == MEETS
             for p in evaluator.points

@@ -237,15 +237,15 @@ def cost_at(
     )  # fmt: skip
 
 
-def price_options(scenario, tco: Any) -> tuple[list[PriceOption], list[str]]:
-    """The options priced for a scenario's deployment: the cheapest fitting cloud offer of
-    each market (``tco.price_kind``), the owned machine, and every API serving the model;
-    plus notes on what could not be priced."""
+def price_options(scenario, tco: Any, replicas: int = 1) -> tuple[list[PriceOption], list[str]]:
+    """The options priced for a scenario's deployment of ``replicas`` replicas: the fitting
+    cloud offer of each market that rents them for least (``tco.price_kind``), the owned
+    machine, and every API serving the model; plus notes on what could not be priced."""
     from simulator.planning.offers import replica_shape
     from simulator.specs.prices import load_prices
 
     shape = replica_shape(scenario)
-    offers, no_offer = offers_to_price(shape, tco.price_kind)
+    offers, no_offer = offers_to_price(shape, tco.price_kind, replicas)
     machine, no_machine = owned_machine(shape.gpu, tco, shape.gpus_per_replica)
     options = [PriceOption(f"rent {o.label}", "cloud", offer=o, machine=machine) for o in offers]
     if machine is not None:
