@@ -102,6 +102,10 @@ class Simulation:
         self.arrival_end_s = 0.0
         self._arrived = 0
         scaling = deployment.autoscaling
+        #: Completions may schedule arrivals (else the source need not hear of them).
+        self._feedback_source = getattr(source, "completion_feedback", True)
+        #: One replica takes every arrival (without autoscaling the router has no choice).
+        self._single_entry = len(self._entry_replicas) == 1 and scaling is None
         if (
             len(self.entry) == 1
             and scaling is None
@@ -110,6 +114,8 @@ class Simulation:
             entry = self._entry_replicas[0]
             self._inline = InlineArrivals(source, self._route)
             entry.intake, entry.next_route_s = self._inline.take, self._inline.next_route_s
+            entry.next_arrival_s = source.peek_time
+            entry.alone = len(self.replicas) == 1
             self._arrival_proc = None
         else:
             self._inline = None
@@ -183,7 +189,9 @@ class Simulation:
         ordinal = self.ledger.add(request)
         if self.gaps.by_class is not None:
             self.gaps.classes_seen(len(self.ledger.class_names))
-        if self.autoscaler is None:
+        if self._single_entry:
+            replica = self._entry_replicas[0]
+        elif self.autoscaler is None:
             replica = self._entry_replicas[self.router.choose(self.entry, request)]
         else:
             pool = self.autoscaler.serving
@@ -212,7 +220,8 @@ class Simulation:
 
     def finished(self, ordinal: int, now: float) -> None:
         """Request ``ordinal`` finished (or was rejected) at ``now``: the source hears of it."""
-        self.source.on_finish(self.ledger.live[ordinal], now)
+        if self._feedback_source:
+            self.source.on_finish(self.ledger.live[ordinal], now)
         self.ledger.settle(ordinal)
         if self._arrival_proc is None:
             return
@@ -259,7 +268,7 @@ class Simulation:
             self.step_trace.add(
                 replica.replica_id,
                 start_s,
-                self.env.now - start_s,
+                replica.now - start_s,
                 step.count,
                 step.seqs,
                 step.tokens,

@@ -198,20 +198,21 @@ def decode_run(
         ends += now_s
         return _run_step(batch, now_s, ends, durations)
     limit = 1 if single else min(steps, SCALAR_STEPS)
-    durations_list: list[float] = []
-    total = 0.0
-    end = now_s
-    while len(durations_list) < limit:
-        d = cost.step_time_s(_decode_shape(shape, n, context + len(durations_list) * n))
-        if not durations_list:
-            first = d
-            d += extra_s
+    step_time_s = cost.step_time_s
+    _decode_shape(shape, n, context)
+    first = d = step_time_s(shape)
+    d += extra_s
+    durations_list = [d]
+    total = d
+    end = total + now_s
+    done = 1
+    while done < limit and end <= horizon_s:
+        shape.decode_context_tokens = context + done * n
+        d = step_time_s(shape)
         durations_list.append(d)
         total += d
         end = total + now_s
-        if horizon_s < end:
-            break
-    done = len(durations_list)
+        done += 1
     if single:
         return Step(
             delay_s=end - now_s,
