@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +142,17 @@ def validated_error_band() -> dict | None:
     """Held-out step-time error of the cost model, written by ``benchmarks/validation.py``
     (``hardware_specs/calibration/error_band.yaml``); None when absent."""
     path = specs_dir() / "calibration" / "error_band.yaml"
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    band = _error_band(path, stat.st_mtime_ns, stat.st_size)
+    return None if band is None else dict(band)
+
+
+@functools.lru_cache(maxsize=4)
+def _error_band(path: Path, mtime_ns: int, size: int) -> dict | None:
+    """The error band file's content, read again only when the file changes."""
     if not path.is_file():
         return None
     data = read_yaml(path, "error band file")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simulator.config.compile import reused_builds
 from simulator.config.scenario import Scenario
 from simulator.planning.bounds import (
     busy_time_per_request_s,
@@ -214,6 +215,7 @@ def resolve_safety_margin(plan_config: PlanConfig) -> float:
     return band["median_pct"] / 100 if band else 0.0
 
 
+@reused_builds()
 def plan(
     scenario: Scenario | PlanFile | str | Path,
     plan_config: PlanConfig | None = None,

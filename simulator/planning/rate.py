@@ -23,6 +23,7 @@ from typing import Any
 
 from scipy import stats
 
+from simulator.config.compile import reused_builds
 from simulator.config.scenario import Scenario
 from simulator.errors import UserError
 from simulator.planning.bounds import (
@@ -193,6 +194,7 @@ def _bracket(
     return None, hi
 
 
+@reused_builds()
 def max_sustainable_rate(
     scenario: Scenario,
     plan: PlanConfig | None = None,
@@ -284,6 +286,7 @@ def max_sustainable_rate(
     )
 
 
+@reused_builds()
 def fewest_replicas(
     scenario: Scenario,
     target_rate_per_s: float | None = None,

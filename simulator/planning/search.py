@@ -29,6 +29,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from simulator.config.compile import reused_builds
 from simulator.config.loader import with_settings
 from simulator.config.scenario import Scenario
 from simulator.errors import UserError
@@ -43,6 +44,7 @@ from simulator.planning.bounds import (
 )
 from simulator.planning.config import PlanConfig, SearchConfig
 from simulator.planning.executors import TaskRunner
+from simulator.planning.ordered import decide_in_order
 from simulator.planning.outcome import scenario_data, scenario_from_data
 from simulator.planning.rate import max_sustainable_rate
 from simulator.planning.tco import HOURS_PER_MONTH, cheapest_cloud_offer
@@ -242,6 +244,7 @@ def _static_check(
     return point, (cost_model, mem)
 
 
+@reused_builds()
 def evaluate_candidate(payload: dict[str, Any]) -> dict[str, Any]:
     """Simulate one candidate (a task for any executor): its maximum rate per replica, and
     its cost and latency there. ``payload``: scenario data, base_dir, plan, latency metric."""
@@ -310,6 +313,7 @@ def _dominated_by(cand: Candidate, ranked: list[Candidate]) -> Candidate | None:
     return None
 
 
+@reused_builds()
 def search_configurations(
     scenario: Scenario,
     search: SearchConfig,
@@ -352,32 +356,62 @@ def search_configurations(
     ranked: list[Candidate] = []
     bar = _bar(len(candidates), progress)
     bar.update(len(candidates) - len(pending))
-    simulated = pruned = 0
-    wave = search.batch_size or (DASK_BATCH_SIZE if dask_scheduler is not None else workers)
+    counts = {"simulated": 0, "pruned": 0}
+
+    def dominator(cand: Candidate) -> Candidate | None:
+        return _dominated_by(cand, ranked) if prune else None
+
+    def mark_pruned(cand: Candidate, better: Candidate) -> None:
+        cand.status = "pruned"
+        cand.reason = (
+            f"pruned: cannot beat {_label(better.settings)} "
+            f"(${better.cost_per_million_output_tokens_usd:.4g}/M, "
+            f"{better.latency_ms:.4g} ms); bounds ${cand.cost_lower_bound_usd:.4g}/M, "
+            f"{cand.latency_lower_bound_ms:.4g} ms"
+        )
+        counts["pruned"] += 1
+        bar.update(1)
+
+    def settled(cand: Candidate, found: dict[str, Any]) -> None:
+        _settle(cand, found, plan.target_rate_per_s)
+        counts["simulated"] += 1
+        bar.update(1)
+        bar.set_postfix(simulated=counts["simulated"], pruned=counts["pruned"])
+
+    wave = search.batch_size or (DASK_BATCH_SIZE if dask_scheduler is not None else 1)
     with TaskRunner(workers, dask_scheduler) as runner:
-        for start in range(0, len(pending), wave):
-            batch = []
-            for cand, point in pending[start : start + wave]:
-                better = _dominated_by(cand, ranked) if prune else None
-                if better is not None:
-                    cand.status, pruned = "pruned", pruned + 1
-                    cand.reason = (
-                        f"pruned: cannot beat {_label(better.settings)} "
-                        f"(${better.cost_per_million_output_tokens_usd:.4g}/M, "
-                        f"{better.latency_ms:.4g} ms); bounds ${cand.cost_lower_bound_usd:.4g}/M, "
-                        f"{cand.latency_lower_bound_ms:.4g} ms"
-                    )
-                    bar.update(1)
-                    continue
-                batch.append((cand, _payload(point, plan, search, cand)))
-            payloads = [p for _, p in batch]
-            for i, found in runner.run(evaluate_candidate, payloads):
-                cand = batch[i][0]
-                _settle(cand, found, plan.target_rate_per_s)
-                simulated += 1
-                bar.update(1)
-                bar.set_postfix(simulated=simulated, pruned=pruned)
-            ranked = [c for c, _ in pending if c.feasible]
+        if wave == 1 and dask_scheduler is None:
+            # in order, each point on the points before it; later points run ahead on idle
+            # workers, so the answer does not depend on how many there are
+
+            def settle(i: int, found: dict[str, Any]) -> None:
+                cand = pending[i][0]
+                settled(cand, found)
+                if cand.feasible:
+                    ranked.append(cand)
+
+            decide_in_order(
+                runner,
+                evaluate_candidate,
+                len(pending),
+                lambda i: _payload(pending[i][1], plan, search, pending[i][0]),
+                lambda i: dominator(pending[i][0]) is not None,
+                settle,
+                lambda i: mark_pruned(pending[i][0], dominator(pending[i][0])),
+            )
+        else:  # in waves of ``wave`` points, each pruned on the waves before it
+            for start in range(0, len(pending), wave):
+                batch = []
+                for cand, point in pending[start : start + wave]:
+                    better = dominator(cand)
+                    if better is not None:
+                        mark_pruned(cand, better)
+                        continue
+                    batch.append((cand, _payload(point, plan, search, cand)))
+                payloads = [p for _, p in batch]
+                for i, found in runner.run(evaluate_candidate, payloads):
+                    settled(batch[i][0], found)
+                ranked = [c for c, _ in pending if c.feasible]
     bar.close()
 
     ranked.sort(key=lambda c: (c.cost_per_million_output_tokens_usd, c.latency_ms))
@@ -388,8 +422,8 @@ def search_configurations(
     return SearchResult(
         candidates=ranked + others,
         latency_metric=search.latency,
-        simulated=simulated,
-        pruned=pruned,
+        simulated=counts["simulated"],
+        pruned=counts["pruned"],
         # Settled without simulating (the simulated ones count as simulated).
         infeasible=sum(1 for c in others if c.status == "infeasible" and not c.simulations),
         simulations=sum(c.simulations for c in candidates),
