@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from simulator.costmodel import CostModel, CostParams, StepShape
+from simulator.costmodel import CostConfig, CostModel, CostParams, Parallelism, StepShape
 from simulator.costmodel.calibration import RowResult, fit, load_rows, score
 from simulator.specs.catalog import load_gpu, load_link, load_model
 
@@ -173,8 +173,10 @@ def main() -> None:
         ("prefill 4x4096", StepShape.uniform(prefill_count=4, prefill_new=4096)),
     ]
     for title, params in (("calibrated", result.params), ("defaults", CostParams.defaults())):
-        tp1 = CostModel(model_8b, gpu, params=params)
-        tp2 = CostModel(model_8b, gpu, params=params, tensor_parallel=2, link=link)
+        tp1 = CostModel(CostConfig(model_8b, gpu, params=params))
+        tp2 = CostModel(
+            CostConfig(model_8b, gpu, params=params, parallel=Parallelism(tensor=2, link=link))
+        )
         print(f"  {title:<18}{'TP=1 ms':>10}{'TP=2 ms':>10}{'speed-up':>10}{'all-reduce ms':>15}")
         for name, shape in cases:
             a, b = tp1.step_time_s(shape), tp2.price(shape)
@@ -192,7 +194,9 @@ def main() -> None:
     a100, nvlink3 = load_gpu("a100-sxm-80gb"), load_link("nvlink3")
     llama2_70b = load_model("llama-2-70b")
     for tp, published_tok_s in ((2, 21.32), (4, 38.01), (8, 62.50)):
-        model = CostModel(llama2_70b, a100, tensor_parallel=tp, link=nvlink3)
+        model = CostModel(
+            CostConfig(llama2_70b, a100, parallel=Parallelism(tensor=tp, link=nvlink3))
+        )
         step_s = model.step_time_s(StepShape.uniform(decode_count=1, decode_context=100))
         predicted = 1.0 / step_s
         print(
@@ -201,7 +205,7 @@ def main() -> None:
         )
 
     shape = StepShape.uniform(prefill_count=1, prefill_new=300, decode_count=60, decode_context=900)
-    tp1 = CostModel(model_8b, gpu, params=result.params)
+    tp1 = CostModel(CostConfig(model_8b, gpu, params=result.params))
     tp1.step_time_s(shape)
     n = 100_000
     t0 = time.perf_counter()

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from simulator.costmodel import CostModel, CostParams, StepShape
+from simulator.costmodel import CostConfig, CostModel, CostParams, Parallelism, Precision, StepShape
 from simulator.costmodel.comm import alltoall_s
 from simulator.costmodel.offload import OffloadPlan
 from simulator.specs.catalog import load_gpu, load_link, load_model
@@ -42,7 +42,9 @@ def local_decode() -> None:
     )
     for name, device, dtype, published, what in LOCAL_CASES:
         gpu = load_gpu(device)
-        cm = CostModel(load_model(name), gpu, weight_dtype=dtype, kv_dtype="fp16")
+        cm = CostModel(
+            CostConfig(load_model(name), gpu, precision=Precision(weights=dtype, kv_cache="fp16"))
+        )
         per_token = cm.weight_bytes_per_token(1)
         bound = gpu.memory_bw_bytes_per_s / per_token
         tok_s = 1.0 / float(cm.decode_run_s(1, 512, 1)[0])
@@ -57,14 +59,14 @@ def local_decode() -> None:
     print("\n   Llama-3.1-70B Q4_K_M on a 24 GB RTX 4090 with offload (batch 1):")
     for mode, layers in (("cpu", 36), ("cpu", 20), ("stream", 36)):
         plan = OffloadPlan(layers, mode, host, load_link("pcie4"))
-        cm = CostModel(m70, gpu, weight_dtype="q4_k_m", offload=plan)
+        cm = CostModel(CostConfig(m70, gpu, precision=Precision(weights="q4_k_m"), offload=plan))
         tok_s = 1.0 / float(cm.decode_run_s(1, 512, 1)[0])
         print(f"     {mode:<7} {layers} layers on the GPU: {tok_s:6.2f} tokens/s")
 
 
 def deepseek_experts() -> None:
     ds = load_model("deepseek-v3")
-    cm = CostModel(ds, load_gpu("h100-sxm"))
+    cm = CostModel(CostConfig(ds, load_gpu("h100-sxm")))
     total = cm.weight_bytes_per_gpu() / 2
     print("\n2. DeepSeek-V3 weights read per decode step (bf16 bytes / 2 = parameters)")
     print(
@@ -102,13 +104,12 @@ def parallel_layouts() -> None:
         node = NodeSpec(per_node, nvlink, ib)
         placement = ReplicaPlacement(tp, pp, ep, node)
         cm = CostModel(
-            load_model(name),
-            h100,
-            tensor_parallel=tp,
-            pipeline_parallel=pp,
-            expert_parallel=ep,
-            placement=placement,
-            weight_dtype=dtype,
+            CostConfig(
+                load_model(name),
+                h100,
+                parallel=Parallelism(tensor=tp, pipeline=pp, expert=ep, placement=placement),
+                precision=Precision(weights=dtype),
+            )
         )
         layout = f"TP{tp}" + (f" PP{pp}" if pp > 1 else "") + (f" EP{ep}" if ep > 1 else "")
         print(
@@ -138,12 +139,12 @@ def wide_expert_parallel() -> None:
     # with two-batch overlap of communication and compute, which this model does not have.
     ep = 72
     cm = CostModel(
-        ds,
-        h100,
-        expert_parallel=ep,
-        placement=ReplicaPlacement(1, 1, ep, node),
-        weight_dtype="fp8",
-        attention_dtype="fp8",
+        CostConfig(
+            ds,
+            h100,
+            parallel=Parallelism(expert=ep, placement=ReplicaPlacement(1, 1, ep, node)),
+            precision=Precision(weights="fp8", attention="fp8"),
+        )
     )
     batch = 256 * ep
     step_s = cm.step_time_s(StepShape.uniform(decode_count=batch, decode_context=2000))

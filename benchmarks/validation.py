@@ -29,6 +29,9 @@ from simulator.costmodel.ggml import ggml_format_speed  # noqa: E402
 from simulator.costmodel.profiles import load_profile  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from validation_engines import NOTE as ENGINES_NOTE  # noqa: E402
+from validation_engines import SECTION as ENGINES_SECTION  # noqa: E402
+from validation_engines import engines_section, ratio_lines  # noqa: E402
 from validation_llamacpp import OWN_SECTIONS as LLAMACPP_SECTIONS  # noqa: E402
 from validation_llamacpp import (  # noqa: E402
     fit_format_speeds,
@@ -37,11 +40,8 @@ from validation_llamacpp import (  # noqa: E402
 )
 from validation_rows import FIT, HELD_OUT, Missing, Row  # noqa: E402
 from validation_serving import (  # noqa: E402
-    FIT_ROWS,
-    FITTED_SERVING_ROWS,
     SATURATED,
     SERVING_NOTES,
-    fit_gemm_efficiency_scale,
     max_entropy_lengths,
     serving_cases,
     serving_section,
@@ -60,7 +60,6 @@ DEFAULT_SHARED = ROOT.parent / "shared"
 DEFAULT_OUTPUT = ROOT / "docs" / "validation.md"
 #: Names the tests reach through this module.
 __all__ = [
-    "FITTED_SERVING_ROWS",
     "Row",
     "main",
     "max_entropy_lengths",
@@ -180,6 +179,7 @@ def render(rows: list[Row], missing: list[Missing]) -> str:
         "Latencies (TTFT, TPOT) of server rows whose simulated replica saturated are listed",
         "but left out of the summary: they measure a growing queue.",
     ]
+    out += engine_summary(rows)
     sections: dict[str, list[Row]] = {}
     for r in rows:
         sections.setdefault(r.section, []).append(r)
@@ -209,7 +209,47 @@ def render(rows: list[Row], missing: list[Missing]) -> str:
     return "\n".join(out) + "\n"
 
 
-def collect(shared: Path) -> tuple[list[Row], list[Missing]]:
+def engine_of(row: Row) -> str | None:
+    """The serving engine a published row measured (None for device measurements)."""
+    text = f"{row.section} {row.config}"
+    if "vLLM" in text:
+        return "vllm"
+    if "SGLang" in text or row.section.startswith("J."):
+        return "sglang"
+    if "llama.cpp" in text:
+        return "llama.cpp"
+    if row.section.startswith(("H.", "K.")) or "NIM" in text:
+        return "trtllm"
+    return None
+
+
+def engine_summary(rows: list[Row]) -> list[str]:
+    """Median and worst held-out error of every engine's published throughput rows."""
+    out = [
+        "",
+        "## Summary per engine: published throughput, held out",
+        "",
+        "Every published serving row is held out; each engine is priced with its own kernel",
+        "calibration where one ships for the GPU (the rows' notes say which).",
+        "",
+        "| engine | metric | n | median abs error | worst abs error |",
+        "|---|---|---|---|---|",
+    ]
+    by_engine: dict[str, list[Row]] = {}
+    for r in rows:
+        engine = engine_of(r)
+        own = r.section[:2] in DEVICE_SECTIONS or r.section in LLAMACPP_SECTIONS
+        if engine and r.unit == "tok/s" and not own:
+            by_engine.setdefault(engine, []).append(r)
+    for engine, group in sorted(by_engine.items()):
+        for metric, n, med, worst in summarize(group, lambda r: r.status == HELD_OUT):
+            out.append(f"| {engine} | {metric} | {n} | {med:.1f} % | {worst:.1f} % |")
+    return out
+
+
+def collect(
+    shared: Path, quick_engines: bool = False, engines: bool = True
+) -> tuple[list[Row], list[Missing]]:
     rows = device_section(shared)
     rows += vidur_section()
     rows += gpt_fast_section()
@@ -219,7 +259,12 @@ def collect(shared: Path) -> tuple[list[Row], list[Missing]]:
     rows += deepseek_section()
     serving_rows, serving_missing = serving_section(serving_cases())
     rows += serving_rows
-    return rows, missing + serving_missing + not_expressible()
+    if not engines:
+        return rows, missing + serving_missing + not_expressible()
+    engine_rows, engine_missing, result = engines_section(quick=quick_engines)
+    SECTION_NOTES[ENGINES_SECTION] = "\n".join([ENGINES_NOTE, *ratio_lines(result)])
+    rows += engine_rows
+    return rows, missing + serving_missing + engine_missing + not_expressible()
 
 
 #: Where the held-out error per metric is written for the simulator to report.
@@ -255,14 +300,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fit",
         action="store_true",
-        help="repeat the fits of the engine profiles (gemm_efficiency_scale on FIT_ROWS, the "
-        "llama.cpp GGUF parameters on our H100 llama-bench rows) and exit",
+        help="repeat the fits of the llama.cpp profile (GGUF kernel ceilings and format speeds "
+        "on our H100 llama-bench rows) and exit",
+    )
+    parser.add_argument(
+        "--quick-engines",
+        action="store_true",
+        help="only the 1000/1000 and 1024/1024 rows of benchmarks/data (a quick look)",
+    )
+    parser.add_argument(
+        "--no-engines",
+        action="store_true",
+        help="leave out section K (benchmarks/data, the longest to simulate)",
     )
     args = parser.parse_args(argv)
     if args.fit:
-        for profile in FIT_ROWS:
-            shipped = load_profile(profile).gemm_efficiency_scale
-            print(f"{profile}: fitted {fit_gemm_efficiency_scale(profile):.3f}, shipped {shipped}")
         llamacpp = load_profile("llama.cpp")
         for name, value in fit_gguf_parameters().items():
             print(f"llama.cpp: fitted {name} {value:.3g}, shipped {getattr(llamacpp, name)}")
@@ -271,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"ggml format speed {dtype}: fitted {speed:.3f}, shipped {ggml_format_speed(dtype)}"
             )
         return 0
-    rows, missing = collect(args.shared)
+    rows, missing = collect(
+        args.shared, quick_engines=args.quick_engines, engines=not args.no_engines
+    )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(render(rows, missing))
     held = [r for r in rows if r.status == HELD_OUT]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from validation_rows import CALIBRATION, FIT, HELD_OUT, LLAMA2_7B, Missing, Row, params_for
 
-from simulator.costmodel import CostModel, StepShape
+from simulator.costmodel import CostConfig, CostModel, Precision, StepShape
 from simulator.costmodel.profiles import EngineProfile, load_profile
 from simulator.specs.catalog import load_gpu
 
@@ -77,7 +77,11 @@ class Case:
 def predict(case: Case, profile: EngineProfile) -> tuple[float, str]:
     """Predicted tok/s of ``case`` under ``profile``, and the parameter label."""
     params, where = params_for(case.gpu, profile)
-    cm = CostModel(LLAMA2_7B, load_gpu(case.gpu), params=params, weight_dtype=case.dtype)
+    cm = CostModel(
+        CostConfig(
+            LLAMA2_7B, load_gpu(case.gpu), params=params, precision=Precision(weights=case.dtype)
+        )
+    )
     if case.kind == "prefill":
         # llama-bench feeds the prompt in n_ubatch chunks, each attending to the ones before.
         seconds = sum(

@@ -28,7 +28,7 @@ from simulator.calibrate.moe_fit import (
     predicted_ms,
     routing_predicted_ms,
 )
-from simulator.costmodel import CostModel, CostParams, StepShape
+from simulator.costmodel import CostConfig, CostModel, CostParams, StepShape
 from simulator.costmodel.calibration import load_rows, row_shape
 from simulator.costmodel.moe import GroupedGemmCurve, load_curve
 from simulator.specs.catalog import load_gpu, load_model
@@ -75,12 +75,14 @@ def _label(row: dict) -> str:
 
 def _cost_model(row: dict, gpu: str, params, curve, lm_head: bool) -> CostModel:
     return CostModel(
-        load_model(row["model"]),
-        load_gpu(gpu),
-        params=params,
-        layers=row["layers"],
-        lm_head=lm_head,
-        moe_grouped_gemm=curve,
+        CostConfig(
+            load_model(row["model"]),
+            load_gpu(gpu),
+            params=params,
+            moe_grouped_gemm=curve,
+            layers=row["layers"],
+            lm_head=lm_head,
+        )
     )
 
 

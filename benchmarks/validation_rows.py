@@ -53,6 +53,18 @@ LLAMA2_7B = ModelSpec(
 )
 
 
+def pricing_label(gpu: str, profile: str | None, version: str | None = None) -> str:
+    """Which kernels price ``gpu`` under ``profile``: the engine calibration (engine,
+    version) or the reference calibration it falls back to."""
+    from simulator.costmodel.pricing import resolve_pricing
+
+    pricing = resolve_pricing(gpu, profile=profile, version=version)
+    if pricing.kernels is not None:
+        return f"{profile} {pricing.engine_version} kernels"
+    base = f"{gpu}.yaml" if pricing.parameters != "datasheet defaults" else "defaults"
+    return f"{base} + {profile}" if profile else base
+
+
 def params_for(gpu: str, profile: EngineProfile | None) -> tuple[CostParams, str]:
     """The shipped calibration of ``gpu`` (or the defaults) under ``profile``, and a label
     saying which."""

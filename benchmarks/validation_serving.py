@@ -4,20 +4,15 @@ MLPerf v5.0 Open rows (vLLM, SGLang, NIM), each simulated through ``simulator.ap
 from __future__ import annotations
 
 import dataclasses
-import math
-import statistics
 from dataclasses import dataclass
 
 import numpy as np
 from validation_rows import (
-    FIT,
     HELD_OUT,
     Missing,
     Row,
-    params_for,
+    pricing_label,
 )
-
-from simulator.costmodel.profiles import load_profile
 
 
 # --- serving-level rows (simulator.api) ----------------------------------------------------------
@@ -92,19 +87,6 @@ MLPERF_INPUT = max_entropy_lengths(
     MLPERF_INPUT_MIN_TOKENS, MLPERF_INPUT_MAX_TOKENS, MLPERF_INPUT_MEAN_TOKENS
 )
 SATURATED = "simulated replica saturated at this rate (queue still growing)"
-#: Published serving rows each profile's one kernel-quality factor (``gemm_efficiency_scale``)
-#: is fitted on; every other serving row is held out. ``--fit`` repeats the fit, and
-#: ``simulator/costmodel/profiles.py`` holds its result.
-FIT_ROWS = {
-    "trtllm": ("v4.0 8x H100 TP2x4, batch 896, Offline", "v4.0 2x H100 TP2x1, Offline"),
-    "vllm": ("vLLM 0.7.3, Llama-2-70B FP8, Offline",),
-}
-#: Fitted row -> what was fitted on it (the `note` column says so).
-FITTED_SERVING_ROWS = {
-    config: f"{profile} gemm_efficiency_scale fitted on this row"
-    for profile, configs in FIT_ROWS.items()
-    for config in configs
-}
 
 
 def _mlperf(config, gpu, tp, replicas, batch, tok_s, qps=None, tpot=None, ttft=None):
@@ -181,6 +163,9 @@ def _scenario(case: ServingCase) -> dict:
     """The scenario of one replica; the GPU's shipped calibration applies by default and
     ``engine.profile`` puts the engine's runtime fields, default limits and scheduler
     (``batching``) on top."""
+    memory = (
+        {"gpu_memory_utilization": case.gpu_memory_utilization} if case.profile == "vllm" else {}
+    )
     if case.qps is None:
         arrival = {"process": "closed_loop", "users": case.max_num_seqs}
     else:
@@ -193,13 +178,11 @@ def _scenario(case: ServingCase) -> dict:
             "profile": case.profile,
             "max_num_seqs": case.max_num_seqs,
             "max_num_batched_tokens": case.max_num_batched_tokens,
-            "gpu_memory_utilization": case.gpu_memory_utilization,
+            # FP8 checkpoints quantise every linear layer but the LM head (the default
+            # convention, costmodel/quant.py); each engine sizes its KV cache its own way.
             "weight_dtype": case.weight_dtype,
             "kv_dtype": case.kv_dtype,
-            # These runs' FP8 (W8A8) schemes quantize every linear layer but the LM head,
-            # attention projections included ("all Linear modules (except for the final
-            # lm_head)", vLLM FP8 documentation, docs.vllm.ai/en/v0.5.4/quantization/fp8).
-            "attention_dtype": "fp8" if case.weight_dtype == "fp8" else None,
+            **memory,
         },
         "workload": {
             "arrival": arrival,
@@ -246,7 +229,7 @@ def serving_section(cases: list[ServingCase]) -> tuple[list[Row], list[Missing]]
 
     rows, missing = [], []
     for case in cases:
-        _, where = params_for(case.gpu, load_profile(case.profile))
+        where = pricing_label(case.gpu, case.profile)
         try:
             result = run(scenario_from_dict(_scenario(case)))
         except UserError as exc:
@@ -265,7 +248,6 @@ def serving_section(cases: list[ServingCase]) -> tuple[list[Row], list[Missing]]
             alt = sustained_output_tok_s(run(scenario_from_dict(other)).requests)
             note += f"; with inputs uniform 1-1024: {alt * case.replicas:,.0f} tok/s"
         metric = "output tok/s (Offline)" if case.qps is None else "output tok/s (Server)"
-        fitted = FITTED_SERVING_ROWS.get(case.config)
         rows.append(
             Row(
                 case.section,
@@ -274,8 +256,8 @@ def serving_section(cases: list[ServingCase]) -> tuple[list[Row], list[Missing]]
                 "tok/s",
                 case.measured_tok_s,
                 tok_s,
-                FIT if fitted else HELD_OUT,
-                f"{note}; {fitted}" if fitted else note,
+                HELD_OUT,
+                note,
             )
         )
         for metric, measured, key in (
@@ -287,36 +269,6 @@ def serving_section(cases: list[ServingCase]) -> tuple[list[Row], list[Missing]]
                 row = Row(case.section, case.config, metric, "ms", measured, predicted, HELD_OUT)
                 rows.append(dataclasses.replace(row, note=note))
     return rows, missing
-
-
-def fit_gemm_efficiency_scale(profile: str) -> float:
-    """The ``gemm_efficiency_scale`` of ``profile`` at which its ``FIT_ROWS`` are predicted
-    with zero mean log error (bisection; every other profile field as shipped)."""
-    from simulator.api import run, scenario_from_dict
-    from simulator.costmodel import profiles
-
-    cases = [c for c in serving_cases() if c.config in FIT_ROWS[profile]]
-    shipped = profiles.PROFILES[profile]
-
-    def mean_log_error(scale: float) -> float:
-        profiles.PROFILES[profile] = dataclasses.replace(shipped, gemm_efficiency_scale=scale)
-        try:
-            return statistics.fmean(
-                math.log(
-                    sustained_output_tok_s(run(scenario_from_dict(_scenario(c))).requests)
-                    * c.replicas
-                    / c.measured_tok_s
-                )
-                for c in cases
-            )
-        finally:
-            profiles.PROFILES[profile] = shipped
-
-    low, high = 0.25, 2.0  # the profile's allowed range is (0, 2]
-    for _ in range(14):
-        mid = (low + high) / 2
-        low, high = (low, mid) if mean_log_error(mid) > 0 else (mid, high)
-    return (low + high) / 2
 
 
 # --- notes ------------------------------------------------------------------------------------
@@ -341,16 +293,13 @@ SERVING_NOTES = {
         "only these statistics are stated, so inputs follow the maximum-entropy distribution they "
         "define (exponential truncated to 48-1021, mean 222.3). Outputs: lognormal (sigma 0.8, "
         "max 1024) with each row's derived mean (291.9 tokens; the FP16 reference run gave "
-        "294.45, that directory's README). Fit/held-out split: the trtllm profile's one "
-        "kernel-quality factor (gemm_efficiency_scale 0.620) was fitted on the two v4.0 H100 "
-        "Offline rows (marked fit); the v4.0 H200 rows, all v4.1 rows, every Server row and the "
-        "NIM rows of section I are held out. TensorRT-LLM improved between rounds (on the same "
-        "8 H100, v4.1 served 12% and v5.0 44% more than v4.0, §2A), which one profile cannot "
-        "follow: the v5.0 rows, whose configurations are not in the reference, would be "
-        "under-predicted by about that much. The simulator's "
-        "fp8 checkpoints keep attention projections in bf16 (as Meta's FP8 releases); NVIDIA's "
-        "engines quantise them too, which leaves them ~11 GB more KV cache per 70B replica than "
-        "simulated. The `note` column gives each Offline prediction with the former assumption, "
+        "294.45, that directory's README). Every row is held out: TensorRT-LLM is priced with "
+        "its own kernels measured on the GPU (the shipped kernel calibration of its newest "
+        "version, 1.3.0rc20), not fitted to any row. TensorRT-LLM improved "
+        "between rounds (on the same 8 H100, v4.1 served 12% and v5.0 44% more than v4.0, "
+        "§2A): kernels newer than the rounds' are expected to over-predict the 2024 rounds. "
+        "FP8 checkpoints quantise the attention projections too (NVIDIA's engines do). The "
+        "`note` column gives each Offline prediction with the former assumption, "
         "inputs uniform 1-1024 (mean 512), to show how much the input lengths matter."
     ),
     "I. MLPerf v5.0 Open (§2D), 8x H200 as 8 TP1 replicas": (
@@ -358,11 +307,11 @@ SERVING_NOTES = {
         "configurations (vLLM 0.7.3 Offline 1024 seqs / 8192 tokens, Server 256 / 16384, memory "
         "0.95). Llama-3.1-70B rows use the same OpenOrca input lengths (its tokenizer differs "
         "from Llama-2's; not corrected). KV dtype is not stated: the engines' default (model "
-        "dtype, bf16) is used for vLLM and SGLang, fp8 for NIM (TensorRT-LLM). Fit/held-out "
-        "split: the vllm profile's one kernel-quality factor (gemm_efficiency_scale 0.471) was "
-        "fitted on the vLLM 0.7.3 Offline row (marked fit); vLLM 0.6.4, 0.6.4 + FlashInfer and "
-        "0.7.3 Server are held out. The sglang profile is fitted on nothing; NIM uses the trtllm "
-        "profile fitted in section H. The profiles do not tell vLLM versions or attention back "
-        "ends apart (0.6.4, 0.6.4 + FlashInfer and 0.7.3 get one prediction)."
+        "dtype, bf16) is used for vLLM and SGLang, fp8 for NIM (TensorRT-LLM). Every row is "
+        "held out; each engine is priced with its own kernel calibration for the H200 (vLLM "
+        "0.24.0, SGLang 0.5.14, TensorRT-LLM 1.3.0rc20: releases newer than the ones measured "
+        "here) and its own memory accounting. vLLM 0.6.4 and 0.7.3 ran the V0 engine with "
+        "default attention back ends; the vllm profile prices the V1 engine's kernels, so it "
+        "does not tell those versions apart and is expected to over-predict them."
     ),
 }

@@ -16,7 +16,7 @@ from validation_rows import (
     params_for,
 )
 
-from simulator.costmodel import CostModel, CostParams, StepShape
+from simulator.costmodel import CostConfig, CostModel, CostParams, Parallelism, Precision, StepShape
 from simulator.costmodel.calibration import (
     RowResult,
     fit,
@@ -212,7 +212,13 @@ def _decode_tok_s(model, gpu_name, params, *, tp=1, weight_dtype="bf16", context
     gpu = load_gpu(gpu_name)
     link = load_link(gpu.interconnect) if tp > 1 else None
     cm = CostModel(
-        model, gpu, params=params, tensor_parallel=tp, link=link, weight_dtype=weight_dtype
+        CostConfig(
+            model,
+            gpu,
+            params=params,
+            parallel=Parallelism(tensor=tp, link=link),
+            precision=Precision(weights=weight_dtype),
+        )
     )
     return 1.0 / cm.step_time_s(StepShape.uniform(decode_count=1, decode_context=context))
 
@@ -267,10 +273,16 @@ def deepseek_section() -> list[Row]:
     node = NodeSpec(8, load_link("nvlink4"), load_link("infiniband-ndr"))
 
     def replica(ep: int) -> CostModel:
+        placement = ReplicaPlacement(1, 1, ep, node)
         return CostModel(
-            model, gpu, params=params, expert_parallel=ep, weight_dtype="fp8", kv_dtype="bf16",
-            placement=ReplicaPlacement(1, 1, ep, node),
-        )  # fmt: skip
+            CostConfig(
+                model,
+                gpu,
+                params=params,
+                parallel=Parallelism(expert=ep, placement=placement),
+                precision=Precision(weights="fp8", kv_cache="bf16"),
+            )
+        )
 
     section = "J. SGLang DeepSeek-V3, 12 nodes x 8 H100, PD disaggregation + wide EP (§7A)"
     note = f"{where}; FP8 weights, BF16 KV; two-batch overlap not modelled"

@@ -31,6 +31,25 @@ def resolve_calibration(scenario: Scenario) -> tuple[CostParams, str]:
     return hardware_calibration(scenario.hardware, scenario.base_dir)
 
 
+def resolve_pricing(scenario: Scenario):
+    """What one replica of the scenario is priced with (``costmodel.pricing.Pricing``):
+    parameters, the engine's kernel tables and where each came from."""
+    from simulator.config.compile import resolve_pricing as resolve
+
+    return resolve(scenario.hardware, scenario.engine, scenario.base_dir)
+
+
+def pricing_description(scenario: Scenario) -> dict | None:
+    """The summary's ``pricing`` entry: engine, version and the kernels that priced the
+    scenario's replicas (its own hardware and engine sections)."""
+    from simulator.errors import UserError
+
+    try:
+        return resolve_pricing(scenario).describe()
+    except UserError:
+        return None
+
+
 def build_cost_model(scenario: Scenario) -> CostModel:
     """The step-time model of one replica of the scenario (its ``hardware`` and ``engine``
     sections: TP × PP × EP GPUs, offload)."""
@@ -134,6 +153,7 @@ def summarize_run(scenario: Scenario, records: RunRecords) -> Summary:
         offline=arrival is not None and arrival.process == "offline",
     )
     summary.step_time_error_band = validated_error_band()
+    summary.pricing = pricing_description(scenario)
     summary.trace = records.input_rows
     return summary
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from simulator.costmodel import CostModel, CostParams, StepShape
+from simulator.costmodel import CostConfig, CostModel, CostParams, StepShape
 from simulator.costmodel.calibration import fit, load_rows, score
 from simulator.specs.catalog import load_gpu, load_link, load_model, specs_dir
 
@@ -64,7 +64,7 @@ def test_release_check_on_the_shared_h100_rows():
     # rows (another card, another implementation) are a held-out check.
     shared = [r for r in load_rows(SHARED / "h100_sxm_microbench.jsonl") if r["kind"] == "decode"]
     params = CostParams.from_file(CALIBRATION / "h100-sxm.yaml")
-    model = CostModel(load_model("llama-3.2-1b"), load_gpu("h100-sxm"), params=params)
+    model = CostModel(CostConfig(load_model("llama-3.2-1b"), load_gpu("h100-sxm"), params=params))
     errors = []
     for r in shared:
         shape = StepShape.uniform(decode_count=r["batch"], decode_context=r["context"])

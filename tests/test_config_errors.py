@@ -126,9 +126,11 @@ def test_engine_profile_sets_runtime_and_default_limits_at_load():
     def engine_of(engine: dict):
         return scenario_from_dict({**BASE, "engine": engine}).engine
 
-    # the scheduler is the engine's too: TensorRT-LLM mixes prompts into decode steps
+    # the scheduler is the engine's too: TensorRT-LLM and vLLM's V1 engine mix prompts into
+    # decode steps, SGLang prefills apart
     assert engine_of({"profile": "trtllm"}).batching.policy == "chunked"
-    assert engine_of({"profile": "vllm"}).batching.policy == "continuous"
+    assert engine_of({"profile": "vllm"}).batching.policy == "chunked"
+    assert engine_of({"profile": "sglang"}).batching.policy == "continuous"
     assert engine_of({"profile": "trtllm", "batching": "static"}).batching.policy == "static"
     eager_engine = engine_of({"profile": "hf-transformers"})
     assert eager_engine.cuda_graphs is False

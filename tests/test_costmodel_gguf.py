@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.costmodel import CostModel, CostParams, StepShape
+from simulator.costmodel import CostConfig, CostModel, CostParams, Precision, StepShape
 from simulator.costmodel.costs import OpCost
 from simulator.costmodel.profiles import load_profile
 from simulator.specs.catalog import load_gpu, load_model
@@ -15,10 +15,12 @@ DECODE = StepShape.uniform(decode_count=1, decode_context=64)
 
 def _model(gpu: str, weight_dtype: str = "q4_0", **params) -> CostModel:
     return CostModel(
-        load_model("llama-3.1-8b"),
-        load_gpu(gpu),
-        params=CostParams.defaults().replace(**params),
-        weight_dtype=weight_dtype,
+        CostConfig(
+            load_model("llama-3.1-8b"),
+            load_gpu(gpu),
+            params=CostParams.defaults().replace(**params),
+            precision=Precision(weights=weight_dtype),
+        )
     )
 
 

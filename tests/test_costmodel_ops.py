@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.costmodel import CostModel, CostParams, StepShape
+from simulator.costmodel import CostConfig, CostModel, CostParams, Precision, StepShape
 from simulator.specs.gpu import GpuSpec
 from simulator.specs.model import ModelSpec
 
@@ -40,7 +40,7 @@ def ops_by_name(cost):
 
 
 def test_gemm_flops_bytes_and_time_by_hand():
-    model = CostModel(TINY, GPU, params=IDEAL)
+    model = CostModel(CostConfig(TINY, GPU, params=IDEAL))
     tokens = 10
     ops = ops_by_name(model.price(StepShape.build(prefills=[(tokens, 0)])))
     # QKV: k=64, n = 4*16 + 2*2*16 = 128, per layer, 2 layers, bf16 (2 bytes).
@@ -59,7 +59,7 @@ def test_gemm_flops_bytes_and_time_by_hand():
 
 
 def test_prefill_attention_by_hand():
-    model = CostModel(TINY, GPU, params=IDEAL)
+    model = CostModel(CostConfig(TINY, GPU, params=IDEAL))
     new, cached = 8, 24
     ops = ops_by_name(model.price(StepShape.build(prefills=[(new, cached)])))
     pairs = new * (cached + (new + 1) / 2)
@@ -74,7 +74,7 @@ def test_prefill_attention_by_hand():
 
 
 def test_decode_attention_reads_the_whole_kv_cache():
-    model = CostModel(TINY, GPU, params=IDEAL)
+    model = CostModel(CostConfig(TINY, GPU, params=IDEAL))
     batch, context = 4, 100
     ops = ops_by_name(model.price(StepShape.build(decode_contexts=[context] * batch)))
     kv_read = batch * (context + 1) * TINY.kv_bytes_per_token("bf16")  # incl. the new token
@@ -86,7 +86,7 @@ def test_decode_attention_reads_the_whole_kv_cache():
 
 
 def test_lm_head_only_for_rows_that_need_logits():
-    model = CostModel(TINY, GPU, params=IDEAL)
+    model = CostModel(CostConfig(TINY, GPU, params=IDEAL))
     # One prompt of 50 tokens finishing: one logits row; a middle chunk: none.
     finishing = ops_by_name(model.price(StepShape.build(prefills=[(50, 0)])))
     middle = ops_by_name(model.price(StepShape.build(prefills=[(50, 0)], prefill_logits=0)))
@@ -98,8 +98,8 @@ def test_lm_head_only_for_rows_that_need_logits():
 
 def test_kernel_latency_and_overhead_add_up():
     params = IDEAL.replace(kernel_latency_s=1e-6, step_overhead_s=5e-6)
-    base = CostModel(TINY, GPU, params=IDEAL)
-    slow = CostModel(TINY, GPU, params=params)
+    base = CostModel(CostConfig(TINY, GPU, params=IDEAL))
+    slow = CostModel(CostConfig(TINY, GPU, params=params))
     shape = StepShape.build(decode_contexts=[10])
     # Per layer: 4 GEMMs + 2 norms + 2 adds + rotary + KV write + activation + attention = 12;
     # plus embedding, final norm and LM head.
@@ -123,13 +123,24 @@ def test_shape_build_sums():
 
 def test_fp8_weights_halve_weight_bytes():
     step = StepShape.build([(1, 0)])
-    bf16 = ops_by_name(CostModel(TINY, GPU, params=IDEAL).price(step))
-    fp8_all = CostModel(TINY, GPU, params=IDEAL, weight_dtype="fp8", attention_dtype="fp8")
+    bf16 = ops_by_name(CostModel(CostConfig(TINY, GPU, params=IDEAL)).price(step))
+    fp8_all = CostModel(
+        CostConfig(TINY, GPU, params=IDEAL, precision=Precision(weights="fp8", attention="fp8"))
+    )
     fp8 = ops_by_name(fp8_all.price(step))
     w_bf16 = 64 * 128 * 2
     assert bf16["qkv_proj"].bytes - fp8["qkv_proj"].bytes == pytest.approx(2 * w_bf16 / 2)
-    # An FP8 checkpoint keeps attention projections and LM head in bf16 unless told otherwise.
-    default = ops_by_name(CostModel(TINY, GPU, params=IDEAL, weight_dtype="fp8").price(step))
-    assert default["qkv_proj"].bytes == bf16["qkv_proj"].bytes
+    # An FP8 checkpoint quantises attention projections too, but keeps the LM head in bf16;
+    # Meta's row-wise FP8 (attention bf16) is asked for explicitly.
+    default = ops_by_name(
+        CostModel(CostConfig(TINY, GPU, params=IDEAL, precision=Precision(weights="fp8"))).price(
+            step
+        )
+    )
+    assert default["qkv_proj"].bytes == fp8["qkv_proj"].bytes
     assert default["lm_head"].bytes == bf16["lm_head"].bytes
     assert default["down_proj"].bytes < bf16["down_proj"].bytes
+    rowwise = CostConfig(
+        TINY, GPU, params=IDEAL, precision=Precision(weights="fp8", attention="bf16")
+    )
+    assert ops_by_name(CostModel(rowwise).price(step))["qkv_proj"].bytes == bf16["qkv_proj"].bytes

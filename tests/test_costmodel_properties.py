@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.costmodel import CostModel, CostParams, StepShape, memory_plan
+from simulator.costmodel import (
+    CostConfig,
+    CostModel,
+    CostParams,
+    Parallelism,
+    Precision,
+    StepShape,
+    memory_plan,
+)
 from simulator.errors import UserError
 from simulator.specs.gpu import GpuSpec
 from simulator.specs.link import LinkSpec
@@ -37,22 +45,29 @@ shapes = st.builds(
 @settings(max_examples=60, deadline=None)
 @given(shape=shapes, factor=st.floats(1.01, 4.0))
 def test_more_bandwidth_or_flops_is_never_slower(shape, factor):
-    base = CostModel(LLAMA_1B, H100).step_time_s(shape)
+    base = CostModel(CostConfig(LLAMA_1B, H100)).step_time_s(shape)
     faster_bw = dataclasses.replace(H100, memory_bw_bytes_per_s=H100.memory_bw_bytes_per_s * factor)
     faster_fl = dataclasses.replace(
         H100, peak_flops={k: v * factor for k, v in H100.peak_flops.items()}
     )
-    assert CostModel(LLAMA_1B, faster_bw).step_time_s(shape) <= base
-    assert CostModel(LLAMA_1B, faster_fl).step_time_s(shape) <= base
+    assert CostModel(CostConfig(LLAMA_1B, faster_bw)).step_time_s(shape) <= base
+    assert CostModel(CostConfig(LLAMA_1B, faster_fl)).step_time_s(shape) <= base
     # Strictly faster when the step is large enough to be bound by either.
     both = dataclasses.replace(faster_bw, peak_flops=faster_fl.peak_flops)
-    assert CostModel(LLAMA_1B, both).step_time_s(shape) < base
+    assert CostModel(CostConfig(LLAMA_1B, both)).step_time_s(shape) < base
 
 
 @settings(max_examples=60, deadline=None)
 @given(shape=shapes, eager=st.booleans(), tp=st.sampled_from([1, 2, 4]))
 def test_step_time_equals_breakdown_total(shape, eager, tp):
-    model = CostModel(LLAMA_8B, H100, tensor_parallel=tp, link=NVLINK4, cuda_graphs=not eager)
+    model = CostModel(
+        CostConfig(
+            LLAMA_8B,
+            H100,
+            params=CostParams.defaults().replace(cuda_graphs=not eager),
+            parallel=Parallelism(tensor=tp, link=NVLINK4),
+        )
+    )
     cost = model.price(shape)
     assert model.step_time_s(shape) == pytest.approx(cost.total_s, rel=1e-12)
     assert cost.total_s == pytest.approx(sum(op.time_s for op in cost.ops), rel=1e-12)
@@ -69,7 +84,9 @@ def test_step_time_equals_breakdown_total(shape, eager, tp):
 @pytest.mark.parametrize("eager", [False, True])
 @pytest.mark.parametrize("batch,context", [(1, 0), (7, 333), (256, 4096)])
 def test_decode_run_matches_step_by_step(batch, context, eager):
-    model = CostModel(LLAMA_1B, H100, cuda_graphs=not eager)
+    model = CostModel(
+        CostConfig(LLAMA_1B, H100, params=CostParams.defaults().replace(cuda_graphs=not eager))
+    )
     run = model.decode_run_s(batch, batch * context, 50)
     one_by_one = [
         model.step_time_s(
@@ -86,8 +103,8 @@ def test_decode_run_matches_step_by_step(batch, context, eager):
 
 
 def test_tensor_parallel_adds_allreduce_and_halves_weight_bytes():
-    tp1 = CostModel(LLAMA_8B, H100)
-    tp2 = CostModel(LLAMA_8B, H100, tensor_parallel=2, link=NVLINK4)
+    tp1 = CostModel(CostConfig(LLAMA_8B, H100))
+    tp2 = CostModel(CostConfig(LLAMA_8B, H100, parallel=Parallelism(tensor=2, link=NVLINK4)))
     shape = StepShape.uniform(decode_count=32, decode_context=1024)
     ops1 = {op.name: op for op in tp1.price(shape).ops}
     ops2 = {op.name: op for op in tp2.price(shape).ops}
@@ -107,16 +124,22 @@ def test_tensor_parallel_adds_allreduce_and_halves_weight_bytes():
 
 def test_tensor_parallel_must_divide_heads_and_needs_a_link():
     with pytest.raises(UserError, match="does not divide 32 attention heads"):
-        CostModel(LLAMA_8B, H100, tensor_parallel=3, link=NVLINK4)
+        CostModel(CostConfig(LLAMA_8B, H100, parallel=Parallelism(tensor=3, link=NVLINK4)))
     with pytest.raises(UserError, match="needs a link"):
-        CostModel(LLAMA_8B, dataclasses.replace(H100, interconnect=""), tensor_parallel=2)
+        CostModel(
+            CostConfig(
+                LLAMA_8B, dataclasses.replace(H100, interconnect=""), parallel=Parallelism(tensor=2)
+            )
+        )
     with pytest.raises(UserError, match="weight_dtype"):
-        CostModel(LLAMA_8B, H100, weight_dtype="fp7")
+        CostModel(CostConfig(LLAMA_8B, H100, precision=Precision(weights="fp7")))
 
 
 def test_eager_is_slower_and_host_bound_for_small_batches():
-    graphed = CostModel(LLAMA_8B, H100)
-    eager = CostModel(LLAMA_8B, H100, cuda_graphs=False)
+    graphed = CostModel(CostConfig(LLAMA_8B, H100))
+    eager = CostModel(
+        CostConfig(LLAMA_8B, H100, params=CostParams.defaults().replace(cuda_graphs=False))
+    )
     shape = StepShape.uniform(decode_count=1, decode_context=512)
     assert eager.step_time_s(shape) > 2 * graphed.step_time_s(shape)
     assert any(op.name == "host_launch" for op in eager.price(shape).ops)
@@ -126,7 +149,7 @@ def test_eager_is_slower_and_host_bound_for_small_batches():
 
 
 def test_decode_time_grows_with_batch_and_context():
-    model = CostModel(LLAMA_8B, H100)
+    model = CostModel(CostConfig(LLAMA_8B, H100))
     t = [
         model.step_time_s(StepShape.uniform(decode_count=b, decode_context=c))
         for b, c in [(1, 128), (8, 128), (8, 4096), (64, 4096)]
@@ -155,9 +178,9 @@ def test_memory_plan_model_that_does_not_fit():
     assert not plan.fits
     assert plan.max_kv_tokens == 0
     text = plan.explain()
-    assert "does not fit" in text
+    assert "does not fit" in text and "engine.gpu_memory_utilization" in text
     assert f"{(plan.weight_bytes_per_gpu + plan.workspace_bytes) / 1e9:.2f} GB needed" in text
-    assert "72.00 GB available" in text
+    assert "usable 72.00 GB (90% of 80.00 GB)" in text
     assert memory_plan(LLAMA_70B, H100, tensor_parallel=4).fits
     with pytest.raises(UserError, match="gpu_memory_utilization"):
         memory_plan(LLAMA_8B, H100, gpu_memory_utilization=1.5)
@@ -177,7 +200,7 @@ def test_params_validation_and_roundtrip(tmp_path):
 
 def test_sliding_window_layers_cap_attention_reads():
     windowed = dataclasses.replace(LLAMA_8B, sliding_window=128, sliding_window_layers=16)
-    full, win = CostModel(LLAMA_8B, H100), CostModel(windowed, H100)
+    full, win = CostModel(CostConfig(LLAMA_8B, H100)), CostModel(CostConfig(windowed, H100))
     short = StepShape.uniform(decode_count=8, decode_context=100)
     long = StepShape.uniform(decode_count=8, decode_context=8000)
     assert win.step_time_s(short) == pytest.approx(full.step_time_s(short))

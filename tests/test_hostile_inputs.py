@@ -18,6 +18,7 @@ from simulator.cli.main import main
 from simulator.config.loader import scenario_from_dict
 from simulator.errors import UserError
 from simulator.planning import sweep
+from simulator.planning.sweep_cache import scenario_hash
 from simulator.specs.catalog import clear_cache, load_gpu
 from simulator.workload import build_source, iterate_requests
 from simulator.workload.config import WorkloadConfig
@@ -294,3 +295,14 @@ def test_sigterm_to_a_sweep_parent_leaves_no_process(tmp_path):
     assert not [p for p in workers if _alive(p)]
     assert not (tmp_path / "s.csv").exists()
     assert not list(tmp_path.glob(".partial-*"))
+
+
+def test_sweep_cache_key_covers_the_curve_beside_a_calibration(tmp_path):
+    shipped = ROOT / "hardware_specs" / "calibration"
+    calibration = write(tmp_path / "mygpu.yaml", (shipped / "h100-sxm.yaml").read_text())
+    scenario = scenario_from_dict(
+        _merge(BASE, {"hardware": {"calibration": str(calibration)}}), base_dir=tmp_path
+    )
+    before = scenario_hash(scenario, environment="fixed")
+    write(tmp_path / "mygpu-moe.yaml", (shipped / "h100-sxm-moe.yaml").read_text())
+    assert scenario_hash(scenario, environment="fixed") != before

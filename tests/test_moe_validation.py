@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from simulator.calibrate.moe_fit import curve_document, fit_curve
-from simulator.costmodel import CostModel, StepShape
+from simulator.costmodel import CostConfig, CostModel, Precision, StepShape
 from simulator.costmodel.calibration import load_rows
 from simulator.costmodel.moe import SECTION, curve_for_calibration, load_curve
 from simulator.specs.catalog import load_gpu, load_model
@@ -69,8 +69,8 @@ def test_reference_curve_applies_by_default_and_only_to_expert_gemms():
     assert curve is not None
     gpu, shape = load_gpu("h100-sxm"), StepShape.uniform(decode_count=8, decode_context=512)
     moe = load_model("qwen3-30b-a3b")
-    with_curve = CostModel(moe, gpu, moe_grouped_gemm=curve).price(shape)
-    without = CostModel(moe, gpu).price(shape)
+    with_curve = CostModel(CostConfig(moe, gpu, moe_grouped_gemm=curve)).price(shape)
+    without = CostModel(CostConfig(moe, gpu)).price(shape)
     times = {op.name: op.time_s for op in with_curve.ops}
     for op in without.ops:
         if op.name.startswith("experts_"):
@@ -78,15 +78,21 @@ def test_reference_curve_applies_by_default_and_only_to_expert_gemms():
         else:
             assert times[op.name] == op.time_s
     dense = load_model("llama-3.1-8b")
-    assert CostModel(dense, gpu, moe_grouped_gemm=curve).step_time_s(shape) == CostModel(
-        dense, gpu
-    ).step_time_s(shape)
+    assert CostModel(CostConfig(dense, gpu, moe_grouped_gemm=curve)).step_time_s(
+        shape
+    ) == CostModel(CostConfig(dense, gpu)).step_time_s(shape)
     # fp8 experts have no curve: priced as dense GEMMs.
-    fp8 = CostModel(moe, gpu, weight_dtype="fp8", moe_grouped_gemm=curve)
-    assert fp8.step_time_s(shape) == CostModel(moe, gpu, weight_dtype="fp8").step_time_s(shape)
+    fp8 = CostModel(
+        CostConfig(moe, gpu, moe_grouped_gemm=curve, precision=Precision(weights="fp8"))
+    )
+    assert fp8.step_time_s(shape) == CostModel(
+        CostConfig(moe, gpu, precision=Precision(weights="fp8"))
+    ).step_time_s(shape)
 
 
-def test_scenarios_use_the_curve_without_an_engine_profile():
+def test_scenarios_use_the_curve_without_an_engine_calibration():
+    """The reference curve prices experts unless the engine's own kernels do (an engine
+    profile on a GPU its calibration covers) or the calibration is turned off."""
     from simulator.api import build_cost_model, scenario_from_dict
 
     base = {
@@ -99,11 +105,11 @@ def test_scenarios_use_the_curve_without_an_engine_profile():
             "num_requests": 5,
         },
     }
-    assert build_cost_model(scenario_from_dict(base)).moe_grouped_gemm is not None
-    profiled = {**base, "engine": {"profile": "vllm"}}
-    assert build_cost_model(scenario_from_dict(profiled)).moe_grouped_gemm is None
+    assert build_cost_model(scenario_from_dict(base)).config.moe_grouped_gemm is not None
+    profiled = build_cost_model(scenario_from_dict({**base, "engine": {"profile": "vllm"}}))
+    assert profiled.config.moe_grouped_gemm is None and profiled.config.kernels is not None
     off = {**base, "hardware": {**base["hardware"], "calibration": "none"}}
-    assert build_cost_model(scenario_from_dict(off)).moe_grouped_gemm is None
+    assert build_cost_model(scenario_from_dict(off)).config.moe_grouped_gemm is None
 
 
 def test_moe_steps_meet_their_targets_held_out():

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from simulator.costmodel import CostModel, CostParams, StepShape
+from simulator.costmodel import CostConfig, CostModel, CostParams, Parallelism, Precision, StepShape
 from simulator.costmodel.offload import OffloadPlan
 from simulator.costmodel.quant import resolve_weight_formats, weight_bytes
 from simulator.errors import UserError
@@ -19,7 +19,7 @@ NVLINK, IB = load_link("nvlink4"), load_link("infiniband-ndr")
 
 
 def test_expected_distinct_experts_follow_topk_and_batch():
-    model = CostModel(load_model("mixtral-8x7b"), H100)
+    model = CostModel(CostConfig(load_model("mixtral-8x7b"), H100))
     op = next(o for o in model.plan.gemms if o.is_expert)
     e, k = 8, 2
     for batch in (1, 2, 4, 16):
@@ -30,7 +30,7 @@ def test_expected_distinct_experts_follow_topk_and_batch():
 
 def test_deepseek_v3_reads_active_weights_at_batch_1_and_all_experts_at_large_batch():
     ds = load_model("deepseek-v3")
-    model = CostModel(ds, H100)
+    model = CostModel(CostConfig(ds, H100))
     one = model.weight_bytes_per_token(1) / 2  # bf16: parameters read
     # 37B active parameters (DeepSeek-V3 report), less the embedding table (a row is read).
     active_read = ds.active_param_count() - ds.vocab_size * ds.hidden_size
@@ -43,8 +43,8 @@ def test_deepseek_v3_reads_active_weights_at_batch_1_and_all_experts_at_large_ba
 def test_pipeline_parallel_batch_one_pays_the_bubble():
     m = load_model("llama-3.1-70b")
     shape = StepShape.uniform(decode_count=1, decode_context=1024)
-    pp1 = CostModel(m, H100, tensor_parallel=1).step_time_s(shape)
-    pp4 = CostModel(m, H100, pipeline_parallel=4, link=NVLINK)
+    pp1 = CostModel(CostConfig(m, H100, parallel=Parallelism(tensor=1))).step_time_s(shape)
+    pp4 = CostModel(CostConfig(m, H100, parallel=Parallelism(pipeline=4, link=NVLINK)))
     # One sequence cannot be split: every stage waits its turn (no speed-up), plus hand-offs.
     assert pp4.step_time_s(shape) == pytest.approx(pp1, rel=0.1)
     assert pp4.step_time_s(shape) > pp1 * 0.95
@@ -53,16 +53,20 @@ def test_pipeline_parallel_batch_one_pays_the_bubble():
 def test_pipeline_micro_batches_overlap_stages():
     m = load_model("llama-3.1-8b")
     shape = StepShape.uniform(prefill_count=8, prefill_new=2048)
-    pp1 = CostModel(m, H100).step_time_s(shape)
-    pp2 = CostModel(m, H100, pipeline_parallel=2, link=NVLINK).step_time_s(shape)
+    pp1 = CostModel(CostConfig(m, H100)).step_time_s(shape)
+    pp2 = CostModel(CostConfig(m, H100, parallel=Parallelism(pipeline=2, link=NVLINK))).step_time_s(
+        shape
+    )
     assert 0.45 < pp2 / pp1 < 0.65  # two GPUs, compute-bound: about half
-    one_mb = CostModel(m, H100, pipeline_parallel=2, link=NVLINK, pipeline_microbatches=1)
+    one_mb = CostModel(
+        CostConfig(m, H100, parallel=Parallelism(pipeline=2, link=NVLINK, microbatches=1))
+    )
     assert one_mb.step_time_s(shape) > pp2 * 1.5  # no overlap: the bubble is back
 
 
 def test_pipeline_round_formula():
     m = load_model("llama-3.1-8b")
-    cm = CostModel(m, H100, pipeline_parallel=4, link=NVLINK)
+    cm = CostModel(CostConfig(m, H100, parallel=Parallelism(pipeline=4, link=NVLINK)))
     shape = StepShape.uniform(decode_count=2, decode_context=1000)
     micro = StepShape.uniform(decode_count=1, decode_context=1000)
     t_stage = cm._stage_time(micro)
@@ -78,12 +82,12 @@ def test_decode_run_matches_step_time_with_parallelism():
     ds = load_model("deepseek-v3")
     node = NodeSpec(gpus_per_node=8, intra_link=NVLINK, inter_link=IB)
     cm = CostModel(
-        ds,
-        H100,
-        tensor_parallel=2,
-        expert_parallel=8,
-        weight_dtype="fp8",
-        placement=ReplicaPlacement(2, 1, 8, node),
+        CostConfig(
+            ds,
+            H100,
+            parallel=Parallelism(tensor=2, expert=8, placement=ReplicaPlacement(2, 1, 8, node)),
+            precision=Precision(weights="fp8"),
+        )
     )
     for seqs, ctx in ((1, 100), (64, 64 * 1000), (256, 256 * 3000)):
         shape = StepShape(decode_seqs=seqs, decode_context_tokens=ctx, logits_rows=seqs)
@@ -97,9 +101,19 @@ def test_expert_parallel_adds_all_to_all_and_crossing_nodes_costs_more():
     shape = StepShape.uniform(decode_count=128, decode_context=2000)
     one_node = NodeSpec(gpus_per_node=16, intra_link=NVLINK)
     two_nodes = NodeSpec(gpus_per_node=8, intra_link=NVLINK, inter_link=IB)
-    inside = CostModel(ds, H100, expert_parallel=16, placement=ReplicaPlacement(1, 1, 16, one_node))
+    inside = CostModel(
+        CostConfig(
+            ds,
+            H100,
+            parallel=Parallelism(expert=16, placement=ReplicaPlacement(1, 1, 16, one_node)),
+        )
+    )
     across = CostModel(
-        ds, H100, expert_parallel=16, placement=ReplicaPlacement(1, 1, 16, two_nodes)
+        CostConfig(
+            ds,
+            H100,
+            parallel=Parallelism(expert=16, placement=ReplicaPlacement(1, 1, 16, two_nodes)),
+        )
     )
     ops = {op.name: op for op in inside.price(shape).ops}
     assert ops["ep_alltoall"].time_s > 0
@@ -112,18 +126,23 @@ def test_expert_parallel_adds_all_to_all_and_crossing_nodes_costs_more():
     # prefill: a row crosses the 50 GB/s NIC once per remote node (DeepEP), then NVLink
     assert big_out > 1.5 * big_in
     skewed = CostModel(
-        ds,
-        H100,
-        expert_parallel=16,
-        placement=ReplicaPlacement(1, 1, 16, one_node),
-        params=CostParams(expert_load_imbalance=2.0),
+        CostConfig(
+            ds,
+            H100,
+            params=CostParams(expert_load_imbalance=2.0),
+            parallel=Parallelism(expert=16, placement=ReplicaPlacement(1, 1, 16, one_node)),
+        )
     )
     assert skewed.step_time_s(shape) > inside.step_time_s(shape)
 
 
 def test_expert_parallel_needs_moe_and_params_validate():
     with pytest.raises(UserError, match="mixture-of-experts"):
-        CostModel(load_model("llama-3.1-8b"), H100, expert_parallel=2, link=NVLINK)
+        CostModel(
+            CostConfig(
+                load_model("llama-3.1-8b"), H100, parallel=Parallelism(expert=2, link=NVLINK)
+            )
+        )
     with pytest.raises(UserError, match="expert_load_imbalance"):
         CostParams(expert_load_imbalance=0.5)
 
@@ -131,9 +150,13 @@ def test_expert_parallel_needs_moe_and_params_validate():
 def test_tensor_parallel_across_nodes_is_slower_at_decode():
     m = load_model("llama-3.1-70b")
     shape = StepShape.uniform(decode_count=8, decode_context=1000)
-    inside = CostModel(m, H100, tensor_parallel=16, link=NVLINK)
+    inside = CostModel(CostConfig(m, H100, parallel=Parallelism(tensor=16, link=NVLINK)))
     node = NodeSpec(gpus_per_node=8, intra_link=NVLINK, inter_link=IB)
-    across = CostModel(m, H100, tensor_parallel=16, placement=ReplicaPlacement(16, 1, 1, node))
+    across = CostModel(
+        CostConfig(
+            m, H100, parallel=Parallelism(tensor=16, placement=ReplicaPlacement(16, 1, 1, node))
+        )
+    )
     assert across.step_time_s(shape) > inside.step_time_s(shape)
 
 
@@ -143,12 +166,28 @@ def test_offload_costs_sit_between_gpu_and_host_bounds():
     shape = StepShape.uniform(decode_count=1, decode_context=500)
     pcie = load_link("pcie4")
     cpu = CostModel(
-        m, gpu, weight_dtype="q4_k_m", offload=OffloadPlan(36, "cpu", host, pcie)
+        CostConfig(
+            m,
+            gpu,
+            precision=Precision(weights="q4_k_m"),
+            offload=OffloadPlan(36, "cpu", host, pcie),
+        )
     ).step_time_s(shape)
-    all_gpu = CostModel(m, gpu, weight_dtype="q4_k_m").step_time_s(shape)
-    all_cpu = CostModel(m, host, weight_dtype="q4_k_m").step_time_s(shape)
+    all_gpu = CostModel(CostConfig(m, gpu, precision=Precision(weights="q4_k_m"))).step_time_s(
+        shape
+    )
+    all_cpu = CostModel(CostConfig(m, host, precision=Precision(weights="q4_k_m"))).step_time_s(
+        shape
+    )
     assert all_gpu < cpu < all_cpu
-    stream = CostModel(m, gpu, weight_dtype="q4_k_m", offload=OffloadPlan(36, "stream", None, pcie))
+    stream = CostModel(
+        CostConfig(
+            m,
+            gpu,
+            precision=Precision(weights="q4_k_m"),
+            offload=OffloadPlan(36, "stream", None, pcie),
+        )
+    )
     # Streaming 44 of 80 layers (~22.8 GB of the 41.5 GB of layers) over PCIe 4 at 80% of
     # 31.5 GB/s: ~0.9 s per step.
     layer_bytes = weight_bytes(m, resolve_weight_formats("q4_k_m")).layer_bytes
@@ -168,7 +207,9 @@ def test_batch_one_decode_never_beats_the_bandwidth_bound():
         ("llama-3.1-70b", "m2-ultra", "q4_k_m"),
         ("llama-3.1-8b", "cpu-server", "bf16"),
     ):
-        cm = CostModel(load_model(model), load_gpu(gpu), weight_dtype=dtype)
+        cm = CostModel(
+            CostConfig(load_model(model), load_gpu(gpu), precision=Precision(weights=dtype))
+        )
         step = float(cm.decode_run_s(1, 512, 1)[0])
         bound_s = cm.weight_bytes_per_token(1) / cm.gpu.memory_bw_bytes_per_s
         assert step >= bound_s
@@ -197,7 +238,7 @@ def test_moe_catalog_parameter_counts_match_published(name, total_b, active_b):
 
 
 def test_moe_decode_weight_bytes_grow_with_batch_as_experts_are_touched():
-    cm = CostModel(load_model("qwen3-30b-a3b"), H100)
+    cm = CostModel(CostConfig(load_model("qwen3-30b-a3b"), H100))
     reads = [cm.weight_bytes_per_token(b) for b in (1, 2, 8, 64, 1024)]
     assert reads == sorted(reads)
     assert reads[-1] == pytest.approx(cm.weight_bytes_per_gpu(), rel=1e-3)
@@ -220,24 +261,28 @@ def test_expert_groups_take_whole_sequences():
     ds = load_model("deepseek-v3")
     node = NodeSpec(gpus_per_node=16, intra_link=NVLINK)
     ep8 = CostModel(
-        ds,
-        H100,
-        tensor_parallel=2,
-        expert_parallel=8,
-        weight_dtype="fp8",
-        placement=ReplicaPlacement(2, 1, 8, node),
+        CostConfig(
+            ds,
+            H100,
+            parallel=Parallelism(tensor=2, expert=8, placement=ReplicaPlacement(2, 1, 8, node)),
+            precision=Precision(weights="fp8"),
+        )
     )
     t_one = ep8.step_time_s(one_prompt)
     t_eight = ep8.step_time_s(StepShape.uniform(prefill_count=8, prefill_new=2048))
     assert t_eight < 3 * t_one  # eight prompts spread over eight groups
 
 
+EAGER = CostParams.defaults().replace(cuda_graphs=False)
 LAYOUTS = [
-    ("llama-3.1-8b", {"pipeline_parallel": 2}),
-    ("llama-3.1-8b", {"pipeline_parallel": 4, "cuda_graphs": False}),
-    ("qwen3-30b-a3b", {"expert_parallel": 4}),
-    ("qwen3-30b-a3b", {"expert_parallel": 2, "pipeline_parallel": 2, "tensor_parallel": 2}),
-    ("gpt-oss-20b", {"expert_parallel": 4, "weight_dtype": "mxfp4"}),
+    ("llama-3.1-8b", {"parallel": Parallelism(pipeline=2, link=NVLINK)}),
+    ("llama-3.1-8b", {"parallel": Parallelism(pipeline=4, link=NVLINK), "params": EAGER}),
+    ("qwen3-30b-a3b", {"parallel": Parallelism(expert=4, link=NVLINK)}),
+    ("qwen3-30b-a3b", {"parallel": Parallelism(expert=2, pipeline=2, tensor=2, link=NVLINK)}),
+    (
+        "gpt-oss-20b",
+        {"parallel": Parallelism(expert=4, link=NVLINK), "precision": Precision(weights="mxfp4")},
+    ),
     ("llama-3.1-8b", {"offload": ("cpu", 10)}),
     ("llama-3.1-8b", {"offload": ("stream", 10)}),
     ("llama-3.1-8b", {"offload": ("cpu", 0)}),
@@ -251,9 +296,7 @@ def test_fast_paths_agree_with_the_breakdown(name, layout):
         mode, gpu_layers = layout.pop("offload")
         host = load_gpu("cpu-server") if mode == "cpu" else None
         layout["offload"] = OffloadPlan(gpu_layers, mode, host, load_link("pcie4"))
-    else:
-        layout["link"] = NVLINK
-    cm = CostModel(load_model(name), H100, **layout)
+    cm = CostModel(CostConfig(load_model(name), H100, **layout))
     shapes = [
         StepShape.uniform(decode_count=1, decode_context=100),
         StepShape.uniform(decode_count=37, decode_context=900),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.costmodel import CostModel, memory_plan
+from simulator.costmodel import CostConfig, CostModel, Precision, memory_plan
 from simulator.costmodel.quant import resolve_weight_formats, weight_bytes
 from simulator.errors import UserError
 from simulator.specs.catalog import load_gpu, load_model
@@ -24,12 +24,28 @@ def test_llama_70b_weights_per_dtype():
     assert total_gb("llama-3.1-8b", "q4_k_m") == pytest.approx(4.9, rel=0.02)
     assert total_gb("llama-3.1-70b", "q4_k_m") == pytest.approx(43.1, rel=0.02)
     assert total_gb("llama-3.1-405b", "q4_k_m") == pytest.approx(249.1, rel=0.02)
-    # FP8 with everything but the LM head and embeddings in fp8: 68.5B x 1 B + 2.1B x 2 B.
-    assert total_gb("llama-3.1-70b", "fp8", attention_dtype="fp8") == pytest.approx(72.7, rel=0.01)
-    # Default FP8 recipe keeps attention in bf16 (Llama 3 paper §6.2): more bytes.
-    assert total_gb("llama-3.1-70b", "fp8") > total_gb(
-        "llama-3.1-70b", "fp8", attention_dtype="fp8"
+    # FP8 checkpoints (ModelOpt, vLLM): everything but the LM head and embeddings in fp8:
+    # 68.5B x 1 B + 2.1B x 2 B.
+    assert total_gb("llama-3.1-70b", "fp8") == pytest.approx(72.7, rel=0.01)
+    # Meta's row-wise FP8 keeps attention in bf16 (Llama 3 paper §6.2): more bytes.
+    assert total_gb("llama-3.1-70b", "fp8", attention_dtype="bf16") > total_gb(
+        "llama-3.1-70b", "fp8"
     )
+
+
+def test_a_model_runs_in_its_native_checkpoint_format():
+    from simulator.costmodel.quant import checkpoint_dtype
+
+    r1, oss, llama = (load_model(n) for n in ("deepseek-r1", "gpt-oss-120b", "llama-3.1-8b"))
+    assert checkpoint_dtype(r1, "bf16", explicit=False) == "fp8_block"
+    assert checkpoint_dtype(r1, "fp8") == "fp8_block"  # its FP8 checkpoint is block-scaled
+    assert checkpoint_dtype(r1, "bf16") == "bf16"  # an explicit other format wins
+    assert checkpoint_dtype(oss, "bf16", explicit=False) == "mxfp4"
+    assert checkpoint_dtype(llama, "bf16", explicit=False) == "bf16"
+    block = resolve_weight_formats("fp8_block")
+    assert (block.attention, block.lm_head) == ("fp8_block", "bf16")
+    mx = resolve_weight_formats("mxfp4")
+    assert (mx.mlp, mx.attention, mx.lm_head) == ("mxfp4", "bf16", "bf16")
 
 
 def test_deepseek_v3_weights_per_dtype():
@@ -87,23 +103,36 @@ def test_kv_cache_rejects_weight_only_formats():
     with pytest.raises(UserError, match="kv_dtype"):
         memory_plan(load_model("llama-3.1-8b"), load_gpu("h100-sxm"), kv_dtype="q4_k_m")
     with pytest.raises(UserError, match="kv_dtype"):
-        CostModel(load_model("llama-3.1-8b"), load_gpu("h100-sxm"), kv_dtype="int4")
+        CostModel(
+            CostConfig(
+                load_model("llama-3.1-8b"),
+                load_gpu("h100-sxm"),
+                precision=Precision(kv_cache="int4"),
+            )
+        )
+
+
+def _rate(cost_model, name):
+    """(seconds per FLOP at full efficiency, dequantisation factor) of the op ``name``."""
+    op = next(op for op in cost_model.plan.gemms if op.name == name)
+    rate = cost_model.gemms.rate(op)
+    return rate.s_per_flop, rate.dequant
 
 
 def test_compute_runs_at_the_matching_rate_or_pays_dequantisation():
     m = load_model("llama-3.1-8b")
-    b200 = CostModel(m, load_gpu("b200"), weight_dtype="fp4")
+    b200 = CostModel(CostConfig(m, load_gpu("b200"), precision=Precision(weights="fp4")))
     assert b200.gemm_dtype == "fp4"
-    assert b200._rates["down_proj"][1] == 1.0
-    h100 = CostModel(m, load_gpu("h100-sxm"), weight_dtype="fp4")
+    assert _rate(b200, "down_proj")[1] == 1.0
+    h100 = CostModel(CostConfig(m, load_gpu("h100-sxm"), precision=Precision(weights="fp4")))
     assert h100.gemm_dtype == "bf16"  # no fp4 tensor cores on Hopper: W4A16
-    assert h100._rates["down_proj"][1] == pytest.approx(1 + h100.params.dequant_overhead)
-    a100 = CostModel(m, load_gpu("a100-sxm-80gb"), weight_dtype="fp8")
-    assert a100.gemm_dtype == "bf16" and a100._rates["down_proj"][1] > 1.0
-    h100_fp8 = CostModel(m, load_gpu("h100-sxm"), weight_dtype="fp8")
-    assert h100_fp8.gemm_dtype == "fp8" and h100_fp8._rates["down_proj"][1] == 1.0
-    # Attention projections of an FP8 checkpoint run in bf16.
-    assert h100_fp8._rates["qkv_proj"][0] > h100_fp8._rates["down_proj"][0]
+    assert _rate(h100, "down_proj")[1] == pytest.approx(1 + h100.params.dequant_overhead)
+    a100 = CostModel(CostConfig(m, load_gpu("a100-sxm-80gb"), precision=Precision(weights="fp8")))
+    assert a100.gemm_dtype == "bf16" and _rate(a100, "down_proj")[1] > 1.0
+    h100_fp8 = CostModel(CostConfig(m, load_gpu("h100-sxm"), precision=Precision(weights="fp8")))
+    assert h100_fp8.gemm_dtype == "fp8" and _rate(h100_fp8, "down_proj")[1] == 1.0
+    # Attention projections of an FP8 checkpoint run in fp8 too.
+    assert _rate(h100_fp8, "qkv_proj")[0] == _rate(h100_fp8, "down_proj")[0]
 
 
 def test_quantised_decode_reads_fewer_bytes_and_runs_faster():
@@ -112,6 +141,7 @@ def test_quantised_decode_reads_fewer_bytes_and_runs_faster():
     m, gpu = load_model("llama-3.1-8b"), load_gpu("rtx-4090")
     shape = StepShape.uniform(decode_count=1, decode_context=512)
     times = {
-        d: CostModel(m, gpu, weight_dtype=d).step_time_s(shape) for d in ("bf16", "q8_0", "q4_k_m")
+        d: CostModel(CostConfig(m, gpu, precision=Precision(weights=d))).step_time_s(shape)
+        for d in ("bf16", "q8_0", "q4_k_m")
     }
     assert times["q4_k_m"] < times["q8_0"] < times["bf16"]

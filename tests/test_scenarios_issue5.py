@@ -98,4 +98,5 @@ def test_scenario_pipeline_and_offload_settings_reach_the_cost_model():
     )
     plan = build_memory_plan(off)
     assert plan.fits and plan.offloaded_weight_bytes > 5e9
-    assert build_cost_model(off)._stream_s > 0
+    streamed = build_cost_model(off).price(StepShape.uniform(decode_count=1, decode_context=10))
+    assert next(op for op in streamed.ops if op.name == "offload_stream").time_s > 0

@@ -50,8 +50,13 @@ def test_committed_doc_rows_are_well_formed():
 def test_regenerated_doc_has_the_same_measurements(tmp_path):
     validation = _load_validation()
     out = tmp_path / "validation.md"
-    assert validation.main(["-o", str(out), "--shared", str(SHARED)]) == 0
+    band = tmp_path / "error_band.yaml"
+    args = ["-o", str(out), "--shared", str(SHARED), "--error-band", str(band), "--no-engines"]
+    assert validation.main(args) == 0
     fresh, committed = _rows(out.read_text()), _rows(DOC.read_text())
+    # Section K (benchmarks/data, minutes to simulate) is left out here; engine_rows.py
+    # and its own tests cover it.
+    committed = [r for r in committed if "(Offline, " not in r[1]]
     # Same configurations, metrics, measured values and fit/held-out marks; predictions may
     # move when the cost model changes, so they are regenerated, not compared.
     assert [(r[0], r[1], r[2], r[6]) for r in fresh] == [
@@ -71,20 +76,14 @@ def test_summary_medians_follow_from_rows():
     assert median == pytest.approx(20.0) and worst == pytest.approx(30.0)
 
 
-def test_fitted_serving_rows_are_marked_fit_and_the_rest_held_out():
-    """Only the published serving rows a profile was fitted on carry `fit`; each names a
-    real case and the profile that was fitted on it says so in its sources."""
-    from simulator.costmodel.profiles import load_profile
-
+def test_every_published_serving_row_is_held_out():
+    """No kernel factor is fitted on a serving row: every published serving row of the
+    validation document is held out."""
     validation = _load_validation()
-    cases = {c.config: c for c in validation.serving_cases()}
-    assert set(validation.FITTED_SERVING_ROWS) <= set(cases)
-    for config in validation.FITTED_SERVING_ROWS:
-        assert config in " ".join(load_profile(cases[config].profile).sources)
+    cases = {c.config for c in validation.serving_cases()}
     serving = [r for r in _rows(DOC.read_text()) if r[1].startswith("output tok/s")]
-    assert len(serving) == len(cases)
-    fitted = {r[0] for r in serving if r[6] == "fit"}
-    assert fitted == set(validation.FITTED_SERVING_ROWS)
+    assert {r[0] for r in serving} >= cases
+    assert {r[6] for r in serving} == {"held out"}
 
 
 def test_max_entropy_lengths_match_the_stated_statistics():

@@ -60,8 +60,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the microbenchmarks on this machine's GPU and write JSON lines to -o",
     )
+    what.add_argument(
+        "--from-aiconfigurator",
+        dest="aiconfigurator",
+        metavar="SYSTEM",
+        help="write an engine calibration from NVIDIA AIConfigurator's measured kernel "
+        "tables for SYSTEM (h100_sxm, h200_sxm, a100_sxm, b200_sxm, b300_sxm, gb200, gb300, "
+        "l40s, rtx_pro_6000_server, or all); needs pip install 'servesim[engines]'",
+    )
     p.add_argument(
-        "-o", "--output", required=True, help="calibration YAML to write (JSON lines: --measure)"
+        "--engine",
+        default="all",
+        help="--from-aiconfigurator: trtllm, vllm, sglang or all (default all)",
+    )
+    p.add_argument(
+        "--version",
+        help="--from-aiconfigurator: engine version (default the newest; 'all' for every "
+        "version with a GEMM table)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="calibration YAML to write (JSON lines: --measure; a folder for "
+        "--from-aiconfigurator, written as FOLDER/<engine>/<gpu>/<version>.yaml)",
     )
     _measure_arguments(p)
     _fit_arguments(p)
@@ -145,6 +167,8 @@ def _names(text: str | None, option: str) -> tuple[str, ...] | None:
 def run(args: argparse.Namespace) -> int:
     if args.measure:
         return run_measure(args)
+    if args.aiconfigurator:
+        return run_aiconfigurator(args)
     if args.quick or args.smoke or args.models or args.step_models or args.device or args.only:
         raise UserError("--quick/--smoke/--models/--step-models/--device/--only go with --measure")
     return run_fit(args)
@@ -178,6 +202,40 @@ def run_measure(args: argparse.Namespace) -> int:
         only=args.only,
     )
     return 0
+
+
+def run_aiconfigurator(args: argparse.Namespace) -> int:
+    """Engine calibrations from AIConfigurator's tables, one file per (GPU, engine, version)."""
+    from simulator.calibrate.aiconfigurator_import import build, expand, write, write_all
+
+    out = Path(args.output)
+    systems, engines = expand(args.aiconfigurator, args.engine)
+    if len(systems) == 1 and len(engines) == 1 and args.version != "all":
+        doc = build(systems[0], engines[0], args.version)
+        path = out / engines[0] / doc["gpu"] / f"{doc['version']}.yaml"
+        written = [(write(doc, path), doc)]
+    else:
+        if args.version not in (None, "all"):
+            raise UserError("--version: name one engine and one system with a version")
+        written = write_all(out, systems, engines, all_versions=args.version == "all")
+    if not args.quiet:
+        for path, doc in written:
+            print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")
+            _print_errors(doc["metadata"]["errors"])
+    return 0
+
+
+def _print_errors(errors: dict) -> None:
+    """Held-out error of every fitted table: median / 90th percentile / worst (%)."""
+    for section, entry in errors.items():
+        stats = {"": entry} if "held_out" in entry else entry
+        for dtype, s in stats.items():
+            h = s["held_out"]
+            if h.get("n"):
+                print(
+                    f"  {section:<18}{dtype:<10} held out n={h['n']:<6} median "
+                    f"{h['median_abs_pct']:5.1f} %  p90 {h['p90_abs_pct']:5.1f} %"
+                )
 
 
 def run_fit(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from simulator.cli.common import add_replica_arguments
-from simulator.costmodel import CostModel, CostParams, StepShape
+from simulator.costmodel import CostConfig, CostModel, Parallelism, Precision, StepShape
 from simulator.errors import UserError
 
 _DECODE_RE = re.compile(r"^(\d+)x(\d+)$")
@@ -65,8 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eager", action="store_true", help="engine without CUDA graphs")
     p.add_argument(
         "--profile",
-        help="engine profile (vllm, sglang, trtllm, llama.cpp, hf-transformers, ideal): "
-        "runtime overheads and kernel quality on top of the calibration",
+        help="engine profile (vllm, sglang, trtllm, llama.cpp, hf-transformers, ideal): its "
+        "runtime, and its measured kernels where a calibration ships for the GPU",
+    )
+    p.add_argument(
+        "--version",
+        help="engine version whose kernel calibration prices the step (default: the newest "
+        "shipped for the GPU)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(func=run)
@@ -110,25 +115,10 @@ def build_shape(decodes: list[str], prefills: list[str]) -> StepShape:
     return shape
 
 
-def resolve_params(gpu_name: str, choice: str | None) -> tuple[CostParams, str]:
-    """Calibration to apply: an explicit file, 'none', or the catalog's file for the GPU."""
-    from simulator.specs.catalog import specs_dir
-
-    if choice is not None and choice.lower() == "none":
-        return CostParams.defaults(), "datasheet defaults"
-    if choice is None:
-        shipped = specs_dir() / "calibration" / f"{Path(gpu_name).stem}.yaml"
-        if shipped.is_file():
-            return CostParams.from_file(shipped), str(shipped)
-        return CostParams.defaults(), "datasheet defaults"
-    if not Path(choice).is_file():
-        raise UserError(f"--calibration: file {choice!r} does not exist (or pass 'none')")
-    return CostParams.from_file(choice), choice
-
-
-def replica_cost_model(args: argparse.Namespace, model, gpu) -> tuple[CostModel, str, bool]:
-    """The cost model the options describe, where its parameters came from, and whether
-    steps replay as CUDA graphs."""
+def replica_cost_model(args: argparse.Namespace, model, gpu):
+    """The cost model the options describe and what priced it (``costmodel.pricing``)."""
+    from simulator.costmodel.moe import curve_for_calibration
+    from simulator.costmodel.pricing import resolve_pricing
     from simulator.specs.topology import build_placement
 
     if args.tp < 1:
@@ -145,36 +135,33 @@ def replica_cost_model(args: argparse.Namespace, model, gpu) -> tuple[CostModel,
         field_prefix="--",
         field_names=("link", "inter-node-link"),
     )
-    params, source = resolve_params(args.gpu, args.calibration)
-    from simulator.costmodel.moe import curve_for_calibration
-
-    moe_grouped_gemm = None if args.profile else curve_for_calibration(source)
-    if moe_grouped_gemm is not None and model.is_moe:
-        source += " + its grouped expert GEMM curve"
-    cuda_graphs = not args.eager
-    if args.profile:
-        from simulator.costmodel.profiles import load_profile
-
-        profile = load_profile(args.profile)
-        params = profile.apply(params)
-        cuda_graphs = profile.cuda_graphs and not args.eager
-        source = f"{source} + profile {profile.name}"
-    cost_model = CostModel(
-        model,
-        gpu,
-        params=params,
-        tensor_parallel=args.tp,
-        pipeline_parallel=args.pp,
-        expert_parallel=args.ep,
-        attention_dtype=args.attention_dtype,
-        placement=placement,
-        weight_dtype=args.weight_dtype,
-        kv_dtype=args.kv_dtype,
-        activation_dtype=args.activation_dtype,
-        cuda_graphs=cuda_graphs,
-        moe_grouped_gemm=moe_grouped_gemm,
+    explicit = args.calibration is not None and args.calibration.lower() != "none"
+    if explicit and not Path(args.calibration).is_file():
+        raise UserError(f"--calibration: file {args.calibration!r} does not exist (or pass 'none')")
+    pricing = resolve_pricing(
+        gpu.name, calibration=args.calibration, profile=args.profile, version=args.version
     )
-    return cost_model, source, cuda_graphs
+    params = pricing.params.replace(cuda_graphs=False) if args.eager else pricing.params
+    moe_curve = None if pricing.kernels else curve_for_calibration(pricing.parameters)
+    cost_model = CostModel(
+        CostConfig(
+            model,
+            gpu,
+            params=params,
+            kernels=pricing.kernels,
+            moe_grouped_gemm=moe_curve,
+            parallel=Parallelism(
+                tensor=args.tp, pipeline=args.pp, expert=args.ep, placement=placement
+            ),
+            precision=Precision(
+                weights=args.weight_dtype,
+                kv_cache=args.kv_dtype,
+                activations=args.activation_dtype,
+                attention=args.attention_dtype,
+            ),
+        )
+    )
+    return cost_model, pricing
 
 
 def run(args: argparse.Namespace) -> int:
@@ -182,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
 
     shape = build_shape(args.decode, args.prefill)
     model, gpu = load_model(args.model), load_gpu(args.gpu)
-    cost_model, source, cuda_graphs = replica_cost_model(args, model, gpu)
+    cost_model, pricing = replica_cost_model(args, model, gpu)
+    cuda_graphs, source = cost_model.params.cuda_graphs, pricing.kernel_source
     cost = cost_model.price(shape)
     tokens_per_s = shape.tokens / cost.total_s if cost.total_s > 0 else 0.0
     if args.json:
@@ -194,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
             "expert_parallel": args.ep,
             "weight_formats": cost_model.formats.describe(),
             "kv_dtype": cost_model.kv_dtype,
-            "calibration": source,
+            "calibration": pricing.parameters,
+            "pricing": pricing.describe(),
             "cuda_graphs": cuda_graphs,
             "shape": {name: getattr(shape, name) for name in StepShape.__slots__},
             **cost.to_dict(),
@@ -204,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(
         f"{model.name} on {args.tp}x {gpu.name} ({'CUDA graphs' if not args.eager else 'eager'}; "
-        f"parameters: {source})"
+        f"kernels: {source})"
     )
     print(
         f"step: {shape.prefill_tokens} prefill tokens in {shape.prefill_seqs} chunks, "

@@ -16,17 +16,28 @@ from simulator.config.deployment import GroupSettings
 from simulator.config.engine import EngineConfig
 from simulator.config.hardware import HardwareConfig
 from simulator.config.scenario import Scenario
-from simulator.costmodel import CostModel, CostParams, MemoryPlan, memory_plan
+from simulator.costmodel import (
+    CostConfig,
+    CostModel,
+    CostParams,
+    MemoryPlan,
+    Parallelism,
+    Precision,
+    memory_plan,
+)
 from simulator.costmodel.moe import curve_for_calibration
-from simulator.costmodel.profiles import load_profile
+from simulator.costmodel.pricing import Pricing, base_parameters
+from simulator.costmodel.pricing import resolve_pricing as price_with
+from simulator.costmodel.profiles import MEMORY_KNOBS, load_profile
+from simulator.costmodel.quant import checkpoint_dtype
 from simulator.costmodel.shape import StepShape
 from simulator.engine.autoscaler import AutoscalePolicy
 from simulator.engine.deployment import Autoscaling, Deployment, KvLink, ReplicaGroup, Routing
 from simulator.engine.entities import ReplicaConfig
 from simulator.engine.speculative import OneLayerDraft, SpeculativeCostModel
 from simulator.errors import UserError
-from simulator.specs.catalog import load_gpu, load_link, load_model, specs_dir
-from simulator.specs.files import input_file
+from simulator.specs.catalog import load_gpu, load_link, load_model
+from simulator.specs.model import ModelSpec
 
 #: Context (tokens) per sequence assumed when rating a group's decode capacity for routing.
 CAPACITY_CONTEXT_TOKENS = 1024
@@ -58,12 +69,15 @@ def reused_builds() -> Iterator[None]:
 
 def _layout_key(kind: str, model: str, hw: HardwareConfig, eng: EngineConfig, base_dir) -> tuple:
     """What a cost model or memory plan depends on: the replica's hardware and engine
-    settings (not how many replicas there are, nor how they scale)."""
+    settings, and which of them were set (an unset weight dtype follows the checkpoint),
+    not how many replicas there are, nor how they scale."""
     return (
         kind,
         model,
         hw.model_dump_json(exclude={"replicas", "autoscale"}),
+        tuple(sorted(hw.model_fields_set - {"replicas", "autoscale"})),
         eng.model_dump_json(),
+        tuple(sorted(eng.model_fields_set)),
         str(base_dir),
     )
 
@@ -78,20 +92,24 @@ def _reused(key: tuple, build):
 
 
 def resolve_calibration(hardware: HardwareConfig, base_dir: Path) -> tuple[CostParams, str]:
-    """Cost-model parameters for the hardware's GPU and where they came from."""
-    choice = hardware.calibration
-    if choice is not None and choice.lower() == "none":
-        return CostParams.defaults(), "datasheet defaults"
-    if choice is None:
-        shipped = specs_dir() / "calibration" / f"{hardware.gpu}.yaml"
-        if shipped.is_file():
-            return CostParams.from_file(shipped), str(shipped)
-        return CostParams.defaults(), "datasheet defaults"
-    path = Path(choice)
-    if not path.is_absolute():
-        path = base_dir / path
-    input_file(path, "hardware.calibration: file")
-    return CostParams.from_file(path), str(path)
+    """The PyTorch-reference parameters for the hardware's GPU and where they came from."""
+    return base_parameters(hardware.gpu, hardware.calibration, base_dir)
+
+
+def resolve_pricing(hw: HardwareConfig, eng: EngineConfig, base_dir: Path) -> Pricing:
+    """What one replica is priced with: the engine's kernel calibration for its GPU and
+    version, else the PyTorch-reference calibration, else the datasheet; the profile's
+    runtime on top (``costmodel/pricing.py``)."""
+    try:
+        return price_with(
+            hw.gpu,
+            calibration=hw.calibration,
+            profile=eng.profile,
+            version=eng.version,
+            base_dir=base_dir,
+        )
+    except UserError as exc:
+        raise _in_scenario_sections(exc) from None
 
 
 def _in_scenario_sections(exc: UserError) -> UserError:
@@ -145,56 +163,94 @@ def _build_cost_model(
         interconnect=hw.interconnect,
         inter_node_link=hw.inter_node_link,
     )
-    params, calibration = resolve_calibration(hw, base_dir)
-    # The reference calibration's grouped expert GEMMs and routing are PyTorch's; an engine
-    # profile's MoE kernels come from that engine's calibration.
-    moe_grouped_gemm = curve_for_calibration(calibration) if eng.profile is None else None
-    if eng.profile is not None:
-        params = load_profile(eng.profile).apply(params)
+    pricing = resolve_pricing(hw, eng, base_dir)
+    spec = load_model(model)
     try:
         return CostModel(
-            load_model(model),
-            gpu,
-            params=params,
-            tensor_parallel=hw.tensor_parallel,
-            pipeline_parallel=hw.pipeline_parallel,
-            expert_parallel=hw.expert_parallel,
-            placement=placement,
-            pipeline_microbatches=hw.pipeline_microbatches,
-            offload=_offload_plan(hw, gpu),
-            weight_dtype=eng.weight_dtype,
-            kv_dtype=eng.kv_dtype,
-            cuda_graphs=eng.cuda_graphs,
-            attention_dtype=eng.attention_dtype,
-            lm_head_dtype=eng.lm_head_dtype,
-            moe_grouped_gemm=moe_grouped_gemm,
+            CostConfig(
+                spec,
+                gpu,
+                params=pricing.params.replace(cuda_graphs=eng.cuda_graphs),
+                kernels=pricing.kernels,
+                # The reference calibration's grouped expert GEMMs where no engine kernels.
+                moe_grouped_gemm=None
+                if pricing.kernels
+                else curve_for_calibration(pricing.parameters),
+                parallel=Parallelism(
+                    tensor=hw.tensor_parallel,
+                    pipeline=hw.pipeline_parallel,
+                    expert=hw.expert_parallel,
+                    microbatches=hw.pipeline_microbatches,
+                    placement=placement,
+                ),
+                precision=Precision(
+                    weights=weight_dtype(spec, eng),
+                    kv_cache=eng.kv_dtype,
+                    attention=eng.attention_dtype,
+                    lm_head=eng.lm_head_dtype,
+                ),
+                offload=_offload_plan(hw, gpu),
+            )
         )
     except UserError as exc:
         raise _in_scenario_sections(exc) from None
 
 
+def weight_dtype(model: ModelSpec, eng: EngineConfig) -> str:
+    """The weight format the replica runs: the model's own quantised checkpoint unless the
+    engine section names another (``quant.checkpoint_dtype``)."""
+    return checkpoint_dtype(model, eng.weight_dtype, "weight_dtype" in eng.model_fields_set)
+
+
+def memory_accounting(hw: HardwareConfig, eng: EngineConfig, model: ModelSpec) -> dict:
+    """How the engine sizes its KV cache (``memory_plan`` arguments): accounting, knob,
+    fraction, and the tokens one sequence must fit for the engine to start. A knob of
+    another engine is an error naming the right one."""
+    profile = load_profile(eng.profile) if eng.profile else None
+    accounting = profile.memory_accounting if profile else "gpu_fraction"
+    knob = MEMORY_KNOBS[accounting]
+    for other in set(MEMORY_KNOBS.values()) - {knob}:
+        if other in eng.model_fields_set and getattr(eng, other) is not None:
+            engine = profile.name if profile else "the PyTorch reference runtime"
+            raise UserError(
+                f"engine.{other}: {engine} sizes its KV cache with engine.{knob}; set that instead"
+            )
+    fraction = getattr(eng, knob)
+    if profile is not None and (fraction is None or knob not in eng.model_fields_set):
+        fraction = profile.default_memory_fraction(hw.tensor_parallel)
+    required = 0
+    if profile is not None and profile.requires_max_model_len_fit:
+        required = eng.max_model_len or model.max_position_embeddings
+    return {"accounting": accounting, "knob": knob, "fraction": fraction, "required": required}
+
+
 def replica_memory_plan(model: str, hw: HardwareConfig, eng: EngineConfig) -> MemoryPlan:
-    """Memory of the most loaded GPU of a replica: weights, workspace and the KV cache left."""
+    """Memory of the most loaded GPU of a replica: weights, workspace and the KV cache left,
+    sized as the engine does."""
     key = _layout_key("memory", model, hw, eng, None)
     return _reused(key, lambda: _build_memory_plan(model, hw, eng))
 
 
 def _build_memory_plan(model: str, hw: HardwareConfig, eng: EngineConfig) -> MemoryPlan:
-    gpu = load_gpu(hw.gpu)
+    gpu, spec = load_gpu(hw.gpu), load_model(model)
+    budget = memory_accounting(hw, eng, spec)
     try:
         return memory_plan(
-            load_model(model),
+            spec,
             gpu,
             tensor_parallel=hw.tensor_parallel,
             pipeline_parallel=hw.pipeline_parallel,
             expert_parallel=hw.expert_parallel,
-            weight_dtype=eng.weight_dtype,
+            weight_dtype=weight_dtype(spec, eng),
             kv_dtype=eng.kv_dtype,
-            gpu_memory_utilization=eng.gpu_memory_utilization,
+            gpu_memory_utilization=budget["fraction"],
             max_num_batched_tokens=eng.max_num_batched_tokens,
             offload=_offload_plan(hw, gpu),
             attention_dtype=eng.attention_dtype,
             lm_head_dtype=eng.lm_head_dtype,
+            accounting=budget["accounting"],
+            knob=budget["knob"],
+            required_tokens=budget["required"],
         )
     except UserError as exc:
         raise _in_scenario_sections(exc) from None

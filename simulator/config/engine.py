@@ -45,19 +45,31 @@ class EngineConfig(StrictModel):
     #: (``{policy: chunked, chunk_size: 512}``); ``servesim list policies`` lists them.
     batching: BatchingParams = policy_params("continuous")
     #: Serving runtime (vllm, sglang, trtllm, llama.cpp, hf-transformers, ideal): step
-    #: overhead, CUDA graphs, kernel quality, default limits and scheduler (batching);
-    #: unset: the GPU's calibration as measured (PyTorch kernels replayed as CUDA graphs).
+    #: overhead, CUDA graphs, memory accounting, default limits and scheduler (batching),
+    #: and the engine's measured kernels where a calibration ships for the GPU; unset: the
+    #: GPU's calibration as measured (PyTorch kernels replayed as CUDA graphs).
     profile: str | None = None
+    #: Engine version whose kernel calibration prices the run (default: the newest shipped
+    #: for the GPU).
+    version: str | None = None
     max_num_seqs: Annotated[int, Field(gt=0, le=MAX_NUM_SEQS)] = 256
     max_num_batched_tokens: Annotated[int, Field(gt=0, le=MAX_BATCHED_TOKENS)] = 8192
     kv_block_size: Annotated[int, Field(gt=0, le=1 << 16)] = 16
+    #: vLLM: fraction of the whole GPU for weights, activations and the KV cache.
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
+    #: TensorRT-LLM (profile trtllm): fraction of the memory left after weights and
+    #: activations that the KV cache takes; default 0.9.
+    kv_cache_free_gpu_mem_fraction: float | None = Field(None, gt=0.0, le=1.0)
+    #: SGLang (profile sglang): fraction of the GPU for weights and the KV pool; default by
+    #: tensor-parallel size (0.88 at TP1 ... 0.79 at TP16).
+    mem_fraction_static: float | None = Field(None, gt=0.0, le=1.0)
     #: Fraction of KV blocks kept free at admission so running sequences can grow.
     kv_watermark: float = Field(0.01, ge=0.0, lt=1.0)
     weight_dtype: str = "bf16"
     kv_dtype: str = "bf16"
-    #: Weights of the attention projections and of the LM head; default: bf16 when the
-    #: weights are fp8/fp4 (as FP8 checkpoints keep them), else the weight dtype.
+    #: Weights of the attention projections and of the LM head; default: the checkpoint
+    #: convention of ``weight_dtype`` (costmodel/quant.py: FP8 and NVFP4 quantise attention
+    #: too, MXFP4 keeps it bf16; the LM head stays bf16 when quantised).
     attention_dtype: str | None = None
     lm_head_dtype: str | None = None
     #: Steps replayed as CUDA graphs (no per-kernel CPU launch cost).

@@ -39,6 +39,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from simulator.costmodel.comm import allreduce_s
+from simulator.costmodel.config import CostConfig
 from simulator.costmodel.model import CostModel
 from simulator.costmodel.params import CostParams
 from simulator.costmodel.shape import StepShape
@@ -254,7 +255,7 @@ def _cost_model(name: str, problem: _Problem, params: CostParams, cache: dict) -
     if name not in cache:
         if name not in problem.models:
             raise UserError(f"calibration rows name model {name!r}, which was not given")
-        cache[name] = CostModel(problem.models[name], problem.gpu, params=params)
+        cache[name] = CostModel(CostConfig(problem.models[name], problem.gpu, params=params))
     return cache[name]
 
 
@@ -311,6 +312,25 @@ def attention_layer_s(model: CostModel, row: Mapping[str, Any]) -> float:
     return op_s / model.plan.num_layers
 
 
+def fitted_names(fit_rows: Sequence[dict], kinds: set[str], has_link: bool) -> list[str]:
+    """The parameters that the fitted rows inform (see the module docstring)."""
+    names: list[str] = []
+    gemm_rows = [r for r in fit_rows if r["kind"] == "gemm"]
+    if any(r.get("dtype", "bf16") == "bf16" for r in gemm_rows):
+        names += GEMM_PARAMS
+    if any(r.get("dtype") == "fp8" for r in gemm_rows):
+        names += FP8_PARAMS
+    if kinds & set(STEP_KINDS):
+        names += STEP_PARAMS
+        if any(r.get("eager_ms") for r in fit_rows):
+            names += EAGER_PARAMS
+    if kinds & set(ATTENTION_KINDS):
+        names += [n for n in ATTENTION_PARAMS if n not in names]
+    if "allreduce" in kinds and has_link:
+        names += ALLREDUCE_PARAMS
+    return names
+
+
 def fit(
     rows: Sequence[dict],
     *,
@@ -325,20 +345,8 @@ def fit(
     held = [bool(holdout(r)) if holdout else False for r in rows]
     kinds = {r["kind"] for r, h in zip(rows, held, strict=True) if not h}
     fit_rows = [r for r, h in zip(rows, held, strict=True) if not h]
-    names: list[str] = []
+    names = fitted_names(fit_rows, kinds, link is not None)
     gemm_rows = [r for r in fit_rows if r["kind"] == "gemm"]
-    if any(r.get("dtype", "bf16") == "bf16" for r in gemm_rows):
-        names += GEMM_PARAMS
-    if any(r.get("dtype") == "fp8" for r in gemm_rows):
-        names += FP8_PARAMS
-    if kinds & set(STEP_KINDS):
-        names += STEP_PARAMS
-        if any(r.get("eager_ms") for r in fit_rows):
-            names += EAGER_PARAMS
-    if kinds & set(ATTENTION_KINDS):
-        names += [n for n in ATTENTION_PARAMS if n not in names]
-    if "allreduce" in kinds and link is not None:
-        names += ALLREDUCE_PARAMS
     standalone_gemms = any(not r.get("graph") for r in gemm_rows)
     problem = _Problem(
         fit_rows,

@@ -87,6 +87,8 @@ class LayerPlan:
     num_layers: int
     hidden_size: int
     heads_per_gpu: int
+    #: KV heads held per GPU (replicated when TP exceeds them; 1 for MLA's latent cache).
+    kv_heads_per_gpu: int
     qk_head_dim: int
     v_head_dim: int
     #: Per-head widths of decode attention; differ from prefill's for MLA, whose decode runs
@@ -119,6 +121,144 @@ def split_layers(model: ModelSpec, layers: int) -> tuple[int, int]:
     return max(0, min(dense_total, layers - moe)), moe
 
 
+@dataclass(frozen=True)
+class _GemmFactory:
+    """Builds the sharded GEMM ops of one device: sizes, bytes and local experts."""
+
+    activation_bytes: float
+    expert_parallel: int
+    default_dtype: str
+
+    def __call__(
+        self,
+        name: str,
+        k: int,
+        n: int,
+        n_layers: int,
+        experts: int = 0,
+        top_k: int = 0,
+        dtype: str | None = None,
+    ) -> GemmOp:
+        dtype = dtype or self.default_dtype
+        local = math.ceil(experts / self.expert_parallel) if experts else 0
+        wbytes = k * n * dtype_bytes(dtype)
+        ab = self.activation_bytes
+        return GemmOp(name, k, n, n_layers, wbytes, (k + n) * ab, experts, top_k, dtype, local)
+
+
+@dataclass(frozen=True)
+class _Attention:
+    """Attention of one device: its projections and the sizes of its heads and KV cache."""
+
+    gemms: tuple[GemmOp, ...]
+    heads: int
+    kv_heads: int
+    qk_dim: int
+    v_dim: int
+    decode_qk: int
+    decode_v: int
+    kv_per_token_layer: float
+    rope_width: int
+
+
+def _attention(
+    model: ModelSpec, tp: int, layers: int, kv_bytes: float, gemm: _GemmFactory, dtype: str
+) -> _Attention:
+    h = model.hidden_size
+    heads = max(1, model.num_attention_heads // tp)
+    if model.uses_mla:
+        qk_dim = model.qk_nope_head_dim + model.qk_rope_head_dim
+        v_dim = model.v_head_dim
+        # Projections as one GEMM of the same parameter count; latent KV is replicated.
+        attn_params = model.attention_params_per_layer()
+        out_params = model.num_attention_heads * v_dim * h
+        qkv_n = math.ceil((attn_params - out_params) / h / tp)
+        o_k = model.num_attention_heads * v_dim // tp
+        return _Attention(
+            (
+                gemm("qkv_proj", h, qkv_n, layers, dtype=dtype),
+                gemm("o_proj", o_k, h, layers, dtype=dtype),
+            ),
+            heads,
+            1,
+            qk_dim,
+            v_dim,
+            model.kv_lora_rank + model.qk_rope_head_dim,
+            model.kv_lora_rank,
+            (model.kv_lora_rank + model.qk_rope_head_dim) * kv_bytes,
+            (heads + 1) * model.qk_rope_head_dim,
+        )
+    d = model.head_dim
+    kv_heads = max(1, math.ceil(model.num_kv_heads / tp))  # replicated when tp > kv heads
+    qkv_n = heads * d + 2 * kv_heads * d
+    return _Attention(
+        (
+            gemm("qkv_proj", h, qkv_n, layers, dtype=dtype),
+            gemm("o_proj", heads * d, h, layers, dtype=dtype),
+        ),
+        heads,
+        kv_heads,
+        d,
+        d,
+        d,
+        d,
+        2 * kv_heads * d * kv_bytes,
+        (heads + kv_heads) * d,
+    )
+
+
+def _mlp(model: ModelSpec, tp: int, layers: int, gemm: _GemmFactory) -> tuple[list[GemmOp], int]:
+    """The MLP GEMMs (dense layers, router, routed and shared experts) and the width of
+    the activation between them."""
+    h = model.hidden_size
+    dense_layers, moe_layers = split_layers(model, layers)
+    mlp_factor = 2 if model.gated_mlp else 1
+    inter = model.intermediate_size // tp
+    gemms: list[GemmOp] = []
+    if dense_layers:
+        gemms.append(gemm("gate_up_proj", h, mlp_factor * inter, dense_layers))
+        gemms.append(gemm("down_proj", inter, h, dense_layers))
+    act_width = inter if dense_layers else 0
+    if model.is_moe and moe_layers:
+        e_inter = (model.moe_intermediate_size or model.intermediate_size) // tp
+        experts, top_k = model.num_experts, model.experts_per_token
+        gemms.append(gemm("router", h, experts, moe_layers, dtype="bf16"))
+        gemms.append(gemm("experts_gate_up", h, mlp_factor * e_inter, moe_layers, experts, top_k))
+        gemms.append(gemm("experts_down", e_inter, h, moe_layers, experts, top_k))
+        if model.num_shared_experts:
+            s_inter = e_inter * model.num_shared_experts
+            gemms.append(gemm("shared_gate_up", h, mlp_factor * s_inter, moe_layers))
+            gemms.append(gemm("shared_down", s_inter, h, moe_layers))
+        act_width = max(act_width, e_inter * top_k)
+    return gemms, act_width
+
+
+def _elementwise(
+    model: ModelSpec,
+    layers: int,
+    ab: float,
+    kvb: float,
+    attn: _Attention,
+    act_width: int,
+    lm_head: bool,
+) -> tuple[ElementwiseOp, ...]:
+    h = model.hidden_size
+    mlp_factor = 2 if model.gated_mlp else 1
+    kv = attn.kv_per_token_layer
+    return (
+        # Read the hidden row, write the normed row (weights are negligible).
+        ElementwiseOp("norms", 2 * layers, 2 * h * ab, h * 2.0),
+        ElementwiseOp("residual_adds", 2 * layers, 3 * h * ab),
+        # Rotary reads and writes query and key rows.
+        ElementwiseOp("rotary", layers, 2 * attn.rope_width * ab),
+        ElementwiseOp("kv_cache_write", layers, kv + kv / kvb * ab),
+        # SiLU(gate) × up: read 2 rows of the intermediate width, write one.
+        ElementwiseOp("activation", layers, (mlp_factor + 1) * act_width * ab),
+        ElementwiseOp("embedding", 1, 2 * h * ab),
+        ElementwiseOp("final_norm", 1 if lm_head else 0, 2 * h * ab, h * 2.0),
+    )
+
+
 def build_layer_plan(
     model: ModelSpec,
     *,
@@ -143,92 +283,28 @@ def build_layer_plan(
     ab, kvb = dtype_bytes(activation_dtype), dtype_bytes(kv_dtype)
     h = model.hidden_size
     layers = model.num_layers if layers is None else layers
-    dense_layers, moe_layers = split_layers(model, layers)
-    heads = max(1, model.num_attention_heads // tp)
-
-    def gemm(
-        name: str,
-        k: int,
-        n: int,
-        n_layers: int,
-        experts: int = 0,
-        top_k: int = 0,
-        dtype: str = formats.mlp,
-    ) -> GemmOp:
-        local = math.ceil(experts / expert_parallel) if experts else 0
-        wbytes = k * n * dtype_bytes(dtype)
-        return GemmOp(name, k, n, n_layers, wbytes, (k + n) * ab, experts, top_k, dtype, local)
-
-    gemms: list[GemmOp] = []
-    if model.uses_mla:
-        qk_dim = model.qk_nope_head_dim + model.qk_rope_head_dim
-        v_dim = model.v_head_dim
-        decode_qk, decode_v = model.kv_lora_rank + model.qk_rope_head_dim, model.kv_lora_rank
-        # Projections as one GEMM of the same parameter count; latent KV is replicated.
-        attn_params = model.attention_params_per_layer()
-        out_params = model.num_attention_heads * v_dim * h
-        qkv_n = math.ceil((attn_params - out_params) / h / tp)
-        gemms.append(gemm("qkv_proj", h, qkv_n, layers, dtype=formats.attention))
-        o_k = model.num_attention_heads * v_dim // tp
-        gemms.append(gemm("o_proj", o_k, h, layers, dtype=formats.attention))
-        kv_per_token_layer = (model.kv_lora_rank + model.qk_rope_head_dim) * kvb
-        rope_width = (heads + 1) * model.qk_rope_head_dim
-    else:
-        qk_dim = v_dim = decode_qk = decode_v = model.head_dim
-        kv_heads = max(1, math.ceil(model.num_kv_heads / tp))  # replicated when tp > kv heads
-        qkv_n = heads * model.head_dim + 2 * kv_heads * model.head_dim
-        gemms.append(gemm("qkv_proj", h, qkv_n, layers, dtype=formats.attention))
-        gemms.append(gemm("o_proj", heads * model.head_dim, h, layers, dtype=formats.attention))
-        kv_per_token_layer = 2 * kv_heads * model.head_dim * kvb
-        rope_width = (heads + kv_heads) * model.head_dim
-
-    mlp_factor = 2 if model.gated_mlp else 1
-    inter = model.intermediate_size // tp
-    if dense_layers:
-        gemms.append(gemm("gate_up_proj", h, mlp_factor * inter, dense_layers))
-        gemms.append(gemm("down_proj", inter, h, dense_layers))
-    act_width = inter if dense_layers else 0
-    if model.is_moe and moe_layers:
-        e_inter = (model.moe_intermediate_size or model.intermediate_size) // tp
-        experts, top_k = model.num_experts, model.experts_per_token
-        gemms.append(gemm("router", h, experts, moe_layers, dtype="bf16"))
-        gemms.append(gemm("experts_gate_up", h, mlp_factor * e_inter, moe_layers, experts, top_k))
-        gemms.append(gemm("experts_down", e_inter, h, moe_layers, experts, top_k))
-        if model.num_shared_experts:
-            s_inter = e_inter * model.num_shared_experts
-            gemms.append(gemm("shared_gate_up", h, mlp_factor * s_inter, moe_layers))
-            gemms.append(gemm("shared_down", s_inter, h, moe_layers))
-        act_width = max(act_width, e_inter * top_k)
-
-    elementwise = (
-        # Read the hidden row, write the normed row (weights are negligible).
-        ElementwiseOp("norms", 2 * layers, 2 * h * ab, h * 2.0),
-        ElementwiseOp("residual_adds", 2 * layers, 3 * h * ab),
-        # Rotary reads and writes query and key rows.
-        ElementwiseOp("rotary", layers, 2 * rope_width * ab),
-        ElementwiseOp("kv_cache_write", layers, kv_per_token_layer + kv_per_token_layer / kvb * ab),
-        # SiLU(gate) × up: read 2 rows of the intermediate width, write one.
-        ElementwiseOp("activation", layers, (mlp_factor + 1) * act_width * ab),
-        ElementwiseOp("embedding", 1, 2 * h * ab),
-        ElementwiseOp("final_norm", 1 if lm_head else 0, 2 * h * ab, h * 2.0),
-    )
-    lm_head = gemm(
+    gemm = _GemmFactory(ab, expert_parallel, formats.mlp)
+    attn = _attention(model, tp, layers, kvb, gemm, formats.attention)
+    mlp, act_width = _mlp(model, tp, layers, gemm)
+    gemms = [*attn.gemms, *mlp]
+    head = gemm(
         "lm_head", h, math.ceil(model.vocab_size / tp), 1 if lm_head else 0, dtype=formats.lm_head
     )
     small_kernels = len(gemms) + 2 + 2 + 3  # GEMMs, norms, adds, rotary, kv write, activation
     return LayerPlan(
         gemms=tuple(gemms),
-        elementwise=elementwise,
-        lm_head=lm_head,
+        elementwise=_elementwise(model, layers, ab, kvb, attn, act_width, lm_head),
+        lm_head=head,
         num_layers=layers,
         hidden_size=h,
-        heads_per_gpu=heads,
-        qk_head_dim=qk_dim,
-        v_head_dim=v_dim,
-        decode_qk_head_dim=decode_qk,
-        decode_v_head_dim=decode_v,
-        kv_bytes_per_token_per_layer=kv_per_token_layer,
-        q_bytes_per_token=heads * (qk_dim + v_dim) * ab,
+        heads_per_gpu=attn.heads,
+        kv_heads_per_gpu=attn.kv_heads,
+        qk_head_dim=attn.qk_dim,
+        v_head_dim=attn.v_dim,
+        decode_qk_head_dim=attn.decode_qk,
+        decode_v_head_dim=attn.decode_v,
+        kv_bytes_per_token_per_layer=attn.kv_per_token_layer,
+        q_bytes_per_token=attn.heads * (attn.qk_dim + attn.v_dim) * ab,
         activation_bytes=ab,
         allreduce_bytes_per_token=h * ab,
         allreduces_per_layer=2 if tp > 1 else 0,

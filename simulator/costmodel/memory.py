@@ -1,8 +1,19 @@
 """GPU memory budget of a replica: weights, workspace and what is left for the KV cache.
 
-Mirrors how serving engines (vLLM's ``gpu_memory_utilization``) size the KV cache: a fraction
-of the GPU's memory is usable; weights and the activation workspace of the largest batch come
-out of it; the rest holds KV blocks.
+Engines size the KV cache in three ways (``accounting``; ``profiles.MEMORY_KNOBS`` names
+each engine's knob and default):
+
+* ``gpu_fraction`` (vLLM ``gpu_memory_utilization``): a fraction of the GPU's memory holds
+  weights, the activation workspace of the largest step and the KV cache;
+* ``free_fraction`` (TensorRT-LLM ``kv_cache_free_gpu_mem_fraction``): the KV cache takes a
+  fraction of the memory still free once weights and activation buffers are allocated;
+* ``static_fraction`` (SGLang ``mem_fraction_static``): a fraction of the GPU holds weights
+  and the KV pool; activations and CUDA graphs live in the rest.
+
+A replica the engine runs, however little KV room it leaves, is priced; one it cannot run
+(weights and workspace over the memory, no KV block left, or, for an engine that checks
+it, a ``max_model_len`` sequence that does not fit) has ``fits`` False and ``explain()`` says
+why with the numbers and which knob to turn.
 
 Sharding: attention and dense weights split over tensor-parallel ranks, routed experts over
 tensor × expert ranks, layers over pipeline stages (``quant.weight_bytes_per_gpu``). The KV
@@ -68,6 +79,11 @@ class MemoryPlan:
     host_bytes_needed: float = 0.0
     """Host memory for offloaded weights and the KV cache of CPU layers at full capacity."""
     host_memory_bytes: float = 0.0
+    #: How the KV budget was sized (see the module docstring) and the engine's knob name.
+    accounting: str = "gpu_fraction"
+    knob: str = "gpu_memory_utilization"
+    #: Tokens one sequence must be able to hold for the engine to start (0: no check).
+    required_tokens: int = 0
 
     @property
     def gpus(self) -> int:
@@ -100,24 +116,43 @@ class MemoryPlan:
             f"{self.model_name} on {self.gpu_name} ({self.layout()}): "
             f"weights {self.weight_bytes_per_gpu / gb:.2f} GB + workspace "
             f"{self.workspace_bytes / gb:.2f} GB per GPU = {need / gb:.2f} GB needed; "
-            f"usable {self.usable_bytes / gb:.2f} GB "
-            f"({self.gpu_memory_utilization:.0%} of {self.gpu_memory_bytes / gb:.2f} GB)"
+            f"{self._budget()}"
         )
         if self.host_bytes_needed > self.host_memory_bytes > 0:
             return (
                 f"{head}; offload needs {self.host_bytes_needed / gb:.2f} GB of host memory, "
                 f"the host has {self.host_memory_bytes / gb:.2f} GB"
             )
+        if not self.fits and self.max_kv_tokens > 0 and self.required_tokens:
+            seq_gb = self.required_tokens * self.kv_bytes_per_token_per_gpu / gb
+            return (
+                f"{head}; KV cache {self.kv_capacity_bytes_per_gpu / gb:.2f} GB = "
+                f"{self.max_kv_tokens} tokens, but one sequence of max_model_len "
+                f"{self.required_tokens} tokens needs {seq_gb:.2f} GB and the engine refuses "
+                f"to start: lower engine.max_model_len to at most {self.max_kv_tokens} or "
+                f"raise engine.{self.knob}"
+            )
         if not self.fits:
             return (
-                f"{head}: does not fit, {need / gb:.2f} GB needed vs {self.usable_bytes / gb:.2f} "
-                "GB available; raise tensor_parallel or pipeline_parallel, use a smaller weight "
-                "dtype or a GPU with more memory"
+                f"{head}: does not fit, no room for the KV cache; raise tensor_parallel or "
+                f"pipeline_parallel, use a smaller weight dtype, a GPU with more memory or "
+                f"a larger engine.{self.knob}"
             )
         return (
             f"{head}; KV cache {self.kv_capacity_bytes_per_gpu / gb:.2f} GB at "
             f"{self.kv_bytes_per_token_per_gpu:.0f} B/token = {self.max_kv_tokens} tokens"
         )
+
+    def _budget(self) -> str:
+        """How the engine budgets memory, in words with the numbers."""
+        gb, total, f = 1e9, self.gpu_memory_bytes / 1e9, self.gpu_memory_utilization
+        if self.accounting == "free_fraction":
+            free = self.gpu_memory_bytes - self.weight_bytes_per_gpu - self.workspace_bytes
+            return f"{free / gb:.2f} GB of {total:.2f} GB free, {self.knob} {f:g} of it for KV"
+        if self.accounting == "static_fraction":
+            static = self.gpu_memory_bytes * f / gb
+            return f"{self.knob} {f:g} of {total:.2f} GB = {static:.2f} GB for weights and KV"
+        return f"usable {self.usable_bytes / gb:.2f} GB ({f:.0%} of {total:.2f} GB)"
 
 
 def kv_bytes_per_token_per_gpu(
@@ -167,77 +202,32 @@ def memory_plan(
     attention_dtype: str | None = None,
     lm_head_dtype: str | None = None,
     offload: OffloadPlan | None = None,
+    accounting: str = "gpu_fraction",
+    knob: str = "gpu_memory_utilization",
+    required_tokens: int = 0,
 ) -> MemoryPlan:
-    """Budget the most loaded GPU of a replica of ``tensor_parallel × pipeline_parallel ×
-    expert_parallel`` GPUs."""
-    if not 0 < gpu_memory_utilization <= 1:
-        raise UserError(f"gpu_memory_utilization: {gpu_memory_utilization} must be in (0, 1]")
-    for name, value in (
-        ("tensor_parallel", tensor_parallel),
-        ("pipeline_parallel", pipeline_parallel),
-        ("expert_parallel", expert_parallel),
-    ):
-        if value < 1:
-            raise UserError(f"{name}: {value} must be >= 1")
-    try:
-        canonical_dtype(activation_dtype)
-    except ValueError as exc:
-        raise UserError(f"activation_dtype: {exc}") from None
+    """Budget the most loaded GPU of a TP × PP × EP replica. ``gpu_memory_utilization`` is
+    the engine's memory fraction under ``accounting`` (its knob: ``knob``);
+    ``required_tokens``: tokens one sequence must fit for the engine to start (0: none)."""
+    layout = (tensor_parallel, pipeline_parallel, expert_parallel)
+    _check_inputs(gpu_memory_utilization, *layout, activation_dtype)
     kv_dtype = check_kv_dtype(kv_dtype)
     formats = resolve_weight_formats(weight_dtype, attention_dtype, lm_head_dtype)
-    layers_on_gpu = None
-    offloaded = 0.0
-    host_needed = 0.0
-    if offload is not None:
-        if not 0 <= offload.gpu_layers <= model.num_layers:
-            raise UserError(
-                f"offload.gpu_layers: {offload.gpu_layers} must be within 0..{model.num_layers}"
-            )
-        layers_on_gpu = offload.gpu_layers
-        offloaded = weight_bytes_for_layers(model, formats, model.num_layers - layers_on_gpu)
-        if layers_on_gpu == 0:  # embedding and LM head run on the host too
-            parts = weight_bytes(model, formats)
-            offloaded += parts.embedding + parts.lm_head
-    usable = gpu.memory_bytes * gpu_memory_utilization
-    weights = weight_bytes_per_gpu(
-        model,
-        formats,
-        tensor_parallel=tensor_parallel,
-        pipeline_parallel=pipeline_parallel,
-        expert_parallel=expert_parallel,
-        layers_on_device=layers_on_gpu,
-    )
+    layers_on_gpu, offloaded = _offloaded_weights(model, formats, offload)
+    names = ("tensor_parallel", "pipeline_parallel", "expert_parallel")
+    shards = dict(zip(names, layout, strict=True))
+    weights = weight_bytes_per_gpu(model, formats, **shards, layers_on_device=layers_on_gpu)
     local_tokens = math.ceil(max_num_batched_tokens / expert_parallel)
     workspace = workspace_bytes(model, tensor_parallel, activation_dtype, local_tokens)
-    kv_capacity = max(0.0, usable - weights - workspace)
-    # Streamed layers still keep their KV cache on the GPU; CPU layers keep it in host memory.
-    kv_layers = layers_on_gpu if offload is not None and offload.mode == "cpu" else None
-    per_token = kv_bytes_per_token_per_gpu(
-        model,
-        tensor_parallel,
-        kv_dtype,
-        pipeline_parallel=pipeline_parallel,
-        layers_on_device=kv_layers,
+    usable, kv_capacity = kv_budget(
+        gpu.memory_bytes, weights, workspace, gpu_memory_utilization, accounting
     )
-    gpu_tokens = int(kv_capacity // per_token) * expert_parallel if per_token > 0 else None
-    host_memory = offload.host.memory_bytes if offload is not None and offload.host else 0.0
-    host_tokens = None
-    per_token_host = 0.0
-    if offload is not None:
-        host_needed = offloaded
-        cpu_layers = model.num_layers - offload.gpu_layers
-        if offload.mode == "cpu" and cpu_layers:
-            # CPU layers keep their KV cache in host memory, next to their weights.
-            per_token_host = model.kv_bytes_per_token(kv_dtype) * cpu_layers / model.num_layers
-            if host_memory:
-                host_tokens = int(max(0.0, host_memory - offloaded) // per_token_host)
-            elif gpu_tokens is None:
-                raise UserError("offload.host: every layer on the CPU needs a host device spec")
-    candidates = [t for t in (gpu_tokens, host_tokens) if t is not None]
-    max_tokens = min(candidates)
-    host_needed += per_token_host * max_tokens
-    fits = weights + workspace <= usable and max_tokens > 0
-    if host_memory and host_needed > host_memory:
+    per_token, max_tokens, host = _kv_tokens(
+        model, kv_dtype, layout, offload, kv_capacity, offloaded
+    )
+    host_needed = host.needed + host.per_token * max_tokens
+    fits = weights + workspace <= usable and max_tokens > 0 and max_tokens >= required_tokens
+    if host.memory and host_needed > host.memory:
         fits = False
     return MemoryPlan(
         gpu_memory_bytes=gpu.memory_bytes,
@@ -250,15 +240,120 @@ def memory_plan(
         fits=fits,
         model_name=model.name,
         gpu_name=gpu.name,
-        tensor_parallel=tensor_parallel,
         gpu_memory_utilization=gpu_memory_utilization,
-        pipeline_parallel=pipeline_parallel,
-        expert_parallel=expert_parallel,
+        **shards,
         weight_formats=formats.describe(),
         kv_dtype=kv_dtype,
         total_weight_bytes=weight_bytes(model, formats).total,
         kv_bytes_per_token=model.kv_bytes_per_token(kv_dtype),
         offloaded_weight_bytes=offloaded,
         host_bytes_needed=host_needed,
-        host_memory_bytes=host_memory,
+        host_memory_bytes=host.memory,
+        accounting=accounting,
+        knob=knob,
+        required_tokens=required_tokens,
     )
+
+
+def kv_budget(
+    memory: float, weights: float, workspace: float, fraction: float, accounting: str
+) -> tuple[float, float]:
+    """(memory the engine lets weights, workspace and KV use; bytes left for the KV cache)
+    under ``accounting`` (see the module docstring)."""
+    if accounting == "gpu_fraction":
+        usable = memory * fraction
+        return usable, max(0.0, usable - weights - workspace)
+    if accounting == "free_fraction":
+        return memory, max(0.0, fraction * (memory - weights - workspace))
+    if accounting == "static_fraction":
+        static = memory * fraction
+        return memory, max(0.0, static - weights)
+    raise UserError(
+        f"memory accounting {accounting!r}; known: gpu_fraction, free_fraction, static_fraction"
+    )
+
+
+def _check_inputs(fraction: float, tp: int, pp: int, ep: int, activation_dtype: str) -> None:
+    try:
+        canonical_dtype(activation_dtype)
+    except ValueError as exc:
+        raise UserError(f"activation_dtype: {exc}") from None
+    if not 0 < fraction <= 1:
+        raise UserError(f"gpu_memory_utilization: {fraction} must be in (0, 1]")
+    for name, value in (
+        ("tensor_parallel", tp),
+        ("pipeline_parallel", pp),
+        ("expert_parallel", ep),
+    ):
+        if value < 1:
+            raise UserError(f"{name}: {value} must be >= 1")
+
+
+def _offloaded_weights(
+    model: ModelSpec, formats, offload: OffloadPlan | None
+) -> tuple[int | None, float]:
+    """(decoder layers kept on the GPU, None without offload; weight bytes in host memory)."""
+    if offload is None:
+        return None, 0.0
+    if not 0 <= offload.gpu_layers <= model.num_layers:
+        raise UserError(
+            f"offload.gpu_layers: {offload.gpu_layers} must be within 0..{model.num_layers}"
+        )
+    layers_on_gpu = offload.gpu_layers
+    offloaded = weight_bytes_for_layers(model, formats, model.num_layers - layers_on_gpu)
+    if layers_on_gpu == 0:  # embedding and LM head run on the host too
+        parts = weight_bytes(model, formats)
+        offloaded += parts.embedding + parts.lm_head
+    return layers_on_gpu, offloaded
+
+
+def _kv_tokens(
+    model: ModelSpec,
+    kv_dtype: str,
+    layout: tuple[int, int, int],
+    offload: OffloadPlan | None,
+    kv_capacity: float,
+    offloaded: float,
+) -> tuple[float, int, _HostBudget]:
+    """(KV bytes per token per GPU, KV tokens the replica holds, host memory budget)."""
+    tp, pp, ep = layout
+    # Streamed layers still keep their KV cache on the GPU; CPU layers keep it in host memory.
+    kv_layers = offload.gpu_layers if offload is not None and offload.mode == "cpu" else None
+    per_token = kv_bytes_per_token_per_gpu(
+        model, tp, kv_dtype, pipeline_parallel=pp, layers_on_device=kv_layers
+    )
+    gpu_tokens = int(kv_capacity // per_token) * ep if per_token > 0 else None
+    host = _host_budget(model, kv_dtype, offload, offloaded, gpu_tokens)
+    return per_token, min(t for t in (gpu_tokens, host.tokens) if t is not None), host
+
+
+@dataclass(frozen=True)
+class _HostBudget:
+    memory: float
+    needed: float
+    per_token: float
+    tokens: int | None
+
+
+def _host_budget(
+    model: ModelSpec,
+    kv_dtype: str,
+    offload: OffloadPlan | None,
+    offloaded: float,
+    gpu_tokens: int | None,
+) -> _HostBudget:
+    """Host memory of offloaded weights, and the KV tokens that CPU layers can keep there."""
+    if offload is None:
+        return _HostBudget(0.0, 0.0, 0.0, None)
+    memory = offload.host.memory_bytes if offload.host else 0.0
+    cpu_layers = model.num_layers - offload.gpu_layers
+    if offload.mode != "cpu" or not cpu_layers:
+        return _HostBudget(memory, offloaded, 0.0, None)
+    # CPU layers keep their KV cache in host memory, next to their weights.
+    per_token = model.kv_bytes_per_token(kv_dtype) * cpu_layers / model.num_layers
+    tokens = None
+    if memory:
+        tokens = int(max(0.0, memory - offloaded) // per_token)
+    elif gpu_tokens is None:
+        raise UserError("offload.host: every layer on the CPU needs a host device spec")
+    return _HostBudget(memory, offloaded, per_token, tokens)

@@ -232,8 +232,14 @@ def curve_for_calibration(calibration: str | Path | None) -> GroupedGemmCurve | 
     curve = load_curve(path)
     if curve is not None:
         return curve
-    beside = path.with_name(f"{path.stem}-moe.yaml")
-    return load_curve(beside) if beside.is_file() else None
+    beside = companion_curve_file(path)
+    return load_curve(beside) if beside is not None else None
+
+
+def companion_curve_file(calibration: Path) -> Path | None:
+    """The ``<stem>-moe.yaml`` beside a calibration file that carries its curve, if any."""
+    beside = calibration.with_name(f"{calibration.stem}-moe.yaml")
+    return beside if beside.is_file() else None
 
 
 def expert_gemm_s(

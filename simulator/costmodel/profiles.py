@@ -1,27 +1,25 @@
-"""Engine profiles: what belongs to the serving runtime rather than to the GPU.
+"""Engine profiles: what belongs to the serving runtime rather than to its kernels.
 
-A GPU calibration (``hardware_specs/calibration/<gpu>.yaml``) describes the GPU as run by
-PyTorch reference code captured in CUDA graphs: cuBLAS GEMMs, SDPA flash attention,
-unfused elementwise kernels, NCCL all-reduce launched outside graphs. An engine profile
-replaces the fields that depend on the runtime instead:
+Kernel speed is measured, not a property of a profile: an engine's own kernel calibration
+for the GPU and version (``kernel_engine`` names which, see ``pricing.py``), else the GPU's
+PyTorch-reference calibration, else the datasheet. A profile holds only what the runtime
+decides:
 
 * ``cuda_graphs``: whether decode steps replay as CUDA graphs;
 * ``step_overhead_s``: fixed time per step outside the GPU kernels (graph launch, input
   preparation, scheduling and sampling that the engine does not overlap with the GPU);
 * ``fused_elementwise``: norms, residual adds, rotary and SiLU×up fused into few kernels
   that read and write each row once (``elementwise_traffic_factor`` = 1);
-* ``attention_prefill_efficiency``: the engine's prefill attention kernel (FlashAttention-3
-  class on Hopper) instead of PyTorch SDPA;
-* ``allreduce_latency_s``: graphed custom all-reduce instead of NCCL launched per call;
-* ``*_scale``: kernel quality relative to the calibrated GPU (1 = the same kernels);
+* memory accounting: how the engine sizes its KV cache (``memory_accounting``), and
+  whether it refuses to start when one ``max_model_len`` sequence does not fit;
 * default engine settings: limits (``max_num_seqs``, ``max_num_batched_tokens``,
-  ``kv_block_size``) and the scheduler (``batching``).
+  ``kv_block_size``) and the scheduler (``batching``);
+* ggml's own GGUF kernel ceilings for llama.cpp (fitted on our llama-bench runs).
 
 ``ideal`` is the pure roofline: every efficiency 1, every latency and overhead 0.
 
-Use: ``params = load_profile(name).apply(params)`` and ``cuda_graphs = profile.cuda_graphs``.
-Every number names its source in ``sources``; ``docs/validation.md`` marks the published
-rows a profile was fitted on as ``fit``.
+Use: ``params = load_profile(name).apply(params)``. Every number names its source in
+``sources``.
 """
 
 from __future__ import annotations
@@ -70,6 +68,19 @@ LIMIT_FIELDS = (
 )
 
 
+#: How an engine sizes its KV cache, with the scenario ``engine`` field that sets the
+#: fraction: ``gpu_fraction`` (vLLM): the fraction of the whole GPU that holds weights,
+#: activations and the KV cache; ``free_fraction`` (TensorRT-LLM): the fraction of the
+#: memory left after weights and activations that the KV cache takes; ``static_fraction``
+#: (SGLang): the fraction of the GPU that holds weights and the KV pool, activations living
+#: in the rest.
+MEMORY_KNOBS = {
+    "gpu_fraction": "gpu_memory_utilization",
+    "free_fraction": "kv_cache_free_gpu_mem_fraction",
+    "static_fraction": "mem_fraction_static",
+}
+
+
 @dataclass(frozen=True)
 class EngineProfile:
     """Runtime properties of one serving engine (see the module docstring)."""
@@ -81,15 +92,18 @@ class EngineProfile:
     step_overhead_s: float | None = None
     #: Fused elementwise kernels: ``elementwise_traffic_factor`` becomes 1.
     fused_elementwise: bool = False
-    #: Replaces ``attention_prefill_efficiency``; None keeps the calibrated SDPA value.
-    attention_prefill_efficiency: float | None = None
-    #: Replaces ``allreduce_latency_s`` (s); None keeps the calibrated NCCL value.
-    allreduce_latency_s: float | None = None
-    #: Multipliers on the calibrated GEMM efficiencies and bandwidth efficiency.
-    gemm_efficiency_scale: float = 1.0
-    memory_bw_efficiency_scale: float = 1.0
-    #: Multiplier on the calibrated per-kernel latency (more or slower small kernels).
-    kernel_latency_scale: float = 1.0
+    #: Engine whose kernel calibrations price this runtime (``hardware_specs/calibration/
+    #: engines/<kernel_engine>/``); None: the PyTorch-reference calibration.
+    kernel_engine: str | None = None
+    #: One of ``MEMORY_KNOBS``, and the engine's default for that fraction.
+    memory_accounting: str = "gpu_fraction"
+    memory_fraction: float = 0.9
+    #: Defaults that depend on the tensor-parallel size ({tp: fraction}, the largest
+    #: ``tp`` not above the replica's applies); empty: ``memory_fraction``.
+    memory_fraction_by_tp: dict[int, float] = field(default_factory=dict)
+    #: The engine refuses to start when one sequence of ``max_model_len`` tokens does not
+    #: fit in its KV cache (vLLM); others start and reject such requests.
+    requires_max_model_len_fit: bool = False
     #: Ceilings of the engine's own GGUF kernels (CostParams fields of the same names):
     #: FLOP and bytes per SM per clock cycle; None leaves them off.
     gguf_gemm_flop_per_sm_cycle: float | None = None
@@ -106,13 +120,8 @@ class EngineProfile:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("gemm_efficiency_scale", "memory_bw_efficiency_scale", "kernel_latency_scale"):
-            value = getattr(self, name)
-            if not 0 < value <= 2:
-                problems.append(f"profile {self.name}: {name} {value!r} must be in (0, 2]")
         for name in (
             "step_overhead_s",
-            "allreduce_latency_s",
             "gguf_gemm_flop_per_sm_cycle",
             "gguf_gemm_pad_tokens",
             "gguf_gemv_flop_per_sm_cycle",
@@ -121,11 +130,13 @@ class EngineProfile:
             value = getattr(self, name)
             if value is not None and value < 0:
                 problems.append(f"profile {self.name}: {name} {value!r} must be >= 0")
-        eff = self.attention_prefill_efficiency
-        if eff is not None and not 0 < eff <= 1:
+        if self.memory_accounting not in MEMORY_KNOBS:
             problems.append(
-                f"profile {self.name}: attention_prefill_efficiency {eff!r} not in (0, 1]"
+                f"profile {self.name}: memory_accounting {self.memory_accounting!r}; "
+                f"known: {', '.join(MEMORY_KNOBS)}"
             )
+        if not 0 < self.memory_fraction <= 1:
+            problems.append(f"profile {self.name}: memory_fraction must be in (0, 1]")
         unknown = sorted(set(self.limits) - set(LIMIT_FIELDS))
         if unknown:
             problems.append(
@@ -136,6 +147,16 @@ class EngineProfile:
             problems.append(f"profile {self.name}: no sources given")
         if problems:
             raise UserError(problems)
+
+    def default_memory_fraction(self, tensor_parallel: int = 1) -> float:
+        """The engine's default memory fraction for a replica of ``tensor_parallel`` GPUs."""
+        sizes = [tp for tp in sorted(self.memory_fraction_by_tp) if tp <= tensor_parallel]
+        return self.memory_fraction_by_tp[sizes[-1]] if sizes else self.memory_fraction
+
+    @property
+    def memory_knob(self) -> str:
+        """The scenario ``engine`` field that sets this engine's memory fraction."""
+        return MEMORY_KNOBS[self.memory_accounting]
 
     def apply(self, params: CostParams) -> CostParams:
         """``params`` (a GPU calibration or the defaults) with this runtime's fields."""
@@ -151,10 +172,7 @@ class EngineProfile:
                 changes["step_overhead_s"] = self.step_overhead_s
             if self.fused_elementwise:
                 changes["elementwise_traffic_factor"] = 1.0
-            if self.attention_prefill_efficiency is not None:
-                changes["attention_prefill_efficiency"] = self.attention_prefill_efficiency
             for name in (
-                "allreduce_latency_s",
                 "gguf_gemm_flop_per_sm_cycle",
                 "gguf_gemm_pad_tokens",
                 "gguf_gemv_flop_per_sm_cycle",
@@ -162,12 +180,6 @@ class EngineProfile:
             ):
                 if getattr(self, name) is not None:
                     changes[name] = getattr(self, name)
-            for name in ("gemm_efficiency", "gemm_efficiency_8bit"):
-                changes[name] = min(1.0, getattr(params, name) * self.gemm_efficiency_scale)
-            changes["memory_bw_efficiency"] = min(
-                1.0, params.memory_bw_efficiency * self.memory_bw_efficiency_scale
-            )
-            changes["kernel_latency_s"] = params.kernel_latency_s * self.kernel_latency_scale
         return dataclasses.replace(params, **{k: v for k, v in changes.items() if k in known})
 
     def to_dict(self) -> dict[str, Any]:
@@ -175,104 +187,106 @@ class EngineProfile:
 
 
 # --- the profiles -----------------------------------------------------------------------------
-#: FlashAttention-3 class prefill kernels on Hopper: reference sheet C3/C4 (FA3 paper,
-#: arXiv 2407.08608: up to 75% of peak; suggested 0.60-0.75), lower end taken.
-FA3_PREFILL_EFFICIENCY = 0.60
-#: Graphed small all-reduce: reference sheet B4 (NCCL ring, 2 GPUs ~10 µs, nccl-tests#123;
-#: NVLSTree with CUDA graphs ~6 µs, nccl#1259); the 2-GPU ring figure is used.
-GRAPHED_ALLREDUCE_LATENCY_S = 10e-6
 #: Per-step time outside kernels of an engine whose scheduler overlaps the GPU: graph
 #: launch, input copy and synchronisation, the CostParams default (params.py: 20 µs).
 OVERLAPPED_STEP_OVERHEAD_S = 20e-6
-#: Kernel quality of a serving engine relative to the calibrated GPU, FITTED on published
-#: serving rows (``python benchmarks/validation.py --fit`` repeats the fit; FIT_ROWS there
-#: lists the rows, marked `fit` in docs/validation.md; every other published row is held
-#: out). One lumped factor on the GEMM efficiencies per engine: it also absorbs what the
-#: cost model does not separate (scheduling gaps, attention back end, activation
-#: quantisation kernels), so it is a serving-level factor, not a GEMM measurement.
-#:
-#: TensorRT-LLM: fitted on the two MLPerf v4.0 H100 Offline rows (published_benchmarks.md
-#: §2A: 8x H100 TP2x4 21,806 tok/s and 2x H100 TP2x1 5,539 tok/s). A sourced alternative,
-#: TensorRT-LLM GEMMs at the best measured H100 FP8 matmul rate (reference sheet C1, MAMF
-#: 70.9% of peak, i.e. 1.07x the calibrated 66.4%), over-predicted those rows by 39-41%.
-TRTLLM_FITTED_GEMM_EFFICIENCY_SCALE = 0.620
-#: vLLM 0.7.3: fitted on the MLPerf v5.0 Open row "vLLM 0.7.3, Llama-2-70B FP8, Offline"
-#: (published_benchmarks.md §2D, Krai, 8x H200 as TP1 replicas behind an OpenAI-compatible
-#: server, 16,229 tok/s). vLLM 0.6.4 served 1.34x more with FlashInfer attention than
-#: without (§2D), so much of the factor is the attention back end and the V0 runtime.
-VLLM_FITTED_GEMM_EFFICIENCY_SCALE = 0.471
 
 #: llama.cpp's own GGUF kernels, FITTED on four rows of our llama-bench runs on the lent
 #: H100 (hardware_specs/calibration/measurements/h100-sxm-llamacpp-*, llama.cpp build 149,
 #: Llama-2-7B shapes in Q4_0: pp512, tg128, and 8 and 16 sequences decoding together;
 #: ``python benchmarks/validation.py --fit`` repeats the fit). Per SM and clock cycle, so
-#: they carry over between NVIDIA GPUs by ``GpuSpec.sm_cycles_per_s``: the §8A scoreboard's
-#: prefill rates divided by SMs × clock agree within ±15% from the RTX 3090 to the H100,
-#: while their tensor peaks differ 7x. Every other row, that scoreboard included, is held out.
+#: they carry over between NVIDIA GPUs by ``GpuSpec.sm_cycles_per_s``. Every other row of
+#: our runs, and every published row, is held out.
 LLAMACPP_FITTED_GGUF_GEMM_FLOP_PER_SM_CYCLE = 726.0
 LLAMACPP_FITTED_GGUF_GEMM_PAD_TOKENS = 70.7
 LLAMACPP_FITTED_GGUF_GEMV_FLOP_PER_SM_CYCLE = 88.4
 LLAMACPP_FITTED_GGUF_GEMV_BYTES_PER_SM_CYCLE = 9.80
 
-_FUSED_SOURCES = (
+_FUSED_SOURCE = (
     "fused_elementwise: engines fuse residual add into RMSNorm and SiLU×up into one kernel "
     "(vLLM fused_add_rms_norm / silu_and_mul, SGLang sgl-kernel, TensorRT-LLM plugins); "
     "measured reference-code factor 2.7-3.6 (hardware_specs/calibration/h100-sxm.yaml, "
-    "h200.yaml) replaced by 1",
-    "attention_prefill_efficiency 0.60: reference sheet C3/C4, FlashAttention-3 on H100",
-    "allreduce_latency_s 10 µs: reference sheet B4, graphed NCCL / custom all-reduce",
+    "h200.yaml) replaced by 1"
+)
+_KERNELS_SOURCE = (
+    "kernels: the engine's calibration for the GPU and version (GEMMs, attention, fused "
+    "MoE, custom all-reduce measured with that engine: hardware_specs/calibration/engines/"
+    "{engine}/, from NVIDIA AIConfigurator's tables); where none ships for a GPU, the "
+    "PyTorch-reference calibration, then the datasheet defaults"
+)
+_FP8_SOURCE = (
+    "FP8 checkpoints: every linear layer but the LM head is quantised, attention "
+    "projections included ({who}); Meta's row-wise FP8 releases keep attention in bf16 "
+    "(Llama 3 paper §6.2): set engine.attention_dtype: bf16 for those"
 )
 
 PROFILES: dict[str, EngineProfile] = {
     "vllm": EngineProfile(
         name="vllm",
-        description="vLLM: CUDA graphs, fused kernels, FlashAttention-3 on Hopper; kernel quality "
-        "fitted to vLLM 0.7.3",
+        description="vLLM (V1 engine): CUDA graphs, fused kernels, chunked prefill; kernels "
+        "measured with vLLM",
         cuda_graphs=True,
         step_overhead_s=OVERLAPPED_STEP_OVERHEAD_S,
         fused_elementwise=True,
-        attention_prefill_efficiency=FA3_PREFILL_EFFICIENCY,
-        allreduce_latency_s=GRAPHED_ALLREDUCE_LATENCY_S,
-        gemm_efficiency_scale=VLLM_FITTED_GEMM_EFFICIENCY_SCALE,
+        kernel_engine="vllm",
+        memory_accounting="gpu_fraction",
+        memory_fraction=0.9,
+        requires_max_model_len_fit=True,
         limits={
             "max_num_seqs": 256,
+            "max_num_batched_tokens": 8192,
             "kv_block_size": 16,
             "gpu_memory_utilization": 0.9,
-            "batching": "continuous",
+            "batching": "chunked",
         },
         sources=(
-            *_FUSED_SOURCES,
-            "gemm_efficiency_scale 0.471: FITTED on the published row 'vLLM 0.7.3, "
-            "Llama-2-70B FP8, Offline' (published_benchmarks.md §2D, MLPerf v5.0 Open, Krai, "
-            "8x H200; marked fit in docs/validation.md); held out: vLLM 0.6.4, 0.6.4 + "
-            "FlashInfer and 0.7.3 Server. A lumped serving-level factor of vLLM 0.6/0.7 (V0 "
-            "engine, default attention back end, dynamic FP8 activation quantisation); newer "
-            "vLLM releases are not measured here",
+            _FUSED_SOURCE,
+            _KERNELS_SOURCE.format(engine="vllm"),
             "step_overhead_s 20 µs: scheduling overlapped with the GPU (vLLM blog 2024-09-05, "
             "'vLLM v0.6.0: 2.7x throughput', multi-step scheduling and asynchronous output "
             "processing); the CostParams default graph-launch overhead",
-            "batching continuous: the V0 scheduler of vLLM 0.6/0.7 prefills admitted prompts "
-            "in steps of their own (chunked prefill is on by default only for contexts over "
-            "32K)",
-            "limits: vLLM engine-argument defaults max_num_seqs 256, block_size 16, "
-            "gpu_memory_utilization 0.9",
+            "memory: gpu_memory_utilization (default 0.9) is the fraction of the whole GPU "
+            "that weights, peak activations and the KV cache share (vLLM engine arguments)",
+            "max_model_len: vLLM refuses to start when one sequence of max_model_len tokens "
+            "does not fit its KV cache ('The model's max seq len ... is larger than the "
+            "maximum number of tokens that can be stored in KV cache ... Try increasing "
+            "gpu_memory_utilization or decreasing max_model_len', vllm/v1/core/"
+            "kv_cache_utils.py)",
+            _FP8_SOURCE.format(
+                who="vLLM FP8 documentation: 'all Linear modules (except for "
+                "the final lm_head)'; llm-compressor and ModelOpt checkpoints alike"
+            ),
+            "batching chunked: the V1 engine always chunks prefills into the token budget "
+            "together with decodes (vllm/engine/arg_utils.py _set_default_args_v1)",
+            "limits: max_num_seqs 256 and max_num_batched_tokens 8192 (vLLM V1 defaults: "
+            "8192 / 1024 for the OpenAI server on GPUs of 70 GiB or more other than A100, "
+            "2048 / 256 elsewhere, EngineArgs.get_batch_defaults), block_size 16",
         ),
     ),
     "sglang": EngineProfile(
         name="sglang",
-        description="SGLang: CUDA graphs, fused kernels, FlashInfer/FA3, overlap scheduler",
+        description="SGLang: CUDA graphs, fused kernels, overlap scheduler; kernels measured "
+        "with SGLang",
         cuda_graphs=True,
         step_overhead_s=OVERLAPPED_STEP_OVERHEAD_S,
         fused_elementwise=True,
-        attention_prefill_efficiency=FA3_PREFILL_EFFICIENCY,
-        allreduce_latency_s=GRAPHED_ALLREDUCE_LATENCY_S,
+        kernel_engine="sglang",
+        memory_accounting="static_fraction",
+        memory_fraction=0.88,
+        memory_fraction_by_tp={1: 0.88, 2: 0.87, 4: 0.85, 8: 0.81, 16: 0.79},
         limits={"kv_block_size": 1, "batching": "continuous"},
         sources=(
-            *_FUSED_SOURCES,
+            _FUSED_SOURCE,
+            _KERNELS_SOURCE.format(engine="sglang"),
             "step_overhead_s 20 µs: SGLang's overlap scheduler runs CPU scheduling of step n+1 "
             "during GPU step n; the CostParams default graph-launch overhead",
-            "kernels: no source separates SGLang's kernel quality from the calibrated GPU's "
-            "(scales 1); fitted on nothing: its published rows are held out",
+            "memory: mem_fraction_static of the GPU holds weights and the KV pool, activations "
+            "and CUDA graphs use the rest; default 0.88 at TP1, 0.87 TP2, 0.85 TP4, 0.81 TP8, "
+            "0.79 TP16 (sglang python/sglang/srt/server_args.py, ServerArgs.__post_init__)",
+            _FP8_SOURCE.format(
+                who="SGLang loads the same FP8 checkpoints as vLLM (ModelOpt, "
+                "llm-compressor) and quantises all linear layers with --quantization fp8"
+            ),
             "limits: SGLang page_size default 1 (token-level radix-tree KV cache)",
             "batching continuous: SGLang runs prefill batches apart from decode batches "
             "unless --enable-mixed-chunk is set",
@@ -280,13 +294,14 @@ PROFILES: dict[str, EngineProfile] = {
     ),
     "trtllm": EngineProfile(
         name="trtllm",
-        description="TensorRT-LLM: C++ runtime, CUDA graphs, fused plugins, in-flight batching",
+        description="TensorRT-LLM: C++ runtime, CUDA graphs, fused plugins, in-flight batching; "
+        "kernels measured with TensorRT-LLM",
         cuda_graphs=True,
         step_overhead_s=OVERLAPPED_STEP_OVERHEAD_S,
         fused_elementwise=True,
-        attention_prefill_efficiency=FA3_PREFILL_EFFICIENCY,
-        allreduce_latency_s=GRAPHED_ALLREDUCE_LATENCY_S,
-        gemm_efficiency_scale=TRTLLM_FITTED_GEMM_EFFICIENCY_SCALE,
+        kernel_engine="trtllm",
+        memory_accounting="free_fraction",
+        memory_fraction=0.9,
         limits={
             "max_num_seqs": 2048,
             "max_num_batched_tokens": 8192,
@@ -294,15 +309,19 @@ PROFILES: dict[str, EngineProfile] = {
             "batching": "chunked",
         },
         sources=(
-            *_FUSED_SOURCES,
-            "gemm_efficiency_scale 0.620: FITTED on the published rows 'v4.0 8x H100 TP2x4, "
-            "batch 896, Offline' and 'v4.0 2x H100 TP2x1, Offline' (published_benchmarks.md "
-            "§2A, MLPerf v4.0 Closed, NVIDIA; marked fit in docs/validation.md); held out: "
-            "v4.0 H200, all v4.1 rows, Server rows and NIM (§2D). A lumped serving-level "
-            "factor of TensorRT-LLM as of MLPerf v4.0, March 2024 (on the same 8 H100, v4.1 "
-            "served 12% more and v5.0 44% more: later releases run faster than this profile)",
+            _FUSED_SOURCE,
+            _KERNELS_SOURCE.format(engine="trtllm"),
             "step_overhead_s 20 µs: C++ batch manager, the CostParams default graph-launch "
             "overhead",
+            "memory: the KV cache takes kv_cache_free_gpu_mem_fraction (default 0.9) of the "
+            "memory left free after the weights and the activation buffers of max_num_tokens "
+            "(TensorRT-LLM KvCacheConfig.free_gpu_memory_fraction; 'Memory Usage of "
+            "TensorRT-LLM' in its documentation); a sequence longer than the cache is "
+            "rejected, the engine still runs",
+            _FP8_SOURCE.format(
+                who="ModelOpt, the quantiser of TensorRT-LLM checkpoints, "
+                "disables '*lm_head*' and quantises every other linear layer"
+            ),
             "batching chunked: in-flight batching processes context-phase sequences together "
             "with generation-phase ones in one step of at most max_num_tokens tokens "
             "(TensorRT-LLM docs, 'Paged Attention, IFB, and Request Scheduling'); the chunked "
@@ -326,11 +345,12 @@ PROFILES: dict[str, EngineProfile] = {
         limits={"max_num_seqs": 1, "max_num_batched_tokens": 512},
         sources=(
             "gguf_gemm_flop_per_sm_cycle 726, gguf_gemm_pad_tokens 70.7, "
-            "gguf_gemv_flop_per_sm_cycle 88.4, gguf_gemv_bytes_per_sm_cycle 9.80: FITTED on "
-            "our llama-bench runs on the lent H100 (Q4_0 pp512, tg128, 8 and 16 sequences; "
-            "marked fit in docs/validation.md); our other rows and the published scoreboard "
-            "(published_benchmarks.md §8A) are held out. GGUF GEMMs run in int8 (MMVQ up to 8 "
-            "tokens, MMQ above: activations quantised to q8_1), capped by SMs × clock",
+            "gguf_gemv_flop_per_sm_cycle 88.4, gguf_gemv_bytes_per_sm_cycle 9.80: kernel "
+            "ceilings FITTED on our own llama-bench runs on the lent H100 (Q4_0 pp512, tg128, "
+            "8 and 16 sequences; marked fit in docs/validation.md); our other rows and the "
+            "published scoreboard (published_benchmarks.md §8A) are held out. GGUF GEMMs run in "
+            "int8 (MMVQ up to 8 tokens, MMQ above: activations quantised to q8_1), capped by "
+            "SMs × clock",
             "gguf_gemv_max_tokens 8: MMVQ_MAX_BATCH_SIZE in ggml-cuda's mmvq.cuh",
             "other kernels: ggml's elementwise ops and per-kernel latency keep the calibrated "
             "PyTorch-reference values (unfused, one kernel per op)",

@@ -1,15 +1,27 @@
 """Weight formats per part of a model and the bytes each part takes on one GPU.
 
-A quantised checkpoint rarely stores every tensor in its headline format:
+A quantised checkpoint rarely stores every tensor in its headline format. The conventions,
+the same for every engine profile (each engine loads the same checkpoints), with their
+sources:
 
-* FP8 checkpoints in the Llama-3.1-405B-FP8 recipe quantise the MLP only ("we do not
-  quantize parameters in the self-attention layers", Llama 3 paper §6.2, arXiv 2407.21783);
-  the LM head and embeddings stay bf16. DeepSeek-V3's native FP8 checkpoint also quantises
-  the attention projections: pass ``attention_dtype="fp8"`` for it.
-* NVFP4/MXFP4 checkpoints (gpt-oss) quantise the MoE/MLP weights; attention stays bf16.
+* FP8 (``fp8``) and NVFP4 (``fp4``): every linear layer but the LM head is quantised,
+  attention projections included. ModelOpt, TensorRT-LLM's quantiser, disables only
+  ``*lm_head*``; vLLM's FP8 ("all Linear modules (except for the final lm_head)", docs.vllm.ai
+  quantization/fp8) and llm-compressor checkpoints do the same, and SGLang loads those.
+  Meta's row-wise FP8 releases (Llama-3.1-405B-FP8) keep attention in bf16 ("we do not
+  quantize parameters in the self-attention layers", Llama 3 paper §6.2, arXiv 2407.21783):
+  give ``attention_dtype: bf16`` for them.
+* Block-scaled FP8 (``fp8_block``, DeepSeek-V3/R1's native checkpoint): every linear layer,
+  attention projections included; embeddings, LM head and router in bf16 (DeepSeek-V3
+  report §3.3; its config.json ``quantization_config.weight_block_size`` [128, 128]).
+* MXFP4 (``mxfp4``, gpt-oss's native checkpoint): the MoE experts only; attention, router,
+  embeddings and LM head stay bf16 (its config.json ``modules_to_not_convert``).
 * AWQ/GPTQ int4 and int8 (SmoothQuant) quantise every linear layer but the LM head.
 * GGUF files mix types inside a layer; their bits per weight are whole-file averages, so
   every part takes the same average here.
+
+A model whose published checkpoint is quantised runs in that format unless the scenario
+says otherwise, and ``fp8`` for it means its own FP8 checkpoint (``checkpoint_dtype``).
 """
 
 from __future__ import annotations
@@ -22,7 +34,7 @@ from simulator.specs.dtypes import KV_DTYPES, canonical_dtype, dtype_bytes, is_g
 from simulator.specs.model import ModelSpec
 
 #: Formats whose checkpoints keep attention projections in bf16 by default.
-MLP_ONLY_FORMATS = ("fp8", "fp4", "mxfp4")
+MLP_ONLY_FORMATS = ("mxfp4",)
 UNQUANTISED = ("fp32", "bf16", "fp16")
 
 
@@ -60,7 +72,7 @@ def resolve_weight_formats(
         attn, head = w, w
     elif w in MLP_ONLY_FORMATS:
         attn, head = "bf16", "bf16"
-    else:  # int8, int4 (AWQ/GPTQ)
+    else:  # fp8, fp8_block, fp4, int8, int4: every linear layer but the LM head
         attn, head = w, "bf16"
     if attention_dtype is not None:
         attn = _dtype("attention_dtype", attention_dtype)
@@ -68,6 +80,20 @@ def resolve_weight_formats(
         head = _dtype("lm_head_dtype", lm_head_dtype)
     embedding = w if is_gguf(w) or w in UNQUANTISED else "bf16"
     return WeightFormats(mlp=w, attention=attn, lm_head=head, embedding=embedding)
+
+
+def checkpoint_dtype(model: ModelSpec, weight_dtype: str, explicit: bool = True) -> str:
+    """The weight format a scenario runs ``model`` in: its native quantised checkpoint when
+    ``weight_dtype`` was not given (``explicit`` False), and that checkpoint when the given
+    format names its family (``fp8`` for a block-scaled FP8 checkpoint)."""
+    native = model.native_weight_dtype
+    if not native:
+        return weight_dtype
+    if not explicit:
+        return native
+    if native == "fp8_block" and _dtype("weight_dtype", weight_dtype) == "fp8":
+        return native
+    return weight_dtype
 
 
 def check_kv_dtype(kv_dtype: str) -> str:

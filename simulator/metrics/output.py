@@ -163,6 +163,11 @@ def format_summary_table(summary: Summary) -> str:
             )
             out += _latency_table(c, indent="    ")
             out += _slo_lines(c["slo"], indent="    ")
+    if s.pricing:
+        engine = s.pricing.get("engine")
+        version = s.pricing.get("engine_version")
+        runtime = f"{engine} {version}" if engine and version else engine or "PyTorch reference"
+        out += ["", f"priced with: {runtime} runtime; kernels: {s.pricing.get('kernels')}"]
     band = s.step_time_error_band
     if band:
         out += [

@@ -103,6 +103,9 @@ class Summary:
     #: The cost model's validated step-time error (held-out rows of the validation suite):
     #: ``{"median_pct", "worst_pct", "rows", "source"}``; a margin for planning.
     step_time_error_band: dict[str, Any] | None = None
+    #: What the step times were priced with: ``{"engine", "engine_version", "kernels",
+    #: "parameters"}`` (kernels: the engine calibration used, or the fallback and why).
+    pricing: dict[str, Any] | None = None
     #: Rows of the replayed trace: ``{"rows_read", "rows_skipped", "skipped_reasons" (the
     #: first few, FILE:LINE: ...), "read_to_end"}``; None without a trace.
     trace: dict[str, Any] | None = None

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.config.scenario import Scenario
+from simulator.costmodel.moe import companion_curve_file
 
 
 def package_version() -> str:
@@ -97,6 +98,9 @@ def referenced_files(data: Any, base_dir: Path, path: str = "") -> dict[str, str
             found.update(referenced_files(value, base_dir, where))
         elif isinstance(value, str) and (named := _named_file(value, base_dir)) is not None:
             found[where] = hashlib.sha256(named.read_bytes()).hexdigest()
+            # a calibration's grouped-GEMM curve may sit beside it and price with it
+            if (curve := companion_curve_file(named)) is not None:
+                found[f"{where}:moe"] = hashlib.sha256(curve.read_bytes()).hexdigest()
     return found
 
 

@@ -41,6 +41,8 @@ DTYPE_BYTES: dict[str, float] = {
     "bf16": 2.0,
     "fp16": 2.0,
     "fp8": 1.0,
+    # Block-scaled FP8 (DeepSeek-V3's checkpoint format): an fp32 scale per 128x128 block.
+    "fp8_block": 1.0 + 4.0 / (128 * 128),
     "int8": 1.0,
     # int4 = AWQ/GPTQ with group size 128 (~4.16 bits per weight).
     "int4": _int4_bytes(128),
@@ -61,6 +63,7 @@ DTYPE_ALIASES: dict[str, str] = {
     "float8": "fp8",
     "fp8_e4m3": "fp8",
     "e4m3": "fp8",
+    "fp8-block": "fp8_block",
     "awq": "int4",
     "gptq": "int4",
     "w4a16": "int4",
@@ -74,7 +77,13 @@ DTYPE_ALIASES: dict[str, str] = {
 KV_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8")
 
 #: Tensor-core format that a weight format computes in where the GPU has it natively.
-NATIVE_COMPUTE: dict[str, str] = {"fp8": "fp8", "int8": "int8", "fp4": "fp4", "mxfp4": "fp4"}
+NATIVE_COMPUTE: dict[str, str] = {
+    "fp8": "fp8",
+    "fp8_block": "fp8",
+    "int8": "int8",
+    "fp4": "fp4",
+    "mxfp4": "fp4",
+}
 
 
 def canonical_dtype(name: str) -> str:

@@ -181,7 +181,21 @@ def _common_fields(f: _Fields) -> dict[str, Any]:
         ),
     }
     fields.update(_sliding_window(f, fields["num_layers"]))
+    native = _native_weight_dtype(f.config.get("quantization_config"))
+    if native:
+        fields["native_weight_dtype"] = native
     return fields
+
+
+def _native_weight_dtype(quant: Any) -> str:
+    """The checkpoint's weight format from ``quantization_config``: block-scaled FP8
+    (``quant_method: fp8`` with ``weight_block_size``), per-tensor FP8, or MXFP4."""
+    if not isinstance(quant, Mapping):
+        return ""
+    method = str(quant.get("quant_method", "")).lower()
+    if method == "fp8":
+        return "fp8_block" if quant.get("weight_block_size") else "fp8"
+    return "mxfp4" if method == "mxfp4" else ""
 
 
 def _sliding_window(f: _Fields, num_layers: int) -> dict[str, int]:

@@ -49,6 +49,10 @@ class ModelSpec:
     sliding_window: int = 0
     #: How many layers use the window (gpt-oss alternates: half of them).
     sliding_window_layers: int = 0
+    # --- the published checkpoint ---
+    #: Weight format of the model's own checkpoint when it is quantised ("" = bf16/fp16):
+    #: "fp8_block" (DeepSeek-V3/R1: block-scaled FP8), "mxfp4" (gpt-oss: MXFP4 experts).
+    native_weight_dtype: str = ""
 
     @property
     def is_moe(self) -> bool:

@@ -1,0 +1,72 @@
+"""Validation section of the engines' published offline throughput (``benchmarks/data``):
+TensorRT-LLM perf-overview tables of a 2024 release and of current ones, and MoE per-GPU
+rows, each simulated as ``benchmarks/engine_rows.py`` writes it (the ``trtllm`` profile,
+fixed lengths, offline arrivals). Every row is held out."""
+
+from __future__ import annotations
+
+import engine_rows
+from validation_rows import HELD_OUT, Missing, Row
+
+SECTION = "K. TensorRT-LLM perf overview and MoE serving (benchmarks/data)"
+NOTE = (
+    "Published offline output throughput (trtllm-bench, NVIDIA's perf-overview pages; MoE "
+    "per-GPU pages), whole system; each row is the scenario a user would write "
+    "(`benchmarks/engine_rows.py`: engine.profile trtllm, weight and KV dtype, fixed input "
+    "and output lengths, every request queued at t = 0, the publisher's request count), "
+    "priced with the newest shipped TensorRT-LLM kernel calibration of the GPU (1.3.0rc20 "
+    "on Hopper and Blackwell, 1.0.0 on A100; the A100 PCIe has none and falls back to the "
+    "datasheet defaults). The 2024 release (0.14) ran older kernels than those measured: "
+    "it is judged by ratios between configurations that differ in one thing, below. "
+    "Held out: nothing in servesim is fitted to these rows."
+)
+
+
+def engines_section(quick: bool = False) -> tuple[list[Row], list[Missing], dict]:
+    """Rows of every published engine measurement, refusals, and the ratio checks."""
+    rows = engine_rows.load_rows()
+    if quick:
+        rows = [r for r in rows if (r.isl, r.osl) in engine_rows.QUICK_PAIRS]
+    result = engine_rows.evaluate(rows)
+    out, missing = [], []
+    for r in result["rows"]:
+        config = r["id"]
+        if "refused" in r:
+            missing.append(Missing(SECTION, config, f"refused: {r['refused']}"))
+            continue
+        metric = f"output tok/s (Offline, {r['release']}, {'MoE' if r['moe'] else 'dense'})"
+        predicted = r["predicted_tok_s"]
+        out.append(
+            Row(SECTION, config, metric, "tok/s", r["published_tok_s"], predicted, HELD_OUT,
+                r.get("note", ""))
+        )  # fmt: skip
+    return out, missing, result
+
+
+def ratio_lines(result: dict) -> list[str]:
+    """The 2024 release's ratio checks as a markdown table."""
+    lines = [
+        "",
+        "Ratios between 2024-release (0.14) configurations that differ in one thing: predicted "
+        "ratio / published ratio - 1.",
+        "",
+        "| pair kind | n | median abs error | p90 abs error | median signed error |",
+        "|---|---|---|---|---|",
+    ]
+    for kind, s in result["ratio_groups"].items():
+        if s.get("rows"):
+            lines.append(
+                f"| {kind} | {s['rows']} | {s['median_abs_pct']:.1f} % | "
+                f"{s['p90_abs_pct']:.1f} % | {s['median_signed_pct']:+.1f} % |"
+            )
+    lines += [
+        "",
+        "| release and kind | n | median abs error | p90 abs error | median signed error |",
+        "|---|---|---|---|---|",
+    ]
+    for group, s in result["groups"].items():
+        lines.append(
+            f"| {group} | {s['rows']} | {s['median_abs_pct']:.1f} % | "
+            f"{s['p90_abs_pct']:.1f} % | {s['median_signed_pct']:+.1f} % |"
+        )
+    return lines

@@ -1,0 +1,99 @@
+"""The AIConfigurator importer on a committed excerpt of its tables (no package needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simulator.calibrate import aiconfigurator as fit
+from simulator.calibrate.aiconfigurator_import import build, write
+from simulator.calibrate.aiconfigurator_tables import Table, version_for
+from simulator.costmodel.kernels import KernelTables
+from simulator.errors import UserError
+from simulator.specs.catalog import load_gpu
+
+FIXTURE = Path(__file__).parent / "fixtures" / "aiconfigurator"
+H100 = load_gpu("h100-sxm")
+
+
+@pytest.fixture(scope="module")
+def document() -> dict:
+    return build("h100_sxm", "trtllm", root=FIXTURE)
+
+
+def test_the_importer_writes_every_section_with_its_source(document, tmp_path):
+    assert (document["engine"], document["version"], document["gpu"]) == (
+        "trtllm",
+        "1.3.0rc20",
+        "h100-sxm",
+    )
+    meta = document["metadata"]
+    assert "Apache License, Version 2.0" in meta["notice"]
+    tables = meta["source"]["tables"]
+    assert set(tables) == {
+        "gemm",
+        "context_attention",
+        "generation_attention",
+        "moe",
+        "custom_allreduce",
+    }
+    assert tables["gemm"]["collection_meta"]["runtime"]["version"] == "1.3.0rc20"
+    assert meta["peak_flops"]["bf16"] == H100.peak_flops["bf16"]
+    kernels = KernelTables.from_file(write(document, tmp_path / "x.yaml"))
+    assert set(kernels.gemm) == {"bf16", "fp8"}
+    assert kernels.prefill_grid("bf16") is not None and kernels.decode_grid("fp16") is not None
+    assert kernels.moe_curve("bf16") is not None and kernels.allreduce is not None
+
+
+def test_the_fit_reports_fitted_and_held_out_errors(document):
+    errors = document["metadata"]["errors"]
+    for section in ("gemm", "attention_prefill", "attention_decode", "moe_grouped_gemm"):
+        for stats in errors[section].values():
+            assert stats["fitted"]["n"] > 0 and stats["held_out"]["n"] > 0
+    # The GEMM grid reproduces rows it did not see within a few percent (median).
+    assert errors["gemm"]["bf16"]["held_out"]["median_abs_pct"] < 10
+    assert errors["allreduce"]["held_out"]["median_abs_pct"] < 10
+
+
+def test_the_split_is_deterministic_and_holds_out_a_quarter():
+    keys = [f"{n}x{k}" for n in range(100) for k in range(40)]
+    out = fit.held_out(keys)
+    assert np.array_equal(out, fit.held_out(keys))
+    assert 0.2 < out.mean() < 0.3
+
+
+def test_a_grid_fitted_on_a_roofline_recovers_it():
+    """Rows timed as an exact roofline with a fixed latency: the fitted GEMM grid predicts
+    the held-out shapes within 3 %."""
+    dims = [256, 512, 1024, 2048, 3072, 4096, 6144, 8192]
+    rows = []
+    for n in dims:
+        for k in dims:
+            for m in [1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096]:
+                compute = 2 * m * n * k / (0.7 * H100.peak_flops["bf16"])
+                memory = 2 * (m * k + k * n + m * n) / (0.8 * H100.memory_bw_bytes_per_s)
+                ms = (max(compute, memory) + 5e-6) * 1e3
+                rows.append(("torch_flow", "bfloat16", m, n, k, ms))
+    frame = pd.DataFrame(rows, columns=["kernel_source", "gemm_dtype", "m", "n", "k", "latency"])
+    grids, report = fit.fit_gemm(Table("gemm", "x", "1", Path("."), {}, frame), H100)
+    assert set(grids) == {"bf16"}
+    assert report["bf16"]["held_out"]["median_abs_pct"] < 3
+
+
+def test_versions_of_other_tables_follow_the_engine_version():
+    assert version_for(FIXTURE, "h100_sxm", "gemm", "trtllm", "1.3.0rc20") == "1.3.0rc20"
+    assert version_for(FIXTURE, "h100_sxm", "moe", "trtllm", "1.4.0") == "1.3.0rc20"
+    assert version_for(FIXTURE, "h100_sxm", "moe", "trtllm", "1.0.0") == "1.3.0rc20"
+    assert version_for(FIXTURE, "h100_sxm", "moe", "vllm", "0.24.0") is None
+
+
+def test_unknown_system_engine_or_version_is_a_user_error():
+    with pytest.raises(UserError, match="unknown system 'h300'"):
+        build("h300", "trtllm", root=FIXTURE)
+    with pytest.raises(UserError, match="--engine: 'tgi'"):
+        build("h100_sxm", "tgi", root=FIXTURE)
+    with pytest.raises(UserError, match=r"--version: '9\.9'; trtllm on h100_sxm has 1\.3\.0rc20"):
+        build("h100_sxm", "trtllm", "9.9", root=FIXTURE)

@@ -1,0 +1,68 @@
+"""Each engine sizes its KV cache its own way; what it runs is simulated, what it cannot
+run is refused with the numbers and the knob to turn."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator.api import build_memory_plan, scenario_from_dict
+from simulator.errors import UserError
+
+
+def _scenario(model: str, tp: int, **engine) -> dict:
+    return {
+        "model": model,
+        "hardware": {"gpu": "h100-sxm", "tensor_parallel": tp},
+        "engine": engine,
+        "workload": {
+            "arrival": {"process": "offline"},
+            "prompt_tokens": {"distribution": "fixed", "value": 1000},
+            "output_tokens": {"distribution": "fixed", "value": 100},
+            "num_requests": 10,
+        },
+    }
+
+
+def test_tensorrt_llm_runs_70b_fp16_on_two_h100_with_little_kv_room():
+    """TensorRT-LLM gives the KV cache 90 % of what the weights and activations leave;
+    vLLM's 90 % of the whole GPU does not even hold the weights."""
+    trt = build_memory_plan(scenario_from_dict(_scenario("llama-3.1-70b", 2, profile="trtllm")))
+    assert trt.fits and trt.accounting == "free_fraction"
+    free = trt.gpu_memory_bytes - trt.weight_bytes_per_gpu - trt.workspace_bytes
+    assert trt.kv_capacity_bytes_per_gpu == pytest.approx(0.9 * free)
+    vllm = build_memory_plan(scenario_from_dict(_scenario("llama-3.1-70b", 2, profile="vllm")))
+    assert not vllm.fits
+    assert "engine.gpu_memory_utilization" in vllm.explain()
+
+
+def test_sglang_static_fraction_holds_weights_and_kv():
+    plan = build_memory_plan(scenario_from_dict(_scenario("llama-3.1-8b", 2, profile="sglang")))
+    assert plan.knob == "mem_fraction_static" and plan.gpu_memory_utilization == 0.87
+    assert plan.kv_capacity_bytes_per_gpu == pytest.approx(
+        0.87 * plan.gpu_memory_bytes - plan.weight_bytes_per_gpu
+    )
+    explicit = _scenario("llama-3.1-8b", 2, profile="sglang", mem_fraction_static=0.5)
+    assert build_memory_plan(scenario_from_dict(explicit)).gpu_memory_utilization == 0.5
+
+
+def test_vllm_refuses_a_max_model_len_that_does_not_fit_and_names_the_knob():
+    """Llama-3.1-8B on one L4 (24 GB) leaves KV room for about 26,000 tokens: vLLM will not
+    start with the model's 131,072-token context, starts with 16,384; TensorRT-LLM starts."""
+    on_l4 = _scenario("llama-3.1-8b", 1, profile="vllm")
+    on_l4["hardware"]["gpu"] = "l4"
+    plan = build_memory_plan(scenario_from_dict(on_l4))
+    assert not plan.fits and plan.required_tokens == 131072 > plan.max_kv_tokens > 0
+    text = plan.explain()
+    assert "refuses to start" in text
+    assert f"lower engine.max_model_len to at most {plan.max_kv_tokens}" in text
+    on_l4["engine"]["max_model_len"] = 16384
+    assert build_memory_plan(scenario_from_dict(on_l4)).fits
+    on_l4["engine"] = {"profile": "trtllm"}
+    trt = build_memory_plan(scenario_from_dict(on_l4))
+    assert trt.fits and trt.required_tokens == 0
+
+
+def test_a_knob_of_another_engine_is_an_error_naming_the_right_one():
+    wrong = _scenario("llama-3.1-8b", 1, profile="trtllm", gpu_memory_utilization=0.8)
+    with pytest.raises(UserError, match=r"engine\.kv_cache_free_gpu_mem_fraction; set that"):
+        build_memory_plan(scenario_from_dict(wrong))
