@@ -31,6 +31,7 @@ from simulator.engine.steps import (
     decode_run,
     decode_run_steps,
     mixed_step,
+    prices_runs_step_by_step,
     prompt_chunks,
     static_decode,
     static_prefill,
@@ -120,6 +121,7 @@ class Replica:
         #: Shapes of the steps priced (rewritten step after step).
         self._mixed_shape = ShapeBuffer()
         self._decode_shape = ShapeBuffer()
+        self._step_by_step = prices_runs_step_by_step(self.cost)
         # accounting
         self.busy_s = 0.0
         self.steps = 0
@@ -304,16 +306,17 @@ class Replica:
         if not self.waiting and batch.size < self.cfg.max_num_seqs:
             horizon = self.next_arrival_s()
         shape = self._decode_shape
-        if self.kv.cache is None or not self.kv.cache.blocks:
+        if self._step_by_step and not self.kv.cache:
             steps = min(batch.shortest, max_steps)
-        else:  # growth is taken from the cache as far as the horizon's bound on the run
+        else:  # bounded from the first step before the run (the cache's eviction, and an
+            # array run's length, depend on it)
             steps = decode_run_steps(self.cost, batch, max_steps, now, horizon, shape)
         steps = self.kv.steps_within(steps)
         if steps == 0:
             self._preempt_last()
             return None
         swap_s = self.swap.take_pending_s() if self.swap.enabled else 0.0
-        return decode_run(self.cost, batch, steps, now, horizon, swap_s, shape)
+        return decode_run(self.cost, batch, steps, now, horizon, swap_s, shape, self._step_by_step)
 
     def _static_step(self, plan: BatchPlan) -> Step | None:
         """Static batching: a padded prefill of the whole batch, then decode steps of the
