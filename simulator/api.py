@@ -66,10 +66,22 @@ def build_simulation(
     progress: Callable[[int], None] | None = None,
     trace_steps: bool = False,
     records_out: RecordSink | None = None,
+    exact_requests: int | None = None,
 ) -> Simulation:
     """Turn a validated scenario into a ready-to-run simulation (checks the memory fit).
-    ``records_out`` receives the per-request records chunk by chunk as they settle."""
+    ``records_out`` receives the per-request records chunk by chunk as they settle. Up to
+    ``exact_requests`` requests (default ``metrics.sketch.EXACT_REQUESTS``) are kept and
+    summarised exactly; a longer run is summarised through sketches (``metrics.sketch``)."""
+    from simulator.metrics.sketch import EXACT_REQUESTS, RequestSketch
+
     workload = scenario.workload
+    classes = workload.classes or []
+    sketch = RequestSketch(
+        scenario.slo or None,
+        {c.name: c.slo.model_dump(exclude_none=True) for c in classes if c.slo} or None,
+        scenario.output.warmup_s,
+        offline=workload.arrival is not None and workload.arrival.process == "offline",
+    )
     return Simulation(
         compile_scenario(scenario),
         build_source(workload, base_dir=scenario.base_dir),
@@ -79,6 +91,8 @@ def build_simulation(
         # per-class inter-token gaps cost a little per step: only when there are classes
         itl_per_class=bool((workload.classes and len(workload.classes) > 1) or workload.trace),
         records_out=records_out,
+        sketch=sketch,
+        exact_requests=EXACT_REQUESTS if exact_requests is None else exact_requests,
     )
 
 

@@ -60,7 +60,8 @@ class Simulation:
     ``source`` follows ``simulator.workload.RequestSource``. ``progress`` is called with
     the number of arrivals so far (for a progress bar); it is called at most every 1024.
     ``records_out`` receives the per-request records as they settle, chunk by chunk
-    (``engine.ledger.RecordSink``).
+    (``engine.ledger.RecordSink``). Past ``exact_requests`` requests, the run's requests go
+    to ``sketch`` (a ``metrics.sketch.RequestSketch``) instead of being kept.
     """
 
     def __init__(
@@ -73,10 +74,12 @@ class Simulation:
         trace_steps: bool = False,
         itl_per_class: bool = False,
         records_out: RecordSink | None = None,
+        sketch: RecordSink | None = None,
+        exact_requests: int | None = None,
     ):
         self.env = simpy.Environment()
         self.source = source
-        self.ledger = RequestLedger(records_out)
+        self.ledger = RequestLedger(records_out, sketch, exact_requests)
         #: Inter-token gaps, per request class too (grown as classes appear, ledger order).
         self.gaps = TokenGaps(itl_per_class)
         self.sample_interval_s = sample_interval_s
@@ -335,6 +338,7 @@ class Simulation:
             kv_transfer_bytes=sum(link.bytes_moved for link in self._links.values()),
             fleet=fleet,
             input_rows=self.source.row_report() if hasattr(self.source, "row_report") else None,
+            request_sketch=self.ledger.sketch,
         )
 
 

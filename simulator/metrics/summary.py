@@ -256,6 +256,10 @@ def summarize(
     request was queued at t = 0; the window is the makespan (``warmup_s`` must be 0)."""
     if offline and warmup_s:
         raise ValueError(f"an offline run takes no warmup (got warmup_s={warmup_s})")
+    if records.request_sketch is not None:  # too many requests to keep: sketched as they came
+        from simulator.metrics.sketch_summary import summarize_sketch
+
+        return summarize_sketch(records, records.request_sketch, gpu_hour_usd)
     constraints = parse_slo(slo)
     class_constraints = {
         name: parse_slo(c, f"workload.classes.{name}.slo") for name, c in (class_slos or {}).items()
