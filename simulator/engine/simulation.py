@@ -9,6 +9,7 @@ shared link to a ``decode`` group; the first token reaches the user when the KV 
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,6 +27,20 @@ from simulator.engine.steps import Step
 from simulator.engine.views import ReplicaStatus
 from simulator.metrics.records import FleetRecord, RunRecords, TimeSeries
 from simulator.policies.routing import make_router
+
+#: Columns of the time series: ``array`` type code of each (float64 or int64).
+SAMPLE_COLUMNS = {
+    "time_s": "d",
+    "replica": "q",
+    "waiting": "q",
+    "running": "q",
+    "swapped": "q",
+    "kv_used_fraction": "d",
+    "batch_tokens": "q",
+}
+SAMPLE_DTYPES = {
+    name: np.float64 if code == "d" else np.int64 for name, code in SAMPLE_COLUMNS.items()
+}
 
 
 @dataclass
@@ -85,7 +100,8 @@ class Simulation:
         self.sample_interval_s = sample_interval_s
         self._progress = progress
         self.step_trace = StepTrace() if trace_steps else None
-        self._samples: list[tuple] = []
+        #: Time-series samples as typed columns (56 bytes a sample).
+        self._samples = {name: array(code) for name, code in SAMPLE_COLUMNS.items()}
         self.replicas: list[Replica] = []
         #: Read-only views of the replicas that take arrivals, and of a decode pool's.
         self.entry: list[ReplicaStatus] = []
@@ -278,34 +294,30 @@ class Simulation:
             )
         if start_s >= replica.next_sample_s:
             replica.next_sample_s = start_s + self.sample_interval_s
-            rid = replica.replica_id
             total = replica.kv.total
-            self._samples.append(
-                (
-                    start_s,
-                    rid,
-                    len(replica.waiting),
-                    replica.batch.size,
-                    len(replica.swap),
-                    replica.kv.used / total if total else 0.0,
-                    step.tokens,
-                )
-            )
+            samples = self._samples
+            samples["time_s"].append(start_s)
+            samples["replica"].append(replica.replica_id)
+            samples["waiting"].append(len(replica.waiting))
+            samples["running"].append(replica.batch.size)
+            samples["swapped"].append(len(replica.swap))
+            samples["kv_used_fraction"].append(replica.kv.used / total if total else 0.0)
+            samples["batch_tokens"].append(step.tokens)
 
     # ------------------------------------------------------------------- run
     def run(self) -> RunRecords:
         """Run until every request has finished or been rejected."""
         self.env.run()
         self.ledger.finish_sink()
-        cols = list(zip(*self._samples, strict=True)) if self._samples else [()] * 7
+        columns = {
+            name: np.frombuffer(values, dtype=values.typecode) if len(values) else None
+            for name, values in self._samples.items()
+        }
         ts = TimeSeries(
-            time_s=np.array(cols[0], dtype=np.float64),
-            replica=np.array(cols[1], dtype=np.int64),
-            waiting=np.array(cols[2], dtype=np.int64),
-            running=np.array(cols[3], dtype=np.int64),
-            swapped=np.array(cols[4], dtype=np.int64),
-            kv_used_fraction=np.array(cols[5], dtype=np.float64),
-            batch_tokens=np.array(cols[6], dtype=np.int64),
+            **{
+                name: np.empty(0, dtype=SAMPLE_DTYPES[name]) if values is None else values
+                for name, values in columns.items()
+            }
         )
         fleet = None
         if self.autoscaler is not None:
