@@ -433,7 +433,7 @@ class Replica:
                 )
                 continue
             if w.started:  # recomputed after preemption: one more gap, no new TTFT
-                self._gaps.one(ledger.class_of(w.ordinal), end - w.last_token_s)
+                self._gaps.one(ledger.class_of(w.ordinal), end - w.last_token_s, w.ordinal)
             else:
                 ledger.first_token(w.ordinal, end)
             if self.hands_off:

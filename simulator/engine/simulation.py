@@ -91,12 +91,13 @@ class Simulation:
         records_out: RecordSink | None = None,
         sketch: RecordSink | None = None,
         exact_requests: int | None = None,
+        gap_ema_span: int | None = None,
     ):
         self.env = simpy.Environment()
         self.source = source
         self.ledger = RequestLedger(records_out, sketch, exact_requests)
         #: Inter-token gaps, per request class too (grown as classes appear, ledger order).
-        self.gaps = TokenGaps(itl_per_class)
+        self.gaps = TokenGaps(itl_per_class, gap_ema_span)
         self.sample_interval_s = sample_interval_s
         self._progress = progress
         self.step_trace = StepTrace() if trace_steps else None
@@ -335,9 +336,12 @@ class Simulation:
         by_class = {}
         if self.gaps.by_class is not None:
             by_class = dict(zip(self.ledger.class_names, self.gaps.by_class, strict=True))
+        requests = self.ledger.to_records()
+        if self.gaps.ema is not None:
+            requests.worst_gap_ema_s = self.gaps.ema.worst_s(len(requests))
         return RunRecords(
             itl_by_class=by_class,
-            requests=self.ledger.to_records(),
+            requests=requests,
             timeseries=ts,
             replicas=[r.stats() for r in self.replicas],
             itl=self.gaps.all,

@@ -36,6 +36,9 @@ class RequestRecords:
     cached_prompt_tokens: np.ndarray | None = None
     #: Times the request was preempted.
     preemptions: np.ndarray | None = None
+    #: Largest moving average of the request's inter-token gaps (s; ``engine.gap_ema``),
+    #: kept when an SLO constrains it; NaN for a request with a single token.
+    worst_gap_ema_s: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.request_id)

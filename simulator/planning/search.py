@@ -44,10 +44,11 @@ from simulator.planning.bounds import (
 )
 from simulator.planning.config import PlanConfig, SearchConfig
 from simulator.planning.executors import TaskRunner
+from simulator.planning.offers import ReplicaShape, fitting_offers
 from simulator.planning.ordered import decide_in_order
 from simulator.planning.outcome import scenario_data, scenario_from_data
 from simulator.planning.rate import max_sustainable_rate
-from simulator.planning.tco import HOURS_PER_MONTH, cheapest_cloud_offer
+from simulator.planning.tco import HOURS_PER_MONTH
 
 #: Search axis -> scenario key it sets.
 AXIS_KEYS = {
@@ -76,7 +77,11 @@ class Candidate:
     feasible: bool = False
     reason: str = ""
     gpus_per_replica: int = 1
+    #: $/GPU-hour of the offer priced, and the replica's share of its instances per hour
+    #: (whole instances its shape fits, idle GPUs paid).
     gpu_hour_usd: float | None = None
+    replica_hour_usd: float | None = None
+    offer: str = ""
     rate_bound_per_s: float | None = None
     cost_lower_bound_usd: float | None = None
     latency_lower_bound_ms: float | None = None
@@ -178,11 +183,30 @@ def expand_axes(scenario: Scenario, search: SearchConfig) -> list[dict[str, Any]
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*axes.values())]
 
 
-def _price(gpu: str, search: SearchConfig) -> float | None:
+def _price(cand: Candidate, search: SearchConfig, needs_nvlink: bool) -> str:
+    """Set the candidate's $/GPU-hour and $/replica-hour from the cheapest offer its replica
+    shape fits (whole instances, idle GPUs paid), or the search's own price per GPU; return
+    why there is none ("" when priced)."""
+    gpu = cand.settings["gpu"]
     if gpu in search.gpu_hour_usd:
-        return float(search.gpu_hour_usd[gpu])
-    offer = cheapest_cloud_offer(gpu, search.price_kind)
-    return float(offer["price_per_gpu_hour"]) if offer else None
+        cand.gpu_hour_usd = float(search.gpu_hour_usd[gpu])
+        cand.replica_hour_usd = cand.gpu_hour_usd * cand.gpus_per_replica
+        cand.offer = "search.gpu_hour_usd"
+        return ""
+    shape = ReplicaShape(gpu, cand.gpus_per_replica, needs_nvlink)
+    offers, why = fitting_offers(shape, search.price_kind)
+    if not offers:
+        return f"{why}; give search.gpu_hour_usd.{gpu}"
+    offer = offers[0]
+    cand.gpu_hour_usd = offer.price_per_gpu_hour
+    per_instance = offer.price_per_gpu_hour * offer.gpus_per_instance
+    cand.replica_hour_usd = (
+        per_instance / offer.replicas_per_instance
+        if offer.replicas_per_instance
+        else per_instance * offer.instances_per_replica
+    )
+    cand.offer = offer.label
+    return ""
 
 
 def _static_check(
@@ -210,12 +234,11 @@ def _static_check(
     except UserError as exc:
         cand.reason = f"gpu: {exc.messages[0]}"
         return None, None
-    cand.gpu_hour_usd = _price(s["gpu"], search)
-    if cand.gpu_hour_usd is None:
-        cand.reason = (
-            f"no {search.price_kind} cloud price for {s['gpu']} in prices.yaml; "
-            f"give search.gpu_hour_usd.{s['gpu']}"
-        )
+    link = gpu.interconnect if gpu.interconnect and gpu.interconnect != "none" else gpu.host_link
+    multi = cand.gpus_per_replica > 1
+    unpriced = _price(cand, search, multi and str(link).startswith("nvlink"))
+    if unpriced:
+        cand.reason = unpriced
         return None, None
     settings = {
         key: s[axis]
@@ -225,9 +248,7 @@ def _static_check(
     if s["batching"] == scenario.engine.batching.policy:  # with the scenario's parameters
         settings["engine.batching"] = scenario.engine.batching
     settings["hardware.replicas"] = 1
-    settings["cost.gpu_hour_usd"] = cand.gpu_hour_usd
-    link = gpu.interconnect if gpu.interconnect and gpu.interconnect != "none" else gpu.host_link
-    multi = cand.gpus_per_replica > 1
+    settings["cost.gpu_hour_usd"] = cand.replica_hour_usd / cand.gpus_per_replica
     settings["hardware.interconnect"] = link if multi else None
     if multi and link != gpu.interconnect:
         cand.notes = f"tensor parallel over {link} (no GPU-to-GPU link)"
@@ -250,14 +271,14 @@ def evaluate_candidate(payload: dict[str, Any]) -> dict[str, Any]:
     its cost and latency there. ``payload``: scenario data, base_dir, plan, latency metric."""
     point = scenario_from_data(payload["scenario"], payload["base_dir"])
     plan = PlanConfig.model_validate(payload["plan"])
-    found = max_sustainable_rate(point, plan, replications=payload["replications"])
+    found = max_sustainable_rate(point, plan, replications=payload["replications"], screening=True)
     out = found.to_dict()
     metric, _, stat = payload["latency"].partition(".")
     if found.summaries:
         n = len(found.summaries)
-        # Priced here from the replica's GPUs (tensor × pipeline × expert parallel) and the
-        # output rate, the definition of the run summary's cost per token.
-        usd_per_s = payload["gpu_hour_usd"] * payload["gpus_per_replica"] / 3600
+        # The replica's share of the instances it is rented in, over the output tokens it
+        # serves at its maximum rate: the run summary's cost per token at that price.
+        usd_per_s = payload["replica_hour_usd"] / 3600
         out["cost_per_million_output_tokens_usd"] = (
             sum(
                 usd_per_s / s["output_tokens_per_s"] * 1e6 if s["output_tokens_per_s"] else math.inf
@@ -273,8 +294,7 @@ def _payload(
     point: Scenario, plan: PlanConfig, search: SearchConfig, cand: Candidate
 ) -> dict[str, Any]:
     return {
-        "gpu_hour_usd": cand.gpu_hour_usd,
-        "gpus_per_replica": cand.gpus_per_replica,
+        "replica_hour_usd": cand.replica_hour_usd,
         "scenario": scenario_data(point),
         "base_dir": str(point.base_dir),
         "plan": plan.model_dump(),
@@ -299,7 +319,7 @@ def _settle(cand: Candidate, found: dict[str, Any], target: float | None) -> Non
         cand.replicas_for_target = math.ceil(target / cand.max_rate_per_s)
         cand.gpus_for_target = cand.replicas_for_target * cand.gpus_per_replica
         cand.monthly_cloud_usd_for_target = (
-            cand.gpus_for_target * cand.gpu_hour_usd * HOURS_PER_MONTH
+            cand.replicas_for_target * cand.replica_hour_usd * HOURS_PER_MONTH
         )
 
 
@@ -344,7 +364,7 @@ def search_configurations(
             continue
         rate = replica_rate_bound_per_s(point, lengths, cost_model, mem.max_kv_tokens)
         cand.rate_bound_per_s = rate
-        usd_per_s = cand.gpu_hour_usd * cand.gpus_per_replica / 3600
+        usd_per_s = cand.replica_hour_usd / 3600
         cand.cost_lower_bound_usd = usd_per_s / (rate * mean_out) * 1e6
         cand.latency_lower_bound_ms = latency_lower_bound_ms(
             bounds, cost_model, lengths, metric, stat
@@ -428,6 +448,13 @@ def search_configurations(
         infeasible=sum(1 for c in others if c.status == "infeasible" and not c.simulations),
         simulations=sum(c.simulations for c in candidates),
         wall_s=time.perf_counter() - started,
+        extra={
+            "precision": (
+                f"screening: {search.replications} replication(s) per rate, verdicts on the "
+                "point estimates where the 95% intervals could not tell; the best point's "
+                "fleet is then planned at 95% confidence"
+            )
+        },
     )
 
 
