@@ -119,6 +119,12 @@ VARIANTS = [
             "workload.arrival={process: closed_loop, users: 30, think_time_s: 1.0}",
         ],
     ),
+    ("profile-vllm", QUICKSTART, ["engine.profile=vllm", "workload.arrival.rate_per_s=20"]),
+    (
+        "profile-trtllm-chunked",
+        QUICKSTART,
+        ["engine.profile=trtllm", "engine.batching=chunked", "workload.arrival.rate_per_s=20"],
+    ),
 ]
 
 

@@ -67,7 +67,7 @@ class _Group:
                 self.latency[name].add(kept / 1e3)
 
     def stats_ms(self, name: str) -> dict[str, float]:
-        from simulator.metrics.summary import gap_stats_ms
+        from simulator.metrics.latency import gap_stats_ms
 
         return gap_stats_ms(self.latency[name])
 

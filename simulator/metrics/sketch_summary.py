@@ -11,16 +11,13 @@ from typing import Any
 import numpy as np
 
 from simulator.metrics import saturation as sat
+from simulator.metrics.cost import SECONDS_PER_HOUR
+from simulator.metrics.latency import gap_stats_ms
 from simulator.metrics.records import RunRecords
 from simulator.metrics.sketch import RequestSketch, _Group
 from simulator.metrics.slo import SloConstraint, constraint_report, overall_verdict
-from simulator.metrics.summary import (
-    OFFLINE_BASIS,
-    SECONDS_PER_HOUR,
-    WINDOW_BASIS,
-    Summary,
-    gap_stats_ms,
-)
+from simulator.metrics.summary import Summary
+from simulator.metrics.window import OFFLINE_BASIS, WINDOW_BASIS
 
 
 def _rate(count: float, duration_s: float) -> float:
