@@ -100,13 +100,17 @@ def resolve_pricing(hw: HardwareConfig, eng: EngineConfig, base_dir: Path) -> Pr
     """What one replica is priced with: the engine's kernel calibration for its GPU and
     version, else the PyTorch-reference calibration, else the datasheet; the profile's
     runtime on top (``costmodel/pricing.py``)."""
+    key = ("pricing", hw.gpu, hw.calibration, eng.profile, eng.version, str(base_dir))
     try:
-        return price_with(
-            hw.gpu,
-            calibration=hw.calibration,
-            profile=eng.profile,
-            version=eng.version,
-            base_dir=base_dir,
+        return _reused(
+            key,
+            lambda: price_with(
+                hw.gpu,
+                calibration=hw.calibration,
+                profile=eng.profile,
+                version=eng.version,
+                base_dir=base_dir,
+            ),
         )
     except UserError as exc:
         raise _in_scenario_sections(exc) from None

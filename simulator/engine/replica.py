@@ -106,6 +106,7 @@ class Replica:
         #: arrivals due when it resumes, and when the next one comes.
         self.intake = None
         self.next_route_s = None
+        self.arrivals = None  # the ``engine.intake.InlineArrivals`` it takes from
         #: When the next request arrives anywhere (s): ``host.next_arrival_s`` unless this
         #: replica takes the arrivals itself (then it has routed every arrival due).
         self.next_arrival_s = host.next_arrival_s
@@ -219,7 +220,7 @@ class Replica:
                 yield env.timeout(step.delay_s)
                 self.now = env.now
                 self.running_ahead = self.alone and env.peek() == math.inf
-            if intake is not None:
+            if intake is not None and self.arrivals.next_s <= self.now:
                 intake(self.now, start)
             self._apply(step)
             # record

@@ -134,6 +134,7 @@ class Simulation:
             entry = self._entry_replicas[0]
             self._inline = InlineArrivals(source, self._route)
             entry.intake, entry.next_route_s = self._inline.take, self._inline.next_route_s
+            entry.arrivals = self._inline
             entry.next_arrival_s = source.peek_time
             entry.alone = len(self.replicas) == 1
             self._arrival_proc = None
