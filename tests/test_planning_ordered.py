@@ -67,3 +67,29 @@ def test_cost_models_are_built_once_per_layout_within_a_search():
         other = make_scenario(engine={"kv_dtype": "fp8"})
         assert cost_model(other.model, other.hardware, other.engine, other.base_dir) is not first
     assert cost_model(*args) is not first
+
+
+def test_shared_draws_give_every_source_the_same_shapes():
+    from simulator.workload import build_source
+    from simulator.workload.streams import CHUNK_SIZE, shared_draws
+
+    workload = make_scenario(
+        workload={
+            "length_correlation": 0.5,
+            "classes": [{"name": "a", "weight": 2}, {"name": "b", "weight": 1}],
+            "num_requests": 3 * CHUNK_SIZE,
+        }
+    ).workload
+
+    def shapes(count: int) -> list[tuple[int, int, str]]:
+        source = build_source(workload)
+        return [
+            (r.prompt_tokens, r.output_tokens, r.class_name)
+            for r in (source.pop() for _ in range(count))
+        ]
+
+    alone = shapes(3 * CHUNK_SIZE)
+    with shared_draws():
+        assert shapes(CHUNK_SIZE + 5) == alone[: CHUNK_SIZE + 5]  # draws chunks 0 and 1
+        assert shapes(3 * CHUNK_SIZE) == alone  # shares 0 and 1, draws 2
+        assert shapes(3 * CHUNK_SIZE) == alone

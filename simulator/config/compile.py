@@ -57,12 +57,15 @@ def reused_builds() -> Iterator[None]:
     reused: a search simulates each configuration at many rates and seeds. A cost model is
     pure (its caches only remember step times), so sharing one changes no result. Files
     (calibrations, profiles, model and GPU specs) are read once within the block."""
+    from simulator.workload.streams import shared_draws
+
     global _BUILT
     outer = _BUILT
     if outer is None:
         _BUILT = {}
     try:
-        yield
+        with shared_draws():  # and its requests' shapes drawn once per seed
+            yield
     finally:
         _BUILT = outer
 
