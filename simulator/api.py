@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,10 +67,22 @@ def build_simulation(
     progress: Callable[[int], None] | None = None,
     trace_steps: bool = False,
     records_out: RecordSink | None = None,
+    exact_requests: int | None = None,
 ) -> Simulation:
     """Turn a validated scenario into a ready-to-run simulation (checks the memory fit).
-    ``records_out`` receives the per-request records chunk by chunk as they settle."""
+    ``records_out`` receives the per-request records chunk by chunk as they settle. Up to
+    ``exact_requests`` requests (default ``metrics.sketch.EXACT_REQUESTS``) are kept and
+    summarised exactly; a longer run is summarised through sketches (``metrics.sketch``)."""
+    from simulator.metrics.sketch import EXACT_REQUESTS, RequestSketch
+
     workload = scenario.workload
+    classes = workload.classes or []
+    sketch = RequestSketch(
+        scenario.slo or None,
+        {c.name: c.slo.model_dump(exclude_none=True) for c in classes if c.slo} or None,
+        scenario.output.warmup_s,
+        offline=workload.arrival is not None and workload.arrival.process == "offline",
+    )
     return Simulation(
         compile_scenario(scenario),
         build_source(workload, base_dir=scenario.base_dir),
@@ -79,6 +92,8 @@ def build_simulation(
         # per-class inter-token gaps cost a little per step: only when there are classes
         itl_per_class=bool((workload.classes and len(workload.classes) > 1) or workload.trace),
         records_out=records_out,
+        sketch=sketch,
+        exact_requests=EXACT_REQUESTS if exact_requests is None else exact_requests,
         # each request's moving average of its gaps, only when an SLO asks for it
         gap_ema_span=GAP_EMA_SPAN if _constrains(scenario, "gap_ema_ms") else None,
     )
@@ -231,6 +246,17 @@ def validated_error_band() -> dict | None:
     """Held-out step-time error of the cost model, written by ``benchmarks/validation.py``
     (``hardware_specs/calibration/error_band.yaml``); None when absent."""
     path = specs_dir() / "calibration" / "error_band.yaml"
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    band = _error_band(path, stat.st_mtime_ns, stat.st_size)
+    return None if band is None else dict(band)
+
+
+@functools.lru_cache(maxsize=4)
+def _error_band(path: Path, mtime_ns: int, size: int) -> dict | None:
+    """The error band file's content, read again only when the file changes."""
     if not path.is_file():
         return None
     data = read_yaml(path, "error band file")

@@ -13,6 +13,7 @@ from simulator.cli.common import (
     add_budget_argument,
     add_command,
     add_scenario_arguments,
+    available_cores,
     check_run_budget,
 )
 from simulator.cli.outputs import add_force_argument, check_output_file, write_atomic
@@ -43,7 +44,13 @@ def register(subparsers) -> None:
     p.add_argument("--replications", type=int, metavar="N", help="seeds per simulated rate")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--csv", type=Path, metavar="FILE", help="write the candidates as CSV")
-    p.add_argument("--workers", type=int, default=1, help="local processes for the search")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local processes for the search (default: the cores available; the answer "
+        "does not depend on it)",
+    )
     p.add_argument("--dask-scheduler", metavar="ADDRESS", help="run the search on Dask")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_force_argument(p)
@@ -58,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.replications is not None and args.replications < 1:
         raise UserError(f"--replications: {args.replications} must be >= 1")
+    if args.workers is None:
+        args.workers = available_cores()
     if args.workers < 1:
         raise UserError(f"--workers: {args.workers} must be >= 1")
     if args.csv:

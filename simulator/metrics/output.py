@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -315,12 +314,6 @@ def timeseries_frame(records: RunRecords) -> pd.DataFrame:
 
 def write_outputs(out_dir: Path, summary: Summary, records: RunRecords) -> list[Path]:
     """Write ``summary.json``, ``requests.csv`` and ``timeseries.csv`` into ``out_dir``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary_path = out_dir / "summary.json"
-    summary_path.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
-    requests_path = out_dir / "requests.csv"
-    requests_frame(records).to_csv(requests_path, index=False)
-    timeseries_path = out_dir / "timeseries.csv"
-    timeseries_frame(records).to_csv(timeseries_path, index=False)
-    return [summary_path, requests_path, timeseries_path]
+    from simulator.metrics.stream import write_records
+
+    return write_records(out_dir, summary, records)

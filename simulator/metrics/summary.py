@@ -322,6 +322,10 @@ def summarize(
     and the window ends with the arrivals; ``offline``: every request was queued at t = 0,
     the window is the makespan (``warmup_s`` must be 0) (``metrics.window``); ``window_s``
     adds summaries per window of that length (``metrics.per_window``)."""
+    if records.request_sketch is not None:  # too many requests to keep: sketched as they came
+        from simulator.metrics.sketch_summary import summarize_sketch
+
+        return summarize_sketch(records, records.request_sketch, gpu_hour_usd)
     constraints = parse_slo(slo)
     class_constraints = {
         name: parse_slo(c, f"workload.classes.{name}.slo") for name, c in (class_slos or {}).items()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simulator.config.compile import reused_builds
 from simulator.config.scenario import Scenario
 from simulator.planning.bounds import gpus_per_replica
 from simulator.planning.config import PlanConfig, PlanFile, SearchConfig, load_plan_file
@@ -178,6 +179,7 @@ def _costs(
     )
 
 
+@reused_builds()
 def plan(
     scenario: Scenario | PlanFile | str | Path,
     plan_config: PlanConfig | None = None,

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from simulator.config.compile import reused_builds
 from simulator.config.scenario import Scenario
 from simulator.errors import UserError
 from simulator.planning.bounds import (
@@ -231,6 +232,7 @@ def _precision(evaluator: PointEvaluator) -> str:
     )
 
 
+@reused_builds()
 def max_sustainable_rate(
     scenario: Scenario,
     plan: PlanConfig | None = None,
@@ -363,6 +365,7 @@ def _first_count(target: float, least: int, per_replica_rate_per_s: float | None
     return least
 
 
+@reused_builds()
 def fewest_replicas(
     scenario: Scenario,
     target_rate_per_s: float | None = None,
