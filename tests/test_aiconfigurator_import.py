@@ -97,3 +97,21 @@ def test_unknown_system_engine_or_version_is_a_user_error():
         build("h100_sxm", "tgi", root=FIXTURE)
     with pytest.raises(UserError, match=r"--version: '9\.9'; trtllm on h100_sxm has 1\.3\.0rc20"):
         build("h100_sxm", "trtllm", "9.9", root=FIXTURE)
+
+
+def test_measured_moe_curves_keep_each_layout_and_report_held_out_points(document, tmp_path):
+    """Every measured expert shape and layout is kept under both routings; the held-out
+    token points are left out of the file and the curve through the others is judged on
+    them."""
+    section = document["moe_measured"]
+    assert "aiconfigurator-core" in section["source"]
+    body = section["fp8"]["power_law_1.2"]
+    curve = body["curves_us"]["4096x1536 top8/128 tp1 ep8"]
+    assert len(curve) == len(body["tokens"]) and None in curve
+    report = document["metadata"]["errors"]["moe_measured"]["fp8"]
+    for routing in ("power_law_1.01", "power_law_1.2"):
+        stats = report[routing]["held_out_points"]
+        assert report[routing]["curves"] == 2 and stats["n"] > 0
+        assert stats["median_abs_pct"] < 15
+    kernels = KernelTables.from_file(write(document, tmp_path / "x.yaml"))
+    assert ("fp8", "power_law_1.01") in kernels.moe_measured

@@ -37,7 +37,8 @@ def test_every_covered_gpu_has_a_calibration_of_every_engine():
 
 @pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(ENGINES)) for p in FILES])
 def test_a_shipped_calibration_loads_and_states_its_source(path):
-    assert path.stat().st_size < 400_000
+    # measured fused-MoE curves of every expert shape and layout take about 280 kB
+    assert path.stat().st_size < 450_000
     data = yaml.safe_load(path.read_text())
     kernels = KernelTables.from_dict(data, str(path))
     engine, gpu, version = path.parts[-3], path.parts[-2], path.stem

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from simulator.calibrate import aiconfigurator as fit
+from simulator.calibrate.aiconfigurator_moe import fit_moe_measured
 from simulator.calibrate.aiconfigurator_tables import (
     ENGINES,
     PACKAGE,
@@ -74,6 +75,13 @@ def build(
         curves, grids, errors["moe_grouped_gemm"] = fit.fit_moe(tables["moe"], gpu)
         doc["moe_grouped_gemm"] = moe_section(curves, _source_line(engine, tables["moe"]))
         doc["moe_grouped_gemm_grid"] = {k: g.to_dict() for k, g in grids.items()}
+        measured, errors["moe_measured"] = fit_moe_measured(tables["moe"])
+        if measured:
+            source = _source_line(engine, tables["moe"]).replace(
+                "fused MoE latency over the dtype's peak FLOP/s",
+                "fused MoE seconds per layer by tokens, per measured expert shape and layout",
+            )
+            doc["moe_measured"] = {"source": source, **measured}
     if "custom_allreduce" in tables:
         grid, errors["allreduce"] = fit.fit_allreduce(tables["custom_allreduce"])
         doc["allreduce"] = grid.to_dict("latency_s")

@@ -230,12 +230,18 @@ def _print_errors(errors: dict) -> None:
     for section, entry in errors.items():
         stats = {"": entry} if "held_out" in entry else entry
         for dtype, s in stats.items():
-            h = s["held_out"]
-            if h.get("n"):
-                print(
-                    f"  {section:<18}{dtype:<10} held out n={h['n']:<6} median "
-                    f"{h['median_abs_pct']:5.1f} %  p90 {h['p90_abs_pct']:5.1f} %"
-                )
+            # measured MoE curves report per routing: {routing: {held_out_points: ...}}
+            parts = {"": s} if "held_out" in s else {
+                r: {"held_out": v["held_out_points"]} for r, v in s.items() if isinstance(v, dict)
+            }
+            for routing, part in parts.items():
+                h = part["held_out"]
+                if h.get("n"):
+                    print(
+                        f"  {section:<18}{(dtype + ' ' + routing).strip():<25} held out "
+                        f"n={h['n']:<6} median {h['median_abs_pct']:5.1f} %  "
+                        f"p90 {h['p90_abs_pct']:5.1f} %"
+                    )
 
 
 def run_fit(args: argparse.Namespace) -> int:

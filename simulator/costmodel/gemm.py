@@ -4,9 +4,11 @@ Two ways to price a GEMM of ``rows`` tokens:
 
 * measured: the engine calibration's efficiency grid for the GEMM's compute dtype gives
   the achieved fraction of peak FLOP/s at (rows, n, k), kernel launch and tails included;
-  expert GEMMs use its fused-MoE grid by tokens per expert, expert size and local experts,
-  or, without an engine calibration, the reference calibration's grouped-GEMM curve by
-  tokens per expert (``costmodel.moe``);
+  expert GEMMs take the measured fused-MoE time of the model's own expert shape and layout
+  where the calibration has it (``costmodel.fused_moe``; shared between the gate/up and
+  down GEMMs by their weights), else its fused-MoE grid by tokens per expert, expert size
+  and local experts, or, without an engine calibration, the reference calibration's
+  grouped-GEMM curve by tokens per expert (``costmodel.moe``);
 * parametric (``CostParams``): ``max(compute, memory) + kernel_latency`` with compute at
   ``gemm_efficiency × m / (m + gemm_pad_tokens)`` of peak, the GGUF ceilings of ggml's
   kernels where they apply, and a CUDA-core GEMV where that is faster.
@@ -18,6 +20,7 @@ take the parametric path.
 from __future__ import annotations
 
 from simulator.costmodel.costs import OpCost, bound_of, gemm_dtype
+from simulator.costmodel.fused_moe import FusedMoeCurve, MoeLayout
 from simulator.costmodel.ggml import ggml_format_speed
 from simulator.costmodel.kernels import KernelTables
 from simulator.costmodel.layers import EIGHT_BIT_OR_LESS, ElementwiseOp, GemmOp, compute_dtype
@@ -66,6 +69,8 @@ class GemmPricer:
         expert_imbalance: float,
         expert_weights: float = 0.0,
         moe_curve: GroupedGemmCurve | None = None,
+        moe_layout: MoeLayout | None = None,
+        routing: str = "",
     ) -> None:
         self.gpu, self.params, self.kernels = gpu, params, kernels
         self.activation_dtype = activation_dtype
@@ -77,7 +82,10 @@ class GemmPricer:
         self.expert_weights = expert_weights
         #: The reference calibration's grouped-GEMM curve (used without a kernel table).
         self.moe_curve = moe_curve
+        #: The model's expert shape and split, and the routing its measured time is read under.
+        self.moe_layout, self.routing = moe_layout, routing
         self._rates: dict[str, _Rate] = {}
+        self._fused: dict[str, FusedMoeCurve | None] = {}
 
     def measured(self, op: GemmOp, dtype: str) -> LogGrid | None:
         """The engine's measured grid (dense) or fused-MoE grid (experts) for ``op``: that of
@@ -87,6 +95,21 @@ class GemmPricer:
             return None
         table = self.kernels.moe_curve if op.is_expert else self.kernels.gemm_grid
         return table(op.dtype) or table(dtype)
+
+    def fused_moe(self, op: GemmOp) -> FusedMoeCurve | None:
+        """The measured fused-MoE curve of this model's layout in ``op``'s stored format (or
+        the format it computes in); None where it was not measured."""
+        if op.dtype in self._fused:
+            return self._fused[op.dtype]
+        curve = None
+        if self.kernels is not None and self.moe_layout is not None:
+            wider = compute_dtype(op.dtype, self.activation_dtype)
+            for dtype in dict.fromkeys((op.dtype, gemm_dtype(op.dtype, wider, self.gpu), wider)):
+                curve = self.kernels.fused_moe(dtype, self.routing, self.moe_layout)
+                if curve is not None:
+                    break
+        self._fused[op.dtype] = curve
+        return curve
 
     def rate(self, op: GemmOp) -> _Rate:
         r = self._rates.get(op.name)
@@ -107,6 +130,13 @@ class GemmPricer:
         else:
             rows, flops = tokens, op.flops_per_token * tokens
         nbytes = op.weight_bytes_touched(tokens) + op.act_bytes_per_token * rows
+        fused = self.fused_moe(op) if op.is_expert and tokens > 0 else None
+        if fused is not None:
+            # The measured layer time, shared between gate/up and down by their weights.
+            time_s = fused.seconds(tokens) * op.k * op.n / self.expert_weights
+            peak = self.rate(op).peak
+            bound = bound_of(flops / peak, nbytes / self.gpu.memory_bw_bytes_per_s, 0.0)
+            return OpCost(op.name, op.layers * flops, op.layers * nbytes, op.layers * time_s, bound)
         r = self.rate(op)
         if op.is_expert and r.grid is None and self.moe_curve is not None:
             # The reference calibration's grouped GEMMs (and routing) by tokens per expert.

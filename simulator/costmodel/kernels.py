@@ -19,6 +19,8 @@ written into the file as ``peak_flops`` and ``memory_bw_bytes_per_s``):
 * ``moe_grouped_gemm.<dtype>``: FLOP/s of the grouped expert GEMMs over the dtype's peak
   by tokens per expert; ``moe_grouped_gemm_grid.<dtype>`` the same on a grid of (tokens
   per expert, expert weight elements per GPU, experts per GPU), used where present;
+* ``moe_measured``: seconds of one fused-MoE layer by tokens for each measured expert shape,
+  layout and routing (``fused_moe``), used before the grid where the model's shape is there;
 * ``allreduce``: seconds of one all-reduce by (message bytes, GPUs) inside a node;
 * ``params``: ``CostParams`` fields the measurements set.
 """
@@ -33,6 +35,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from simulator.costmodel.fused_moe import FusedMoeCurve, MoeLayout, parse_section
 from simulator.costmodel.loggrid import LogGrid
 from simulator.errors import UserError
 
@@ -56,6 +59,8 @@ class KernelTables:
     attention_decode: dict[str, LogGrid] = field(default_factory=dict)
     moe_grouped_gemm: dict[str, LogGrid] = field(default_factory=dict)
     moe_grid: dict[str, LogGrid] = field(default_factory=dict)
+    #: Measured fused-MoE curves: {(dtype, routing): {layout key: curve}}.
+    moe_measured: dict[tuple[str, str], dict[str, FusedMoeCurve]] = field(default_factory=dict)
     allreduce: LogGrid | None = None
     params: dict[str, float] = field(default_factory=dict)
     #: Where the measurements come from (one line, for summaries).
@@ -80,6 +85,11 @@ class KernelTables:
         else the curve by tokens per expert alone."""
         return self.moe_grid.get(dtype) or self.moe_grouped_gemm.get(dtype)
 
+    def fused_moe(self, dtype: str, routing: str, layout: MoeLayout) -> FusedMoeCurve | None:
+        """The measured fused-MoE curve of ``layout`` in ``dtype`` under ``routing``; None
+        where that shape and layout were not measured."""
+        return self.moe_measured.get((dtype, routing), {}).get(layout.key)
+
     # --- files -----------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "engine calibration") -> KernelTables:
@@ -97,6 +107,7 @@ class KernelTables:
                 attention_decode=_grids(data.get("attention_decode")),
                 moe_grouped_gemm=_moe_curves(data.get("moe_grouped_gemm")),
                 moe_grid=_grids(data.get("moe_grouped_gemm_grid")),
+                moe_measured=parse_section(data.get("moe_measured")),
                 allreduce=(
                     LogGrid.from_dict(data["allreduce"], "latency_s")
                     if data.get("allreduce")

@@ -25,6 +25,7 @@ import numpy as np
 from simulator.costmodel.attention import AttentionCost
 from simulator.costmodel.config import CostConfig
 from simulator.costmodel.costs import OpCost, StepCost, ep_group_shape, gemm_dtype, split_shape
+from simulator.costmodel.fused_moe import moe_layout, routing_for
 from simulator.costmodel.gemm import GemmPricer
 from simulator.costmodel.layers import LayerPlan, build_layer_plan, compute_dtype
 from simulator.costmodel.offload import host_params
@@ -149,6 +150,10 @@ class CostModel:
             p.expert_load_imbalance,
             expert_weights,
             self.config.moe_grouped_gemm,
+            moe_layout(self.model, self.tensor_parallel, self.expert_parallel)
+            if self.model.is_moe
+            else None,
+            routing_for(self.model),
         )
         self._attn = AttentionCost(
             self.model, plan, gpu, p, self.activation_dtype, kernels, self.kv_dtype

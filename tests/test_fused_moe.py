@@ -1,0 +1,72 @@
+"""Measured fused-MoE curves: reading, interpolation, and the layer they price."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from simulator.costmodel import CostModel
+from simulator.costmodel.config import CostConfig, Parallelism, Precision
+from simulator.costmodel.fused_moe import (
+    ROUTING_DEFAULT,
+    ROUTING_MLA,
+    FusedMoeCurve,
+    moe_layout,
+    parse_section,
+    routing_for,
+)
+from simulator.costmodel.pricing import resolve_pricing
+from simulator.specs.catalog import load_gpu, load_model
+
+
+def test_curve_interpolates_in_log_log_and_holds_efficiency_past_its_ends():
+    curve = FusedMoeCurve.from_points([1, 4, 16, 64], [1e-5, None, 4e-5, 1e-4])
+    assert curve.seconds(16) == pytest.approx(4e-5)
+    # halfway in log tokens between 1 and 16: the geometric mean of the times
+    assert curve.seconds(4) == pytest.approx(math.sqrt(1e-5 * 4e-5))
+    assert curve.seconds(128) == pytest.approx(2e-4)  # twice the tokens, twice the time
+    assert curve.seconds(0.5) == pytest.approx(1e-5)  # held below the first point
+
+
+def test_section_is_read_by_format_routing_and_layout():
+    section = {
+        "source": "test",
+        "fp8": {"power_law_1.2": {"tokens": [1, 2], "curves_us": {"a": [10.0, 20.0]}}},
+    }
+    curves = parse_section(section)
+    assert set(curves) == {("fp8", "power_law_1.2")}
+    assert curves[("fp8", "power_law_1.2")]["a"].seconds(2) == pytest.approx(2e-5)
+
+
+def test_routing_follows_the_model_family():
+    assert routing_for(load_model("deepseek-r1")) == ROUTING_MLA
+    assert routing_for(load_model("qwen3-235b-a22b")) == ROUTING_DEFAULT
+    layout = moe_layout(load_model("qwen3-235b-a22b"), 1, 8)
+    assert layout.key == "4096x1536 top8/128 tp1 ep8"
+
+
+def _experts_s(model: str, ep: int, tokens: int) -> tuple[CostModel, float]:
+    pricing = resolve_pricing("h200", profile="trtllm")
+    cost = CostModel(
+        CostConfig(
+            load_model(model),
+            load_gpu("h200"),
+            params=pricing.params,
+            kernels=pricing.kernels,
+            parallel=Parallelism(expert=ep),
+            precision=Precision(weights="fp8", kv_cache="fp8"),
+        )
+    )
+    ops = [op for op in cost.plan.gemms if op.is_expert]
+    per_layer = sum(cost.gemms.gemm(op, tokens, ep).time_s / op.layers for op in ops)
+    return cost, per_layer
+
+
+def test_a_measured_layout_is_priced_from_its_own_curve():
+    """Qwen3-235B's experts on 4 expert-parallel H200s: the shipped curve's time per layer,
+    split between gate/up and down."""
+    cost, per_layer = _experts_s("qwen3-235b-a22b", 4, 2048)
+    curve = cost.gemms.kernels.fused_moe("fp8", ROUTING_DEFAULT, moe_layout(cost.model, 1, 4))
+    assert curve is not None
+    assert per_layer == pytest.approx(curve.seconds(2048), rel=1e-9)
