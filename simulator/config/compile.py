@@ -51,12 +51,15 @@ _BUILT: dict[tuple, object] | None = None
 
 
 @contextlib.contextmanager
-def reused_builds() -> Iterator[None]:
+def reused_builds(draws: bool = False) -> Iterator[None]:
     """Within this block, cost models and memory plans are built once per replica layout
     (model, GPU, parallelism, dtypes, calibration, engine profile, memory settings) and
     reused: a search simulates each configuration at many rates and seeds. A cost model is
     pure (its caches only remember step times), so sharing one changes no result. Files
-    (calibrations, profiles, model and GPU specs) are read once within the block."""
+    (calibrations, profiles, model and GPU specs) are read once within the block. With
+    ``draws``, the requests' shapes are also drawn once per workload and seed
+    (``workload.streams.shared_draws``: for runs of one workload at many rates; they are
+    kept until the block ends)."""
     from simulator.workload.streams import shared_draws
 
     global _BUILT
@@ -64,7 +67,7 @@ def reused_builds() -> Iterator[None]:
     if outer is None:
         _BUILT = {}
     try:
-        with shared_draws():  # and its requests' shapes drawn once per seed
+        with shared_draws() if draws else contextlib.nullcontext():
             yield
     finally:
         _BUILT = outer

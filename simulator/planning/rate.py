@@ -232,7 +232,7 @@ def _precision(evaluator: PointEvaluator) -> str:
     )
 
 
-@reused_builds()
+@reused_builds(draws=True)
 def max_sustainable_rate(
     scenario: Scenario,
     plan: PlanConfig | None = None,
@@ -365,7 +365,7 @@ def _first_count(target: float, least: int, per_replica_rate_per_s: float | None
     return least
 
 
-@reused_builds()
+@reused_builds(draws=True)
 def fewest_replicas(
     scenario: Scenario,
     target_rate_per_s: float | None = None,

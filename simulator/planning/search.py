@@ -296,7 +296,7 @@ def point_bounds(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@reused_builds()
+@reused_builds(draws=True)
 def evaluate_candidate(payload: dict[str, Any]) -> dict[str, Any]:
     """Simulate one candidate (a task for any executor): its maximum rate per replica, and
     its cost and latency there. ``payload``: scenario data, base_dir, plan, latency metric."""
