@@ -248,13 +248,20 @@ def max_sustainable_rate(
     evaluator = evaluator or PointEvaluator(
         scenario, plan, on_simulated, screening=screening, replications=replications
     )
-    n = evaluator.first_replications
     bound = deployment_rate_bound_per_s(scenario) * scenario.hardware.replicas
-    precision = _precision(evaluator)
     if bound <= 0:
         reason = scenario_memory_plan(scenario).explain()
         return RateSearch(
-            None, None, reason, None, None, [], n, 0.0, 0, reason=f"does not fit: {reason}"
+            None,
+            None,
+            reason,
+            None,
+            None,
+            [],
+            evaluator.first_replications,
+            0.0,
+            0,
+            reason=f"does not fit: {reason}",
         )
     replicas = scenario.hardware.replicas
     start = plan.start_rate_per_s or scenario.workload.mean_rate()
@@ -267,64 +274,76 @@ def max_sustainable_rate(
         return evaluator.point(rate, replicas).passes
 
     lo, hi = _bracket(passes, start, bound, floor)
-    uncertain = sorted(p.rate_per_s for p in evaluator.points if p.verdict.state == UNCERTAIN)
-    common = dict(
-        replications=n,
-        rate_bound_per_s=bound,
-        precision=precision,
-        uncertain_rates_per_s=uncertain,
-    )
     if lo is None:
         failing = evaluator.point(hi, replicas).verdict.reason
-        return RateSearch(
+        return _rate_search(
+            evaluator,
+            bound,
             None,
             hi,
             failing,
-            None,
-            None,
-            simulations=evaluator.simulations,
-            requests_simulated=evaluator.requests_simulated,
             reason=f"no rate down to {hi:.4g}/s meets the SLO: {failing}",
-            **common,
         )
     if hi is None:
-        return RateSearch(
+        return _rate_search(
+            evaluator,
+            bound,
             lo,
             None,
             "",
-            None,
-            None,
-            simulations=evaluator.simulations,
-            requests_simulated=evaluator.requests_simulated,
             reason=(
                 f"still meets the SLO at {lo:.4g}/s, beyond the roofline bound "
                 f"{bound:.4g}/s: the runs are too short to show a queue; raise "
                 "workload.num_requests or plan.min_requests_per_replica"
             ),
-            **common,
         )
     lo, hi = _bisect(passes, lo, hi, plan.rate_tolerance)
     if not evaluator.screening:
         _certify_a_miss_above(evaluator, replicas, hi)
         _certify_a_meet_below(evaluator, replicas, lo, floor)
     at_max = evaluator.point(lo, replicas)
-    common["uncertain_rates_per_s"] = sorted(
-        p.rate_per_s for p in evaluator.points if p.verdict.state == UNCERTAIN
-    )
     bracket = _knee_bracket(evaluator, replicas)
-    common["max_rate_verdict"] = at_max.verdict.state
-    common["certified_max_rate_per_s"] = bracket[0] if bracket else None
-    return RateSearch(
+    return _rate_search(
+        evaluator,
+        bound,
         lo,
         hi,
         evaluator.point(hi, replicas).verdict.reason,
-        knee_estimate(evaluator, replicas),
-        bracket,
-        simulations=evaluator.simulations,
-        requests_simulated=evaluator.requests_simulated,
+        knee_per_s=knee_estimate(evaluator, replicas),
+        knee_ci95_per_s=bracket,
         summaries=at_max.summaries,
         intervals=at_max.verdict.intervals,
-        **common,
+        max_rate_verdict=at_max.verdict.state,
+        certified_max_rate_per_s=bracket[0] if bracket else None,
+    )
+
+
+def _rate_search(
+    evaluator: PointEvaluator,
+    bound: float,
+    max_rate: float | None,
+    failing_rate: float | None,
+    failing_reason: str,
+    knee_per_s: float | None = None,
+    knee_ci95_per_s: tuple[float, float | None] | None = None,
+    **found: Any,
+) -> RateSearch:
+    """The search's outcome, with what the evaluator has simulated so far."""
+    return RateSearch(
+        max_rate,
+        failing_rate,
+        failing_reason,
+        knee_per_s,
+        knee_ci95_per_s,
+        uncertain_rates_per_s=sorted(
+            p.rate_per_s for p in evaluator.points if p.verdict.state == UNCERTAIN
+        ),
+        replications=evaluator.first_replications,
+        rate_bound_per_s=bound,
+        simulations=evaluator.simulations,
+        requests_simulated=evaluator.requests_simulated,
+        precision=_precision(evaluator),
+        **found,
     )
 
 
