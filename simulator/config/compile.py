@@ -228,6 +228,7 @@ def _replica_config(group: GroupSettings, plan: MemoryPlan, kv_bytes_per_token: 
         kv_bytes_per_token=kv_bytes_per_token,
         host_link_bytes_per_s=host.bandwidth_bytes_per_s if host is not None else 0.0,
         host_link_latency_s=host.latency_s if host is not None else 0.0,
+        reserve_whole_sequence=eng.kv_admission == "whole_sequence",
     )
 
 
