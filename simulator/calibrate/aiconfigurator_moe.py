@@ -107,4 +107,3 @@ def fit_moe_measured(table: Table) -> tuple[dict, dict]:
                 "held_out_points": stats,
             }
     return section, report
-

@@ -231,9 +231,15 @@ def _print_errors(errors: dict) -> None:
         stats = {"": entry} if "held_out" in entry else entry
         for dtype, s in stats.items():
             # measured MoE curves report per routing: {routing: {held_out_points: ...}}
-            parts = {"": s} if "held_out" in s else {
-                r: {"held_out": v["held_out_points"]} for r, v in s.items() if isinstance(v, dict)
-            }
+            parts = (
+                {"": s}
+                if "held_out" in s
+                else {
+                    r: {"held_out": v["held_out_points"]}
+                    for r, v in s.items()
+                    if isinstance(v, dict)
+                }
+            )
             for routing, part in parts.items():
                 h = part["held_out"]
                 if h.get("n"):

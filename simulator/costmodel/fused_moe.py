@@ -94,9 +94,7 @@ class FusedMoeCurve:
         pairs = sorted((t, s) for t, s in zip(tokens, seconds, strict=True) if s is not None)
         if not pairs or any(t <= 0 or s <= 0 for t, s in pairs):
             raise ValueError("a curve needs positive tokens and seconds")
-        return cls(
-            tuple(math.log(t) for t, _ in pairs), tuple(math.log(s) for _, s in pairs)
-        )
+        return cls(tuple(math.log(t) for t, _ in pairs), tuple(math.log(s) for _, s in pairs))
 
     def seconds(self, tokens: float) -> float:
         """Time (s) of one layer over ``tokens`` tokens."""

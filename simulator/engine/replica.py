@@ -158,7 +158,9 @@ class Replica:
         block = kv.block_size
         hit = kv.hit_blocks(w) if w.prefix_tokens and kv.cache is not None else 0
         tokens = 0 if w.prefilled else w.context_tokens - hit * block
-        held = w.context_tokens + w.remaining if self.cfg.reserve_whole_sequence else w.context_tokens
+        held = w.context_tokens
+        if self.cfg.reserve_whole_sequence:
+            held += w.remaining
         blocks = -(-held // block) - hit
         return WaitingItem(index, tokens, blocks, w.arrival_s, w.priority)
 
