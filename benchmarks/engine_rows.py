@@ -120,7 +120,7 @@ def _row(source: str, meta: dict[str, Any], raw: dict[str, Any]) -> Row:
         published, per_gpu = float(raw["output_tok_s"]), False
         precision = raw["precision"]
         weight = kv = PRECISION_DTYPE[precision]
-        label = f"TP{tp}"
+        label = raw.get("parallel", f"TP{tp}")
     release = str(meta.get("release", source)).split()[0]
     row_id = f"{release} {raw['model']} {raw['gpu']} {label} {precision} {isl}/{osl}"
     moe = bool(raw.get("moe", True))  # the MoE file's rows carry no flag: all are MoE
