@@ -110,6 +110,7 @@ def cost_model(model: str, hw: HardwareConfig, eng: EngineConfig, base_dir: Path
         gpus_per_node=hw.gpus_per_node,
         interconnect=hw.interconnect,
         inter_node_link=hw.inter_node_link,
+        host_link=gpu.host_link,
     )
     pricing = resolve_pricing(hw, eng, base_dir)
     spec = load_model(model)
