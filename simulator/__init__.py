@@ -19,6 +19,7 @@ _EXPORTS = {
     "load_scenario": "simulator.api",
     "run": "simulator.api",
     "scenario_from_dict": "simulator.api",
+    "PlanConfig": "simulator.planning",
     "PlanResult": "simulator.planning",
     "fewest_replicas": "simulator.planning",
     "load_plan_file": "simulator.planning",
@@ -38,6 +39,7 @@ def __getattr__(name: str):
 __version__ = "0.1.0"
 
 __all__ = [
+    "PlanConfig",
     "PlanResult",
     "Result",
     "__version__",

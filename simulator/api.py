@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from simulator.config.compile import resolve_calibration as hardware_calibration
 from simulator.config.loader import load_scenario, scenario_from_dict
 from simulator.config.scenario import Scenario
 from simulator.costmodel import CostModel, CostParams, MemoryPlan
+from simulator.engine.gap_ema import GAP_EMA_SPAN
 from simulator.engine.ledger import RecordSink
 from simulator.engine.simulation import Simulation
 from simulator.metrics import RunRecords, Summary, summarize
@@ -65,10 +67,22 @@ def build_simulation(
     progress: Callable[[int], None] | None = None,
     trace_steps: bool = False,
     records_out: RecordSink | None = None,
+    exact_requests: int | None = None,
 ) -> Simulation:
     """Turn a validated scenario into a ready-to-run simulation (checks the memory fit).
-    ``records_out`` receives the per-request records chunk by chunk as they settle."""
+    ``records_out`` receives the per-request records chunk by chunk as they settle. Up to
+    ``exact_requests`` requests (default ``metrics.sketch.EXACT_REQUESTS``) are kept and
+    summarised exactly; a longer run is summarised through sketches (``metrics.sketch``)."""
+    from simulator.metrics.sketch import EXACT_REQUESTS, RequestSketch
+
     workload = scenario.workload
+    classes = workload.classes or []
+    sketch = RequestSketch(
+        scenario.slo or None,
+        {c.name: c.slo.model_dump(exclude_none=True) for c in classes if c.slo} or None,
+        scenario.output.warmup_s,
+        offline=workload.arrival is not None and workload.arrival.process == "offline",
+    )
     return Simulation(
         compile_scenario(scenario),
         build_source(workload, base_dir=scenario.base_dir),
@@ -78,6 +92,18 @@ def build_simulation(
         # per-class inter-token gaps cost a little per step: only when there are classes
         itl_per_class=bool((workload.classes and len(workload.classes) > 1) or workload.trace),
         records_out=records_out,
+        sketch=sketch,
+        exact_requests=EXACT_REQUESTS if exact_requests is None else exact_requests,
+        # each request's moving average of its gaps, only when an SLO asks for it
+        gap_ema_span=GAP_EMA_SPAN if _constrains(scenario, "gap_ema_ms") else None,
+    )
+
+
+def _constrains(scenario: Scenario, metric: str) -> bool:
+    """Whether the scenario's SLO, or a class's, sets a target on ``metric``."""
+    classes = scenario.workload.classes or []
+    return metric in (scenario.slo or {}) or any(
+        c.slo is not None and getattr(c.slo, metric, None) for c in classes
     )
 
 
@@ -140,6 +166,8 @@ def run(scenario: Scenario | str | Path, progress: Callable[[int], None] | None 
 
 def summarize_run(scenario: Scenario, records: RunRecords) -> Summary:
     """The scenario's summary of a finished run (its SLOs, per-class SLOs and GPU price)."""
+    from simulator.metrics.window import STEADY_PROCESSES
+
     classes = scenario.workload.classes or []
     class_slos = {c.name: c.slo.model_dump(exclude_none=True) for c in classes if c.slo}
     arrival = scenario.workload.arrival
@@ -149,18 +177,86 @@ def summarize_run(scenario: Scenario, records: RunRecords) -> Summary:
         gpu_hour_usd=scenario.cost.gpu_hour_usd,
         warmup_s=scenario.output.warmup_s,
         class_slos=class_slos or None,
+        steady_traffic=arrival is not None and arrival.process in STEADY_PROCESSES,
         offline=arrival is not None and arrival.process == "offline",
+        window_s=_window_s(scenario, records),
     )
-    summary.step_time_error_band = validated_error_band()
+    summary.step_time_error_band = error_band_for(scenario)
     summary.pricing = pricing_description(scenario)
     summary.trace = records.input_rows
     return summary
+
+
+def _window_s(scenario: Scenario, records: RunRecords) -> float | None:
+    """Length of the summary's windows: for changing traffic (not steady, not offline), an
+    hour of a daily cycle (its period / 24), else a round length (``metrics.per_window``)."""
+    from simulator.metrics.per_window import default_window_s
+    from simulator.metrics.window import STEADY_PROCESSES
+
+    arrival = scenario.workload.arrival
+    if arrival is not None and arrival.process in (*STEADY_PROCESSES, "offline"):
+        return None
+    req = records.requests
+    if not len(req):
+        return None
+    span = float(req.arrival_s.max() - req.arrival_s.min())
+    return default_window_s(getattr(arrival, "period_s", None), span)
+
+
+def error_band_for(scenario: Scenario) -> dict | None:
+    """The validated error band of the scenario's GPU and engine (``metrics.error_band``):
+    held-out where calibrated, the datasheet band where not, saying which."""
+    from simulator.costmodel.pricing import engine_calibration_path
+    from simulator.errors import UserError
+    from simulator.metrics.error_band import error_band
+
+    hw, eng = scenario.hardware, scenario.engine
+    key = (
+        hw.gpu,
+        hw.calibration,
+        eng.profile,
+        eng.version,
+        eng.weight_dtype,
+        str(scenario.base_dir),
+    )
+    if key not in _ERROR_BANDS:  # the calibration files are parsed once per process
+        try:
+            pricing = resolve_pricing(scenario)
+        except UserError:
+            return None
+        source = pricing.parameters
+        calibration = None if source == "datasheet defaults" else source
+        kernels = pricing.kernels
+        engine_file = (
+            engine_calibration_path(kernels.engine, kernels.gpu, kernels.version)
+            if kernels is not None
+            else None
+        )
+        _ERROR_BANDS[key] = error_band(
+            specs_dir(), hw.gpu, eng.profile, calibration, engine_file, eng.weight_dtype
+        )
+    return _ERROR_BANDS[key]
+
+
+#: Error bands by (GPU, calibration, engine profile, base folder).
+_ERROR_BANDS: dict[tuple, dict | None] = {}
 
 
 def validated_error_band() -> dict | None:
     """Held-out step-time error of the cost model, written by ``benchmarks/validation.py``
     (``hardware_specs/calibration/error_band.yaml``); None when absent."""
     path = specs_dir() / "calibration" / "error_band.yaml"
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    band = _error_band(path, stat.st_mtime_ns, stat.st_size)
+    return None if band is None else dict(band)
+
+
+@functools.lru_cache(maxsize=4)
+def _error_band(path: Path, mtime_ns: int, size: int) -> dict | None:
+    """The error band file's content, read again only when the file changes."""
     if not path.is_file():
         return None
     data = read_yaml(path, "error band file")

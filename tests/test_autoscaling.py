@@ -63,8 +63,13 @@ def test_replica_hours_equal_the_time_weighted_replica_count(step_run):
     mean_held = time_weighted_mean(fleet.times_s, fleet.held, step_run.records.end_s)
     assert fleet.mean_held == pytest.approx(mean_held)
     assert fleet.replica_seconds_held == pytest.approx(mean_held * step_run.records.end_s)
-    cost = step_run.summary["gpu_cost_usd"]
-    assert cost == pytest.approx(2.0 * fleet.gpu_seconds_held / 3600)
+    # the window's cost: replicas held at each moment of the window, at $2/GPU-hour
+    summary = step_run.summary
+    start, end = summary["window_start_s"], summary["window_end_s"]
+    times = np.append(fleet.times_s, step_run.records.end_s)
+    held_s = np.dot(fleet.held, np.clip(times[1:], start, end) - np.clip(times[:-1], start, end))
+    gpus_per_replica = fleet.gpu_seconds_held / fleet.replica_seconds_held
+    assert summary["gpu_cost_usd"] == pytest.approx(2.0 * held_s * gpus_per_replica / 3600)
 
 
 def test_fleet_never_leaves_its_bounds(step_run):

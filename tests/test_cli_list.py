@@ -137,3 +137,15 @@ def test_format_table_aligns_numbers_right():
     lines = text.splitlines()
     assert lines[1].endswith("  1.5") and lines[2].endswith("1234")
     assert len({len(line) for line in lines[1:]}) == 1
+
+
+def test_listing_loads_no_simulation_statistics_or_plotting_library():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from simulator.cli.main import main; main(['list', 'gpus', '--quiet']); "
+        "print(sorted(m for m in ('pandas', 'scipy', 'matplotlib', 'simpy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -1,5 +1,7 @@
 """Saturation detection and Little's law on records of a textbook M/D/c queue."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -100,3 +102,61 @@ def test_large_batch(load, expected):
             rate_per_s=25 * load, servers=200, service_s=8.0, arrival_window_s=80, seed=seed
         )
         assert detect_saturation(records).saturated is expected
+
+
+def _md1(load: float, requests: int, seed: int):
+    """Records of an M/D/1 queue (one server, 0.1 s per request) at ``load`` × capacity."""
+    return multi_server_queue_run(
+        rate_per_s=load * 10.0,
+        servers=1,
+        service_s=0.1,
+        arrival_window_s=requests / (load * 10.0),
+        seed=seed,
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_saturation_at_the_edge_is_consistent_across_run_lengths(seed):
+    loads, lengths = (0.9, 0.95, 1.0, 1.05, 1.1), (2000, 4000, 8000, 16000)
+    flagged = {}
+    for load in loads:
+        for n in lengths:
+            verdict = detect_saturation(_md1(load, n, seed))
+            flagged[load, n] = verdict.saturated
+            # every rate a reason prints is a count over time: never negative
+            assert not re.search(r"-\d", verdict.reason), verdict.reason
+    for load in loads:  # a longer run only adds evidence of a growing queue
+        row = [flagged[load, n] for n in lengths]
+        assert row == sorted(row), (load, row)
+    for n in lengths:  # more load never looks less saturated
+        column = [flagged[load, n] for load in loads]
+        assert column == sorted(column), (n, column)
+    assert not any(flagged[0.9, n] for n in lengths)
+    assert flagged[1.1, 8000] and flagged[1.1, 16000]
+
+
+def test_engine_run_at_the_edge_is_flagged_above_capacity_and_not_below():
+    # one request at a time (max_num_seqs 1), fixed lengths: the capacity is exactly one
+    # over the service time, and the verdict at ±10% does not depend on the run length
+    from simulator.api import build_cost_model, run
+    from simulator.costmodel.shape import StepShape
+    from tests.conftest import make_scenario
+
+    def scenario(rate, n):
+        return make_scenario(
+            engine={"max_num_seqs": 1},
+            workload={
+                "arrival": {"process": "poisson", "rate_per_s": rate},
+                "prompt_tokens": {"distribution": "fixed", "value": 512},
+                "output_tokens": {"distribution": "fixed", "value": 1},
+                "num_requests": n,
+                "seed": 1,
+            },
+        )
+
+    cost = build_cost_model(scenario(1.0, 10))
+    capacity = 1.0 / cost.step_time_s(StepShape.build(prefills=[(512, 0)]))
+    for n in (4000, 8000):
+        assert not run(scenario(0.9 * capacity, n)).summary["saturated"]
+        above = run(scenario(1.1 * capacity, n)).summary
+        assert above["saturated"] and "req/s complete" in above["saturation_reason"]

@@ -102,14 +102,17 @@ def test_rejections_grouped_by_reason():
     assert s.rejections == {"prompt + output = N tokens exceeds the model's maximum length N": 1}
 
 
-def test_warmup_excludes_requests_finished_before_it():
+def test_warmup_excludes_requests_that_arrived_in_it():
     s = summarize(hand_records(), slo=None, gpu_hour_usd=None, warmup_s=1.5)
     assert s.window_start_s == pytest.approx(1.5)
     assert s.duration_s == pytest.approx(3.5)
-    assert s.requests_measured == 3  # request 0 finished at 1.1 s, inside the warmup
+    # latencies: requests 0 and 1 arrived (0 s, 1 s) inside the warm-up
+    assert s.requests_measured == 2
+    assert s.ttft_ms["mean"] == pytest.approx((200 + 500) / 2)
+    # rates: completions inside the window (request 1 finished at 2.3 s, in it)
     assert s.requests_completed == 4
+    assert s.requests_completed_in_window == 3
     assert s.throughput_rps == pytest.approx(3 / 3.5)
-    assert s.ttft_ms["mean"] == pytest.approx((300 + 200 + 500) / 3)
 
 
 def test_unfinished_requests_are_counted_and_flag_saturation():

@@ -26,7 +26,13 @@ PLAN_FILE = {
         "seed": 0,
     },
     "slo": {"ttft_ms": {"p99": 500}, "tpot_ms": {"p99": 40}},
-    "plan": {"target_rate_per_s": 30, "replications": 2, "rate_tolerance": 0.1},
+    "plan": {
+        "target_rate_per_s": 30,
+        "replications": 1,
+        "rate_tolerance": 0.1,
+        "min_requests_per_replica": 300,
+        "max_requests_per_replica": 2000,
+    },
     "search": {
         "gpus": ["h100-sxm", "no-such-gpu"],
         "tensor_parallel": [1, 3],
@@ -61,7 +67,13 @@ def test_plan_json_and_csv(outputs, capsys):
     costs = result["costs"]
     # The cost options price the target rate on the fewest-replica deployment.
     assert costs["gpus"] == result["fewest_replicas"]["gpus"]
-    assert costs["output_tokens_per_month"] == pytest.approx(30 * 16 * 730 * 3600)
+    assert costs["mean_output_tokens"] == pytest.approx(16)
+    for option in costs["options"]:
+        assert option["output_tokens_per_month"] == pytest.approx(30 * 16 * 730 * 3600)
+        # one cost per token: the whole monthly cost over the output tokens
+        assert option["usd_per_million_output_tokens"] == pytest.approx(
+            option["monthly_usd"] / option["output_tokens_per_month"] * 1e6
+        )
     kinds = {o["kind"] for o in result["costs"]["options"]}
     assert {"cloud", "owned", "api"} <= kinds  # Llama-3.1-8B has API rows in prices.yaml
     candidates = result["candidates"]
@@ -84,6 +96,34 @@ def test_plan_json_and_csv(outputs, capsys):
     assert len(table) == 4 and "cost_per_million_output_tokens_usd" in table
 
 
+@pytest.fixture(scope="module")
+def planned(outputs):
+    return plan(outputs[1])
+
+
+def test_planned_rented_cost_per_token_is_what_simulate_reports(outputs, planned):
+    from simulator.api import run
+    from simulator.planning import load_plan_file
+
+    _, path, _ = outputs
+    costs = planned.to_dict()["costs"]
+    single = next(
+        o
+        for o in costs["options"]
+        if o["kind"] == "cloud" and o["breakdown"]["instances"] == o["replicas"]
+    )
+    loaded = load_plan_file(path).scenario
+    price = single["breakdown"]["price_per_gpu_hour"]
+    scenario = (
+        loaded.with_replicas(costs["replicas"])
+        .with_rate(costs["rate_per_s"])
+        .with_num_requests(3000)
+    )
+    scenario = scenario.replace(cost=scenario.cost.replace(gpu_hour_usd=price))
+    simulated = run(scenario).summary["cost_per_million_output_tokens_usd"]
+    assert single["usd_per_million_output_tokens"] == pytest.approx(simulated, rel=0.05)
+
+
 def test_plan_table_text(outputs, capsys):
     args, path, _ = outputs
     args = _parser().parse_args(["plan", str(path), "--quiet", "--set", "search.gpus=[h100-sxm]"])
@@ -101,9 +141,8 @@ def test_plan_bad_input_is_a_user_error(tmp_path):
         args.func(args)
 
 
-def test_python_api_plan_from_path(outputs):
-    _, path, _ = outputs
-    result = plan(path, replications=1)
+def test_python_api_plan_from_path(planned):
+    result = planned
     assert result.max_rate_per_s == result.rate.max_rate_per_s > 0
     assert result.search is not None and result.search.best.settings["gpu"] == "h100-sxm"
     frame = result.search.to_frame()

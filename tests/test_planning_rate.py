@@ -1,16 +1,17 @@
-"""Maximum sustainable rate and fewest replicas: the answers hold when simulated again."""
+"""Maximum sustainable rate and fewest replicas: verdicts at 95% confidence, sequential
+stopping, answers that hold when simulated again and that do not depend on the request
+count the scenario happens to hold."""
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import pytest
 
 from simulator.api import run
 from simulator.config.loader import scenario_from_dict
 from simulator.planning import PlanConfig, fewest_replicas, max_sustainable_rate
-from simulator.planning.outcome import Criteria, judge, keep_up, simulate
+from simulator.planning.evidence import MEETS, MISSES, UNCERTAIN, Criteria
+from simulator.planning.outcome import judge
+from simulator.planning.points import PointEvaluator
 from simulator.planning.rate import deployment_rate_bound_per_s
 
 PLAN_BASE = {
@@ -28,6 +29,8 @@ PLAN_BASE = {
     "slo": {"ttft_ms": {"p99": 200}, "tpot_ms": {"p99": 6}},
     "cost": {"gpu_hour_usd": 2.0},
 }
+#: A small budget keeps the suite fast: at most 3,000 requests per replica per point.
+PLAN = PlanConfig(replications=1, min_requests_per_replica=600, max_requests_per_replica=3000)
 
 
 @pytest.fixture(scope="module")
@@ -37,36 +40,55 @@ def scenario():
 
 @pytest.fixture(scope="module")
 def found(scenario):
-    return max_sustainable_rate(scenario, PlanConfig(replications=2, rate_tolerance=0.05))
+    return max_sustainable_rate(scenario, PLAN)
 
 
-def _meets_all(scenario, rate, replications, replicas=1):
-    outcomes = [
-        simulate(scenario.with_replicas(replicas).with_rate(rate).with_seed_offset(i))
-        for i in range(replications)
-    ]
-    return all(o.meets for o in outcomes), outcomes
+def _state(scenario, rate, replicas=1, plan=PLAN):
+    return PointEvaluator(scenario, plan).point(rate, replicas).verdict.state
 
 
-def test_max_rate_lies_between_a_met_and_a_missed_rate(scenario, found):
+def _passes(scenario, rate, replicas=1, plan=PLAN):
+    return PointEvaluator(scenario, plan).point(rate, replicas).passes
+
+
+def test_max_rate_is_certified_and_the_next_rate_is_not(scenario, found):
     assert found.max_rate_per_s is not None and found.failing_rate_per_s is not None
     assert found.max_rate_per_s < found.failing_rate_per_s <= found.max_rate_per_s * 1.05 + 1e-9
-    ok, _ = _meets_all(scenario, found.max_rate_per_s, 2)
-    assert ok
-    ok, outcomes = _meets_all(scenario, found.failing_rate_per_s, 2)
-    assert not ok
-    assert any(
-        "SLO missed" in o.reason or "saturated" in o.reason or "behind" in o.reason
-        for o in outcomes
-    )
+    # simulated again (same seeds): the same verdicts
+    assert _state(scenario, found.max_rate_per_s) == found.max_rate_verdict
+    assert _passes(scenario, found.max_rate_per_s)
+    assert not _passes(scenario, found.failing_rate_per_s)
+    assert found.intervals  # the SLO statistics at the maximum rate, with intervals
+    for stat in found.intervals.values():
+        assert stat["estimate_ms"] <= stat["threshold_ms"]
+        if found.max_rate_verdict == MEETS:
+            assert stat["verdict"] == "met" and stat["ci95_ms"][1] <= stat["threshold_ms"]
+    # the highest certified rate is a simulated rate certified to meet, at or below it
+    assert found.certified_max_rate_per_s <= found.max_rate_per_s
+    assert _state(scenario, found.certified_max_rate_per_s) == MEETS
 
 
-def test_knee_interval_and_bound(found):
-    assert len(found.knees_per_s) == 2
-    lo, hi = found.knee_ci95_per_s
-    assert lo <= found.knee_per_s <= hi
-    # The roofline bound is optimistic: no simulated sustainable rate exceeds it.
+def test_knee_lies_in_a_positive_bracket_of_simulated_rates(found):
+    low, high = found.knee_ci95_per_s
+    assert low == found.certified_max_rate_per_s > 0
+    assert high is not None and low <= found.knee_per_s <= high
+    # The roofline bound is optimistic: no certified rate exceeds it.
     assert found.max_rate_per_s <= found.rate_bound_per_s
+
+
+def test_sequential_stopping_stops(scenario, found):
+    # far below the knee: certified after the first replications
+    easy = PointEvaluator(scenario, PLAN).point(0.3 * found.max_rate_per_s, 1)
+    assert easy.verdict.state == MEETS and len(easy.runs) <= 3
+    # far above: certified to miss at once
+    hard = PointEvaluator(scenario, PLAN).point(3 * found.max_rate_per_s, 1)
+    assert hard.verdict.state == MISSES and len(hard.runs) == 1
+    # at the knee: replications are added until the budget is spent, then "uncertain"
+    knee = PointEvaluator(scenario, PLAN).point(found.knee_per_s, 1)
+    if knee.verdict.state == UNCERTAIN:
+        assert knee.requests >= PLAN.max_requests_per_replica
+        assert knee.requests < PLAN.max_requests_per_replica + 2 * 600
+        assert "budget" in knee.verdict.reason
 
 
 def test_roofline_bound_above_saturated_throughput(scenario):
@@ -79,18 +101,30 @@ def test_roofline_bound_above_saturated_throughput(scenario):
 
 def test_fewest_replicas_meets_and_one_fewer_does_not(scenario, found):
     target = 2.5 * found.max_rate_per_s
-    answer = fewest_replicas(scenario, target, PlanConfig(replications=2))
+    answer = fewest_replicas(scenario, target, PLAN, per_replica_rate_per_s=found.knee_per_s)
     assert answer.replicas is not None and answer.replicas >= 2
     assert answer.gpus == answer.replicas
-    ok, _ = _meets_all(scenario, target, 2, answer.replicas)
-    assert ok
-    ok, _ = _meets_all(scenario, target, 2, answer.replicas - 1)
-    assert not ok
+    assert _passes(scenario, target, answer.replicas)
+    assert _state(scenario, target, answer.replicas) == answer.verdict
+    assert not _passes(scenario, target, answer.replicas - 1)
+
+
+def test_fleet_runs_do_not_depend_on_the_scenarios_request_count(scenario, found):
+    # every fleet replica gets min_requests_per_replica: the scenario's own count (600 or
+    # 1,200) is only a minimum, so the answer is the same
+    target = 3 * found.max_rate_per_s
+    plan = PLAN.model_copy(update={"min_requests_per_replica": 1200})
+    answers = [
+        fewest_replicas(scenario.with_num_requests(n), target, plan).replicas for n in (600, 1200)
+    ]
+    assert answers[0] is not None and answers[0] == answers[1]
+    evaluator = PointEvaluator(scenario, plan)
+    assert evaluator.run_requests(target, 3) == 3600
 
 
 def test_unreachable_slo_reports_no_rate(scenario):
     strict = scenario.replace(slo={"tpot_ms": {"p99": 0.01}})
-    found = max_sustainable_rate(strict, PlanConfig(replications=1))
+    found = max_sustainable_rate(strict, PLAN)
     assert found.max_rate_per_s is None
     assert "SLO" in found.reason
 
@@ -123,21 +157,11 @@ def test_judge_reasons():
     assert not judge({"saturated": True, "saturation_reason": "x"})[0]
 
 
-def test_keep_up_flags_a_falling_behind_run():
-    arrivals = np.linspace(0, 10, 1000)
-    assert keep_up(arrivals, arrivals + 0.1)[0]
-    slow = np.where(arrivals < 5, arrivals + 0.1, 5 + (arrivals - 5) * 2)
-    ok, reason = keep_up(arrivals, slow)
-    assert not ok and "falls behind" in reason
-    assert math.isclose(float(np.count_nonzero(slow <= 10)), 750, abs_tol=2)
-
-
 def test_min_arrival_span_lengthens_fast_runs(scenario):
-    from simulator.planning.rate import Evaluator
-
-    evaluator = Evaluator(scenario, Criteria(), min_arrival_span_s=10.0)
-    assert evaluator.outcome(100.0, 1, 0).summary["requests_total"] == 1000
-    assert evaluator.outcome(20.0, 1, 0).summary["requests_total"] == 600  # never fewer
+    plan = PLAN.model_copy(update={"min_arrival_span_s": 10.0})
+    evaluator = PointEvaluator(scenario, plan)
+    assert evaluator.run_requests(100.0, 1) == 1000
+    assert evaluator.run_requests(20.0, 1) == 600  # never fewer than the scenario's own
 
 
 def test_plan_sizes_the_fleet_with_headroom_for_model_error(scenario):
@@ -149,7 +173,7 @@ def test_plan_sizes_the_fleet_with_headroom_for_model_error(scenario):
     assert band is not None
     assert resolve_safety_margin(PlanConfig()) == pytest.approx(band["median_pct"] / 100)
     assert resolve_safety_margin(PlanConfig(safety_margin=0)) == 0
-    config = PlanConfig(target_rate_per_s=60, safety_margin=0.5, replications=1)
+    config = PLAN.model_copy(update={"target_rate_per_s": 60, "safety_margin": 0.5})
     result = plan(scenario, config)
     assert result.replicas.target_rate_per_s == pytest.approx(90.0)
     out = result.to_dict()

@@ -36,6 +36,8 @@ def result():
         tensor_parallel=[1, 2],
         batching=["continuous", "no-such-policy"],
         gpu_hour_usd={"h100-sxm": 3.0, "a100-sxm-80gb": 1.5, "l4": 6.0},
+        # TPOT separates the GPUs clearly enough for the L4 points to be pruned
+        latency="tpot_ms.p50",
     )
     return search_configurations(scenario, search, PlanConfig(rate_tolerance=0.1))
 
@@ -103,6 +105,7 @@ def test_pruning_changes_nothing_ranked():
         gpus=["h100-sxm", "l4"],
         tensor_parallel=[1, 2],
         gpu_hour_usd={"h100-sxm": 3.0, "l4": 6.0},
+        latency="tpot_ms.p50",
     )
     pruned = search_configurations(scenario, search, PlanConfig(rate_tolerance=0.1))
     full = search_configurations(scenario, search, PlanConfig(rate_tolerance=0.1), prune=False)

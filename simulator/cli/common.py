@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_command(subparsers, name: str, *, help: str, description: str, examples: str):
@@ -67,3 +68,11 @@ def check_run_budget(scenario, source: str, *, runs: int = 1, allow_long_run: bo
     problems = budget_problems(estimate, runs=runs, allow_long_run=allow_long_run)
     if problems:
         raise UserError([f"{source}: {p}" for p in problems])
+
+
+def available_cores() -> int:
+    """Processors this process may run on (its CPU affinity where the system says)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

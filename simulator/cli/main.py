@@ -8,6 +8,12 @@ import os
 import signal
 import sys
 
+# numpy's BLAS would start a thread per core on its first vector product (the gap
+# histogram's sum) and keep them spinning for a while after each: a quarter more CPU time
+# for nothing, taken from the worker processes of searches and sweeps. The simulator's
+# arrays are small; one thread does.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from simulator.errors import UserError, WorkerStopped
 
 #: Each command and the module defining its ``register(subparsers)``.

@@ -120,6 +120,12 @@ def run(args: argparse.Namespace) -> int:
         paint("recommendation: ", "bold", colour)
         + paint(report.recommendation_line(), "green", colour)
     )
+    costs = report.simulated.plan.costs
+    machine = next((o.machine for o in costs.options if o.machine is not None), None)
+    if machine is not None:
+        print(f"owned option: {machine.description} ({machine.kind}, hosted: {machine.hosting})")
+        for line in machine.assumptions:
+            print(f"  {line}")
     for path in written:
         print(f"wrote {path}")
     return 0

@@ -42,7 +42,14 @@ def register(subparsers) -> None:
         "--out",
         type=Path,
         metavar="DIR",
-        help="write summary.json, requests.csv and timeseries.csv to DIR",
+        help="write summary.json, requests.csv and timeseries.csv to DIR (the requests as "
+        "the run settles them)",
+    )
+    p.add_argument(
+        "--out-format",
+        choices=("csv", "parquet"),
+        default="csv",
+        help="per-request records as CSV (default) or Parquet (requests.parquet; needs pyarrow)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument(
@@ -65,8 +72,8 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-#: Files ``--out`` writes.
-OUT_FILES = ("summary.json", "requests.csv", "timeseries.csv")
+#: Files ``--out`` writes (the records in one of the two formats).
+OUT_FILES = ("summary.json", "requests.csv", "requests.parquet", "timeseries.csv")
 
 
 def _progress_bar(total: int | None, quiet: bool):
@@ -92,33 +99,39 @@ def _progress_bar(total: int | None, quiet: bool):
     return bar, update
 
 
-def _write_out(folder: Path, summary, records) -> list[Path]:
-    """``--out``'s files, each written whole: into a temporary folder beside ``folder``,
-    then renamed into place."""
-    import shutil
-    import tempfile
+class _OutFolder:
+    """``--out``'s files, written into a temporary folder inside ``folder`` while the run
+    goes on (the per-request records as they settle) and renamed into place at the end;
+    removed if the command stops before."""
 
-    from simulator.metrics import write_outputs
+    def __init__(self, folder: Path, fmt: str):
+        import tempfile
 
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder))
-    try:
-        written = write_outputs(staging, summary, records)
+        from simulator.metrics.stream import RecordWriter
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder))
+        self.writer = RecordWriter(self.staging, fmt)
+
+    def finish(self, summary, records) -> list[Path]:
+        written = self.writer.close(summary, records)
         final = []
         for path in written:
-            os.replace(path, folder / path.name)
-            final.append(folder / path.name)
+            os.replace(path, self.folder / path.name)
+            final.append(self.folder / path.name)
         return final
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    def remove(self) -> None:
+        import shutil
+
+        self.writer.abandon()
+        shutil.rmtree(self.staging, ignore_errors=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from simulator.api import Result, build_simulation, load_scenario, summarize_run
-    from simulator.cli.outputs import write_atomic
+    from simulator.api import load_scenario
     from simulator.errors import UserError
-    from simulator.metrics import format_summary_table
-    from simulator.metrics.replications import combine, format_intervals
 
     if args.replications < 1:
         raise UserError(f"--replications: must be at least 1, got {args.replications}")
@@ -130,7 +143,27 @@ def run(args: argparse.Namespace) -> int:
     check_run_budget(
         scenario, args.scenario, runs=args.replications, allow_long_run=args.allow_long_run
     )
-    simulation = build_simulation(scenario, trace_steps=args.trace_out is not None)
+    from simulator.config.compile import reused_builds
+
+    out = _OutFolder(args.out, args.out_format) if args.out else None
+    try:
+        with reused_builds():  # every seed runs the same replicas
+            return _simulate(args, scenario, out)
+    finally:
+        if out is not None:
+            out.remove()
+
+
+def _simulate(args: argparse.Namespace, scenario, out: _OutFolder | None) -> int:
+    from simulator.api import Result, build_simulation, summarize_run
+    from simulator.cli.outputs import write_atomic
+    from simulator.metrics import format_summary_table
+    from simulator.metrics.replications import combine, format_intervals
+
+    records_out = out.writer if out is not None else None
+    simulation = build_simulation(
+        scenario, trace_steps=args.trace_out is not None, records_out=records_out
+    )
     per_run = scenario.workload.num_requests
     bar, update = _progress_bar(per_run * args.replications if per_run else None, args.quiet)
 
@@ -155,16 +188,16 @@ def run(args: argparse.Namespace) -> int:
         write_atomic(args.trace_out, lambda path: path.write_text(events), "--trace-out")
         if not args.json:
             print(f"wrote {args.trace_out} (open in https://ui.perfetto.dev)", file=sys.stderr)
-    if args.out:
-        written = _write_out(args.out, summary, records)
+    if out is not None:
+        written = out.finish(summary, records)
         if not args.json:
             print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
     combined = combine(summaries) if args.replications > 1 else None
     if args.json:
-        out = result.summary
+        payload = result.summary
         if combined is not None:
-            out["replications"] = combined
-        print(json.dumps(out, indent=2))
+            payload["replications"] = combined
+        print(json.dumps(payload, indent=2))
     else:
         hw = scenario.hardware
         print(

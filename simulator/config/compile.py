@@ -8,6 +8,8 @@ batching policy's parameters and its routing weight.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from simulator.config.deployment import GroupSettings
@@ -44,6 +46,55 @@ CAPACITY_CONTEXT_TOKENS = 1024
 DEFAULT_KV_LINK = "infiniband-ndr"
 #: Cost-model fields that belong to the scenario's ``engine`` section (the rest: hardware).
 _ENGINE_FIELDS = ("kv_dtype", "weight_dtype", "attention_dtype", "lm_head_dtype")
+#: Cost models and memory plans already built, while ``reused_builds`` is active.
+_BUILT: dict[tuple, object] | None = None
+
+
+@contextlib.contextmanager
+def reused_builds(draws: bool = False) -> Iterator[None]:
+    """Within this block, cost models and memory plans are built once per replica layout
+    (model, GPU, parallelism, dtypes, calibration, engine profile, memory settings) and
+    reused: a search simulates each configuration at many rates and seeds. A cost model is
+    pure (its caches only remember step times), so sharing one changes no result. Files
+    (calibrations, profiles, model and GPU specs) are read once within the block. With
+    ``draws``, the requests' shapes are also drawn once per workload and seed
+    (``workload.streams.shared_draws``: for runs of one workload at many rates; they are
+    kept until the block ends)."""
+    from simulator.workload.streams import shared_draws
+
+    global _BUILT
+    outer = _BUILT
+    if outer is None:
+        _BUILT = {}
+    try:
+        with shared_draws() if draws else contextlib.nullcontext():
+            yield
+    finally:
+        _BUILT = outer
+
+
+def _layout_key(kind: str, model: str, hw: HardwareConfig, eng: EngineConfig, base_dir) -> tuple:
+    """What a cost model or memory plan depends on: the replica's hardware and engine
+    settings, and which of them were set (an unset weight dtype follows the checkpoint),
+    not how many replicas there are, nor how they scale."""
+    return (
+        kind,
+        model,
+        hw.model_dump_json(exclude={"replicas", "autoscale"}),
+        tuple(sorted(hw.model_fields_set - {"replicas", "autoscale"})),
+        eng.model_dump_json(),
+        tuple(sorted(eng.model_fields_set)),
+        str(base_dir),
+    )
+
+
+def _reused(key: tuple, build):
+    if _BUILT is None:
+        return build()
+    found = _BUILT.get(key)
+    if found is None:
+        found = _BUILT[key] = build()
+    return found
 
 
 def resolve_calibration(hardware: HardwareConfig, base_dir: Path) -> tuple[CostParams, str]:
@@ -55,13 +106,17 @@ def resolve_pricing(hw: HardwareConfig, eng: EngineConfig, base_dir: Path) -> Pr
     """What one replica is priced with: the engine's kernel calibration for its GPU and
     version, else the PyTorch-reference calibration, else the datasheet; the profile's
     runtime on top (``costmodel/pricing.py``)."""
+    key = ("pricing", hw.gpu, hw.calibration, eng.profile, eng.version, str(base_dir))
     try:
-        return price_with(
-            hw.gpu,
-            calibration=hw.calibration,
-            profile=eng.profile,
-            version=eng.version,
-            base_dir=base_dir,
+        return _reused(
+            key,
+            lambda: price_with(
+                hw.gpu,
+                calibration=hw.calibration,
+                profile=eng.profile,
+                version=eng.version,
+                base_dir=base_dir,
+            ),
         )
     except UserError as exc:
         raise _in_scenario_sections(exc) from None
@@ -98,6 +153,13 @@ def _offload_plan(hw: HardwareConfig, gpu):
 
 def cost_model(model: str, hw: HardwareConfig, eng: EngineConfig, base_dir: Path) -> CostModel:
     """The step-time model of one replica of ``model`` (TP × PP × EP GPUs, offload)."""
+    key = _layout_key("cost", model, hw, eng, base_dir)
+    return _reused(key, lambda: _build_cost_model(model, hw, eng, base_dir))
+
+
+def _build_cost_model(
+    model: str, hw: HardwareConfig, eng: EngineConfig, base_dir: Path
+) -> CostModel:
     from simulator.specs.topology import build_placement
 
     gpu = load_gpu(hw.gpu)
@@ -176,6 +238,11 @@ def memory_accounting(hw: HardwareConfig, eng: EngineConfig, model: ModelSpec) -
 def replica_memory_plan(model: str, hw: HardwareConfig, eng: EngineConfig) -> MemoryPlan:
     """Memory of the most loaded GPU of a replica: weights, workspace and the KV cache left,
     sized as the engine does."""
+    key = _layout_key("memory", model, hw, eng, None)
+    return _reused(key, lambda: _build_memory_plan(model, hw, eng))
+
+
+def _build_memory_plan(model: str, hw: HardwareConfig, eng: EngineConfig) -> MemoryPlan:
     gpu, spec = load_gpu(hw.gpu), load_model(model)
     budget = memory_accounting(hw, eng, spec)
     try:

@@ -16,6 +16,8 @@ PRICE_KINDS = ("on_demand", "reserved", "spot")
 #: Most simulations per rate, and most configurations a search compares.
 MAX_REPLICATIONS = 100
 MAX_SEARCH_POINTS = 10_000
+#: Most requests per replica a planning point may simulate (its run length and budget).
+MAX_REQUESTS_PER_REPLICA = 1_000_000
 Rate = Annotated[float, Field(gt=0, le=1e6)]
 
 
@@ -28,8 +30,14 @@ class TcoConfig(_Strict):
 
     #: Which cloud price sets the rented option ($/GPU-hour, cheapest row of that kind).
     price_kind: Literal["on_demand", "reserved", "spot"] = "on_demand"
+    #: Price of one owned machine with its GPUs (a server, workstation or Mac), for any
+    #: GPU; with ``gpus_per_server`` the GPUs it holds.
     server_price_usd: PositiveFloat | None = None
     gpus_per_server: PositiveInt | None = None
+    #: Where owned machines run: "datacenter" (colocation per kW, PUE, industrial
+    #: electricity) or "office" (no hosting fee, PUE 1, commercial electricity); default:
+    #: servers in a data centre, workstations and Macs in an office.
+    hosting: Literal["datacenter", "office"] | None = None
     life_years: PositiveFloat | None = None
     electricity_usd_per_kwh: float | None = Field(None, ge=0.0)
     pue: float | None = Field(None, ge=1.0)
@@ -47,9 +55,17 @@ class PlanConfig(_Strict):
 
     #: Rate (requests/s) the deployment must serve: find the fewest replicas that do.
     target_rate_per_s: Rate | None = None
-    #: Simulations per rate, each with its own seed (workload.seed + i); a rate is
-    #: sustainable when every replication meets the SLO without saturating.
-    replications: Annotated[int, Field(gt=0, le=MAX_REPLICATIONS)] = 3
+    #: Replications simulated first at every point (rate, replicas), each with its own seed
+    #: (workload.seed + i); more are added while the point's verdict is uncertain.
+    replications: Annotated[int, Field(gt=0, le=MAX_REPLICATIONS)] = 1
+    #: Fewest requests every replication simulates per replica: a fleet is judged on as
+    #: much traffic per replica as a single replica (``workload.num_requests`` is a minimum
+    #: too).
+    min_requests_per_replica: Annotated[int, Field(gt=0, le=MAX_REQUESTS_PER_REPLICA)] = 1000
+    #: Budget of a point: replications are added while its verdict is uncertain (its SLO
+    #: intervals straddle their thresholds) until it has simulated this many requests per
+    #: replica; then it is reported uncertain.
+    max_requests_per_replica: Annotated[int, Field(gt=0, le=MAX_REQUESTS_PER_REPLICA)] = 24000
     #: The rate search stops when its bracket [meets, fails] is narrower than this
     #: fraction of the lower end.
     rate_tolerance: float = Field(0.05, gt=0.0, lt=1.0)

@@ -80,9 +80,10 @@ class Scenario(StrictModel):
     disaggregated: DisaggregatedConfig | None = None
     workload: WorkloadConfig
     #: Latency targets: metric -> {percentile: threshold in ms}, e.g. {ttft_ms: {p99: 1000}}.
-    slo: dict[Literal["ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"], dict[str, PositiveFloat]] = Field(
-        default_factory=dict
-    )
+    slo: dict[
+        Literal["ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "ttft_per_prompt_token_ms", "gap_ema_ms"],
+        dict[str, PositiveFloat],
+    ] = Field(default_factory=dict)
     cost: CostConfig = Field(default_factory=CostConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     #: What ``servesim plan`` finds for this deployment (ignored by ``simulate``).

@@ -46,7 +46,8 @@ class RunningBatch:
         self.final_blocks = 0
         #: Live sequences per ``base mod block_size``: which of them need a new block next.
         self._offsets = [0] * block_size
-        self._min_end = math.inf  # smallest ``end`` of a live sequence
+        self._min_end: float | None = math.inf  # smallest ``end`` of a live sequence
+        self._retired: list[int] = []  # rows whose last token came in the last advance
         self._padding = 0  # sequences past their last token (until taken out)
         #: [last_token_s, count] per cohort, oldest first; counts sum to ``size``.
         self.cohorts: list[list] = []
@@ -55,6 +56,8 @@ class RunningBatch:
     @property
     def shortest(self) -> int:
         """Tokens the live sequence closest to its end still produces."""
+        if self._min_end is None:
+            self._min_end = self._live_min_end()
         return self._min_end - self.clock
 
     def context(self, row: int) -> int:
@@ -104,7 +107,7 @@ class RunningBatch:
         if remaining > 0:
             self.live += 1
             self._offsets[base % self.block_size] += 1
-            if end < self._min_end:
+            if self._min_end is not None and end < self._min_end:
                 self._min_end = end
         else:
             self._padding += 1
@@ -121,11 +124,15 @@ class RunningBatch:
         grown = self.live * whole
         if part:
             # a sequence takes a block on the token after its context fills one: at the
-            # j-th next token (j from 0) those with (base + clock + j) % block == 0
+            # j-th next token (j from 0 to part - 1) those with base % block equal to
+            # (-clock - j) % block, a window of offsets ending at (-clock) % block
             offsets = self._offsets
-            first = -self.clock
-            for j in range(part):
-                grown += offsets[(first - j) % block]
+            last = -self.clock % block
+            first = last - part + 1
+            if first >= 0:
+                grown += sum(offsets[first : last + 1])
+            else:
+                grown += sum(offsets[: last + 1]) + sum(offsets[first + block :])
         return grown
 
     def advance(self, steps: int, end_s: float) -> int:
@@ -133,12 +140,17 @@ class RunningBatch:
         the last at ``end_s``; all sequences now share one cohort ending at ``end_s``.
 
         Returns the number of KV blocks newly taken by the grown contexts."""
+        last = steps >= self.shortest  # the shortest request produces its last token
         grown = self.blocks_needed(steps)
         self.blocks_held += grown
         self.context_sum += self.live * steps
         self.clock += steps
-        self.cohorts = [[end_s, self.size]] if self.size else []
-        if self.clock >= self._min_end:
+        cohorts = self.cohorts
+        if len(cohorts) == 1:
+            cohorts[0][0] = end_s
+        elif self.size:
+            self.cohorts = [[end_s, self.size]]
+        if last:
             self._retire()
         return grown
 
@@ -147,14 +159,17 @@ class RunningBatch:
         clock, block = self.clock, self.block_size
         ends, offsets = self.end, self._offsets
         row = -1
-        for _ in range(ends.count(clock)):
+        count = ends.count(clock)
+        for _ in range(count):
             row = ends.index(clock, row + 1)
             offsets[self.base[row] % block] -= 1
-            self.live -= 1
+            self._retired.append(row)
+        self.live -= count
         self._padding = self.size - self.live
-        self._min_end = self._live_min_end()
+        self._min_end = None  # found when asked (``take_finished`` usually comes first)
 
     def _live_min_end(self) -> float:
+        """Smallest ``end`` of a live sequence (``math.inf`` if none)."""
         if not self.live:
             return math.inf
         if not self._padding:
@@ -169,7 +184,13 @@ class RunningBatch:
             return [], [], []
         clock = self.clock
         ends = self.end
-        done = [i for i, e in enumerate(ends) if e <= clock]
+        if len(self._retired) == self._padding:  # all retired by the last advance
+            done = self._retired
+            if len(done) == 1:
+                return self._take_row(done[0])
+        else:
+            done = [i for i, e in enumerate(ends) if e <= clock]
+        self._retired = []
         ordinals = [self.ordinal[i] for i in done]
         contexts = [self.base[i] + ends[i] for i in done]
         shared = [self.shared[i] for i in done]
@@ -182,10 +203,10 @@ class RunningBatch:
         if len(done) == self.size:
             for column in (self.ordinal, self.base, self.end, self.shared, self.klass):
                 column.clear()
-        elif len(done) == 1:
-            row = done[0]
+        elif len(done) <= 8:  # a few: delete them, last first
             for column in (self.ordinal, self.base, self.end, self.shared, self.klass):
-                del column[row]
+                for row in reversed(done):
+                    del column[row]
         else:
             for name in ("ordinal", "base", "end", "shared", "klass"):
                 column = getattr(self, name)
@@ -199,6 +220,26 @@ class RunningBatch:
             self.cohorts = []
             self._min_end = math.inf
         return ordinals, contexts, shared
+
+    def _take_row(self, row: int) -> tuple[list[int], list[int], list[int]]:
+        """``take_finished`` of the one finished sequence at ``row``."""
+        self._retired = []
+        ordinal = self.ordinal.pop(row)
+        context = self.base.pop(row) + self.end.pop(row)
+        shared = self.shared.pop(row)
+        del self.klass[row]
+        self.context_sum -= context
+        self.shared_sum -= shared
+        self.blocks_held -= -(-context // self.block_size) - shared
+        self.size -= 1
+        self._padding = 0
+        if self.size:
+            self.cohorts[-1][1] = self.size
+            self._min_end = min(self.end)
+        else:
+            self.cohorts = []
+            self._min_end = math.inf
+        return [ordinal], [context], [shared]
 
     def pop_last(self) -> tuple[int, int, int, float, int]:
         """Remove the most recently admitted sequence.

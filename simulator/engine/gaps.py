@@ -11,16 +11,19 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.engine.batch import RunningBatch
+from simulator.engine.gap_ema import GapEma
 from simulator.metrics.histogram import GapHistogram
 
 
 class TokenGaps:
     """Every gap between consecutive tokens of every request (s); per request class too
-    when ``per_class`` (class index as the ledger numbers them)."""
+    when ``per_class`` (class index as the ledger numbers them); with ``ema_span``, each
+    request's moving average of its gaps too (``engine.gap_ema``)."""
 
-    def __init__(self, per_class: bool = False):
+    def __init__(self, per_class: bool = False, ema_span: int | None = None):
         self.all = GapHistogram()
         self.by_class: list[GapHistogram] | None = [] if per_class else None
+        self.ema: GapEma | None = GapEma(ema_span) if ema_span else None
 
     def classes_seen(self, count: int) -> None:
         """The run has met ``count`` request classes so far."""
@@ -28,11 +31,13 @@ class TokenGaps:
             while len(self.by_class) < count:
                 self.by_class.append(GapHistogram())
 
-    def one(self, klass: int, gap_s: float) -> None:
+    def one(self, klass: int, gap_s: float, ordinal: int = -1) -> None:
         """A single token after ``gap_s`` (a sequence recomputed after preemption)."""
         self.all.add_value(gap_s, 1)
         if self.by_class is not None:
             self.by_class[klass].add_value(gap_s, 1)
+        if self.ema is not None and ordinal >= 0:
+            self.ema.same_gap(np.array([ordinal]), gap_s)
 
     def decode(
         self,
@@ -46,6 +51,8 @@ class TokenGaps:
         ones); default all. Call before the batch advances (its cohorts still say when each
         sequence's last token came)."""
         n = batch.size
+        if self.ema is not None:
+            self._ema(batch, first_end_s, later_s, live)
         if live is None:
             add_value = self.all.add_value
             for last_s, count in batch.cohorts:
@@ -65,6 +72,25 @@ class TokenGaps:
             self.all.add(later_s, int(live.sum()))
         if self.by_class is not None:
             self._by_class(batch, first_end_s, later_s, live)
+
+    def _ema(
+        self,
+        batch: RunningBatch,
+        first_end_s: float,
+        later_s: np.ndarray | None,
+        live: np.ndarray | None,
+    ) -> None:
+        """The same gaps into each request's moving average."""
+        ordinals = np.asarray(batch.ordinal[: batch.size], dtype=np.int64)
+        start = 0
+        for last_s, count in batch.cohorts:
+            rows = ordinals[start : start + count]
+            if live is not None:
+                rows = rows[live[start : start + count]]
+            self.ema.same_gap(rows, first_end_s - last_s)
+            start += count
+        if later_s is not None and len(later_s):
+            self.ema.gap_run(ordinals if live is None else ordinals[live], later_s)
 
     def _by_class(
         self,

@@ -40,6 +40,9 @@ class InlineArrivals:
         self._clock_s = 0.0
         self._scheduled_s = 0.0
         self._next: tuple[float, float] | None = None  # (route time, scheduled at) of the next
+        #: When the next arrival would be routed (s; ``math.inf`` if none is scheduled): a
+        #: replica need not call ``take`` before then.
+        self.next_s = self._peek()[0]
 
     def next_route_s(self) -> float:
         """When the next arrival would be routed (s; ``math.inf`` if none is scheduled)."""
@@ -70,3 +73,4 @@ class InlineArrivals:
             self._next = None
             self._clock_s, self._scheduled_s = route_s, scheduled_s
             self._route(self._source.pop(), route_s)
+            self.next_s = self._peek()[0]

@@ -44,8 +44,11 @@ class KvBlocks:
     @property
     def free(self) -> int:
         """Free blocks, counting cached prefixes nobody uses as free (they are evicted)."""
-        evictable = self.cache.evictable_blocks if self.cache is not None else 0
-        return self.total - self.used + evictable
+        held = self._batch.blocks_held + self.prefilling + self.reserved
+        cache = self.cache
+        if cache is None:
+            return self.total - held
+        return self.total - held - cache.blocks + cache.evictable_blocks
 
     @property
     def admissible(self) -> int:
@@ -122,6 +125,6 @@ class KvBlocks:
                 else:
                     hi = mid
             steps = lo
-        if steps and self.cache is not None:
+        if steps and self.cache:  # evict cached prefixes to make the growth's room
             self.take(batch.blocks_needed(steps))
         return steps

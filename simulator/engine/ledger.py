@@ -4,8 +4,10 @@ Each outcome is a row of compact typed columns (``array.array``: 68 bytes per re
 memory grows by tens of bytes per request however long the run; the request itself (its
 prefix and session tags) is kept only while it is in flight. Rows are settled when their
 request finishes or is rejected; a ``RecordSink`` receives the settled rows in arrival
-order, chunk by chunk, and may let the ledger forget them (``keep_rows`` False): memory
-then stays bounded by the requests in flight.
+order, chunk by chunk, and may let the ledger forget them (``keep_rows`` False). Past
+``exact_limit`` rows, a sketch sink (``metrics.sketch.RequestSketch``) receives every
+settled row instead of the ledger keeping it: memory then stays bounded by the requests in
+flight.
 """
 
 from __future__ import annotations
@@ -52,7 +54,12 @@ class RecordSink(Protocol):
 class RequestLedger:
     """Append-only columns, one row per arrived request (ordinal = arrival order)."""
 
-    def __init__(self, sink: RecordSink | None = None) -> None:
+    def __init__(
+        self,
+        sink: RecordSink | None = None,
+        sketch: RecordSink | None = None,
+        exact_limit: int | None = None,
+    ) -> None:
         #: Requests routed and not yet finished or rejected, by ordinal.
         self.live: dict[int, Request] = {}
         for name, code in COLUMNS.items():
@@ -63,6 +70,11 @@ class RequestLedger:
         self.class_names: list[str] = []
         self._class_index: dict[str, int] = {}
         self._sink = sink
+        self._sketch = sketch
+        self._exact_limit = exact_limit if sketch is not None else None
+        #: Rows past the exact limit: every settled row went to the sketch.
+        self.sketched = False
+        self._handing = sink is not None or sketch is not None
         self._settled: dict[int, int] = {}  # chunk -> rows settled in it
         self._next_chunk = 0  # first chunk not yet handed to the sink
 
@@ -85,6 +97,8 @@ class RequestLedger:
         self.klass.append(index)
         self.cached_prompt_tokens.append(0)
         self.preemptions.append(0)
+        if self._exact_limit is not None and ordinal >= self._exact_limit and not self.sketched:
+            self._start_sketching()
         return ordinal
 
     def reject(self, ordinal: int, reason: str) -> None:
@@ -113,7 +127,7 @@ class RequestLedger:
     def settle(self, ordinal: int) -> None:
         """Request ``ordinal`` finished or was rejected: its row is final."""
         del self.live[ordinal]
-        if self._sink is None:
+        if not self._handing:
             return
         chunk = ordinal // CHUNK_ROWS
         settled = self._settled.get(chunk, 0) + 1
@@ -124,26 +138,50 @@ class RequestLedger:
     def __len__(self) -> int:
         return self.base + len(self.arrival_s)
 
+    @property
+    def sketch(self) -> RecordSink | None:
+        """The sketch every settled row went to, once past the exact limit (else None)."""
+        return self._sketch if self.sketched else None
+
     # ------------------------------------------------------------- reading
     def _hand_over(self, chunk: int) -> None:
-        """Give the settled chunk to the sink (and forget it unless the sink keeps rows)."""
+        """Give the settled chunk to the sinks (and forget it unless they keep rows)."""
         del self._settled[chunk]
         self._next_chunk = chunk + 1
-        start = chunk * CHUNK_ROWS
-        self._sink.write(self._rows(start, start + CHUNK_ROWS))
-        if not self._sink.keep_rows:
-            for name in COLUMNS:
-                del getattr(self, name)[: start + CHUNK_ROWS - self.base]
-            self.reject_reasons = {o: r for o, r in self.reject_reasons.items() if o >= self.base}
-            self.base = start + CHUNK_ROWS
+        self._give(chunk * CHUNK_ROWS, (chunk + 1) * CHUNK_ROWS)
+
+    def _give(self, start: int, stop: int) -> None:
+        if self._sink is None and not self.sketched:
+            return
+        rows = self._rows(start, stop)
+        if self._sink is not None:
+            self._sink.write(rows)
+        if self.sketched:
+            self._sketch.write(rows)
+        if self.sketched or not self._sink.keep_rows:
+            self._forget(stop)
+
+    def _forget(self, stop: int) -> None:
+        """Drop the rows before ordinal ``stop`` (handed over)."""
+        for name in COLUMNS:
+            del getattr(self, name)[: stop - self.base]
+        self.base = stop
+        self.reject_reasons = {o: r for o, r in self.reject_reasons.items() if o >= stop}
+
+    def _start_sketching(self) -> None:
+        """Past the exact limit: the rows handed over so far go to the sketch too, and are
+        forgotten; from now on every settled chunk does."""
+        self.sketched = True
+        stop = self._next_chunk * CHUNK_ROWS
+        if self.base < stop:
+            self._sketch.write(self._rows(self.base, stop))
+            self._forget(stop)
 
     def finish_sink(self) -> None:
-        """The run is over: hand the rows not yet handed over to the sink."""
-        if self._sink is None:
-            return
+        """The run is over: hand the rows not yet handed over to the sinks."""
         start = self._next_chunk * CHUNK_ROWS
         if start < len(self):
-            self._sink.write(self._rows(start, len(self)))
+            self._give(start, len(self))
         self._next_chunk = -(-len(self) // CHUNK_ROWS)
 
     def _rows(self, start: int, stop: int) -> RequestRecords:

@@ -28,6 +28,10 @@ class PrefixCache:
         self.blocks = 0  # blocks held by all entries
         self.evictable_blocks = 0  # blocks of entries no running sequence uses
 
+    def __len__(self) -> int:
+        """Prefixes cached."""
+        return len(self._entries)
+
     def hit_blocks(self, prefix_id: int, prefix_tokens: int, prompt_tokens: int) -> int:
         """Blocks of this prompt's prefix already cached (at least one token stays to prefill,
         since the last prompt token must be computed to produce the first output)."""

@@ -31,6 +31,7 @@ from simulator.engine.steps import (
     decode_run,
     decode_run_steps,
     mixed_step,
+    prices_runs_step_by_step,
     prompt_chunks,
     static_decode,
     static_prefill,
@@ -105,11 +106,23 @@ class Replica:
         #: arrivals due when it resumes, and when the next one comes.
         self.intake = None
         self.next_route_s = None
+        self.arrivals = None  # the ``engine.intake.InlineArrivals`` it takes from
+        #: When the next request arrives anywhere (s): ``host.next_arrival_s`` unless this
+        #: replica takes the arrivals itself (then it has routed every arrival due).
+        self.next_arrival_s = host.next_arrival_s
+        #: The only replica, taking its arrivals itself, with nothing else in the simulation:
+        #: while no other event is scheduled it runs its steps back to back without handing
+        #: control to SimPy (``now`` is then ahead of ``env.now``; they meet when it waits).
+        self.alone = False
+        self.running_ahead = False
+        #: The replica's clock (s): ``env.now`` whenever it hands control to SimPy.
+        self.now = env.now
         #: Start of the next time-series sample (s).
         self.next_sample_s = 0.0
         #: Shapes of the steps priced (rewritten step after step).
         self._mixed_shape = ShapeBuffer()
         self._decode_shape = ShapeBuffer()
+        self._step_by_step = prices_runs_step_by_step(self.cost)
         # accounting
         self.busy_s = 0.0
         self.steps = 0
@@ -193,25 +206,36 @@ class Replica:
         env = self.env
         plan_step = self.policy.plan
         view = self.view
-        if self.intake is not None:
-            self.intake(env.now, math.inf)
+        intake = self.intake
+        self.now = env.now
+        if intake is not None:
+            intake(self.now, math.inf)
+        # Nothing else scheduled: steps run back to back until the replica next waits (no
+        # other process can act before then, as only a waiting replica lets one run).
+        self.running_ahead = self.alone and env.peek() == math.inf
         while True:
             if not (self.waiting or self.prefilling or self.batch.size or self.swap.sequences):
                 yield from self._sleep(math.inf)
                 continue
             if self.swap.sequences:
                 self._swap_in()
-            plan = plan_step(view, env.now)
+            plan = plan_step(view, self.now)
             if plan.idle:
                 yield from self._idle(plan)
                 continue
             step = self._step(plan)
             if step is None:
                 continue
-            start = env.now
-            yield env.timeout(step.delay_s)
-            if self.intake is not None:
-                self.intake(env.now, start)
+            start = self.now
+            if self.running_ahead:  # to the time SimPy would reach: now + delay
+                self.now = start + step.delay_s
+            else:
+                yield from self._catch_up_clock()
+                yield env.timeout(step.delay_s)
+                self.now = env.now
+                self.running_ahead = self.alone and env.peek() == math.inf
+            if intake is not None and self.arrivals.next_s <= self.now:
+                intake(self.now, start)
             self._apply(step)
             # record
             self.busy_s += step.busy_s
@@ -220,23 +244,38 @@ class Replica:
             self.prefill_tokens += step.prefill_tokens
             self.host.stepped(self, start, step)
 
+    def _catch_up_clock(self):
+        """Before handing control to SimPy: bring its clock up to the replica's, if the
+        replica ran ahead."""
+        if self.env.now != self.now:
+            yield timeout_at(self.env, self.now)
+
     def _sleep(self, until_s: float):
         """Wait for an arrival (or until ``until_s``)."""
         env = self.env
+        now = self.now
         if self.intake is not None:  # the next arrival is known: sleep until then
-            wake_s = env.now + max(until_s - env.now, 0.0) if until_s < math.inf else math.inf
+            wake_s = now + max(until_s - now, 0.0) if until_s < math.inf else math.inf
             arrival_s = self.next_route_s()
             if arrival_s <= wake_s:
                 wake_s = arrival_s
-            yield env.event() if wake_s == math.inf else timeout_at(env, wake_s)
-            self.intake(env.now, math.inf)
+            if self.running_ahead and wake_s < math.inf:
+                self.now = wake_s
+            else:
+                yield from self._catch_up_clock()
+                # nothing will come: wait for the end of the run
+                yield env.event() if wake_s == math.inf else timeout_at(env, wake_s)
+                self.now = env.now
+                self.running_ahead = self.alone and env.peek() == math.inf
+            self.intake(self.now, math.inf)
             return
         self._wakeup = env.event()
         if until_s < math.inf:
-            yield self._wakeup | env.timeout(max(until_s - env.now, 0.0))
+            yield self._wakeup | env.timeout(max(until_s - now, 0.0))
         else:
             yield self._wakeup
         self._wakeup = None
+        self.now = env.now
 
     def _idle(self, plan: BatchPlan):
         """Nothing to run: wait, or reject a queue head that can never be admitted."""
@@ -250,7 +289,7 @@ class Replica:
             f"most {self.kv.admissible}",
         )
         self.outstanding -= 1
-        self.host.finished(w.ordinal, self.env.now)
+        self.host.finished(w.ordinal, self.now)
 
     def _step(self, plan: BatchPlan) -> Step | None:
         """The priced step of ``plan`` (admissions and preemptions done); None when the
@@ -259,9 +298,8 @@ class Replica:
             return self._static_step(plan)
         if plan.decode and not plan.admit and not (plan.prefill_budget and self.prefilling):
             return self._decode_run(plan.max_steps)
-        if plan.admit:
-            self._admit(plan.admit)
-            self._complete_prefills(self.env.now)  # KV that arrived prefilled joins at once
+        if plan.admit and self._admit(plan.admit):
+            self._complete_prefills(self.now)  # KV that arrived prefilled joins at once
         decodes = 0
         if plan.decode and self.batch.size:
             while self.batch.size and self.kv.steps_within(1) == 0:
@@ -272,27 +310,28 @@ class Replica:
             return None
         swap_s = self.swap.take_pending_s() if self.swap.enabled else 0.0
         return mixed_step(
-            self.cost, chunks, self.batch, decodes, self.env.now, swap_s, self._mixed_shape
+            self.cost, chunks, self.batch, decodes, self.now, swap_s, self._mixed_shape
         )
 
     def _decode_run(self, max_steps: int) -> Step | None:
-        now = self.env.now
+        now = self.now
         batch = self.batch
         # Stop at the first step boundary after the next arrival if it could be admitted then.
         horizon = math.inf
         if not self.waiting and batch.size < self.cfg.max_num_seqs:
-            horizon = self.host.next_arrival_s()
+            horizon = self.next_arrival_s()
         shape = self._decode_shape
-        if self.kv.cache is None or not self.kv.cache.blocks:
+        if self._step_by_step and not self.kv.cache:
             steps = min(batch.shortest, max_steps)
-        else:  # growth is taken from the cache as far as the horizon's bound on the run
+        else:  # bounded from the first step before the run (the cache's eviction, and an
+            # array run's length, depend on it)
             steps = decode_run_steps(self.cost, batch, max_steps, now, horizon, shape)
         steps = self.kv.steps_within(steps)
         if steps == 0:
             self._preempt_last()
             return None
         swap_s = self.swap.take_pending_s() if self.swap.enabled else 0.0
-        return decode_run(self.cost, batch, steps, now, horizon, swap_s, shape)
+        return decode_run(self.cost, batch, steps, now, horizon, swap_s, shape, self._step_by_step)
 
     def _static_step(self, plan: BatchPlan) -> Step | None:
         """Static batching: a padded prefill of the whole batch, then decode steps of the
@@ -302,13 +341,13 @@ class Replica:
         if plan.admit:
             self._static_admit(plan.admit)
             chunks = prompt_chunks(self.prefilling, ALL_TOKENS)
-            return static_prefill(self.cost, chunks, self.env.now)
+            return static_prefill(self.cost, chunks, self.now)
         batch = self.batch
         if batch.live:
-            return static_decode(self.cost, batch, self.env.now)
+            return static_decode(self.cost, batch, self.now)
         # the longest request is done: the batch ends
         self.kv.reserved = 0
-        self._release(batch.take_finished(), self.env.now, notify=False)
+        self._release(batch.take_finished(), self.now, notify=False)
         return None
 
     def _static_admit(self, positions: tuple[int, ...]) -> None:
@@ -332,8 +371,9 @@ class Replica:
         kv.note_peak()
 
     # ------------------------------------------------------------- admission
-    def _admit(self, positions: tuple[int, ...]) -> None:
-        """Move waiting requests into the prefilling set, taking their KV blocks."""
+    def _admit(self, positions: tuple[int, ...]) -> bool:
+        """Move waiting requests into the prefilling set, taking their KV blocks; True when
+        one of them has nothing to prefill (its KV arrived prefilled)."""
         waiting = self.waiting
         if positions[-1] == len(positions) - 1:  # a prefix of the queue
             items = [waiting.popleft() for _ in positions]
@@ -341,13 +381,17 @@ class Replica:
             chosen = set(positions)
             items = [w for i, w in enumerate(waiting) if i in chosen]
             self.waiting = deque(w for i, w in enumerate(waiting) if i not in chosen)
-        block = self.kv.block_size
+        kv = self.kv
+        block = kv.block_size
+        prefilled = False
         for w in items:
-            own, shared = self.kv.admit(w)
+            own, shared = kv.admit(w)
             done = w.context_tokens if w.prefilled else shared * block
             self.ledger.cached(w.ordinal, shared * block)
             self.prefilling.append(Prefilling(w, w.context_tokens - done, done, own, shared))
-        self.kv.note_peak()
+            prefilled = prefilled or w.prefilled
+        kv.note_peak()
+        return prefilled
 
     # ------------------------------------------------------------------ apply
     def _apply(self, step: Step) -> None:
@@ -367,10 +411,13 @@ class Replica:
             else:  # the rows' growth comes out of the static batch's reservation
                 self.kv.reserved -= batch.advance(step.decode_steps, step.end_s)
         if step.chunks:
+            completed = False
             for p, take in step.chunks:
                 p.done += take
                 p.todo -= take
-            self._complete_prefills(step.end_s)
+                completed = completed or not p.todo
+            if completed:
+                self._complete_prefills(step.end_s)
         if finished is not None:
             self._release(finished, step.end_s)
         elif step.finishing is not None:  # a static batch keeps its finished rows as padding
@@ -380,9 +427,8 @@ class Replica:
                     self._finish(ordinal, step.end_s)
 
     def _complete_prefills(self, end: float) -> None:
-        """Prefilled sequences produce their first token and start decoding."""
-        if not any(p.todo == 0 for p in self.prefilling):
-            return
+        """Prefilled sequences produce their first token and start decoding (called when
+        at least one is complete)."""
         still: list[Prefilling] = []
         ledger = self.ledger
         for p in self.prefilling:
@@ -402,7 +448,7 @@ class Replica:
                 )
                 continue
             if w.started:  # recomputed after preemption: one more gap, no new TTFT
-                self._gaps.one(ledger.class_of(w.ordinal), end - w.last_token_s)
+                self._gaps.one(ledger.class_of(w.ordinal), end - w.last_token_s, w.ordinal)
             else:
                 ledger.first_token(w.ordinal, end)
             if self.hands_off:
@@ -433,10 +479,15 @@ class Replica:
             for ordinal, ctx, shared in zip(*finished, strict=True):
                 self.kv.retain_or_free(self._padding.pop(ordinal), ctx, shared)
             return
-        requests = self.ledger.live
+        ledger = self.ledger
+        requests = ledger.live
+        retain_or_free = self.kv.retain_or_free
+        finished_at = self.host.finished
         for ordinal, ctx, shared in zip(*finished, strict=True):
-            self.kv.retain_or_free(requests[ordinal], ctx, shared)
-            self._finish(ordinal, end)
+            retain_or_free(requests[ordinal], ctx, shared)
+            ledger.finish(ordinal, end)
+            finished_at(ordinal, end)
+        self.outstanding -= len(finished[0])
 
     def _finish(self, ordinal: int, now: float) -> None:
         self.ledger.finish(ordinal, now)

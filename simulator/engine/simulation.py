@@ -9,6 +9,7 @@ shared link to a ``decode`` group; the first token reaches the user when the KV 
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,6 +27,20 @@ from simulator.engine.steps import Step
 from simulator.engine.views import ReplicaStatus
 from simulator.metrics.records import FleetRecord, RunRecords, TimeSeries
 from simulator.policies.routing import make_router
+
+#: Columns of the time series: ``array`` type code of each (float64 or int64).
+SAMPLE_COLUMNS = {
+    "time_s": "d",
+    "replica": "q",
+    "waiting": "q",
+    "running": "q",
+    "swapped": "q",
+    "kv_used_fraction": "d",
+    "batch_tokens": "q",
+}
+SAMPLE_DTYPES = {
+    name: np.float64 if code == "d" else np.int64 for name, code in SAMPLE_COLUMNS.items()
+}
 
 
 @dataclass
@@ -60,7 +75,8 @@ class Simulation:
     ``source`` follows ``simulator.workload.RequestSource``. ``progress`` is called with
     the number of arrivals so far (for a progress bar); it is called at most every 1024.
     ``records_out`` receives the per-request records as they settle, chunk by chunk
-    (``engine.ledger.RecordSink``).
+    (``engine.ledger.RecordSink``). Past ``exact_requests`` requests, the run's requests go
+    to ``sketch`` (a ``metrics.sketch.RequestSketch``) instead of being kept.
     """
 
     def __init__(
@@ -73,16 +89,20 @@ class Simulation:
         trace_steps: bool = False,
         itl_per_class: bool = False,
         records_out: RecordSink | None = None,
+        sketch: RecordSink | None = None,
+        exact_requests: int | None = None,
+        gap_ema_span: int | None = None,
     ):
         self.env = simpy.Environment()
         self.source = source
-        self.ledger = RequestLedger(records_out)
+        self.ledger = RequestLedger(records_out, sketch, exact_requests)
         #: Inter-token gaps, per request class too (grown as classes appear, ledger order).
-        self.gaps = TokenGaps(itl_per_class)
+        self.gaps = TokenGaps(itl_per_class, gap_ema_span)
         self.sample_interval_s = sample_interval_s
         self._progress = progress
         self.step_trace = StepTrace() if trace_steps else None
-        self._samples: list[tuple] = []
+        #: Time-series samples as typed columns (56 bytes a sample).
+        self._samples = {name: array(code) for name, code in SAMPLE_COLUMNS.items()}
         self.replicas: list[Replica] = []
         #: Read-only views of the replicas that take arrivals, and of a decode pool's.
         self.entry: list[ReplicaStatus] = []
@@ -102,6 +122,10 @@ class Simulation:
         self.arrival_end_s = 0.0
         self._arrived = 0
         scaling = deployment.autoscaling
+        #: Completions may schedule arrivals (else the source need not hear of them).
+        self._feedback_source = getattr(source, "completion_feedback", True)
+        #: One replica takes every arrival (without autoscaling the router has no choice).
+        self._single_entry = len(self._entry_replicas) == 1 and scaling is None
         if (
             len(self.entry) == 1
             and scaling is None
@@ -110,6 +134,9 @@ class Simulation:
             entry = self._entry_replicas[0]
             self._inline = InlineArrivals(source, self._route)
             entry.intake, entry.next_route_s = self._inline.take, self._inline.next_route_s
+            entry.arrivals = self._inline
+            entry.next_arrival_s = source.peek_time
+            entry.alone = len(self.replicas) == 1
             self._arrival_proc = None
         else:
             self._inline = None
@@ -183,7 +210,9 @@ class Simulation:
         ordinal = self.ledger.add(request)
         if self.gaps.by_class is not None:
             self.gaps.classes_seen(len(self.ledger.class_names))
-        if self.autoscaler is None:
+        if self._single_entry:
+            replica = self._entry_replicas[0]
+        elif self.autoscaler is None:
             replica = self._entry_replicas[self.router.choose(self.entry, request)]
         else:
             pool = self.autoscaler.serving
@@ -212,7 +241,8 @@ class Simulation:
 
     def finished(self, ordinal: int, now: float) -> None:
         """Request ``ordinal`` finished (or was rejected) at ``now``: the source hears of it."""
-        self.source.on_finish(self.ledger.live[ordinal], now)
+        if self._feedback_source:
+            self.source.on_finish(self.ledger.live[ordinal], now)
         self.ledger.settle(ordinal)
         if self._arrival_proc is None:
             return
@@ -259,41 +289,37 @@ class Simulation:
             self.step_trace.add(
                 replica.replica_id,
                 start_s,
-                self.env.now - start_s,
+                replica.now - start_s,
                 step.count,
                 step.seqs,
                 step.tokens,
             )
         if start_s >= replica.next_sample_s:
             replica.next_sample_s = start_s + self.sample_interval_s
-            rid = replica.replica_id
             total = replica.kv.total
-            self._samples.append(
-                (
-                    start_s,
-                    rid,
-                    len(replica.waiting),
-                    replica.batch.size,
-                    len(replica.swap),
-                    replica.kv.used / total if total else 0.0,
-                    step.tokens,
-                )
-            )
+            samples = self._samples
+            samples["time_s"].append(start_s)
+            samples["replica"].append(replica.replica_id)
+            samples["waiting"].append(len(replica.waiting))
+            samples["running"].append(replica.batch.size)
+            samples["swapped"].append(len(replica.swap))
+            samples["kv_used_fraction"].append(replica.kv.used / total if total else 0.0)
+            samples["batch_tokens"].append(step.tokens)
 
     # ------------------------------------------------------------------- run
     def run(self) -> RunRecords:
         """Run until every request has finished or been rejected."""
         self.env.run()
         self.ledger.finish_sink()
-        cols = list(zip(*self._samples, strict=True)) if self._samples else [()] * 7
+        columns = {
+            name: np.frombuffer(values, dtype=values.typecode) if len(values) else None
+            for name, values in self._samples.items()
+        }
         ts = TimeSeries(
-            time_s=np.array(cols[0], dtype=np.float64),
-            replica=np.array(cols[1], dtype=np.int64),
-            waiting=np.array(cols[2], dtype=np.int64),
-            running=np.array(cols[3], dtype=np.int64),
-            swapped=np.array(cols[4], dtype=np.int64),
-            kv_used_fraction=np.array(cols[5], dtype=np.float64),
-            batch_tokens=np.array(cols[6], dtype=np.int64),
+            **{
+                name: np.empty(0, dtype=SAMPLE_DTYPES[name]) if values is None else values
+                for name, values in columns.items()
+            }
         )
         fleet = None
         if self.autoscaler is not None:
@@ -311,9 +337,12 @@ class Simulation:
         by_class = {}
         if self.gaps.by_class is not None:
             by_class = dict(zip(self.ledger.class_names, self.gaps.by_class, strict=True))
+        requests = self.ledger.to_records()
+        if self.gaps.ema is not None:
+            requests.worst_gap_ema_s = self.gaps.ema.worst_s(len(requests))
         return RunRecords(
             itl_by_class=by_class,
-            requests=self.ledger.to_records(),
+            requests=requests,
             timeseries=ts,
             replicas=[r.stats() for r in self.replicas],
             itl=self.gaps.all,
@@ -326,6 +355,7 @@ class Simulation:
             kv_transfer_bytes=sum(link.bytes_moved for link in self._links.values()),
             fleet=fleet,
             input_rows=self.source.row_report() if hasattr(self.source, "row_report") else None,
+            request_sketch=self.ledger.sketch,
         )
 
 

@@ -166,6 +166,16 @@ def decode_run_steps(
     return steps
 
 
+def prices_runs_step_by_step(cost: StepPricer) -> bool:
+    """Whether a run of decode steps may be priced one step at a time (``step_time_s``) and
+    give ``decode_run_s``'s durations to the last bit: so for the roofline pricing. Measured
+    kernel grids (``CostConfig.kernels``) interpolate a run with numpy's vector log and exp,
+    which may differ in the last bit from a single step's scalar math (and with the run's
+    length), so their runs are priced as arrays of the length bounded before the run."""
+    config = getattr(cost, "config", None)
+    return getattr(config, "kernels", None) is None
+
+
 def _decode_shape(shape: ShapeBuffer, seqs: int, context_tokens: int) -> ShapeBuffer:
     shape.decode_seqs = shape.logits_rows = seqs
     shape.decode_context_tokens = context_tokens
@@ -180,38 +190,41 @@ def decode_run(
     horizon_s: float,
     extra_s: float,
     shape: ShapeBuffer,
+    step_by_step: bool = True,
 ) -> Step:
     """At most ``steps`` decode steps of the whole running batch, ending at the first step
     boundary after ``horizon_s`` (the next arrival); ``extra_s`` of swap traffic is charged
     to the first. ``shape`` (pure decode) is rewritten to price them.
 
-    A run that may stop at the horizon is priced step by step (``step_time_s``), a longer
-    one as an array (``decode_run_s``, equal step by step); end times are running sums
-    from the first step, plus ``now_s``, either way."""
+    A run that may stop at the horizon is priced step by step (``step_time_s``) where that
+    gives the array's durations (``step_by_step``), else, like a longer run, as one array
+    (``decode_run_s``); end times are running sums from the first step, plus ``now_s``,
+    either way."""
     n = batch.size
     context = batch.context_sum
     single = steps == 1 or horizon_s <= now_s
-    if not single and horizon_s == math.inf:
+    if not single and (horizon_s == math.inf or not step_by_step):
         durations = cost.decode_run_s(n, context, steps)
         durations[0] += extra_s
         ends = np.cumsum(durations)
         ends += now_s
-        return _run_step(batch, now_s, ends, durations)
+        return _run_step(batch, now_s, ends, durations, horizon_s)
     limit = 1 if single else min(steps, SCALAR_STEPS)
-    durations_list: list[float] = []
-    total = 0.0
-    end = now_s
-    while len(durations_list) < limit:
-        d = cost.step_time_s(_decode_shape(shape, n, context + len(durations_list) * n))
-        if not durations_list:
-            first = d
-            d += extra_s
+    step_time_s = cost.step_time_s
+    _decode_shape(shape, n, context)
+    first = d = step_time_s(shape)
+    d += extra_s
+    durations_list = [d]
+    total = d
+    end = total + now_s
+    done = 1
+    while done < limit and end <= horizon_s:
+        shape.decode_context_tokens = context + done * n
+        d = step_time_s(shape)
         durations_list.append(d)
         total += d
         end = total + now_s
-        if horizon_s < end:
-            break
-    done = len(durations_list)
+        done += 1
     if single:
         return Step(
             delay_s=end - now_s,

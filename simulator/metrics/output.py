@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,15 +59,40 @@ def _latency_table(source: dict[str, Any], indent: str = "  ") -> list[str]:
     return lines
 
 
+#: Marks of an SLO constraint's verdict (``metrics.slo.interval_verdict``).
+VERDICT_MARKS = {"met": "✓", "missed": "✗", "uncertain": "?", "not observed": "-"}
+
+
+def _interval_ms(interval: list | None) -> str:
+    """``[low, high]`` in ms; an unbounded upper end (too few requests) shows as ``?``."""
+    if not interval or interval[0] is None:
+        return ""
+    high = _ms(interval[1]) if interval[1] is not None else "?"
+    return f"[{_ms(interval[0])}, {high}]"
+
+
 def _slo_lines(slo: dict[str, Any], indent: str = "  ") -> list[str]:
     lines = []
     for c in slo.get("constraints", []):
-        mark = {True: "✓", False: "✗", None: "?"}[c["met"]]
+        verdict = c.get("verdict") or {True: "met", False: "missed", None: "not observed"}[c["met"]]
         name = f"{c['metric'].removesuffix('_ms').upper()} {c['percentile']}"
         lines.append(
-            f"{indent}{mark} {name:<14} {_ms(c['observed_ms']):>10} ms  (target ≤ "
-            f"{_ms(c['threshold_ms'])} ms)"
+            f"{indent}{VERDICT_MARKS[verdict]} {name:<14} {_ms(c['observed_ms']):>10} ms "
+            f"{_interval_ms(c.get('ci95_ms')):<22} target ≤ {_ms(c['threshold_ms'])} ms: "
+            f"{verdict}"
         )
+    return lines
+
+
+def _interval_lines(summary: dict[str, Any]) -> list[str]:
+    """95% intervals of the per-request latencies (ms), one line per metric."""
+    lines = []
+    for label, key in LATENCY_ROWS:
+        found = (summary.get("latency_ci95_ms") or {}).get(key)
+        if not found:
+            continue
+        parts = [f"{stat} {_interval_ms(found.get(stat))}" for stat in ("p50", "p90", "p99")]
+        lines.append(f"  {label:<4}  " + "  ".join(parts))
     return lines
 
 
@@ -84,7 +108,9 @@ def format_summary_table(summary: Summary) -> str:
         ]
     window = f"{_num(s.duration_s, '.1f')} s"
     if s.warmup_s:
-        window += f" (after {s.warmup_s:g} s warmup)"
+        window += f" (after {s.warmup_s:.3g} s of warm-up: {s.warmup_method})"
+    if s.steady_state is False:
+        window += "; no steady state within the run (run longer)"
     offline = s.throughput_basis == OFFLINE_BASIS
     out.append("requests")
     rows = [
@@ -109,19 +135,30 @@ def format_summary_table(summary: Summary) -> str:
     heading = "throughput (offline: output tokens over the makespan)" if offline else "throughput"
     out += ["", heading]
     rows = [
-        ("requests/s", _num(s.throughput_rps, ".3f")),
+        ("requests/s", _num(s.throughput_rps, ".3f") + _rate_interval(s.throughput_ci95_rps)),
         ("output tokens/s", _num(s.output_tokens_per_s, ",.0f")),
         ("total tokens/s", _num(s.total_tokens_per_s, ",.0f")),
         ("goodput (req/s)", _num(s.goodput_rps, ".3f")),
     ]
     out += _pairs(rows)
 
-    out += ["", "latency", *_latency_table(s.to_dict())]
+    as_dict = s.to_dict()
+    out += ["", "latency", *_latency_table(as_dict)]
+    intervals = _interval_lines(as_dict)
+    if intervals:
+        out += ["", "95% intervals (ms; batch means over consecutive requests; ? = unbounded)"]
+        out += intervals
 
     if s.slo.get("constraints"):
         attainment = s.slo.get("attainment")
         att = "-" if attainment is None or not math.isfinite(attainment) else f"{attainment:.1%}"
-        out += ["", f"SLO  (requests meeting every threshold: {att})", *_slo_lines(s.slo)]
+        verdict = s.slo.get("verdict", "")
+        out += [
+            "",
+            f"SLO: {verdict}  (requests meeting every threshold: {att}; verdicts from the 95% "
+            "intervals)",
+            *_slo_lines(as_dict["slo"]),
+        ]
 
     out += ["", "utilisation"]
     rows = [
@@ -144,7 +181,12 @@ def format_summary_table(summary: Summary) -> str:
             [
                 ("GPU price", f"${s.gpu_hour_usd:g}/GPU-hour × {s.num_gpus} GPUs"),
                 ("window cost", "$" + _num(s.gpu_cost_usd, ",.4f")),
-                ("per 1M output tokens", "$" + _num(s.cost_per_million_output_tokens_usd, ",.4f")),
+                (
+                    "per 1M output tokens",
+                    "$"
+                    + _num(s.cost_per_million_output_tokens_usd, ",.4f")
+                    + _usd_interval(s.cost_per_million_output_tokens_ci95_usd),
+                ),
                 ("per 1M total tokens", "$" + _num(s.cost_per_million_total_tokens_usd, ",.4f")),
             ]
         )
@@ -164,6 +206,7 @@ def format_summary_table(summary: Summary) -> str:
             )
             out += _latency_table(c, indent="    ")
             out += _slo_lines(c["slo"], indent="    ")
+    out += _window_lines(s.to_dict())
     if s.pricing:
         engine = s.pricing.get("engine")
         version = s.pricing.get("engine_version")
@@ -171,12 +214,56 @@ def format_summary_table(summary: Summary) -> str:
         out += ["", f"priced with: {runtime} runtime; kernels: {s.pricing.get('kernels')}"]
     band = s.step_time_error_band
     if band:
-        out += [
-            "",
-            f"model error: step times within {band['median_pct']:.1f}% (median) and "
-            f"{band['worst_pct']:.1f}% (worst) on {band['rows']} held-out measurements",
-        ]
+        text = band.get("text") or (
+            f"step times within {band['median_pct']:.1f}% (median) and "
+            f"{band['worst_pct']:.1f}% (worst) on {band['rows']} held-out measurements"
+        )
+        out += ["", f"model error: {text}"]
     return "\n".join(out)
+
+
+def _window_lines(summary: dict[str, Any]) -> list[str]:
+    """Per-window table of changing traffic, the peak window marked."""
+    windows = summary.get("windows") or []
+    if not windows:
+        return []
+    peak = (summary.get("peak_window") or {}).get("index")
+    width = summary["window_s"]
+    out = [
+        "",
+        f"per window of {width:g} s (requests that arrived in it; * = peak window, the most "
+        "arrivals)",
+        f"  {'':1} {'from (s)':>10} {'req/s':>8} {'TTFT p99 ms':>12} {'TPOT p99 ms':>12} "
+        f"{'E2E p99 ms':>11}  SLO",
+    ]
+    for w in windows:
+        out.append(
+            f"  {'*' if w['index'] == peak else ' '} {w['start_s']:>10,.0f} "
+            f"{_num(w['arrival_rate_rps'], '.3g'):>8} {_ms(w['ttft_ms']['p99']):>12} "
+            f"{_ms(w['tpot_ms']['p99']):>12} {_ms(w['e2e_ms']['p99']):>11}  {w['slo']['verdict']}"
+        )
+    p = summary.get("peak_window")
+    if p:
+        out.append(
+            f"  peak window from {p['start_s']:,.0f} s: {_num(p['arrival_rate_rps'], '.3g')} "
+            f"req/s; TTFT p99 {_ms(p['ttft_ms']['p99'])} ms "
+            f"{_interval_ms(p['ttft_ms']['p99_ci95'])}, TPOT p99 {_ms(p['tpot_ms']['p99'])} ms "
+            f"{_interval_ms(p['tpot_ms']['p99_ci95'])}; SLO {p['slo']['verdict']}"
+        )
+    return out
+
+
+def _rate_interval(interval: list | None) -> str:
+    if not interval:
+        return ""
+    return f"  [{_num(interval[0], '.3f')}, {_num(interval[1], '.3f')}] (95%)"
+
+
+def _usd_interval(interval: list | None) -> str:
+    if not interval:
+        return ""
+    high = f"${_num(interval[1], ',.4f')}" if interval[1] is not None else "?"
+    return f"  [${_num(interval[0], ',.4f')}, {high}] (95%)"
 
 
 def requests_frame(records: RunRecords) -> pd.DataFrame:
@@ -227,12 +314,6 @@ def timeseries_frame(records: RunRecords) -> pd.DataFrame:
 
 def write_outputs(out_dir: Path, summary: Summary, records: RunRecords) -> list[Path]:
     """Write ``summary.json``, ``requests.csv`` and ``timeseries.csv`` into ``out_dir``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary_path = out_dir / "summary.json"
-    summary_path.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
-    requests_path = out_dir / "requests.csv"
-    requests_frame(records).to_csv(requests_path, index=False)
-    timeseries_path = out_dir / "timeseries.csv"
-    timeseries_frame(records).to_csv(timeseries_path, index=False)
-    return [summary_path, requests_path, timeseries_path]
+    from simulator.metrics.stream import write_records
+
+    return write_records(out_dir, summary, records)

@@ -7,6 +7,7 @@ percentiles, goodput and cost. Times are seconds from the start of the simulatio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,9 @@ class RequestRecords:
     cached_prompt_tokens: np.ndarray | None = None
     #: Times the request was preempted.
     preemptions: np.ndarray | None = None
+    #: Largest moving average of the request's inter-token gaps (s; ``engine.gap_ema``),
+    #: kept when an SLO constrains it; NaN for a request with a single token.
+    worst_gap_ema_s: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.request_id)
@@ -114,3 +118,6 @@ class RunRecords:
     #: Rows of a replayed trace file read and skipped, with the first reasons
     #: (``TraceSource.row_report``); None when the workload is not a trace.
     input_rows: dict | None = None
+    #: A run past ``metrics.sketch.EXACT_REQUESTS`` requests: its requests folded into a
+    #: ``metrics.sketch.RequestSketch`` (``requests`` then holds none); None otherwise.
+    request_sketch: Any = None

@@ -5,6 +5,18 @@ An SLO is a plain dict of latency metric -> {percentile: threshold in ms}, e.g.
 Statistic keys are ``p50``, ``p90``, ``p95``, ``p99``, ``p99.9`` (any ``pX`` with
 0 < X ≤ 100), ``max`` or ``mean``. A metric whose targets are ``None`` is unconstrained.
 
+Besides TTFT, TPOT, ITL and E2E, two metrics are relative to the request, as in
+DeepSpeed-FastGen's effective throughput (its SLA: TTFT at most prompt tokens / 512 s, and a
+generation rate whose moving average stays at or above 2, 4 or 6 tokens/s):
+
+- ``ttft_per_prompt_token_ms``: TTFT / prompt tokens (ms per token); ``{max: 1.953}`` is
+  "TTFT ≤ prompt tokens / 512 s" for every request (1000 / 512 ms per token);
+- ``gap_ema_ms``: the largest exponential moving average (span 16) of the request's gaps
+  between tokens (ms); ``{max: 250}`` is "the moving average of tokens/s never below 4".
+
+Goodput under them (requests meeting every threshold, per second) is the effective
+throughput.
+
 Two questions are asked of an SLO:
 
 - **per constraint**: is the observed statistic of the run's distribution at or below the
@@ -28,9 +40,18 @@ import numpy as np
 from simulator.errors import UserError
 
 #: Latency metrics an SLO may constrain (values in milliseconds).
-SLO_METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms")
+SLO_METRICS = (
+    "ttft_ms",
+    "tpot_ms",
+    "itl_ms",
+    "e2e_ms",
+    "ttft_per_prompt_token_ms",
+    "gap_ema_ms",
+)
 #: Metrics known for each request individually (``itl_ms`` is only a run distribution).
-PER_REQUEST_METRICS = ("ttft_ms", "tpot_ms", "e2e_ms")
+PER_REQUEST_METRICS = ("ttft_ms", "tpot_ms", "e2e_ms", "ttft_per_prompt_token_ms", "gap_ema_ms")
+#: Metrics relative to the request (DeepSpeed-FastGen's SLA), computed only when asked.
+RELATIVE_METRICS = ("ttft_per_prompt_token_ms", "gap_ema_ms")
 
 _PERCENTILE_KEY = re.compile(r"^p(\d+(?:\.\d+)?)$")
 
@@ -122,13 +143,43 @@ def requests_meeting(
     return meets
 
 
-def constraint_report(constraint: SloConstraint, observed_ms: float) -> dict[str, Any]:
-    """One line of the SLO report: observed percentile vs threshold, and whether it holds."""
+def constraint_report(
+    constraint: SloConstraint, observed_ms: float, interval_ms: list | None = None
+) -> dict[str, Any]:
+    """One line of the SLO report: observed statistic vs threshold, whether the point
+    estimate holds (``met``), its 95% interval and the verdict that interval supports:
+    ``met`` (all of it at or below the threshold), ``missed`` (all above), ``uncertain``
+    (it straddles the threshold) or ``not observed``."""
     met = bool(observed_ms <= constraint.threshold_ms) if math.isfinite(observed_ms) else None
+    low, high = interval_ms if interval_ms is not None else (observed_ms, observed_ms)
     return {
         "metric": constraint.metric,
         "percentile": constraint.key,
         "observed_ms": observed_ms,
         "threshold_ms": constraint.threshold_ms,
         "met": met,
+        "ci95_ms": [low, high],
+        "verdict": interval_verdict(low, high, constraint.threshold_ms, met),
     }
+
+
+def interval_verdict(low: Any, high: Any, threshold: float, met: bool | None) -> str:
+    """``met``/``missed``/``uncertain`` of an interval against a threshold (None ends are
+    unbounded); ``not observed`` without a point estimate."""
+    if met is None:
+        return "not observed"
+    if high is not None and math.isfinite(high) and high <= threshold:
+        return "met"
+    if low is not None and math.isfinite(low) and low > threshold:
+        return "missed"
+    return "uncertain"
+
+
+def overall_verdict(verdicts: list[str]) -> str:
+    """``missed`` if any constraint is, else ``uncertain`` if any is not certain, else
+    ``met`` (``met`` too when there are no constraints)."""
+    if "missed" in verdicts:
+        return "missed"
+    if any(v != "met" for v in verdicts):
+        return "uncertain"
+    return "met"

@@ -1,19 +1,23 @@
-"""From a run's records to the numbers users read: latency percentiles, throughput, goodput,
-utilisation and cost. Definitions follow DESIGN.md ("Metrics"):
+"""From a run's records to the numbers users read: latency percentiles with their
+intervals, throughput, goodput, utilisation and cost. Definitions follow DESIGN.md
+("Metrics"):
 
 - TTFT = first token − arrival; TPOT = (finish − first token) / (output − 1), for requests
   with more than one output token; E2E = finish − arrival; ITL = every gap between
   consecutive tokens (the run's ``GapHistogram``).
-- Measured window = from the first arrival plus ``warmup_s`` to the last completion. The
-  *measured requests* are those completed within the window; throughput, token rates,
-  goodput and the latency percentiles (TTFT, TPOT, E2E) are taken over them. ITL covers the
-  whole run (its histogram is not split by time).
-- Offline runs (every request queued at t = 0) take no warmup: the window is the makespan,
-  first arrival to last completion, so throughput is output tokens over the makespan, as
-  ``trtllm-bench throughput``, vLLM ``benchmark_throughput`` and MLPerf Offline report it.
-- Goodput = measured requests that met every per-request SLO threshold, per second of window.
-- Cost per million output tokens = gpu_hour_usd × num_gpus × window hours / output tokens of
-  the measured requests × 1e6 (and likewise per million prompt + output tokens).
+- The measured window (``metrics.window``): for steady traffic, from the end of the warm-up
+  (MSER-5, or ``warmup_s`` when longer) to the end of arrivals; for changing traffic, from
+  the first arrival plus ``warmup_s`` to the last completion. Latency percentiles are taken
+  over the requests that arrived in the window (*measured requests*); throughput, token
+  rates, goodput and cost over the requests that completed inside it. ITL covers the whole
+  run (its histogram is not split by time).
+- Every latency percentile comes with a 95% interval (``metrics.steady``: batch means over
+  consecutive requests, Woodruff's inversion), and every SLO constraint with the verdict that
+  interval supports (met, missed or uncertain).
+- Goodput = completions in the window that met every per-request SLO threshold, per second.
+- Cost per million output tokens = the fleet's whole cost over the window (gpu_hour_usd ×
+  GPUs held × window hours) / output tokens of the requests completed in it × 1e6 (and
+  likewise per million prompt + output tokens).
 - With several request classes, every number above is also reported per class (``per_class``),
   over the same window; ITL per class needs ``RunRecords.itl_by_class``.
 """
@@ -28,25 +32,35 @@ from typing import Any
 
 import numpy as np
 
+from simulator.metrics.cost import rate_interval, window_costs
 from simulator.metrics.histogram import GapHistogram
+from simulator.metrics.latency import (  # noqa: F401  (re-exported)
+    LATENCY_PERCENTILES,
+    gap_stats_ms,
+    in_arrival_order,
+    latency_intervals,
+    latency_stats_ms,
+    per_request_latencies_ms,
+    slo_latencies_ms,
+)
+from simulator.metrics.per_window import peak_window, window_summaries
+from simulator.metrics.queueing import littles_law_check  # noqa: F401  (re-exported)
 from simulator.metrics.records import RunRecords
 from simulator.metrics.saturation import detect_saturation
 from simulator.metrics.slo import (
     SloConstraint,
     constraint_report,
+    overall_verdict,
     parse_slo,
     requests_meeting,
 )
-
-#: Statistics reported for each latency metric; percentiles in [0, 100].
-LATENCY_PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
-SECONDS_PER_HOUR = 3600.0
-#: ``Summary.throughput_basis`` of a run with arrivals over time, and of an offline run.
-WINDOW_BASIS = "measured window: first arrival + warmup to last completion"
-OFFLINE_BASIS = (
-    "offline: every request queued at t = 0; output tokens over the makespan (first arrival "
-    "to last completion), as trtllm-bench throughput, vLLM benchmark_throughput and MLPerf "
-    "Offline report"
+from simulator.metrics.steady import statistic_interval
+from simulator.metrics.window import (  # noqa: F401  (re-exported)
+    OFFLINE_BASIS,
+    STEADY_BASIS,
+    WINDOW_BASIS,
+    MeasuredWindow,
+    measured_window,
 )
 
 
@@ -58,13 +72,16 @@ class Summary:
     requests_completed: int
     requests_rejected: int
     requests_unfinished: int
-    #: Completed within the measured window (equal to requests_completed without warmup).
+    #: Requests that arrived in the measured window and completed: their latencies are
+    #: the percentiles below.
     requests_measured: int
+    #: Time excluded after the first arrival (s): the warm-up, and how it was chosen.
     warmup_s: float
     window_start_s: float
     window_end_s: float
     duration_s: float
-    #: What the window and so every rate is over (``WINDOW_BASIS`` or ``OFFLINE_BASIS``).
+    #: What the window and so every rate is over (``metrics.window``: steady window,
+    #: measured window or offline makespan).
     throughput_basis: str
     throughput_rps: float
     output_tokens_per_s: float
@@ -74,9 +91,10 @@ class Summary:
     itl_ms: dict[str, float]
     e2e_ms: dict[str, float]
     goodput_rps: float
-    #: {"constraints": [{metric, percentile, observed_ms, threshold_ms, met}], "attainment",
-    #:  "all_met"}; attainment = fraction of measured requests meeting every threshold;
-    #:  ``met`` / ``all_met`` are None where a statistic could not be observed (no data).
+    #: {"constraints": [{metric, percentile, observed_ms, threshold_ms, met, ci95_ms,
+    #:  verdict}], "attainment", "all_met", "verdict"}; attainment = fraction of measured
+    #:  requests meeting every threshold; ``met`` / ``all_met`` judge the point estimates
+    #:  (None where a statistic could not be observed), ``verdict`` their intervals.
     slo: dict[str, Any]
     #: See ``metrics.saturation``: the queue still grew at the end of arrivals, or requests
     #: were left unfinished; the reason says which, with numbers ("" when not saturated).
@@ -100,9 +118,25 @@ class Summary:
     #: class name -> the same request, throughput, latency, goodput and SLO keys, per class.
     per_class: dict[str, dict[str, Any]] = field(default_factory=dict)
     saturation_details: dict[str, Any] = field(default_factory=dict)
-    #: The cost model's validated step-time error (held-out rows of the validation suite):
-    #: ``{"median_pct", "worst_pct", "rows", "source"}``; a margin for planning.
+    #: The cost model's validated step-time error for this GPU and engine:
+    #: ``{"median_pct", "worst_pct", "rows", "kind", "applies_to", "source"}``.
     step_time_error_band: dict[str, Any] | None = None
+    #: How the warm-up was chosen (``metrics.window``) and whether MSER-5 found a steady
+    #: state in the first half of the run (None: changing traffic, not tested).
+    warmup_method: str = ""
+    steady_state: bool | None = None
+    #: Completions inside the window (the count behind throughput, goodput and cost).
+    requests_completed_in_window: int = 0
+    #: 95% intervals: per latency metric and statistic ``[low, high]`` (ms; None for an
+    #: unbounded end), and of the throughput and the cost per million output tokens.
+    latency_ci95_ms: dict[str, dict[str, list]] = field(default_factory=dict)
+    throughput_ci95_rps: list | None = None
+    cost_per_million_output_tokens_ci95_usd: list | None = None
+    #: Changing traffic: summaries per window of ``window_s`` (``metrics.per_window``) and
+    #: the busiest one (most arrivals), whose latencies decide the fleet.
+    window_s: float | None = None
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    peak_window: dict[str, Any] | None = None
     #: What the step times were priced with: ``{"engine", "engine_version", "kernels",
     #: "parameters"}`` (kernels: the engine calibration used, or the fallback and why).
     pricing: dict[str, Any] | None = None
@@ -138,64 +172,25 @@ def rejection_category(reason: str) -> str:
     return _NUMBER.sub("N", reason) or "unspecified"
 
 
-def latency_stats_ms(values_ms: np.ndarray) -> dict[str, float]:
-    """Mean, percentiles and max of the finite values (ms); NaN everywhere when empty."""
-    finite = values_ms[np.isfinite(values_ms)]
-    if len(finite) == 0:
-        return {"mean": math.nan, **dict.fromkeys(LATENCY_PERCENTILES, math.nan), "max": math.nan}
-    percentiles = np.percentile(finite, list(LATENCY_PERCENTILES.values()))
-    return {
-        "mean": float(finite.mean()),
-        **{k: float(p) for k, p in zip(LATENCY_PERCENTILES, percentiles, strict=True)},
-        "max": float(finite.max()),
-    }
-
-
-def gap_stats_ms(hist: GapHistogram | None) -> dict[str, float]:
-    """Mean (exact), percentiles (to the histogram's resolution) and max of gaps, in ms."""
-    if hist is None or hist.count == 0:
-        return latency_stats_ms(np.empty(0))
-    quantiles = hist.quantile(np.array(list(LATENCY_PERCENTILES.values())) / 100.0)
-    return {
-        "mean": hist.mean() * 1e3,
-        **{k: float(v) * 1e3 for k, v in zip(LATENCY_PERCENTILES, quantiles, strict=True)},
-        "max": hist.max() * 1e3,
-    }
-
-
-def per_request_latencies_ms(records: RunRecords) -> dict[str, np.ndarray]:
-    """TTFT, TPOT and E2E of every request (ms), NaN where undefined."""
-    req = records.requests
-    output = req.output_tokens.astype(np.float64)
-    ttft = (req.first_token_s - req.arrival_s) * 1e3
-    e2e = (req.finish_s - req.arrival_s) * 1e3
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tpot = np.where(output > 1, (req.finish_s - req.first_token_s) * 1e3 / (output - 1), np.nan)
-    return {"ttft_ms": ttft, "tpot_ms": tpot, "e2e_ms": e2e}
-
-
 def _rate(count: float, duration_s: float) -> float:
     if duration_s > 0:
         return count / duration_s
     return 0.0 if count == 0 else math.nan
 
 
-def _observed_ms(
-    constraint: SloConstraint, latencies: dict[str, np.ndarray], sel: np.ndarray, itl
-) -> float:
+def _observed(
+    constraint: SloConstraint, ordered: dict[str, np.ndarray], itl
+) -> tuple[float, list | None]:
+    """The constraint's statistic (ms) and its 95% interval (None: no interval for ITL,
+    whose gaps are kept only as a histogram)."""
     if constraint.metric == "itl_ms":
         if itl is None or itl.count == 0:
-            return math.nan
+            return math.nan, None
         if constraint.percentile is None:
-            return itl.mean() * 1e3
-        return float(itl.quantile(constraint.percentile / 100.0)) * 1e3
-    values = latencies[constraint.metric][sel]
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return math.nan
-    if constraint.percentile is None:
-        return float(values.mean())
-    return float(np.percentile(values, constraint.percentile))
+            return itl.mean() * 1e3, None
+        return float(itl.quantile(constraint.percentile / 100.0)) * 1e3, None
+    found = statistic_interval(ordered[constraint.metric], constraint.key)
+    return found.estimate, [found.low, found.high]
 
 
 def _all_met(results: list[bool | None]) -> bool | None:
@@ -207,37 +202,105 @@ def _all_met(results: list[bool | None]) -> bool | None:
 
 def _group_metrics(
     records: RunRecords,
-    sel: np.ndarray,
+    window: MeasuredWindow,
+    in_group: np.ndarray,
     meets: np.ndarray,
     latencies: dict[str, np.ndarray],
-    duration_s: float,
     constraints: list[SloConstraint],
     itl: GapHistogram | None,
 ) -> dict[str, Any]:
-    """Throughput, latency and SLO numbers over the measured requests ``sel``."""
+    """Throughput, latency and SLO numbers of the requests ``in_group`` over ``window``."""
     req = records.requests
+    sel = window.latency_mask & in_group
+    done = window.rate_mask & in_group
+    duration_s = window.duration_s
     n = int(np.count_nonzero(sel))
-    output_tokens = float(req.output_tokens[sel].sum())
-    prompt_tokens = float(req.prompt_tokens[sel].sum())
+    output_tokens = float(req.output_tokens[done].sum())
+    prompt_tokens = float(req.prompt_tokens[done].sum())
+    ordered = {k: in_arrival_order(v, req.arrival_s, sel) for k, v in latencies.items()}
+    reports = [constraint_report(c, *_observed(c, ordered, itl)) for c in constraints]
     met = int(np.count_nonzero(meets & sel))
-    reports = [constraint_report(c, _observed_ms(c, latencies, sel, itl)) for c in constraints]
     return {
         "requests_measured": n,
-        "throughput_rps": _rate(n, duration_s),
+        "requests_completed_in_window": int(np.count_nonzero(done)),
+        "throughput_rps": _rate(np.count_nonzero(done), duration_s),
         "output_tokens_per_s": _rate(output_tokens, duration_s),
         "total_tokens_per_s": _rate(output_tokens + prompt_tokens, duration_s),
         "ttft_ms": latency_stats_ms(latencies["ttft_ms"][sel]),
         "tpot_ms": latency_stats_ms(latencies["tpot_ms"][sel]),
         "itl_ms": gap_stats_ms(itl),
         "e2e_ms": latency_stats_ms(latencies["e2e_ms"][sel]),
-        "goodput_rps": _rate(met, duration_s),
+        "goodput_rps": _rate(np.count_nonzero(meets & done), duration_s),
         "slo": {
             "constraints": reports,
             "attainment": met / n if n else math.nan,
             "all_met": _all_met([r["met"] for r in reports]),
+            "verdict": overall_verdict([r["verdict"] for r in reports]),
         },
+        "latency_ci95_ms": latency_intervals(ordered),
         "output_tokens": output_tokens,
         "prompt_tokens": prompt_tokens,
+    }
+
+
+def _per_class(
+    records: RunRecords,
+    window: MeasuredWindow,
+    meets: np.ndarray,
+    latencies: dict[str, np.ndarray],
+    constraints: list[SloConstraint],
+    class_constraints: dict[str, list[SloConstraint]],
+) -> dict[str, dict[str, Any]]:
+    """The group metrics of every request class (empty with a single class)."""
+    req = records.requests
+    class_names = np.asarray(req.class_name, dtype=object)
+    unique_classes = sorted({str(c) for c in class_names})
+    if len(unique_classes) < 2:
+        return {}
+    rejected = req.rejected.astype(bool)
+    completed = ~rejected & np.isfinite(req.finish_s)
+    itl_by_class = getattr(records, "itl_by_class", None) or {}
+    out: dict[str, dict[str, Any]] = {}
+    for name in unique_classes:
+        in_class = class_names == name
+        group = _group_metrics(
+            records,
+            window,
+            in_class,
+            meets,
+            latencies,
+            class_constraints.get(name, constraints),
+            itl_by_class.get(name),
+        )
+        for key in ("output_tokens", "prompt_tokens", "latency_ci95_ms"):
+            group.pop(key)
+        out[name] = {
+            "requests_total": int(np.count_nonzero(in_class)),
+            "requests_completed": int(np.count_nonzero(completed & in_class)),
+            "requests_rejected": int(np.count_nonzero(rejected & in_class)),
+            "requests_unfinished": int(np.count_nonzero(~rejected & ~completed & in_class)),
+            **group,
+        }
+    return out
+
+
+def _utilisation(records: RunRecords) -> dict[str, float]:
+    """GPU busy fraction, time-weighted batch size and peak KV use of the run."""
+    replicas = records.replicas
+    req = records.requests
+    first_arrival_s = float(req.arrival_s.min()) if len(req) else 0.0
+    gpu_seconds = sum(r.gpus for r in replicas) * (records.end_s - first_arrival_s)
+    busy_gpu_seconds = sum(r.busy_s * r.gpus for r in replicas)
+    busy_s = sum(r.busy_s for r in replicas)
+    peak_kv = max((r.peak_kv_used_fraction for r in replicas), default=math.nan)
+    if math.isnan(peak_kv) and len(records.timeseries.kv_used_fraction):
+        peak_kv = float(np.max(records.timeseries.kv_used_fraction))
+    return {
+        "gpu_busy_fraction": busy_gpu_seconds / gpu_seconds if gpu_seconds > 0 else math.nan,
+        "mean_batch_size": sum(r.batch_seq_seconds for r in replicas) / busy_s
+        if busy_s > 0
+        else math.nan,
+        "peak_kv_use_fraction": peak_kv,
     }
 
 
@@ -248,14 +311,21 @@ def summarize(
     gpu_hour_usd: float | None,
     warmup_s: float = 0.0,
     class_slos: dict[str, dict] | None = None,
+    steady_traffic: bool = False,
     offline: bool = False,
+    window_s: float | None = None,
 ) -> Summary:
     """Summarise a run. ``slo`` is the scenario's ``slo:`` dict (see ``metrics.slo``);
     ``class_slos`` optionally gives a class its own SLO, which then decides whether that
-    class's requests meet the SLO (for goodput) instead of the scenario's. ``offline``: every
-    request was queued at t = 0; the window is the makespan (``warmup_s`` must be 0)."""
-    if offline and warmup_s:
-        raise ValueError(f"an offline run takes no warmup (got warmup_s={warmup_s})")
+    class's requests meet the SLO (for goodput) instead of the scenario's;
+    ``steady_traffic`` says the arrival rate does not change, so the warm-up is detected
+    and the window ends with the arrivals; ``offline``: every request was queued at t = 0,
+    the window is the makespan (``warmup_s`` must be 0) (``metrics.window``); ``window_s``
+    adds summaries per window of that length (``metrics.per_window``)."""
+    if records.request_sketch is not None:  # too many requests to keep: sketched as they came
+        from simulator.metrics.sketch_summary import summarize_sketch
+
+        return summarize_sketch(records, records.request_sketch, gpu_hour_usd)
     constraints = parse_slo(slo)
     class_constraints = {
         name: parse_slo(c, f"workload.classes.{name}.slo") for name, c in (class_slos or {}).items()
@@ -264,74 +334,27 @@ def summarize(
     n_total = len(req)
     rejected = req.rejected.astype(bool)
     completed = ~rejected & np.isfinite(req.finish_s)
-    latencies = per_request_latencies_ms(records)
-
-    first_arrival_s = float(req.arrival_s.min()) if n_total else 0.0
-    window_start_s = first_arrival_s + warmup_s
-    window_end_s = float(req.finish_s[completed].max()) if completed.any() else window_start_s
-    duration_s = max(0.0, window_end_s - window_start_s)
-    measured = completed & (req.finish_s >= window_start_s)
+    named = {c.metric for c in constraints} | {
+        c.metric for own in class_constraints.values() for c in own
+    }
+    latencies = slo_latencies_ms(records, named)
+    window = measured_window(records, warmup_s, steady_traffic, offline)
 
     class_names = np.asarray(req.class_name, dtype=object)
     meets = requests_meeting(constraints, latencies, n_total)
     for name, own in class_constraints.items():
-        in_class = class_names == name
-        meets = np.where(in_class, requests_meeting(own, latencies, n_total), meets)
-
-    overall = _group_metrics(
-        records, measured, meets, latencies, duration_s, constraints, records.itl
-    )
-
-    per_class: dict[str, dict[str, Any]] = {}
-    unique_classes = sorted({str(c) for c in class_names})
-    if len(unique_classes) > 1:
-        itl_by_class = getattr(records, "itl_by_class", None) or {}
-        for name in unique_classes:
-            in_class = class_names == name
-            group = _group_metrics(
-                records,
-                measured & in_class,
-                meets,
-                latencies,
-                duration_s,
-                class_constraints.get(name, constraints),
-                itl_by_class.get(name),
-            )
-            group.pop("output_tokens")
-            group.pop("prompt_tokens")
-            per_class[name] = {
-                "requests_total": int(np.count_nonzero(in_class)),
-                "requests_completed": int(np.count_nonzero(completed & in_class)),
-                "requests_rejected": int(np.count_nonzero(rejected & in_class)),
-                "requests_unfinished": int(np.count_nonzero(~rejected & ~completed & in_class)),
-                **group,
-            }
-
-    replicas = records.replicas
+        meets = np.where(class_names == name, requests_meeting(own, latencies, n_total), meets)
+    everyone = np.ones(n_total, dtype=bool)
+    overall = _group_metrics(records, window, everyone, meets, latencies, constraints, records.itl)
     num_gpus = records.num_gpus
     if num_gpus is None:
-        num_gpus = sum(r.gpus for r in replicas)
-    run_span_s = records.end_s - first_arrival_s
-    gpu_seconds = sum(r.gpus for r in replicas) * run_span_s
-    busy_gpu_seconds = sum(r.busy_s * r.gpus for r in replicas)
-    busy_s = sum(r.busy_s for r in replicas)
-    peak_kv = max((r.peak_kv_used_fraction for r in replicas), default=math.nan)
-    if math.isnan(peak_kv) and len(records.timeseries.kv_used_fraction):
-        peak_kv = float(np.max(records.timeseries.kv_used_fraction))
-
-    gpu_cost_usd = per_million_out = per_million_total = None
-    if gpu_hour_usd is not None:
-        if records.fleet is not None:  # autoscaling: pay for the GPU-seconds actually held
-            gpu_cost_usd = gpu_hour_usd * records.fleet.gpu_seconds_held / SECONDS_PER_HOUR
-        else:
-            gpu_cost_usd = gpu_hour_usd * num_gpus * duration_s / SECONDS_PER_HOUR
-        out_tokens = overall["output_tokens"]
-        all_tokens = out_tokens + overall["prompt_tokens"]
-        per_million_out = gpu_cost_usd / out_tokens * 1e6 if out_tokens else math.nan
-        per_million_total = gpu_cost_usd / all_tokens * 1e6 if all_tokens else math.nan
+        num_gpus = sum(r.gpus for r in records.replicas)
+    costs = window_costs(records, window, overall, gpu_hour_usd, num_gpus)
+    done = window.rate_mask
 
     prefix_hit = None
     if req.cached_prompt_tokens is not None:
+        measured = window.latency_mask
         prompt = float(req.prompt_tokens[measured].sum())
         prefix_hit = float(req.cached_prompt_tokens[measured].sum()) / prompt if prompt else None
 
@@ -339,76 +362,35 @@ def summarize(
     reasons = Counter(
         rejection_category(str(r)) for r in np.asarray(req.reject_reason, dtype=object)[rejected]
     )
+    overall.pop("output_tokens")
+    overall.pop("prompt_tokens")
+    windows = window_summaries(records, latencies, window_s, constraints) if window_s else []
     return Summary(
         requests_total=n_total,
         requests_completed=int(np.count_nonzero(completed)),
         requests_rejected=int(np.count_nonzero(rejected)),
         requests_unfinished=int(np.count_nonzero(~rejected & ~completed)),
-        requests_measured=overall["requests_measured"],
-        warmup_s=warmup_s,
-        window_start_s=window_start_s,
-        window_end_s=window_end_s,
-        duration_s=duration_s,
-        throughput_basis=OFFLINE_BASIS if offline else WINDOW_BASIS,
-        throughput_rps=overall["throughput_rps"],
-        output_tokens_per_s=overall["output_tokens_per_s"],
-        total_tokens_per_s=overall["total_tokens_per_s"],
-        ttft_ms=overall["ttft_ms"],
-        tpot_ms=overall["tpot_ms"],
-        itl_ms=overall["itl_ms"],
-        e2e_ms=overall["e2e_ms"],
-        goodput_rps=overall["goodput_rps"],
-        slo=overall["slo"],
+        warmup_s=window.warmup_s,
+        window_start_s=window.start_s,
+        window_end_s=window.end_s,
+        duration_s=window.duration_s,
+        throughput_basis=window.basis,
         saturated=verdict.saturated,
         saturation_reason=verdict.reason,
-        gpu_busy_fraction=busy_gpu_seconds / gpu_seconds if gpu_seconds > 0 else math.nan,
-        mean_batch_size=sum(r.batch_seq_seconds for r in replicas) / busy_s
-        if busy_s > 0
-        else math.nan,
-        peak_kv_use_fraction=peak_kv,
+        **_utilisation(records),
         num_gpus=num_gpus,
         gpu_hour_usd=gpu_hour_usd,
-        gpu_cost_usd=gpu_cost_usd,
-        cost_per_million_output_tokens_usd=per_million_out,
-        cost_per_million_total_tokens_usd=per_million_total,
         rejections=dict(sorted(reasons.items())),
         preemptions=int(req.preemptions.sum()) if req.preemptions is not None else None,
         prefix_cache_hit_fraction=prefix_hit,
-        per_class=per_class,
+        per_class=_per_class(records, window, meets, latencies, constraints, class_constraints),
         saturation_details=verdict.details,
+        warmup_method=window.method,
+        steady_state=window.steady,
+        throughput_ci95_rps=rate_interval(req.finish_s[done], np.ones(int(done.sum())), window),
+        window_s=window_s if windows else None,
+        windows=windows,
+        peak_window=peak_window(windows),
+        **overall,
+        **costs,
     )
-
-
-def littles_law_check(records: RunRecords) -> dict[str, float]:
-    """Little's law L = λW on the run: the time-averaged number of requests in the system
-    (waiting + running, summed over replicas, each sample held until the next) against the
-    completion rate × mean E2E, over first arrival .. ``end_s``. A drained run should agree
-    to within the time series' sampling error."""
-    req = records.requests
-    ts = records.timeseries
-    done = np.isfinite(req.finish_s) & ~req.rejected.astype(bool)
-    start_s = float(req.arrival_s.min())
-    span_s = records.end_s - start_s
-    area = 0.0
-    for replica in np.unique(ts.replica):
-        mask = ts.replica == replica
-        order = np.argsort(ts.time_s[mask], kind="stable")
-        times = np.clip(ts.time_s[mask][order], start_s, records.end_s)
-        in_system = (ts.waiting[mask] + ts.running[mask])[order].astype(np.float64)
-        hold_s = np.diff(np.append(times, records.end_s))
-        area += float(np.dot(in_system, hold_s))
-    mean_in_system = area / span_s if span_s > 0 else math.nan
-    rate_rps = np.count_nonzero(done) / span_s if span_s > 0 else math.nan
-    mean_e2e_s = (
-        float(np.mean(req.finish_s[done] - req.arrival_s[done])) if done.any() else math.nan
-    )
-    predicted = rate_rps * mean_e2e_s
-    return {
-        "mean_in_system_timeseries": float(mean_in_system),
-        "completion_rate_rps": float(rate_rps),
-        "mean_e2e_s": float(mean_e2e_s),
-        "littles_law_in_system": float(predicted),
-        "relative_error": float((mean_in_system - predicted) / predicted)
-        if predicted
-        else math.nan,
-    }

@@ -40,12 +40,18 @@ def multi_server_queue_run(
     rng = np.random.default_rng(seed)
     n = max(1, int(rng.poisson(rate_per_s * arrival_window_s)))
     arrival_s = np.sort(rng.uniform(0.0, arrival_window_s, n))
-    free_at = [0.0] * servers
-    start_s = np.empty(n)
-    for i, t in enumerate(arrival_s):
-        earliest = heapq.heappop(free_at)
-        start_s[i] = max(t, earliest)
-        heapq.heappush(free_at, start_s[i] + service_s)
+    if servers == 1:
+        # one server: finish_i = max(arrival_i, finish_{i-1}) + service, i.e.
+        # (i + 1) × service + max over k <= i of (arrival_k - k × service)
+        steps = np.arange(n) * service_s
+        start_s = np.maximum.accumulate(arrival_s - steps) + steps
+    else:
+        free_at = [0.0] * servers
+        start_s = np.empty(n)
+        for i, t in enumerate(arrival_s):
+            earliest = heapq.heappop(free_at)
+            start_s[i] = max(t, earliest)
+            heapq.heappush(free_at, start_s[i] + service_s)
     gap_s = service_s / output_tokens
     first_token_s = start_s + gap_s
     finish_s = start_s + service_s

@@ -16,7 +16,8 @@ from simulator.planning.config import (
     TcoConfig,
     load_plan_file,
 )
-from simulator.planning.plan import PlanResult, deployment_costs, plan
+from simulator.planning.costs import PlannedCosts, planned_costs
+from simulator.planning.plan import PlanResult, plan
 from simulator.planning.rate import (
     RateSearch,
     ReplicaSearch,
@@ -31,18 +32,19 @@ __all__ = [
     "PlanConfig",
     "PlanFile",
     "PlanResult",
+    "PlannedCosts",
     "RateSearch",
     "ReplicaSearch",
     "SearchConfig",
     "SearchResult",
     "TcoConfig",
-    "deployment_costs",
     "fewest_replicas",
     "load_plan_file",
     "max_sustainable_rate",
     "pareto_flags",
     "parse_grid",
     "plan",
+    "planned_costs",
     "scenario_hash",
     "search_configurations",
     "sweep",

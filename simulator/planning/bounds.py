@@ -185,6 +185,8 @@ def slo_violations_at_any_load(
     """SLO targets that even a lone request cannot meet (roofline latency above the target)."""
     out = []
     for metric, targets in (scenario.slo or {}).items():
+        if metric not in bounds and metric != "itl_ms":
+            continue  # relative to the request: no lone-request bound kept
         for statistic, threshold_ms in targets.items():
             floor_ms = latency_lower_bound_ms(bounds, cost_model, lengths, metric, statistic)
             if floor_ms > threshold_ms:

@@ -77,6 +77,7 @@ class TaskRunner:
         self.workers = max(1, workers)
         self.dask_scheduler = dask_scheduler
         self._pool = None
+        self._pool_size = 0
         self._client = None
         self._owns_client = False
 
@@ -86,9 +87,8 @@ class TaskRunner:
         elif self.workers > 1:
             from concurrent.futures import ProcessPoolExecutor
 
-            self._pool = ProcessPoolExecutor(
-                max_workers=min(self.workers, os.cpu_count() or 1), initializer=_worker_setup
-            )
+            self._pool_size = min(self.workers, os.cpu_count() or 1)
+            self._pool = ProcessPoolExecutor(max_workers=self._pool_size, initializer=_worker_setup)
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
@@ -114,6 +114,34 @@ class TaskRunner:
         else:
             for i, payload in enumerate(payloads):
                 yield i, fn(payload)
+
+    @property
+    def local_workers(self) -> int:
+        """Worker processes of a local pool (0: tasks run here, or on Dask)."""
+        return self._pool_size if self._pool is not None else 0
+
+    def submit(self, fn: Callable[[Any], Any], payload: Any):
+        """Start ``fn(payload)`` on a local worker now; a ``concurrent.futures.Future``
+        (``first_done`` waits for some of them). Local pools only."""
+        if self._pool is None:
+            raise RuntimeError("submit needs a local process pool (workers > 1)")
+        return self._pool.submit(fn, payload)
+
+
+def first_done(futures) -> set:
+    """Wait until at least one of ``futures`` is done; the done ones. A worker that stopped
+    makes the caller stop (``WorkerStopped``)."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    done, _ = wait(futures, return_when=FIRST_COMPLETED)
+    for future in done:
+        if isinstance(future.exception(), BrokenProcessPool):
+            raise WorkerStopped(
+                "a worker process stopped before finishing its task (a signal, or out of "
+                "memory); the tasks left were not run"
+            )
+    return done
 
 
 def run_tasks(

@@ -3,8 +3,8 @@
 1. the maximum sustainable rate of the scenario's own deployment (``rate``);
 2. with ``plan.target_rate_per_s``: the fewest replicas that serve it;
 3. with a ``search:`` section: the ranked configuration search (``search``);
-4. the monthly cost of the planned deployment rented, owned, or replaced by an API, with the
-   break-even volumes (``tco``).
+4. the monthly cost of the planned deployment rented, owned, or replaced by an API, and the
+   rates where the cheapest option changes (``costs``).
 """
 
 from __future__ import annotations
@@ -13,28 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simulator.config.compile import reused_builds
 from simulator.config.scenario import Scenario
-from simulator.planning.bounds import (
-    busy_time_per_request_s,
-    gpus_per_replica,
-    sample_lengths,
-    scenario_memory_plan,
-)
+from simulator.planning.bounds import gpus_per_replica
 from simulator.planning.config import PlanConfig, PlanFile, SearchConfig, load_plan_file
+from simulator.planning.costs import PlannedCosts, planned_costs
+from simulator.planning.peak import TrafficShape, peak_equivalent, traffic_shape
 from simulator.planning.rate import RateSearch, ReplicaSearch, fewest_replicas, max_sustainable_rate
 from simulator.planning.search import SearchResult, search_configurations
-from simulator.planning.tco import (
-    HOURS_PER_MONTH,
-    Deployment,
-    TokenVolume,
-    api_option,
-    break_even_cloud_vs_api,
-    break_even_owned_vs_cloud,
-    cloud_offers_to_price,
-    cloud_option,
-    owned_option,
-    owned_params_with,
-)
 
 
 @dataclass
@@ -46,10 +32,14 @@ class PlanResult:
     rate: RateSearch
     replicas: ReplicaSearch | None = None
     search: SearchResult | None = None
-    costs: dict[str, Any] | None = None
+    costs: PlannedCosts | None = None
     notes: list[str] = field(default_factory=list)
     #: Headroom applied for the cost model's error (fraction of capacity).
     safety_margin: float = 0.0
+    #: The validated error band of the scenario's GPU and engine (``metrics.error_band``).
+    error_band: dict[str, Any] | None = None
+    #: Changing traffic: its mean and peak-window rates (the fleet is sized for the peak).
+    traffic: TrafficShape | None = None
 
     @property
     def max_rate_per_s(self) -> float | None:
@@ -74,9 +64,11 @@ class PlanResult:
                 if self.rate.max_rate_per_s is not None
                 else None
             ),
+            "traffic": self.traffic.to_dict() if self.traffic else None,
             "rate_search": self.rate.to_dict(),
+            "error_band": self.error_band,
             "fewest_replicas": self.replicas.to_dict() if self.replicas else None,
-            "costs": self.costs,
+            "costs": self.costs.to_dict() if self.costs is not None else None,
             "notes": self.notes,
         }
         if self.search is not None:
@@ -84,107 +76,6 @@ class PlanResult:
             out["candidates"] = found.pop("candidates")
             out["search"] = found
         return out
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else float("nan")
-
-
-def deployment_costs(
-    scenario: Scenario,
-    rate_per_s: float,
-    replicas: int,
-    capacity_rate_per_s: float,
-    summaries: list[dict[str, Any]],
-    plan: PlanConfig,
-) -> dict[str, Any]:
-    """Monthly cost options for ``replicas`` replicas serving ``rate_per_s`` requests/s;
-    ``capacity_rate_per_s`` is what they could sustain (for break-even volumes)."""
-    tco = plan.tco
-    lengths = sample_lengths(scenario)
-    gpu = scenario.hardware.gpu
-    gpus = replicas * gpus_per_replica(scenario)
-    from simulator.api import build_cost_model
-
-    mem = scenario_memory_plan(scenario)
-    prefill_s, decode_s = busy_time_per_request_s(
-        scenario, lengths, build_cost_model(scenario), mem.max_kv_tokens
-    )
-    cached = tco.cached_input_fraction
-    if cached is None:
-        hits = [s.get("prefix_cache_hit_fraction") for s in summaries]
-        cached = _mean([h for h in hits if h is not None]) if any(hits) else 0.0
-    volume = TokenVolume.from_rate(
-        rate_per_s, lengths.mean_prompt_tokens, lengths.mean_output_tokens, cached
-    )
-    busy = min(1.0, _mean([s.get("gpu_busy_fraction", float("nan")) for s in summaries]))
-    deployment = Deployment(
-        gpu=gpu,
-        gpus=gpus,
-        gpu_busy_fraction=busy,
-        capacity_output_tokens_per_s=capacity_rate_per_s * lengths.mean_output_tokens,
-        input_time_share=prefill_s / (prefill_s + decode_s),
-    )
-    owned = owned_params_with(gpu, tco)
-    options, break_even = [], []
-    chosen = cloud_offers_to_price(gpu, tco.price_kind)
-    for offer in chosen:
-        name = f"cloud {offer['provider']} {offer['instance']} ({tco.price_kind})"
-        options.append(
-            cloud_option(
-                deployment,
-                volume,
-                price_per_gpu_hour=offer["price_per_gpu_hour"],
-                gpus_per_instance=offer["gpus_per_instance"],
-                name=name,
-                energy_params=owned,
-            )
-        )
-        if owned is not None:
-            break_even.append(
-                {
-                    "cloud": name,
-                    **break_even_owned_vs_cloud(
-                        deployment, owned, offer["price_per_gpu_hour"]
-                    ).to_dict(),
-                }
-            )
-    if owned is not None:
-        options.append(owned_option(deployment, volume, owned))
-    from simulator.specs.prices import load_prices
-
-    apis = [r for r in load_prices()["api"] if r.get("catalog_model") == scenario.model]
-    for api in apis:
-        options.append(api_option(volume, api))
-        for offer in chosen:
-            found = break_even_cloud_vs_api(
-                deployment, volume, api, offer["price_per_gpu_hour"], offer["gpus_per_instance"]
-            )
-            break_even.append(
-                {
-                    "cloud": f"{offer['provider']} {offer['instance']}",
-                    "api": f"{api['provider']} {api['model']}",
-                    **found.to_dict(),
-                }
-            )
-    seconds = HOURS_PER_MONTH * 3600
-    for entry in break_even:  # the same volume as a request rate of this workload
-        tokens = entry["output_tokens_per_month"]
-        entry["rate_per_s"] = (
-            tokens / (lengths.mean_output_tokens * seconds) if tokens is not None else None
-        )
-    return {
-        "rate_per_s": rate_per_s,
-        "gpus": gpus,
-        "gpu_busy_fraction": busy,
-        "input_tokens_per_month": volume.input_tokens_per_month,
-        "output_tokens_per_month": volume.output_tokens_per_month,
-        "cached_input_fraction": cached,
-        "input_time_share": deployment.input_time_share,
-        "options": [o.to_dict() for o in options],
-        "break_even": break_even,
-        "notes": "" if apis else f"no API in prices.yaml serves {scenario.model}",
-    }
 
 
 def _progress(enabled: bool):
@@ -197,23 +88,98 @@ def _progress(enabled: bool):
 
     bar = tqdm(unit="sim", desc="rate search", file=sys.stderr, leave=False)
 
-    def advance(rate_per_s: float, replicas: int, outcome) -> None:
+    def advance(rate_per_s: float, replicas: int, verdict) -> None:
         bar.update(1)
-        bar.set_postfix(rate=f"{rate_per_s:.4g}/s", replicas=replicas, meets=outcome.meets)
+        bar.set_postfix(rate=f"{rate_per_s:.4g}/s", replicas=replicas, verdict=verdict.state)
 
     return bar, advance
 
 
-def resolve_safety_margin(plan_config: PlanConfig) -> float:
-    """The plan's headroom: as configured, else the validated step-time error band."""
+def _per_replica_knee(rate: RateSearch, scenario: Scenario) -> float | None:
+    """One replica's knee (or its certified maximum rate), where the replica search starts."""
+    found = rate.knee_per_s or rate.max_rate_per_s
+    return found / scenario.hardware.replicas if found else None
+
+
+def resolve_safety_margin(plan_config: PlanConfig, scenario: Scenario | None = None) -> float:
+    """The plan's headroom: as configured, else the median of the validated error band of
+    the scenario's GPU and engine (``metrics.error_band``)."""
     if plan_config.safety_margin is not None:
         return plan_config.safety_margin
-    from simulator.api import validated_error_band
+    from simulator.api import error_band_for, validated_error_band
 
-    band = validated_error_band()
+    band = error_band_for(scenario) if scenario is not None else validated_error_band()
     return band["median_pct"] / 100 if band else 0.0
 
 
+def _fleet(
+    scenario: Scenario,
+    plan_config: PlanConfig,
+    rate: RateSearch,
+    target_per_s: float,
+    on_simulated,
+) -> ReplicaSearch:
+    """The fewest-replicas search for ``target_per_s`` (already with its headroom and, for
+    changing traffic, at its peak window), skipped when no rate meets the SLO at all."""
+    if rate.max_rate_per_s is None:
+        # no rate meets the SLO on the scenario's deployment: neither will a larger fleet
+        return ReplicaSearch(
+            target_per_s,
+            None,
+            None,
+            rate.reason,
+            rate.rate_bound_per_s,
+            0,
+            reason=f"no rate meets the SLO on one deployment: {rate.reason}",
+        )
+    return fewest_replicas(
+        scenario,
+        target_per_s,
+        plan_config,
+        on_simulated=on_simulated,
+        per_replica_rate_per_s=_per_replica_knee(rate, scenario),
+    )
+
+
+def _costs(
+    sizing: Scenario,
+    plan_config: PlanConfig,
+    rate: RateSearch,
+    replicas: ReplicaSearch | None,
+    margin: float,
+    peak_factor: float,
+) -> PlannedCosts | None:
+    """Costs of the planned fleet at the target (or at the maximum rate without one); rates
+    here are the traffic's mean, the fleet sized for its peak window."""
+    deployed = sizing.hardware.replicas
+    if plan_config.target_rate_per_s:
+        if replicas is None or not replicas.replicas:
+            return None
+        per_replica = (rate.max_rate_per_s or 0.0) / deployed / (1 + margin)
+        target = plan_config.target_rate_per_s
+        return planned_costs(
+            sizing,
+            target,
+            replicas.replicas,
+            per_replica or target * peak_factor / replicas.replicas,
+            replicas.summaries,
+            plan_config,
+            peak_factor=peak_factor,
+        )
+    if not rate.max_rate_per_s:
+        return None
+    return planned_costs(
+        sizing,
+        rate.max_rate_per_s / peak_factor,
+        deployed,
+        rate.max_rate_per_s / deployed,
+        rate.summaries,
+        plan_config,
+        peak_factor=peak_factor,
+    )
+
+
+@reused_builds()
 def plan(
     scenario: Scenario | PlanFile | str | Path,
     plan_config: PlanConfig | None = None,
@@ -226,7 +192,10 @@ def plan(
 ) -> PlanResult:
     """Plan a scenario: its maximum rate, the fewest replicas for the target rate, the
     configuration search and the cost options. A path or ``PlanFile`` brings its own
-    ``plan:``/``search:`` sections; arguments given here override them."""
+    ``plan:``/``search:`` sections; arguments given here override them. Changing traffic
+    (a daily cycle, a schedule) is planned for its busiest window (``planning.peak``)."""
+    from simulator.api import error_band_for
+
     if isinstance(scenario, str | Path):
         scenario = load_plan_file(scenario)
     if isinstance(scenario, PlanFile):
@@ -236,55 +205,33 @@ def plan(
     plan_config = plan_config or PlanConfig()
     if replications:
         plan_config = plan_config.model_copy(update={"replications": replications})
-    margin = resolve_safety_margin(plan_config)
+    margin = resolve_safety_margin(plan_config, scenario)
+    shape = traffic_shape(scenario)
+    sizing = peak_equivalent(scenario, shape) if shape else scenario
+    factor = shape.peak_factor if shape else 1.0
     bar, on_simulated = _progress(progress)
     try:
-        rate = max_sustainable_rate(scenario, plan_config, on_simulated=on_simulated)
+        rate = max_sustainable_rate(sizing, plan_config, on_simulated=on_simulated)
         replicas = None
         if plan_config.target_rate_per_s:
-            replicas = fewest_replicas(
-                scenario,
-                plan_config.target_rate_per_s * (1 + margin),
-                plan_config,
-                on_simulated=on_simulated,
-            )
+            target = plan_config.target_rate_per_s * factor * (1 + margin)
+            replicas = _fleet(sizing, plan_config, rate, target, on_simulated)
     finally:
         if bar is not None:
             bar.close()
-    result = PlanResult(scenario, plan_config, rate, safety_margin=margin)
-    if rate.summaries:
-        spans = [s["duration_s"] for s in rate.summaries]
-        e2e = [s["e2e_ms"]["p50"] / 1e3 for s in rate.summaries if s["e2e_ms"]["p50"]]
-        if e2e and min(spans) < 4 * max(e2e):
-            result.notes.append(
-                f"runs are short: {min(spans):.3g} s of traffic against a median E2E of "
-                f"{max(e2e):.3g} s; raise workload.num_requests for a steadier knee"
-            )
-    per_replica = (rate.max_rate_per_s or 0.0) / scenario.hardware.replicas
-    if plan_config.target_rate_per_s:
-        result.replicas = replicas
-        found = replicas
-        if found.replicas:
-            result.costs = deployment_costs(
-                scenario,
-                plan_config.target_rate_per_s,
-                found.replicas,
-                max(per_replica * found.replicas, plan_config.target_rate_per_s),
-                found.summaries,
-                plan_config,
-            )
-    elif rate.max_rate_per_s:
-        result.costs = deployment_costs(
-            scenario,
-            rate.max_rate_per_s,
-            scenario.hardware.replicas,
-            rate.max_rate_per_s,
-            rate.summaries,
-            plan_config,
-        )
+    result = PlanResult(
+        scenario,
+        plan_config,
+        rate,
+        replicas=replicas,
+        safety_margin=margin,
+        error_band=error_band_for(scenario),
+        traffic=shape,
+    )
+    result.costs = _costs(sizing, plan_config, rate, replicas, margin, factor)
     if search is not None:
         result.search = search_configurations(
-            scenario,
+            sizing,
             search,
             plan_config,
             workers=workers,
@@ -294,6 +241,8 @@ def plan(
         best = result.search.best
         if plan_config.target_rate_per_s and best is not None and best.scenario is not None:
             # The search's replica counts assume linear scaling; simulate the winner's.
-            checked = fewest_replicas(best.scenario, plan_config.target_rate_per_s, plan_config)
+            checked = fewest_replicas(
+                best.scenario, plan_config.target_rate_per_s * factor, plan_config
+            )
             result.search.extra["best_fewest_replicas"] = checked.to_dict()
     return result

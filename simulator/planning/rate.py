@@ -1,17 +1,25 @@
 """The deployment's limits: its maximum sustainable rate, and the fewest replicas for a rate.
 
-**Maximum sustainable rate.** A rate is *sustainable* when every replication (the scenario
-with seeds ``seed, seed+1, ...``) meets the SLO there (``outcome.judge``). The search brackets
-the knee (doubling or halving from a start rate, with the roofline rate bound as the first
-upper guess) and bisects geometrically until the bracket [sustainable, not sustainable] is
-narrower than ``rate_tolerance``. ``max_rate_per_s`` is the bracket's lower end: a rate
-simulated and met by every replication. Each replication's own knee (the geometric middle
-of its own bracket) gives the mean knee and its 95% Student-t confidence interval.
+Every point (rate, replicas) is simulated until its verdict is clear at 95% confidence or
+its budget is spent (``planning.points``): it *meets* the SLO, *misses* it, or is
+*uncertain*.
 
-**Fewest replicas.** The roofline bound gives the fewest replicas that could possibly serve the
-target rate; from there the count doubles until every replication meets the SLO at the
-target rate, then bisects. The answer ``n`` was simulated to meet it and ``n - 1`` to miss it
-(or ``n - 1`` is zero, or below the roofline bound, which is then the reason).
+**Maximum sustainable rate.** The search brackets the knee (doubling or halving from a start
+rate, with the roofline rate bound as the first upper guess) and bisects geometrically until
+the bracket [meets, does not meet] is narrower than ``rate_tolerance``, going on the side each
+point's verdict says (an uncertain point by its point estimates). ``max_rate_per_s`` is the
+bracket's lower end, certified to meet the SLO or, where the budget could not tell, meeting it
+on its point estimates (``max_rate_verdict`` says which). The knee, the rate at which the
+SLO statistic reaches its threshold, lies between that rate and the lowest rate certified to
+miss: that bracket is ``knee_ci95_per_s`` (both ends positive rates that were simulated), and
+``knee_per_s`` is where the pooled point estimates cross their thresholds, interpolated
+log-linearly between the simulated rates around it. Rates left uncertain are listed.
+
+**Fewest replicas.** The roofline bound gives the fewest replicas that could possibly serve
+the target rate. The count starts at the target over the single-replica knee when that is
+known (else at the bound) and moves one at a time, then by doubling, until it finds a count
+certified to meet the SLO with one fewer not certified to. Every fleet simulates as many
+requests per replica as one replica would (``planning.points``).
 """
 
 from __future__ import annotations
@@ -21,8 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from scipy import stats
-
+from simulator.config.compile import reused_builds
 from simulator.config.scenario import Scenario
 from simulator.errors import UserError
 from simulator.planning.bounds import (
@@ -32,45 +39,67 @@ from simulator.planning.bounds import (
     scenario_memory_plan,
 )
 from simulator.planning.config import PlanConfig
-from simulator.planning.outcome import Criteria, Outcome, simulate
+from simulator.planning.evidence import MEETS, MISSES, UNCERTAIN, margin
+from simulator.planning.points import OnSimulated, PointEvaluator
 
 #: Doublings (or halvings) tried while looking for a rate on the other side of the knee.
 MAX_BRACKET_STEPS = 16
+#: Halvings tried below the maximum rate to find a rate certified to meet the SLO.
+MEET_PROBE_STEPS = 4
+#: Highest multiple of the roofline rate bound the search tries.
+BOUND_OVERSHOOT = 4.0
 
 
 @dataclass
 class RateSearch:
     """Outcome of a maximum-rate search (rates in requests/s for the whole deployment)."""
 
-    #: Highest simulated rate at which every replication met the SLO (None: none found).
+    #: Highest simulated rate meeting the SLO (None: none found): certified at 95%, or,
+    #: where the budget could not tell, by its point estimates (``max_rate_verdict``).
     max_rate_per_s: float | None
-    #: Lowest simulated rate above it at which some replication missed (None: none found).
+    #: Lowest simulated rate above it that does not meet it (None: none found).
     failing_rate_per_s: float | None
-    #: Why the failing rate fails (first failing replication).
+    #: Why that rate does not (missed, or uncertain with point estimates above the SLO).
     failing_reason: str
-    #: Mean over replications of each one's own knee, and its 95% confidence interval.
+    #: Rate where the point estimates reach the SLO, and the bracket it lies in: the highest
+    #: rate certified to meet and the lowest certified to miss (None: not found).
     knee_per_s: float | None
-    knee_ci95_per_s: tuple[float, float] | None
-    knees_per_s: list[float]
+    knee_ci95_per_s: tuple[float, float | None] | None
+    #: Rates whose verdict stayed uncertain within the budget.
+    uncertain_rates_per_s: list[float]
     replications: int
     rate_bound_per_s: float
     simulations: int
+    requests_simulated: int = 0
     #: Summaries at ``max_rate_per_s``, one per replication.
     summaries: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    #: SLO statistics pooled at ``max_rate_per_s``, with their 95% intervals.
+    intervals: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
+    #: How the verdicts were reached (sequential 95% intervals, or screening).
+    precision: str = ""
+    #: "meets" (certified at 95%) or "uncertain" (point estimates) at ``max_rate_per_s``.
+    max_rate_verdict: str = ""
+    #: Highest simulated rate certified at 95% to meet the SLO.
+    certified_max_rate_per_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "max_rate_per_s": self.max_rate_per_s,
+            "max_rate_verdict": self.max_rate_verdict,
+            "certified_max_rate_per_s": self.certified_max_rate_per_s,
             "failing_rate_per_s": self.failing_rate_per_s,
             "failing_reason": self.failing_reason,
             "knee_per_s": self.knee_per_s,
             "knee_ci95_per_s": list(self.knee_ci95_per_s) if self.knee_ci95_per_s else None,
-            "knees_per_s": self.knees_per_s,
+            "uncertain_rates_per_s": self.uncertain_rates_per_s,
             "replications": self.replications,
             "rate_bound_per_s": self.rate_bound_per_s,
             "simulations": self.simulations,
+            "requests_simulated": self.requests_simulated,
+            "intervals_at_max_rate": self.intervals,
             "reason": self.reason,
+            "precision": self.precision,
         }
 
 
@@ -87,6 +116,13 @@ class ReplicaSearch:
     simulations: int
     summaries: list[dict[str, Any]] = field(default_factory=list, repr=False)
     reason: str = ""
+    requests_simulated: int = 0
+    #: SLO statistics pooled at the answer, with their 95% intervals.
+    intervals: dict[str, Any] = field(default_factory=dict)
+    #: Fleet sizes whose verdict stayed uncertain within the budget.
+    uncertain_replicas: list[int] = field(default_factory=list)
+    #: "meets" (certified at 95%) or "uncertain" (point estimates) at ``replicas``.
+    verdict: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,56 +132,12 @@ class ReplicaSearch:
             "fewer_reason": self.fewer_reason,
             "rate_bound_per_replica_per_s": self.rate_bound_per_replica_per_s,
             "simulations": self.simulations,
+            "requests_simulated": self.requests_simulated,
+            "intervals": self.intervals,
+            "uncertain_replicas": self.uncertain_replicas,
+            "verdict": self.verdict,
             "reason": self.reason,
         }
-
-
-class Evaluator:
-    """Simulates (scenario, rate, replicas, replication) points once each, judged."""
-
-    def __init__(
-        self,
-        scenario: Scenario,
-        criteria: Criteria,
-        on_simulated: Callable[[float, int, Outcome], None] | None = None,
-        min_arrival_span_s: float | None = None,
-    ):
-        self.scenario = scenario
-        self.criteria = criteria
-        self.min_arrival_span_s = min_arrival_span_s
-        self.on_simulated = on_simulated
-        self._cache: dict[tuple[float, int, int], Outcome] = {}
-
-    @property
-    def simulations(self) -> int:
-        return len(self._cache)
-
-    def outcome(self, rate_per_s: float, replicas: int, replication: int) -> Outcome:
-        key = (float(rate_per_s), int(replicas), int(replication))
-        if key not in self._cache:
-            point = self.scenario.with_replicas(replicas)
-            count = self.scenario.workload.num_requests
-            if self.min_arrival_span_s and count is not None:
-                needed = math.ceil(rate_per_s * self.min_arrival_span_s)
-                point = point.with_num_requests(max(count, needed))
-            point = point.with_rate(rate_per_s).with_seed_offset(replication)
-            self._cache[key] = simulate(point, self.criteria)
-            if self.on_simulated is not None:
-                self.on_simulated(rate_per_s, replicas, self._cache[key])
-        return self._cache[key]
-
-    def all_meet(self, rate_per_s: float, replicas: int, replications: int) -> Outcome:
-        """The first failing replication's outcome, or the last one when all meet."""
-        result = None
-        for i in range(replications):
-            result = self.outcome(rate_per_s, replicas, i)
-            if not result.meets:
-                return result
-        return result
-
-
-def criteria_of(plan: PlanConfig) -> Criteria:
-    return Criteria(plan.max_rejected_fraction, plan.min_attainment)
 
 
 def deployment_rate_bound_per_s(scenario: Scenario) -> float:
@@ -177,12 +169,17 @@ def _bisect(
 def _bracket(
     passes: Callable[[float], bool], start: float, upper_guess: float | None, floor: float
 ) -> tuple[float | None, float | None]:
-    """(a rate that passes, a higher one that fails); None where none was found."""
+    """(a rate that passes, a higher one that fails); None where none was found. Above
+    ``BOUND_OVERSHOOT`` × the roofline bound (``upper_guess``) no rate is sustainable: a run
+    that still passes there is too short to show its queue, and the search stops."""
+    ceiling = BOUND_OVERSHOOT * upper_guess if upper_guess else math.inf
     if passes(start):
         lo, hi = start, upper_guess if upper_guess and upper_guess > start else 2 * start
         for _ in range(MAX_BRACKET_STEPS):
             if not passes(hi):
                 return lo, hi
+            if 2 * hi > ceiling:
+                return hi, None
             lo, hi = hi, 2 * hi
         return lo, None
     hi, lo = start, start / 2
@@ -193,33 +190,72 @@ def _bracket(
     return None, hi
 
 
+def knee_estimate(evaluator: PointEvaluator, replicas: int) -> float | None:
+    """Rate where the pooled point estimates reach the SLO: log-linear interpolation of the
+    margin (log statistic / threshold) between the simulated rates on either side of zero."""
+    slo = evaluator.scenario.slo or None
+    rows = sorted(
+        (p.rate_per_s, margin(p.runs, slo)) for p in evaluator.points if p.replicas == replicas
+    )
+    below = [(r, m) for r, m in rows if m <= 0]
+    above = [(r, m) for r, m in rows if m > 0 and (not below or r > below[-1][0])]
+    if not below or not above:
+        return None
+    (r0, m0), (r1, m1) = below[-1], above[0]
+    if not math.isfinite(m1) or m1 == m0:
+        return math.sqrt(r0 * r1)
+    share = -m0 / (m1 - m0)
+    return math.exp(math.log(r0) + share * (math.log(r1) - math.log(r0)))
+
+
+def _knee_bracket(evaluator: PointEvaluator, replicas: int) -> tuple[float, float | None] | None:
+    points = [p for p in evaluator.points if p.replicas == replicas]
+    met = [p.rate_per_s for p in points if p.verdict.state == MEETS]
+    if not met:
+        return None
+    lo = max(met)
+    missed = [p.rate_per_s for p in points if p.verdict.state == MISSES and p.rate_per_s > lo]
+    return lo, (min(missed) if missed else None)
+
+
+def _precision(evaluator: PointEvaluator) -> str:
+    if evaluator.screening:
+        return (
+            f"screening: {evaluator.first_replications} replication(s) per rate, verdicts on "
+            "the point estimates where the 95% intervals could not tell"
+        )
+    plan = evaluator.plan
+    return (
+        "every verdict at 95% confidence (batch-means intervals, warm-up removed by MSER-5); "
+        f"replications added while uncertain, up to {plan.max_requests_per_replica:,} "
+        "requests per replica"
+    )
+
+
+@reused_builds(draws=True)
 def max_sustainable_rate(
     scenario: Scenario,
     plan: PlanConfig | None = None,
     *,
     replications: int | None = None,
-    on_simulated: Callable[[float, int, Outcome], None] | None = None,
+    on_simulated: OnSimulated | None = None,
+    screening: bool = False,
+    evaluator: PointEvaluator | None = None,
 ) -> RateSearch:
     """Highest request rate the scenario's deployment sustains within its SLO.
-    ``on_simulated(rate, replicas, outcome)`` is called after each simulation."""
+    ``on_simulated(rate, replicas, verdict)`` is called after each simulation."""
     plan = plan or PlanConfig()
-    n = replications or plan.replications
+    evaluator = evaluator or PointEvaluator(
+        scenario, plan, on_simulated, screening=screening, replications=replications
+    )
+    n = evaluator.first_replications
     bound = deployment_rate_bound_per_s(scenario) * scenario.hardware.replicas
+    precision = _precision(evaluator)
     if bound <= 0:
-        mem = scenario_memory_plan(scenario)
+        reason = scenario_memory_plan(scenario).explain()
         return RateSearch(
-            None,
-            None,
-            mem.explain(),
-            None,
-            None,
-            [],
-            n,
-            0.0,
-            0,
-            reason=f"does not fit: {mem.explain()}",
+            None, None, reason, None, None, [], n, 0.0, 0, reason=f"does not fit: {reason}"
         )
-    evaluator = Evaluator(scenario, criteria_of(plan), on_simulated, plan.min_arrival_span_s)
     replicas = scenario.hardware.replicas
     start = plan.start_rate_per_s or scenario.workload.mean_rate()
     if start is None:
@@ -227,23 +263,29 @@ def max_sustainable_rate(
     start = min(start, bound)
     floor = bound * 1e-4  # below 1/10,000 of the roofline bound the SLO is out of reach
 
-    def passes_all(rate: float) -> bool:
-        return evaluator.all_meet(rate, replicas, n).meets
+    def passes(rate: float) -> bool:
+        return evaluator.point(rate, replicas).passes
 
-    lo, hi = _bracket(passes_all, start, bound, floor)
+    lo, hi = _bracket(passes, start, bound, floor)
+    uncertain = sorted(p.rate_per_s for p in evaluator.points if p.verdict.state == UNCERTAIN)
+    common = dict(
+        replications=n,
+        rate_bound_per_s=bound,
+        precision=precision,
+        uncertain_rates_per_s=uncertain,
+    )
     if lo is None:
-        failing = evaluator.all_meet(hi, replicas, n)
+        failing = evaluator.point(hi, replicas).verdict.reason
         return RateSearch(
             None,
             hi,
-            failing.reason,
+            failing,
             None,
             None,
-            [],
-            n,
-            bound,
-            evaluator.simulations,
-            reason=f"no rate down to {hi:.4g}/s meets the SLO: {failing.reason}",
+            simulations=evaluator.simulations,
+            requests_simulated=evaluator.requests_simulated,
+            reason=f"no rate down to {hi:.4g}/s meets the SLO: {failing}",
+            **common,
         )
     if hi is None:
         return RateSearch(
@@ -252,61 +294,105 @@ def max_sustainable_rate(
             "",
             None,
             None,
-            [],
-            n,
-            bound,
-            evaluator.simulations,
-            reason=f"still meets the SLO at {lo:.4g}/s (the simulation never saturated)",
+            simulations=evaluator.simulations,
+            requests_simulated=evaluator.requests_simulated,
+            reason=(
+                f"still meets the SLO at {lo:.4g}/s, beyond the roofline bound "
+                f"{bound:.4g}/s: the runs are too short to show a queue; raise "
+                "workload.num_requests or plan.min_requests_per_replica"
+            ),
+            **common,
         )
-    lo, hi = _bisect(passes_all, lo, hi, plan.rate_tolerance)
-    failing_reason = evaluator.all_meet(hi, replicas, n).reason
-
-    knees = []
-    for i in range(n):
-
-        def passes_one(rate: float, i: int = i) -> bool:
-            return evaluator.outcome(rate, replicas, i).meets
-
-        own_lo, own_hi = _bracket(passes_one, lo, hi, floor)
-        if own_hi is None or own_lo is None:
-            continue
-        own_lo, own_hi = _bisect(passes_one, own_lo, own_hi, plan.rate_tolerance)
-        knees.append(math.sqrt(own_lo * own_hi))
-    knee = sum(knees) / len(knees) if knees else None
-    ci = None
-    if len(knees) >= 2:
-        sem = stats.sem(knees)
-        half = float(stats.t.ppf(0.975, len(knees) - 1) * sem)
-        ci = (knee - half, knee + half)
-    summaries = [evaluator.outcome(lo, replicas, i).summary for i in range(n)]
+    lo, hi = _bisect(passes, lo, hi, plan.rate_tolerance)
+    if not evaluator.screening:
+        _certify_a_miss_above(evaluator, replicas, hi)
+        _certify_a_meet_below(evaluator, replicas, lo, floor)
+    at_max = evaluator.point(lo, replicas)
+    common["uncertain_rates_per_s"] = sorted(
+        p.rate_per_s for p in evaluator.points if p.verdict.state == UNCERTAIN
+    )
+    bracket = _knee_bracket(evaluator, replicas)
+    common["max_rate_verdict"] = at_max.verdict.state
+    common["certified_max_rate_per_s"] = bracket[0] if bracket else None
     return RateSearch(
-        lo, hi, failing_reason, knee, ci, knees, n, bound, evaluator.simulations, summaries
+        lo,
+        hi,
+        evaluator.point(hi, replicas).verdict.reason,
+        knee_estimate(evaluator, replicas),
+        bracket,
+        simulations=evaluator.simulations,
+        requests_simulated=evaluator.requests_simulated,
+        summaries=at_max.summaries,
+        intervals=at_max.verdict.intervals,
+        **common,
     )
 
 
+def _certify_a_miss_above(evaluator: PointEvaluator, replicas: int, rate: float) -> None:
+    """Make sure a rate above ``rate`` is certified to miss (the knee bracket's upper end):
+    when ``rate`` is only uncertain, double it until a simulated rate misses."""
+    for _ in range(MAX_BRACKET_STEPS):
+        if evaluator.point(rate, replicas).verdict.state == MISSES:
+            return
+        rate *= 2
+
+
+def _certify_a_meet_below(
+    evaluator: PointEvaluator, replicas: int, rate: float, floor: float
+) -> None:
+    """Try to certify a rate at or below ``rate`` to meet the SLO (the knee bracket's lower
+    end): when none is, halve it a few times (``MEET_PROBE_STEPS``, never below ``floor``)
+    until a simulated rate meets it; a budget too small to certify any rate leaves the
+    bracket without a lower end."""
+    for _ in range(MEET_PROBE_STEPS):
+        if rate < floor:
+            return
+        if any(
+            p.replicas == replicas and p.rate_per_s <= rate and p.verdict.state == MEETS
+            for p in evaluator.points
+        ):
+            return
+        if evaluator.point(rate, replicas).verdict.state == MEETS:
+            return
+        rate /= 2
+
+
+def _first_count(target: float, least: int, per_replica_rate_per_s: float | None) -> int:
+    """Where the replica search starts: the target over one replica's knee, else the
+    roofline bound."""
+    if per_replica_rate_per_s and per_replica_rate_per_s > 0:
+        return max(least, math.ceil(target / per_replica_rate_per_s - 1e-9))
+    return least
+
+
+@reused_builds(draws=True)
 def fewest_replicas(
     scenario: Scenario,
     target_rate_per_s: float | None = None,
     plan: PlanConfig | None = None,
     *,
     replications: int | None = None,
-    on_simulated: Callable[[float, int, Outcome], None] | None = None,
+    on_simulated: OnSimulated | None = None,
+    per_replica_rate_per_s: float | None = None,
+    screening: bool = False,
 ) -> ReplicaSearch:
-    """Fewest replicas of the scenario's replica that serve ``target_rate_per_s`` in the SLO."""
+    """Fewest replicas of the scenario's replica that serve ``target_rate_per_s`` in the SLO;
+    ``per_replica_rate_per_s`` (one replica's knee, when known) gives the first count tried."""
     plan = plan or PlanConfig()
     target = target_rate_per_s or plan.target_rate_per_s
     if target is None:
         raise UserError("plan.target_rate_per_s: give the rate the deployment must serve")
-    n = replications or plan.replications
     per_replica = deployment_rate_bound_per_s(scenario)
     tp = gpus_per_replica(scenario)
     if per_replica <= 0:
         reason = f"does not fit: {scenario_memory_plan(scenario).explain()}"
         return ReplicaSearch(target, None, None, reason, 0.0, 0, reason=reason)
-    evaluator = Evaluator(scenario, criteria_of(plan), on_simulated, plan.min_arrival_span_s)
+    evaluator = PointEvaluator(
+        scenario, plan, on_simulated, screening=screening, replications=replications
+    )
 
-    def passes(count: int) -> bool:
-        return evaluator.all_meet(target, count, n).meets
+    def state(count: int) -> str:
+        return MEETS if evaluator.point(target, count).passes else MISSES
 
     least = max(1, math.ceil(target / per_replica))
     if least > plan.max_replicas:
@@ -315,33 +401,61 @@ def fewest_replicas(
             f"> plan.max_replicas {plan.max_replicas}"
         )
         return ReplicaSearch(target, None, None, reason, per_replica, 0, reason=reason)
-    failing, count = least - 1, least
-    while not passes(count):
-        failing = count
-        if count >= plan.max_replicas:
-            reason = (
-                f"{count} replicas still miss the SLO at {target:g}/s: "
-                f"{evaluator.all_meet(target, count, n).reason}"
-            )
-            return ReplicaSearch(
-                target, None, None, reason, per_replica, evaluator.simulations, reason=reason
-            )
-        count = min(2 * count, plan.max_replicas)
+    count = min(_first_count(target, least, per_replica_rate_per_s), plan.max_replicas)
+    found = _search_counts(state, count, least, plan.max_replicas)
+    uncertain = sorted(p.replicas for p in evaluator.points if p.verdict.state == UNCERTAIN)
+    done = dict(
+        simulations=evaluator.simulations,
+        requests_simulated=evaluator.requests_simulated,
+        uncertain_replicas=uncertain,
+    )
+    if found is None:
+        last = evaluator.point(target, plan.max_replicas).verdict.reason
+        reason = f"{plan.max_replicas} replicas still do not meet the SLO at {target:g}/s: {last}"
+        return ReplicaSearch(target, None, None, reason, per_replica, reason=reason, **done)
+    if found - 1 < 1:
+        fewer = "no fewer replicas are possible"
+    elif found - 1 < least:
+        fewer = (
+            f"{found - 1} replicas are below the roofline bound ({per_replica:.4g}/s per replica)"
+        )
+    else:
+        fewer = f"{found - 1} replicas: {evaluator.point(target, found - 1).verdict.reason}"
+    answer = evaluator.point(target, found)
+    return ReplicaSearch(
+        target,
+        found,
+        found * tp,
+        fewer,
+        per_replica,
+        summaries=answer.summaries,
+        intervals=answer.verdict.intervals,
+        verdict=answer.verdict.state,
+        **done,
+    )
+
+
+def _search_counts(state: Callable[[int], str], count: int, least: int, most: int) -> int | None:
+    """Fewest count in [least, most] whose state is MEETS with count - 1 not MEETS (or
+    below ``least``), searching from ``count``: down one at a time while it meets, up one
+    at a time then by doubling while it does not, then bisecting."""
+    if state(count) == MEETS:
+        while count - 1 >= least and state(count - 1) == MEETS:
+            count -= 1
+        return count
+    failing = count
+    step = 1
+    while True:
+        if failing >= most:
+            return None
+        count = min(failing + step, most)
+        if state(count) == MEETS:
+            break
+        failing, step = count, step * 2
     while count - failing > 1:
         mid = (count + failing) // 2
-        if passes(mid):
+        if state(mid) == MEETS:
             count = mid
         else:
             failing = mid
-    if count - 1 < 1:
-        fewer = "no fewer replicas are possible"
-    elif count - 1 < least:
-        fewer = (
-            f"{count - 1} replicas are below the roofline bound ({per_replica:.4g}/s per replica)"
-        )
-    else:
-        fewer = f"{count - 1} replicas: {evaluator.all_meet(target, count - 1, n).reason}"
-    summaries = [evaluator.outcome(target, count, i).summary for i in range(n)]
-    return ReplicaSearch(
-        target, count, count * tp, fewer, per_replica, evaluator.simulations, summaries
-    )
+    return count

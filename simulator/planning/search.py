@@ -29,6 +29,9 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
+from simulator.config.compile import reused_builds
 from simulator.config.loader import with_settings
 from simulator.config.scenario import Scenario
 from simulator.errors import UserError
@@ -43,9 +46,11 @@ from simulator.planning.bounds import (
 )
 from simulator.planning.config import PlanConfig, SearchConfig
 from simulator.planning.executors import TaskRunner
+from simulator.planning.offers import ReplicaShape, fitting_offers
+from simulator.planning.ordered import decide_in_order
 from simulator.planning.outcome import scenario_data, scenario_from_data
 from simulator.planning.rate import max_sustainable_rate
-from simulator.planning.tco import HOURS_PER_MONTH, cheapest_cloud_offer
+from simulator.planning.tco import HOURS_PER_MONTH
 
 #: Search axis -> scenario key it sets.
 AXIS_KEYS = {
@@ -74,7 +79,11 @@ class Candidate:
     feasible: bool = False
     reason: str = ""
     gpus_per_replica: int = 1
+    #: $/GPU-hour of the offer priced, and the replica's share of its instances per hour
+    #: (whole instances its shape fits, idle GPUs paid).
     gpu_hour_usd: float | None = None
+    replica_hour_usd: float | None = None
+    offer: str = ""
     rate_bound_per_s: float | None = None
     cost_lower_bound_usd: float | None = None
     latency_lower_bound_ms: float | None = None
@@ -176,18 +185,34 @@ def expand_axes(scenario: Scenario, search: SearchConfig) -> list[dict[str, Any]
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*axes.values())]
 
 
-def _price(gpu: str, search: SearchConfig) -> float | None:
+def _price(cand: Candidate, search: SearchConfig, needs_nvlink: bool) -> str:
+    """Set the candidate's $/GPU-hour and $/replica-hour from the cheapest offer its replica
+    shape fits (whole instances, idle GPUs paid), or the search's own price per GPU; return
+    why there is none ("" when priced)."""
+    gpu = cand.settings["gpu"]
     if gpu in search.gpu_hour_usd:
-        return float(search.gpu_hour_usd[gpu])
-    offer = cheapest_cloud_offer(gpu, search.price_kind)
-    return float(offer["price_per_gpu_hour"]) if offer else None
+        cand.gpu_hour_usd = float(search.gpu_hour_usd[gpu])
+        cand.replica_hour_usd = cand.gpu_hour_usd * cand.gpus_per_replica
+        cand.offer = "search.gpu_hour_usd"
+        return ""
+    shape = ReplicaShape(gpu, cand.gpus_per_replica, needs_nvlink)
+    offers, why = fitting_offers(shape, search.price_kind)
+    if not offers:
+        return f"{why}; give search.gpu_hour_usd.{gpu}"
+    offer = offers[0]
+    cand.gpu_hour_usd = offer.price_per_gpu_hour
+    per_instance = offer.price_per_gpu_hour * offer.gpus_per_instance
+    cand.replica_hour_usd = (
+        per_instance / offer.replicas_per_instance
+        if offer.replicas_per_instance
+        else per_instance * offer.instances_per_replica
+    )
+    cand.offer = offer.label
+    return ""
 
 
-def _static_check(
-    scenario: Scenario, search: SearchConfig, cand: Candidate
-) -> tuple[Scenario | None, Any]:
-    """The candidate's one-replica scenario and cost model, or None with ``cand.reason`` set."""
-    from simulator.api import build_cost_model
+def _static_check(scenario: Scenario, search: SearchConfig, cand: Candidate) -> Scenario | None:
+    """The candidate's one-replica scenario, or None with ``cand.reason`` set."""
     from simulator.config.scenario import HardwareConfig
     from simulator.policies import known_policies
     from simulator.specs.catalog import load_gpu
@@ -197,24 +222,23 @@ def _static_check(
     for axis in ("pipeline_parallel", "expert_parallel"):
         if s[axis] > 1 and axis not in HardwareConfig.model_fields:
             cand.reason = f"{axis} {s[axis]}: not modelled"
-            return None, None
+            return None
     if s["batching"] not in known_policies():
         cand.reason = (
             f"batching {s['batching']!r}: unknown policy; known: {', '.join(known_policies())}"
         )
-        return None, None
+        return None
     try:
         gpu = load_gpu(s["gpu"])
     except UserError as exc:
         cand.reason = f"gpu: {exc.messages[0]}"
-        return None, None
-    cand.gpu_hour_usd = _price(s["gpu"], search)
-    if cand.gpu_hour_usd is None:
-        cand.reason = (
-            f"no {search.price_kind} cloud price for {s['gpu']} in prices.yaml; "
-            f"give search.gpu_hour_usd.{s['gpu']}"
-        )
-        return None, None
+        return None
+    link = gpu.interconnect if gpu.interconnect and gpu.interconnect != "none" else gpu.host_link
+    multi = cand.gpus_per_replica > 1
+    unpriced = _price(cand, search, multi and str(link).startswith("nvlink"))
+    if unpriced:
+        cand.reason = unpriced
+        return None
     settings = {
         key: s[axis]
         for axis, key in AXIS_KEYS.items()
@@ -223,9 +247,7 @@ def _static_check(
     if s["batching"] == scenario.engine.batching.policy:  # with the scenario's parameters
         settings["engine.batching"] = scenario.engine.batching
     settings["hardware.replicas"] = 1
-    settings["cost.gpu_hour_usd"] = cand.gpu_hour_usd
-    link = gpu.interconnect if gpu.interconnect and gpu.interconnect != "none" else gpu.host_link
-    multi = cand.gpus_per_replica > 1
+    settings["cost.gpu_hour_usd"] = cand.replica_hour_usd / cand.gpus_per_replica
     settings["hardware.interconnect"] = link if multi else None
     if multi and link != gpu.interconnect:
         cand.notes = f"tensor parallel over {link} (no GPU-to-GPU link)"
@@ -234,27 +256,60 @@ def _static_check(
         mem = scenario_memory_plan(point)
         if not mem.fits:
             cand.reason = f"does not fit: {mem.explain()}"
-            return None, None
+            return None
+    except UserError as exc:
+        cand.reason = _reason(exc)
+        return None
+    return point
+
+
+def _reason(exc: UserError) -> str:
+    return "; ".join(m.removeprefix("<scenario>: ") for m in exc.messages)
+
+
+@reused_builds()
+def point_bounds(payload: dict[str, Any]) -> dict[str, Any]:
+    """The roofline checks of one point (a task for any executor): the SLO targets a lone
+    request already misses, else its rate bound and latency lower bound; or why its cost
+    model cannot be built. ``payload``: scenario data, base_dir, the length sample, latency
+    metric."""
+    from simulator.api import build_cost_model
+
+    point = scenario_from_data(payload["scenario"], payload["base_dir"])
+    lengths = LengthSample(
+        np.asarray(payload["prompt_tokens"], dtype=np.int64),
+        np.asarray(payload["output_tokens"], dtype=np.int64),
+    )
+    try:
         cost_model = build_cost_model(point)
     except UserError as exc:
-        cand.reason = "; ".join(m.removeprefix("<scenario>: ") for m in exc.messages)
-        return None, None
-    return point, (cost_model, mem)
+        return {"reason": _reason(exc)}
+    bounds = request_latency_bounds_ms(cost_model, lengths)
+    missed = slo_violations_at_any_load(point, bounds, cost_model, lengths)
+    if missed:
+        return {"reason": "breaks the SLO at any load: " + "; ".join(missed)}
+    metric, _, stat = payload["latency"].partition(".")
+    max_kv_tokens = scenario_memory_plan(point).max_kv_tokens
+    return {
+        "rate_bound_per_s": replica_rate_bound_per_s(point, lengths, cost_model, max_kv_tokens),
+        "latency_lower_bound_ms": latency_lower_bound_ms(bounds, cost_model, lengths, metric, stat),
+    }
 
 
+@reused_builds(draws=True)
 def evaluate_candidate(payload: dict[str, Any]) -> dict[str, Any]:
     """Simulate one candidate (a task for any executor): its maximum rate per replica, and
     its cost and latency there. ``payload``: scenario data, base_dir, plan, latency metric."""
     point = scenario_from_data(payload["scenario"], payload["base_dir"])
     plan = PlanConfig.model_validate(payload["plan"])
-    found = max_sustainable_rate(point, plan, replications=payload["replications"])
+    found = max_sustainable_rate(point, plan, replications=payload["replications"], screening=True)
     out = found.to_dict()
     metric, _, stat = payload["latency"].partition(".")
     if found.summaries:
         n = len(found.summaries)
-        # Priced here from the replica's GPUs (tensor × pipeline × expert parallel) and the
-        # output rate, the definition of the run summary's cost per token.
-        usd_per_s = payload["gpu_hour_usd"] * payload["gpus_per_replica"] / 3600
+        # The replica's share of the instances it is rented in, over the output tokens it
+        # serves at its maximum rate: the run summary's cost per token at that price.
+        usd_per_s = payload["replica_hour_usd"] / 3600
         out["cost_per_million_output_tokens_usd"] = (
             sum(
                 usd_per_s / s["output_tokens_per_s"] * 1e6 if s["output_tokens_per_s"] else math.inf
@@ -270,8 +325,7 @@ def _payload(
     point: Scenario, plan: PlanConfig, search: SearchConfig, cand: Candidate
 ) -> dict[str, Any]:
     return {
-        "gpu_hour_usd": cand.gpu_hour_usd,
-        "gpus_per_replica": cand.gpus_per_replica,
+        "replica_hour_usd": cand.replica_hour_usd,
         "scenario": scenario_data(point),
         "base_dir": str(point.base_dir),
         "plan": plan.model_dump(),
@@ -296,7 +350,7 @@ def _settle(cand: Candidate, found: dict[str, Any], target: float | None) -> Non
         cand.replicas_for_target = math.ceil(target / cand.max_rate_per_s)
         cand.gpus_for_target = cand.replicas_for_target * cand.gpus_per_replica
         cand.monthly_cloud_usd_for_target = (
-            cand.gpus_for_target * cand.gpu_hour_usd * HOURS_PER_MONTH
+            cand.replicas_for_target * cand.replica_hour_usd * HOURS_PER_MONTH
         )
 
 
@@ -310,6 +364,7 @@ def _dominated_by(cand: Candidate, ranked: list[Candidate]) -> Candidate | None:
     return None
 
 
+@reused_builds()
 def search_configurations(
     scenario: Scenario,
     search: SearchConfig,
@@ -323,63 +378,16 @@ def search_configurations(
     """Search the ``search:`` axes for the cheapest configurations that meet the SLO."""
     plan = plan or PlanConfig()
     started = time.perf_counter()
-    metric, _, stat = search.latency.partition(".")
-    lengths: LengthSample = sample_lengths(scenario)
-    mean_out = lengths.mean_output_tokens
     candidates = [Candidate(settings) for settings in expand_axes(scenario, search)]
-    pending: list[tuple[Candidate, Scenario]] = []
-    for cand in candidates:
-        point, models = _static_check(scenario, search, cand)
-        if point is None:
-            continue
-        cost_model, mem = models
-        bounds = request_latency_bounds_ms(cost_model, lengths)
-        missed = slo_violations_at_any_load(point, bounds, cost_model, lengths)
-        if missed:
-            cand.reason = "breaks the SLO at any load: " + "; ".join(missed)
-            continue
-        rate = replica_rate_bound_per_s(point, lengths, cost_model, mem.max_kv_tokens)
-        cand.rate_bound_per_s = rate
-        usd_per_s = cand.gpu_hour_usd * cand.gpus_per_replica / 3600
-        cand.cost_lower_bound_usd = usd_per_s / (rate * mean_out) * 1e6
-        cand.latency_lower_bound_ms = latency_lower_bound_ms(
-            bounds, cost_model, lengths, metric, stat
-        )
-        cand.scenario = point
-        pending.append((cand, point))
-    pending.sort(key=lambda item: item[0].cost_lower_bound_usd)
-
-    ranked: list[Candidate] = []
+    screened = [(cand, _static_check(scenario, search, cand)) for cand in candidates]
+    screened = [(cand, point) for cand, point in screened if point is not None]
     bar = _bar(len(candidates), progress)
-    bar.update(len(candidates) - len(pending))
-    simulated = pruned = 0
-    wave = search.batch_size or (DASK_BATCH_SIZE if dask_scheduler is not None else workers)
     with TaskRunner(workers, dask_scheduler) as runner:
-        for start in range(0, len(pending), wave):
-            batch = []
-            for cand, point in pending[start : start + wave]:
-                better = _dominated_by(cand, ranked) if prune else None
-                if better is not None:
-                    cand.status, pruned = "pruned", pruned + 1
-                    cand.reason = (
-                        f"pruned: cannot beat {_label(better.settings)} "
-                        f"(${better.cost_per_million_output_tokens_usd:.4g}/M, "
-                        f"{better.latency_ms:.4g} ms); bounds ${cand.cost_lower_bound_usd:.4g}/M, "
-                        f"{cand.latency_lower_bound_ms:.4g} ms"
-                    )
-                    bar.update(1)
-                    continue
-                batch.append((cand, _payload(point, plan, search, cand)))
-            payloads = [p for _, p in batch]
-            for i, found in runner.run(evaluate_candidate, payloads):
-                cand = batch[i][0]
-                _settle(cand, found, plan.target_rate_per_s)
-                simulated += 1
-                bar.update(1)
-                bar.set_postfix(simulated=simulated, pruned=pruned)
-            ranked = [c for c, _ in pending if c.feasible]
+        pending = _bounded(scenario, search, runner, screened)
+        bar.update(len(candidates) - len(pending))
+        counts = _simulate_in_order(search, plan, runner, pending, bar, prune)
     bar.close()
-
+    ranked = [c for c, _ in pending if c.feasible]
     ranked.sort(key=lambda c: (c.cost_per_million_output_tokens_usd, c.latency_ms))
     flags = pareto_flags([(c.cost_per_million_output_tokens_usd, c.latency_ms) for c in ranked])
     for rank, (cand, flag) in enumerate(zip(ranked, flags, strict=True), start=1):
@@ -388,12 +396,125 @@ def search_configurations(
     return SearchResult(
         candidates=ranked + others,
         latency_metric=search.latency,
-        simulated=simulated,
-        pruned=pruned,
+        simulated=counts["simulated"],
+        pruned=counts["pruned"],
         # Settled without simulating (the simulated ones count as simulated).
         infeasible=sum(1 for c in others if c.status == "infeasible" and not c.simulations),
         simulations=sum(c.simulations for c in candidates),
         wall_s=time.perf_counter() - started,
+        extra={
+            "precision": (
+                f"screening: {search.replications} replication(s) per rate, verdicts on the "
+                "point estimates where the 95% intervals could not tell; the best point's "
+                "fleet is then planned at 95% confidence"
+            )
+        },
+    )
+
+
+def _bounded(
+    scenario: Scenario,
+    search: SearchConfig,
+    runner: TaskRunner,
+    screened: list[tuple[Candidate, Scenario]],
+) -> list[tuple[Candidate, Scenario]]:
+    """The points past the roofline checks (run on the workers), with their cost and
+    latency bounds, cheapest bound first."""
+    lengths: LengthSample = sample_lengths(scenario)
+    common = {
+        "prompt_tokens": lengths.prompt_tokens.tolist(),
+        "output_tokens": lengths.output_tokens.tolist(),
+        "latency": search.latency,
+    }
+    payloads = [
+        {"scenario": scenario_data(point), "base_dir": str(point.base_dir), **common}
+        for _, point in screened
+    ]
+    found = dict(runner.run(point_bounds, payloads))
+    pending: list[tuple[Candidate, Scenario]] = []
+    for i, (cand, point) in enumerate(screened):
+        bounds = found[i]
+        if "reason" in bounds:
+            cand.reason = bounds["reason"]
+            continue
+        rate = cand.rate_bound_per_s = bounds["rate_bound_per_s"]
+        usd_per_s = cand.replica_hour_usd / 3600
+        cand.cost_lower_bound_usd = usd_per_s / (rate * lengths.mean_output_tokens) * 1e6
+        cand.latency_lower_bound_ms = bounds["latency_lower_bound_ms"]
+        cand.scenario = point
+        pending.append((cand, point))
+    pending.sort(key=lambda item: item[0].cost_lower_bound_usd)
+    return pending
+
+
+def _simulate_in_order(
+    search: SearchConfig,
+    plan: PlanConfig,
+    runner: TaskRunner,
+    pending: list[tuple[Candidate, Scenario]],
+    bar,
+    prune: bool,
+) -> dict[str, int]:
+    """Simulate the points in order of their cost bound, pruning those a point simulated
+    before them already beats; returns how many were simulated and pruned."""
+    ranked: list[Candidate] = []
+    counts = {"simulated": 0, "pruned": 0}
+
+    def dominator(cand: Candidate) -> Candidate | None:
+        return _dominated_by(cand, ranked) if prune else None
+
+    def skip(cand: Candidate) -> None:
+        _mark_pruned(cand, dominator(cand))
+        counts["pruned"] += 1
+        bar.update(1)
+
+    def settle(cand: Candidate, found: dict[str, Any]) -> None:
+        _settle(cand, found, plan.target_rate_per_s)
+        counts["simulated"] += 1
+        bar.update(1)
+        bar.set_postfix(simulated=counts["simulated"], pruned=counts["pruned"])
+
+    dask = runner.dask_scheduler is not None
+    wave = search.batch_size or (DASK_BATCH_SIZE if dask else 1)
+    if wave == 1 and not dask:
+        # each point on the points before it; later points run ahead on idle workers, so
+        # the answer does not depend on how many there are
+
+        def settle_at(i: int, found: dict[str, Any]) -> None:
+            settle(pending[i][0], found)
+            if pending[i][0].feasible:
+                ranked.append(pending[i][0])
+
+        decide_in_order(
+            runner,
+            evaluate_candidate,
+            len(pending),
+            lambda i: _payload(pending[i][1], plan, search, pending[i][0]),
+            lambda i: dominator(pending[i][0]) is not None,
+            settle_at,
+            lambda i: skip(pending[i][0]),
+        )
+        return counts
+    for start in range(0, len(pending), wave):  # in waves, each pruned on the ones before
+        batch = []
+        for cand, point in pending[start : start + wave]:
+            if dominator(cand) is not None:
+                skip(cand)
+            else:
+                batch.append((cand, _payload(point, plan, search, cand)))
+        for i, found in runner.run(evaluate_candidate, [p for _, p in batch]):
+            settle(batch[i][0], found)
+        ranked[:] = [c for c, _ in pending if c.feasible]
+    return counts
+
+
+def _mark_pruned(cand: Candidate, better: Candidate) -> None:
+    cand.status = "pruned"
+    cand.reason = (
+        f"pruned: cannot beat {_label(better.settings)} "
+        f"(${better.cost_per_million_output_tokens_usd:.4g}/M, "
+        f"{better.latency_ms:.4g} ms); bounds ${cand.cost_lower_bound_usd:.4g}/M, "
+        f"{cand.latency_lower_bound_ms:.4g} ms"
     )
 
 

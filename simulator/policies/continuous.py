@@ -26,6 +26,12 @@ class ContinuousParams(PolicyParams):
     policy: Literal["continuous"] = "continuous"
 
 
+#: The plans that carry no admission (plans are immutable: one of each serves every step).
+_PREFILL = BatchPlan(prefill_budget=ALL_TOKENS)
+_DECODE = BatchPlan(decode=True)
+_IDLE = BatchPlan()
+
+
 @register_policy(ContinuousParams)
 class ContinuousBatching:
     name = "continuous"
@@ -39,5 +45,5 @@ class ContinuousBatching:
             if admit:
                 return BatchPlan(admit=tuple(admit), prefill_budget=ALL_TOKENS)
         if view.prefilling:
-            return BatchPlan(prefill_budget=ALL_TOKENS)
-        return BatchPlan(decode=view.running_seqs > 0)
+            return _PREFILL
+        return _DECODE if view.running_seqs > 0 else _IDLE

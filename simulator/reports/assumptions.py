@@ -12,8 +12,8 @@ from typing import Any
 
 from simulator.api import resolve_calibration
 from simulator.errors import UserError
-from simulator.planning import tco
-from simulator.reports.costs import PriceOption
+from simulator.planning.machines import DEFAULT_BUSY_POWER_FRACTION, DEFAULT_IDLE_POWER_FRACTION
+from simulator.planning.tco import PriceOption
 from simulator.specs.catalog import specs_dir
 from simulator.specs.files import read_yaml
 from simulator.specs.prices import load_prices
@@ -27,18 +27,22 @@ def _repo_root() -> Path:
 
 
 def price_rows(options: list[PriceOption], gpu: str) -> list[dict[str, Any]]:
-    """One row per price used: what, value, date and source."""
+    """One row per price used: what, value, date and source; then the owned machine's
+    assumptions and the data-centre defaults."""
     prices = load_prices()
     rows = []
+    machine = None
     for option in options:
         if option.kind == "cloud" and option.offer:
             o = option.offer
+            shape = "NVLink" if o.nvlink else "no NVLink between GPUs"
             rows.append(
                 {
-                    "item": f"{o['provider']} {o['instance']} ({o['gpus_per_instance']} GPU)",
-                    "value": f"${o['price_per_gpu_hour']:.3f} per GPU-hour",
-                    "date": o["date"],
-                    "source": o["source"],
+                    "item": f"rent: {o.label}, {o.gpus_per_instance} GPU(s) per instance ({shape})",
+                    "value": f"${o.price_per_gpu_hour:.3f} per GPU-hour"
+                    + (f" ({o.reserved_terms})" if o.reserved_terms else ""),
+                    "date": o.date,
+                    "source": o.source,
                 }
             )
         elif option.kind == "api" and option.api:
@@ -55,22 +59,27 @@ def price_rows(options: list[PriceOption], gpu: str) -> list[dict[str, Any]]:
                     "source": a["source"],
                 }
             )
-        elif option.kind == "owned" and option.owned:
-            p = option.owned
-            purchase = [r for r in prices["hardware_purchase"] if r["gpu"] == gpu]
-            chosen = sorted(purchase, key=lambda r: (r["kind"] != "server", r["price_usd"]))
-            if chosen:
-                r = chosen[0]
-                rows.append(
-                    {
-                        "item": f"purchase: {r['item']} ({r['kind']}, {r['gpus']} GPU)",
-                        "value": f"${r['price_usd']:,.0f}; server as modelled "
-                        f"${p.server_price_usd:,.0f} for {p.gpus_per_server} GPUs, "
-                        f"{p.life_years:g} years",
-                        "date": r["date"],
-                        "source": r["source"],
-                    }
-                )
+        elif option.kind == "owned" and option.machine:
+            machine = option.machine
+    if machine is not None:
+        rows.append(
+            {
+                "item": f"own: {machine.description} ({machine.kind}, {machine.hosting})",
+                "value": f"${machine.price_usd:,.0f} for {machine.gpus_per_machine} GPU(s), "
+                f"{machine.life_years:g} years",
+                "date": "",
+                "source": "; ".join(machine.assumptions),
+            }
+        )
+        rows.append(
+            {
+                "item": "own: running costs",
+                "value": f"${machine.electricity_usd_per_kwh:g}/kWh, PUE {machine.pue:g}, "
+                f"hosting ${machine.hosting_usd_per_kw_month:g}/kW-month",
+                "date": "",
+                "source": "prices.yaml datacenter (or plan.tco)",
+            }
+        )
     for key, entry in prices["datacenter"].items():
         rows.append(
             {
@@ -83,9 +92,9 @@ def price_rows(options: list[PriceOption], gpu: str) -> list[dict[str, Any]]:
     rows.append(
         {
             "item": "GPU power, idle and busy (fraction of TDP)",
-            "value": f"{tco.DEFAULT_IDLE_POWER_FRACTION:g} / {tco.DEFAULT_BUSY_POWER_FRACTION:g}",
+            "value": f"{DEFAULT_IDLE_POWER_FRACTION:g} / {DEFAULT_BUSY_POWER_FRACTION:g}",
             "date": "",
-            "source": "simulator.planning.tco (rule of thumb; conservative busy draw)",
+            "source": "simulator.planning.machines (rule of thumb; conservative busy draw)",
         }
     )
     return rows

@@ -24,9 +24,10 @@ from simulator.metrics.summary import per_request_latencies_ms
 from simulator.planning import PlanFile, PlanResult, fewest_replicas, load_plan_file, plan
 from simulator.planning.bounds import gpus_per_replica
 from simulator.planning.outcome import judge
+from simulator.planning.peak import peak_equivalent
 
-#: Rates of the latency-against-load curve, as fractions of the deployment's maximum
-#: sustainable rate: dense near the knee, two points beyond it to show the wall.
+#: Rates of the latency-against-load curve, as fractions of the deployment's knee (where
+#: the SLO statistics reach their thresholds): dense near it, two points beyond.
 LOAD_CURVE_FRACTIONS = (0.2, 0.4, 0.6, 0.75, 0.85, 0.95, 1.05, 1.2)
 #: Traffic multipliers of the sensitivity analysis (±30% around the target).
 TRAFFIC_FACTORS = (0.7, 1.0, 1.3)
@@ -45,7 +46,8 @@ class Simulated:
     gpus_per_replica: int
     #: Latency percentiles of one deployment (the scenario's own replicas) at rising rates.
     load_curve: pd.DataFrame
-    #: A run of ``replicas`` replicas at the target rate (distributions, time series).
+    #: A run of ``replicas`` replicas at the target rate (distributions, time series); for
+    #: changing traffic, steady traffic at its peak window's rate.
     run: Result
     #: Replicas needed at each traffic factor of ``TRAFFIC_FACTORS`` (simulated).
     replicas_by_traffic: dict[float, int | None]
@@ -81,19 +83,20 @@ def _at_rate(scenario: Scenario, rate_per_s: float, span_s: float | None) -> Sce
 
 def latency_against_load(
     scenario: Scenario,
-    max_rate_per_s: float,
+    knee_per_s: float,
     fractions: tuple[float, ...] = LOAD_CURVE_FRACTIONS,
     span_s: float | None = None,
 ) -> pd.DataFrame:
-    """Simulate the scenario's deployment at ``fractions × max_rate_per_s``; one row per rate
-    with TTFT/TPOT/E2E p50 and p99 (ms), throughput, saturation and whether it meets the SLO."""
+    """Simulate the scenario's deployment at ``fractions × knee_per_s``; one row per rate with
+    TTFT/TPOT/E2E p50 and p99 (ms), throughput, saturation and whether the run's point
+    estimates meet the SLO (one run each: an illustration, not a verdict)."""
     rows = []
     for fraction in fractions:
-        rate = fraction * max_rate_per_s
+        rate = fraction * knee_per_s
         point = _at_rate(scenario, rate, span_s)
         summary = run(point).summary
         meets, reason = judge(summary)
-        row: dict[str, Any] = {"fraction_of_max": fraction, "rate_per_s": rate}
+        row: dict[str, Any] = {"fraction_of_knee": fraction, "rate_per_s": rate}
         for metric in ("ttft_ms", "tpot_ms", "e2e_ms"):
             for stat in ("p50", "p99"):
                 row[f"{metric}_{stat}"] = summary[metric][stat]
@@ -153,24 +156,37 @@ def simulate_for_report(
     else:
         replicas = scenario.hardware.replicas
 
+    # changing traffic: the fleet serves its busiest window, simulated as steady traffic
+    sizing = peak_equivalent(scenario, planned.traffic) if planned.traffic else scenario
+    peak = planned.traffic.peak_factor if planned.traffic else 1.0
+    if not planned.plan.target_rate_per_s:
+        target /= peak  # the maximum rate is a peak-window rate; costs are at the mean
+
     say = _stage_printer(progress)
     say(f"latency against load: {len(load_fractions)} rates")
     t0 = time.perf_counter()
-    curve = latency_against_load(scenario, planned.max_rate_per_s, load_fractions, span)
+    knee = planned.rate.knee_per_s or planned.max_rate_per_s
+    curve = latency_against_load(sizing, knee, load_fractions, span)
     clock["load_curve_s"] = time.perf_counter() - t0
 
-    say(f"target run: {replicas} replica(s) at {target:.4g} req/s")
+    say(f"target run: {replicas} replica(s) at {target * peak:.4g} req/s")
     t0 = time.perf_counter()
-    target_run = run(_at_rate(scenario.with_replicas(replicas), target, span))
+    target_run = run(_at_rate(sizing.with_replicas(replicas), target * peak, span))
     clock["target_run_s"] = time.perf_counter() - t0
 
     say("fleet at ±30% traffic")
     t0 = time.perf_counter()
     by_traffic: dict[float, int | None] = {1.0: replicas}
+    per_replica = (planned.rate.knee_per_s or planned.max_rate_per_s) / scenario.hardware.replicas
     for factor in TRAFFIC_FACTORS:
         if factor == 1.0:
             continue
-        found = fewest_replicas(scenario, factor * target, planned.plan, replications=1)
+        found = fewest_replicas(
+            sizing,
+            factor * target * peak * (1 + planned.safety_margin),
+            planned.plan,
+            per_replica_rate_per_s=per_replica,
+        )
         by_traffic[factor] = found.replicas
     clock["sensitivity_s"] = time.perf_counter() - t0
     clock["total_s"] = time.perf_counter() - start

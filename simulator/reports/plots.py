@@ -69,8 +69,8 @@ def latency_against_load(
         found = _slo_threshold_ms(slo, metric)
         if found:
             ax.axhline(found[1], color="#d62728", ls="--", lw=1.2, label=f"SLO {found[0]}")
-        if knee_ci95:
-            ax.axvspan(*knee_ci95, color="grey", alpha=0.15, label="knee 95% CI")
+        if knee_ci95 and knee_ci95[1] is not None:
+            ax.axvspan(*knee_ci95, color="grey", alpha=0.15, label="knee between certified rates")
         if knee_per_s:
             ax.axvline(knee_per_s, color="grey", ls=":", lw=1.2, label="knee")
         if max_rate_per_s:

@@ -62,7 +62,7 @@ def render(sim: Simulated) -> Report:
     options = costs.options_at_target(sim)
     rec = costs.recommendation(sim, options)
     curve = costs.cost_against_traffic(sim)
-    changes = costs.cheapest_changes(curve)
+    changes = costs.cheapest_changes(sim)
     sens = costs.sensitivity(sim)
     slo = dict(sim.scenario.slo or {}) or None
     rate = sim.plan.rate
@@ -82,8 +82,9 @@ def render(sim: Simulated) -> Report:
         "latency-vs-load": (
             "Latency against load",
             "TTFT and TPOT percentiles of the scenario's deployment at rising request rates "
-            "(one simulation per rate); dashed red: the SLO; grey: the knee and its 95% "
-            "confidence interval over replications; green: the highest rate meeting the SLO.",
+            "(one simulation per rate, at fractions of the knee); dashed red: the SLO; grey: "
+            "the knee and the bracket it lies in (the highest rate certified at 95% to meet the "
+            "SLO and the lowest certified to miss); green: the highest rate certified to meet.",
         ),
         "latency-distributions": (
             "TTFT and TPOT distributions",
@@ -92,8 +93,8 @@ def render(sim: Simulated) -> Report:
         ),
         "cost-per-million": (
             "Cost per million tokens by option",
-            "Dark bars: per million output tokens (self-hosted costs split between input and "
-            "output by prefill time); light bars: monthly cost over all tokens.",
+            "Dark bars: each option's whole monthly cost per million output tokens; light "
+            "bars: per million input and output tokens.",
         ),
         "cost-vs-traffic": (
             "Monthly cost against traffic, with break-even points",
@@ -121,7 +122,7 @@ def render(sim: Simulated) -> Report:
         f"{esc(_version())}.</div>",
         sections.question(sim),
         sections.recommendation(sim, rec, options, changes),
-        sections.options_table(options),
+        sections.options_table(options, rec["option"]),
         sections.break_even(sim, changes),
         sections.search(sim),
         "<h2>Figures</h2>",

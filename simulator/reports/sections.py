@@ -20,7 +20,7 @@ SEARCH_ROWS = 15
 
 def question(sim: Simulated) -> str:
     s = sim.scenario
-    w = costs.workload_of(sim)
+    w = costs.planned(sim).traffic
     slo_items = []
     for metric, targets in (s.slo or {}).items():
         if isinstance(targets, dict):
@@ -47,6 +47,7 @@ def question(sim: Simulated) -> str:
             "output tokens",
         ),
         ("latency targets (SLO)", "; ".join(slo_items) or "none (saturation only)"),
+        *_traffic_rows(sim),
         (
             "deployment unit",
             f"{sim.gpus_per_replica}× {s.hardware.gpu} per replica (tensor parallel "
@@ -57,20 +58,51 @@ def question(sim: Simulated) -> str:
     return "<h2>The question</h2>" + table(None, rows, table_id="question")
 
 
+def _traffic_rows(sim: Simulated) -> list[tuple[str, str]]:
+    """Changing traffic: its peak window, and that window's simulated latencies."""
+    shape = sim.plan.traffic
+    if shape is None:
+        return []
+    summary = sim.run.summary
+    peak = sim.target_rate_per_s * shape.peak_factor
+    return [
+        (
+            "traffic over time",
+            f"{shape.process}: mean {sim.target_rate_per_s:.4g} requests/s, busiest "
+            f"{shape.window_s:g} s window {peak:.4g} requests/s (× {shape.peak_factor:.3g}); "
+            "the fleet is sized for the busiest window, the bill for the mean",
+        ),
+        (
+            "peak window latencies (simulated)",
+            f"TTFT p99 {fmt(summary['ttft_ms']['p99'])} ms, TPOT p99 "
+            f"{fmt(summary['tpot_ms']['p99'])} ms, E2E p99 {fmt(summary['e2e_ms']['p99'])} ms "
+            f"({sim.replicas} replica(s), steady traffic at {peak:.4g} requests/s)",
+        ),
+    ]
+
+
+def _knee_text(rate) -> str:
+    bracket = rate.knee_ci95_per_s
+    if not bracket:
+        return f"knee {fmt(rate.knee_per_s, 4)} requests/s"
+    high = f"{bracket[1]:.4g}" if bracket[1] is not None else "unbounded"
+    return (
+        f"knee {fmt(rate.knee_per_s, 4)} requests/s, between {bracket[0]:.4g} (certified to "
+        f"meet) and {high} (certified to miss)"
+    )
+
+
 def why(sim: Simulated, rec: dict[str, Any], options: pd.DataFrame, changes) -> list[str]:
     rate = sim.plan.rate
-    reasons = [
-        f"One replica sustains at most {rate.max_rate_per_s:.4g} requests/s within the SLO "
-        f"(knee {fmt(rate.knee_per_s, 4)} requests/s"
-        + (
-            f", 95% CI {rate.knee_ci95_per_s[0]:.4g}–{rate.knee_ci95_per_s[1]:.4g}"
-            if rate.knee_ci95_per_s
-            else ""
-        )
-        + f", {rate.replications} replications per rate)."
+    who = (
+        "One replica"
         if sim.scenario.hardware.replicas == 1
-        else f"The scenario's {sim.scenario.hardware.replicas} replicas sustain at most "
-        f"{rate.max_rate_per_s:.4g} requests/s within the SLO.",
+        else f"The scenario's {sim.scenario.hardware.replicas} replicas"
+    )
+    reasons = [
+        f"{who} sustain(s) {rate.max_rate_per_s:.4g} requests/s within the SLO, certified at "
+        f"95% confidence ({_knee_text(rate)}; {rate.simulations} simulations of "
+        f"{rate.requests_simulated:,} requests).",
         f"{sim.replicas} replica(s) ({sim.gpus} GPUs) serve {sim.target_rate_per_s:.4g} "
         "requests/s within the SLO in simulation"
         + (f"; one fewer does not: {rec['fewer_reason']}." if rec["fewer_reason"] else "."),
@@ -86,6 +118,17 @@ def why(sim: Simulated, rec: dict[str, Any], options: pd.DataFrame, changes) -> 
             "An API's latency is not simulated: its providers' own service levels apply. "
             f"The cheapest self-hosted option is {rec['cheapest_self_hosted']}."
         )
+    if rec.get("utilisation") is not None:
+        reasons.append(
+            f"Utilisation {rec['utilisation']:.0%}: the traffic's share of what the fleet "
+            "sustains within the SLO."
+        )
+    if rec.get("marketplace") and rec["marketplace"] != rec["option"]:
+        reasons.append(
+            f"A marketplace rental ({rec['marketplace']}, {usd(rec['marketplace_monthly_usd'])} "
+            "a month) is listed but not recommended: community hosts without a service "
+            "agreement."
+        )
     for change in changes:
         reasons.append(
             f"Near {change['rate_per_s']:.3g} requests/s the cheapest option changes from "
@@ -97,19 +140,29 @@ def why(sim: Simulated, rec: dict[str, Any], options: pd.DataFrame, changes) -> 
 def recommendation(sim, rec, options, changes) -> str:
     if rec["kind"] == "cloud":
         what = (
-            f"Rent {rec['gpus']}× {rec['gpu']} ({rec['replicas']} replica(s)) from "
-            f"{rec['option'].removeprefix('cloud ')}"
+            f"Rent {rec['gpus']}× {rec['gpu']} ({rec['replicas']} replica(s)): "
+            f"{rec['option'].removeprefix('rent ')}"
         )
     elif rec["kind"] == "owned":
-        what = f"Buy servers holding {rec['gpus']}× {rec['gpu']} ({rec['replicas']} replica(s))"
+        what = (
+            f"Own {rec['gpus']}× {rec['gpu']} ({rec['replicas']} replica(s)): "
+            f"{rec['option'].removeprefix('own ')}"
+        )
     else:
         what = f"Use the API {rec['option'].removeprefix('api ')}"
     kpis = "".join(
         [
             kpi("per month", usd(rec["monthly_usd"])),
-            kpi("per million output tokens", usd(rec["usd_per_million_output_tokens"])),
-            kpi("per million input tokens", usd(rec["usd_per_million_input_tokens"])),
+            kpi(
+                "per million output tokens (whole cost / output tokens)",
+                usd(rec["usd_per_million_output_tokens"]),
+            ),
             kpi("per million tokens (in + out)", usd(rec["usd_per_million_tokens"])),
+            kpi(
+                "price sheet, in / out per million",
+                f"{usd(rec['price_sheet_usd_per_million_input_tokens'])} / "
+                f"{usd(rec['price_sheet_usd_per_million_output_tokens'])}",
+            ),
             kpi("GPUs" if rec["kind"] != "api" else "GPUs if self-hosted", str(sim.gpus)),
         ]
     )
@@ -121,58 +174,79 @@ def recommendation(sim, rec, options, changes) -> str:
     )
 
 
-def options_table(options: pd.DataFrame) -> str:
+def options_table(options: pd.DataFrame, recommended: str) -> str:
     rows = [
         (
             r["name"],
             r["kind"],
             fmt(r["gpus"]) if r["kind"] != "api" else "–",
             usd(r["monthly_usd"]),
-            usd(r["usd_per_million_input_tokens"]),
             usd(r["usd_per_million_output_tokens"]),
             usd(r["usd_per_million_tokens"]),
-            fmt(r["energy_wh_per_token"] * 1e3 if r["energy_wh_per_token"] else None),
+            f"{usd(r['price_sheet_usd_per_million_input_tokens'])} / "
+            f"{usd(r['price_sheet_usd_per_million_output_tokens'])}",
+            f"{r['utilisation']:.0%}" if r.get("utilisation") is not None else "–",
+            fmt(r["energy_wh_per_output_token"] * 1e3 if r["energy_wh_per_output_token"] else None),
             r["notes"],
         )
         for r in options.to_dict("records")
     ]
-    return "<h2>Options at the target traffic</h2>" + table(
-        ["option", "kind", "GPUs", "per month", "$/M in", "$/M out", "$/M all", "mWh/token", ""],
-        rows,
-        numeric=[False, False, True, True, True, True, True, True, False],
-        highlight=[True] + [False] * (len(rows) - 1),
-        table_id="options",
+    legend = (
+        "<p class='note'>$/M out: the option's whole monthly cost divided by the output "
+        "tokens of the month (× 10⁶), the number <code>servesim simulate</code> reports; $/M "
+        "all: divided by input and output tokens; price sheet: a split into input and output "
+        "prices to compare with API price sheets (self-hosted: the cost divided by the share "
+        "of GPU time spent on prompts; API: its list prices); utilisation: the traffic's share "
+        "of what the fleet sustains within the SLO; mWh/out token: facility energy per output "
+        "token.</p>"
+    )
+    return (
+        "<h2>Options at the target traffic</h2>"
+        + table(
+            [
+                "option",
+                "kind",
+                "GPUs",
+                "per month",
+                "$/M out",
+                "$/M all",
+                "price sheet $/M in / out",
+                "utilisation",
+                "mWh/out token",
+                "",
+            ],
+            rows,
+            numeric=[False, False, True, True, True, True, True, True, True, False],
+            highlight=[r["name"] == recommended for r in options.to_dict("records")],
+            table_id="options",
+        )
+        + legend
     )
 
 
 def break_even(sim: Simulated, changes) -> str:
-    found = (sim.plan.costs or {}).get("break_even") or []
-    rows = [
-        (
-            b.get("comparison", ""),
-            b.get("cloud", "") + (f" / {b['api']}" if b.get("api") else ""),
-            fmt(b.get("output_tokens_per_month")),
-            fmt(b.get("rate_per_s")),
-            b.get("cheaper_above", ""),
-            b.get("notes", ""),
-        )
-        for b in found
-    ]
     out = (
-        "<h3>Break-even volumes (planner: one owned server against renting; the planned "
-        "fleet held all month against an API)</h3>"
+        "<h3>Where the cheapest option changes with traffic (break-even rates; fleets in "
+        "whole replicas, instances and machines)</h3>"
     )
     out += table(
-        ["comparison", "between", "output tokens / month", "requests/s", "cheaper above", ""],
-        rows,
-        numeric=[False, False, True, True, False, False],
-    )
-    out += "<h3>Where the cheapest option changes along the traffic curve</h3>"
-    out += table(
-        ["requests/s", "from", "to", "per month"],
-        [(fmt(c["rate_per_s"]), c["from"], c["to"], usd(c["monthly_usd"])) for c in changes],
-        numeric=[True, False, False, True],
-    )
+        ["requests/s", "output tokens / month", "replicas", "utilisation", "from", "to",
+         "per month"],
+        [
+            (
+                fmt(c["rate_per_s"]),
+                fmt(c["output_tokens_per_month"]),
+                fmt(c["replicas"]),
+                f"{c['utilisation']:.0%}",
+                c["from"],
+                c["to"],
+                usd(c["monthly_usd"]),
+            )
+            for c in changes
+        ],
+        numeric=[True, True, True, True, False, False, True],
+        table_id="break-even",
+    )  # fmt: skip
     return out
 
 
@@ -205,7 +279,9 @@ def search(sim: Simulated) -> str:
         "<h2>Configuration search</h2>"
         f"<p class='note'>{search.simulated} simulated, {search.pruned} pruned, "
         f"{search.infeasible} infeasible; the {len(shown)} best of {len(search.candidates)} "
-        "candidates by cost per million output tokens (rented at the GPU's cheapest price). "
+        "candidates by cost per million output tokens (rented in whole instances of the "
+        "cheapest offer each replica's shape fits; screening precision: one run per rate, "
+        "point estimates). "
         "The costs above are for the scenario's own deployment; a cheaper configuration "
         "here is worth a plan of its own.</p>"
         + table(
@@ -252,9 +328,10 @@ def assumptions_section(sim: Simulated, options: list[costs.PriceOption]) -> str
         )
     )
     out.append(
-        "<p class='note'>A month is 730 hours; rented instances are whole and held "
-        "all month; owned servers are written off linearly. API latency is not "
-        "simulated.</p>"
+        "<p class='note'>A month is 730 hours; rented instances are whole, fit the replica's "
+        "shape (a tensor-parallel NVLink replica rents instances with that many NVLink-connected "
+        "GPUs) and are held all month; owned machines are written off linearly. API latency is "
+        "not simulated.</p>"
     )
     when = metadata.get("written_utc", "")
     out.append(
@@ -271,6 +348,11 @@ def assumptions_section(sim: Simulated, options: list[costs.PriceOption]) -> str
         )
     )
     out.append("<h3>Validated error band</h3>")
+    applies = sim.plan.error_band
+    if applies:
+        out.append(f"<p id='error-band'>The band that applies here: {esc(applies['text'])}.</p>")
+    else:
+        out.append("<p class='warn'>No validated error band recorded for this GPU.</p>")
     if band:
         out.append(
             "<p>Error of the calibration on the rows it was fitted to "
@@ -288,8 +370,8 @@ def assumptions_section(sim: Simulated, options: list[costs.PriceOption]) -> str
         )
     else:
         out.append(
-            "<p class='warn'>No calibration error band: this GPU runs on datasheet "
-            "defaults, not on measurements.</p>"
+            "<p class='warn'>No calibration fit: this GPU runs on datasheet defaults, not on "
+            "measurements.</p>"
         )
     if validation["available"] and validation["rows"]:
         out.append(
@@ -302,7 +384,7 @@ def assumptions_section(sim: Simulated, options: list[costs.PriceOption]) -> str
             "<p class='warn'>Held-out validation results: not available "
             f"(<code>{esc(validation['path'])}</code> not found or without a summary).</p>"
         )
-    notes = list(sim.plan.notes) + [n for n in [(sim.plan.costs or {}).get("notes")] if n]
+    notes = list(sim.plan.notes) + (list(sim.plan.costs.notes) if sim.plan.costs else [])
     if notes:
         out.append(
             "<h3>Planner notes</h3><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>"

@@ -78,6 +78,12 @@ def specs_dir() -> Path:
         if not path.is_dir():
             raise UserError(f"{SPECS_DIR_ENV}={override!r} is not a directory")
         return path
+    return _packaged_specs_dir()
+
+
+@functools.cache
+def _packaged_specs_dir() -> Path:
+    """The packaged catalog, else the repository's (found once: it does not move)."""
     package_root = Path(__file__).resolve().parents[1]
     packaged = package_root / "_data" / "hardware_specs"
     if packaged.is_dir():

@@ -424,6 +424,10 @@ class ClassSloConfig(_Strict):
     tpot_ms: SloTarget | None = None
     itl_ms: SloTarget | None = None
     e2e_ms: SloTarget | None = None
+    #: Relative to the request (DeepSpeed-FastGen's SLA): TTFT per prompt token, and the
+    #: largest moving average of its inter-token gaps (``metrics.slo``).
+    ttft_per_prompt_token_ms: SloTarget | None = None
+    gap_ema_ms: SloTarget | None = None
 
 
 class RequestClassConfig(_Strict):

@@ -8,7 +8,7 @@ whose prompt resends the conversation so far as a shared, tagged prefix.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ import numpy as np
 
 from simulator.workload.distributions import LengthSampler, build_sampler, correlated_uniforms
 from simulator.workload.request import Request
-from simulator.workload.streams import ChunkBuffer, named_rng
+from simulator.workload.streams import ChunkBuffer, named_rng, shared_chunk
 
 DEFAULT_CLASS_NAME = "default"
 
@@ -87,15 +87,31 @@ def build_profiles(spec: Mapping[str, Any], base_dir: Path | None) -> list[Class
 class ShapeStream:
     """(class index, prompt tokens, output tokens) of successive requests."""
 
-    def __init__(self, profiles: list[ClassProfile], seed: int):
+    def __init__(self, profiles: list[ClassProfile], seed: int, key: Hashable | None = None):
+        """``key``: what determines the stream besides ``seed`` (the workload's classes and
+        lengths), to share its chunks within ``streams.shared_draws``; None: not shared."""
         self._profiles = profiles
         weights = np.array([p.weight for p in profiles], dtype=np.float64)
         self._class_cdf = np.cumsum(weights) / weights.sum()
         self._class_rng = named_rng(seed, "class")
         self._length_rngs = [named_rng(seed, "lengths", p.name) for p in profiles]
-        self._buffer = ChunkBuffer(self._refill)
+        self._key = None if key is None else (key, seed)
+        self._chunks = 0  # chunks handed out
+        self._drawn = 0  # chunks drawn from this stream's generators
+        self._buffer = ChunkBuffer(self._next_chunk)
+
+    def _next_chunk(self, count: int) -> list[tuple[int, int, int]]:
+        number = self._chunks
+        self._chunks += 1
+        return shared_chunk(self._key, number, lambda: self._draw_chunk(number, count))
+
+    def _draw_chunk(self, number: int, count: int) -> list[tuple[int, int, int]]:
+        while self._drawn < number:  # chunks shared before: draw them to reach this one
+            self._refill(count)
+        return self._refill(count)
 
     def _refill(self, count: int) -> list[tuple[int, int, int]]:
+        self._drawn += 1
         if len(self._profiles) == 1:
             classes = np.zeros(count, dtype=np.int64)
         else:

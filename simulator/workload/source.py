@@ -238,6 +238,24 @@ class ClosedLoopSource:
         return not self._scheduled and not self._user_of
 
 
+def _shape_key(spec: Mapping[str, Any], base_dir: Path | None) -> str:
+    """What the shapes of a workload's requests depend on besides the seed."""
+    import json
+
+    parts = {k: spec.get(k) for k in SHAPE_KEYS}
+    return json.dumps([parts, str(base_dir)], sort_keys=True, default=str)
+
+
+#: The workload fields the requests' classes and lengths are drawn from.
+SHAPE_KEYS = (
+    "classes",
+    "prompt_tokens",
+    "output_tokens",
+    "length_correlation",
+    "system_prompt_tokens",
+)
+
+
 def build_source(
     workload: WorkloadConfig | Mapping[str, Any], *, base_dir: Path | None = None
 ) -> RequestSource:
@@ -255,7 +273,7 @@ def build_source(
         return TraceSource(spec, base_dir=base_dir)
     limits = _Limits(spec, DEFAULT_NUM_REQUESTS)
     profiles = build_profiles(spec, base_dir)
-    shapes = ShapeStream(profiles, seed)
+    shapes = ShapeStream(profiles, seed, key=_shape_key(spec, base_dir))
     session_spec = spec.get("sessions")
     sessions = SessionTracker(session_spec, profiles, seed, base_dir) if session_spec else None
     if workload.arrival.process == "closed_loop":

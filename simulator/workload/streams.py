@@ -9,8 +9,9 @@ because indexing a list is several times cheaper than indexing a numpy array.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterator
 
 import numpy as np
 
@@ -49,3 +50,35 @@ class ChunkBuffer:
         value = self._values[self._index]
         self._index += 1
         return value
+
+
+#: Chunks already drawn, by stream and chunk number, while ``shared_draws`` is active.
+_SHARED: dict[tuple, list] | None = None
+
+
+@contextlib.contextmanager
+def shared_draws() -> Iterator[None]:
+    """Within this block, a stream that names itself (``shared_chunk``) draws each chunk
+    once: a search simulates one workload at many rates, whose requests' shapes come from
+    the same seeded streams. A chunk is the same list of values however often it is asked
+    for, so no result moves."""
+    global _SHARED
+    outer = _SHARED
+    if outer is None:
+        _SHARED = {}
+    try:
+        yield
+    finally:
+        _SHARED = outer
+
+
+def shared_chunk(key: Hashable | None, number: int, draw: Callable[[], list]) -> list:
+    """Chunk ``number`` of the stream ``key`` (None: not shared): ``draw()`` when not drawn
+    before within ``shared_draws``. ``draw`` draws the stream's next chunk, so a stream asks
+    for its chunks in order, drawing any it skipped (see ``ShapeStream``)."""
+    if key is None or _SHARED is None:
+        return draw()
+    found = _SHARED.get((key, number))
+    if found is None:
+        found = _SHARED[(key, number)] = draw()
+    return found
