@@ -231,6 +231,7 @@ class RunningBatch:
         self.context_sum -= context
         self.shared_sum -= shared
         self.blocks_held -= -(-context // self.block_size) - shared
+        self.final_blocks -= -(-context // self.block_size)
         self.size -= 1
         self._padding = 0
         if self.size:
