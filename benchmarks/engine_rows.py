@@ -5,7 +5,8 @@ throughput tables, MoE per-GPU rows) becomes the scenario a user would write for
 
     model: <catalog model>
     hardware: {gpu: <catalog gpu>, tensor_parallel: <tp>[, expert_parallel: <ep>]}
-    engine: {profile: trtllm, weight_dtype: fp8 | bf16 | mxfp4, kv_dtype: <same or stated>}
+    engine: {profile: trtllm, weight_dtype: fp8 | bf16 | mxfp4, kv_dtype: <same or stated>,
+             max_num_seqs / max_num_batched_tokens: what trtllm-bench chose (below)}
     workload: {arrival: {process: offline}, prompt_tokens: fixed isl,
                output_tokens: fixed osl, num_requests: <the publisher's count>}
 
@@ -13,8 +14,10 @@ throughput tables, MoE per-GPU rows) becomes the scenario a user would write for
 128/128 down to 1,000 for 20000/2000): the first prefills and the last drain are in both
 makespans and weigh the same in each, and the counts were chosen by NVIDIA to reach a steady
 state (a few thousand times the step time). Offline throughput = output tokens over the
-makespan, as ``trtllm-bench throughput`` reports it. These rows are held out: nothing in
-servesim is fitted to them.
+makespan, as ``trtllm-bench throughput`` reports it. The pages pass no batch limits, so
+``trtllm-bench`` derived them from the dataset, model and GPUs; the scenario sets the same
+(``engine_rows_limits.bench_limits``, transcribed from trtllm-bench's source). These rows are
+held out: nothing in servesim is fitted to them.
 
 Reported: per row published vs predicted output tokens/s (whole system; per GPU where the
 page gives that), signed error; median and p90 |error| per group (release x dense/MoE); for
@@ -47,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.engine_rows_limits import bench_limits  # noqa: E402
 from simulator import run  # noqa: E402
 from simulator.config.loader import scenario_from_dict  # noqa: E402
 from simulator.errors import UserError  # noqa: E402
@@ -116,7 +120,7 @@ def _row(source: str, meta: dict[str, Any], raw: dict[str, Any]) -> Row:
         published, per_gpu = float(raw["output_tok_s"]), False
         precision = raw["precision"]
         weight = kv = PRECISION_DTYPE[precision]
-        label = f"TP{tp}"
+        label = raw.get("parallel", f"TP{tp}")
     release = str(meta.get("release", source)).split()[0]
     row_id = f"{release} {raw['model']} {raw['gpu']} {label} {precision} {isl}/{osl}"
     moe = bool(raw.get("moe", True))  # the MoE file's rows carry no flag: all are MoE
@@ -141,15 +145,24 @@ def load_rows(
 
 
 def scenario_for(row: Row) -> dict[str, Any]:
-    """The scenario a user would write for ``row`` (a plain mapping for ``scenario_from_dict``)."""
+    """The scenario a user would write for ``row`` (a plain mapping for ``scenario_from_dict``),
+    with the batch limits trtllm-bench chose for the run (``engine_rows_limits``; each of the
+    ``ep`` attention-data-parallel ranks schedules under its own)."""
     hardware: dict[str, Any] = {"gpu": row.gpu, "tensor_parallel": row.tp}
     if row.ep > 1:
         hardware["expert_parallel"] = row.ep
+    batch, tokens = bench_limits(row)
     return {
         "name": row.id,
         "model": row.model,
         "hardware": hardware,
-        "engine": {"profile": "trtllm", "weight_dtype": row.weight_dtype, "kv_dtype": row.kv_dtype},
+        "engine": {
+            "profile": "trtllm",
+            "weight_dtype": row.weight_dtype,
+            "kv_dtype": row.kv_dtype,
+            "max_num_seqs": batch * row.ep,
+            "max_num_batched_tokens": tokens * row.ep,
+        },
         "workload": {
             "arrival": {"process": "offline"},
             "prompt_tokens": {"distribution": "fixed", "value": row.isl},

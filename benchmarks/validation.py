@@ -31,7 +31,7 @@ from simulator.costmodel.profiles import load_profile  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from validation_engines import NOTE as ENGINES_NOTE  # noqa: E402
 from validation_engines import SECTION as ENGINES_SECTION  # noqa: E402
-from validation_engines import engines_section, ratio_lines  # noqa: E402
+from validation_engines import engines_section, kernel_table_lines, ratio_lines  # noqa: E402
 from validation_llamacpp import OWN_SECTIONS as LLAMACPP_SECTIONS  # noqa: E402
 from validation_llamacpp import (  # noqa: E402
     fit_format_speeds,
@@ -203,6 +203,7 @@ def render(rows: list[Row], missing: list[Missing]) -> str:
                 f"{_fmt(r.predicted)} {r.unit} | {r.error_pct:+.1f} % | {r.status} |"
             )
             out.append(line + f" {r.note} |" if per_row_notes else line)
+    out += kernel_table_lines(ROOT / "hardware_specs" / "calibration" / "engines")
     out += ["", "## Not expressible yet", "", "| section | measurement | why |", "|---|---|---|"]
     for m in missing:
         out.append(f"| {m.section} | {m.config} | {m.reason} |")

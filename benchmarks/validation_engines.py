@@ -70,3 +70,68 @@ def ratio_lines(result: dict) -> list[str]:
             f"{s['p90_abs_pct']:.1f} % | {s['median_signed_pct']:+.1f} % |"
         )
     return lines
+
+
+KERNELS_SECTION = "L. Engine kernel calibrations: held-out error per table"
+#: Table sections of an engine calibration's ``metadata.errors``, as the section lists them.
+KERNEL_TABLES = (
+    ("gemm", "GEMM"),
+    ("attention_prefill", "prefill attention"),
+    ("attention_decode", "decode attention"),
+    ("moe_measured", "fused MoE, measured shapes"),
+    ("moe_grouped_gemm", "fused MoE grid, other shapes"),
+    ("allreduce", "custom all-reduce"),
+    ("nccl", "NCCL"),
+)
+
+
+def _cell(stats: dict) -> str:
+    return f"{stats['median_abs_pct']:.1f} ({stats['p90_abs_pct']:.0f})" if stats.get("n") else ""
+
+
+def _entries(section: str, errors: dict) -> list[str]:
+    """``format: median (p90)`` of every table of one section (held-out rows or points)."""
+    entry = errors.get(section)
+    if not entry:
+        return []
+    if "held_out" in entry:
+        return [_cell(entry["held_out"])]
+    cells = []
+    for name, stats in entry.items():
+        if "held_out" in stats:
+            cells.append(f"{name} {_cell(stats['held_out'])}")
+            continue
+        for routing, part in stats.items():  # measured MoE curves: per routing
+            if isinstance(part, dict) and "held_out_points" in part:
+                alpha = routing.rsplit("_", 1)[-1]
+                cells.append(f"{name} a{alpha} {_cell(part['held_out_points'])}")
+    return cells
+
+
+def kernel_table_lines(engines_dir) -> list[str]:
+    """The held-out error of every table of every shipped engine calibration (from each
+    file's ``metadata.errors``), one line per file."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    head = " | ".join(title for _, title in KERNEL_TABLES)
+    lines = [
+        "",
+        f"## {KERNELS_SECTION}",
+        "",
+        "Each engine calibration (`hardware_specs/calibration/engines`, written by `servesim "
+        "calibrate --from-aiconfigurator` from AIConfigurator's measured tables) is fitted on "
+        "three quarters of each table's shapes and judged on the rest; measured fused-MoE "
+        "curves keep three quarters of each curve's token points and are judged on the others "
+        "(aN: the power-law routing exponent). Median |error| of kernel time in %, p90 in "
+        "brackets.",
+        "",
+        f"| engine | GPU | version | {head} |",
+        "|---|---|---|" + "---|" * len(KERNEL_TABLES),
+    ]
+    for path in sorted(engines_dir.glob("*/*/*.yaml")):
+        engine, gpu, version = path.parts[-3], path.parts[-2], path.stem
+        meta = yaml.load(path.read_text(), Loader=loader)["metadata"]
+        cells = [", ".join(_entries(section, meta["errors"])) for section, _ in KERNEL_TABLES]
+        lines.append(f"| {engine} | {gpu} | {version} | " + " | ".join(cells) + " |")
+    return lines

@@ -39,6 +39,7 @@ def test_the_importer_writes_every_section_with_its_source(document, tmp_path):
         "generation_attention",
         "moe",
         "custom_allreduce",
+        "nccl",
     }
     assert tables["gemm"]["collection_meta"]["runtime"]["version"] == "1.3.0rc20"
     assert meta["peak_flops"]["bf16"] == H100.peak_flops["bf16"]
@@ -115,3 +116,13 @@ def test_measured_moe_curves_keep_each_layout_and_report_held_out_points(documen
         assert stats["median_abs_pct"] < 15
     kernels = KernelTables.from_file(write(document, tmp_path / "x.yaml"))
     assert ("fp8", "power_law_1.01") in kernels.moe_measured
+
+
+def test_nccl_collectives_are_fitted_from_the_system_table(document):
+    """The node's NCCL all-gather and reduce-scatter (half precision) by bytes and GPUs."""
+    assert document["metadata"]["source"]["tables"]["nccl"]["version"] == "2.27.3"
+    errors = document["metadata"]["errors"]["nccl"]
+    for op in ("all_gather", "reduce_scatter"):
+        assert errors[op]["held_out"]["n"] > 0
+        assert errors[op]["held_out"]["median_abs_pct"] < 10
+    assert set(document["nccl"]) == {"all_gather", "reduce_scatter"}

@@ -62,6 +62,30 @@ def test_preemption_under_kv_pressure_conserves_tokens():
     assert records.requests.preemptions.sum() > 0
 
 
+def test_whole_sequence_admission_never_preempts_and_keeps_the_cache_within_bounds():
+    """TensorRT-LLM's GUARANTEED_NO_EVICT: a request is admitted only when its whole
+    sequence fits beside the growth due to the admitted ones; the same pressure that forces
+    recompute preemptions under prompt admission preempts nothing, and every token is still
+    produced."""
+    scenario = make_scenario(
+        engine={
+            "gpu_memory_utilization": 0.05,
+            "max_num_batched_tokens": 2048,
+            "kv_admission": "whole_sequence",
+        },
+        workload={
+            "output_tokens": {"distribution": "uniform", "min": 200, "max": 600},
+            "arrival": {"rate_per_s": 50},
+            "num_requests": 200,
+        },
+    )
+    sim = build_simulation(scenario)
+    records = sim.run()
+    _check_invariants(sim, records)
+    assert records.requests.preemptions.sum() == 0
+    assert not records.requests.rejected.any()
+
+
 def test_request_longer_than_kv_cache_is_rejected_with_reason():
     scenario = make_scenario(
         engine={"gpu_memory_utilization": 0.05},

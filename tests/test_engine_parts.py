@@ -112,3 +112,20 @@ def _request(**kw):
     from simulator.workload.request import Request
 
     return Request(0, 0.0, 320, 6, **kw)
+
+
+def test_running_batch_counts_the_blocks_its_sequences_still_take():
+    """``blocks_to_grow``: blocks of every sequence's final context not yet taken; it falls as
+    the batch decodes and with the sequences that leave."""
+    batch = RunningBatch(8, 16)
+    batch.append(0, context=20, remaining=30, last_token_s=0.0)  # 2 blocks now, 4 at the end
+    batch.append(1, context=16, remaining=1, last_token_s=0.0)  # 1 block now, 2 at the end
+    assert batch.blocks_to_grow == (4 - 2) + (2 - 1)
+    batch.advance(1, 0.1)  # the second takes its last block (17 tokens), the first has 21
+    assert batch.blocks_to_grow == 4 - 2
+    batch.take_finished()  # the second is done
+    assert batch.size == 1 and batch.blocks_to_grow == 2
+    batch.advance(12, 0.2)  # 33 tokens: the first took its third block
+    assert batch.blocks_to_grow == 1
+    batch.pop_last()
+    assert batch.blocks_to_grow == 0 and batch.final_blocks == 0

@@ -88,3 +88,20 @@ def test_evaluate_reports_errors_and_refusals(rows):
     assert [r["id"] for r in result["refused"]] == [too_big.id]
     assert "does not fit" in result["refused"][0]["reason"]
     assert result["groups"][small.group]["rows"] == 1
+
+
+def test_bench_limits_follow_trtllm_bench():
+    """trtllm-bench's own settings for a tuned (FP8) and an untuned (MXFP4) quantisation:
+    Llama-3.1-8B FP8 on one H100 at 128/128 gets the 4,096-request, 8,192-token engine of
+    the 2024 page's example; gpt-oss keeps the build defaults, with room for one whole
+    prompt beside the batch in the PyTorch flow."""
+    from benchmarks.engine_rows_limits import bench_limits
+
+    row = engine_rows.Row(
+        "x", "trtllm-0.14.0", "0.14.0", "llama-3.1-8b", False, "h100-sxm", 1, 1, "fp8", "fp8",
+        "fp8", 128, 128, 1.0, False, 1,
+    )  # fmt: skip
+    assert bench_limits(row) == (4096, 8192)
+    oss = dataclasses.replace(row, release="1.1", model="gpt-oss-20b", weight_dtype="mxfp4",
+                              isl=32768, osl=1024)  # fmt: skip
+    assert bench_limits(oss) == (2048, 32768 + 2048)

@@ -70,3 +70,33 @@ def test_a_measured_layout_is_priced_from_its_own_curve():
     curve = cost.gemms.kernels.fused_moe("fp8", ROUTING_DEFAULT, moe_layout(cost.model, 1, 4))
     assert curve is not None
     assert per_layer == pytest.approx(curve.seconds(2048), rel=1e-9)
+
+
+def test_attention_data_parallel_groups_gather_and_scatter_tokens_in_one_node():
+    """With the engine's measured NCCL table, an attention-data-parallel MoE layer costs an
+    all-gather and a reduce-scatter of every group's half-precision rows; across nodes the
+    dispatch stays an all-to-all."""
+    from simulator.costmodel.shape import StepShape
+    from simulator.specs.topology import NodeSpec, ReplicaPlacement
+
+    cost, _ = _experts_s("qwen3-235b-a22b", 8, 1)
+    shape = StepShape(decode_seqs=1024, decode_context_tokens=1024 * 1000, logits_rows=1024)
+    ops = {op.name: op for op in cost.price(shape).ops}
+    nccl = cost.gemms.kernels.nccl
+    gathered = 1024 * cost.model.hidden_size * 2.0  # 128 tokens on each of 8 groups
+    per_layer = nccl["all_gather"](gathered, 8) + nccl["reduce_scatter"](gathered, 8)
+    assert ops["ep_allgather"].time_s == pytest.approx(per_layer * cost.model.num_layers)
+    assert "ep_alltoall" not in ops
+    pricing = resolve_pricing("h200", profile="trtllm")
+    two_nodes = NodeSpec(gpus_per_node=4, intra_link=cost.link, inter_link=cost.link)
+    across = CostModel(
+        CostConfig(
+            cost.model,
+            cost.gpu,
+            params=pricing.params,
+            kernels=pricing.kernels,
+            parallel=Parallelism(expert=8, placement=ReplicaPlacement(1, 1, 8, two_nodes)),
+            precision=Precision(weights="fp8", kv_cache="fp8"),
+        )
+    )
+    assert "ep_alltoall" in {op.name for op in across.price(shape).ops}

@@ -331,3 +331,23 @@ def test_rows_cross_the_network_once_per_remote_node():
     assert expected_remote_nodes(1, 8) == 0.0
     # the group limit never lets a token reach more nodes than unlimited routing would
     assert expected_remote_nodes(8, 8, 8, 4) < expected_remote_nodes(8, 8)
+
+
+def test_a_bridge_joins_a_pair_beyond_which_the_cards_use_pcie():
+    """An NVLink bridge joins two PCIe cards: TP2 of A100 PCIe runs its all-reduces over the
+    bridge, TP4 and TP8 over PCIe (the slowest hop of their ring)."""
+    from simulator.specs.topology import build_placement
+
+    gpu = load_gpu("a100-pcie-80gb")
+    links = {
+        tp: build_placement(
+            gpu.name, gpu.interconnect, tensor_parallel=tp, host_link=gpu.host_link
+        ).tp_link()
+        for tp in (2, 4, 8)
+    }
+    assert links[2].name == "nvlink-bridge" and links[2].max_gpus == 2
+    assert links[4].name == links[8].name == "pcie4"
+    h100 = load_gpu("h100-sxm")  # NVSwitch: no pair limit
+    assert build_placement(h100.name, h100.interconnect, tensor_parallel=8).tp_link().name == (
+        "nvlink4"
+    )

@@ -13,7 +13,10 @@ For one system (GPU), engine and engine version this fits, from the measured lat
   ``moe_grouped_gemm_grid.<dtype>`` the same by tokens per expert, expert weights per GPU
   and local experts (expert size and count change it by up to 2x at equal tokens);
 * ``allreduce``: latency of the engine's custom all-reduce by message bytes and GPUs
-  (its small-message latency and large-message bus bandwidth in the metadata).
+  (its small-message latency and large-message bus bandwidth in the metadata);
+* ``nccl``: latency of NCCL's all-gather, reduce-scatter, all-reduce and all-to-all by
+  message bytes (the whole result of a gather) and GPUs, half precision, from the system's
+  NCCL table (the version its system spec names), inside one node.
 
 Split: every table is fitted on three quarters of its shapes and judged on the rest: a
 row is held out when the CRC-32 of its shape key is divisible by 4 (key: ``n×k`` for a
@@ -81,6 +84,9 @@ MOE_WEIGHTS = tuple(2.0**i for i in range(18, 30, 2))
 MOE_EXPERTS = tuple(2.0**i for i in range(10))
 #: All-reduce message bytes and GPU counts.
 ALLREDUCE_AXES = (tuple(2.0**i for i in range(8, 32, 2)), (2.0, 4.0, 8.0))
+#: NCCL collectives kept, and their message bytes (2^9 to 2^31) and GPU counts.
+NCCL_OPS = ("all_gather", "reduce_scatter", "all_reduce", "alltoall")
+NCCL_AXES = (tuple(2.0**i for i in range(9, 32, 2)), (2.0, 4.0, 8.0))
 #: Kernel sources that implement another layer than the one priced (plain up/down MLPs,
 #: latency-only variants).
 SKIPPED_SOURCES = ("nongated", "min_latency")
@@ -303,3 +309,25 @@ def fit_allreduce(table: Table) -> tuple[LogGrid, dict]:
             "busbw_256mib_gb_s": round(2.0 * (n - 1) / n * 2.0**28 / large / 1e9, 1),
         }
     return grid, {"kernel": str(rows.kernel_source.iloc[0]), **stats, "summary": headline}
+
+
+def fit_nccl(table: Table) -> tuple[dict[str, LogGrid], dict]:
+    """Latency (s) of each NCCL collective by message bytes and GPUs, half precision (the
+    table's ``message_size`` counts elements), inside one node."""
+    frame = table.frame[(table.frame.nccl_dtype == "half") & (table.frame.num_gpus <= 8)]
+    grids, report = {}, {}
+    for op in NCCL_OPS:
+        rows = frame[frame.op_name == op]
+        if rows.empty:
+            continue
+        # repeated sizes are averaged (the table holds two runs of some)
+        rows = rows.groupby(["num_gpus", "message_size"], as_index=False).latency.mean()
+        rows = rows.assign(nbytes=rows.message_size * 2.0, eff=rows.latency * 1e-3)
+        grids[op], report[op] = _fit(
+            ("bytes", "gpus"),
+            NCCL_AXES,
+            rows,
+            lambda f: [f.nbytes.to_numpy(), f.num_gpus.to_numpy()],
+            ("num_gpus", "message_size"),
+        )
+    return grids, report

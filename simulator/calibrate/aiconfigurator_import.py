@@ -20,6 +20,7 @@ from simulator.calibrate.aiconfigurator_tables import (
     licence_notice,
     package_root,
     package_version,
+    read_nccl,
     read_table,
     system_gpu,
     version_for,
@@ -85,6 +86,11 @@ def build(
     if "custom_allreduce" in tables:
         grid, errors["allreduce"] = fit.fit_allreduce(tables["custom_allreduce"])
         doc["allreduce"] = grid.to_dict("latency_s")
+    nccl = read_nccl(root, system)
+    if nccl is not None:
+        tables["nccl"] = nccl
+        grids, errors["nccl"] = fit.fit_nccl(nccl)
+        doc["nccl"] = {op: g.to_dict("latency_s") for op, g in grids.items()}
     doc = {**doc, "metadata": _metadata(root, system, engine, version, gpu, tables, errors)}
     # metadata first in the file, after the identity
     order = ("format", "engine", "version", "gpu", "metadata")

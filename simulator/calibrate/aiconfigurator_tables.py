@@ -135,8 +135,35 @@ def read_table(root: Path, system: str, kind: str, engine: str, version: str) ->
         raise UserError(f"--from-aiconfigurator: no table {name} in {folder}")
     meta_path = folder / "collection_meta.yaml"
     meta = yaml.safe_load(meta_path.read_text()) if meta_path.is_file() else {}
+    return Table(kind, engine, version, path, meta or {}, _read_frame(path))
+
+
+def read_nccl(root: Path, system: str) -> Table | None:
+    """The system's NCCL collective table (``comm/nccl/<version>/nccl_perf``): the NCCL
+    version its system spec names (``misc.nccl_version``, what AIConfigurator reads), else
+    the newest; None when the system has none."""
+    folder = root / "data" / system / "comm" / "nccl"
+    if not folder.is_dir():
+        return None
+    found = sorted(
+        (d.name for d in folder.iterdir() if _table_file(d, "nccl_perf") is not None),
+        key=version_key,
+    )
+    if not found:
+        return None
+    spec_path = root / f"{system}.yaml"
+    spec = yaml.safe_load(spec_path.read_text()) if spec_path.is_file() else {}
+    named = str(((spec or {}).get("misc") or {}).get("nccl_version", ""))
+    version = named if named in found else found[-1]
+    path = _table_file(folder / version, "nccl_perf")
+    meta_path = folder / version / "collection_meta.yaml"
+    meta = yaml.safe_load(meta_path.read_text()) if meta_path.is_file() else {}
+    return Table("nccl", "nccl", version, path, meta or {}, _read_frame(path))
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
     if path.suffix == ".csv":
-        return Table(kind, engine, version, path, meta or {}, pd.read_csv(path))
+        return pd.read_csv(path)
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -144,7 +171,7 @@ def read_table(root: Path, system: str, kind: str, engine: str, version: str) ->
             "--from-aiconfigurator: reading the tables needs pyarrow "
             "(pip install 'servesim[engines]')"
         ) from None
-    return Table(kind, engine, version, path, meta or {}, pq.read_table(path).to_pandas())
+    return pq.read_table(path).to_pandas()
 
 
 def engine_versions(root: Path, system: str, engine: str) -> list[str]:

@@ -134,6 +134,7 @@ def replica_cost_model(args: argparse.Namespace, model, gpu):
         inter_node_link=args.inter_node_link,
         field_prefix="--",
         field_names=("link", "inter-node-link"),
+        host_link=gpu.host_link,
     )
     explicit = args.calibration is not None and args.calibration.lower() != "none"
     if explicit and not Path(args.calibration).is_file():

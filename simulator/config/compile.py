@@ -172,6 +172,7 @@ def _build_cost_model(
         gpus_per_node=hw.gpus_per_node,
         interconnect=hw.interconnect,
         inter_node_link=hw.inter_node_link,
+        host_link=gpu.host_link,
     )
     pricing = resolve_pricing(hw, eng, base_dir)
     spec = load_model(model)
@@ -295,6 +296,7 @@ def _replica_config(group: GroupSettings, plan: MemoryPlan, kv_bytes_per_token: 
         kv_bytes_per_token=kv_bytes_per_token,
         host_link_bytes_per_s=host.bandwidth_bytes_per_s if host is not None else 0.0,
         host_link_latency_s=host.latency_s if host is not None else 0.0,
+        reserve_whole_sequence=eng.kv_admission == "whole_sequence",
     )
 
 

@@ -65,6 +65,11 @@ class EngineConfig(StrictModel):
     mem_fraction_static: float | None = Field(None, gt=0.0, le=1.0)
     #: Fraction of KV blocks kept free at admission so running sequences can grow.
     kv_watermark: float = Field(0.01, ge=0.0, lt=1.0)
+    #: What admission reserves in the KV cache: the prompt's blocks ("prompt": sequences
+    #: that outgrow the cache are preempted, as vLLM and SGLang do) or the whole sequence,
+    #: prompt and every output token ("whole_sequence": nothing is ever preempted, as
+    #: TensorRT-LLM's default GUARANTEED_NO_EVICT capacity scheduler does).
+    kv_admission: Literal["prompt", "whole_sequence"] = "prompt"
     weight_dtype: str = "bf16"
     kv_dtype: str = "bf16"
     #: Weights of the attention projections and of the LM head; default: the checkpoint

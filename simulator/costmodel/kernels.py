@@ -22,6 +22,8 @@ written into the file as ``peak_flops`` and ``memory_bw_bytes_per_s``):
 * ``moe_measured``: seconds of one fused-MoE layer by tokens for each measured expert shape,
   layout and routing (``fused_moe``), used before the grid where the model's shape is there;
 * ``allreduce``: seconds of one all-reduce by (message bytes, GPUs) inside a node;
+* ``nccl``: seconds of NCCL's ``all_gather``, ``reduce_scatter``, ``all_reduce`` and
+  ``alltoall`` by (message bytes, GPUs) inside a node (a gather's bytes: its whole result);
 * ``params``: ``CostParams`` fields the measurements set.
 """
 
@@ -62,6 +64,7 @@ class KernelTables:
     #: Measured fused-MoE curves: {(dtype, routing): {layout key: curve}}.
     moe_measured: dict[tuple[str, str], dict[str, FusedMoeCurve]] = field(default_factory=dict)
     allreduce: LogGrid | None = None
+    nccl: dict[str, LogGrid] = field(default_factory=dict)
     params: dict[str, float] = field(default_factory=dict)
     #: Where the measurements come from (one line, for summaries).
     source: str = ""
@@ -113,6 +116,10 @@ class KernelTables:
                     if data.get("allreduce")
                     else None
                 ),
+                nccl={
+                    str(op): LogGrid.from_dict(grid, "latency_s")
+                    for op, grid in (data.get("nccl") or {}).items()
+                },
                 params={k: float(v) for k, v in (data.get("params") or {}).items()},
                 source=str((data.get("metadata") or {}).get("summary", "")),
             )

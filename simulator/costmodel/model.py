@@ -170,6 +170,7 @@ class CostModel:
             p,
             dispatch_bytes,
             kernels.allreduce if kernels else None,
+            kernels.nccl if kernels else None,
         )
         # Kernels per step without attention and LM head (for the eager launch bound).
         layers = plan.num_layers

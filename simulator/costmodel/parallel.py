@@ -69,12 +69,17 @@ def resolve_placement(
 
 
 def _gpu_link(gpu: GpuSpec, gpus: int) -> LinkSpec:
+    """The GPU's interconnect, or its host link (PCIe) for more GPUs than the interconnect
+    joins (a bridge joins a pair of cards)."""
     name = gpu.interconnect
     if name:
         try:
             from simulator.specs.catalog import load_link  # optional catalog
 
-            return load_link(name)
+            link = load_link(name)
+            if link.max_gpus and gpus > link.max_gpus and gpu.host_link not in ("", "none"):
+                return load_link(gpu.host_link)
+            return link
         except (ImportError, KeyError, UserError):
             pass
     raise UserError(

@@ -65,6 +65,7 @@ LIMIT_FIELDS = (
     "kv_block_size",
     "gpu_memory_utilization",
     "batching",
+    "kv_admission",
 )
 
 
@@ -307,6 +308,7 @@ PROFILES: dict[str, EngineProfile] = {
             "max_num_batched_tokens": 8192,
             "kv_block_size": 32,
             "batching": "chunked",
+            "kv_admission": "whole_sequence",
         },
         sources=(
             _FUSED_SOURCE,
@@ -329,6 +331,10 @@ PROFILES: dict[str, EngineProfile] = {
             "chunked context enabled",
             "limits: TensorRT-LLM build defaults max_batch_size 2048, max_num_tokens 8192, "
             "tokens_per_block 32",
+            "kv_admission whole_sequence: the capacity scheduler's default policy "
+            "GUARANTEED_NO_EVICT schedules a request only when the KV cache can hold it to "
+            "its maximum length (TensorRT-LLM SchedulerConfig.capacity_scheduler_policy; "
+            "trtllm-bench throughput --scheduler_policy default guaranteed_no_evict)",
         ),
     ),
     "llama.cpp": EngineProfile(

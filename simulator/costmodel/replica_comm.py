@@ -1,6 +1,14 @@
 """Communication inside one replica: tensor-parallel all-reduces, the logits all-gather,
 expert-parallel dispatch and combine, and pipeline hand-offs (``comm.py`` prices each
-collective; ``parallel.py`` describes the layouts)."""
+collective; ``parallel.py`` describes the layouts).
+
+With an engine calibration that holds the node's NCCL collectives, the attention-data-
+parallel groups of one node exchange an MoE layer's tokens as TensorRT-LLM, vLLM and SGLang
+do there (the fused MoE path, AIConfigurator's ``MoEDispatch`` on Hopper and 8-GPU
+Blackwell nodes): an all-gather of every group's hidden rows before the experts (each GPU
+then routes all tokens to its own experts) and a reduce-scatter of the expert outputs after
+them, both in half precision and timed from the measured NCCL table. Otherwise, and across
+nodes, dispatch and combine are all-to-alls priced from the links."""
 
 from __future__ import annotations
 
@@ -21,6 +29,10 @@ from simulator.costmodel.params import CostParams
 from simulator.specs.model import ModelSpec
 from simulator.specs.topology import ReplicaPlacement
 
+#: Bytes per element of the activations an attention-data-parallel all-gather moves (the
+#: engines gather bf16/fp16 rows on Hopper; AIConfigurator's ``CommQuantMode.half``).
+HALF_BYTES = 2.0
+
 
 class ReplicaComm:
     """Prices the collectives of one replica's step (all attributes set on every path)."""
@@ -33,6 +45,7 @@ class ReplicaComm:
         params: CostParams,
         dispatch_bytes: float,
         allreduce: LogGrid | None = None,
+        nccl: dict[str, LogGrid] | None = None,
     ) -> None:
         self.model, self.plan, self.params = model, plan, params
         self.placement = placement
@@ -43,6 +56,10 @@ class ReplicaComm:
         self.pp_link = placement.pp_link()
         # The engine's measured all-reduce by (bytes, GPUs) applies inside one node.
         self.allreduce_grid = None if placement.crosses_nodes("tp") else allreduce
+        # The measured NCCL all-gather and reduce-scatter of the node (None: all-to-alls).
+        gather = (nccl or {}).get("all_gather"), (nccl or {}).get("reduce_scatter")
+        inside = not placement.crosses_nodes("ep")
+        self.gather_grids = gather if inside and None not in gather else None
         self.moe_layers = sum(op.layers for op in plan.gemms if op.name == "router")
         #: Bytes per element of the dispatch all-to-all (fp8 when the experts run in fp8).
         self.dispatch_bytes = dispatch_bytes
@@ -79,6 +96,23 @@ class ReplicaComm:
         return ops
 
     def _alltoall(self, local: int) -> OpCost:
+        """Dispatch and combine of every MoE layer: measured all-gather and reduce-scatter
+        where the calibration has them (module docstring), else all-to-alls."""
+        if self.gather_grids is not None:
+            return self._gather_scatter(local)
+        return self._all_to_all(local)
+
+    def _gather_scatter(self, local: int) -> OpCost:
+        """All-gather of every group's hidden rows and reduce-scatter of the expert outputs:
+        ``local`` tokens per group, half precision, over the stage's GPUs."""
+        gpus = self.placement.gpus_per_stage
+        gathered = local * self.ep * self.model.hidden_size * HALF_BYTES
+        gather, scatter = self.gather_grids
+        per = gather(gathered, gpus) + scatter(gathered, gpus)
+        n = self.moe_layers
+        return OpCost("ep_allgather", 0.0, n * 2.0 * gathered, n * per, "communication")
+
+    def _all_to_all(self, local: int) -> OpCost:
         """Dispatch and combine: each token's hidden row to its top-k experts and back.
         Dispatch goes in the experts' GEMM format when it is fp8 (DeepSeek: "dispatch in
         FP8, combine in BF16"); combine returns activations."""

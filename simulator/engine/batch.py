@@ -42,6 +42,8 @@ class RunningBatch:
         self.context_sum = 0  # sum of contexts (tokens)
         self.shared_sum = 0  # sum of shared blocks
         self.blocks_held = 0  # KV blocks owned by the sequences
+        #: Blocks the sequences' contexts fill once every output is produced (shared included).
+        self.final_blocks = 0
         #: Live sequences per ``base mod block_size``: which of them need a new block next.
         self._offsets = [0] * block_size
         self._min_end: float | None = math.inf  # smallest ``end`` of a live sequence
@@ -67,6 +69,11 @@ class RunningBatch:
         """Output tokens the sequence at ``row`` still produces."""
         left = self.end[row] - self.clock
         return left if left > 0 else 0
+
+    @property
+    def blocks_to_grow(self) -> int:
+        """KV blocks the sequences still take before their last token."""
+        return self.final_blocks - self.shared_sum - self.blocks_held
 
     def live_rows(self) -> np.ndarray:
         """Bool mask of the sequences still producing tokens (a static batch's padding not)."""
@@ -96,6 +103,7 @@ class RunningBatch:
         self.context_sum += context
         self.shared_sum += shared
         self.blocks_held += -(-context // self.block_size) - shared
+        self.final_blocks += -(-(context + max(remaining, 0)) // self.block_size)
         if remaining > 0:
             self.live += 1
             self._offsets[base % self.block_size] += 1
@@ -189,7 +197,9 @@ class RunningBatch:
         block = self.block_size
         self.context_sum -= sum(contexts)
         self.shared_sum -= sum(shared)
-        self.blocks_held -= sum(-(-c // block) for c in contexts) - sum(shared)
+        finished_blocks = sum(-(-c // block) for c in contexts)
+        self.blocks_held -= finished_blocks - sum(shared)
+        self.final_blocks -= finished_blocks
         if len(done) == self.size:
             for column in (self.ordinal, self.base, self.end, self.shared, self.klass):
                 column.clear()
@@ -221,6 +231,7 @@ class RunningBatch:
         self.context_sum -= context
         self.shared_sum -= shared
         self.blocks_held -= -(-context // self.block_size) - shared
+        self.final_blocks -= -(-context // self.block_size)
         self.size -= 1
         self._padding = 0
         if self.size:
@@ -246,6 +257,7 @@ class RunningBatch:
         self.context_sum -= context
         self.shared_sum -= shared
         self.blocks_held -= -(-context // self.block_size) - shared
+        self.final_blocks -= -(-(base + end) // self.block_size)
         if end > self.clock:
             self.live -= 1
             self._offsets[base % self.block_size] -= 1

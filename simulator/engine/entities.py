@@ -28,6 +28,10 @@ class ReplicaConfig:
     #: Host-link bandwidth per GPU (bytes/s, one direction) and its latency (s), for swaps.
     host_link_bytes_per_s: float = 0.0
     host_link_latency_s: float = 0.0
+    #: Admit a request only when the KV blocks of its whole sequence (prompt and every
+    #: output token) fit beside the growth still due to the admitted ones, so nothing is
+    #: ever preempted (TensorRT-LLM's GUARANTEED_NO_EVICT); False: its prompt's blocks.
+    reserve_whole_sequence: bool = False
 
 
 @dataclass(slots=True)

@@ -171,8 +171,22 @@ class Replica:
         block = kv.block_size
         hit = kv.hit_blocks(w) if w.prefix_tokens and kv.cache is not None else 0
         tokens = 0 if w.prefilled else w.context_tokens - hit * block
-        blocks = -(-w.context_tokens // block) - hit
+        held = w.context_tokens
+        if self.cfg.reserve_whole_sequence:
+            held += w.remaining
+        blocks = -(-held // block) - hit
         return WaitingItem(index, tokens, blocks, w.arrival_s, w.priority)
+
+    def blocks_promised(self) -> int:
+        """KV blocks the admitted sequences still take before their last token (what a
+        whole-sequence admission keeps aside)."""
+        block = self.kv.block_size
+        promised = self.batch.blocks_to_grow
+        for p in self.prefilling:
+            w = p.source
+            promised += -(-(w.context_tokens + w.remaining) // block) - p.own_blocks
+            promised -= p.shared_blocks
+        return promised
 
     def stats(self) -> ReplicaStats:
         total = self.kv.total

@@ -72,8 +72,12 @@ class SchedulerView:
 
     @property
     def free_blocks(self) -> int:
-        """Free KV blocks, counting cached prefixes that may be evicted."""
-        return self._replica.kv.free
+        """Free KV blocks, counting cached prefixes that may be evicted (less the growth due
+        to admitted sequences when admission reserves whole sequences)."""
+        replica = self._replica
+        if replica.cfg.reserve_whole_sequence:
+            return replica.kv.free - replica.blocks_promised()
+        return replica.kv.free
 
     @property
     def total_blocks(self) -> int:

@@ -47,7 +47,7 @@ _GPU_OPTIONAL = (
     "host_link",
 )
 _LINK_REQUIRED = ("kind", "bandwidth_bytes_per_s", "latency_s")
-_LINK_OPTIONAL = ("name", "description")
+_LINK_OPTIONAL = ("name", "description", "max_gpus")
 
 
 class CatalogNameError(UnknownNameError):
@@ -176,6 +176,7 @@ SPEC_RANGES: dict[str, tuple[float, float]] = {
     "boost_clock_hz": (0.0, 1e11),
     "bandwidth_bytes_per_s": (1e3, 1e15),
     "latency_s": (0.0, 60.0),
+    "max_gpus": (2, 1 << 20),
 }
 
 
@@ -337,12 +338,16 @@ def _link_from_mapping(name: str, data: Any, where: str) -> LinkSpec:
     kind = _text(data["kind"], where, "kind", sources)
     bandwidth = _number(data["bandwidth_bytes_per_s"], where, "bandwidth_bytes_per_s", sources)
     latency = _number(data["latency_s"], where, "latency_s", sources)
+    max_gpus = 0
+    if "max_gpus" in data:
+        max_gpus = int(_number(data["max_gpus"], where, "max_gpus", sources))
     return LinkSpec(
         name=name,
         kind=kind,
         bandwidth_bytes_per_s=bandwidth,
         latency_s=latency,
         sources=sources,
+        max_gpus=max_gpus,
     )
 
 

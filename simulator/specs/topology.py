@@ -108,13 +108,17 @@ def build_placement(
     inter_node_link: str | None = None,
     field_prefix: str = "hardware.",
     field_names: tuple[str, str] = ("interconnect", "inter_node_link"),
+    host_link: str = "",
 ) -> ReplicaPlacement:
     """Place a replica on nodes, loading its links from the catalog.
 
     ``interconnect`` (default: the GPU's own, ``gpu_interconnect``) joins the GPUs of a node;
-    ``inter_node_link`` joins nodes and is required once the replica spans more than one
-    node of ``gpus_per_node`` GPUs (default: one node holds the whole replica). Errors name
-    ``field_prefix`` + ``field_names`` (scenario keys, or command-line flags)."""
+    a link that joins fewer GPUs than a node's share of the replica (an NVLink bridge joins
+    a pair of PCIe cards) leaves the collectives of more GPUs to the GPUs' ``host_link``
+    (PCIe), the slowest hop of their ring. ``inter_node_link`` joins nodes and is required
+    once the replica spans more than one node of ``gpus_per_node`` GPUs (default: one node
+    holds the whole replica). Errors name ``field_prefix`` + ``field_names`` (scenario keys,
+    or command-line flags)."""
     from simulator.errors import UserError
     from simulator.specs.catalog import load_link
 
@@ -129,6 +133,9 @@ def build_placement(
                 f"a replica of {gpus} GPUs (e.g. pcie4)"
             )
         intra = load_link(name)
+        bridged_pairs_only = intra.max_gpus and min(gpus, per_node) > intra.max_gpus
+        if bridged_pairs_only and host_link not in ("", "none"):
+            intra = load_link(host_link)
     inter = None
     if gpus > per_node:
         if not inter_node_link:
