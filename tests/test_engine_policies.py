@@ -185,3 +185,14 @@ def test_shared_system_prompt_is_served_from_the_prefix_cache():
     # every request after the first reuses the 2000-token prompt, whole blocks only
     assert (req.cached_prompt_tokens[1:] == 2000).all()
     assert on.summary["ttft_ms"]["mean"] < 0.5 * off.summary["ttft_ms"]["mean"]
+
+
+def test_disaggregated_prefix_cache_hits_are_those_of_the_prefill_pool():
+    pools = {"prefill": {"gpu": "h100-sxm"}, "decode": {"gpu": "h100-sxm"}}
+    result = _run(engine={"prefix_caching": True}, workload=SESSIONS, disaggregated=pools)
+    req = result.records.requests
+    done = ~req.rejected
+    computed = result.records.prefill_tokens_computed
+    # the decode pool receives prefilled KV: its admission reads no prompt from a cache
+    assert req.cached_prompt_tokens[done].sum() > 0
+    assert computed == int(req.prompt_tokens[done].sum() - req.cached_prompt_tokens[done].sum())

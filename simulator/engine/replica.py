@@ -386,8 +386,11 @@ class Replica:
         prefilled = False
         for w in items:
             own, shared = kv.admit(w)
-            done = w.context_tokens if w.prefilled else shared * block
-            self.ledger.cached(w.ordinal, shared * block)
+            if w.prefilled:  # its prefill replica recorded the prompt's cache hits
+                done = w.context_tokens
+            else:
+                done = shared * block
+                self.ledger.cached(w.ordinal, done)
             self.prefilling.append(Prefilling(w, w.context_tokens - done, done, own, shared))
             prefilled = prefilled or w.prefilled
         kv.note_peak()
@@ -451,8 +454,8 @@ class Replica:
                 self._gaps.one(ledger.class_of(w.ordinal), end - w.last_token_s, w.ordinal)
             else:
                 ledger.first_token(w.ordinal, end)
-            if self.hands_off:
-                self.kv.release_prefix(w.prefix_id, p.shared_blocks)
+            if self.hands_off:  # the KV leaves; the prompt stays in this replica's cache
+                self.kv.retain_or_free(ledger.live[w.ordinal], w.context_tokens, p.shared_blocks)
                 self.host.prefilled(w.ordinal, end, w.context_tokens)
                 self.outstanding -= 1
             elif w.remaining <= 0:
