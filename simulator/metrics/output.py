@@ -98,21 +98,44 @@ def _interval_lines(summary: dict[str, Any]) -> list[str]:
 
 def format_summary_table(summary: Summary) -> str:
     """The summary as aligned plain text: requests, throughput, latency, SLO, utilisation, cost."""
-    s = summary
-    out: list[str] = []
-    if s.saturated:
-        out += [
-            f"SATURATED: {s.saturation_reason}",
-            "  (latencies below grow with run length: the load exceeds capacity)",
-            "",
-        ]
+    as_dict = summary.to_dict()
+    out = _saturation_lines(summary)
+    out += _request_lines(summary)
+    out += _throughput_lines(summary)
+    out += ["", "latency", *_latency_table(as_dict)]
+    intervals = _interval_lines(as_dict)
+    if intervals:
+        out += ["", "95% intervals (ms; batch means over consecutive requests; ? = unbounded)"]
+        out += intervals
+    out += _summary_slo_lines(summary, as_dict)
+    out += _utilisation_lines(summary)
+    out += _cost_lines(summary)
+    out += _per_class_lines(as_dict)
+    out += _window_lines(as_dict)
+    out += _provenance_lines(summary)
+    return "\n".join(out)
+
+
+def _saturation_lines(s: Summary) -> list[str]:
+    """A warning above everything else when the load exceeded capacity."""
+    if not s.saturated:
+        return []
+    return [
+        f"SATURATED: {s.saturation_reason}",
+        "  (latencies below grow with run length: the load exceeds capacity)",
+        "",
+    ]
+
+
+def _request_lines(s: Summary) -> list[str]:
+    """Request counts, the measured window and the trace's skipped rows."""
     window = f"{_num(s.duration_s, '.1f')} s"
     if s.warmup_s:
         window += f" (after {s.warmup_s:.3g} s of warm-up: {s.warmup_method})"
     if s.steady_state is False:
         window += "; no steady state within the run (run longer)"
     offline = s.throughput_basis == OFFLINE_BASIS
-    out.append("requests")
+    out = ["requests"]
     rows = [
         ("total", str(s.requests_total)),
         ("completed", str(s.requests_completed)),
@@ -131,36 +154,39 @@ def format_summary_table(summary: Summary) -> str:
         out.append(f"    {count} × {reason}")
     if s.trace:
         out += [f"    {reason}" for reason in s.trace["skipped_reasons"]]
+    return out
 
+
+def _throughput_lines(s: Summary) -> list[str]:
+    """Requests, tokens and goodput per second of the measured window (or the makespan)."""
+    offline = s.throughput_basis == OFFLINE_BASIS
     heading = "throughput (offline: output tokens over the makespan)" if offline else "throughput"
-    out += ["", heading]
     rows = [
         ("requests/s", _num(s.throughput_rps, ".3f") + _rate_interval(s.throughput_ci95_rps)),
         ("output tokens/s", _num(s.output_tokens_per_s, ",.0f")),
         ("total tokens/s", _num(s.total_tokens_per_s, ",.0f")),
         ("goodput (req/s)", _num(s.goodput_rps, ".3f")),
     ]
-    out += _pairs(rows)
+    return ["", heading, *_pairs(rows)]
 
-    as_dict = s.to_dict()
-    out += ["", "latency", *_latency_table(as_dict)]
-    intervals = _interval_lines(as_dict)
-    if intervals:
-        out += ["", "95% intervals (ms; batch means over consecutive requests; ? = unbounded)"]
-        out += intervals
 
-    if s.slo.get("constraints"):
-        attainment = s.slo.get("attainment")
-        att = "-" if attainment is None or not math.isfinite(attainment) else f"{attainment:.1%}"
-        verdict = s.slo.get("verdict", "")
-        out += [
-            "",
-            f"SLO: {verdict}  (requests meeting every threshold: {att}; verdicts from the 95% "
-            "intervals)",
-            *_slo_lines(as_dict["slo"]),
-        ]
+def _summary_slo_lines(s: Summary, as_dict: dict[str, Any]) -> list[str]:
+    """The SLO verdict with one line per constraint; nothing without constraints."""
+    if not s.slo.get("constraints"):
+        return []
+    attainment = s.slo.get("attainment")
+    att = "-" if attainment is None or not math.isfinite(attainment) else f"{attainment:.1%}"
+    verdict = s.slo.get("verdict", "")
+    return [
+        "",
+        f"SLO: {verdict}  (requests meeting every threshold: {att}; verdicts from the 95% "
+        "intervals)",
+        *_slo_lines(as_dict["slo"]),
+    ]
 
-    out += ["", "utilisation"]
+
+def _utilisation_lines(s: Summary) -> list[str]:
+    """GPU count and busy time, mean batch, peak KV-cache use, preemptions, prefix hits."""
     rows = [
         ("GPUs", str(s.num_gpus)),
         ("GPU busy", _num(s.gpu_busy_fraction * 100, ".1f") + " %"),
@@ -171,42 +197,51 @@ def format_summary_table(summary: Summary) -> str:
         rows.append(("preemptions", str(s.preemptions)))
     if s.prefix_cache_hit_fraction is not None:
         rows.append(("prefix cache hits", _num(s.prefix_cache_hit_fraction * 100, ".1f") + " %"))
-    out += _pairs(rows)
+    return ["", "utilisation", *_pairs(rows)]
 
-    out += ["", "cost"]
+
+def _cost_lines(s: Summary) -> list[str]:
+    """The fleet's cost over the window and per million tokens (USD), when priced."""
     if s.gpu_hour_usd is None:
-        out.append("  (no cost.gpu_hour_usd given)")
-    else:
-        out += _pairs(
-            [
-                ("GPU price", f"${s.gpu_hour_usd:g}/GPU-hour × {s.num_gpus} GPUs"),
-                ("window cost", "$" + _num(s.gpu_cost_usd, ",.4f")),
-                (
-                    "per 1M output tokens",
-                    "$"
-                    + _num(s.cost_per_million_output_tokens_usd, ",.4f")
-                    + _usd_interval(s.cost_per_million_output_tokens_ci95_usd),
-                ),
-                ("per 1M total tokens", "$" + _num(s.cost_per_million_total_tokens_usd, ",.4f")),
-            ]
-        )
+        return ["", "cost", "  (no cost.gpu_hour_usd given)"]
+    rows = [
+        ("GPU price", f"${s.gpu_hour_usd:g}/GPU-hour × {s.num_gpus} GPUs"),
+        ("window cost", "$" + _num(s.gpu_cost_usd, ",.4f")),
+        (
+            "per 1M output tokens",
+            "$"
+            + _num(s.cost_per_million_output_tokens_usd, ",.4f")
+            + _usd_interval(s.cost_per_million_output_tokens_ci95_usd),
+        ),
+        ("per 1M total tokens", "$" + _num(s.cost_per_million_total_tokens_usd, ",.4f")),
+    ]
+    return ["", "cost", *_pairs(rows)]
 
-    if s.per_class:
-        out += ["", "per class"]
-        for name, c in s.to_dict()["per_class"].items():
-            rps = _num(c["throughput_rps"], ".3f")
-            good = _num(c["goodput_rps"], ".3f")
-            attainment = c["slo"]["attainment"]
-            met = ""
-            if c["slo"]["constraints"] and attainment is not None:
-                met = f" ({attainment:.1%} meet the SLO)"
-            out.append(
-                f"  {name}: {c['requests_completed']} completed, {rps} req/s, "
-                f"goodput {good} req/s{met}"
-            )
-            out += _latency_table(c, indent="    ")
-            out += _slo_lines(c["slo"], indent="    ")
-    out += _window_lines(s.to_dict())
+
+def _per_class_lines(summary: dict[str, Any]) -> list[str]:
+    """Each request class: counts, rates, latency table and SLO lines."""
+    per_class = summary.get("per_class")
+    if not per_class:
+        return []
+    out = ["", "per class"]
+    for name, c in per_class.items():
+        rps = _num(c["throughput_rps"], ".3f")
+        good = _num(c["goodput_rps"], ".3f")
+        attainment = c["slo"]["attainment"]
+        met = ""
+        if c["slo"]["constraints"] and attainment is not None:
+            met = f" ({attainment:.1%} meet the SLO)"
+        out.append(
+            f"  {name}: {c['requests_completed']} completed, {rps} req/s, goodput {good} req/s{met}"
+        )
+        out += _latency_table(c, indent="    ")
+        out += _slo_lines(c["slo"], indent="    ")
+    return out
+
+
+def _provenance_lines(s: Summary) -> list[str]:
+    """Which runtime and kernels priced the run, and the model's error band."""
+    out: list[str] = []
     if s.pricing:
         engine = s.pricing.get("engine")
         version = s.pricing.get("engine_version")
@@ -219,7 +254,7 @@ def format_summary_table(summary: Summary) -> str:
             f"{band['worst_pct']:.1f}% (worst) on {band['rows']} held-out measurements"
         )
         out += ["", f"model error: {text}"]
-    return "\n".join(out)
+    return out
 
 
 def _window_lines(summary: dict[str, Any]) -> list[str]:

@@ -304,6 +304,51 @@ def _utilisation(records: RunRecords) -> dict[str, float]:
     }
 
 
+def _requests_meeting_their_slo(
+    records: RunRecords,
+    latencies: dict[str, np.ndarray],
+    constraints: list[SloConstraint],
+    class_constraints: dict[str, list[SloConstraint]],
+) -> np.ndarray:
+    """Whether each request met every threshold of its SLO: its class's own SLO where the
+    class has one, else the scenario's (one bool per request, for goodput)."""
+    n_total = len(records.requests)
+    class_names = np.asarray(records.requests.class_name, dtype=object)
+    meets = requests_meeting(constraints, latencies, n_total)
+    for name, own in class_constraints.items():
+        meets = np.where(class_names == name, requests_meeting(own, latencies, n_total), meets)
+    return meets
+
+
+def _request_counts(records: RunRecords) -> dict[str, Any]:
+    """Requests in total, completed, rejected and unfinished at the end of the run, and the
+    rejections counted by cause (``rejection_category``)."""
+    req = records.requests
+    rejected = req.rejected.astype(bool)
+    completed = ~rejected & np.isfinite(req.finish_s)
+    reasons = Counter(
+        rejection_category(str(r)) for r in np.asarray(req.reject_reason, dtype=object)[rejected]
+    )
+    return {
+        "requests_total": len(req),
+        "requests_completed": int(np.count_nonzero(completed)),
+        "requests_rejected": int(np.count_nonzero(rejected)),
+        "requests_unfinished": int(np.count_nonzero(~rejected & ~completed)),
+        "rejections": dict(sorted(reasons.items())),
+    }
+
+
+def _prefix_cache_hit_fraction(records: RunRecords, window: MeasuredWindow) -> float | None:
+    """Share of the measured requests' prompt tokens served from the prefix cache (None when
+    the engine keeps no prefix cache or no prompt tokens were measured)."""
+    req = records.requests
+    if req.cached_prompt_tokens is None:
+        return None
+    measured = window.latency_mask
+    prompt = float(req.prompt_tokens[measured].sum())
+    return float(req.cached_prompt_tokens[measured].sum()) / prompt if prompt else None
+
+
 def summarize(
     records: RunRecords,
     *,
@@ -332,18 +377,13 @@ def summarize(
     }
     req = records.requests
     n_total = len(req)
-    rejected = req.rejected.astype(bool)
-    completed = ~rejected & np.isfinite(req.finish_s)
     named = {c.metric for c in constraints} | {
         c.metric for own in class_constraints.values() for c in own
     }
     latencies = slo_latencies_ms(records, named)
     window = measured_window(records, warmup_s, steady_traffic, offline)
 
-    class_names = np.asarray(req.class_name, dtype=object)
-    meets = requests_meeting(constraints, latencies, n_total)
-    for name, own in class_constraints.items():
-        meets = np.where(class_names == name, requests_meeting(own, latencies, n_total), meets)
+    meets = _requests_meeting_their_slo(records, latencies, constraints, class_constraints)
     everyone = np.ones(n_total, dtype=bool)
     overall = _group_metrics(records, window, everyone, meets, latencies, constraints, records.itl)
     num_gpus = records.num_gpus
@@ -351,25 +391,12 @@ def summarize(
         num_gpus = sum(r.gpus for r in records.replicas)
     costs = window_costs(records, window, overall, gpu_hour_usd, num_gpus)
     done = window.rate_mask
-
-    prefix_hit = None
-    if req.cached_prompt_tokens is not None:
-        measured = window.latency_mask
-        prompt = float(req.prompt_tokens[measured].sum())
-        prefix_hit = float(req.cached_prompt_tokens[measured].sum()) / prompt if prompt else None
-
     verdict = detect_saturation(records)
-    reasons = Counter(
-        rejection_category(str(r)) for r in np.asarray(req.reject_reason, dtype=object)[rejected]
-    )
     overall.pop("output_tokens")
     overall.pop("prompt_tokens")
     windows = window_summaries(records, latencies, window_s, constraints) if window_s else []
     return Summary(
-        requests_total=n_total,
-        requests_completed=int(np.count_nonzero(completed)),
-        requests_rejected=int(np.count_nonzero(rejected)),
-        requests_unfinished=int(np.count_nonzero(~rejected & ~completed)),
+        **_request_counts(records),
         warmup_s=window.warmup_s,
         window_start_s=window.start_s,
         window_end_s=window.end_s,
@@ -380,9 +407,8 @@ def summarize(
         **_utilisation(records),
         num_gpus=num_gpus,
         gpu_hour_usd=gpu_hour_usd,
-        rejections=dict(sorted(reasons.items())),
         preemptions=int(req.preemptions.sum()) if req.preemptions is not None else None,
-        prefix_cache_hit_fraction=prefix_hit,
+        prefix_cache_hit_fraction=_prefix_cache_hit_fraction(records, window),
         per_class=_per_class(records, window, meets, latencies, constraints, class_constraints),
         saturation_details=verdict.details,
         warmup_method=window.method,

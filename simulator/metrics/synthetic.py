@@ -40,18 +40,7 @@ def multi_server_queue_run(
     rng = np.random.default_rng(seed)
     n = max(1, int(rng.poisson(rate_per_s * arrival_window_s)))
     arrival_s = np.sort(rng.uniform(0.0, arrival_window_s, n))
-    if servers == 1:
-        # one server: finish_i = max(arrival_i, finish_{i-1}) + service, i.e.
-        # (i + 1) × service + max over k <= i of (arrival_k - k × service)
-        steps = np.arange(n) * service_s
-        start_s = np.maximum.accumulate(arrival_s - steps) + steps
-    else:
-        free_at = [0.0] * servers
-        start_s = np.empty(n)
-        for i, t in enumerate(arrival_s):
-            earliest = heapq.heappop(free_at)
-            start_s[i] = max(t, earliest)
-            heapq.heappush(free_at, start_s[i] + service_s)
+    start_s = _first_come_first_served_starts(arrival_s, servers, service_s)
     gap_s = service_s / output_tokens
     first_token_s = start_s + gap_s
     finish_s = start_s + service_s
@@ -60,20 +49,7 @@ def multi_server_queue_run(
     itl = GapHistogram()
     itl.add_value(gap_s, n * (output_tokens - 1))
 
-    times = np.arange(0.0, end_s + sample_interval_s, sample_interval_s)
-    arrived = np.searchsorted(arrival_s, times, side="right")
-    started = np.searchsorted(np.sort(start_s), times, side="right")
-    finished = np.searchsorted(np.sort(finish_s), times, side="right")
-    waiting = arrived - started
-    running = started - finished
-    timeseries = TimeSeries(
-        time_s=times,
-        replica=np.zeros(len(times), dtype=np.int64),
-        waiting=waiting,
-        running=running,
-        kv_used_fraction=running / servers,
-        batch_tokens=running,
-    )
+    timeseries = _sampled_occupancy(arrival_s, start_s, finish_s, servers, sample_interval_s)
     requests = RequestRecords(
         request_id=np.arange(n, dtype=np.int64),
         arrival_s=arrival_s,
@@ -93,7 +69,7 @@ def multi_server_queue_run(
         busy_s=busy_s,
         steps=n * output_tokens,
         batch_seq_seconds=batch_seq_seconds,
-        peak_kv_used_fraction=float(np.max(running)) / servers,
+        peak_kv_used_fraction=float(np.max(timeseries.running)) / servers,
         kv_capacity_tokens=servers * (prompt_tokens + output_tokens),
     )
     return RunRecords(
@@ -105,6 +81,52 @@ def multi_server_queue_run(
         final_waiting=0,
         arrival_end_s=float(arrival_s.max()),
         num_gpus=gpu_count,
+    )
+
+
+def _first_come_first_served_starts(
+    arrival_s: np.ndarray, servers: int, service_s: float
+) -> np.ndarray:
+    """When each request (sorted by arrival, s) starts service on the first of ``servers``
+    identical servers to come free, each busy ``service_s`` per request."""
+    n = len(arrival_s)
+    if servers == 1:
+        # one server: finish_i = max(arrival_i, finish_{i-1}) + service, i.e.
+        # (i + 1) × service + max over k <= i of (arrival_k - k × service)
+        steps = np.arange(n) * service_s
+        return np.maximum.accumulate(arrival_s - steps) + steps
+    free_at = [0.0] * servers
+    start_s = np.empty(n)
+    for i, t in enumerate(arrival_s):
+        earliest = heapq.heappop(free_at)
+        start_s[i] = max(t, earliest)
+        heapq.heappush(free_at, start_s[i] + service_s)
+    return start_s
+
+
+def _sampled_occupancy(
+    arrival_s: np.ndarray,
+    start_s: np.ndarray,
+    finish_s: np.ndarray,
+    servers: int,
+    sample_interval_s: float,
+) -> TimeSeries:
+    """Waiting and running counts every ``sample_interval_s`` up to the last finish; a busy
+    server stands for one sequence of the batch, so KV use is the share of servers busy."""
+    end_s = float(finish_s.max())
+    times = np.arange(0.0, end_s + sample_interval_s, sample_interval_s)
+    arrived = np.searchsorted(arrival_s, times, side="right")
+    started = np.searchsorted(np.sort(start_s), times, side="right")
+    finished = np.searchsorted(np.sort(finish_s), times, side="right")
+    waiting = arrived - started
+    running = started - finished
+    return TimeSeries(
+        time_s=times,
+        replica=np.zeros(len(times), dtype=np.int64),
+        waiting=waiting,
+        running=running,
+        kv_used_fraction=running / servers,
+        batch_tokens=running,
     )
 
 

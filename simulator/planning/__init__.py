@@ -18,12 +18,8 @@ from simulator.planning.config import (
 )
 from simulator.planning.costs import PlannedCosts, planned_costs
 from simulator.planning.plan import PlanResult, plan
-from simulator.planning.rate import (
-    RateSearch,
-    ReplicaSearch,
-    fewest_replicas,
-    max_sustainable_rate,
-)
+from simulator.planning.rate import RateSearch, max_sustainable_rate
+from simulator.planning.replicas import ReplicaSearch, fewest_replicas
 from simulator.planning.search import Candidate, SearchResult, pareto_flags, search_configurations
 from simulator.planning.sweep import parse_grid, scenario_hash, sweep, write_table
 

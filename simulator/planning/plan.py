@@ -19,7 +19,8 @@ from simulator.planning.bounds import gpus_per_replica
 from simulator.planning.config import PlanConfig, PlanFile, SearchConfig, load_plan_file
 from simulator.planning.costs import PlannedCosts, planned_costs
 from simulator.planning.peak import TrafficShape, peak_equivalent, traffic_shape
-from simulator.planning.rate import RateSearch, ReplicaSearch, fewest_replicas, max_sustainable_rate
+from simulator.planning.rate import RateSearch, max_sustainable_rate
+from simulator.planning.replicas import ReplicaSearch, fewest_replicas
 from simulator.planning.search import SearchResult, search_configurations
 
 

@@ -1,4 +1,4 @@
-"""The deployment's limits: its maximum sustainable rate, and the fewest replicas for a rate.
+"""The deployment's maximum sustainable rate under its SLO.
 
 Every point (rate, replicas) is simulated until its verdict is clear at 95% confidence or
 its budget is spent (``planning.points``): it *meets* the SLO, *misses* it, or is
@@ -14,12 +14,6 @@ SLO statistic reaches its threshold, lies between that rate and the lowest rate 
 miss: that bracket is ``knee_ci95_per_s`` (both ends positive rates that were simulated), and
 ``knee_per_s`` is where the pooled point estimates cross their thresholds, interpolated
 log-linearly between the simulated rates around it. Rates left uncertain are listed.
-
-**Fewest replicas.** The roofline bound gives the fewest replicas that could possibly serve
-the target rate. The count starts at the target over the single-replica knee when that is
-known (else at the bound) and moves one at a time, then by doubling, until it finds a count
-certified to meet the SLO with one fewer not certified to. Every fleet simulates as many
-requests per replica as one replica would (``planning.points``).
 """
 
 from __future__ import annotations
@@ -33,7 +27,6 @@ from simulator.config.compile import reused_builds
 from simulator.config.scenario import Scenario
 from simulator.errors import UserError
 from simulator.planning.bounds import (
-    gpus_per_replica,
     replica_rate_bound_per_s,
     sample_lengths,
     scenario_memory_plan,
@@ -100,43 +93,6 @@ class RateSearch:
             "intervals_at_max_rate": self.intervals,
             "reason": self.reason,
             "precision": self.precision,
-        }
-
-
-@dataclass
-class ReplicaSearch:
-    """Outcome of the fewest-replicas search for ``target_rate_per_s``."""
-
-    target_rate_per_s: float
-    replicas: int | None
-    gpus: int | None
-    #: Why ``replicas - 1`` does not do (simulated, or the roofline bound).
-    fewer_reason: str
-    rate_bound_per_replica_per_s: float
-    simulations: int
-    summaries: list[dict[str, Any]] = field(default_factory=list, repr=False)
-    reason: str = ""
-    requests_simulated: int = 0
-    #: SLO statistics pooled at the answer, with their 95% intervals.
-    intervals: dict[str, Any] = field(default_factory=dict)
-    #: Fleet sizes whose verdict stayed uncertain within the budget.
-    uncertain_replicas: list[int] = field(default_factory=list)
-    #: "meets" (certified at 95%) or "uncertain" (point estimates) at ``replicas``.
-    verdict: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "target_rate_per_s": self.target_rate_per_s,
-            "replicas": self.replicas,
-            "gpus": self.gpus,
-            "fewer_reason": self.fewer_reason,
-            "rate_bound_per_replica_per_s": self.rate_bound_per_replica_per_s,
-            "simulations": self.simulations,
-            "requests_simulated": self.requests_simulated,
-            "intervals": self.intervals,
-            "uncertain_replicas": self.uncertain_replicas,
-            "verdict": self.verdict,
-            "reason": self.reason,
         }
 
 
@@ -248,14 +204,9 @@ def max_sustainable_rate(
     evaluator = evaluator or PointEvaluator(
         scenario, plan, on_simulated, screening=screening, replications=replications
     )
-    n = evaluator.first_replications
     bound = deployment_rate_bound_per_s(scenario) * scenario.hardware.replicas
-    precision = _precision(evaluator)
     if bound <= 0:
-        reason = scenario_memory_plan(scenario).explain()
-        return RateSearch(
-            None, None, reason, None, None, [], n, 0.0, 0, reason=f"does not fit: {reason}"
-        )
+        return _does_not_fit(scenario, evaluator)
     replicas = scenario.hardware.replicas
     start = plan.start_rate_per_s or scenario.workload.mean_rate()
     if start is None:
@@ -267,64 +218,106 @@ def max_sustainable_rate(
         return evaluator.point(rate, replicas).passes
 
     lo, hi = _bracket(passes, start, bound, floor)
-    uncertain = sorted(p.rate_per_s for p in evaluator.points if p.verdict.state == UNCERTAIN)
-    common = dict(
-        replications=n,
-        rate_bound_per_s=bound,
-        precision=precision,
-        uncertain_rates_per_s=uncertain,
-    )
-    if lo is None:
-        failing = evaluator.point(hi, replicas).verdict.reason
-        return RateSearch(
-            None,
-            hi,
-            failing,
-            None,
-            None,
-            simulations=evaluator.simulations,
-            requests_simulated=evaluator.requests_simulated,
-            reason=f"no rate down to {hi:.4g}/s meets the SLO: {failing}",
-            **common,
-        )
-    if hi is None:
-        return RateSearch(
-            lo,
-            None,
-            "",
-            None,
-            None,
-            simulations=evaluator.simulations,
-            requests_simulated=evaluator.requests_simulated,
-            reason=(
-                f"still meets the SLO at {lo:.4g}/s, beyond the roofline bound "
-                f"{bound:.4g}/s: the runs are too short to show a queue; raise "
-                "workload.num_requests or plan.min_requests_per_replica"
-            ),
-            **common,
-        )
+    if lo is None or hi is None:
+        return _unbracketed(evaluator, replicas, bound, lo, hi)
     lo, hi = _bisect(passes, lo, hi, plan.rate_tolerance)
     if not evaluator.screening:
         _certify_a_miss_above(evaluator, replicas, hi)
         _certify_a_meet_below(evaluator, replicas, lo, floor)
     at_max = evaluator.point(lo, replicas)
-    common["uncertain_rates_per_s"] = sorted(
-        p.rate_per_s for p in evaluator.points if p.verdict.state == UNCERTAIN
-    )
     bracket = _knee_bracket(evaluator, replicas)
-    common["max_rate_verdict"] = at_max.verdict.state
-    common["certified_max_rate_per_s"] = bracket[0] if bracket else None
-    return RateSearch(
+    return _rate_search(
+        evaluator,
+        bound,
         lo,
         hi,
         evaluator.point(hi, replicas).verdict.reason,
-        knee_estimate(evaluator, replicas),
-        bracket,
-        simulations=evaluator.simulations,
-        requests_simulated=evaluator.requests_simulated,
+        knee_per_s=knee_estimate(evaluator, replicas),
+        knee_ci95_per_s=bracket,
         summaries=at_max.summaries,
         intervals=at_max.verdict.intervals,
-        **common,
+        max_rate_verdict=at_max.verdict.state,
+        certified_max_rate_per_s=bracket[0] if bracket else None,
+    )
+
+
+def _does_not_fit(scenario: Scenario, evaluator: PointEvaluator) -> RateSearch:
+    """The outcome when no rate is possible: the deployment cannot hold the model and a
+    sequence (its roofline rate bound is zero), so nothing is simulated."""
+    reason = scenario_memory_plan(scenario).explain()
+    return RateSearch(
+        None,
+        None,
+        reason,
+        None,
+        None,
+        [],
+        evaluator.first_replications,
+        0.0,
+        0,
+        reason=f"does not fit: {reason}",
+    )
+
+
+def _unbracketed(
+    evaluator: PointEvaluator,
+    replicas: int,
+    bound: float,
+    lo: float | None,
+    hi: float | None,
+) -> RateSearch:
+    """The outcome when the bracket has one end only: no rate down to the floor meets the
+    SLO (``lo`` is None), or one still meets it past the roofline bound (``hi`` is None)."""
+    if lo is None:
+        failing = evaluator.point(hi, replicas).verdict.reason
+        return _rate_search(
+            evaluator,
+            bound,
+            None,
+            hi,
+            failing,
+            reason=f"no rate down to {hi:.4g}/s meets the SLO: {failing}",
+        )
+    return _rate_search(
+        evaluator,
+        bound,
+        lo,
+        None,
+        "",
+        reason=(
+            f"still meets the SLO at {lo:.4g}/s, beyond the roofline bound "
+            f"{bound:.4g}/s: the runs are too short to show a queue; raise "
+            "workload.num_requests or plan.min_requests_per_replica"
+        ),
+    )
+
+
+def _rate_search(
+    evaluator: PointEvaluator,
+    bound: float,
+    max_rate: float | None,
+    failing_rate: float | None,
+    failing_reason: str,
+    knee_per_s: float | None = None,
+    knee_ci95_per_s: tuple[float, float | None] | None = None,
+    **found: Any,
+) -> RateSearch:
+    """The search's outcome, with what the evaluator has simulated so far."""
+    return RateSearch(
+        max_rate,
+        failing_rate,
+        failing_reason,
+        knee_per_s,
+        knee_ci95_per_s,
+        uncertain_rates_per_s=sorted(
+            p.rate_per_s for p in evaluator.points if p.verdict.state == UNCERTAIN
+        ),
+        replications=evaluator.first_replications,
+        rate_bound_per_s=bound,
+        simulations=evaluator.simulations,
+        requests_simulated=evaluator.requests_simulated,
+        precision=_precision(evaluator),
+        **found,
     )
 
 
@@ -355,107 +348,3 @@ def _certify_a_meet_below(
         if evaluator.point(rate, replicas).verdict.state == MEETS:
             return
         rate /= 2
-
-
-def _first_count(target: float, least: int, per_replica_rate_per_s: float | None) -> int:
-    """Where the replica search starts: the target over one replica's knee, else the
-    roofline bound."""
-    if per_replica_rate_per_s and per_replica_rate_per_s > 0:
-        return max(least, math.ceil(target / per_replica_rate_per_s - 1e-9))
-    return least
-
-
-@reused_builds(draws=True)
-def fewest_replicas(
-    scenario: Scenario,
-    target_rate_per_s: float | None = None,
-    plan: PlanConfig | None = None,
-    *,
-    replications: int | None = None,
-    on_simulated: OnSimulated | None = None,
-    per_replica_rate_per_s: float | None = None,
-    screening: bool = False,
-) -> ReplicaSearch:
-    """Fewest replicas of the scenario's replica that serve ``target_rate_per_s`` in the SLO;
-    ``per_replica_rate_per_s`` (one replica's knee, when known) gives the first count tried."""
-    plan = plan or PlanConfig()
-    target = target_rate_per_s or plan.target_rate_per_s
-    if target is None:
-        raise UserError("plan.target_rate_per_s: give the rate the deployment must serve")
-    per_replica = deployment_rate_bound_per_s(scenario)
-    tp = gpus_per_replica(scenario)
-    if per_replica <= 0:
-        reason = f"does not fit: {scenario_memory_plan(scenario).explain()}"
-        return ReplicaSearch(target, None, None, reason, 0.0, 0, reason=reason)
-    evaluator = PointEvaluator(
-        scenario, plan, on_simulated, screening=screening, replications=replications
-    )
-
-    def state(count: int) -> str:
-        return MEETS if evaluator.point(target, count).passes else MISSES
-
-    least = max(1, math.ceil(target / per_replica))
-    if least > plan.max_replicas:
-        reason = (
-            f"the roofline bound ({per_replica:.4g}/s per replica) needs {least} replicas "
-            f"> plan.max_replicas {plan.max_replicas}"
-        )
-        return ReplicaSearch(target, None, None, reason, per_replica, 0, reason=reason)
-    count = min(_first_count(target, least, per_replica_rate_per_s), plan.max_replicas)
-    found = _search_counts(state, count, least, plan.max_replicas)
-    uncertain = sorted(p.replicas for p in evaluator.points if p.verdict.state == UNCERTAIN)
-    done = dict(
-        simulations=evaluator.simulations,
-        requests_simulated=evaluator.requests_simulated,
-        uncertain_replicas=uncertain,
-    )
-    if found is None:
-        last = evaluator.point(target, plan.max_replicas).verdict.reason
-        reason = f"{plan.max_replicas} replicas still do not meet the SLO at {target:g}/s: {last}"
-        return ReplicaSearch(target, None, None, reason, per_replica, reason=reason, **done)
-    if found - 1 < 1:
-        fewer = "no fewer replicas are possible"
-    elif found - 1 < least:
-        fewer = (
-            f"{found - 1} replicas are below the roofline bound ({per_replica:.4g}/s per replica)"
-        )
-    else:
-        fewer = f"{found - 1} replicas: {evaluator.point(target, found - 1).verdict.reason}"
-    answer = evaluator.point(target, found)
-    return ReplicaSearch(
-        target,
-        found,
-        found * tp,
-        fewer,
-        per_replica,
-        summaries=answer.summaries,
-        intervals=answer.verdict.intervals,
-        verdict=answer.verdict.state,
-        **done,
-    )
-
-
-def _search_counts(state: Callable[[int], str], count: int, least: int, most: int) -> int | None:
-    """Fewest count in [least, most] whose state is MEETS with count - 1 not MEETS (or
-    below ``least``), searching from ``count``: down one at a time while it meets, up one
-    at a time then by doubling while it does not, then bisecting."""
-    if state(count) == MEETS:
-        while count - 1 >= least and state(count - 1) == MEETS:
-            count -= 1
-        return count
-    failing = count
-    step = 1
-    while True:
-        if failing >= most:
-            return None
-        count = min(failing + step, most)
-        if state(count) == MEETS:
-            break
-        failing, step = count, step * 2
-    while count - failing > 1:
-        mid = (count + failing) // 2
-        if state(mid) == MEETS:
-            count = mid
-        else:
-            failing = mid
-    return count

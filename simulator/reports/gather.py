@@ -138,23 +138,8 @@ def simulate_for_report(
     planned = plan(source, replications=replications, progress=progress)
     scenario = planned.scenario
     clock["plan_s"] = time.perf_counter() - start
-    if not planned.max_rate_per_s:
-        raise UserError(
-            f"{scenario.name}: no rate meets the SLO on this deployment "
-            f"({planned.rate.reason or planned.rate.failing_reason}); "
-            "a report needs at least one sustainable rate"
-        )
+    target, replicas = _target_and_replicas(planned)
     span = planned.plan.min_arrival_span_s
-    target = planned.plan.target_rate_per_s or planned.max_rate_per_s
-    if planned.replicas is not None:
-        if planned.replicas.replicas is None:
-            raise UserError(
-                f"plan.target_rate_per_s: {target:g} req/s cannot be served within the SLO "
-                f"({planned.replicas.reason or planned.replicas.fewer_reason})"
-            )
-        replicas = planned.replicas.replicas
-    else:
-        replicas = scenario.hardware.replicas
 
     # changing traffic: the fleet serves its busiest window, simulated as steady traffic
     sizing = peak_equivalent(scenario, planned.traffic) if planned.traffic else scenario
@@ -176,7 +161,51 @@ def simulate_for_report(
 
     say("fleet at ±30% traffic")
     t0 = time.perf_counter()
+    by_traffic = _fleet_by_traffic(planned, sizing, replicas, target, peak)
+    clock["sensitivity_s"] = time.perf_counter() - t0
+    clock["total_s"] = time.perf_counter() - start
+    return Simulated(
+        scenario=scenario,
+        plan=planned,
+        target_rate_per_s=float(target),
+        replicas=int(replicas),
+        gpus_per_replica=gpus_per_replica(scenario),
+        load_curve=curve,
+        run=target_run,
+        replicas_by_traffic=by_traffic,
+        wall_s=clock,
+    )
+
+
+def _target_and_replicas(planned: PlanResult) -> tuple[float, int]:
+    """The rate the report is about (``plan.target_rate_per_s``, else the maximum rate, in
+    requests/s) and the replicas that serve it; a user error when the plan found neither."""
+    if not planned.max_rate_per_s:
+        raise UserError(
+            f"{planned.scenario.name}: no rate meets the SLO on this deployment "
+            f"({planned.rate.reason or planned.rate.failing_reason}); "
+            "a report needs at least one sustainable rate"
+        )
+    target = planned.plan.target_rate_per_s or planned.max_rate_per_s
+    if planned.replicas is None:
+        return target, planned.scenario.hardware.replicas
+    if planned.replicas.replicas is None:
+        raise UserError(
+            f"plan.target_rate_per_s: {target:g} req/s cannot be served within the SLO "
+            f"({planned.replicas.reason or planned.replicas.fewer_reason})"
+        )
+    return target, planned.replicas.replicas
+
+
+def _fleet_by_traffic(
+    planned: PlanResult, sizing: Scenario, replicas: int, target: float, peak: float
+) -> dict[float, int | None]:
+    """Fewest replicas at each of ``TRAFFIC_FACTORS`` × the target rate (requests/s, scaled
+    by the ``peak`` factor of changing traffic, with the plan's safety margin); the target
+    itself keeps the plan's answer. None where no fleet up to the plan's limit serves it."""
     by_traffic: dict[float, int | None] = {1.0: replicas}
+    scenario = planned.scenario
+    # the single-replica knee starts each search near its answer
     per_replica = (planned.rate.knee_per_s or planned.max_rate_per_s) / scenario.hardware.replicas
     for factor in TRAFFIC_FACTORS:
         if factor == 1.0:
@@ -188,16 +217,4 @@ def simulate_for_report(
             per_replica_rate_per_s=per_replica,
         )
         by_traffic[factor] = found.replicas
-    clock["sensitivity_s"] = time.perf_counter() - t0
-    clock["total_s"] = time.perf_counter() - start
-    return Simulated(
-        scenario=scenario,
-        plan=planned,
-        target_rate_per_s=float(target),
-        replicas=int(replicas),
-        gpus_per_replica=gpus_per_replica(scenario),
-        load_curve=curve,
-        run=target_run,
-        replicas_by_traffic=dict(sorted(by_traffic.items())),
-        wall_s=clock,
-    )
+    return dict(sorted(by_traffic.items()))

@@ -64,9 +64,47 @@ def render(sim: Simulated) -> Report:
     curve = costs.cost_against_traffic(sim)
     changes = costs.cheapest_changes(sim)
     sens = costs.sensitivity(sim)
+    figures = _draw_figures(sim, options, curve, changes, sens)
+    captions = _figure_captions(sim)
+    wall = dict(sim.wall_s)
+    wall["render_s"] = time.perf_counter() - t0
+    s = sim.scenario
+    generated = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    body = [
+        f"<h1>Capacity plan: {esc(s.name or 'scenario')}</h1>",
+        f"<div class='meta'>{esc(s.description or '')} Generated {esc(generated)} by servesim "
+        f"{esc(_version())}.</div>",
+        sections.question(sim),
+        sections.recommendation(sim, rec, options, changes),
+        sections.options_table(options, rec["option"]),
+        sections.break_even(sim, changes),
+        sections.search(sim),
+        "<h2>Figures</h2>",
+    ]
+    for fig_id in FIGURE_IDS:
+        title, caption = captions[fig_id]
+        body.append(figure(fig_id, figures[fig_id], title, caption))
+        if fig_id == "sensitivity":
+            body.append(sections.sensitivity_table(sens))
+    body.append(sections.assumptions_section(sim, costs.price_options(sim)))
+    wall["total_s"] = sim.wall_s.get("total_s", 0.0) + wall["render_s"]
+    body.append(sections.appendix(s, sim, wall))
+    html_text = page(f"Capacity plan: {s.name or 'scenario'}", "".join(body))
+    return Report(html_text, rec, options, figures, sim, wall)
+
+
+def _draw_figures(
+    sim: Simulated,
+    options: pd.DataFrame,
+    curve: pd.DataFrame,
+    changes: list[dict[str, Any]],
+    sens: pd.DataFrame,
+) -> dict[str, bytes]:
+    """Every figure of the report by id (``FIGURE_IDS``), drawn from the simulated results
+    and the prices."""
     slo = dict(sim.scenario.slo or {}) or None
     rate = sim.plan.rate
-    figures = {
+    return {
         "latency-vs-load": plots.latency_against_load(
             sim.load_curve, slo, rate.knee_per_s, rate.knee_ci95_per_s, rate.max_rate_per_s
         ),
@@ -78,7 +116,11 @@ def render(sim: Simulated) -> Report:
         ),
         "sensitivity": plots.sensitivity(sens),
     }
-    captions = {
+
+
+def _figure_captions(sim: Simulated) -> dict[str, tuple[str, str]]:
+    """Title and caption of every figure by id: what is drawn and how to read it."""
+    return {
         "latency-vs-load": (
             "Latency against load",
             "TTFT and TPOT percentiles of the scenario's deployment at rising request rates "
@@ -112,31 +154,6 @@ def render(sim: Simulated) -> Report:
             "simulation. The outlined bar is the cheapest option of each case.",
         ),
     }
-    wall = dict(sim.wall_s)
-    wall["render_s"] = time.perf_counter() - t0
-    s = sim.scenario
-    generated = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    body = [
-        f"<h1>Capacity plan: {esc(s.name or 'scenario')}</h1>",
-        f"<div class='meta'>{esc(s.description or '')} Generated {esc(generated)} by servesim "
-        f"{esc(_version())}.</div>",
-        sections.question(sim),
-        sections.recommendation(sim, rec, options, changes),
-        sections.options_table(options, rec["option"]),
-        sections.break_even(sim, changes),
-        sections.search(sim),
-        "<h2>Figures</h2>",
-    ]
-    for fig_id in FIGURE_IDS:
-        title, caption = captions[fig_id]
-        body.append(figure(fig_id, figures[fig_id], title, caption))
-        if fig_id == "sensitivity":
-            body.append(sections.sensitivity_table(sens))
-    body.append(sections.assumptions_section(sim, costs.price_options(sim)))
-    wall["total_s"] = sim.wall_s.get("total_s", 0.0) + wall["render_s"]
-    body.append(sections.appendix(s, sim, wall))
-    html_text = page(f"Capacity plan: {s.name or 'scenario'}", "".join(body))
-    return Report(html_text, rec, options, figures, sim, wall)
 
 
 def _version() -> str:

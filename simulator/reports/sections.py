@@ -315,39 +315,67 @@ def sensitivity_table(frame: pd.DataFrame) -> str:
 
 
 def assumptions_section(sim: Simulated, options: list[costs.PriceOption]) -> str:
-    prices = assumptions.price_rows(options, sim.scenario.hardware.gpu)
+    """What the numbers assume, with sources: prices, the cost model's efficiencies, its
+    validated error band, the held-out validation, the planner's notes and modelling limits."""
+    out = ['<h2 id="assumptions">Assumptions and sources</h2>', _prices_html(sim, options)]
     source, metadata, params = assumptions.efficiency_rows(sim.scenario)
-    band = assumptions.error_band(metadata)
-    validation = assumptions.validation_summary()
-    out = ['<h2 id="assumptions">Assumptions and sources</h2>', "<h3>Prices</h3>"]
+    out.append(_efficiencies_html(source, metadata, params))
+    out.append(_error_band_html(sim, assumptions.error_band(metadata)))
+    out.append(_validation_html(assumptions.validation_summary()))
+    notes = list(sim.plan.notes) + (list(sim.plan.costs.notes) if sim.plan.costs else [])
+    if notes:
+        out.append(
+            "<h3>Planner notes</h3><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>"
+        )
     out.append(
-        table(
+        "<h3>Modelling limits</h3><ul>"
+        "<li>Between simulated points (target and ±30% traffic) the fleet grows in whole "
+        "replicas of the single-replica maximum rate.</li>"
+        "<li>Owned-server electricity follows GPU busy time scaled from the target run.</li>"
+        "<li>The ±30% price case scales GPU-hour and server prices; API prices stay.</li>"
+        "</ul>"
+    )
+    return "".join(out)
+
+
+def _prices_html(sim: Simulated, options: list[costs.PriceOption]) -> str:
+    """Every price used, with its date and source, and how months and instances count."""
+    prices = assumptions.price_rows(options, sim.scenario.hardware.gpu)
+    return (
+        "<h3>Prices</h3>"
+        + table(
             ["item", "value", "date", "source"],
             [(r["item"], r["value"], r["date"], r["source"]) for r in prices],
             table_id="prices",
         )
-    )
-    out.append(
-        "<p class='note'>A month is 730 hours; rented instances are whole, fit the replica's "
+        + "<p class='note'>A month is 730 hours; rented instances are whole, fit the replica's "
         "shape (a tensor-parallel NVLink replica rents instances with that many NVLink-connected "
         "GPUs) and are held all month; owned machines are written off linearly. API latency is "
         "not simulated.</p>"
     )
+
+
+def _efficiencies_html(source: str, metadata: dict[str, Any], params: list[dict[str, Any]]) -> str:
+    """The cost model's efficiency parameters, the calibration file they come from and when
+    it was written."""
     when = metadata.get("written_utc", "")
-    out.append(
+    return (
         f"<h3>Cost-model efficiencies</h3><p>Source: <code>{esc(source)}</code>"
         + (f", written {esc(when)}" if when else "")
         + "</p>"
-    )
-    out.append(
-        table(
+        + table(
             ["parameter", "value", "origin"],
             [(r["parameter"], r["value"], r["origin"]) for r in params],
             numeric=[False, True, False],
             table_id="efficiencies",
         )
     )
-    out.append("<h3>Validated error band</h3>")
+
+
+def _error_band_html(sim: Simulated, band: list[dict[str, Any]]) -> str:
+    """The held-out error band that applies to this GPU and engine, and the calibration's
+    error on the rows it was fitted to (``band``), or warnings where either is missing."""
+    out = ["<h3>Validated error band</h3>"]
     applies = sim.plan.error_band
     if applies:
         out.append(f"<p id='error-band'>The band that applies here: {esc(applies['text'])}.</p>")
@@ -373,31 +401,21 @@ def assumptions_section(sim: Simulated, options: list[costs.PriceOption]) -> str
             "<p class='warn'>No calibration fit: this GPU runs on datasheet defaults, not on "
             "measurements.</p>"
         )
+    return "".join(out)
+
+
+def _validation_html(validation: dict[str, Any]) -> str:
+    """The held-out validation summary (``assumptions.validation_summary``), or a warning
+    where the repository has none."""
     if validation["available"] and validation["rows"]:
-        out.append(
+        return (
             f"<p>Held-out validation (<code>{esc(validation['path'])}</code>): the simulator "
             "against measurements and published numbers it was not fitted on.</p>"
-        )
-        out.append(table(validation["header"], validation["rows"], table_id="validation"))
-    else:
-        out.append(
-            "<p class='warn'>Held-out validation results: not available "
-            f"(<code>{esc(validation['path'])}</code> not found or without a summary).</p>"
-        )
-    notes = list(sim.plan.notes) + (list(sim.plan.costs.notes) if sim.plan.costs else [])
-    if notes:
-        out.append(
-            "<h3>Planner notes</h3><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>"
-        )
-    out.append(
-        "<h3>Modelling limits</h3><ul>"
-        "<li>Between simulated points (target and ±30% traffic) the fleet grows in whole "
-        "replicas of the single-replica maximum rate.</li>"
-        "<li>Owned-server electricity follows GPU busy time scaled from the target run.</li>"
-        "<li>The ±30% price case scales GPU-hour and server prices; API prices stay.</li>"
-        "</ul>"
+        ) + table(validation["header"], validation["rows"], table_id="validation")
+    return (
+        "<p class='warn'>Held-out validation results: not available "
+        f"(<code>{esc(validation['path'])}</code> not found or without a summary).</p>"
     )
-    return "".join(out)
 
 
 def appendix(scenario: Scenario, sim: Simulated, wall_s: dict[str, float]) -> str:
