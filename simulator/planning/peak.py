@@ -51,11 +51,13 @@ def _rate_curve(arrival) -> tuple[Any, float, float | None]:
     """(rate function, span to average over, period) of a changing arrival process."""
     from simulator.workload.arrivals import diurnal_rate, piecewise_rate
 
-    spec = arrival.model_dump()
     if arrival.process == "diurnal":
-        rate, _ = diurnal_rate(spec)
+        rate, _ = diurnal_rate(
+            arrival.mean_rate_per_s, arrival.peak_to_trough, arrival.period_s, arrival.peak_time_s
+        )
         return rate, float(arrival.period_s), float(arrival.period_s)
-    rate, _, _ = piecewise_rate(spec)
+    points = [(p.time_s, p.rate_per_s) for p in arrival.points]
+    rate, _, _, _ = piecewise_rate(points, arrival.interpolation == "linear", arrival.period_s)
     period = arrival.period_s
     span = period or max(p.time_s for p in arrival.points) * 2 or 3600.0
     return rate, float(span), period
