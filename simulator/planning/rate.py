@@ -34,6 +34,7 @@ from simulator.planning.bounds import (
 from simulator.planning.config import PlanConfig
 from simulator.planning.evidence import MEETS, MISSES, UNCERTAIN, margin
 from simulator.planning.points import OnSimulated, PointEvaluator
+from simulator.workload.config import rate_error
 
 #: Doublings (or halvings) tried while looking for a rate on the other side of the knee.
 MAX_BRACKET_STEPS = 16
@@ -210,7 +211,8 @@ def max_sustainable_rate(
     replicas = scenario.hardware.replicas
     start = plan.start_rate_per_s or scenario.workload.mean_rate()
     if start is None:
-        raise UserError("workload.arrival: the rate search needs an arrival process with a rate")
+        arrival = scenario.workload.arrival
+        raise UserError(rate_error(arrival.process if arrival is not None else None))
     start = min(start, bound)
     floor = bound * 1e-4  # below 1/10,000 of the roofline bound the SLO is out of reach
 
