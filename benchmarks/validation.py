@@ -38,6 +38,9 @@ from validation_llamacpp import (  # noqa: E402
     fit_gguf_parameters,
     llama_cpp_sections,
 )
+from validation_moe import DEVICE_SECTIONS as MOE_SECTIONS  # noqa: E402
+from validation_moe import NOTES as MOE_NOTES  # noqa: E402
+from validation_moe import moe_section  # noqa: E402
 from validation_rows import FIT, HELD_OUT, Missing, Row  # noqa: E402
 from validation_serving import (  # noqa: E402
     SATURATED,
@@ -157,7 +160,7 @@ def render(rows: list[Row], missing: list[Missing]) -> str:
     device = [r for r in rows if r.section[:2] in DEVICE_SECTIONS]
     own_llamacpp = [r for r in rows if r.section in LLAMACPP_SECTIONS]
     published = [r for r in rows if r not in device and r not in own_llamacpp]
-    groups = [("device, all (A-D)", device)]
+    groups = [("device, all (A-D, M)", device)]
     groups += [
         (f"device, {k} {title}", [r for r in device if r.section.startswith(k)])
         for k, title in DEVICE_SECTIONS.items()
@@ -252,6 +255,9 @@ def collect(
     shared: Path, quick_engines: bool = False, engines: bool = True
 ) -> tuple[list[Row], list[Missing]]:
     rows = device_section(shared)
+    rows += moe_section()
+    SECTION_NOTES.update(MOE_NOTES)
+    DEVICE_SECTIONS.update(MOE_SECTIONS)
     rows += vidur_section()
     rows += gpt_fast_section()
     cpp_rows, missing, cpp_notes = llama_cpp_sections()
