@@ -31,7 +31,12 @@ from simulator.costmodel.profiles import load_profile  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from validation_engines import NOTE as ENGINES_NOTE  # noqa: E402
 from validation_engines import SECTION as ENGINES_SECTION  # noqa: E402
-from validation_engines import engines_section, kernel_table_lines, ratio_lines  # noqa: E402
+from validation_engines import (  # noqa: E402
+    engines_section,
+    kernel_table_lines,
+    ratio_lines,
+    serving_bands,
+)
 from validation_llamacpp import OWN_SECTIONS as LLAMACPP_SECTIONS  # noqa: E402
 from validation_llamacpp import (  # noqa: E402
     fit_format_speeds,
@@ -270,12 +275,23 @@ def collect(
         return rows, missing + serving_missing + not_expressible()
     engine_rows, engine_missing, result = engines_section(quick=quick_engines)
     SECTION_NOTES[ENGINES_SECTION] = "\n".join([ENGINES_NOTE, *ratio_lines(result)])
+    ENGINE_BANDS[:] = serving_bands(result)
     rows += engine_rows
     return rows, missing + serving_missing + engine_missing + not_expressible()
 
 
 #: Where the held-out error per metric is written for the simulator to report.
 DEFAULT_ERROR_BAND = ROOT / "hardware_specs" / "calibration" / "error_band.yaml"
+
+#: Serving-level bands per GPU and engine from section K (filled by ``collect``).
+ENGINE_BANDS: list[dict] = []
+
+#: Metrics whose bands an MoE answer on a reference calibration carries: with the GPU's
+#: grouped expert GEMM curve, and without it (expert GEMMs at dense-GEMM efficiency).
+MOE_BANDS = {
+    "moe_step_time": "MoE step time",
+    "moe_step_time_dense_experts": "MoE step time, dense experts",
+}
 
 
 def write_error_band(rows: list[Row], path: Path) -> dict:
@@ -290,6 +306,11 @@ def write_error_band(rows: list[Row], path: Path) -> dict:
         "step_time": dict(metrics["step time"]),
         "metrics": metrics,
     }
+    for key, metric in MOE_BANDS.items():
+        if metric in metrics:
+            band[key] = {**metrics[metric], "metric": metric}
+    if ENGINE_BANDS:
+        band["bands"] = list(ENGINE_BANDS)
     # GPUs without a calibration run on datasheet defaults: their band is that of the
     # held-out rows priced so (notes starting "defaults").
     defaults = [

@@ -6,6 +6,7 @@ fixed lengths, offline arrivals). Every row is held out."""
 from __future__ import annotations
 
 import engine_rows
+import numpy as np
 from validation_rows import HELD_OUT, Missing, Row
 
 SECTION = "K. TensorRT-LLM perf overview and MoE serving (benchmarks/data)"
@@ -139,3 +140,42 @@ def kernel_table_lines(engines_dir) -> list[str]:
         cells = [", ".join(_entries(section, meta["errors"])) for section, _ in KERNEL_TABLES]
         lines.append(f"| {engine} | {gpu} | {version} | " + " | ".join(cells) + " |")
     return lines
+
+
+#: Fewest published rows that make a serving band.
+MIN_BAND_ROWS = 5
+
+
+def serving_bands(result: dict) -> list[dict]:
+    """Held-out error of the published offline throughput of the releases the newest kernel
+    calibrations price (every release after the 2024 one), per GPU and per dense or MoE
+    model: the error band of an answer priced with TensorRT-LLM's kernel calibration."""
+    errors: dict[tuple[str, str], list[float]] = {}
+    releases: dict[tuple[str, str], set[str]] = {}
+    for r in result["rows"]:
+        if "refused" in r or r["source"] == engine_rows.RATIO_SOURCE:
+            continue
+        key = (r["gpu"], "moe" if r["moe"] else "dense")
+        errors.setdefault(key, []).append(abs(r["error_pct"]))
+        releases.setdefault(key, set()).add(r["release"])
+    bands = []
+    for (gpu, models), values in sorted(errors.items()):
+        if len(values) < MIN_BAND_ROWS:
+            continue
+        seen = ", ".join(sorted(releases[(gpu, models)]))
+        label = "MoE" if models == "moe" else "dense"
+        bands.append(
+            {
+                "gpu": gpu,
+                "engine": "trtllm",
+                "models": models,
+                "rows": len(values),
+                "median_pct": round(float(np.median(values)), 2),
+                "worst_pct": round(float(np.percentile(values, 90)), 2),
+                "worst_is": "p90",
+                "metric": f"output tok/s of published offline runs ({label} models, "
+                f"TensorRT-LLM {seen})",
+                "source": "docs/validation.md section K",
+            }
+        )
+    return bands

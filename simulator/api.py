@@ -209,6 +209,7 @@ def error_band_for(scenario: Scenario) -> dict | None:
     from simulator.costmodel.pricing import engine_calibration_path
     from simulator.errors import UserError
     from simulator.metrics.error_band import error_band
+    from simulator.specs.catalog import load_model
 
     hw, eng = scenario.hardware, scenario.engine
     key = (
@@ -217,6 +218,7 @@ def error_band_for(scenario: Scenario) -> dict | None:
         eng.profile,
         eng.version,
         eng.weight_dtype,
+        scenario.model,
         str(scenario.base_dir),
     )
     if key not in _ERROR_BANDS:  # the calibration files are parsed once per process
@@ -233,7 +235,13 @@ def error_band_for(scenario: Scenario) -> dict | None:
             else None
         )
         _ERROR_BANDS[key] = error_band(
-            specs_dir(), hw.gpu, eng.profile, calibration, engine_file, eng.weight_dtype
+            specs_dir(),
+            hw.gpu,
+            eng.profile,
+            calibration,
+            engine_file,
+            eng.weight_dtype,
+            moe=load_model(scenario.model).is_moe,
         )
     return _ERROR_BANDS[key]
 

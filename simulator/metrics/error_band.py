@@ -2,17 +2,23 @@
 
 One function decides which band applies, reading calibration metadata only:
 
-1. an engine's kernel calibration for the GPU (``calibration/engines/<engine>/<gpu>/
-   <version>.yaml``, measured kernel tables with a quarter of the shapes held out): the
-   held-out error of its GEMM kernels in the weights' dtype (``metadata.errors.gemm``:
-   median and 90th percentile of |error| in kernel time), GEMMs being most of a step; or a
-   calibration file's own ``metadata.held_out_error`` (``median_pct``, ``worst_pct``,
+1. an engine's kernel calibration for the GPU: the held-out error of that engine's published
+   serving runs on the GPU for models of the kind priced (``error_band.yaml`` ``bands``
+   entries with ``gpu``, ``engine`` and ``models``: dense or moe, written from
+   ``docs/validation.md`` section K), the whole answer being judged; where there are none,
+   the held-out error of the calibration's GEMM kernels in the weights' dtype
+   (``metadata.errors.gemm``: median and 90th percentile of |error| in kernel time), GEMMs
+   being most of a step;
+2. a calibration file's own ``metadata.held_out_error`` (``median_pct``, ``worst_pct``,
    ``rows``, optionally ``metric`` and ``source``);
-2. an entry of ``hardware_specs/calibration/error_band.yaml`` ``bands`` for this GPU and
-   engine (``gpu``, ``engine``: null for the reference kernels);
-3. for a GPU priced by a measured calibration file: the held-out step-time band of the
+3. an entry of ``error_band.yaml`` ``bands`` for this GPU and engine without ``models``
+   (``engine``: null for the reference kernels);
+4. for an MoE model on a measured calibration file: the held-out MoE step band, with the
+   GPU's grouped expert GEMM curve (``moe_step_time``) or without one
+   (``moe_step_time_dense_experts``), where it is wider than the step-time band;
+5. for a GPU priced by a measured calibration file: the held-out step-time band of the
    validation suite (``step_time``: measured GPUs, rows the fit never saw);
-4. otherwise the **datasheet** band (``datasheet``): held-out rows the validation suite priced
+6. otherwise the **datasheet** band (``datasheet``): held-out rows the validation suite priced
    on datasheet defaults, for GPUs without a calibration.
 
 Each band says which it is (``kind``: ``held-out`` or ``datasheet``) and what it applies to.
@@ -91,6 +97,34 @@ def _engine_band(path: Path, weight_dtype: str | None) -> dict[str, Any] | None:
     }
 
 
+def _serving_band(bands: dict[str, Any], gpu: str, engine: str, moe: bool) -> dict | None:
+    """The held-out band of published serving runs of ``engine`` on ``gpu`` for models of
+    the kind priced (dense or MoE), if the validation suite has one."""
+    models = "moe" if moe else "dense"
+    for entry in bands.get("bands") or []:
+        if (entry.get("gpu"), entry.get("engine"), entry.get("models")) == (gpu, engine, models):
+            return entry
+    return None
+
+
+def _moe_band(bands: dict[str, Any], calibration: str) -> tuple[dict | None, str]:
+    """The held-out MoE step band for a reference calibration: with its grouped expert
+    GEMM curve (``<stem>-moe.yaml`` beside it), else the band of expert GEMMs priced at
+    dense-GEMM efficiency."""
+    path = Path(calibration)
+    if path.with_name(f"{path.stem}-moe.yaml").is_file():
+        return bands.get("moe_step_time"), "grouped expert GEMM curve"
+    return bands.get("moe_step_time_dense_experts"), "no grouped expert GEMM curve"
+
+
+def _wider(band: dict | None, other: dict | None) -> dict | None:
+    """The wider of two bands (by median): an MoE step also runs attention and dense layers,
+    judged by the step-time band."""
+    if band is None or other is None:
+        return band or other
+    return band if band["median_pct"] >= other["median_pct"] else other
+
+
 def error_band(
     specs_dir: Path,
     gpu: str,
@@ -98,12 +132,21 @@ def error_band(
     calibration: str | None,
     engine_calibration: Path | None = None,
     weight_dtype: str | None = None,
+    moe: bool = False,
 ) -> dict[str, Any] | None:
     """The band for ``gpu`` under engine profile ``engine`` (None: reference kernels),
     priced with the calibration file ``calibration`` (None: datasheet defaults) and the
-    engine's kernel calibration ``engine_calibration`` (None: no engine kernels); None when
-    no band is recorded (see the module docstring)."""
+    engine's kernel calibration ``engine_calibration`` (None: no engine kernels), for a
+    dense or ``moe`` model; None when no band is recorded (see the module docstring)."""
     who = f"{gpu} + {engine or 'reference kernels'}"
+    bands = _load(specs_dir / ERROR_BAND_FILE)
+    source = str(bands.get("source") or ERROR_BAND_FILE)
+    if engine_calibration is not None and engine:
+        serving = _serving_band(bands, gpu, engine, moe)
+        if serving is not None:
+            label = f"{gpu} + {engine} kernels ({Path(engine_calibration).stem}), "
+            label += "MoE models" if moe else "dense models"
+            return _band(serving, "held-out", label, source)
     if engine_calibration is not None:
         found = _engine_band(Path(engine_calibration), weight_dtype)
         if found is not None:
@@ -113,11 +156,15 @@ def error_band(
         meta = (_load(Path(calibration)).get("metadata") or {}).get("held_out_error")
         if isinstance(meta, dict) and "median_pct" in meta:
             return _band(meta, "held-out", who, str(calibration))
-    bands = _load(specs_dir / ERROR_BAND_FILE)
-    source = str(bands.get("source") or ERROR_BAND_FILE)
     for entry in bands.get("bands") or []:
-        if entry.get("gpu") == gpu and entry.get("engine") == engine:
+        if entry.get("gpu") == gpu and entry.get("engine") == engine and "models" not in entry:
             return _band(entry, "held-out", who, source)
+    if calibration and moe:
+        found, how = _moe_band(bands, calibration)
+        widest = _wider(found, bands.get("step_time"))
+        if found is not None and widest is found:
+            label = f"{who} (calibrated on measurements of {gpu}; MoE steps, {how})"
+            return _band(found, "held-out", label, source)
     if calibration and bands.get("step_time"):
         measured = f"{who} (calibrated on measurements of {gpu}; band over measured GPUs"
         if engine:
