@@ -71,3 +71,19 @@ def test_a_sketched_run_keeps_no_rows_and_summarises_within_its_bounds(small_chu
             # within the histogram's relative resolution (plus interpolation between ranks)
             assert math.isclose(stats[key], np.percentile(values, q), rel_tol=2 * RELATIVE_ERROR)
     assert sketched.saturation_details["precision"]["percentile_relative_error"] == RELATIVE_ERROR
+
+
+def test_frames_hold_the_columns_written(tmp_path):
+    import pandas as pd
+
+    from simulator.metrics.output import requests_frame, timeseries_frame
+
+    _, records, summary = _run()
+    write_records(tmp_path, summary, records)
+    written = pd.read_csv(tmp_path / "requests.csv")
+    frame = requests_frame(records)
+    assert list(frame.columns) == list(written.columns)
+    assert np.allclose(frame["ttft_ms"], written["ttft_ms"], equal_nan=True)
+    assert list(timeseries_frame(records).columns) == list(
+        pd.read_csv(tmp_path / "timeseries.csv").columns
+    )

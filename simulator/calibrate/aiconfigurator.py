@@ -238,11 +238,16 @@ def fit_decode(table: Table, gpu: GpuSpec) -> tuple[dict[str, LogGrid], dict]:
 
 
 # --- MoE --------------------------------------------------------------------------------------
-def _moe_rows(frame: pd.DataFrame, dtype: str) -> pd.DataFrame:
+def moe_dtype_rows(frame: pd.DataFrame, dtype: str) -> pd.DataFrame:
+    """MoE rows of ``dtype`` within one node, from the kernels the import keeps."""
     raws = [raw for raw, d in MOE_DTYPES.items() if d == dtype]
     within_node = frame.moe_tp_size * frame.moe_ep_size <= MOE_MAX_GPUS
     rows = frame[frame.moe_dtype.isin(raws) & within_node]
-    rows = rows[~rows.kernel_source.str.contains("|".join(SKIPPED_SOURCES))]
+    return rows[~rows.kernel_source.str.contains("|".join(SKIPPED_SOURCES))]
+
+
+def _moe_rows(frame: pd.DataFrame, dtype: str) -> pd.DataFrame:
+    rows = moe_dtype_rows(frame, dtype)
     if rows.empty:
         return rows
     dists = set(rows.distribution)

@@ -17,11 +17,10 @@ import pandas as pd
 
 from simulator.calibrate.aiconfigurator import (
     MOE_DTYPES,
-    MOE_MAX_GPUS,
-    SKIPPED_SOURCES,
     _most_rows,
     error_stats,
     held_out,
+    moe_dtype_rows,
 )
 from simulator.calibrate.aiconfigurator_tables import Table
 from simulator.costmodel.fused_moe import ROUTING_DEFAULT, ROUTING_MLA, FusedMoeCurve, MoeLayout
@@ -35,10 +34,7 @@ DIGITS = 3
 def _kernel_rows(frame: pd.DataFrame, dtype: str) -> pd.DataFrame:
     """Rows of ``dtype`` (every routing) from the kernel with the most measured rows, within
     one node."""
-    raws = [raw for raw, d in MOE_DTYPES.items() if d == dtype]
-    within_node = frame.moe_tp_size * frame.moe_ep_size <= MOE_MAX_GPUS
-    rows = frame[frame.moe_dtype.isin(raws) & within_node]
-    rows = rows[~rows.kernel_source.str.contains("|".join(SKIPPED_SOURCES))]
+    rows = moe_dtype_rows(frame, dtype)
     if rows.empty:
         return rows
     best = _most_rows(rows, ["kernel_source", "moe_dtype"])

@@ -6,10 +6,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from simulator.metrics.records import RunRecords
-from simulator.metrics.summary import OFFLINE_BASIS, Summary, per_request_latencies_ms
+from simulator.metrics.summary import OFFLINE_BASIS, Summary
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -302,49 +300,23 @@ def _usd_interval(interval: list | None) -> str:
 
 
 def requests_frame(records: RunRecords) -> pd.DataFrame:
-    """One row per request: times (s), lengths, replica, rejection, TTFT and E2E (ms)."""
+    """One row per request: times (s), lengths, replica, rejection, TTFT, E2E and TPOT (ms),
+    as ``requests.csv`` holds them."""
     import pandas as pd
 
-    req = records.requests
-    lat = per_request_latencies_ms(records)
-    columns: dict[str, Any] = {
-        "request_id": req.request_id,
-        "class_name": req.class_name,
-        "arrival_s": req.arrival_s,
-        "first_token_s": req.first_token_s,
-        "finish_s": req.finish_s,
-        "prompt_tokens": req.prompt_tokens,
-        "output_tokens": req.output_tokens,
-        "replica": req.replica,
-        "rejected": np.asarray(req.rejected, dtype=bool),
-        "reject_reason": req.reject_reason,
-        "ttft_ms": lat["ttft_ms"],
-        "e2e_ms": lat["e2e_ms"],
-        "tpot_ms": lat["tpot_ms"],
-    }
-    if req.cached_prompt_tokens is not None:
-        columns["cached_prompt_tokens"] = req.cached_prompt_tokens
-    if req.preemptions is not None:
-        columns["preemptions"] = req.preemptions
-    return pd.DataFrame(columns)
+    from simulator.metrics.stream import request_columns
+
+    return pd.DataFrame(request_columns(records.requests))
 
 
 def timeseries_frame(records: RunRecords) -> pd.DataFrame:
-    """One row per sample per replica: queue, running sequences, KV use, tokens in the step."""
+    """One row per sample per replica: queue, running sequences, KV use, tokens in the step,
+    as ``timeseries.csv`` holds them."""
     import pandas as pd
 
-    t = records.timeseries
-    columns = {
-        "time_s": t.time_s,
-        "replica": t.replica,
-        "waiting": t.waiting,
-        "running": t.running,
-    }
-    if t.swapped is not None:
-        columns["swapped"] = t.swapped
-    columns["kv_used_fraction"] = t.kv_used_fraction
-    columns["batch_tokens"] = t.batch_tokens
-    return pd.DataFrame(columns)
+    from simulator.metrics.stream import timeseries_columns
+
+    return pd.DataFrame(timeseries_columns(records.timeseries))
 
 
 def write_outputs(out_dir: Path, summary: Summary, records: RunRecords) -> list[Path]:
