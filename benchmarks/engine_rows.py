@@ -65,6 +65,10 @@ FALLBACK_REQUESTS = 3000
 QUICK_PAIRS = ((1000, 1000), (1024, 1024))
 #: The release whose configurations that differ in one thing are compared as ratios.
 RATIO_SOURCE = "trtllm-0.14.0"
+#: CUDA-graph batch sizes of the PyTorch-flow runs (release 1.0 on): every page's
+#: ``llm_options.yml`` sets ``cuda_graph_config: {enable_padding: true, batch_sizes: ...}``
+#: (perf-overview.md, "Running the Benchmark"). The 2024 engine-flow runs capture none.
+PADDED_GRAPH_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 512, 1024, 2048, 4096, 8192)
 
 
 @dataclass(frozen=True)
@@ -147,22 +151,26 @@ def load_rows(
 def scenario_for(row: Row) -> dict[str, Any]:
     """The scenario a user would write for ``row`` (a plain mapping for ``scenario_from_dict``),
     with the batch limits trtllm-bench chose for the run (``engine_rows_limits``; each of the
-    ``ep`` attention-data-parallel ranks schedules under its own)."""
+    ``ep`` attention-data-parallel ranks schedules under its own) and, from release 1.0 on,
+    the CUDA-graph batch sizes its decode steps are padded to."""
     hardware: dict[str, Any] = {"gpu": row.gpu, "tensor_parallel": row.tp}
     if row.ep > 1:
         hardware["expert_parallel"] = row.ep
     batch, tokens = bench_limits(row)
+    engine: dict[str, Any] = {
+        "profile": "trtllm",
+        "weight_dtype": row.weight_dtype,
+        "kv_dtype": row.kv_dtype,
+        "max_num_seqs": batch * row.ep,
+        "max_num_batched_tokens": tokens * row.ep,
+    }
+    if row.release != "0.14.0":
+        engine["cuda_graph_batch_sizes"] = list(PADDED_GRAPH_BATCH_SIZES)
     return {
         "name": row.id,
         "model": row.model,
         "hardware": hardware,
-        "engine": {
-            "profile": "trtllm",
-            "weight_dtype": row.weight_dtype,
-            "kv_dtype": row.kv_dtype,
-            "max_num_seqs": batch * row.ep,
-            "max_num_batched_tokens": tokens * row.ep,
-        },
+        "engine": engine,
         "workload": {
             "arrival": {"process": "offline"},
             "prompt_tokens": {"distribution": "fixed", "value": row.isl},

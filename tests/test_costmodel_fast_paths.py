@@ -72,6 +72,17 @@ def _config(name: str) -> CostConfig:
             parallel=Parallelism(expert=8, link=nvlink),
             precision=Precision(weights="fp8_block"),
         ),
+        "moe ep8 measured graph padding": lambda: CostConfig(
+            load_model("qwen3-235b-a22b"),
+            h100,
+            kernels=_kernels(),
+            parallel=Parallelism(expert=8, link=nvlink),
+            precision=Precision(weights="fp8", kv_cache="fp8"),
+            graph_batch_sizes=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+        ),
+        "dense graph padding": lambda: CostConfig(
+            load_model("llama-3.1-8b"), h100, graph_batch_sizes=(1, 8, 64, 96, 256)
+        ),
         "offload cpu": lambda: CostConfig(
             load_model("llama-3.1-8b"),
             h100,
@@ -94,6 +105,8 @@ CONFIGS = [
     "moe tp2 pp2 ep2",
     "mxfp4 windowed measured",
     "mla fp8_block measured",
+    "moe ep8 measured graph padding",
+    "dense graph padding",
     "offload cpu",
     "offload stream",
 ]

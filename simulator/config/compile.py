@@ -25,6 +25,7 @@ from simulator.costmodel import (
     Precision,
     memory_plan,
 )
+from simulator.costmodel.graph_padding import captured_batch_sizes
 from simulator.costmodel.moe import curve_for_calibration
 from simulator.costmodel.pricing import Pricing, base_parameters
 from simulator.costmodel.pricing import resolve_pricing as price_with
@@ -201,10 +202,22 @@ def _build_cost_model(
                     lm_head=eng.lm_head_dtype,
                 ),
                 offload=_offload_plan(hw, gpu),
+                graph_batch_sizes=_graph_batch_sizes(hw, eng),
             )
         )
     except UserError as exc:
         raise _in_scenario_sections(exc) from None
+
+
+def _graph_batch_sizes(hw: HardwareConfig, eng: EngineConfig) -> tuple[int, ...]:
+    """The CUDA-graph batch sizes one attention-data-parallel rank captures: its share of
+    the replica's batch and token limits (``graph_padding.captured_batch_sizes``)."""
+    if not eng.cuda_graph_batch_sizes or not eng.cuda_graphs:
+        return ()
+    ranks = hw.expert_parallel
+    return captured_batch_sizes(
+        eng.cuda_graph_batch_sizes, eng.max_num_seqs // ranks, eng.max_num_batched_tokens // ranks
+    )
 
 
 def weight_dtype(model: ModelSpec, eng: EngineConfig) -> str:

@@ -79,6 +79,10 @@ class EngineConfig(StrictModel):
     lm_head_dtype: str | None = None
     #: Steps replayed as CUDA graphs (no per-kernel CPU launch cost).
     cuda_graphs: bool = True
+    #: Batch sizes of the captured CUDA graphs when the engine pads a decode-only step up
+    #: to the next one (TensorRT-LLM ``cuda_graph_config: {enable_padding: true,
+    #: batch_sizes: [...]}``); per attention-data-parallel rank. Unset: no padding.
+    cuda_graph_batch_sizes: list[Annotated[int, Field(gt=0, le=MAX_NUM_SEQS)]] | None = None
     #: Longest prompt + output accepted; default: the model's maximum position embeddings.
     max_model_len: Tokens | None = None
     #: Reuse cached KV blocks of shared prefixes (sessions, system prompts).

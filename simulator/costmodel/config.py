@@ -75,6 +75,9 @@ class CostConfig:
     layers: int | None = None
     #: Whether this device runs the LM head.
     lm_head: bool = True
+    #: Batch sizes (per attention-data-parallel rank) of the CUDA graphs a decode-only step
+    #: is padded up to (``graph_padding.captured_batch_sizes``); empty: no padding.
+    graph_batch_sizes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         _check_parallel(self.model, self.parallel, self.offload)

@@ -27,6 +27,7 @@ from simulator.costmodel.config import CostConfig
 from simulator.costmodel.costs import OpCost, StepCost, ep_group_shape, gemm_dtype, split_shape
 from simulator.costmodel.fused_moe import moe_layout, routing_for
 from simulator.costmodel.gemm import GemmPricer
+from simulator.costmodel.graph_padding import DUMMY_CONTEXT_TOKENS, padded_batch
 from simulator.costmodel.layers import LayerPlan, build_layer_plan, compute_dtype
 from simulator.costmodel.offload import host_params
 from simulator.costmodel.parallel import pipeline_round_s, resolve_placement
@@ -293,6 +294,32 @@ class CostModel:
         handoff = 2.0 * off.handoff.transfer_s(msg) if off.gpu_layers else 0.0
         return gpu_s + off.host._stage_time(shape) + handoff
 
+    def _graph_padding(self, decode_seqs: int) -> int:
+        """Dummy sequences a decode-only step of ``decode_seqs`` sequences gains when it
+        replays the CUDA graph of the next captured batch size (``graph_padding``): every
+        expert group runs the busiest group's padded batch. 0 without padding, with
+        pipeline stages (not modelled) or without CUDA graphs."""
+        sizes = self.config.graph_batch_sizes
+        if not sizes or self.pipeline_parallel > 1 or not self.params.cuda_graphs:
+            return 0
+        ep = self.expert_parallel
+        group = -(-decode_seqs // ep)
+        return max(padded_batch(sizes, group) * ep - decode_seqs, 0)
+
+    def _padded(self, shape: StepShape) -> StepShape:
+        """``shape`` with the CUDA-graph padding of a decode-only step (one token of KV per
+        dummy sequence); a step with prompt tokens runs without a graph, unpadded."""
+        if shape.prefill_tokens or not shape.decode_seqs:
+            return shape
+        pad = self._graph_padding(shape.decode_seqs)
+        if not pad:
+            return shape
+        return StepShape(
+            decode_seqs=shape.decode_seqs + pad,
+            decode_context_tokens=shape.decode_context_tokens + pad * DUMMY_CONTEXT_TOKENS,
+            logits_rows=shape.logits_rows + pad,
+        )
+
     def _microbatches(self, shape: StepShape) -> int:
         seqs = shape.prefill_seqs + shape.decode_seqs
         return max(1, min(self.microbatches, seqs))
@@ -306,6 +333,7 @@ class CostModel:
         stage hand-offs)."""
         if shape.prefill_tokens + shape.decode_seqs <= 0:
             return StepCost(0.0, ())
+        shape = self._padded(shape)
         m = self._microbatches(shape) if self.pipeline_parallel > 1 else 1
         micro = split_shape(shape, m)
         ops = self._stage_ops(micro)
@@ -327,6 +355,7 @@ class CostModel:
         if shape.prefill_tokens + shape.decode_seqs <= 0:
             return 0.0
         if self.pipeline_parallel == 1:
+            shape = self._padded(shape)
             gpu_s = self._offload_time(shape, self._stage_time(shape))
             return gpu_s + self.params.step_overhead_s
         m = self._microbatches(shape)
@@ -347,6 +376,10 @@ class CostModel:
         off = self._offloaded
         if off is not None and off.host is not None:
             return np.asarray([self.step_time_s(_decode(decode_seqs, int(c))) for c in steps])
+        pad = self._graph_padding(decode_seqs)
+        if pad:  # the padded graph's dummy sequences (see _padded)
+            steps = steps + pad * DUMMY_CONTEXT_TOKENS
+            decode_seqs += pad
         pp, ep = self.pipeline_parallel, self.expert_parallel
         m = max(1, min(self.microbatches, decode_seqs)) if pp > 1 else 1
         stage_tokens = -(-decode_seqs // m)
