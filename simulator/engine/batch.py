@@ -212,13 +212,7 @@ class RunningBatch:
                 column = getattr(self, name)
                 setattr(self, name, [column[i] for i, e in enumerate(ends) if e > clock])
         self.size -= len(done)
-        self._padding = 0
-        if self.size:
-            self.cohorts[-1][1] = self.size
-            self._min_end = min(self.end)
-        else:
-            self.cohorts = []
-            self._min_end = math.inf
+        self._after_finished()
         return ordinals, contexts, shared
 
     def _take_row(self, row: int) -> tuple[list[int], list[int], list[int]]:
@@ -233,6 +227,12 @@ class RunningBatch:
         self.blocks_held -= -(-context // self.block_size) - shared
         self.final_blocks -= -(-context // self.block_size)
         self.size -= 1
+        self._after_finished()
+        return [ordinal], [context], [shared]
+
+    def _after_finished(self) -> None:
+        """After finished rows left: no padding, the rows left in one cohort, the earliest
+        end among them."""
         self._padding = 0
         if self.size:
             self.cohorts[-1][1] = self.size
@@ -240,7 +240,6 @@ class RunningBatch:
         else:
             self.cohorts = []
             self._min_end = math.inf
-        return [ordinal], [context], [shared]
 
     def pop_last(self) -> tuple[int, int, int, float, int]:
         """Remove the most recently admitted sequence.
