@@ -6,6 +6,7 @@ percentiles, goodput and cost. Times are seconds from the start of the simulatio
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,3 +122,12 @@ class RunRecords:
     #: A run past ``metrics.sketch.EXACT_REQUESTS`` requests: its requests folded into a
     #: ``metrics.sketch.RequestSketch`` (``requests`` then holds none); None otherwise.
     request_sketch: Any = None
+
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def rejection_category(reason: str) -> str:
+    """A rejection reason with its numbers replaced by ``N``, so that requests rejected for
+    the same cause count together (``requests.csv`` keeps every reason in full)."""
+    return _NUMBER.sub("N", reason) or "unspecified"

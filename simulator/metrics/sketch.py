@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from simulator.metrics.histogram import RELATIVE_RESOLUTION, GapHistogram
-from simulator.metrics.records import RequestRecords
+from simulator.metrics.records import RequestRecords, rejection_category
 
 #: Requests a run keeps exactly before it summarises through sketches.
 EXACT_REQUESTS = 2_000_000
@@ -143,7 +143,6 @@ class RequestSketch:
     def write(self, rows: RequestRecords) -> None:
         """Fold the next settled requests (in arrival order) in."""
         from simulator.metrics.slo import requests_meeting
-        from simulator.metrics.summary import rejection_category
 
         n = len(rows)
         if n == 0:

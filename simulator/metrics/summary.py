@@ -25,7 +25,6 @@ intervals, throughput, goodput, utilisation and cost. Definitions follow DESIGN.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -45,7 +44,7 @@ from simulator.metrics.latency import (  # noqa: F401  (re-exported)
 )
 from simulator.metrics.per_window import peak_window, window_summaries
 from simulator.metrics.queueing import littles_law_check  # noqa: F401  (re-exported)
-from simulator.metrics.records import RunRecords
+from simulator.metrics.records import RunRecords, rejection_category
 from simulator.metrics.saturation import detect_saturation
 from simulator.metrics.slo import (
     SloConstraint,
@@ -161,15 +160,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float | np.floating):
         return float(value) if math.isfinite(value) else None
     return value
-
-
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
-
-
-def rejection_category(reason: str) -> str:
-    """A rejection reason with its numbers replaced by ``N``, so that requests rejected for
-    the same cause count together (``requests.csv`` keeps every reason in full)."""
-    return _NUMBER.sub("N", reason) or "unspecified"
 
 
 def _rate(count: float, duration_s: float) -> float:
