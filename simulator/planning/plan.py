@@ -181,6 +181,17 @@ def _costs(
 
 
 @reused_builds()
+def _require_rate(scenario: Scenario) -> None:
+    """Before any simulation: the rate search varies the arrival rate, so the process must
+    have one."""
+    from simulator.errors import UserError
+    from simulator.workload.config import rate_error
+
+    arrival = scenario.workload.arrival
+    if arrival is None or arrival.rate_key is None:
+        raise UserError(rate_error(arrival.process if arrival is not None else None))
+
+
 def plan(
     scenario: Scenario | PlanFile | str | Path,
     plan_config: PlanConfig | None = None,
@@ -210,6 +221,7 @@ def plan(
     shape = traffic_shape(scenario)
     sizing = peak_equivalent(scenario, shape) if shape else scenario
     factor = shape.peak_factor if shape else 1.0
+    _require_rate(sizing)
     bar, on_simulated = _progress(progress)
     try:
         rate = max_sustainable_rate(sizing, plan_config, on_simulated=on_simulated)
