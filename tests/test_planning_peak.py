@@ -52,3 +52,18 @@ def test_time_varying_traffic_peaks_in_its_busiest_window(interpolation):
 def test_steady_traffic_has_no_peak_window():
     arrival = {"process": "poisson", "rate_per_s": 2.0}
     assert traffic_shape(make_scenario(workload={"arrival": arrival})) is None
+
+
+def test_planning_a_process_without_one_rate_is_refused_before_any_simulation():
+    from simulator.errors import UserError
+    from simulator.planning import plan
+
+    arrival = {
+        "process": "on_off",
+        "on_rate_per_s": 8,
+        "off_rate_per_s": 1,
+        "on_duration_s": 10,
+        "off_duration_s": 20,
+    }
+    with pytest.raises(UserError, match="on_off"):
+        plan(make_scenario(workload={"arrival": arrival, "num_requests": 100}))
