@@ -238,19 +238,8 @@ def decode_run(
             may_finish=batch.shortest == 1,
         )
     if horizon_s < end or done == steps:
-        return Step(
-            delay_s=end - now_s,
-            end_s=end,
-            busy_s=end - now_s,
-            seqs=n,
-            tokens=n,
-            chunks=[],
-            decode_steps=done,
-            first_end_s=durations_list[0] + now_s,
-            later_s=durations_list[1:] if done > 1 else None,
-            may_finish=done == batch.shortest,
-            count=done,
-        )
+        later = durations_list[1:] if done > 1 else None
+        return _decode_steps(batch, now_s, end, done, durations_list[0] + now_s, later)
     # far from the horizon: the rest as an array, enough to pass it (durations never shrink)
     reach = min(steps, max(done + 1, math.ceil((horizon_s - now_s) / first) + 1))
     rest = cost.decode_run_s(n, context + done * n, reach - done)
@@ -269,22 +258,36 @@ def _run_step(
     horizon_s: float = math.inf,
 ) -> Step:
     """The step of a decode run with these step ``ends``, cut at the first after ``horizon_s``."""
-    n = batch.size
     if horizon_s < ends[-1]:
         steps = int(np.searchsorted(ends, horizon_s, side="left")) + 1
     else:
         steps = len(ends)
     end = float(ends[steps - 1])
+    later = durations[1:steps] if steps > 1 else None
+    return _decode_steps(batch, now_s, end, steps, float(ends[0]), later)
+
+
+def _decode_steps(
+    batch: RunningBatch,
+    now_s: float,
+    end_s: float,
+    steps: int,
+    first_end_s: float,
+    later_s: np.ndarray | list[float] | None,
+) -> Step:
+    """``steps`` decode steps of the whole running batch from ``now_s`` to ``end_s`` (s), the
+    first ending at ``first_end_s``, the later ones lasting ``later_s``."""
+    n = batch.size
     return Step(
-        delay_s=end - now_s,
-        end_s=end,
-        busy_s=end - now_s,
+        delay_s=end_s - now_s,
+        end_s=end_s,
+        busy_s=end_s - now_s,
         seqs=n,
         tokens=n,
         chunks=[],
         decode_steps=steps,
-        first_end_s=float(ends[0]),
-        later_s=durations[1:steps] if steps > 1 else None,
+        first_end_s=first_end_s,
+        later_s=later_s,
         may_finish=steps == batch.shortest,
         count=steps,
     )
