@@ -21,12 +21,27 @@ from simulator.specs.catalog import load_gpu, load_model
 
 
 def test_curve_interpolates_in_log_log_and_holds_efficiency_past_its_ends():
-    curve = FusedMoeCurve.from_points([1, 4, 16, 64], [1e-5, None, 4e-5, 1e-4])
+    curve = FusedMoeCurve.from_points([1, 4, 16, 64], [1e-5, None, 4e-5, 8e-5])
     assert curve.seconds(16) == pytest.approx(4e-5)
     # halfway in log tokens between 1 and 16: the geometric mean of the times
     assert curve.seconds(4) == pytest.approx(math.sqrt(1e-5 * 4e-5))
-    assert curve.seconds(128) == pytest.approx(2e-4)  # twice the tokens, twice the time
+    assert curve.seconds(128) == pytest.approx(1.6e-4)  # twice the tokens, twice the time
     assert curve.seconds(0.5) == pytest.approx(1e-5)  # held below the first point
+
+
+def test_one_noisy_last_point_does_not_set_the_extrapolation():
+    tokens = [1024, 2048, 4096, 8192, 16384]
+    on_trend = [t * 1e-8 for t in tokens]  # compute-bound: time in proportion to tokens
+    high, low = [*on_trend[:-1], on_trend[-1] * 1.5], [*on_trend[:-1], on_trend[-1] * 0.7]
+    assert FusedMoeCurve.from_points(tokens, on_trend).seconds(65536) == pytest.approx(65536e-8)
+    # the last measured point itself is kept; far past it the fitted tail sets the level
+    noisy_high = FusedMoeCurve.from_points(tokens, high)
+    assert noisy_high.seconds(16384) == pytest.approx(high[-1])
+    assert noisy_high.seconds(65536) < 1.5 * 65536e-8 * 0.9
+    noisy_low = FusedMoeCurve.from_points(tokens, low)
+    assert noisy_low.seconds(65536) > 0.7 * 65536e-8 * 1.1
+    # never below the last measured time just past it
+    assert noisy_high.seconds(16385) >= high[-1]
 
 
 def test_section_is_read_by_format_routing_and_layout():
