@@ -11,6 +11,11 @@ prefill), and the same profile with the scheduler Vidur simulates (vLLM's V0 sch
 whole prompts first, apart from decodes: ``engine.batching: continuous``). The A100 is
 priced with vLLM's kernel calibration for it. Held out: nothing is fitted to 16.5 req/s.
 
+Kernels: Vidur's throughput rests on its own A100 operator profile of the model. The same
+GEMMs (QKV + O + gate/up + down per layer) priced by servesim's ``vllm`` calibration are
+printed beside Vidur's profiled times (``kernels`` in the data file): a gap there carries
+into the throughput of an engine whose steps are mostly those GEMMs.
+
 Run: ``python benchmarks/vidur_reference.py [--requests 4000]`` (a few seconds).
 """
 
@@ -61,11 +66,36 @@ def scenario(ref: dict, requests: int, batching: str | None):
     )
 
 
+GEMM_OPS = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
+
+
+def gemm_ms_per_layer(ref: dict, tokens: int) -> float:
+    """servesim's ``vllm``-profile time (ms) of one layer's GEMMs in a prefill of ``tokens``."""
+    from simulator.costmodel import CostConfig, CostModel, StepShape
+    from simulator.costmodel.pricing import resolve_pricing
+    from simulator.specs.catalog import load_gpu, load_model
+
+    model, gpu = load_model(ref["model"]), load_gpu(ref["gpu"])
+    pricing = resolve_pricing(gpu.name, calibration=None, profile="vllm", version=None)
+    cost_model = CostModel(CostConfig(model, gpu, params=pricing.params, kernels=pricing.kernels))
+    cost = cost_model.price(StepShape.uniform(prefill_count=1, prefill_new=tokens))
+    seconds = sum(op.time_s for op in cost.ops if op.name in GEMM_OPS)
+    return seconds * 1e3 / model.num_layers
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=4000)
     args = parser.parse_args(argv)
-    ref = yaml.safe_load(REFERENCE.read_text())["reference"]
+    data = yaml.safe_load(REFERENCE.read_text())
+    ref = data["reference"]
+    print("GEMMs per layer (QKV + O + gate/up + down), Vidur's A100 profile vs servesim vllm:")
+    for tokens, vidur_ms in data["kernels"]["gemm_ms_per_layer"].items():
+        ours = gemm_ms_per_layer(ref, int(tokens))
+        print(
+            f"  {tokens:>5} tokens: Vidur {vidur_ms:.3f} ms, servesim {ours:.3f} ms "
+            f"({(ours / vidur_ms - 1) * 100:+.1f} %)"
+        )
     print(f"Vidur: {ref['throughput_rps']} req/s ({REFERENCE.name})")
     for label, batching in SCHEDULERS.items():
         summary = run(scenario(ref, args.requests, batching)).summary
