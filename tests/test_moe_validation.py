@@ -116,9 +116,13 @@ def test_moe_steps_meet_their_targets_held_out():
     module = _validation_moe()
     rows = module.moe_section()
     medians = module.acceptance(rows)
-    for model, target in module.TARGETS_PCT.items():
-        assert medians[(module.SECTION, model)] <= target
+    judged = [key for key in module.TARGETS_PCT if key[0] in module.MOE_FILES]
+    assert ("h100-sxm", "qwen3-30b-a3b") in judged
+    for (gpu, model), target in module.TARGETS_PCT.items():
+        if (gpu, model) not in judged:
+            continue
+        assert medians[(module.SECTION, gpu, model)] <= target
         # The curve improves on dense-GEMM pricing of the experts.
-        assert medians[(module.SECTION, model)] < medians[(module.SECTION_DENSE, model)]
+        assert medians[(module.SECTION, gpu, model)] < medians[(module.SECTION_DENSE, gpu, model)]
     steps = [r for r in rows if r.metric == "MoE step time"]
     assert steps and all(r.status == "held out" for r in steps)
