@@ -46,16 +46,21 @@ def test_same_seed_same_result_other_seed_differs():
     assert a != c
 
 
-def test_preemption_under_kv_pressure_conserves_tokens():
-    # A KV cache of a few thousand tokens against long outputs forces recompute preemption.
-    scenario = make_scenario(
-        engine={"gpu_memory_utilization": 0.05, "max_num_batched_tokens": 2048},
+def _kv_pressure_scenario(**engine):
+    """A KV cache of a few thousand tokens against long outputs (``engine``: extra settings)."""
+    return make_scenario(
+        engine={"gpu_memory_utilization": 0.05, "max_num_batched_tokens": 2048, **engine},
         workload={
             "output_tokens": {"distribution": "uniform", "min": 200, "max": 600},
             "arrival": {"rate_per_s": 50},
             "num_requests": 200,
         },
     )
+
+
+def test_preemption_under_kv_pressure_conserves_tokens():
+    # The small KV cache against long outputs forces recompute preemption.
+    scenario = _kv_pressure_scenario()
     sim = build_simulation(scenario)
     records = sim.run()
     _check_invariants(sim, records)
@@ -67,18 +72,7 @@ def test_whole_sequence_admission_never_preempts_and_keeps_the_cache_within_boun
     sequence fits beside the growth due to the admitted ones; the same pressure that forces
     recompute preemptions under prompt admission preempts nothing, and every token is still
     produced."""
-    scenario = make_scenario(
-        engine={
-            "gpu_memory_utilization": 0.05,
-            "max_num_batched_tokens": 2048,
-            "kv_admission": "whole_sequence",
-        },
-        workload={
-            "output_tokens": {"distribution": "uniform", "min": 200, "max": 600},
-            "arrival": {"rate_per_s": 50},
-            "num_requests": 200,
-        },
-    )
+    scenario = _kv_pressure_scenario(kv_admission="whole_sequence")
     sim = build_simulation(scenario)
     records = sim.run()
     _check_invariants(sim, records)
