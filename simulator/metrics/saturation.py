@@ -134,32 +134,46 @@ def detect_saturation(records: RunRecords) -> SaturationVerdict:
         return SaturationVerdict(False, "", details)
 
     grid_s = np.linspace(half_start_s, arrival_end_s, TREND_GRID_POINTS)
+    done = records.requests.finish_s
+    completed_in_half = int(np.count_nonzero((done > half_start_s) & (done <= arrival_end_s)))
+    completing_rps = completed_in_half / (arrival_end_s - half_start_s)
     backlog = backlog_at(records, grid_s)
+    return judge_backlog(records, grid_s, backlog, in_half, completing_rps, details)
+
+
+def judge_backlog(
+    records: RunRecords,
+    grid_s: np.ndarray,
+    backlog: np.ndarray,
+    in_half: int,
+    completing_rps: float,
+    details: dict,
+) -> SaturationVerdict:
+    """The rule's verdict on the backlog (requests) over ``grid_s`` (s), the tested half of
+    the arrivals; ``in_half`` arrivals and ``completing_rps`` completions per second in it.
+    ``details`` is filled in and returned with the verdict."""
+    half_start_s, arrival_end_s = float(grid_s[0]), float(grid_s[-1])
+    span_s = arrival_end_s - half_start_s
     slope_rps = theil_sen_slope(backlog, grid_s)
-    arrival_rate_rps = in_half / (arrival_end_s - half_start_s)
+    arrival_rate_rps = in_half / span_s
     batch = typical_batch(records)
     waiting = waiting_at(records, arrival_end_s)
     if math.isnan(waiting):
         waiting = max(0.0, float(backlog[-1]) - batch)
     queue_threshold = max(MIN_SATURATED_QUEUE_REQUESTS, QUEUE_FRACTION_OF_BATCH * batch)
+    # A batch that keeps growing (room in the KV cache, so nothing waits) is a backlog too:
+    # in flight at the end well above the typical batch.
+    excess = float(backlog[-1]) - batch
     details.update(
         backlog_growth_rps=slope_rps,
         arrival_rate_rps=arrival_rate_rps,
         waiting_at_arrival_end=waiting,
         typical_batch=batch,
         arrival_end_s=arrival_end_s,
+        completion_rate_rps=completing_rps,
+        backlog_above_typical_batch=excess,
     )
-    span_s = arrival_end_s - half_start_s
-    growth = slope_rps * span_s
-    growing = growth >= GROWTH_NOISE_SIGMAS * math.sqrt(in_half)
-    done = records.requests.finish_s
-    completed_in_half = int(np.count_nonzero((done > half_start_s) & (done <= arrival_end_s)))
-    completing_rps = completed_in_half / span_s
-    details["completion_rate_rps"] = completing_rps
-    # A batch that keeps growing (room in the KV cache, so nothing waits) is a backlog too:
-    # in flight at the end well above the typical batch.
-    excess = float(backlog[-1]) - batch
-    details["backlog_above_typical_batch"] = excess
+    growing = slope_rps * span_s >= GROWTH_NOISE_SIGMAS * math.sqrt(in_half)
     if growing and (waiting >= queue_threshold or excess >= queue_threshold):
         where = (
             f"{waiting:.0f} waiting"

@@ -84,34 +84,9 @@ def _saturation(records: RunRecords, sketch: RequestSketch) -> sat.SaturationVer
     backlog = (sketch.arrivals.at_or_before(grid) - sketch.completions.at_or_before(grid)).astype(
         np.float64
     )
-    slope = sat.theil_sen_slope(backlog, grid)
-    rate = in_half / (end - half)
-    batch = sat.typical_batch(records)
-    waiting = sat.waiting_at(records, end)
-    if math.isnan(waiting):
-        waiting = max(0.0, float(backlog[-1]) - batch)
-    threshold = max(sat.MIN_SATURATED_QUEUE_REQUESTS, sat.QUEUE_FRACTION_OF_BATCH * batch)
-    excess = float(backlog[-1]) - batch
     finished = sketch.completions.at_or_before(np.array([half, end]))
     completing = float(finished[1] - finished[0]) / (end - half)
-    details.update(
-        backlog_growth_rps=slope,
-        arrival_rate_rps=rate,
-        waiting_at_arrival_end=waiting,
-        typical_batch=batch,
-        arrival_end_s=end,
-        completion_rate_rps=completing,
-        backlog_above_typical_batch=excess,
-    )
-    growing = slope * (end - half) >= sat.GROWTH_NOISE_SIGMAS * math.sqrt(in_half)
-    if growing and (waiting >= threshold or excess >= threshold):
-        reason = (
-            f"queue still growing at the end of arrivals: {rate:.3g} req/s arrive, "
-            f"{completing:.3g} req/s complete, backlog +{slope:.3g} req/s at "
-            f"t={end:.1f} s; latencies are not steady-state"
-        )
-        return sat.SaturationVerdict(True, reason, details)
-    return sat.SaturationVerdict(False, "", details)
+    return sat.judge_backlog(records, grid, backlog, in_half, completing, details)
 
 
 def summarize_sketch(
