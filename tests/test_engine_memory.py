@@ -66,3 +66,27 @@ def test_a_knob_of_another_engine_is_an_error_naming_the_right_one():
     wrong = _scenario("llama-3.1-8b", 1, profile="trtllm", gpu_memory_utilization=0.8)
     with pytest.raises(UserError, match=r"engine\.kv_cache_free_gpu_mem_fraction; set that"):
         build_memory_plan(scenario_from_dict(wrong))
+
+
+def test_attention_data_parallel_moe_layer_holds_every_groups_tokens():
+    """Qwen3-235B-A22B on 8 H100s as 8 attention-data-parallel ranks, 2,048 tokens a rank:
+    each GPU's MoE layer takes all 16,384 tokens, 8 expert pairs each, 16,404 bytes a pair
+    (bf16 permuted input and gated output of 2 × 1,536, 20 index bytes), plus the gathered
+    input and combined output; one rank alone (tensor parallel) holds an eighth of that."""
+    from simulator.costmodel.memory import fused_moe_workspace_bytes
+    from simulator.specs.catalog import load_model
+
+    model = load_model("qwen3-235b-a22b")
+    dep8 = fused_moe_workspace_bytes(model, 1, 2.0, 8 * 2048)
+    assert dep8 == pytest.approx(16384 * 8 * 16404 + 16384 * 2 * 4096 * 2)
+    assert fused_moe_workspace_bytes(model, 1, 2.0, 2048) == pytest.approx(dep8 / 8)
+    assert fused_moe_workspace_bytes(load_model("llama-3.1-8b"), 1, 2.0, 2048) == 0.0
+
+    def plan(ep: int):
+        data = _scenario("qwen3-235b-a22b", 8 // ep, profile="trtllm", weight_dtype="fp8")
+        data["hardware"]["expert_parallel"] = ep
+        data["engine"]["max_num_batched_tokens"] = 2048 * ep
+        return build_memory_plan(scenario_from_dict(data))
+
+    dep, tp = plan(8), plan(1)
+    assert dep.workspace_bytes > dep8 > tp.workspace_bytes

@@ -45,6 +45,10 @@ from simulator.specs.model import ModelSpec
 #: ~1 GB on recent CUDA/PyTorch stacks (vLLM reports 0.5-1.5 GB of "non-torch" memory).
 RUNTIME_OVERHEAD_BYTES = 1.0e9
 
+#: Index and scale bytes the fused MoE keeps per (token, chosen expert) pair: four int32
+#: permutation maps and one float32 routing weight (``fused_moe_workspace_bytes``).
+MOE_INDEX_BYTES_PER_PAIR = 5 * 4
+
 #: Sequences whose fp32 logits are held at once by the sampler (vLLM's default max_num_seqs).
 SAMPLER_ROWS = 256
 
@@ -175,16 +179,49 @@ def kv_bytes_per_token_per_gpu(
 
 
 def workspace_bytes(
-    model: ModelSpec, tensor_parallel: int, activation_dtype: str, max_num_batched_tokens: int
+    model: ModelSpec,
+    tensor_parallel: int,
+    activation_dtype: str,
+    max_num_batched_tokens: int,
+    expert_parallel: int = 1,
 ) -> float:
-    """Peak activation memory of the largest step plus runtime overhead (bytes per GPU)."""
+    """Peak activation memory of the largest step plus runtime overhead (bytes per GPU).
+
+    ``max_num_batched_tokens``: the tokens of one expert group's step. Live at the peak:
+    each token's residual, normed input and QKV, plus the larger of a dense MLP's buffers and
+    a routed-expert layer's (``fused_moe_workspace_bytes``), plus the sampler's logits."""
     ab = dtype_bytes(activation_dtype)
     tp = tensor_parallel
-    inter = max(model.intermediate_size, model.moe_intermediate_size * model.experts_per_token)
-    # Live at the MLP: residual, normed input, gate+up output and the activation output.
-    per_token = 2 * model.hidden_size + 3 * inter / tp + (model.q_dim + 2 * model.kv_dim) / tp
-    logits = min(max_num_batched_tokens, SAMPLER_ROWS) * model.vocab_size / tp * 4
-    return max_num_batched_tokens * per_token * ab + logits + RUNTIME_OVERHEAD_BYTES
+    tokens = max_num_batched_tokens
+    per_token = 2 * model.hidden_size + (model.q_dim + 2 * model.kv_dim) / tp
+    dense_mlp = 0.0
+    if not model.is_moe or model.num_moe_layers() < model.num_layers:
+        dense_mlp = tokens * 3 * model.intermediate_size / tp * ab
+    moe = fused_moe_workspace_bytes(model, tp, ab, tokens * expert_parallel)
+    logits = min(tokens, SAMPLER_ROWS) * model.vocab_size / tp * 4
+    return tokens * per_token * ab + max(dense_mlp, moe) + logits + RUNTIME_OVERHEAD_BYTES
+
+
+def fused_moe_workspace_bytes(
+    model: ModelSpec, tensor_parallel: int, activation_bytes: float, rows: int
+) -> float:
+    """Bytes one GPU's routed-expert layer holds for ``rows`` tokens (0 for a dense model).
+
+    With attention data parallelism every expert group's tokens reach each GPU's MoE layer
+    (all-gathered before it, reduce-scattered after), so ``rows`` is the whole replica's
+    step. The buffers follow TensorRT-LLM's fused MoE (``CutlassMoeFCRunner::
+    getWorkspaceDeviceBufferSizes``, cpp/tensorrt_llm/kernels/cutlass_kernels/moe_gemm/
+    moe_kernels.cu), which sizes them for every (token, chosen expert) pair whatever share
+    lands on this GPU's experts: the permuted input or the second GEMM's output (``hidden``
+    each), overlapped with the first GEMM's gated output (``2 × intermediate``), plus four int
+    index arrays and a float scale; beside them the gathered input and the combined output."""
+    if not model.is_moe:
+        return 0.0
+    h = model.hidden_size
+    inter = (model.moe_intermediate_size or model.intermediate_size) / tensor_parallel
+    pairs = rows * model.experts_per_token
+    per_pair = activation_bytes * (h + max(2 * inter, h)) + MOE_INDEX_BYTES_PER_PAIR
+    return pairs * per_pair + rows * 2 * h * activation_bytes
 
 
 def memory_plan(
@@ -218,7 +255,9 @@ def memory_plan(
     shards = dict(zip(names, layout, strict=True))
     weights = weight_bytes_per_gpu(model, formats, **shards, layers_on_device=layers_on_gpu)
     local_tokens = math.ceil(max_num_batched_tokens / expert_parallel)
-    workspace = workspace_bytes(model, tensor_parallel, activation_dtype, local_tokens)
+    workspace = workspace_bytes(
+        model, tensor_parallel, activation_dtype, local_tokens, expert_parallel
+    )
     usable, kv_capacity = kv_budget(
         gpu.memory_bytes, weights, workspace, gpu_memory_utilization, accounting
     )
