@@ -82,11 +82,16 @@ def test_attention_data_parallel_moe_layer_holds_every_groups_tokens():
     assert fused_moe_workspace_bytes(model, 1, 2.0, 2048) == pytest.approx(dep8 / 8)
     assert fused_moe_workspace_bytes(load_model("llama-3.1-8b"), 1, 2.0, 2048) == 0.0
 
-    def plan(ep: int):
-        data = _scenario("qwen3-235b-a22b", 8 // ep, profile="trtllm", weight_dtype="fp8")
+    def plan(ep: int, profile: str = "trtllm", per_rank: int = 2048):
+        data = _scenario("qwen3-235b-a22b", 8 // ep, profile=profile, weight_dtype="fp8")
         data["hardware"]["expert_parallel"] = ep
-        data["engine"]["max_num_batched_tokens"] = 2048 * ep
+        data["engine"]["max_num_batched_tokens"] = per_rank * ep
         return build_memory_plan(scenario_from_dict(data))
 
     dep, tp = plan(8), plan(1)
     assert dep.workspace_bytes > dep8 > tp.workspace_bytes
+    # vLLM runs a step of more than 16,384 tokens through its fused MoE in chunks.
+    whole, chunked = plan(8, "trtllm", 8192), plan(8, "vllm", 8192)
+    moe_whole = fused_moe_workspace_bytes(model, 1, 2.0, 8 * 8192)
+    moe_chunk = fused_moe_workspace_bytes(model, 1, 2.0, 16384)
+    assert whole.workspace_bytes - chunked.workspace_bytes == pytest.approx(moe_whole - moe_chunk)

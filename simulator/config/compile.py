@@ -228,8 +228,8 @@ def weight_dtype(model: ModelSpec, eng: EngineConfig) -> str:
 
 def memory_accounting(hw: HardwareConfig, eng: EngineConfig, model: ModelSpec) -> dict:
     """How the engine sizes its KV cache (``memory_plan`` arguments): accounting, knob,
-    fraction, and the tokens one sequence must fit for the engine to start. A knob of
-    another engine is an error naming the right one."""
+    fraction, the tokens one sequence must fit for the engine to start, and the most tokens
+    one fused-MoE call takes. A knob of another engine is an error naming the right one."""
     profile = load_profile(eng.profile) if eng.profile else None
     accounting = profile.memory_accounting if profile else "gpu_fraction"
     knob = MEMORY_KNOBS[accounting]
@@ -245,7 +245,13 @@ def memory_accounting(hw: HardwareConfig, eng: EngineConfig, model: ModelSpec) -
     required = 0
     if profile is not None and profile.requires_max_model_len_fit:
         required = eng.max_model_len or model.max_position_embeddings
-    return {"accounting": accounting, "knob": knob, "fraction": fraction, "required": required}
+    return {
+        "accounting": accounting,
+        "knob": knob,
+        "fraction": fraction,
+        "required": required,
+        "moe_chunk_tokens": profile.moe_chunk_tokens if profile else None,
+    }
 
 
 def replica_memory_plan(model: str, hw: HardwareConfig, eng: EngineConfig) -> MemoryPlan:
@@ -275,6 +281,7 @@ def _build_memory_plan(model: str, hw: HardwareConfig, eng: EngineConfig) -> Mem
             accounting=budget["accounting"],
             knob=budget["knob"],
             required_tokens=budget["required"],
+            moe_chunk_tokens=budget["moe_chunk_tokens"],
         )
     except UserError as exc:
         raise _in_scenario_sections(exc) from None

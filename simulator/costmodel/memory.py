@@ -184,10 +184,12 @@ def workspace_bytes(
     activation_dtype: str,
     max_num_batched_tokens: int,
     expert_parallel: int = 1,
+    moe_chunk_tokens: int | None = None,
 ) -> float:
     """Peak activation memory of the largest step plus runtime overhead (bytes per GPU).
 
-    ``max_num_batched_tokens``: the tokens of one expert group's step. Live at the peak:
+    ``max_num_batched_tokens``: the tokens of one expert group's step; ``moe_chunk_tokens``:
+    the most tokens one routed-expert call takes (None: the whole step). Live at the peak:
     each token's residual, normed input and QKV, plus the larger of a dense MLP's buffers and
     a routed-expert layer's (``fused_moe_workspace_bytes``), plus the sampler's logits."""
     ab = dtype_bytes(activation_dtype)
@@ -197,7 +199,10 @@ def workspace_bytes(
     dense_mlp = 0.0
     if not model.is_moe or model.num_moe_layers() < model.num_layers:
         dense_mlp = tokens * 3 * model.intermediate_size / tp * ab
-    moe = fused_moe_workspace_bytes(model, tp, ab, tokens * expert_parallel)
+    moe_rows = tokens * expert_parallel
+    if moe_chunk_tokens is not None:
+        moe_rows = min(moe_rows, moe_chunk_tokens)
+    moe = fused_moe_workspace_bytes(model, tp, ab, moe_rows)
     logits = min(tokens, SAMPLER_ROWS) * model.vocab_size / tp * 4
     return tokens * per_token * ab + max(dense_mlp, moe) + logits + RUNTIME_OVERHEAD_BYTES
 
@@ -242,10 +247,12 @@ def memory_plan(
     accounting: str = "gpu_fraction",
     knob: str = "gpu_memory_utilization",
     required_tokens: int = 0,
+    moe_chunk_tokens: int | None = None,
 ) -> MemoryPlan:
     """Budget the most loaded GPU of a TP × PP × EP replica. ``gpu_memory_utilization`` is
     the engine's memory fraction under ``accounting`` (its knob: ``knob``);
-    ``required_tokens``: tokens one sequence must fit for the engine to start (0: none)."""
+    ``required_tokens``: tokens one sequence must fit for the engine to start (0: none);
+    ``moe_chunk_tokens``: the most tokens one routed-expert call takes (None: all)."""
     layout = (tensor_parallel, pipeline_parallel, expert_parallel)
     _check_inputs(gpu_memory_utilization, *layout, activation_dtype)
     kv_dtype = check_kv_dtype(kv_dtype)
@@ -256,7 +263,7 @@ def memory_plan(
     weights = weight_bytes_per_gpu(model, formats, **shards, layers_on_device=layers_on_gpu)
     local_tokens = math.ceil(max_num_batched_tokens / expert_parallel)
     workspace = workspace_bytes(
-        model, tensor_parallel, activation_dtype, local_tokens, expert_parallel
+        model, tensor_parallel, activation_dtype, local_tokens, expert_parallel, moe_chunk_tokens
     )
     usable, kv_capacity = kv_budget(
         gpu.memory_bytes, weights, workspace, gpu_memory_utilization, accounting

@@ -105,6 +105,10 @@ class EngineProfile:
     #: The engine refuses to start when one sequence of ``max_model_len`` tokens does not
     #: fit in its KV cache (vLLM); others start and reject such requests.
     requires_max_model_len_fit: bool = False
+    #: Most tokens one call of the engine's fused MoE layer takes: a larger step runs in
+    #: chunks one after another, so the layer's buffers hold at most this many tokens
+    #: (``memory.fused_moe_workspace_bytes``); None: the whole step at once.
+    moe_chunk_tokens: int | None = None
     #: Ceilings of the engine's own GGUF kernels (CostParams fields of the same names):
     #: FLOP and bytes per SM per clock cycle; None leaves them off.
     gguf_gemm_flop_per_sm_cycle: float | None = None
@@ -136,6 +140,8 @@ class EngineProfile:
                 f"profile {self.name}: memory_accounting {self.memory_accounting!r}; "
                 f"known: {', '.join(MEMORY_KNOBS)}"
             )
+        if self.moe_chunk_tokens is not None and self.moe_chunk_tokens < 1:
+            problems.append(f"profile {self.name}: moe_chunk_tokens must be >= 1")
         if not 0 < self.memory_fraction <= 1:
             problems.append(f"profile {self.name}: memory_fraction must be in (0, 1]")
         unknown = sorted(set(self.limits) - set(LIMIT_FIELDS))
@@ -233,6 +239,7 @@ PROFILES: dict[str, EngineProfile] = {
         memory_accounting="gpu_fraction",
         memory_fraction=0.9,
         requires_max_model_len_fit=True,
+        moe_chunk_tokens=16384,
         limits={
             "max_num_seqs": 256,
             "max_num_batched_tokens": 8192,
@@ -248,6 +255,9 @@ PROFILES: dict[str, EngineProfile] = {
             "processing); the CostParams default graph-launch overhead",
             "memory: gpu_memory_utilization (default 0.9) is the fraction of the whole GPU "
             "that weights, peak activations and the KV cache share (vLLM engine arguments)",
+            "moe_chunk_tokens 16384: the fused MoE layer runs a step of more tokens in "
+            "chunks of VLLM_FUSED_MOE_CHUNK_SIZE (vllm/envs.py, 16 * 1024; 32768 in earlier "
+            "releases)",
             "max_model_len: vLLM refuses to start when one sequence of max_model_len tokens "
             "does not fit its KV cache ('The model's max seq len ... is larger than the "
             "maximum number of tokens that can be stored in KV cache ... Try increasing "
@@ -324,6 +334,10 @@ PROFILES: dict[str, EngineProfile] = {
                 who="ModelOpt, the quantiser of TensorRT-LLM checkpoints, "
                 "disables '*lm_head*' and quantises every other linear layer"
             ),
+            "moe workspace: the fused MoE layer takes the whole step, every attention-data-"
+            "parallel rank's tokens at once (moe_max_num_tokens defaults to max_num_tokens x "
+            "the data-parallel size, tensorrt_llm/_torch/model_config.py), with buffers for "
+            "every token-expert pair (CutlassMoeFCRunner::getWorkspaceDeviceBufferSizes)",
             "batching chunked: in-flight batching processes context-phase sequences together "
             "with generation-phase ones in one step of at most max_num_tokens tokens "
             "(TensorRT-LLM docs, 'Paged Attention, IFB, and Request Scheduling'); the chunked "
