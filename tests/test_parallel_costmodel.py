@@ -273,6 +273,30 @@ def test_expert_groups_take_whole_sequences():
     assert t_eight < 3 * t_one  # eight prompts spread over eight groups
 
 
+def test_a_rank_schedules_no_more_than_its_share_of_the_token_budget():
+    from simulator.costmodel.costs import ep_group_shape
+    from simulator.engine.entities import Prefilling, Waiting
+    from simulator.engine.steps import prompt_chunks
+
+    # Nine prompt chunks over eight ranks: whole sequences put two average chunks on the
+    # busiest rank, more than the 5,384 tokens its own scheduler takes in a step.
+    step = StepShape.uniform(prefill_count=9, prefill_new=4785)
+    assert ep_group_shape(step, 8).prefill_tokens == 2 * 4785
+    bounded = ep_group_shape(step, 8, token_budget=5384)
+    assert bounded.prefill_tokens == 5384 and bounded.prefill_seqs == 2
+    share = 5384 / step.prefill_tokens
+    assert bounded.prefill_attn_pairs == pytest.approx(step.prefill_attn_pairs * share)
+    # never below an even share; a budget that does not bind changes nothing
+    assert ep_group_shape(step, 8, token_budget=100).prefill_tokens == math.ceil(9 * 4785 / 8)
+    assert ep_group_shape(step, 8, token_budget=20_000) == ep_group_shape(step, 8)
+    # and one long prompt takes at most its rank's budget per step, not the replica's
+    waiting = Waiting(0, 0.0, 20_000, 10, 0, False)
+    long, short = Prefilling(waiting, 20_000, 0, 0, 0), Prefilling(waiting, 3_000, 0, 0, 0)
+    chunks = prompt_chunks([long, short], 43_072, max_chunk=5384)
+    assert [take for _, take in chunks] == [5384, 3000]
+    assert [take for _, take in prompt_chunks([long, short], 43_072)] == [20_000, 3000]
+
+
 EAGER = CostParams.defaults().replace(cuda_graphs=False)
 LAYOUTS = [
     ("llama-3.1-8b", {"parallel": Parallelism(pipeline=2, link=NVLINK)}),

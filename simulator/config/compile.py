@@ -203,10 +203,18 @@ def _build_cost_model(
                 ),
                 offload=_offload_plan(hw, gpu),
                 graph_batch_sizes=_graph_batch_sizes(hw, eng),
+                group_token_budget=rank_token_budget(hw, eng),
             )
         )
     except UserError as exc:
         raise _in_scenario_sections(exc) from None
+
+
+def rank_token_budget(hw: HardwareConfig, eng: EngineConfig) -> int | None:
+    """Tokens one attention-data-parallel rank schedules in a step: its share of the
+    replica's budget, as each rank's scheduler runs under its own limits (None: one rank)."""
+    ranks = hw.expert_parallel
+    return max(eng.max_num_batched_tokens // ranks, 1) if ranks > 1 else None
 
 
 def _graph_batch_sizes(hw: HardwareConfig, eng: EngineConfig) -> tuple[int, ...]:
@@ -317,6 +325,7 @@ def _replica_config(group: GroupSettings, plan: MemoryPlan, kv_bytes_per_token: 
         host_link_bytes_per_s=host.bandwidth_bytes_per_s if host is not None else 0.0,
         host_link_latency_s=host.latency_s if host is not None else 0.0,
         reserve_whole_sequence=eng.kv_admission == "whole_sequence",
+        max_chunk_tokens=rank_token_budget(hw, eng),
     )
 
 

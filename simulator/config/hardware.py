@@ -61,7 +61,8 @@ class HardwareConfig(StrictModel):
     #: Pipeline stages of one replica (layers split evenly).
     pipeline_parallel: Parallel = 1
     #: Expert groups of one replica (MoE only): routed experts split over them, attention
-    #: data-parallel across them.
+    #: data-parallel across them, each group scheduling under its share of the engine's
+    #: token budget (``max_num_batched_tokens / expert_parallel``).
     expert_parallel: Parallel = 1
     #: Micro-batches per step with pipeline stages; default: one per stage.
     pipeline_microbatches: Parallel | None = None

@@ -78,6 +78,9 @@ class CostConfig:
     #: Batch sizes (per attention-data-parallel rank) of the CUDA graphs a decode-only step
     #: is padded up to (``graph_padding.captured_batch_sizes``); empty: no padding.
     graph_batch_sizes: tuple[int, ...] = ()
+    #: Most tokens one attention-data-parallel rank schedules in a step: its share of the
+    #: replica's token budget (``ep_group_shape``); None: no bound.
+    group_token_budget: int | None = None
 
     def __post_init__(self) -> None:
         _check_parallel(self.model, self.parallel, self.offload)

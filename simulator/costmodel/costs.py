@@ -83,12 +83,15 @@ def bound_of(compute_s: float, memory_s: float, latency_s: float) -> str:
     return "compute" if compute_s >= memory_s else "memory"
 
 
-def ep_group_shape(shape: StepShape, groups: int) -> StepShape:
+def ep_group_shape(shape: StepShape, groups: int, token_budget: int | None = None) -> StepShape:
     """The busiest of ``groups`` data-parallel groups' part of a step.
 
     Sequences go whole to a group (attention data parallelism), so the busiest group takes
     ⌈chunks / groups⌉ prefill chunks and ⌈decodes / groups⌉ decoding sequences, each of the
-    step's average size: one long prompt is not spread over the groups."""
+    step's average size: one long prompt is not spread over the groups. ``token_budget``:
+    the most tokens one group schedules in a step (its own share of the replica's budget;
+    None: no bound). Each rank's scheduler fills its chunks only up to that share, so the
+    busiest group's prompt tokens stop there, and never fall below an even share."""
     if groups <= 1:
         return shape
     c = math.ceil
@@ -96,9 +99,14 @@ def ep_group_shape(shape: StepShape, groups: int) -> StepShape:
     group_ps, group_ds = c(ps / groups), c(ds / groups)
     fp = group_ps / ps if ps else 0.0
     fd = group_ds / ds if ds else 0.0
+    prefill_tokens = c(shape.prefill_tokens * fp)
+    if token_budget is not None and ps:
+        room = max(token_budget - group_ds, c(shape.prefill_tokens / groups))
+        if prefill_tokens > room:
+            fp, prefill_tokens = room / shape.prefill_tokens, room
     prefill_logits = shape.logits_rows - ds
     return StepShape(
-        prefill_tokens=c(shape.prefill_tokens * fp),
+        prefill_tokens=prefill_tokens,
         prefill_seqs=group_ps,
         prefill_attn_pairs=shape.prefill_attn_pairs * fp,
         prefill_kv_tokens=c(shape.prefill_kv_tokens * fp),

@@ -237,13 +237,13 @@ class CostModel:
         """The busiest expert group's part of a step: attention and dense layers run
         data-parallel over the groups, whole sequences to a group (``ep_group_shape``)."""
         ep = self.expert_parallel
-        return ep_group_shape(shape, ep) if ep > 1 else shape
+        return ep_group_shape(shape, ep, self.config.group_token_budget) if ep > 1 else shape
 
     def _stage_time(self, shape: StepShape) -> float:
         """GPU time (s) of one stage running ``shape`` (no per-step overhead)."""
         tokens = shape.prefill_tokens + shape.decode_seqs
         if self.expert_parallel > 1:
-            group = ep_group_shape(shape, self.expert_parallel)
+            group = ep_group_shape(shape, self.expert_parallel, self.config.group_token_budget)
             gpu_s = self._token_time(tokens, group.tokens)
         else:
             group = shape

@@ -32,6 +32,9 @@ class ReplicaConfig:
     #: output token) fit beside the growth still due to the admitted ones, so nothing is
     #: ever preempted (TensorRT-LLM's GUARANTEED_NO_EVICT); False: its prompt's blocks.
     reserve_whole_sequence: bool = False
+    #: Most prompt tokens one sequence prefills in a step: the token budget of the
+    #: attention-data-parallel rank it runs on (None: the replica's whole budget).
+    max_chunk_tokens: int | None = None
 
 
 @dataclass(slots=True)

@@ -305,7 +305,7 @@ class Replica:
             while self.batch.size and self.kv.steps_within(1) == 0:
                 self._preempt_last()
             decodes = self.batch.size
-        chunks = prompt_chunks(self.prefilling, plan.prefill_budget)
+        chunks = prompt_chunks(self.prefilling, plan.prefill_budget, self.cfg.max_chunk_tokens)
         if not chunks and decodes == 0:
             return None
         swap_s = self.swap.take_pending_s() if self.swap.enabled else 0.0

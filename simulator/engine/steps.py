@@ -85,9 +85,12 @@ class ShapeBuffer:
         return self.prefill_tokens + self.decode_seqs
 
 
-def prompt_chunks(prefilling: list[Prefilling], budget: int) -> list[tuple[Prefilling, int]]:
+def prompt_chunks(
+    prefilling: list[Prefilling], budget: int, max_chunk: int | None = None
+) -> list[tuple[Prefilling, int]]:
     """Prompt tokens each partly prefilled sequence gets from a budget of ``budget``, in
-    admission order (the last one may get a chunk)."""
+    admission order (the last one may get a chunk), at most ``max_chunk`` each (None: no
+    bound)."""
     chunks = []
     for p in prefilling:
         if budget <= 0:
@@ -95,6 +98,8 @@ def prompt_chunks(prefilling: list[Prefilling], budget: int) -> list[tuple[Prefi
         if not p.todo:
             continue
         take = p.todo if p.todo <= budget else budget
+        if max_chunk is not None and take > max_chunk:
+            take = max_chunk
         chunks.append((p, take))
         budget -= take
     return chunks

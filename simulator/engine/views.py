@@ -34,22 +34,27 @@ class WaitingView(Sequence):
 
 
 class PrefillingView(Sequence):
-    """Prompt tokens still to prefill of each admitted, partly prefilled sequence (in order)."""
+    """Prompt tokens each admitted, partly prefilled sequence can prefill in the next step
+    (in order): what it still has to prefill, at most its rank's share of the token budget
+    under attention data parallelism (``ReplicaConfig.max_chunk_tokens``)."""
 
-    __slots__ = ("_replica",)
+    __slots__ = ("_cap", "_replica")
 
     def __init__(self, replica: Replica):
         self._replica = replica
+        self._cap = replica.cfg.max_chunk_tokens
 
     def __len__(self) -> int:
         return len(self._replica.prefilling)
 
     def __getitem__(self, i):  # type: ignore[override]
-        return self._replica.prefilling[i].todo
+        todo = self._replica.prefilling[i].todo
+        return todo if self._cap is None else min(todo, self._cap)
 
     def __iter__(self) -> Iterator[int]:
+        cap = self._cap
         for p in self._replica.prefilling:
-            yield p.todo
+            yield p.todo if cap is None or p.todo <= cap else cap
 
 
 class SchedulerView:

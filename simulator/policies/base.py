@@ -39,7 +39,8 @@ class ReplicaView:
     """Read-only snapshot of one replica's scheduler state."""
 
     waiting: Sequence[WaitingItem]
-    #: Prompt tokens still to prefill of each admitted, partly prefilled sequence (in order).
+    #: Prompt tokens each admitted, partly prefilled sequence can prefill in the next step
+    #: (in order): what it still has to, at most its attention-data-parallel rank's budget.
     prefilling: Sequence[int]
     running_seqs: int  # sequences decoding (holding KV blocks)
     free_blocks: int  # free KV blocks, counting cached prefixes that may be evicted
