@@ -243,7 +243,7 @@ class CostModel:
         """GPU time (s) of one stage running ``shape`` (no per-step overhead)."""
         tokens = shape.prefill_tokens + shape.decode_seqs
         if self.expert_parallel > 1:
-            group = ep_group_shape(shape, self.expert_parallel, self.config.group_token_budget)
+            group = self._group(shape)
             gpu_s = self._token_time(tokens, group.tokens)
         else:
             group = shape
