@@ -152,7 +152,8 @@ def scenario_for(row: Row) -> dict[str, Any]:
     """The scenario a user would write for ``row`` (a plain mapping for ``scenario_from_dict``),
     with the batch limits trtllm-bench chose for the run (``engine_rows_limits``; each of the
     ``ep`` attention-data-parallel ranks schedules under its own) and, from release 1.0 on,
-    the CUDA-graph batch sizes its decode steps are padded to."""
+    the CUDA-graph batch sizes its decode steps are padded to; release 0.14 ran with chunked
+    context on."""
     hardware: dict[str, Any] = {"gpu": row.gpu, "tensor_parallel": row.tp}
     if row.ep > 1:
         hardware["expert_parallel"] = row.ep
@@ -166,6 +167,11 @@ def scenario_for(row: Row) -> dict[str, Any]:
     }
     if row.release != "0.14.0":
         engine["cuda_graph_batch_sizes"] = list(PADDED_GRAPH_BATCH_SIZES)
+    else:
+        # trtllm-bench of the TensorRT engine flow enabled chunked context
+        # (bench/run/dataclasses.py ExecutorSettingsConfig.chunking = True); the PyTorch
+        # flow leaves it off, the profile's default
+        engine["batching"] = "chunked"
     return {
         "name": row.id,
         "model": row.model,

@@ -155,7 +155,7 @@ def test_show_prints_what_runs_with_the_profile_filled_in(tmp_path, capsys):
     assert main(["show", str(path), "--only", "engine"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)["engine"]
     limits = load_profile("trtllm").limits
-    assert shown["batching"] == {"policy": limits["batching"], "chunk_size": None}
+    assert shown["batching"] == {"chunk_size": None, **limits["batching"]}
     assert shown["max_num_seqs"] == limits["max_num_seqs"]
 
 
@@ -188,7 +188,11 @@ def test_batching_options_and_the_mapping_form_load_the_same():
     newer = make_scenario(engine={"batching": {"policy": "chunked", "chunk_size": 512}})
     assert older.engine.batching == newer.engine.batching
     assert newer.engine.batching.chunk_size == 512
-    assert newer.model_dump()["engine"]["batching"] == {"policy": "chunked", "chunk_size": 512}
+    assert newer.model_dump()["engine"]["batching"] == {
+        "policy": "chunked",
+        "chunk_size": 512,
+        "split_prompts": True,
+    }
 
 
 def test_disaggregated_is_a_deployment_mode():

@@ -17,12 +17,15 @@ def view(
     max_seqs=64,
     budget=512,
     watermark=0,
+    ranks=1,
 ) -> ReplicaView:
     items = [
         WaitingItem(i, tokens, -(-tokens // 16), arrival, prio)
         for i, (tokens, arrival, prio) in enumerate(waiting)
     ]
-    return ReplicaView(items, list(prefilling), running, free, total, watermark, max_seqs, budget)
+    return ReplicaView(
+        items, list(prefilling), running, free, total, watermark, max_seqs, budget, ranks
+    )
 
 
 def test_continuous_prefills_whole_prompts_first_then_decodes():
@@ -48,6 +51,38 @@ def test_chunked_puts_decodes_first_and_fills_the_token_budget():
     # a partly prefilled prompt is continued before anything new is admitted
     plan = policy.plan(view(waiting=[(50, 0.1, 0)], prefilling=[800], running=56), 0)
     assert plan.admit == () and plan.prefill_budget == 200
+
+
+def test_whole_prompt_batching_never_cuts_a_prompt_and_does_not_overtake():
+    policy = make_policy("chunked", split_prompts=False)
+    plan = policy.plan(view(waiting=[(300, 0.0, 0), (300, 0.1, 0)], running=56), 0)
+    assert plan.decode and plan.admit == (0,) and plan.prefill_budget == 300
+    # 450 tokens fit beside 100 decodes in no step of 512: it waits, and the short prompt
+    # behind it waits too
+    plan = policy.plan(view(waiting=[(450, 0.0, 0), (10, 0.1, 0)], running=100), 0)
+    assert plan.decode and plan.admit == () and plan.prefill_budget == 0
+
+
+def test_whole_prompts_are_packed_per_attention_data_parallel_rank():
+    policy = make_policy("chunked", split_prompts=False)
+    # two ranks of 512 tokens, 5 decodes each: one 400-token prompt per rank, not a third
+    waiting = [(400, 0.0, 0), (400, 0.1, 0), (400, 0.2, 0)]
+    plan = policy.plan(view(waiting=waiting, running=10, budget=1024, ranks=2), 0)
+    assert plan.admit == (0, 1) and plan.prefill_budget == 800
+    # small prompts fill a rank before the next one takes any
+    plan = policy.plan(view(waiting=[(250, i, 0) for i in range(5)], budget=1024, ranks=2), 0)
+    assert plan.admit == (0, 1, 2, 3) and plan.prefill_budget == 1000
+
+
+def test_whole_prompt_batching_chunks_a_prompt_longer_than_a_rank_s_share():
+    policy = make_policy("chunked", split_prompts=False)
+    plan = policy.plan(view(waiting=[(2000, 0.0, 0)], running=12, budget=1024, ranks=2), 0)
+    assert plan.admit == (0,) and plan.prefill_budget == 512 - 6
+    # continued on the emptiest rank, before anything new is admitted
+    plan = policy.plan(
+        view(waiting=[(400, 0.1, 0)], prefilling=[512], running=12, budget=1024, ranks=2), 0
+    )
+    assert plan.admit == (0,) and plan.prefill_budget == 506 + 400
 
 
 def test_chunked_token_budget_respected_with_many_small_prompts():

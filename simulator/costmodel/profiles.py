@@ -119,7 +119,7 @@ class EngineProfile:
     roofline: bool = False
     #: Default engine settings (scenario ``engine`` fields of ``LIMIT_FIELDS``): numbers,
     #: and the name of the batching policy the engine's scheduler follows.
-    limits: dict[str, float | str] = field(default_factory=dict)
+    limits: dict[str, float | str | dict[str, object]] = field(default_factory=dict)
     #: Where every number above comes from.
     sources: tuple[str, ...] = ()
 
@@ -317,7 +317,7 @@ PROFILES: dict[str, EngineProfile] = {
             "max_num_seqs": 2048,
             "max_num_batched_tokens": 8192,
             "kv_block_size": 32,
-            "batching": "chunked",
+            "batching": {"policy": "chunked", "split_prompts": False},
             "kv_admission": "whole_sequence",
         },
         sources=(
@@ -338,11 +338,17 @@ PROFILES: dict[str, EngineProfile] = {
             "parallel rank's tokens at once (moe_max_num_tokens defaults to max_num_tokens x "
             "the data-parallel size, tensorrt_llm/_torch/model_config.py), with buffers for "
             "every token-expert pair (CutlassMoeFCRunner::getWorkspaceDeviceBufferSizes)",
-            "batching chunked: in-flight batching processes context-phase sequences together "
-            "with generation-phase ones in one step of at most max_num_tokens tokens "
-            "(TensorRT-LLM docs, 'Paged Attention, IFB, and Request Scheduling'); the chunked "
-            "policy also cuts the last prompt to fill the budget, as TensorRT-LLM does with "
-            "chunked context enabled",
+            "batching chunked, split_prompts false: in-flight batching processes context-phase "
+            "sequences together with generation-phase ones in one step of at most "
+            "max_num_tokens tokens (TensorRT-LLM docs, 'Paged Attention, IFB, and Request "
+            "Scheduling'); chunked context is off by default (LLM API enable_chunked_prefill "
+            "False, tensorrt_llm/llmapi/llm_args.py; trtllm-bench's PyTorch flow keeps it off "
+            "and raises max_num_tokens to max_isl + max_batch_size, bench/benchmark/utils/"
+            "general.py get_settings), so a context request joins a step only whole, and under "
+            "attention data parallelism on a rank with room for it under its own max_num_tokens. "
+            "batching: chunked turns chunked context on (trtllm-bench of the TensorRT engine "
+            "flow, release 0.x, ran with it on: bench/run/dataclasses.py "
+            "ExecutorSettingsConfig.chunking True)",
             "limits: TensorRT-LLM build defaults max_batch_size 2048, max_num_tokens 8192, "
             "tokens_per_block 32",
             "kv_admission whole_sequence: the capacity scheduler's default policy "

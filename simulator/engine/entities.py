@@ -35,6 +35,9 @@ class ReplicaConfig:
     #: Most prompt tokens one sequence prefills in a step: the token budget of the
     #: attention-data-parallel rank it runs on (None: the replica's whole budget).
     max_chunk_tokens: int | None = None
+    #: Attention-data-parallel ranks, each scheduling its own sequences under an equal share
+    #: of ``max_num_batched_tokens`` (1: none).
+    data_parallel_ranks: int = 1
 
 
 @dataclass(slots=True)

@@ -61,7 +61,14 @@ class SchedulerView:
     """What a batching policy reads of one replica (the attributes of
     ``policies.ReplicaView``), read from the replica when asked."""
 
-    __slots__ = ("_replica", "max_num_batched_tokens", "max_num_seqs", "prefilling", "waiting")
+    __slots__ = (
+        "_replica",
+        "max_num_batched_tokens",
+        "max_num_seqs",
+        "prefilling",
+        "ranks",
+        "waiting",
+    )
 
     def __init__(self, replica: Replica):
         self._replica = replica
@@ -69,6 +76,7 @@ class SchedulerView:
         self.prefilling = PrefillingView(replica)
         self.max_num_seqs = replica.cfg.max_num_seqs
         self.max_num_batched_tokens = replica.cfg.max_num_batched_tokens
+        self.ranks = replica.cfg.data_parallel_ranks
 
     @property
     def running_seqs(self) -> int:

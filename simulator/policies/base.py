@@ -48,6 +48,9 @@ class ReplicaView:
     watermark_blocks: int
     max_num_seqs: int
     max_num_batched_tokens: int
+    #: Attention-data-parallel ranks: each schedules its own sequences under an equal share
+    #: of ``max_num_batched_tokens`` (1: the replica schedules as one).
+    ranks: int = 1
 
     @property
     def seqs(self) -> int:
@@ -117,6 +120,66 @@ def admit_in_order(
         free -= item.blocks_needed
         tokens += item.prompt_tokens
     return admitted, tokens
+
+
+def rank_share(budget: int, ranks: int) -> int:
+    """Tokens one of ``ranks`` attention-data-parallel ranks schedules in a step of
+    ``budget`` tokens."""
+    return max(budget // ranks, 1)
+
+
+def rank_rooms(budget: int, ranks: int, running_seqs: int) -> list[int]:
+    """Prompt tokens each of ``ranks`` ranks can still take in a step of ``budget`` tokens
+    (split evenly) once its decodes are in: the running sequences spread evenly over the
+    ranks, one token each."""
+    share = rank_share(budget, ranks)
+    base, extra = divmod(running_seqs, ranks)
+    return [share - base - (r < extra) for r in range(ranks)]
+
+
+def pack_whole_prompts(
+    view: ReplicaView, order: Sequence[WaitingItem], rooms: list[int], share: int
+) -> tuple[list[int], int]:
+    """Place the partly prefilled sequences, then admit waiting items in ``order``, each
+    prompt whole on the first rank with room for it (``rooms``: each rank's prompt tokens
+    left, updated in place), while slots and free blocks (above the watermark) allow; an
+    item that fits nowhere stops admission (no overtaking).
+
+    A prompt longer than a rank's whole ``share`` of the budget can never join a step whole:
+    it goes alone to a rank with no prompt yet and is prefilled in chunks of that rank's
+    room, as is a partly prefilled one. Returns the positions admitted and the prompt tokens
+    placed."""
+    has_prompt = [False] * len(rooms)
+    placed = 0
+    for todo in view.prefilling:
+        r = max(range(len(rooms)), key=rooms.__getitem__)
+        take = min(todo, rooms[r])
+        if take <= 0:
+            break
+        rooms[r] -= take
+        has_prompt[r] = True
+        placed += take
+    admitted: list[int] = []
+    seqs = view.seqs
+    free = view.free_blocks
+    for item in order:
+        if seqs >= view.max_num_seqs or free - item.blocks_needed < view.watermark_blocks:
+            break
+        tokens = item.prompt_tokens
+        fits = [r for r, room in enumerate(rooms) if room >= tokens]
+        if not fits and tokens > share:
+            fits = [r for r, room in enumerate(rooms) if room > 0 and not has_prompt[r]]
+        if not fits:
+            break
+        r = fits[0]
+        take = min(tokens, rooms[r])
+        rooms[r] -= take
+        has_prompt[r] = True
+        placed += take
+        admitted.append(item.index)
+        seqs += 1
+        free -= item.blocks_needed
+    return admitted, placed
 
 
 #: A policy's token budget per step, and a count of requests or steps: positive, bounded.
