@@ -6,9 +6,10 @@ MoE steps and MoE blocks of the same measurement files are never fitted: they ar
 here with the GPU's reference calibration (``<gpu>.yaml``), once with the curve and once
 without it (expert GEMMs at dense-GEMM efficiency, as before the curve existed).
 
-Steps are Qwen3-30B-A3B-shaped (24 of 48 layers, 128 experts of 768, top-8) and
-Mixtral-8x7B-shaped (8 of 32 layers, 8 experts of 14336, top-2), bf16, CUDA graphs, uniform
-routing, LM head included; the cost model prices the same layers and LM head.
+Measured on an H100 SXM and an H200. Steps are Qwen3-30B-A3B-shaped (24 of 48 layers, 128
+experts of 768, top-8) and Mixtral-8x7B-shaped (8 of 32 layers, 8 experts of 14336, top-2),
+bf16, CUDA graphs, uniform routing, LM head included; the cost model prices the same layers
+and LM head.
 
     python benchmarks/validation_moe.py        # prints the section's summary
 """
@@ -35,7 +36,8 @@ from simulator.specs.catalog import load_gpu, load_model
 
 MEASUREMENTS = CALIBRATION / "measurements"
 #: Measurement files per GPU: the first was fitted (its kernel rows), the others are
-#: repeats held out whole (the same lease two minutes later; two fresh leases).
+#: repeats held out whole (H100: the same lease two minutes later, two fresh leases; H200:
+#: the same lease two minutes later).
 MOE_FILES = {
     "h100-sxm": (
         "h100-sxm-moe.jsonl",
@@ -43,6 +45,7 @@ MOE_FILES = {
         "h100-sxm-moe-run3.jsonl",
         "h100-sxm-moe-run4.jsonl",
     ),
+    "h200": ("h200-moe.jsonl", "h200-moe-run2.jsonl"),
 }
 STEP_KINDS = ("moe_decode", "moe_prefill")
 SECTION = "M. MoE steps: reference calibration + grouped expert GEMM curve (kernels fitted)"
@@ -61,8 +64,9 @@ TARGETS_PCT = {
 #: characters, as ``validation_steps.DEVICE_SECTIONS``).
 DEVICE_SECTIONS = {"M.": "MoE steps, grouped GEMM curve", "M0": "MoE steps, dense experts"}
 NOTES = {
-    SECTION: "curve, call latency and routing fitted on the kernel rows of h100-sxm-moe.jsonl "
-    "only (marked fit); every step and MoE block held out; -run2 to -run4 are repeats",
+    SECTION: "curve, call latency and routing fitted per GPU on the kernel rows of "
+    "h100-sxm-moe.jsonl and h200-moe.jsonl only (marked fit); every step and MoE block held "
+    "out; the -runN files are repeats",
     SECTION_DENSE: "before the curve: the reference calibration alone",
 }
 
