@@ -166,12 +166,11 @@ def pack_whole_prompts(
         if seqs >= view.max_num_seqs or free - item.blocks_needed < view.watermark_blocks:
             break
         tokens = item.prompt_tokens
-        fits = [r for r, room in enumerate(rooms) if room >= tokens]
-        if not fits and tokens > share:
-            fits = [r for r, room in enumerate(rooms) if room > 0 and not has_prompt[r]]
-        if not fits:
+        r = next((r for r, room in enumerate(rooms) if room >= tokens), None)
+        if r is None and tokens > share:
+            r = next((r for r, room in enumerate(rooms) if room > 0 and not has_prompt[r]), None)
+        if r is None:
             break
-        r = fits[0]
         take = min(tokens, rooms[r])
         rooms[r] -= take
         has_prompt[r] = True
