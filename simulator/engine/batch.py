@@ -18,6 +18,7 @@ recording inter-token gaps one scalar per cohort instead of one per sequence.
 from __future__ import annotations
 
 import math
+from itertools import compress
 
 import numpy as np
 
@@ -208,9 +209,9 @@ class RunningBatch:
                 for row in reversed(done):
                     del column[row]
         else:
+            keep = [e > clock for e in ends]
             for name in ("ordinal", "base", "end", "shared", "klass"):
-                column = getattr(self, name)
-                setattr(self, name, [column[i] for i, e in enumerate(ends) if e > clock])
+                setattr(self, name, list(compress(getattr(self, name), keep)))
         self.size -= len(done)
         self._after_finished()
         return ordinals, contexts, shared
