@@ -28,11 +28,13 @@ NOTE = (
     "Held out: nothing in servesim is fitted to these rows. Fixed lengths with every "
     "request at t = 0 run in waves of as many requests as the KV cache holds, so near a "
     "wave's edge a few per cent of KV room moves a row by up to a fifth (1.0 Qwen3-235B-A22B "
-    "H100 128/2048: 19,937 tok/s at kv_cache_free_gpu_mem_fraction 0.90, 23,421 at 0.92). "
+    "H100 128/2048: 20,435 tok/s at kv_cache_free_gpu_mem_fraction 0.90, 23,877 at 0.92). "
     "Attention-data-parallel rows with long prompts are over-predicted on both GPUs "
-    "(Qwen3-235B-A22B DEP8 5000/500: H100 +17 %, H200 +30 %; 20000/2000 H200 +48 %): each "
-    "rank is held to its own token budget, as the engine holds it, and whatever else slows "
-    "such prefill steps in the engine is not modelled."
+    "(Qwen3-235B-A22B DEP8 5000/500: H100 +18 %, H200 +32 %; 20000/2000 H200 +50 %): each "
+    "rank is held to its own token budget and takes whole prompts, as the engine does, and "
+    "the steps are priced within 7 % of AIConfigurator's own estimate from the same tables "
+    "(`benchmarks/aiconfigurator_steps.py`); whatever else slows such prefill steps in the "
+    "engine is not modelled."
 )
 
 

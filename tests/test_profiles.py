@@ -89,6 +89,27 @@ def test_fused_engines_drop_the_reference_code_traffic(calibrated):
     assert vllm.step_overhead_s < calibrated.step_overhead_s
 
 
+def test_fused_ops_launch_no_kernel_of_their_own(calibrated):
+    """The residual add runs inside RMSNorm in every serving engine, rotary and the KV-cache
+    write inside TensorRT-LLM's attention kernel: those ops keep their traffic but lose
+    their launch latency, and the reference code launches each."""
+    assert (calibrated.residual_add_kernels, calibrated.rope_kv_write_kernels) == (1.0, 1.0)
+    vllm, trtllm = (load_profile(name).apply(calibrated) for name in ("vllm", "trtllm"))
+    assert (vllm.residual_add_kernels, vllm.rope_kv_write_kernels) == (0.0, 1.0)
+    assert (trtllm.residual_add_kernels, trtllm.rope_kv_write_kernels) == (0.0, 0.0)
+    shape = StepShape.uniform(decode_count=64, decode_context=2048)
+    unfused = trtllm.replace(rope_kv_write_kernels=1.0, residual_add_kernels=1.0)
+    ops = {op.name: op for op in _model(trtllm).price(shape).ops}
+    launched = {op.name: op for op in _model(unfused).price(shape).ops}
+    layers = load_model("llama-3.1-8b").num_layers
+    latency = trtllm.kernel_latency_s
+    kernels = {"residual_adds": 2 * layers, "rotary": layers, "kv_cache_write": layers}
+    for name, count in kernels.items():
+        assert ops[name].bytes == launched[name].bytes
+        assert launched[name].time_s - ops[name].time_s == pytest.approx(count * latency)
+    assert ops["norms"].time_s == launched["norms"].time_s
+
+
 def test_ideal_is_a_lower_bound_for_every_profile(calibrated):
     ideal = _model(load_profile("ideal").apply(calibrated))
     for name in list_profiles():

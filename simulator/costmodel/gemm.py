@@ -193,11 +193,20 @@ class GemmPricer:
             return padded / (r.cycles * p.gguf_gemm_flop_per_sm_cycle)
         return 0.0
 
+    def _kernels_per_op(self, fusable_into: str) -> float:
+        """Kernels an elementwise op launches of its own (0: it runs inside another)."""
+        if fusable_into == "norm":
+            return self.params.residual_add_kernels
+        if fusable_into == "attention":
+            return self.params.rope_kv_write_kernels
+        return 1.0
+
     def elementwise(self, op: ElementwiseOp, tokens: int) -> OpCost:
         """A memory-bound kernel over ``tokens`` rows, over its layers."""
         factor = self.params.elementwise_traffic_factor
         per_layer_bytes = (op.bytes_per_token * tokens + op.fixed_bytes) * factor
         memory_s = per_layer_bytes / self.bw
         n = op.layers
-        bound = bound_of(0.0, memory_s, self.latency_s)
-        return OpCost(op.name, 0.0, n * per_layer_bytes, n * (memory_s + self.latency_s), bound)
+        latency_s = self.latency_s * self._kernels_per_op(op.fusable_into)
+        bound = bound_of(0.0, memory_s, latency_s)
+        return OpCost(op.name, 0.0, n * per_layer_bytes, n * (memory_s + latency_s), bound)

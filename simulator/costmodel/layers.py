@@ -6,8 +6,9 @@ step only multiplies token counts by precomputed coefficients.
 The op sequence mirrors a Llama-style layer as run by PyTorch reference code and by
 serving engines: RMSNorm → fused QKV GEMM → rotary → KV-cache write → attention → output
 GEMM → residual add → RMSNorm → fused gate+up GEMM → SiLU×up → down GEMM → residual add.
-Engines that fuse residual add into the norm launch two kernels fewer per layer; the
-difference is within ``kernel_latency_s``.
+Engines that run the residual add inside the norm, or rotary and the KV-cache write inside
+the attention kernel, launch those kernels no more (``CostParams.residual_add_kernels``,
+``rope_kv_write_kernels``): their traffic stays, their launch latency goes.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class ElementwiseOp:
     layers: int
     bytes_per_token: float
     fixed_bytes: float = 0.0
+    #: The kernel an engine may run it inside: "norm" for the residual add, "attention" for
+    #: rotary and the KV-cache write ("" for none; ``GemmPricer._kernels_per_op``).
+    fusable_into: str = ""
 
 
 @dataclass(frozen=True)
@@ -248,10 +252,10 @@ def _elementwise(
     return (
         # Read the hidden row, write the normed row (weights are negligible).
         ElementwiseOp("norms", 2 * layers, 2 * h * ab, h * 2.0),
-        ElementwiseOp("residual_adds", 2 * layers, 3 * h * ab),
+        ElementwiseOp("residual_adds", 2 * layers, 3 * h * ab, fusable_into="norm"),
         # Rotary reads and writes query and key rows.
-        ElementwiseOp("rotary", layers, 2 * attn.rope_width * ab),
-        ElementwiseOp("kv_cache_write", layers, kv + kv / kvb * ab),
+        ElementwiseOp("rotary", layers, 2 * attn.rope_width * ab, fusable_into="attention"),
+        ElementwiseOp("kv_cache_write", layers, kv + kv / kvb * ab, fusable_into="attention"),
         # SiLU(gate) × up: read 2 rows of the intermediate width, write one.
         ElementwiseOp("activation", layers, (mlp_factor + 1) * act_width * ab),
         ElementwiseOp("embedding", 1, 2 * h * ab),

@@ -80,6 +80,16 @@ class CostParams:
     fuse these (vLLM/TensorRT-LLM custom kernels); PyTorch reference code upcasts to fp32
     and makes several passes, which a calibration captures as a factor above 1."""
 
+    residual_add_kernels: float = 1.0
+    """Kernels launched per residual add (unitless): 1 in PyTorch reference code; 0 where the
+    engine adds the residual inside the following RMSNorm kernel (the add's traffic stays,
+    its ``kernel_latency_s`` goes). Engine profiles set it."""
+
+    rope_kv_write_kernels: float = 1.0
+    """Kernels launched by rotary and by the KV-cache write, each (unitless): 1 in PyTorch
+    reference code; 0 where the engine's attention kernel applies rotary and writes the KV
+    cache itself. Engine profiles set it."""
+
     step_overhead_s: float = 20.0e-6
     """Fixed time per forward step outside the kernels (seconds): graph launch, input copy
     and synchronisation. Default 20 µs. Engine scheduling overhead belongs to the engine

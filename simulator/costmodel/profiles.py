@@ -9,7 +9,10 @@ decides:
 * ``step_overhead_s``: fixed time per step outside the GPU kernels (graph launch, input
   preparation, scheduling and sampling that the engine does not overlap with the GPU);
 * ``fused_elementwise``: norms, residual adds, rotary and SiLU×up fused into few kernels
-  that read and write each row once (``elementwise_traffic_factor`` = 1);
+  that read and write each row once (``elementwise_traffic_factor`` = 1), the residual add
+  inside the RMSNorm kernel (``residual_add_kernels`` = 0);
+* ``fused_rope_kv_write``: the attention kernel applies rotary and writes the KV cache
+  itself (``rope_kv_write_kernels`` = 0);
 * memory accounting: how the engine sizes its KV cache (``memory_accounting``), and
   whether it refuses to start when one ``max_model_len`` sequence does not fit;
 * default engine settings: limits (``max_num_seqs``, ``max_num_batched_tokens``,
@@ -91,8 +94,11 @@ class EngineProfile:
     cuda_graphs: bool = True
     #: Replaces ``CostParams.step_overhead_s`` (s); None keeps the calibrated value.
     step_overhead_s: float | None = None
-    #: Fused elementwise kernels: ``elementwise_traffic_factor`` becomes 1.
+    #: Fused elementwise kernels: ``elementwise_traffic_factor`` becomes 1 and the residual
+    #: add runs inside RMSNorm (``residual_add_kernels`` 0).
     fused_elementwise: bool = False
+    #: Rotary and the KV-cache write inside the attention kernel (``rope_kv_write_kernels`` 0).
+    fused_rope_kv_write: bool = False
     #: Engine whose kernel calibrations price this runtime (``hardware_specs/calibration/
     #: engines/<kernel_engine>/``); None: the PyTorch-reference calibration.
     kernel_engine: str | None = None
@@ -179,6 +185,9 @@ class EngineProfile:
                 changes["step_overhead_s"] = self.step_overhead_s
             if self.fused_elementwise:
                 changes["elementwise_traffic_factor"] = 1.0
+                changes["residual_add_kernels"] = 0.0
+            if self.fused_rope_kv_write:
+                changes["rope_kv_write_kernels"] = 0.0
             for name in (
                 "gguf_gemm_flop_per_sm_cycle",
                 "gguf_gemm_pad_tokens",
@@ -213,7 +222,8 @@ _FUSED_SOURCE = (
     "fused_elementwise: engines fuse residual add into RMSNorm and SiLU×up into one kernel "
     "(vLLM fused_add_rms_norm / silu_and_mul, SGLang sgl-kernel, TensorRT-LLM plugins); "
     "measured reference-code factor 2.7-3.6 (hardware_specs/calibration/h100-sxm.yaml, "
-    "h200.yaml) replaced by 1"
+    "h200.yaml) replaced by 1, and the residual add launches no kernel of its own "
+    "(residual_add_kernels 0)"
 )
 _KERNELS_SOURCE = (
     "kernels: the engine's calibration for the GPU and version (GEMMs, attention, fused "
@@ -310,6 +320,7 @@ PROFILES: dict[str, EngineProfile] = {
         cuda_graphs=True,
         step_overhead_s=OVERLAPPED_STEP_OVERHEAD_S,
         fused_elementwise=True,
+        fused_rope_kv_write=True,
         kernel_engine="trtllm",
         memory_accounting="free_fraction",
         memory_fraction=0.9,
@@ -325,6 +336,10 @@ PROFILES: dict[str, EngineProfile] = {
             _KERNELS_SOURCE.format(engine="trtllm"),
             "step_overhead_s 20 µs: C++ batch manager, the CostParams default graph-launch "
             "overhead",
+            "fused_rope_kv_write: TensorRT-LLM's attention op takes the fused QKV, applies "
+            "rotary and updates the KV cache itself (tensorrt_llm/_torch/attention_backend/"
+            "trtllm.py: TrtllmAttention.support_fused_rope() and support_fused_qkv() True, "
+            "update_kv_cache in the attention call), so rope_kv_write_kernels is 0",
             "memory: the KV cache takes kv_cache_free_gpu_mem_fraction (default 0.9) of the "
             "memory left free after the weights and the activation buffers of max_num_tokens "
             "(TensorRT-LLM KvCacheConfig.free_gpu_memory_fraction; 'Memory Usage of "
