@@ -46,12 +46,13 @@ class Case:
     kind: str  # "prefill" or "decode"
     batch: int  # per rank
     tokens: int  # prompt tokens (prefill) or context tokens (decode)
+    dtype: str = "fp8"  # weights and KV cache: per-tensor "fp8", or "bf16"
 
     @property
     def label(self) -> str:
         layout = f"DEP{self.dp}" if self.dp > 1 else f"TP{self.tp}"
         return (
-            f"{self.model} {self.gpu} {self.engine} {self.version} {layout} fp8 "
+            f"{self.model} {self.gpu} {self.engine} {self.version} {layout} {self.dtype} "
             f"{self.kind} {self.batch}x{self.tokens}"
         )
 
@@ -73,13 +74,23 @@ def cases() -> list[Case]:
         out.append(Case(*QWEN3_235B, *trt, 1, 8, "prefill", 1, 5000))
         out.append(Case(*QWEN3_235B, *trt, 1, 8, "prefill", 1, 2048))
         out.append(Case(*QWEN3_235B, *trt, 1, 8, "decode", 128, 4096))
+    # the other engines and the A100, Llama-3.1-8B in bf16
+    for engine in (("h100-sxm", "h100_sxm", "vllm", "0.24.0"),
+                   ("h100-sxm", "h100_sxm", "sglang", "0.5.14"),
+                   ("a100-sxm-80gb", "a100_sxm", "vllm", "0.14.0"),
+                   ("a100-sxm-80gb", "a100_sxm", "trtllm", "1.0.0")):  # fmt: skip
+        out.append(Case(*LLAMA_8B, *engine, 1, 1, "prefill", 4, 2048, "bf16"))
+        out.append(Case(*LLAMA_8B, *engine, 1, 1, "decode", 64, 2048, "bf16"))
     return out
 
 
 def aiconfigurator_ms(case: Case) -> float:
-    """AIConfigurator's estimate of the step (ms), per-tensor FP8 weights and KV cache."""
+    """AIConfigurator's estimate of the step (ms): per-tensor FP8 weights and KV cache, or
+    the model's own bf16."""
     from aiconfigurator_core.sdk.engine import EngineHandle
 
+    fp8 = {"gemm_quant_mode", "moe_quant_mode", "kvcache_quant_mode", "fmha_quant_mode"}
+    quant = dict.fromkeys(fp8, "fp8") if case.dtype == "fp8" else {}
     handle = EngineHandle.compile(
         case.aic_model,
         case.system,
@@ -89,10 +100,7 @@ def aiconfigurator_ms(case: Case) -> float:
         attention_dp_size=case.dp,
         moe_tp_size=case.tp,
         moe_ep_size=case.dp,
-        gemm_quant_mode="fp8",
-        moe_quant_mode="fp8",
-        kvcache_quant_mode="fp8",
-        fmha_quant_mode="fp8",
+        **quant,
     )
     if case.kind == "decode":
         return handle.predict_decode_latency(case.batch, case.tokens, 2)
@@ -105,7 +113,7 @@ def servesim_ms(case: Case) -> float:
     ranks = case.dp * case.batch
     step = [f"--{case.kind}", f"{ranks}x{case.tokens}"]
     args = ["step", "--model", case.model, "--gpu", case.gpu, "--tp", str(case.tp)]
-    args += ["--ep", str(case.dp), *step, "--weight-dtype", "fp8", "--kv-dtype", "fp8"]
+    args += ["--ep", str(case.dp), *step, "--weight-dtype", case.dtype, "--kv-dtype", case.dtype]
     args += ["--profile", case.engine, "--version", case.version, "--json"]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -122,11 +130,11 @@ def main() -> int:
         print("needs aiconfigurator-core: pip install 'servesim[engines]'", file=sys.stderr)
         return 2
     diffs = []
-    print(f"{'step':<72} {'AIC ms':>9} {'servesim':>9} {'diff':>7}")
+    print(f"{'step':<76} {'AIC ms':>9} {'servesim':>9} {'diff':>7}")
     for case in cases():
         theirs, ours = aiconfigurator_ms(case), servesim_ms(case)
         diffs.append(abs(ours / theirs - 1) * 100)
-        print(f"{case.label:<72} {theirs:9.2f} {ours:9.2f} {(ours / theirs - 1) * 100:+6.1f}%")
+        print(f"{case.label:<76} {theirs:9.2f} {ours:9.2f} {(ours / theirs - 1) * 100:+6.1f}%")
     diffs.sort()
     median, worst = diffs[len(diffs) // 2], diffs[-1]
     print(f"{len(diffs)} steps: median |diff| {median:.1f} %, worst {worst:.1f} %")

@@ -159,3 +159,19 @@ def test_every_replica_kind_is_exercised():
     assert any(m.pipeline_parallel > 1 for m in kinds.values())
     assert any(m.offload is not None and m.offload.mode == "cpu" for m in kinds.values())
     assert any(not m.params.cuda_graphs for m in kinds.values())
+
+
+@pytest.mark.parametrize(("engine", "gpu"), [("trtllm", "a100-sxm-80gb"), ("vllm", "h100-sxm")])
+def test_measured_decode_attention_never_reads_faster_than_hbm(engine, gpu):
+    """Some measured decode-attention rows run faster than HBM's datasheet bandwidth (the
+    collector's sequences share KV blocks, served from cache); serving reads distinct KV,
+    so the measured time is floored at the bytes over the datasheet bandwidth."""
+    spec, model = load_gpu(gpu), load_model("llama-3.1-8b")
+    kernels = KernelTables.from_file(engine_calibration_path(engine, gpu, None))
+    cost = CostModel(CostConfig(model, spec, kernels=kernels))
+    kv_per_token = 2 * model.num_layers * model.num_kv_heads * model.head_dim * 2  # bf16
+    for seqs, context in [(1, 128), (8, 512), (64, 2048), (256, 4096)]:
+        shape = StepShape.uniform(decode_count=seqs, decode_context=context)
+        [attention] = [op for op in cost.price(shape).ops if op.name == "attention_decode"]
+        floor = seqs * context * kv_per_token / spec.memory_bw_bytes_per_s
+        assert attention.time_s >= floor * (1 - 1e-9), (seqs, context)

@@ -11,8 +11,8 @@ With an engine calibration (``kernels.KernelTables``) the engine's measured atte
 kernels set the time instead: prefill at the measured FLOP efficiency for its tokens per
 sequence, sequences × heads and head dim; decode at the measured bandwidth efficiency for
 its KV tokens per sequence, sequences, KV heads and query heads per KV head (launch and
-fixed costs are inside the measurements). MLA models keep the parametric path: their
-absorbed decode kernels are not in those tables.
+fixed costs are inside the measurements), never above the datasheet bandwidth. MLA models
+keep the parametric path: their absorbed decode kernels are not in those tables.
 """
 
 from __future__ import annotations
@@ -149,9 +149,12 @@ class AttentionCost:
         sequence, cached per batch size (one step and a run of steps use the same curve)."""
         curve = self._decode_curves.get(seqs)
         if curve is None:
-            curve = self._decode_curves[seqs] = self._decode_grid.along_first(
-                seqs, self._kv_heads, self._group
-            )
+            log_x, log_eff = self._decode_grid.along_first(seqs, self._kv_heads, self._group)
+            # No kernel reads the KV cache faster than HBM's datasheet bandwidth: measured rows
+            # above it were served from cache (the collector's sequences share KV blocks), and
+            # AIConfigurator floors generation attention at that speed of light as well
+            # (aiconfigurator_core sdk/operations/attention.py, "SOL-floored").
+            curve = self._decode_curves[seqs] = (log_x, np.minimum(log_eff, 0.0))
         log_x, log_eff = curve
         per_seq = read * (self._kv_unit / seqs)
         if isinstance(per_seq, np.ndarray):
