@@ -37,6 +37,7 @@ from simulator.engine.deployment import Autoscaling, Deployment, KvLink, Replica
 from simulator.engine.entities import ReplicaConfig
 from simulator.engine.speculative import OneLayerDraft, SpeculativeCostModel
 from simulator.errors import UserError
+from simulator.policies.base import rank_share
 from simulator.specs.catalog import load_gpu, load_link, load_model
 from simulator.specs.model import ModelSpec
 
@@ -214,7 +215,7 @@ def rank_token_budget(hw: HardwareConfig, eng: EngineConfig) -> int | None:
     """Tokens one attention-data-parallel rank schedules in a step: its share of the
     replica's budget, as each rank's scheduler runs under its own limits (None: one rank)."""
     ranks = hw.expert_parallel
-    return max(eng.max_num_batched_tokens // ranks, 1) if ranks > 1 else None
+    return rank_share(eng.max_num_batched_tokens, ranks) if ranks > 1 else None
 
 
 def _graph_batch_sizes(hw: HardwareConfig, eng: EngineConfig) -> tuple[int, ...]:
