@@ -326,7 +326,6 @@ def _replica_config(group: GroupSettings, plan: MemoryPlan, kv_bytes_per_token: 
         host_link_bytes_per_s=host.bandwidth_bytes_per_s if host is not None else 0.0,
         host_link_latency_s=host.latency_s if host is not None else 0.0,
         reserve_whole_sequence=eng.kv_admission == "whole_sequence",
-        max_chunk_tokens=rank_token_budget(hw, eng),
         data_parallel_ranks=hw.expert_parallel,
     )
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from simulator.policies.base import rank_share
+
 
 @dataclass(frozen=True)
 class ReplicaConfig:
@@ -32,12 +34,17 @@ class ReplicaConfig:
     #: output token) fit beside the growth still due to the admitted ones, so nothing is
     #: ever preempted (TensorRT-LLM's GUARANTEED_NO_EVICT); False: its prompt's blocks.
     reserve_whole_sequence: bool = False
-    #: Most prompt tokens one sequence prefills in a step: the token budget of the
-    #: attention-data-parallel rank it runs on (None: the replica's whole budget).
-    max_chunk_tokens: int | None = None
     #: Attention-data-parallel ranks, each scheduling its own sequences under an equal share
     #: of ``max_num_batched_tokens`` (1: none).
     data_parallel_ranks: int = 1
+
+    @property
+    def max_chunk_tokens(self) -> int | None:
+        """Most prompt tokens one sequence prefills in a step: the token budget of the
+        attention-data-parallel rank it runs on (None: the replica's whole budget)."""
+        if self.data_parallel_ranks <= 1:
+            return None
+        return rank_share(self.max_num_batched_tokens, self.data_parallel_ranks)
 
 
 @dataclass(slots=True)

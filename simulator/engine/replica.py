@@ -102,6 +102,8 @@ class Replica:
         self.status = ReplicaStatus(self)
         #: What the batching policy reads of it.
         self.view = SchedulerView(self)
+        #: Most prompt tokens one sequence prefills in a step (its rank's budget; None: any).
+        self._max_chunk = config.max_chunk_tokens
         #: When this replica takes every arrival itself (``engine.intake``): routes the
         #: arrivals due when it resumes, and when the next one comes.
         self.intake = None
@@ -305,7 +307,7 @@ class Replica:
             while self.batch.size and self.kv.steps_within(1) == 0:
                 self._preempt_last()
             decodes = self.batch.size
-        chunks = prompt_chunks(self.prefilling, plan.prefill_budget, self.cfg.max_chunk_tokens)
+        chunks = prompt_chunks(self.prefilling, plan.prefill_budget, self._max_chunk)
         if not chunks and decodes == 0:
             return None
         swap_s = self.swap.take_pending_s() if self.swap.enabled else 0.0
