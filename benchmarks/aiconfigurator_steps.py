@@ -91,6 +91,9 @@ def aiconfigurator_ms(case: Case) -> float:
 
     fp8 = {"gemm_quant_mode", "moe_quant_mode", "kvcache_quant_mode", "fmha_quant_mode"}
     quant = dict.fromkeys(fp8, "fp8") if case.dtype == "fp8" else {}
+    if quant and case.engine == "trtllm":
+        # ModelOpt per-tensor checkpoints: static activation scales, as the profile prices
+        quant["gemm_quant_mode"] = "fp8_static"
     handle = EngineHandle.compile(
         case.aic_model,
         case.system,

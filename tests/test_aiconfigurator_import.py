@@ -39,12 +39,14 @@ def test_the_importer_writes_every_section_with_its_source(document, tmp_path):
         "generation_attention",
         "moe",
         "custom_allreduce",
+        "compute_scale",
+        "scale_matrix",
         "nccl",
     }
     assert tables["gemm"]["collection_meta"]["runtime"]["version"] == "1.3.0rc20"
     assert meta["peak_flops"]["bf16"] == H100.peak_flops["bf16"]
     kernels = KernelTables.from_file(write(document, tmp_path / "x.yaml"))
-    assert set(kernels.gemm) == {"bf16", "fp8"}
+    assert set(kernels.gemm) == {"bf16", "fp8", "fp8_static", "fp8_input"}
     assert kernels.prefill_grid("bf16") is not None and kernels.decode_grid("fp16") is not None
     assert kernels.moe_curve("bf16") is not None and kernels.allreduce is not None
 
@@ -126,3 +128,27 @@ def test_nccl_collectives_are_fitted_from_the_system_table(document):
         assert errors[op]["held_out"]["n"] > 0
         assert errors[op]["held_out"]["median_abs_pct"] < 10
     assert set(document["nccl"]) == {"all_gather", "reduce_scatter"}
+
+
+def test_static_scale_fp8_rows_drop_the_quantisation_kernels_measured_at_their_shape():
+    root = FIXTURE / "data" / "h100_sxm"
+    gemm = pd.read_csv(root / "gemm/trtllm/1.3.0rc20/gemm_perf.csv")
+    fp8 = gemm[gemm.gemm_dtype == "fp8"]
+    tables = []
+    for kind, name in (
+        ("compute_scale", "computescale_perf"),
+        ("scale_matrix", "scale_matrix_perf"),
+    ):
+        path = root / f"quantize/trtllm/1.3.0rc20/{name}.csv"
+        tables.append(Table(kind, "trtllm", "1.3.0rc20", path, {}, pd.read_csv(path)))
+    scale, cast = (t.frame.set_index(["m", "k"]).latency for t in tables)
+    static = fit.static_fp8_rows(fp8, *tables, cast=True).set_index(["m", "n", "k"]).latency
+    fed = fit.static_fp8_rows(fp8, *tables, cast=False).set_index(["m", "n", "k"]).latency
+    assert len(static) > 0.9 * len(fp8)
+    for row in fp8.itertuples():
+        key = (row.m, row.n, row.k)
+        if key in static.index:
+            assert static[key] == pytest.approx(row.latency - scale[(row.m, row.k)])
+        if key in fed.index:
+            saved = scale[(row.m, row.k)] + cast[(row.m, row.k)]
+            assert fed[key] == pytest.approx(row.latency - saved)

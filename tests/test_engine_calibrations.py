@@ -37,8 +37,9 @@ def test_every_covered_gpu_has_a_calibration_of_every_engine():
 
 @pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(ENGINES)) for p in FILES])
 def test_a_shipped_calibration_loads_and_states_its_source(path):
-    # measured fused-MoE curves of every expert shape and layout take about 280 kB
-    assert path.stat().st_size < 450_000
+    # measured fused-MoE curves of every expert shape and layout take about 280 kB, the
+    # GEMM grids of five formats about 125 kB
+    assert path.stat().st_size < 500_000
     data = yaml.safe_load(path.read_text())
     kernels = KernelTables.from_dict(data, str(path))
     engine, gpu, version = path.parts[-3], path.parts[-2], path.stem
@@ -125,3 +126,65 @@ def test_engine_kernels_price_gemms_and_attention():
     plain = _scenario()
     plain["hardware"]["calibration"] = "none"
     assert build_cost_model(scenario_from_dict(plain)).config.kernels is None
+
+
+def test_static_fp8_scales_price_each_gemm_from_the_grid_of_its_input():
+    """TensorRT-LLM runs ModelOpt FP8 checkpoints with static activation scales: the GEMMs
+    after a norm cast their input (``fp8_static``), o_proj and down_proj get FP8 from
+    attention and SiLU x up (``fp8_input``); ``fp8_activation_scales: dynamic`` prices the
+    measured ``fp8`` rows, scale computation and cast included."""
+    shape = StepShape.uniform(decode_count=64, decode_context=2048)
+    models = {
+        scales: build_cost_model(
+            scenario_from_dict(_scenario(weight_dtype="fp8", fp8_activation_scales=scales))
+        )
+        for scales in (None, "static", "dynamic")
+    }
+    kernels = models[None].config.kernels
+    plan = models[None].plan
+    gpu = load_gpu("h100-sxm")
+    expected_grid = {"qkv_proj": "fp8_static", "gate_up_proj": "fp8_static",
+                     "o_proj": "fp8_input", "down_proj": "fp8_input"}  # fmt: skip
+    for scales, model in models.items():
+        ops = {op.name: op for op in model.price(shape).ops}
+        for gemm in plan.gemms:
+            grid = kernels.gemm_grid("fp8" if scales == "dynamic" else expected_grid[gemm.name])
+            flops = gemm.flops_per_token * 64
+            seconds = flops / (gpu.peak_flops["fp8"] * grid(64, gemm.n, gemm.k))
+            assert ops[gemm.name].time_s == pytest.approx(gemm.layers * seconds, rel=1e-9)
+    assert models["static"].step_time_s(shape) == models[None].step_time_s(shape)
+    assert models["static"].step_time_s(shape) < models["dynamic"].step_time_s(shape)
+    vllm = build_cost_model(scenario_from_dict(_scenario(profile="vllm", weight_dtype="fp8")))
+    assert not vllm.config.params.fp8_static_activation_scales
+
+
+def test_narrow_weights_without_their_own_grid_are_not_read_at_bf16_size():
+    """int4 and fp4 weights on an H100 compute in bf16, but the engine measured no grid
+    for them: the bf16 grid would read 16-bit weights, so their GEMMs are priced from their
+    own bytes and a small decode step costs less than in bf16, as the reference does."""
+    shape = StepShape.uniform(decode_count=16, decode_context=1024)
+    for profile in ("vllm", "trtllm"):
+        step = {
+            dtype: build_cost_model(
+                scenario_from_dict(_scenario(profile=profile, weight_dtype=dtype))
+            ).step_time_s(shape)
+            for dtype in ("bf16", "int4", "fp4")
+        }
+        assert step["int4"] < 0.6 * step["bf16"] and step["fp4"] < 0.6 * step["bf16"]
+
+
+def test_a_gpu_name_in_other_letter_case_finds_the_same_calibrations():
+    upper = scenario_from_dict(_scenario(gpu="H100-SXM"))
+    assert upper.hardware.gpu == "h100-sxm"
+    assert (
+        resolve_pricing(upper).describe()
+        == resolve_pricing(scenario_from_dict(_scenario())).describe()
+    )
+
+
+def test_max_model_len_beyond_the_models_context_is_refused_with_the_limit():
+    with pytest.raises(UserError, match=r"engine\.max_model_len: 1,000,000 tokens exceeds "
+                       r"llama-3\.1-8b's context length of 131,072"):  # fmt: skip
+        run(scenario_from_dict(_scenario(max_model_len=1_000_000)))
+    with pytest.raises(UserError, match="max_model_len"):
+        run(scenario_from_dict(_scenario(profile="vllm", max_model_len=1_000_000)))

@@ -95,3 +95,26 @@ def test_attention_data_parallel_moe_layer_holds_every_groups_tokens():
     moe_whole = fused_moe_workspace_bytes(model, 1, 2.0, 8 * 8192)
     moe_chunk = fused_moe_workspace_bytes(model, 1, 2.0, 16384)
     assert whole.workspace_bytes - chunked.workspace_bytes == pytest.approx(moe_whole - moe_chunk)
+
+
+def test_a_draft_model_takes_its_weights_and_kv_cache_from_the_replicas_memory():
+    from simulator.costmodel.memory import kv_bytes_per_token_per_gpu
+    from simulator.specs.catalog import load_model
+
+    alone = build_memory_plan(scenario_from_dict(_scenario("llama-3.1-8b", 1, profile="vllm")))
+    spec = {"method": "draft", "draft_model": "llama-3.2-1b"}
+    drafted = build_memory_plan(
+        scenario_from_dict(_scenario("llama-3.1-8b", 1, profile="vllm", speculative=spec))
+    )
+    draft = load_model("llama-3.2-1b")
+    assert drafted.weight_bytes_per_gpu - alone.weight_bytes_per_gpu == pytest.approx(
+        draft.param_count() * 2, rel=0.01
+    )
+    per_token = kv_bytes_per_token_per_gpu(draft, 1, "bf16")
+    assert drafted.kv_bytes_per_token_per_gpu == alone.kv_bytes_per_token_per_gpu + per_token
+    assert drafted.max_kv_tokens < alone.max_kv_tokens
+    spec["draft_model"] = "llama-3.1-70b"
+    too_big = build_memory_plan(
+        scenario_from_dict(_scenario("llama-3.1-8b", 1, profile="vllm", speculative=spec))
+    )
+    assert not too_big.fits and "draft llama-3.1-70b" in too_big.explain()

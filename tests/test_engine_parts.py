@@ -3,7 +3,9 @@ recording and KV block accounting (no SimPy run)."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +17,8 @@ from simulator.engine.entities import Waiting
 from simulator.engine.gaps import TokenGaps
 from simulator.engine.kv_blocks import KvBlocks
 from simulator.engine.speculative import SpeculativeCostModel
+from simulator.errors import UserError
+from simulator.specs.catalog import specs_dir
 from tests.conftest import make_scenario
 
 SHAPES = [
@@ -24,12 +28,23 @@ SHAPES = [
 ]
 
 
+def _with_mtp_layer(folder: Path) -> str:
+    """Llama-3.1-8B's config with one multi-token-prediction module (a config.json path)."""
+    config = json.loads((specs_dir() / "models" / "llama-3.1-8b.json").read_text())
+    path = folder / "config.json"
+    path.write_text(json.dumps({**config, "num_nextn_predict_layers": 1}))
+    return str(path)
+
+
 @pytest.mark.parametrize("method", ["draft", "mtp"])
-def test_speculative_price_is_the_step_time_with_its_ops(method):
+def test_speculative_price_is_the_step_time_with_its_ops(method, tmp_path):
     spec = {"method": method, "num_speculative_tokens": 3, "acceptance_rate": 0.6}
+    model = "llama-3.1-8b"
     if method == "draft":
         spec["draft_model"] = "llama-3.2-1b"
-    deployment = compile_scenario(make_scenario(model="llama-3.1-8b", engine={"speculative": spec}))
+    else:
+        model = _with_mtp_layer(tmp_path)
+    deployment = compile_scenario(make_scenario(model=model, engine={"speculative": spec}))
     cost = deployment.groups[0].cost_model
     assert isinstance(cost, SpeculativeCostModel)
     for shape in SHAPES:
@@ -41,6 +56,12 @@ def test_speculative_price_is_the_step_time_with_its_ops(method):
     assert any(op.name.startswith("verify ") for op in decode.ops)
     run = cost.decode_run_s(8, 8 * 700, 3)
     assert run[0] == pytest.approx(cost.step_time_s(SHAPES[0]))
+
+
+def test_mtp_speculation_needs_a_model_that_ships_mtp_layers():
+    spec = {"method": "mtp", "num_speculative_tokens": 3, "acceptance_rate": 0.6}
+    with pytest.raises(UserError, match=r"mtp needs a model .* llama-3\.1-8b has none"):
+        compile_scenario(make_scenario(model="llama-3.1-8b", engine={"speculative": spec}))
 
 
 def test_deployment_groups_carry_what_the_engine_needs():

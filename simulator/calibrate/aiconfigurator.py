@@ -4,7 +4,14 @@ measured kernel tables (``aiconfigurator_tables.py`` reads them).
 For one system (GPU), engine and engine version this fits, from the measured latencies:
 
 * ``gemm.<dtype>``: GEMM FLOP efficiency on a grid over (tokens, n, k), nodes at powers
-  of two (tokens 1-32768, n and k 128-16384 and 65536);
+  of two (tokens 1-32768, n and k 128-16384 and 65536). The per-tensor ``fp8`` rows time
+  the engine's FP8 linear layer as called with a bf16 input, so they include the runtime
+  quantisation of the activation: a scale (amax) kernel and a cast kernel. With the
+  checkpoint's static activation scale there is no scale kernel: ``fp8_static`` is each
+  fp8 row less the scale kernel, and ``fp8_input`` less the cast kernel too (the kernel
+  before the GEMM emits FP8), both as measured at the row's (m, k) in the same collection
+  (``quantize/<engine>/<version>``: compute-scale and scale-matrix tables; AIConfigurator
+  prices ``GEMMQuantMode.fp8_static`` as the latter for every GEMM);
 * ``attention_prefill.<kv dtype>``: causal attention FLOP efficiency over (tokens per
   sequence, sequences × heads, head dim);
 * ``attention_decode.<kv dtype>``: KV-read bandwidth efficiency over (KV tokens per
@@ -47,11 +54,21 @@ from simulator.specs.gpu import GpuSpec
 GEMM_DTYPES = {
     "bfloat16": "bf16",
     "fp8": "fp8",
+    # derived from the fp8 rows (``static_fp8_rows``), not table dtypes of their own
+    "fp8_static": "fp8_static",
+    "fp8_input": "fp8_input",
     "fp8_block": "fp8_block",
     "nvfp4": "fp4",
     "int4_wo": "int4",
 }
-MOE_DTYPES = {**GEMM_DTYPES, "w4a16_mxfp4": "mxfp4", "w4a8_mxfp4_mxfp8": "mxfp4"}
+#: Per-tensor FP8 with static activation scales: the linear layer casting its bf16 input
+#: (``fp8_static``), or fed FP8 by the kernel before it (``fp8_input``).
+STATIC_FP8 = ("fp8_static", "fp8_input")
+MOE_DTYPES = {
+    **{raw: dtype for raw, dtype in GEMM_DTYPES.items() if raw not in STATIC_FP8},
+    "w4a16_mxfp4": "mxfp4",
+    "w4a8_mxfp4_mxfp8": "mxfp4",
+}
 KV_DTYPES = {"bfloat16": "bf16", "fp8": "fp8"}
 #: Grid nodes.
 POW2_TOKENS = tuple(2.0**i for i in range(16))
@@ -150,15 +167,46 @@ def peak_for(dtype: str, gpu: GpuSpec) -> float:
     return gpu.flops_for(gemm_dtype(dtype, compute_dtype(dtype, "bf16"), gpu))
 
 
-def fit_gemm(table: Table, gpu: GpuSpec) -> tuple[dict[str, LogGrid], dict]:
+def static_fp8_rows(
+    fp8: pd.DataFrame, compute_scale: Table, scale_matrix: Table, cast: bool
+) -> pd.DataFrame:
+    """Per-tensor FP8 GEMM rows without runtime scale computation: each row's latency less
+    the scale (amax) kernel measured at its (m, k) in the same collection, and less the cast
+    kernel too where ``cast`` is False (the activation arrives in FP8). Rows whose (m, k)
+    either table lacks, or whose remainder is under a fifth of the measured time (noise),
+    are dropped."""
+    parts = []
+    for table, name in ((compute_scale, "scale_ms"), (scale_matrix, "cast_ms")):
+        q = table.frame[table.frame.quant_dtype == "fp8"]
+        q = q.groupby(["m", "k"], as_index=False).latency.median()
+        parts.append(q.rename(columns={"latency": name}))
+    rows = fp8.merge(parts[0], on=["m", "k"]).merge(parts[1], on=["m", "k"])
+    saved = rows.scale_ms + (0.0 if cast else rows.cast_ms)
+    rows = rows.assign(latency=rows.latency - saved)
+    return rows[rows.latency > 0.2 * (rows.latency + saved)]
+
+
+def fit_gemm(
+    table: Table, gpu: GpuSpec, quantize: tuple[Table | None, Table | None] = (None, None)
+) -> tuple[dict[str, LogGrid], dict]:
+    """GEMM efficiency grids per format; with the quantisation tables of the same collection
+    (``quantize``: compute-scale, scale-matrix) also ``fp8_static``, per-tensor FP8 whose
+    activations arrive already quantised with the checkpoint's static scale."""
     grids, report = {}, {}
     frame = table.frame[(table.frame.n >= 128) & (table.frame.k >= 128)]
     for raw, dtype in GEMM_DTYPES.items():
-        rows = _most_rows(frame[frame.gemm_dtype == raw], ["kernel_source"])
+        derived = raw in STATIC_FP8
+        rows = _most_rows(frame[frame.gemm_dtype == ("fp8" if derived else raw)], ["kernel_source"])
+        if derived:
+            if rows.empty or None in quantize:
+                continue
+            rows = static_fp8_rows(rows, *quantize, cast=raw == "fp8_static")
         if rows.empty:
             continue
         flops = 2.0 * rows.m * rows.n * rows.k
-        rows = rows.assign(eff=flops / (rows.latency * 1e-3) / peak_for(dtype, gpu))
+        rows = rows.assign(
+            eff=flops / (rows.latency * 1e-3) / peak_for("fp8" if derived else dtype, gpu)
+        )
         grid, stats = _fit(
             ("tokens", "n", "k"),
             (POW2_TOKENS, POW2_DIMS, POW2_DIMS),

@@ -23,6 +23,7 @@ from simulator.calibrate.aiconfigurator_tables import (
     read_nccl,
     read_table,
     system_gpu,
+    table_versions,
     version_for,
 )
 from simulator.costmodel.kernels import ENGINE_CALIBRATION_FORMAT, moe_section
@@ -36,6 +37,12 @@ def _tables(root: Path, system: str, engine: str, version: str) -> dict[str, Tab
         chosen = version_for(root, system, kind, engine, version)
         if chosen is not None:
             tables[kind] = read_table(root, system, kind, engine, chosen)
+    # Quantisation kernels only from the GEMM table's own collection: they are subtracted
+    # from its FP8 rows (``fit.static_fp8_rows``).
+    gemm_version = tables["gemm"].version if "gemm" in tables else None
+    for kind in ("compute_scale", "scale_matrix"):
+        if gemm_version in table_versions(root, system, kind, engine):
+            tables[kind] = read_table(root, system, kind, engine, gemm_version)
     return tables
 
 
@@ -68,9 +75,11 @@ def build(
         ("attention_prefill", "context_attention", fit.fit_prefill),
         ("attention_decode", "generation_attention", fit.fit_decode),
     )
+    quantize = (tables.get("compute_scale"), tables.get("scale_matrix"))
     for section, kind, fitter in sections:
         if kind in tables:
-            grids, errors[section] = fitter(tables[kind], gpu)
+            extra = {"quantize": quantize} if kind == "gemm" else {}
+            grids, errors[section] = fitter(tables[kind], gpu, **extra)
             doc[section] = {k: g.to_dict() for k, g in grids.items()}
     if "moe" in tables:
         curves, grids, errors["moe_grouped_gemm"] = fit.fit_moe(tables["moe"], gpu)

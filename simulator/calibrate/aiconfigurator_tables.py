@@ -44,6 +44,9 @@ TABLES = {
     "generation_attention": ("attention", "generation_attention_perf"),
     "moe": ("moe", "moe_perf"),
     "custom_allreduce": ("comm", "custom_allreduce_perf"),
+    # the two kernels of runtime FP8 activation quantisation: the scale (amax) and the cast
+    "compute_scale": ("quantize", "computescale_perf"),
+    "scale_matrix": ("quantize", "scale_matrix_perf"),
 }
 
 

@@ -9,6 +9,7 @@ batching policy's parameters and its routing weight.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,20 +109,26 @@ def resolve_pricing(hw: HardwareConfig, eng: EngineConfig, base_dir: Path) -> Pr
     """What one replica is priced with: the engine's kernel calibration for its GPU and
     version, else the PyTorch-reference calibration, else the datasheet; the profile's
     runtime on top (``costmodel/pricing.py``)."""
-    key = ("pricing", hw.gpu, hw.calibration, eng.profile, eng.version, str(base_dir))
+    scales = eng.fp8_activation_scales
+    key = ("pricing", hw.gpu, hw.calibration, eng.profile, eng.version, scales, str(base_dir))
     try:
-        return _reused(
-            key,
-            lambda: price_with(
-                hw.gpu,
-                calibration=hw.calibration,
-                profile=eng.profile,
-                version=eng.version,
-                base_dir=base_dir,
-            ),
-        )
+        return _reused(key, lambda: _with_fp8_scales(price_with(
+            hw.gpu,
+            calibration=hw.calibration,
+            profile=eng.profile,
+            version=eng.version,
+            base_dir=base_dir,
+        ), scales))  # fmt: skip
     except UserError as exc:
         raise _in_scenario_sections(exc) from None
+
+
+def _with_fp8_scales(pricing: Pricing, scales: str | None) -> Pricing:
+    """``pricing`` with the scenario's FP8 activation scaling in place of the profile's."""
+    if scales is None:
+        return pricing
+    params = dataclasses.replace(pricing.params, fp8_static_activation_scales=scales == "static")
+    return dataclasses.replace(pricing, params=params)
 
 
 def _in_scenario_sections(exc: UserError) -> UserError:
@@ -235,6 +242,23 @@ def weight_dtype(model: ModelSpec, eng: EngineConfig) -> str:
     return checkpoint_dtype(model, eng.weight_dtype, "weight_dtype" in eng.model_fields_set)
 
 
+def max_model_len(model: ModelSpec, eng: EngineConfig) -> int:
+    """Longest prompt + output a replica accepts (tokens): ``engine.max_model_len``, at most
+    the model's context length (its ``max_position_embeddings``), which engines refuse to
+    exceed; default that length."""
+    limit = model.max_position_embeddings
+    if eng.max_model_len is None:
+        return limit
+    if eng.max_model_len > limit:
+        raise UserError(
+            f"engine.max_model_len: {eng.max_model_len:,} tokens exceeds {model.name}'s "
+            f"context length of {limit:,} (max_position_embeddings); set at most {limit:,}, "
+            "or give a model config.json whose max_position_embeddings is longer (rope "
+            "scaling extended)"
+        )
+    return eng.max_model_len
+
+
 def memory_accounting(hw: HardwareConfig, eng: EngineConfig, model: ModelSpec) -> dict:
     """How the engine sizes its KV cache (``memory_plan`` arguments): accounting, knob,
     fraction, the tokens one sequence must fit for the engine to start, and the most tokens
@@ -253,7 +277,7 @@ def memory_accounting(hw: HardwareConfig, eng: EngineConfig, model: ModelSpec) -
         fraction = profile.default_memory_fraction(hw.tensor_parallel)
     required = 0
     if profile is not None and profile.requires_max_model_len_fit:
-        required = eng.max_model_len or model.max_position_embeddings
+        required = max_model_len(model, eng)
     return {
         "accounting": accounting,
         "knob": knob,
@@ -291,9 +315,19 @@ def _build_memory_plan(model: str, hw: HardwareConfig, eng: EngineConfig) -> Mem
             knob=budget["knob"],
             required_tokens=budget["required"],
             moe_chunk_tokens=budget["moe_chunk_tokens"],
+            **_draft_memory(eng),
         )
     except UserError as exc:
         raise _in_scenario_sections(exc) from None
+
+
+def _draft_memory(eng: EngineConfig) -> dict:
+    """``memory_plan`` arguments of a speculative draft model held on the replica's GPUs."""
+    spec = eng.speculative
+    if spec is None or spec.method != "draft" or not spec.draft_model:
+        return {}
+    draft = load_model(spec.draft_model)
+    return {"draft": draft, "draft_weight_dtype": weight_dtype(draft, eng)}
 
 
 def _speculative(scenario: Scenario, group: GroupSettings, target) -> SpeculativeCostModel:
@@ -302,8 +336,15 @@ def _speculative(scenario: Scenario, group: GroupSettings, target) -> Speculativ
     if spec.method == "draft":
         draft = cost_model(spec.draft_model, hw, eng, scenario.base_dir)
     else:  # the model's multi-token-prediction module: one more layer and the LM head
+        model = load_model(scenario.model)
+        if not model.mtp_layers:
+            raise UserError(
+                f"engine.speculative.method: mtp needs a model that ships multi-token-"
+                f"prediction layers (num_nextn_predict_layers in its config, e.g. "
+                f"deepseek-v3); {model.name} has none: use method: draft with a draft_model"
+            )
         whole = cost_model(scenario.model, hw, eng, scenario.base_dir)
-        draft = OneLayerDraft(whole, load_model(scenario.model).num_layers)
+        draft = OneLayerDraft(whole, model.num_layers)
     return SpeculativeCostModel(target, draft, spec.num_speculative_tokens, spec.acceptance_rate)
 
 
@@ -363,7 +404,7 @@ def _group(scenario: Scenario, group: GroupSettings) -> ReplicaGroup:
         memory=plan,
         policy=eng.batching,
         config=config,
-        max_model_len=eng.max_model_len or model.max_position_embeddings,
+        max_model_len=max_model_len(model, eng),
         capacity=seqs / cost.step_time_s(full_batch),
         kv_link=_kv_link(scenario, group),
     )

@@ -13,6 +13,7 @@ from simulator.config.base import Parallel, Replicas, StrictModel, Tokens
 from simulator.config.engine import EngineConfig
 from simulator.config.hardware import HardwareConfig
 from simulator.errors import UnknownNameError
+from simulator.specs.catalog import gpu_catalog_spelling
 from simulator.specs.strict import validation_messages
 
 
@@ -29,6 +30,11 @@ class GroupConfig(StrictModel):
     calibration: str | None = None
     #: Engine settings that differ from the scenario's ``engine`` section.
     engine: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("gpu")
+    @classmethod
+    def _catalog_spelling(cls, value: str | None) -> str | None:
+        return None if value is None else gpu_catalog_spelling(value)
 
     @model_validator(mode="before")
     @classmethod

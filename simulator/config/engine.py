@@ -77,6 +77,11 @@ class EngineConfig(StrictModel):
     #: too, MXFP4 keeps it bf16; the LM head stays bf16 when quantised).
     attention_dtype: str | None = None
     lm_head_dtype: str | None = None
+    #: Per-tensor FP8 checkpoints: "static" (the checkpoint's calibrated activation scales,
+    #: the producing kernel emitting FP8: ModelOpt checkpoints on TensorRT-LLM) or "dynamic"
+    #: (each GEMM computes its activation's scale and casts it); default: the profile's
+    #: (static for trtllm, dynamic otherwise).
+    fp8_activation_scales: Literal["static", "dynamic"] | None = None
     #: Steps replayed as CUDA graphs (no per-kernel CPU launch cost).
     cuda_graphs: bool = True
     #: Batch sizes of the captured CUDA graphs when the engine pads a decode-only step up
@@ -137,7 +142,11 @@ class EngineConfig(StrictModel):
         if self.profile is None:
             return self
         profile = load_profile(self.profile)
-        defaults = {"cuda_graphs": profile.cuda_graphs, **profile.limits}
+        defaults = {
+            "cuda_graphs": profile.cuda_graphs,
+            "fp8_activation_scales": "static" if profile.fp8_static_activations else "dynamic",
+            **profile.limits,
+        }
         unset = {k: v for k, v in defaults.items() if k not in self.model_fields_set}
         if unset:
             filled = self.replace(**unset)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, PositiveFloat, model_validator
+from pydantic import Field, PositiveFloat, field_validator, model_validator
 
 from simulator.config.base import Parallel, Replicas, Seconds, StrictModel
+from simulator.specs.catalog import gpu_catalog_spelling
 
 
 class OffloadConfig(StrictModel):
@@ -79,6 +80,11 @@ class HardwareConfig(StrictModel):
     calibration: str | None = None
     #: Autoscaling: ``replicas`` is then the number serving at the start.
     autoscale: AutoscaleConfig | None = None
+
+    @field_validator("gpu")
+    @classmethod
+    def _catalog_spelling(cls, value: str) -> str:
+        return gpu_catalog_spelling(value)
 
     @property
     def gpus_per_replica(self) -> int:

@@ -30,6 +30,14 @@ from simulator.costmodel.params import CostParams
 from simulator.specs.dtypes import NATIVE_COMPUTE, dtype_bytes, is_gguf
 from simulator.specs.gpu import GpuSpec
 
+#: Engine-calibration grids of per-tensor FP8 GEMMs under static activation scales
+#: (``CostParams.fp8_static_activation_scales``): the layer casts its bf16 input with the
+#: checkpoint's scale (``fp8_static``), or the kernel before it emits FP8 (``fp8_input``).
+STATIC_FP8, FP8_INPUT = "fp8_static", "fp8_input"
+#: Producers that emit FP8 for a static-scale FP8 GEMM after them: the attention kernel
+#: (TensorRT-LLM ``out_scale`` = o_proj's input scale) and SiLU × up (its ``quant_scale``).
+FP8_PRODUCERS = ("attention", "activation")
+
 
 class _Rate:
     """How one GEMM op is priced: its compute dtype, seconds per FLOP at full efficiency,
@@ -89,12 +97,25 @@ class GemmPricer:
 
     def measured(self, op: GemmOp, dtype: str) -> LogGrid | None:
         """The engine's measured grid (dense) or fused-MoE grid (experts) for ``op``: that of
-        its stored format (fp8_block, int4, mxfp4) where measured, else that of the dtype it
-        computes in; None when the engine calibration has neither."""
+        its stored format (fp8_block, int4, mxfp4; per-tensor fp8 with static activation
+        scales: ``fp8_static`` or ``fp8_input``) where measured, else, for a dense GEMM whose
+        weights are as wide as the dtype it computes in, that dtype's; None otherwise."""
         if self.kernels is None or is_gguf(op.dtype):
             return None
-        table = self.kernels.moe_curve if op.is_expert else self.kernels.gemm_grid
-        return table(op.dtype) or table(dtype)
+        if op.is_expert:
+            return self.kernels.moe_curve(op.dtype) or self.kernels.moe_curve(dtype)
+        table = self.kernels.gemm_grid
+        if op.dtype == "fp8" and self.params.fp8_static_activation_scales:
+            # no scale kernel; no cast either where the producer emits FP8
+            static = table(FP8_INPUT if op.input_from in FP8_PRODUCERS else STATIC_FP8)
+            if static is not None:
+                return static
+        grid = table(op.dtype)
+        if grid is None and dtype_bytes(op.dtype) >= dtype_bytes(dtype):
+            # a grid measured on wider weights would read them at the wrong size: narrower
+            # formats without their own (int4, fp4 or fp8 computing in bf16) go parametric
+            grid = table(dtype)
+        return grid
 
     def fused_moe(self, op: GemmOp) -> FusedMoeCurve | None:
         """The measured fused-MoE curve of this model's layout in ``op``'s stored format (or

@@ -41,6 +41,9 @@ class GemmOp:
     dtype: str = "bf16"
     #: Expert parallelism: routed experts held by this GPU's expert group.
     local_experts: int = 0
+    #: The kernel that produces the GEMM's input: "norm" (RMSNorm), "attention" (the
+    #: attention output) or "activation" (SiLU × up); engines fuse an FP8 cast into some.
+    input_from: str = "norm"
 
     @property
     def flops_per_token(self) -> float:
@@ -142,12 +145,15 @@ class _GemmFactory:
         experts: int = 0,
         top_k: int = 0,
         dtype: str | None = None,
+        input_from: str = "norm",
     ) -> GemmOp:
         dtype = dtype or self.default_dtype
         local = math.ceil(experts / self.expert_parallel) if experts else 0
         wbytes = k * n * dtype_bytes(dtype)
         ab = self.activation_bytes
-        return GemmOp(name, k, n, n_layers, wbytes, (k + n) * ab, experts, top_k, dtype, local)
+        return GemmOp(
+            name, k, n, n_layers, wbytes, (k + n) * ab, experts, top_k, dtype, local, input_from
+        )
 
 
 @dataclass(frozen=True)
@@ -181,7 +187,7 @@ def _attention(
         return _Attention(
             (
                 gemm("qkv_proj", h, qkv_n, layers, dtype=dtype),
-                gemm("o_proj", o_k, h, layers, dtype=dtype),
+                gemm("o_proj", o_k, h, layers, dtype=dtype, input_from="attention"),
             ),
             heads,
             1,
@@ -198,7 +204,7 @@ def _attention(
     return _Attention(
         (
             gemm("qkv_proj", h, qkv_n, layers, dtype=dtype),
-            gemm("o_proj", heads * d, h, layers, dtype=dtype),
+            gemm("o_proj", heads * d, h, layers, dtype=dtype, input_from="attention"),
         ),
         heads,
         kv_heads,
@@ -221,18 +227,20 @@ def _mlp(model: ModelSpec, tp: int, layers: int, gemm: _GemmFactory) -> tuple[li
     gemms: list[GemmOp] = []
     if dense_layers:
         gemms.append(gemm("gate_up_proj", h, mlp_factor * inter, dense_layers))
-        gemms.append(gemm("down_proj", inter, h, dense_layers))
+        gemms.append(gemm("down_proj", inter, h, dense_layers, input_from="activation"))
     act_width = inter if dense_layers else 0
     if model.is_moe and moe_layers:
         e_inter = (model.moe_intermediate_size or model.intermediate_size) // tp
         experts, top_k = model.num_experts, model.experts_per_token
         gemms.append(gemm("router", h, experts, moe_layers, dtype="bf16"))
         gemms.append(gemm("experts_gate_up", h, mlp_factor * e_inter, moe_layers, experts, top_k))
-        gemms.append(gemm("experts_down", e_inter, h, moe_layers, experts, top_k))
+        gemms.append(
+            gemm("experts_down", e_inter, h, moe_layers, experts, top_k, input_from="activation")
+        )
         if model.num_shared_experts:
             s_inter = e_inter * model.num_shared_experts
             gemms.append(gemm("shared_gate_up", h, mlp_factor * s_inter, moe_layers))
-            gemms.append(gemm("shared_down", s_inter, h, moe_layers))
+            gemms.append(gemm("shared_down", s_inter, h, moe_layers, input_from="activation"))
         act_width = max(act_width, e_inter * top_k)
     return gemms, act_width
 

@@ -248,11 +248,15 @@ def memory_plan(
     knob: str = "gpu_memory_utilization",
     required_tokens: int = 0,
     moe_chunk_tokens: int | None = None,
+    draft: ModelSpec | None = None,
+    draft_weight_dtype: str = "bf16",
 ) -> MemoryPlan:
     """Budget the most loaded GPU of a TP × PP × EP replica. ``gpu_memory_utilization`` is
     the engine's memory fraction under ``accounting`` (its knob: ``knob``);
     ``required_tokens``: tokens one sequence must fit for the engine to start (0: none);
-    ``moe_chunk_tokens``: the most tokens one routed-expert call takes (None: all)."""
+    ``moe_chunk_tokens``: the most tokens one routed-expert call takes (None: all);
+    ``draft``: a speculative draft model on the same GPUs (``draft_weight_dtype``), whose
+    weights and per-token KV cache (its layers of each block) come out of the same budget."""
     layout = (tensor_parallel, pipeline_parallel, expert_parallel)
     _check_inputs(gpu_memory_utilization, *layout, activation_dtype)
     kv_dtype = check_kv_dtype(kv_dtype)
@@ -261,6 +265,11 @@ def memory_plan(
     names = ("tensor_parallel", "pipeline_parallel", "expert_parallel")
     shards = dict(zip(names, layout, strict=True))
     weights = weight_bytes_per_gpu(model, formats, **shards, layers_on_device=layers_on_gpu)
+    draft_per_token = 0.0
+    if draft is not None:
+        draft_formats = resolve_weight_formats(draft_weight_dtype, None, None)
+        weights += weight_bytes_per_gpu(draft, draft_formats, tensor_parallel=tensor_parallel)
+        draft_per_token = kv_bytes_per_token_per_gpu(draft, tensor_parallel, kv_dtype)
     local_tokens = math.ceil(max_num_batched_tokens / expert_parallel)
     workspace = workspace_bytes(
         model, tensor_parallel, activation_dtype, local_tokens, expert_parallel, moe_chunk_tokens
@@ -269,7 +278,7 @@ def memory_plan(
         gpu.memory_bytes, weights, workspace, gpu_memory_utilization, accounting
     )
     per_token, max_tokens, host = _kv_tokens(
-        model, kv_dtype, layout, offload, kv_capacity, offloaded
+        model, kv_dtype, layout, offload, kv_capacity, offloaded, draft_per_token
     )
     host_needed = host.needed + host.per_token * max_tokens
     fits = weights + workspace <= usable and max_tokens > 0 and max_tokens >= required_tokens
@@ -284,7 +293,7 @@ def memory_plan(
         kv_bytes_per_token_per_gpu=per_token,
         max_kv_tokens=max_tokens,
         fits=fits,
-        model_name=model.name,
+        model_name=model.name if draft is None else f"{model.name} + draft {draft.name}",
         gpu_name=gpu.name,
         gpu_memory_utilization=gpu_memory_utilization,
         **shards,
@@ -360,12 +369,14 @@ def _kv_tokens(
     offload: OffloadPlan | None,
     kv_capacity: float,
     offloaded: float,
+    draft_per_token: float = 0.0,
 ) -> tuple[float, int, _HostBudget]:
-    """(KV bytes per token per GPU, KV tokens the replica holds, host memory budget)."""
+    """(KV bytes per token per GPU, KV tokens the replica holds, host memory budget);
+    ``draft_per_token``: a draft model's KV bytes per token per GPU, held beside."""
     tp, pp, ep = layout
     # Streamed layers still keep their KV cache on the GPU; CPU layers keep it in host memory.
     kv_layers = offload.gpu_layers if offload is not None and offload.mode == "cpu" else None
-    per_token = kv_bytes_per_token_per_gpu(
+    per_token = draft_per_token + kv_bytes_per_token_per_gpu(
         model, tp, kv_dtype, pipeline_parallel=pp, layers_on_device=kv_layers
     )
     gpu_tokens = int(kv_capacity // per_token) * ep if per_token > 0 else None

@@ -24,6 +24,10 @@ from simulator.specs.files import read_yaml
 CALIBRATION_FORMAT = "servesim-calibration/1"
 
 
+#: Fields that are switches (true or false) rather than numbers.
+SWITCHES = ("cuda_graphs", "fp8_static_activation_scales")
+
+
 @dataclass(frozen=True)
 class CostParams:
     """Efficiency factors, latencies and overheads that turn FLOPs and bytes into seconds."""
@@ -89,6 +93,14 @@ class CostParams:
     """Kernels launched by rotary and by the KV-cache write, each (unitless): 1 in PyTorch
     reference code; 0 where the engine's attention kernel applies rotary and writes the KV
     cache itself. Engine profiles set it."""
+
+    fp8_static_activation_scales: bool = False
+    """Per-tensor FP8 GEMMs quantise their activation with the checkpoint's static scale, so
+    no kernel computes a scale: the GEMM after a norm casts its input itself (an engine
+    calibration's ``fp8_static`` grid), the GEMMs after attention and after SiLU × up get
+    FP8 from those kernels (``fp8_input``). False: each GEMM computes its activation's
+    scale and casts it, as the ``fp8`` grid measures. Engine profiles set it;
+    ``engine.fp8_activation_scales`` overrides."""
 
     step_overhead_s: float = 20.0e-6
     """Fixed time per forward step outside the kernels (seconds): graph launch, input copy
@@ -203,7 +215,7 @@ class CostParams:
         problems = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "cuda_graphs":
+            if f.name in SWITCHES:
                 if not isinstance(value, bool):
                     problems.append(f"{f.name}: {value!r} must be true or false")
                 continue
@@ -235,7 +247,7 @@ class CostParams:
             )
         coerced: dict[str, Any] = {}
         for key, value in values.items():
-            coerced[key] = bool(value) if key == "cuda_graphs" else _number(value, source, key)
+            coerced[key] = bool(value) if key in SWITCHES else _number(value, source, key)
         return cls(**coerced)
 
     @classmethod

@@ -13,6 +13,8 @@ decides:
   inside the RMSNorm kernel (``residual_add_kernels`` = 0);
 * ``fused_rope_kv_write``: the attention kernel applies rotary and writes the KV cache
   itself (``rope_kv_write_kernels`` = 0);
+* ``fp8_static_activations``: per-tensor FP8 checkpoints run with their static activation
+  scales, the producing kernel emitting FP8 (``fp8_static_activation_scales``);
 * memory accounting: how the engine sizes its KV cache (``memory_accounting``), and
   whether it refuses to start when one ``max_model_len`` sequence does not fit;
 * default engine settings: limits (``max_num_seqs``, ``max_num_batched_tokens``,
@@ -99,6 +101,9 @@ class EngineProfile:
     fused_elementwise: bool = False
     #: Rotary and the KV-cache write inside the attention kernel (``rope_kv_write_kernels`` 0).
     fused_rope_kv_write: bool = False
+    #: Per-tensor FP8 GEMMs fed FP8 activations under the checkpoint's static scale
+    #: (``CostParams.fp8_static_activation_scales``).
+    fp8_static_activations: bool = False
     #: Engine whose kernel calibrations price this runtime (``hardware_specs/calibration/
     #: engines/<kernel_engine>/``); None: the PyTorch-reference calibration.
     kernel_engine: str | None = None
@@ -188,6 +193,8 @@ class EngineProfile:
                 changes["residual_add_kernels"] = 0.0
             if self.fused_rope_kv_write:
                 changes["rope_kv_write_kernels"] = 0.0
+            if self.fp8_static_activations:
+                changes["fp8_static_activation_scales"] = True
             for name in (
                 "gguf_gemm_flop_per_sm_cycle",
                 "gguf_gemm_pad_tokens",
@@ -321,6 +328,7 @@ PROFILES: dict[str, EngineProfile] = {
         step_overhead_s=OVERLAPPED_STEP_OVERHEAD_S,
         fused_elementwise=True,
         fused_rope_kv_write=True,
+        fp8_static_activations=True,
         kernel_engine="trtllm",
         memory_accounting="free_fraction",
         memory_fraction=0.9,
@@ -340,6 +348,16 @@ PROFILES: dict[str, EngineProfile] = {
             "rotary and updates the KV cache itself (tensorrt_llm/_torch/attention_backend/"
             "trtllm.py: TrtllmAttention.support_fused_rope() and support_fused_qkv() True, "
             "update_kv_cache in the attention call), so rope_kv_write_kernels is 0",
+            "fp8_static_activations: ModelOpt FP8 checkpoints carry a calibrated static "
+            "input_scale for every linear layer; TensorRT-LLM's FP8 linear uses it "
+            "(FP8QDQLinearMethod: static_quantize_e4m3_per_tensor, skipped when the input is "
+            "already float8_e4m3fn), and the producers emit FP8 themselves: SwiGLU with "
+            "quant_scale=down_proj.input_scale (_torch/modules/gated_mlp.py), the attention op "
+            "with out_scale for o_proj, the all-reduce fused with residual, RMSNorm and FP8 "
+            "quantisation (AllReduceFusionOp.RESIDUAL_RMS_NORM_QUANT_FP8); NVIDIA "
+            "AIConfigurator prices such checkpoints as GEMMQuantMode.fp8_static, the fp8 GEMM "
+            "less its compute-scale and scale-matrix kernels (sdk/models/helpers.py: per-"
+            "tensor FP8 without a dynamic activation scheme is static)",
             "memory: the KV cache takes kv_cache_free_gpu_mem_fraction (default 0.9) of the "
             "memory left free after the weights and the activation buffers of max_num_tokens "
             "(TensorRT-LLM KvCacheConfig.free_gpu_memory_fraction; 'Memory Usage of "

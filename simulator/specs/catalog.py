@@ -255,6 +255,15 @@ def _catalog_name(name: str, known: list[str]) -> str:
     return by_lower.get(name.lower(), name)
 
 
+def gpu_catalog_spelling(name: str) -> str:
+    """``name`` as the GPU catalog spells it (``H100-SXM`` -> ``h100-sxm``): calibrations,
+    prices and engine kernel files are found by that spelling. Paths and unknown names are
+    returned unchanged (loading them reports what is wrong)."""
+    if not isinstance(name, str) or _looks_like_path(name):
+        return name
+    return _catalog_name(name, list_gpus())
+
+
 def _gpu_path(name_or_path: str) -> Path:
     _check_name("GPU", name_or_path)
     if _looks_like_path(name_or_path):

@@ -181,6 +181,8 @@ def _common_fields(f: _Fields) -> dict[str, Any]:
         ),
     }
     fields.update(_sliding_window(f, fields["num_layers"]))
+    # Multi-token-prediction modules shipped with the checkpoint (DeepSeek-V3/R1: 1).
+    fields["mtp_layers"] = f.int("num_nextn_predict_layers", default=0, minimum=0)
     native = _native_weight_dtype(f.config.get("quantization_config"))
     if native:
         fields["native_weight_dtype"] = native

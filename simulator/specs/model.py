@@ -50,6 +50,9 @@ class ModelSpec:
     #: How many layers use the window (gpt-oss alternates: half of them).
     sliding_window_layers: int = 0
     # --- the published checkpoint ---
+    #: Multi-token-prediction modules of the checkpoint (``num_nextn_predict_layers``), the
+    #: draft of ``speculative: {method: mtp}``; 0: the model has none.
+    mtp_layers: int = 0
     #: Weight format of the model's own checkpoint when it is quantised ("" = bf16/fp16):
     #: "fp8_block" (DeepSeek-V3/R1: block-scaled FP8), "mxfp4" (gpt-oss: MXFP4 experts).
     native_weight_dtype: str = ""
