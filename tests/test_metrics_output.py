@@ -27,7 +27,7 @@ def test_table_sections_and_slo_marks():
     ttft = next(line for line in text.splitlines() if line.strip().startswith("TTFT "))
     assert ttft.split()[1] == "275.0"  # the mean
     assert "SATURATED" not in text
-    assert "1 × prompt + output = N tokens" in text
+    assert "1 × prompt + output exceeds max_model_len of 8,192 tokens" in text
 
 
 def test_table_marks_certain_verdicts_of_a_long_run():

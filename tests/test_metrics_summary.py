@@ -99,7 +99,7 @@ def test_utilisation():
 
 def test_rejections_grouped_by_reason():
     s = summarize(hand_records(), slo=None, gpu_hour_usd=None)
-    assert s.rejections == {"prompt + output = N tokens exceeds the model's maximum length N": 1}
+    assert s.rejections == {"prompt + output exceeds max_model_len of 8,192 tokens": 1}
 
 
 def test_warmup_excludes_requests_that_arrived_in_it():

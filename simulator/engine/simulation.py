@@ -226,12 +226,14 @@ class Simulation:
         if total > max_len:
             self.ledger.reject(
                 ordinal,
-                f"prompt + output = {total} tokens exceeds the model's maximum length {max_len}",
+                f"prompt + output exceeds max_model_len of {max_len:,} tokens "
+                f"(this request: {total:,})",
             )
         elif -(-total // block) > admit_blocks:
             self.ledger.reject(
                 ordinal,
-                f"needs {total} tokens of KV cache, a replica holds at most {admit_blocks * block}",
+                f"needs more KV cache than a replica holds, {admit_blocks * block:,} tokens "
+                f"(this request: {total:,})",
             )
         else:
             self.ledger.routed(ordinal, replica.replica_id)

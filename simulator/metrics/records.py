@@ -125,9 +125,15 @@ class RunRecords:
 
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+#: The part of a reason that is the request's own: its sizes.
+_THIS_REQUEST = re.compile(r"\s*\(this request: [^)]*\)")
 
 
 def rejection_category(reason: str) -> str:
-    """A rejection reason with its numbers replaced by ``N``, so that requests rejected for
-    the same cause count together (``requests.csv`` keeps every reason in full)."""
+    """A rejection reason without what is the request's own (its ``(this request: ...)``
+    part; in a reason without one, every number becomes ``N``), so that requests rejected
+    for the same cause count together and the limit they hit stays in the count
+    (``requests.csv`` keeps every reason in full)."""
+    if _THIS_REQUEST.search(reason):
+        return _THIS_REQUEST.sub("", reason)
     return _NUMBER.sub("N", reason) or "unspecified"

@@ -159,7 +159,9 @@ def hand_worked_run(*, unfinished: bool = False) -> RunRecords:
     rejected = np.array([i == 4 for i in range(n)])
     reasons = np.array(
         [
-            "prompt + output = 9000 tokens exceeds the model's maximum length 8192" if r else ""
+            "prompt + output exceeds max_model_len of 8,192 tokens (this request: 9,000)"
+            if r
+            else ""
             for r in rejected
         ],
         dtype=object,
