@@ -188,3 +188,10 @@ def test_max_model_len_beyond_the_models_context_is_refused_with_the_limit():
         run(scenario_from_dict(_scenario(max_model_len=1_000_000)))
     with pytest.raises(UserError, match="max_model_len"):
         run(scenario_from_dict(_scenario(profile="vllm", max_model_len=1_000_000)))
+
+
+def test_a_version_with_datasheet_pricing_names_both_settings():
+    plain = _scenario(profile="vllm", version=shipped_versions("vllm", "h100-sxm")[-1])
+    plain["hardware"]["calibration"] = "none"
+    with pytest.raises(UserError, match=r"hardware\.calibration: none prices the datasheet"):
+        resolve_pricing(scenario_from_dict(plain))

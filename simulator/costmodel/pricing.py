@@ -130,7 +130,13 @@ def resolve_pricing(
     prof = load_profile(profile)
     params = prof.apply(params)
     engine = prof.kernel_engine
-    if engine is None or (calibration is not None and calibration.lower() == "none"):
+    datasheet = calibration is not None and calibration.lower() == "none"
+    if engine is None or datasheet:
+        if version is not None and datasheet and engine is not None:
+            raise UserError(
+                f"engine.version: {version!r} picks {engine} kernel data, but "
+                "hardware.calibration: none prices the datasheet alone; drop one of the two"
+            )
         if version is not None:
             raise UserError(f"engine.version: profile {profile!r} has no versioned kernel data")
         return Pricing(params, None, where, prof.name, None, _reference_line(where, prof))
