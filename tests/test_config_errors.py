@@ -234,3 +234,18 @@ def test_fully_resolved_scenario_loads_back(tmp_path, capsys):
     # plan/search: an unset section and one with every default plan the same
     skip = {"plan", "search"}
     assert resolved.model_dump(exclude=skip) == original.model_dump(exclude=skip)
+
+
+def test_a_fleet_members_engine_setting_is_named_under_its_own_path(tmp_path, capsys):
+    path = tmp_path / "fleet.yaml"
+    path.write_text(
+        "model: llama-3.1-8b\n"
+        "fleet:\n  - {gpu: h100-sxm}\n"
+        "  - {gpu: h100-sxm, engine: {profile: trtllm, gpu_memory_utilization: 0.5}}\n"
+        "workload: {arrival: {process: poisson, rate_per_s: 1},"
+        " prompt_tokens: {distribution: fixed, value: 10},"
+        " output_tokens: {distribution: fixed, value: 10}, num_requests: 5}\n"
+    )
+    assert main(["simulate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "fleet.1.engine.gpu_memory_utilization: trtllm sizes its KV cache" in err

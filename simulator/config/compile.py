@@ -131,6 +131,21 @@ def _with_fp8_scales(pricing: Pricing, scales: str | None) -> Pricing:
     return dataclasses.replace(pricing, params=params)
 
 
+def _under_group(exc: UserError, where: str) -> UserError:
+    """A fleet member's or pool's settings are named under its own path
+    (``fleet.1.engine.max_num_seqs``), not the top-level sections it overrides."""
+    if where == "hardware":
+        return exc
+    messages = []
+    for m in exc.messages:
+        if m.startswith("engine."):
+            m = f"{where}.{m}"
+        elif m.startswith("hardware."):
+            m = f"{where}.{m.removeprefix('hardware.')}"
+        messages.append(m)
+    return UserError(messages)
+
+
 def _in_scenario_sections(exc: UserError) -> UserError:
     """Cost-model messages name their field; give each its scenario section."""
     return UserError(
@@ -385,13 +400,16 @@ def _kv_link(scenario: Scenario, group: GroupSettings) -> KvLink | None:
 def _group(scenario: Scenario, group: GroupSettings) -> ReplicaGroup:
     hw, eng = group.hardware, group.engine
     model = load_model(scenario.model)
-    plan = replica_memory_plan(scenario.model, hw, eng)
-    if not plan.fits:
-        raise UserError(f"{group.where}: {plan.explain()}")
-    config = _replica_config(group, plan, model.kv_bytes_per_token(eng.kv_dtype))
-    cost = cost_model(scenario.model, hw, eng, scenario.base_dir)
-    if eng.speculative is not None and group.role != "prefill":
-        cost = _speculative(scenario, group, cost)
+    try:
+        plan = replica_memory_plan(scenario.model, hw, eng)
+        if not plan.fits:
+            raise UserError(f"{group.where}: {plan.explain()}")
+        config = _replica_config(group, plan, model.kv_bytes_per_token(eng.kv_dtype))
+        cost = cost_model(scenario.model, hw, eng, scenario.base_dir)
+        if eng.speculative is not None and group.role != "prefill":
+            cost = _speculative(scenario, group, cost)
+    except UserError as exc:
+        raise _under_group(exc, group.where) from None
     seqs = max(1, min(eng.max_num_seqs, plan.max_kv_tokens // CAPACITY_CONTEXT_TOKENS))
     full_batch = StepShape(
         decode_seqs=seqs, logits_rows=seqs, decode_context_tokens=seqs * CAPACITY_CONTEXT_TOKENS
