@@ -65,3 +65,12 @@ def test_pipeline_flag_and_missing_link(capsys):
             ["--model", "llama-3.1-8b", "--gpu", "rtx-4090", "--tp", "2", "--decode", "1x10"],
             capsys,
         )
+
+
+def test_step_says_when_the_layout_or_its_kv_cache_could_not_run(capsys):
+    base = ["--model", "llama-3.1-8b", "--gpu", "h100-sxm"]
+    assert run_step([*base, "--decode", "16x1000"], capsys)["fits_in_memory"]
+    over = run_step([*base, "--decode", "256x100000"], capsys)
+    assert not over["fits_in_memory"] and "tokens of KV cache" in over["memory_note"]
+    big = run_step(["--model", "llama-3.1-405b", "--gpu", "l4", "--decode", "1x100"], capsys)
+    assert not big["fits_in_memory"] and "does not fit" in big["memory_note"]

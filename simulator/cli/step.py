@@ -165,12 +165,46 @@ def replica_cost_model(args: argparse.Namespace, model, gpu):
     return cost_model, pricing
 
 
+def memory_note(args: argparse.Namespace, model, gpu, shape: StepShape) -> str | None:
+    """Why the step could not run on these GPUs (weights over the memory, or more KV tokens
+    than the cache holds), sized as the ``--profile`` engine sizes it; None when it fits."""
+    from simulator.costmodel.memory import memory_plan
+    from simulator.costmodel.profiles import MEMORY_KNOBS, load_profile
+
+    profile = load_profile(args.profile) if args.profile else None
+    accounting = profile.memory_accounting if profile else "gpu_fraction"
+    plan = memory_plan(
+        model,
+        gpu,
+        tensor_parallel=args.tp,
+        pipeline_parallel=args.pp,
+        expert_parallel=args.ep,
+        weight_dtype=args.weight_dtype,
+        kv_dtype=args.kv_dtype,
+        attention_dtype=args.attention_dtype,
+        max_num_batched_tokens=max(1, shape.tokens),
+        gpu_memory_utilization=profile.default_memory_fraction(args.tp) if profile else 0.9,
+        accounting=accounting,
+        knob=MEMORY_KNOBS[accounting],
+    )
+    if not plan.fits:
+        return plan.explain()
+    kv_tokens = shape.decode_context_tokens + shape.decode_seqs + shape.prefill_kv_tokens
+    if kv_tokens > plan.max_kv_tokens:
+        return (
+            f"the step holds {kv_tokens:,} tokens of KV cache, the replica at most "
+            f"{plan.max_kv_tokens:,} ({plan.kv_capacity_bytes_per_gpu / 1e9:.2f} GB per GPU)"
+        )
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from simulator.specs.catalog import load_gpu, load_model
 
     shape = build_shape(args.decode, args.prefill)
     model, gpu = load_model(args.model), load_gpu(args.gpu)
     cost_model, pricing = replica_cost_model(args, model, gpu)
+    note = memory_note(args, model, gpu, shape)
     cuda_graphs, source = cost_model.params.cuda_graphs, pricing.kernel_source
     cost = cost_model.price(shape)
     tokens_per_s = shape.tokens / cost.total_s if cost.total_s > 0 else 0.0
@@ -189,6 +223,8 @@ def run(args: argparse.Namespace) -> int:
             "shape": {name: getattr(shape, name) for name in StepShape.__slots__},
             **cost.to_dict(),
             "tokens_per_s": tokens_per_s,
+            "fits_in_memory": note is None,
+            "memory_note": note,
         }
         print(json.dumps(out, indent=2))
         return 0
@@ -209,4 +245,6 @@ def run(args: argparse.Namespace) -> int:
             f"{op.time_s * 1e3:>10.4f}{share:>8.1%}  {op.bound}"
         )
     print(f"{'total':<44}{cost.total_s * 1e3:>10.4f} ms   ({tokens_per_s:,.0f} tokens/s)")
+    if note is not None:
+        print(f"note: priced as asked, but it could not run: {note}")
     return 0
