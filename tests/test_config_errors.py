@@ -249,3 +249,15 @@ def test_a_fleet_members_engine_setting_is_named_under_its_own_path(tmp_path, ca
     assert main(["simulate", str(path)]) == 2
     err = capsys.readouterr().err
     assert "fleet.1.engine.gpu_memory_utilization: trtllm sizes its KV cache" in err
+
+
+def test_a_key_of_another_arrival_process_names_the_process_it_is_unknown_to(tmp_path, capsys):
+    path = tmp_path / "offline.yaml"
+    path.write_text(
+        "model: llama-3.1-8b\n"
+        "workload: {arrival: {process: offline, rate_per_s: 3},"
+        " prompt_tokens: {distribution: fixed, value: 10},"
+        " output_tokens: {distribution: fixed, value: 10}}\n"
+    )
+    assert main(["simulate", str(path)]) == 2
+    assert "workload.arrival.rate_per_s: unknown key for 'offline'" in capsys.readouterr().err

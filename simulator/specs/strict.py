@@ -122,6 +122,19 @@ def _data_path(loc: tuple, data: object) -> list[str]:
     return parts
 
 
+def _union_tag(loc: tuple, path: list[str]) -> str:
+    """``'offline'`` when ``loc`` went through the member ``offline`` of a tagged union (the
+    tag pydantic adds and ``_data_path`` drops): the key is unknown to that member, though
+    perhaps known to another."""
+    kept = iter(path)
+    expected = next(kept, None)
+    for part in loc[:-1]:
+        if str(part) != expected:
+            return repr(str(part))
+        expected = next(kept, None)
+    return ""
+
+
 def _format_error(err: dict, data: object, prefix: tuple[str, ...] = ()) -> str:
     loc_parts = list(err["loc"])
     value = err.get("input")
@@ -129,9 +142,11 @@ def _format_error(err: dict, data: object, prefix: tuple[str, ...] = ()) -> str:
     if err["type"] == "strict_scalar":  # raised for the model; its context names the field
         loc_parts.append(err["ctx"]["field"])
         value, msg = err["ctx"]["value"], err["ctx"]["problem"]
-    loc = ".".join([*prefix, *_data_path(tuple(loc_parts), data)])
+    path = _data_path(tuple(loc_parts), data)
+    loc = ".".join([*prefix, *path])
     if err["type"] == "extra_forbidden":
-        return f"{loc}: unknown key"
+        tag = _union_tag(tuple(loc_parts), path)
+        return f"{loc}: unknown key" + (f" for {tag}" if tag else "")
     if err["type"] == "missing":
         return f"{loc}: required key is missing"
     shown = "" if isinstance(value, dict | list) or value is None else f" (got {_short(value)})"
