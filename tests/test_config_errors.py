@@ -261,3 +261,19 @@ def test_a_key_of_another_arrival_process_names_the_process_it_is_unknown_to(tmp
     )
     assert main(["simulate", str(path)]) == 2
     assert "workload.arrival.rate_per_s: unknown key for 'offline'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("engine", "expected"),
+    [
+        ({"cuda_graph_batch_sizes": []}, "give at least one batch size"),
+        ({"cuda_graphs": False, "cuda_graph_batch_sizes": [8]}, "(cuda_graphs false)"),
+        ({"profile": "hf-transformers", "cuda_graph_batch_sizes": [8]}, "'hf-transformers'"),
+    ],
+)
+def test_graph_padding_sizes_need_captured_graphs(engine, expected):
+    from simulator.config.engine import EngineConfig
+
+    with pytest.raises(ValueError, match="cuda_graph_batch_sizes") as info:
+        EngineConfig.model_validate(engine)
+    assert expected in info.value.errors()[0]["msg"]

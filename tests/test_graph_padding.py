@@ -8,6 +8,7 @@ from simulator.config.loader import scenario_from_dict
 from simulator.costmodel import CostConfig, CostModel, Parallelism
 from simulator.costmodel.graph_padding import captured_batch_sizes, padded_batch
 from simulator.costmodel.shape import StepShape
+from simulator.errors import UserError
 from simulator.specs.catalog import load_gpu, load_link, load_model
 
 LISTED = (1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 512, 1024, 2048, 4096, 8192)
@@ -85,4 +86,5 @@ def test_the_engine_setting_reaches_the_cost_model():
 
     assert sizes(max_num_seqs=100, cuda_graph_batch_sizes=[8, 64, 512]) == (8, 64, 100)
     assert sizes(max_num_seqs=100) == ()
-    assert sizes(cuda_graph_batch_sizes=[8, 64], cuda_graphs=False) == ()
+    with pytest.raises(UserError, match=r"cuda_graph_batch_sizes: .* \(cuda_graphs false"):
+        sizes(cuda_graph_batch_sizes=[8, 64], cuda_graphs=False)

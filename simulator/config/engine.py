@@ -152,3 +152,23 @@ class EngineConfig(StrictModel):
             filled = self.replace(**unset)
             self.__dict__.update({key: getattr(filled, key) for key in unset})
         return self
+
+    @model_validator(mode="after")
+    def _graph_sizes_need_graphs(self) -> EngineConfig:
+        """Padding to captured graph sizes needs captured graphs, and at least one size."""
+        sizes = self.cuda_graph_batch_sizes
+        if sizes is None:
+            return self
+        if not sizes:
+            raise ValueError(
+                "cuda_graph_batch_sizes: give at least one batch size, or leave it unset "
+                "(no padding)"
+            )
+        if not self.cuda_graphs:
+            under = f" under profile {self.profile!r}" if self.profile else ""
+            raise ValueError(
+                f"cuda_graph_batch_sizes: decode steps are padded to captured CUDA graphs, but "
+                f"this engine runs without them (cuda_graphs false{under}); set cuda_graphs: "
+                "true or drop the sizes"
+            )
+        return self
