@@ -39,6 +39,13 @@ STATIC_FP8, FP8_INPUT = "fp8_static", "fp8_input"
 FP8_PRODUCERS = ("attention", "activation")
 
 
+def _as_wide(stored: str, measured: str) -> bool:
+    """Whether a dense GEMM grid measured on ``measured`` weights may price ``stored`` ones:
+    only if they are no narrower, else it would read them at the wrong size (int4, fp4 or
+    fp8 that compute in bf16 take their own grid, or the parametric path)."""
+    return dtype_bytes(stored) >= dtype_bytes(measured)
+
+
 class _Rate:
     """How one GEMM op is priced: its compute dtype, seconds per FLOP at full efficiency,
     dequantisation factor, GGUF ceilings and the measured grid or curve if any."""
@@ -111,9 +118,7 @@ class GemmPricer:
             if static is not None:
                 return static
         grid = table(op.dtype)
-        if grid is None and dtype_bytes(op.dtype) >= dtype_bytes(dtype):
-            # a grid measured on wider weights would read them at the wrong size: narrower
-            # formats without their own (int4, fp4 or fp8 computing in bf16) go parametric
+        if grid is None and _as_wide(op.dtype, dtype):
             grid = table(dtype)
         return grid
 
