@@ -139,30 +139,55 @@ def _metadata(root, system, engine, version, gpu, tables, errors) -> dict[str, A
 
 
 def write(doc: dict[str, Any], path: Path) -> Path:
-    """Write one calibration document (grids in flow style, one row per line)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write one calibration document (grids in flow style, one row per line), whole: to a
+    temporary name beside ``path``, renamed into place when complete."""
+    from simulator.cli.outputs import write_atomic
+
     text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=100)
-    path.write_text(text)
-    return path
+    return write_atomic(path, lambda temporary: temporary.write_text(text), "-o")
 
 
-def write_all(out_dir: Path, systems: list[str], engines: list[str], all_versions: bool) -> list:
+def write_all(
+    out_dir: Path,
+    systems: list[str],
+    engines: list[str],
+    all_versions: bool,
+    root: Path | None = None,
+) -> list:
     """Write every (system, engine, version) calibration under ``out_dir``; returns
-    (path, document) pairs."""
-    root = package_root()
+    (path, document) pairs. ``root``: a ``systems`` folder other than the installed one."""
+    root = root or package_root()
     written = []
     for system in systems:
         for engine in engines:
             versions = engine_versions(root, system, engine)
             for version in versions if all_versions else versions[-1:]:
-                doc = build(system, engine, version)
+                doc = build(system, engine, version, root=root)
                 path = out_dir / engine / doc["gpu"] / f"{version}.yaml"
                 written.append((write(doc, path), doc))
+    if not written:
+        raise UserError(
+            f"--from-aiconfigurator: no {', '.join(engines)} GEMM table for "
+            f"{', '.join(systems)}; nothing written"
+        )
     return written
 
 
 def expand(system: str, engine: str) -> tuple[list[str], list[str]]:
-    """``all`` expanded to every system / engine."""
+    """``all`` expanded to every system / engine; unknown names are refused."""
+    import difflib
+
+    known = ", ".join(sorted(SYSTEM_GPUS))
+    if not system.strip():
+        raise UserError(f"--from-aiconfigurator needs a system name: one of {known}, or all")
+    if system != "all" and system not in SYSTEM_GPUS:
+        close = difflib.get_close_matches(system, sorted(SYSTEM_GPUS), n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UserError(
+            f"--from-aiconfigurator: unknown system {system!r}{hint}; known: {known}, or all"
+        )
+    if engine != "all" and engine not in ENGINES:
+        raise UserError(f"--engine: unknown engine {engine!r}; known: {', '.join(ENGINES)}, all")
     systems = sorted(SYSTEM_GPUS) if system == "all" else [system]
     engines = list(ENGINES) if engine == "all" else [engine]
     return systems, engines

@@ -4,7 +4,9 @@ cost-model parameters to measurements and write them as YAML."""
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import stat
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
@@ -165,13 +167,54 @@ def _names(text: str | None, option: str) -> tuple[str, ...] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.output.strip():
+        raise UserError("-o: empty; give the file (or, for --from-aiconfigurator, folder) to write")
     if args.measure:
         return run_measure(args)
-    if args.aiconfigurator:
+    if args.aiconfigurator is not None:
         return run_aiconfigurator(args)
     if args.quick or args.smoke or args.models or args.step_models or args.device or args.only:
         raise UserError("--quick/--smoke/--models/--step-models/--device/--only go with --measure")
     return run_fit(args)
+
+
+def _parent_folder(path: Path) -> None:
+    """The folder that would hold ``path`` must exist (calibrate creates no missing folders
+    above its output)."""
+    from simulator.specs.files import shown
+
+    parent = path.parent
+    try:
+        mode = os.stat(parent).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise UserError(
+            f"-o {shown(path)}: folder {shown(parent)} does not exist; create it first"
+        ) from None
+    except OSError as exc:
+        message = f"-o {shown(path)}: cannot use folder {shown(parent)} ({exc.strerror})"
+        raise UserError(message) from None
+    if not stat.S_ISDIR(mode):
+        raise UserError(f"-o {shown(path)}: {shown(parent)} is a file, not a folder")
+
+
+def output_file(text: str) -> Path:
+    """``-o`` as a file to (over)write, checked before any work: a regular file or a new
+    name in an existing folder that can be written in."""
+    from simulator.cli.outputs import check_output_file
+
+    path = Path(text)
+    _parent_folder(path)
+    return check_output_file(path, "-o", force=True)
+
+
+def output_folder(text: str, names: tuple[str, ...]) -> Path:
+    """``-o`` as a folder that receives ``names`` (sub-folders or files), checked before any
+    work: an existing folder that can be written in, or a new one in such a folder."""
+    from simulator.cli.outputs import check_output_folder
+
+    path = Path(text)
+    _parent_folder(path)
+    return check_output_folder(path, "-o", names, force=True)
 
 
 def run_measure(args: argparse.Namespace) -> int:
@@ -189,9 +232,7 @@ def run_measure(args: argparse.Namespace) -> int:
                     f"--step-models: {name!r} is not a dense gated-MLP model with grouped-query "
                     "attention; whole steps are timed for Llama-shaped models only"
                 )
-    output = Path(args.output)
-    if not output.parent.is_dir():
-        raise UserError(f"-o: folder {str(output.parent)!r} does not exist")
+    output = output_file(args.output)
     measure(
         output,
         size=size,
@@ -208,15 +249,18 @@ def run_aiconfigurator(args: argparse.Namespace) -> int:
     """Engine calibrations from AIConfigurator's tables, one file per (GPU, engine, version)."""
     from simulator.calibrate.aiconfigurator_import import build, expand, write, write_all
 
-    out = Path(args.output)
     systems, engines = expand(args.aiconfigurator, args.engine)
-    if len(systems) == 1 and len(engines) == 1 and args.version != "all":
+    one = len(systems) == 1 and len(engines) == 1
+    if not one and args.version not in (None, "all"):
+        raise UserError("--version: name one engine and one system with a version")
+    if args.version is not None and not args.version.strip():
+        raise UserError("--version: empty; give an engine version, or all")
+    out = output_folder(args.output, tuple(engines))
+    if one and args.version != "all":
         doc = build(systems[0], engines[0], args.version)
         path = out / engines[0] / doc["gpu"] / f"{doc['version']}.yaml"
         written = [(write(doc, path), doc)]
     else:
-        if args.version not in (None, "all"):
-            raise UserError("--version: name one engine and one system with a version")
         written = write_all(out, systems, engines, all_versions=args.version == "all")
     if not args.quiet:
         for path, doc in written:
@@ -258,24 +302,32 @@ def run_fit(args: argparse.Namespace) -> int:
         load_rows,
         parse_holdout,
     )
-    from simulator.specs.catalog import load_model
 
+    output = output_file(args.output)
+    if any(_same_file(source, output) for source in args.sources):
+        raise UserError(
+            f"-o {args.output!r} is also a --from file; write the calibration to another file"
+        )
+    predicates = [parse_holdout(h) for h in args.holdout]
     per_file = [(src, load_rows(src)) for src in args.sources]
     rows = [r for _, rs in per_file for r in rs]
     timed_kinds = ("gemm", "allreduce", *STEP_KINDS, *ATTENTION_KINDS)
     timed = [r for r in rows if r["kind"] in timed_kinds]
     if not timed and any(r["kind"] == "grouped_gemm" for r in rows):
-        return run_moe_fit(args, per_file)
+        return run_moe_fit(args, per_file, output)
     if not timed:
-        raise UserError(f"--from: no gemm, step or allreduce rows in {', '.join(args.sources)}")
+        raise UserError(
+            "--from: no gemm, attn_prefill, attn_decode, prefill, decode, mixed, allreduce or "
+            f"grouped_gemm rows in {', '.join(args.sources)}"
+        )
     device_names = {src: [e.get("gpu", "") for e in _env_rows(rs)] for src, rs in per_file}
     gpu = _measured_gpu(args.gpu, per_file, device_names)
     link = _allreduce_link(args.link, per_file, device_names, gpu)
 
-    model_kinds = (*STEP_KINDS, *ATTENTION_KINDS)
-    models = {r["model"]: load_model(r["model"]) for r in rows if r["kind"] in model_kinds}
-    predicates = [parse_holdout(h) for h in args.holdout]
+    models = _row_models(rows, (*STEP_KINDS, *ATTENTION_KINDS))
     holdout = (lambda row: any(p(row) for p in predicates)) if predicates else None
+    fitted_rows = [r for r in timed if holdout is None or not holdout(r)]
+    _check_fittable(timed, fitted_rows, args.holdout, link is not None)
     result = fit(rows, models=models, gpu=gpu, link=link, holdout=holdout)
 
     fitted = result.summary(held_out=False)
@@ -300,25 +352,83 @@ def run_fit(args: argparse.Namespace) -> int:
             "python": platform.python_version(),
         },
     }
-    write_calibration(args.output, result.params, result.fitted_names, metadata)
+    write_calibration(output, result.params, result.fitted_names, metadata)
     if not args.quiet:
-        print(f"calibrated {gpu.name} from {len(timed)} timed rows; wrote {args.output}")
+        held_count = len(timed) - len(fitted_rows)
+        print(
+            f"calibrated {gpu.name} from {len(timed)} timed rows ({len(fitted_rows)} fitted, "
+            f"{held_count} held out); wrote {args.output}"
+        )
         _print_fit(result, fitted, held)
     return 0
 
 
-def run_moe_fit(args: argparse.Namespace, per_file: list) -> int:
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _row_models(rows: list[dict], kinds: tuple[str, ...]) -> dict:
+    """The catalog model of every model named by rows of ``kinds``."""
+    from simulator.specs.catalog import load_model
+
+    models = {}
+    for row in rows:
+        if row["kind"] in kinds and row["model"] not in models:
+            try:
+                models[row["model"]] = load_model(row["model"])
+            except UserError as exc:
+                where = f"--from {row['_source']} line {row['_line']}"
+                raise UserError(f"{where}: {row['kind']} row 'model': {exc}") from None
+    return models
+
+
+def _check_fittable(
+    timed: list[dict], fitted_rows: list[dict], holdout: list[str], has_link: bool
+) -> None:
+    """Refuse a fit with no rows left after ``--holdout``, or fewer measurements than the
+    parameters they inform."""
+    from simulator.costmodel.calibration import STEP_KINDS, fitted_names
+
+    if not fitted_rows:
+        raise UserError(
+            f"--holdout {' '.join(holdout)}: holds out all {len(timed)} timed rows; nothing is "
+            "left to fit (hold fewer rows out)"
+        )
+    names = fitted_names(fitted_rows, {r["kind"] for r in fitted_rows}, has_link)
+    if any(r["kind"] == "gemm" and not r.get("graph") for r in fitted_rows):
+        names.append("the per-call overhead of standalone GEMM timings")
+    measured = sum(2 if r["kind"] in STEP_KINDS and r.get("eager_ms") else 1 for r in fitted_rows)
+    if measured < len(names):
+        raise UserError(
+            f"--from: {measured} timed measurement{'s' if measured != 1 else ''} left to fit "
+            f"cannot determine the {len(names)} parameters "
+            f"{'it informs' if measured == 1 else 'they inform'} ({', '.join(names)}); "
+            "measure more shapes" + (" or hold fewer rows out" if holdout else "")
+        )
+
+
+def run_moe_fit(args: argparse.Namespace, per_file: list, output: Path) -> int:
     """Fit the grouped expert GEMM curve of MoE measurements and write it as its own file."""
     import yaml
 
     from simulator.calibrate.moe_fit import curve_document
+    from simulator.cli.outputs import write_atomic
     from simulator.costmodel.params import _plain
 
+    if args.holdout:
+        raise UserError(
+            "--holdout: a grouped GEMM curve fit (files with grouped_gemm rows and no gemm, "
+            "step or allreduce rows) holds no rows out; drop --holdout"
+        )
     device_names = {src: [e.get("gpu", "") for e in _env_rows(rs)] for src, rs in per_file}
     gpu = _measured_gpu(args.gpu, per_file, device_names)
     rows = [r for _, rs in per_file for r in rs]
     doc = curve_document(rows, [str(Path(s)) for s in args.sources], gpu, args.note or "")
-    Path(args.output).write_text(yaml.safe_dump(_plain(doc), sort_keys=False))
+    text = yaml.safe_dump(_plain(doc), sort_keys=False)
+    write_atomic(output, lambda tmp: tmp.write_text(text), "-o")
     if not args.quiet:
         print(f"fitted the grouped expert GEMM curve of {gpu.name}; wrote {args.output}")
         for kind, s in doc["metadata"]["error_fitted_rows"].items():
@@ -390,10 +500,12 @@ def write_calibration(path: str | Path, params, fitted: tuple[str, ...], metadat
     documented defaults when the file is read, also when those defaults change later."""
     import yaml
 
+    from simulator.cli.outputs import write_atomic
     from simulator.costmodel.params import CALIBRATION_FORMAT, _plain, _utc_now
 
     meta = {"format": CALIBRATION_FORMAT, "written_utc": _utc_now(), **metadata}
     values = {name: getattr(params, name) for name in fitted}
     values["cuda_graphs"] = params.cuda_graphs
     doc = {"metadata": _plain(meta), "params": _plain(values)}
-    Path(path).write_text(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
+    text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+    write_atomic(path, lambda tmp: tmp.write_text(text), "-o")

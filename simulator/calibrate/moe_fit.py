@@ -116,6 +116,16 @@ def fit_curve(rows: Sequence[Mapping[str, Any]], gpu: GpuSpec, source: str) -> G
     if not full:
         raise UserError("--from: no grouped_gemm rows to fit a grouped GEMM curve on")
     active = [r for r in rows if r["kind"] == ACTIVE_KIND]
+    measured = {canonical_dtype(r.get("dtype", "bf16")) for r in full}
+    for row in active:
+        dtype = canonical_dtype(row.get("dtype", "bf16"))
+        if dtype not in measured:
+            where = f"--from {row['_source']} line {row['_line']}" if "_line" in row else "--from"
+            raise UserError(
+                f"{where}: {ACTIVE_KIND} row has dtype {dtype!r}, but no {GROUPED_GEMM_KIND} row "
+                f"does (they have {', '.join(sorted(measured))}); its call latency is fitted "
+                "against their curve"
+            )
     latency = fit_latency(full, active, gpu)
     return GroupedGemmCurve(_curves(full, gpu, latency), source, fit_routing(rows), latency)
 

@@ -40,6 +40,7 @@ from scipy.optimize import least_squares
 
 from simulator.costmodel.comm import allreduce_s
 from simulator.costmodel.config import CostConfig
+from simulator.costmodel.measurement_rows import json_text, row_problems
 from simulator.costmodel.model import CostModel
 from simulator.costmodel.params import CostParams
 from simulator.costmodel.shape import StepShape
@@ -140,7 +141,8 @@ def summarize(rows: Iterable[RowResult]) -> dict[str, dict[str, float]]:
 
 # --- reading -------------------------------------------------------------------------------
 def load_rows(path: str | Path) -> list[dict]:
-    """Rows of a JSON-lines measurement file; every row gets ``_source`` and ``_line``."""
+    """Rows of a JSON-lines measurement file; every row gets ``_source`` and ``_line``. The
+    fields that a fit reads of each row kind are checked (see ``ROW_FIELDS``)."""
     path = Path(path)
     text = read_text(path, "--from: measurement file", max_bytes=MAX_MEASUREMENT_BYTES)
     rows = []
@@ -153,6 +155,15 @@ def load_rows(path: str | Path) -> list[dict]:
             raise UserError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
         if not isinstance(row, dict) or "kind" not in row:
             raise UserError(f"{path}:{number}: expected an object with a 'kind' field")
+        where = f"--from {path} line {number}"
+        if not isinstance(row["kind"], str) or not row["kind"]:
+            raise UserError(
+                f"{where}: 'kind' must be a row kind such as gemm, decode or env (text); "
+                f"got {json_text(row['kind'])}"
+            )
+        problems = row_problems(row)
+        if problems:
+            raise UserError([f"{where}: {p}" for p in problems])
         row["_source"], row["_line"] = str(path), number
         rows.append(row)
     return rows
