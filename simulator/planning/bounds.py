@@ -15,7 +15,10 @@
   percentile of the per-request bounds lower-bounds the same percentile of the simulation,
   since each request's simulated latency is at least its bound.
 
-The workload's own requests (same seed) are drawn once to get their lengths.
+The workload's own requests (same seed) are drawn once to get their lengths: the first
+``LENGTH_SAMPLE_REQUESTS`` of them, however few the scenario holds, as the planner's runs
+simulate at least ``plan.min_requests_per_replica`` (``planning.points``); a bound taken on
+the scenario's own count would move with it.
 """
 
 from __future__ import annotations
@@ -56,10 +59,15 @@ class LengthSample:
 
 
 def sample_lengths(scenario: Scenario, max_requests: int = LENGTH_SAMPLE_REQUESTS) -> LengthSample:
-    """Lengths of the first ``max_requests`` requests the scenario's workload produces."""
+    """Lengths of the first ``max_requests`` requests the scenario's workload produces, past
+    its own ``num_requests`` or ``duration_s`` when those hold fewer (see the module
+    docstring)."""
     from simulator.workload import build_source, iterate_requests
 
-    source = build_source(scenario.workload, base_dir=scenario.base_dir)
+    workload = scenario.workload
+    if (workload.num_requests or 0) < max_requests:
+        workload = workload.replace(num_requests=max_requests, duration_s=None)
+    source = build_source(workload, base_dir=scenario.base_dir)
     requests = list(itertools.islice(iterate_requests(source), max_requests))
     prompts = np.array([r.prompt_tokens for r in requests], dtype=np.int64)
     outputs = np.array([r.output_tokens for r in requests], dtype=np.int64)

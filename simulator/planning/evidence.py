@@ -10,6 +10,13 @@ growing queue), too many requests were rejected, or some interval lies entirely 
 threshold. Otherwise it is **uncertain**: the runs so far cannot tell, and
 ``planning.rate`` simulates another replication, up to its budget. ITL has no per-request
 record to batch, so an ITL target is judged on its pooled point estimate.
+
+A run is **too short** to measure when none of its accepted requests completed inside its
+measured window: its arrivals ended before the requests after its warm-up could finish, so
+it shows neither a throughput nor a queue the saturation test can tell from noise, and its
+latencies are those of a system still filling, below their steady state. Unless an interval
+already lies above its threshold (a miss stands), its point is uncertain, never meets the
+SLO, and more replications of the same length cannot settle it (``Verdict.too_short``).
 """
 
 from __future__ import annotations
@@ -91,6 +98,9 @@ class Verdict:
     intervals: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: The SLO the verdict judged (for the point estimates of an uncertain verdict).
     slo: dict | None = field(default=None, repr=False)
+    #: A run was too short to measure (``too_short_reason``): uncertain however many
+    #: replications of that length are added.
+    too_short: bool = False
 
     @property
     def meets(self) -> bool:
@@ -143,6 +153,23 @@ def _end(value: float) -> str:
 NO_CRITERIA = Criteria()
 
 
+def too_short_reason(run: RunEvidence) -> str:
+    """Why ``run`` is too short to measure ("" when it is not): requests were accepted but
+    none completed inside its measured window (see the module docstring)."""
+    s = run.summary
+    accepted = int(s.get("requests_total") or 0) - int(s.get("requests_rejected") or 0)
+    completed = s.get("requests_completed_in_window")
+    if accepted <= 0 or completed is None or completed > 0:
+        return ""
+    start, end = s.get("window_start_s"), s.get("window_end_s")
+    span = f" {end - start:.3g} s" if start is not None and end is not None else ""
+    return (
+        f"run too short to measure: none of its {accepted} requests completed inside its"
+        f"{span} measured window; raise workload.num_requests, "
+        "plan.min_requests_per_replica or plan.min_arrival_span_s"
+    )
+
+
 def point_verdict(
     runs: list[RunEvidence], slo: dict | None, criteria: Criteria = NO_CRITERIA
 ) -> Verdict:
@@ -173,7 +200,12 @@ def point_verdict(
         elif verdict == "uncertain":
             unsure.append(text)
     if missed:
+        # a run still filling has lower latencies than its steady state: a miss stands
         return Verdict(MISSES, "SLO missed: " + "; ".join(missed), intervals, slo)
+    for run in runs:
+        short = too_short_reason(run)
+        if short:
+            return Verdict(UNCERTAIN, short, intervals, slo, too_short=True)
     if unsure:
         return Verdict(UNCERTAIN, "uncertain: " + "; ".join(unsure), intervals, slo)
     return Verdict(MEETS, "meets the SLO", intervals, slo)
@@ -181,9 +213,9 @@ def point_verdict(
 
 def margin(runs: list[RunEvidence], slo: dict | None) -> float:
     """How far the pooled point estimates are from the SLO: the largest log(statistic /
-    threshold) over the constraints (> 0: missed), +inf for a saturated or failed run; for
-    interpolating the knee between simulated rates."""
-    if any(r.error or r.summary.get("saturated") for r in runs):
+    threshold) over the constraints (> 0: missed), +inf for a saturated, failed or too short
+    run; for interpolating the knee between simulated rates."""
+    if any(r.error or r.summary.get("saturated") or too_short_reason(r) for r in runs):
         return math.inf
     worst = -math.inf
     for c in parse_slo(slo):

@@ -123,7 +123,8 @@ def _fleet(
     """The fewest-replicas search for ``target_per_s`` (already with its headroom and, for
     changing traffic, at its peak window), skipped when no rate meets the SLO at all."""
     if rate.max_rate_per_s is None:
-        # no rate meets the SLO on the scenario's deployment: neither will a larger fleet
+        # no rate meets the SLO on the scenario's deployment (or none could be measured):
+        # a larger fleet is no better
         return ReplicaSearch(
             target_per_s,
             None,
@@ -131,7 +132,7 @@ def _fleet(
             rate.reason,
             rate.rate_bound_per_s,
             0,
-            reason=f"no rate meets the SLO on one deployment: {rate.reason}",
+            reason=f"no sustainable rate on one deployment: {rate.reason}",
         )
     return fewest_replicas(
         scenario,

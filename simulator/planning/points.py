@@ -17,7 +17,14 @@ point counts as meeting the SLO when every pooled point estimate does (``Point.p
 an answer resting on one says it is uncertain.
 
 **Screening.** A configuration search ranks many points with a fixed number of replications
-and no sequential stopping, so most verdicts near the knee rest on point estimates.
+and no sequential stopping, so most verdicts near the knee rest on point estimates. Its runs
+are as long as the certified answer's (the run length above): a shorter run passes rates its
+queue has no time to show, so the search would answer with the scenario's request count.
+
+**Too short to measure.** A run none of whose requests completed inside its measured window
+(the arrivals ended before the first request after the warm-up finished) shows neither a
+throughput nor a queue: its point is *uncertain* and does not pass, and it gets no further
+replications, which would be as short (``planning.evidence``).
 """
 
 from __future__ import annotations
@@ -64,7 +71,7 @@ class Point:
         side of the knee a search goes on (the answer then says it is uncertain)."""
         if self.verdict.state == MEETS:
             return True
-        if self.verdict.state == MISSES:
+        if self.verdict.state == MISSES or self.verdict.too_short:
             return False
         return margin(self.runs, self.verdict.slo) <= 0
 
@@ -117,8 +124,9 @@ class PointEvaluator:
         if workload.duration_s is not None:
             own = max(own, math.ceil(rate_per_s * workload.duration_s))
         span = self.plan.min_arrival_span_s or 0.0
-        # screening keeps the scenario's own run length: many points, cheap verdicts
-        per_replica = 0 if self.screening else self.plan.min_requests_per_replica
+        # Screening saves on replications, never on run length: a run too short to show its
+        # queue passes far above capacity, and the answer would follow num_requests.
+        per_replica = self.plan.min_requests_per_replica
         return max(own, per_replica * replicas, math.ceil(rate_per_s * span), 1)
 
     def _scenario(self, rate_per_s: float, replicas: int, replication: int) -> Scenario:
@@ -149,9 +157,10 @@ class PointEvaluator:
             if self.on_simulated is not None:
                 self.on_simulated(rate_per_s, replicas, verdict)
             used = sum(r.requests for r in runs)
-            if enough and (verdict.state != UNCERTAIN or self.screening or used >= budget):
+            settled = verdict.state != UNCERTAIN or verdict.too_short
+            if enough and (settled or self.screening or used >= budget):
                 break
-        if verdict.state == UNCERTAIN:
+        if verdict.state == UNCERTAIN and not verdict.too_short:
             verdict.reason += (
                 f" after {len(runs)} replications ({sum(r.requests for r in runs)} requests, "
                 f"the budget of plan.max_requests_per_replica × {replicas} replicas)"

@@ -4,10 +4,12 @@ Every point (rate, replicas) is simulated until its verdict is clear at 95% conf
 its budget is spent (``planning.points``): it *meets* the SLO, *misses* it, or is
 *uncertain*.
 
-**Maximum sustainable rate.** The search brackets the knee (doubling or halving from a start
-rate, with the roofline rate bound as the first upper guess) and bisects geometrically until
-the bracket [meets, does not meet] is narrower than ``rate_tolerance``, going on the side each
-point's verdict says (an uncertain point by its point estimates). ``max_rate_per_s`` is the
+**Maximum sustainable rate.** The search brackets the knee (halving from a start rate, or
+trying the roofline rate bound above it) and bisects geometrically until the bracket [meets,
+does not meet] is narrower than ``rate_tolerance``, going on the side each point's verdict
+says (an uncertain point by its point estimates). No rate above the roofline bound is
+sustainable, so none is tried: when the bound itself passes, the runs are too short to show
+a queue, and the search says so instead of giving a rate. ``max_rate_per_s`` is the
 bracket's lower end, certified to meet the SLO or, where the budget could not tell, meeting it
 on its point estimates (``max_rate_verdict`` says which). The knee, the rate at which the
 SLO statistic reaches its threshold, lies between that rate and the lowest rate certified to
@@ -40,8 +42,6 @@ from simulator.workload.config import rate_error
 MAX_BRACKET_STEPS = 16
 #: Halvings tried below the maximum rate to find a rate certified to meet the SLO.
 MEET_PROBE_STEPS = 4
-#: Highest multiple of the roofline rate bound the search tries.
-BOUND_OVERSHOOT = 4.0
 
 
 @dataclass
@@ -126,17 +126,20 @@ def _bisect(
 def _bracket(
     passes: Callable[[float], bool], start: float, upper_guess: float | None, floor: float
 ) -> tuple[float | None, float | None]:
-    """(a rate that passes, a higher one that fails); None where none was found. Above
-    ``BOUND_OVERSHOOT`` × the roofline bound (``upper_guess``) no rate is sustainable: a run
-    that still passes there is too short to show its queue, and the search stops."""
-    ceiling = BOUND_OVERSHOOT * upper_guess if upper_guess else math.inf
+    """(a rate that passes, a higher one that fails); None where none was found. The roofline
+    bound (``upper_guess``, requests/s) caps the rates tried: no rate above it is sustainable,
+    so a run that passes at it is too short to show its queue, and the search stops there
+    (the higher end is None). Without a finite bound the rate doubles from ``start``."""
+    bounded = upper_guess is not None and math.isfinite(upper_guess)
     if passes(start):
-        lo, hi = start, upper_guess if upper_guess and upper_guess > start else 2 * start
+        if bounded:
+            if start < upper_guess and not passes(upper_guess):
+                return start, upper_guess
+            return max(start, upper_guess), None
+        lo, hi = start, 2 * start
         for _ in range(MAX_BRACKET_STEPS):
             if not passes(hi):
                 return lo, hi
-            if 2 * hi > ceiling:
-                return hi, None
             lo, hi = hi, 2 * hi
         return lo, None
     hi, lo = start, start / 2
@@ -269,7 +272,9 @@ def _unbracketed(
     hi: float | None,
 ) -> RateSearch:
     """The outcome when the bracket has one end only: no rate down to the floor meets the
-    SLO (``lo`` is None), or one still meets it past the roofline bound (``hi`` is None)."""
+    SLO (``lo`` is None), or the roofline bound itself still meets it (``hi`` is None). The
+    bound is an upper limit no replica reaches, so a run passing there is too short to show
+    its queue: no rate is given, only the reason."""
     if lo is None:
         failing = evaluator.point(hi, replicas).verdict.reason
         return _rate_search(
@@ -283,13 +288,14 @@ def _unbracketed(
     return _rate_search(
         evaluator,
         bound,
-        lo,
+        None,
         None,
         "",
         reason=(
-            f"still meets the SLO at {lo:.4g}/s, beyond the roofline bound "
-            f"{bound:.4g}/s: the runs are too short to show a queue; raise "
-            "workload.num_requests or plan.min_requests_per_replica"
+            f"runs too short to measure: the SLO is still met at {lo:.4g}/s, the roofline "
+            f"bound ({bound:.4g}/s) no replica reaches, so the runs end before their queue "
+            "shows; raise workload.num_requests, plan.min_requests_per_replica or "
+            "plan.min_arrival_span_s"
         ),
     )
 

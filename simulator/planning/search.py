@@ -305,19 +305,26 @@ def evaluate_candidate(payload: dict[str, Any]) -> dict[str, Any]:
     found = max_sustainable_rate(point, plan, replications=payload["replications"], screening=True)
     out = found.to_dict()
     metric, _, stat = payload["latency"].partition(".")
-    if found.summaries:
-        n = len(found.summaries)
-        # The replica's share of the instances it is rented in, over the output tokens it
-        # serves at its maximum rate: the run summary's cost per token at that price.
-        usd_per_s = payload["replica_hour_usd"] / 3600
-        out["cost_per_million_output_tokens_usd"] = (
-            sum(
-                usd_per_s / s["output_tokens_per_s"] * 1e6 if s["output_tokens_per_s"] else math.inf
-                for s in found.summaries
-            )
-            / n
+    if not found.summaries:
+        return out
+    if not all(s["output_tokens_per_s"] for s in found.summaries):
+        # a passing point completes requests in its window (planning.evidence): this is a
+        # guard, so that a cost is never divided by a throughput the run did not measure
+        out["max_rate_per_s"] = None
+        out["reason"] = (
+            f"no output throughput measured at {found.max_rate_per_s:.4g} req/s: the run is "
+            "too short to measure; raise workload.num_requests or "
+            "plan.min_requests_per_replica"
         )
-        out["latency_ms"] = sum(s[metric][stat] for s in found.summaries) / n
+        return out
+    n = len(found.summaries)
+    # The replica's share of the instances it is rented in, over the output tokens it
+    # serves at its maximum rate: the run summary's cost per token at that price.
+    usd_per_s = payload["replica_hour_usd"] / 3600
+    out["cost_per_million_output_tokens_usd"] = (
+        sum(usd_per_s / s["output_tokens_per_s"] * 1e6 for s in found.summaries) / n
+    )
+    out["latency_ms"] = sum(s[metric][stat] for s in found.summaries) / n
     return out
 
 
