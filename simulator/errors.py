@@ -34,3 +34,32 @@ class UnknownNameError(UserError, KeyError):
 class WorkerStopped(Exception):
     """A local worker process ended before finishing its task (a signal sent to it, out
     of memory): not a mistake in the input, but the run cannot go on."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind (closing files, stopping workers) and exit."""
+
+
+#: Whether SIGTERM has arrived (``request_termination``).
+_termination_requested = False
+
+
+def request_termination() -> None:
+    """Record that SIGTERM arrived and unwind (the signal handler of the command line). A
+    handler's exception can be swallowed where it lands (an at-fork callback ignores it),
+    so the record stays for code that waits to check (``check_termination``)."""
+    global _termination_requested
+    _termination_requested = True
+    raise Terminated
+
+
+def check_termination() -> None:
+    """Unwind if SIGTERM arrived earlier (its exception may have been swallowed)."""
+    if _termination_requested:
+        raise Terminated
+
+
+def clear_termination() -> None:
+    """Forget an earlier SIGTERM (a command starting afresh in the same process)."""
+    global _termination_requested
+    _termination_requested = False

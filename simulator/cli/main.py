@@ -14,7 +14,13 @@ import sys
 # arrays are small; one thread does.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from simulator.errors import UserError, WorkerStopped
+from simulator.errors import (
+    Terminated,
+    UserError,
+    WorkerStopped,
+    clear_termination,
+    request_termination,
+)
 
 #: Each command and the module defining its ``register(subparsers)``.
 COMMANDS = {
@@ -79,12 +85,8 @@ def _command_named(argv: list[str] | None) -> str | None:
     return first if first in COMMANDS else None
 
 
-class Terminated(BaseException):
-    """SIGTERM arrived: unwind (closing files, stopping workers) and exit."""
-
-
 def _on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated
+    request_termination()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    clear_termination()
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args) or 0)

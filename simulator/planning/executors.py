@@ -17,7 +17,13 @@ import signal
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from simulator.errors import UserError, WorkerStopped
+from simulator.errors import UserError, WorkerStopped, check_termination
+
+#: Longest a wait for workers blocks before looking whether SIGTERM arrived meanwhile (s):
+#: a signal handler's exception can be lost where it lands.
+WAIT_SLICE_S = 0.5
+#: Signals that stop a command and its workers.
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 def _exit_at_once(signum: int, frame: object) -> None:
@@ -26,15 +32,37 @@ def _exit_at_once(signum: int, frame: object) -> None:
 
 def _worker_setup() -> None:
     """In each worker: SIGINT and SIGTERM end it at once; its parent's death sends SIGTERM."""
-    signal.signal(signal.SIGINT, _exit_at_once)
-    signal.signal(signal.SIGTERM, _exit_at_once)
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
+    try:
+        signal.signal(signal.SIGINT, _exit_at_once)
+        signal.signal(signal.SIGTERM, _exit_at_once)
+        # forked with the stop signals held (``_stop_signals_held``): now they end it
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
 
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except BaseException:
+        # a stop signal reached the fresh worker under its parent's handlers, which raise
+        # to unwind the parent: it ends as quietly as under its own
+        os._exit(128 + signal.SIGTERM)
     if os.getppid() == 1:  # the parent died before the line above took effect
         os._exit(128 + signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait while the pool forks workers: one landing in the parent's
+    at-fork callbacks would have its exception swallowed there, and a fresh worker gets
+    them only once its own handlers are set (``_worker_setup`` releases them)."""
+    held = hasattr(signal, "pthread_sigmask")
+    if held:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        if held:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _stop_workers(pool) -> None:
@@ -125,16 +153,16 @@ class TaskRunner:
         (``first_done`` waits for some of them). Local pools only."""
         if self._pool is None:
             raise RuntimeError("submit needs a local process pool (workers > 1)")
-        return self._pool.submit(fn, payload)
+        with _stop_signals_held():
+            return self._pool.submit(fn, payload)
 
 
 def first_done(futures) -> set:
     """Wait until at least one of ``futures`` is done; the done ones. A worker that stopped
     makes the caller stop (``WorkerStopped``)."""
-    from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    done, _ = wait(futures, return_when=FIRST_COMPLETED)
+    done = _wait_first(futures)
     for future in done:
         if isinstance(future.exception(), BrokenProcessPool):
             raise WorkerStopped(
@@ -156,20 +184,36 @@ def run_tasks(
         yield from runner.run(fn, payloads)
 
 
+def _wait_first(futures) -> set:
+    """The done ones of ``futures`` once at least one is, looking every ``WAIT_SLICE_S``
+    whether SIGTERM arrived (``errors.check_termination``)."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    while True:
+        check_termination()
+        done, _ = wait(futures, timeout=WAIT_SLICE_S, return_when=FIRST_COMPLETED)
+        if done:
+            return done
+
+
 def _run_pool(pool, fn, payloads) -> Iterator[tuple[int, Any]]:
-    from concurrent.futures import as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    futures = {pool.submit(fn, p): i for i, p in enumerate(payloads)}
-    for future in as_completed(futures):
-        try:
-            result = future.result()
-        except BrokenProcessPool:
-            raise WorkerStopped(
-                "a worker process stopped before finishing its task (a signal, or out of "
-                "memory); the tasks left were not run"
-            ) from None
-        yield futures[future], result
+    with _stop_signals_held():
+        futures = {pool.submit(fn, p): i for i, p in enumerate(payloads)}
+    pending = set(futures)
+    while pending:
+        done = _wait_first(pending)
+        pending -= done
+        for future in done:
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                raise WorkerStopped(
+                    "a worker process stopped before finishing its task (a signal, or out of "
+                    "memory); the tasks left were not run"
+                ) from None
+            yield futures[future], result
 
 
 def _run_dask(client, fn, payloads) -> Iterator[tuple[int, Any]]:
