@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from simulator.cli.common import add_replica_arguments
 from simulator.costmodel.memory import MemoryPlan, memory_plan
+from simulator.costmodel.profiles import MEMORY_KNOBS
 from simulator.errors import UserError
 from simulator.specs.gpu import GpuSpec
 from simulator.specs.model import ModelSpec
@@ -68,10 +69,26 @@ class FitOptions:
     context_tokens: int = 4096
     gpu_memory_utilization: float = 0.9
     max_num_batched_tokens: int = 8192
+    #: How the engine sizes its KV cache (``costmodel.memory``) and the fraction's knob.
+    accounting: str = "gpu_fraction"
 
     @property
     def gpus(self) -> int:
         return self.tensor_parallel * self.pipeline_parallel * self.expert_parallel
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **settings: object) -> FitOptions:
+        """The layout and formats of parsed options (``--tp``, ``--pp``, ``--ep``,
+        ``--weight-dtype``, ``--kv-dtype``, ``--attention-dtype``) with ``settings``."""
+        return cls(
+            tensor_parallel=args.tp,
+            pipeline_parallel=args.pp,
+            expert_parallel=args.ep,
+            weight_dtype=args.weight_dtype,
+            kv_dtype=args.kv_dtype,
+            attention_dtype=args.attention_dtype,
+            **settings,
+        )
 
 
 def plan_for(model: ModelSpec, gpu: GpuSpec, opts: FitOptions) -> MemoryPlan:
@@ -95,6 +112,8 @@ def plan_for(model: ModelSpec, gpu: GpuSpec, opts: FitOptions) -> MemoryPlan:
         attention_dtype=opts.attention_dtype,
         gpu_memory_utilization=opts.gpu_memory_utilization,
         max_num_batched_tokens=opts.max_num_batched_tokens,
+        accounting=opts.accounting,
+        knob=MEMORY_KNOBS[opts.accounting],
     )
 
 
@@ -248,13 +267,8 @@ def run(args: argparse.Namespace) -> int:
     from simulator.specs.catalog import load_gpu, load_model
 
     model, gpu = load_model(args.model), load_gpu(args.gpu)
-    opts = FitOptions(
-        tensor_parallel=args.tp,
-        pipeline_parallel=args.pp,
-        expert_parallel=args.ep,
-        weight_dtype=args.weight_dtype,
-        kv_dtype=args.kv_dtype,
-        attention_dtype=args.attention_dtype,
+    opts = FitOptions.from_args(
+        args,
         context_tokens=args.context,
         gpu_memory_utilization=args.gpu_memory_utilization,
         max_num_batched_tokens=args.max_num_batched_tokens,

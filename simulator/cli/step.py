@@ -168,25 +168,17 @@ def replica_cost_model(args: argparse.Namespace, model, gpu):
 def memory_note(args: argparse.Namespace, model, gpu, shape: StepShape) -> str | None:
     """Why the step could not run on these GPUs (weights over the memory, or more KV tokens
     than the cache holds), sized as the ``--profile`` engine sizes it; None when it fits."""
-    from simulator.costmodel.memory import memory_plan
-    from simulator.costmodel.profiles import MEMORY_KNOBS, load_profile
+    from simulator.cli.fit import FitOptions, plan_for
+    from simulator.costmodel.profiles import load_profile
 
     profile = load_profile(args.profile) if args.profile else None
-    accounting = profile.memory_accounting if profile else "gpu_fraction"
-    plan = memory_plan(
-        model,
-        gpu,
-        tensor_parallel=args.tp,
-        pipeline_parallel=args.pp,
-        expert_parallel=args.ep,
-        weight_dtype=args.weight_dtype,
-        kv_dtype=args.kv_dtype,
-        attention_dtype=args.attention_dtype,
+    options = FitOptions.from_args(
+        args,
         max_num_batched_tokens=max(1, shape.tokens),
         gpu_memory_utilization=profile.default_memory_fraction(args.tp) if profile else 0.9,
-        accounting=accounting,
-        knob=MEMORY_KNOBS[accounting],
+        accounting=profile.memory_accounting if profile else "gpu_fraction",
     )
+    plan = plan_for(model, gpu, options)
     if not plan.fits:
         return plan.explain()
     kv_tokens = shape.decode_context_tokens + shape.decode_seqs + shape.prefill_kv_tokens
