@@ -135,6 +135,15 @@ class SearchConfig(_Strict):
             )
         return self
 
+    @field_validator("gpus")
+    @classmethod
+    def _catalog_spelling(cls, values: list[str] | None) -> list[str] | None:
+        """GPU names as the catalog spells them (prices and calibrations are found so); an
+        unknown name stays, to become an infeasible configuration with its reason."""
+        from simulator.specs.catalog import gpu_catalog_spelling
+
+        return None if values is None else [gpu_catalog_spelling(v) for v in values]
+
     @field_validator("weight_dtype", "kv_dtype")
     @classmethod
     def _known_dtypes(cls, values: list[str] | None) -> list[str] | None:
