@@ -154,10 +154,12 @@ class SearchConfig(_Strict):
     @field_validator("gpu_hour_usd")
     @classmethod
     def _non_negative(cls, prices: dict[str, float]) -> dict[str, float]:
+        from simulator.specs.catalog import gpu_catalog_spelling
+
         for gpu, price in prices.items():
             if price < 0:
                 raise ValueError(f"{gpu}: price {price} must be >= 0")
-        return prices
+        return {gpu_catalog_spelling(gpu): price for gpu, price in prices.items()}
 
     @field_validator("latency")
     @classmethod
