@@ -152,3 +152,20 @@ def test_static_scale_fp8_rows_drop_the_quantisation_kernels_measured_at_their_s
         if key in fed.index:
             saved = scale[(row.m, row.k)] + cast[(row.m, row.k)]
             assert fed[key] == pytest.approx(row.latency - saved)
+
+
+def test_each_moe_layout_keeps_the_kernel_measured_on_it():
+    """vLLM's tables time tensor-parallel layouts with Triton and expert-parallel ones with
+    FlashInfer-CUTLASS: both kinds of layout stay, each from its own kernel."""
+    shape = {"hidden_size": 7168, "inter_size": 2048, "topk": 8, "num_experts": 256}
+    rows = []
+    for kernel, tp, ep, n in (("triton", 8, 1, 3), ("cutlass", 1, 8, 3), ("cutlass", 8, 1, 2)):
+        for tokens in range(n):
+            rows.append({**shape, "moe_tp_size": tp, "moe_ep_size": ep, "kernel_source": kernel,
+                         "moe_dtype": "fp8_block", "num_tokens": tokens})  # fmt: skip
+    kept = fit.moe_layout_kernels(pd.DataFrame(rows))
+    by_layout = kept.groupby(["moe_tp_size", "moe_ep_size"]).kernel_source.unique()
+    assert {k: list(v) for k, v in by_layout.items()} == {
+        (1, 8): ["cutlass"],
+        (8, 1): ["triton"],
+    }

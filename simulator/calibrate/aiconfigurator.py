@@ -294,13 +294,32 @@ def moe_dtype_rows(frame: pd.DataFrame, dtype: str) -> pd.DataFrame:
     return rows[~rows.kernel_source.str.contains("|".join(SKIPPED_SOURCES))]
 
 
+#: What makes one MoE layout: expert shape, top-k, experts, tensor × expert parallel.
+MOE_LAYOUT = ("hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size", "moe_ep_size")
+
+
+def moe_layout_kernels(rows: pd.DataFrame) -> pd.DataFrame:
+    """For each layout, the rows of the kernel (and table dtype) measured most on it: an
+    engine picks its MoE backend by layout (vLLM: Triton under tensor parallelism,
+    FlashInfer-CUTLASS under expert parallelism), so one kernel per dtype would drop the
+    layouts only the other was measured on."""
+    if rows.empty:
+        return rows
+    counts = rows.groupby([*MOE_LAYOUT, "kernel_source", "moe_dtype"]).size()
+    best = counts.reset_index(name="n").sort_values(
+        [*MOE_LAYOUT, "n", "kernel_source", "moe_dtype"], ascending=[True] * 6 + [False, True, True]
+    )
+    best = best.drop_duplicates(list(MOE_LAYOUT))[[*MOE_LAYOUT, "kernel_source", "moe_dtype"]]
+    return rows.merge(best, on=[*MOE_LAYOUT, "kernel_source", "moe_dtype"])
+
+
 def _moe_rows(frame: pd.DataFrame, dtype: str) -> pd.DataFrame:
     rows = moe_dtype_rows(frame, dtype)
     if rows.empty:
         return rows
     dists = set(rows.distribution)
     mild = ROUTING if ROUTING in dists else "balanced" if "balanced" in dists else min(dists)
-    return _most_rows(rows[rows.distribution == mild], ["kernel_source", "moe_dtype"])
+    return moe_layout_kernels(rows[rows.distribution == mild])
 
 
 def fit_moe(table: Table, gpu: GpuSpec) -> tuple[dict[str, LogGrid], dict[str, LogGrid], dict]:

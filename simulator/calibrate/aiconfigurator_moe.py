@@ -17,10 +17,10 @@ import pandas as pd
 
 from simulator.calibrate.aiconfigurator import (
     MOE_DTYPES,
-    _most_rows,
     error_stats,
     held_out,
     moe_dtype_rows,
+    moe_layout_kernels,
 )
 from simulator.calibrate.aiconfigurator_tables import Table
 from simulator.costmodel.fused_moe import ROUTING_DEFAULT, ROUTING_MLA, FusedMoeCurve, MoeLayout
@@ -32,14 +32,9 @@ DIGITS = 3
 
 
 def _kernel_rows(frame: pd.DataFrame, dtype: str) -> pd.DataFrame:
-    """Rows of ``dtype`` (every routing) from the kernel with the most measured rows, within
-    one node."""
-    rows = moe_dtype_rows(frame, dtype)
-    if rows.empty:
-        return rows
-    best = _most_rows(rows, ["kernel_source", "moe_dtype"])
-    kernel, raw = best.kernel_source.iloc[0], best.moe_dtype.iloc[0]
-    return rows[(rows.kernel_source == kernel) & (rows.moe_dtype == raw)]
+    """Rows of ``dtype`` (every routing) within one node, each layout from the kernel
+    measured most on it (``moe_layout_kernels``)."""
+    return moe_layout_kernels(moe_dtype_rows(frame, dtype))
 
 
 def _key(row) -> str:
