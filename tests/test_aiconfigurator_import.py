@@ -169,3 +169,24 @@ def test_each_moe_layout_keeps_the_kernel_measured_on_it():
         (1, 8): ["cutlass"],
         (8, 1): ["triton"],
     }
+
+
+def test_each_gemm_shape_keeps_the_kernel_measured_on_it():
+    """vLLM times block-scaled FP8 with FlashInfer for few tokens and DeepGEMM above: every
+    shape stays, and where two kernels timed one shape the one measured more wins."""
+    rows = pd.DataFrame(
+        [
+            {"m": 16, "n": 4096, "k": 4096, "kernel_source": "flashinfer", "latency": 0.05},
+            {"m": 64, "n": 4096, "k": 4096, "kernel_source": "deepgemm", "latency": 0.06},
+            {"m": 256, "n": 4096, "k": 4096, "kernel_source": "flashinfer", "latency": 0.5},
+            {"m": 256, "n": 4096, "k": 4096, "kernel_source": "deepgemm", "latency": 0.07},
+            {"m": 1024, "n": 4096, "k": 4096, "kernel_source": "deepgemm", "latency": 0.2},
+        ]
+    )
+    kept = fit.kernel_per_shape(rows).sort_values("m")
+    assert list(zip(kept.m, kept.kernel_source, strict=True)) == [
+        (16, "flashinfer"),
+        (64, "deepgemm"),
+        (256, "deepgemm"),
+        (1024, "deepgemm"),
+    ]

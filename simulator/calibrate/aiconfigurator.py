@@ -167,6 +167,19 @@ def peak_for(dtype: str, gpu: GpuSpec) -> float:
     return gpu.flops_for(gemm_dtype(dtype, compute_dtype(dtype, "bf16"), gpu))
 
 
+def kernel_per_shape(rows: pd.DataFrame) -> pd.DataFrame:
+    """GEMM rows, each shape (m, n, k) from the kernel with the most measured rows among
+    those timed on it: an engine dispatches a format's GEMM by shape (vLLM's block-scaled
+    FP8: FlashInfer for few tokens, DeepGEMM above, CUTLASS where DeepGEMM does not apply),
+    so its tables hold several kernels that each cover part of the shapes."""
+    if rows.empty:
+        return rows
+    total = rows.kernel_source.map(rows.kernel_source.value_counts())
+    ranked = rows.assign(_total=total).sort_values("_total", ascending=False, kind="stable")
+    best = ranked.drop_duplicates(["m", "n", "k"])[["m", "n", "k", "kernel_source"]]
+    return rows.merge(best, on=["m", "n", "k", "kernel_source"])
+
+
 def static_fp8_rows(
     fp8: pd.DataFrame, compute_scale: Table, scale_matrix: Table, cast: bool
 ) -> pd.DataFrame:
@@ -196,7 +209,7 @@ def fit_gemm(
     frame = table.frame[(table.frame.n >= 128) & (table.frame.k >= 128)]
     for raw, dtype in GEMM_DTYPES.items():
         derived = raw in STATIC_FP8
-        rows = _most_rows(frame[frame.gemm_dtype == ("fp8" if derived else raw)], ["kernel_source"])
+        rows = kernel_per_shape(frame[frame.gemm_dtype == ("fp8" if derived else raw)])
         if derived:
             if rows.empty or None in quantize:
                 continue
@@ -215,7 +228,10 @@ def fit_gemm(
             ("n", "k"),
         )
         grids[dtype] = grid
-        report[dtype] = {"kernel": str(rows.kernel_source.iloc[0]), **stats}
+        report[dtype] = {
+            "kernel": ", ".join(sorted(map(str, rows.kernel_source.unique()))),
+            **stats,
+        }
     return grids, report
 
 
