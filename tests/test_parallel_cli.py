@@ -74,3 +74,11 @@ def test_step_says_when_the_layout_or_its_kv_cache_could_not_run(capsys):
     assert not over["fits_in_memory"] and "tokens of KV cache" in over["memory_note"]
     big = run_step(["--model", "llama-3.1-405b", "--gpu", "l4", "--decode", "1x100"], capsys)
     assert not big["fits_in_memory"] and "does not fit" in big["memory_note"]
+
+
+def test_step_runs_a_model_in_its_own_checkpoint_as_a_scenario_does(capsys):
+    base = ["--model", "deepseek-v3", "--gpu", "h200", "--tp", "8", "--decode", "8x1000"]
+    native = run_step(base, capsys)["weight_formats"]
+    assert native.startswith("mlp fp8_block, attention fp8_block")
+    assert run_step([*base, "--weight-dtype", "fp8"], capsys)["weight_formats"] == native
+    assert run_step([*base, "--weight-dtype", "bf16"], capsys)["weight_formats"] == "bf16"

@@ -76,3 +76,22 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0)) or 1
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def add_weight_dtype_argument(parser: argparse.ArgumentParser, examples: str) -> None:
+    """``--weight-dtype``, defaulting to the model's own checkpoint as a scenario does."""
+    parser.add_argument(
+        "--weight-dtype",
+        default=None,
+        help=f"weight format ({examples}); default: the model's own checkpoint, bf16 unless it "
+        "ships quantised (DeepSeek-V3/R1 block-scaled FP8, gpt-oss MXFP4 experts); fp8 on a "
+        "block-scaled FP8 model means that checkpoint",
+    )
+
+
+def weight_format(model, given: str | None) -> str:
+    """The weight format a replica of ``model`` runs for ``--weight-dtype`` ``given`` (None:
+    not given), by the checkpoint convention of scenarios (``quant.checkpoint_dtype``)."""
+    from simulator.costmodel.quant import checkpoint_dtype
+
+    return checkpoint_dtype(model, given or "bf16", explicit=given is not None)

@@ -12,7 +12,7 @@ import argparse
 import json
 from dataclasses import dataclass
 
-from simulator.cli.common import add_replica_arguments
+from simulator.cli.common import add_replica_arguments, add_weight_dtype_argument, weight_format
 from simulator.costmodel.memory import MemoryPlan, memory_plan
 from simulator.costmodel.profiles import MEMORY_KNOBS
 from simulator.errors import UserError
@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_replica_arguments(p)
-    p.add_argument("--weight-dtype", default="bf16", help="bf16, fp8, int8, int4, fp4, q4_k_m, ...")
+    add_weight_dtype_argument(p, "bf16, fp8, int8, int4, fp4, q4_k_m, ...")
     p.add_argument("--kv-dtype", default="bf16", help="bf16, fp16, fp8, int8")
     p.add_argument("--attention-dtype", help="override the attention projections' dtype")
     p.add_argument("--context", type=int, default=4096, help="tokens per sequence (default 4096)")
@@ -77,14 +77,17 @@ class FitOptions:
         return self.tensor_parallel * self.pipeline_parallel * self.expert_parallel
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, **settings: object) -> FitOptions:
+    def from_args(
+        cls, args: argparse.Namespace, model: ModelSpec, **settings: object
+    ) -> FitOptions:
         """The layout and formats of parsed options (``--tp``, ``--pp``, ``--ep``,
-        ``--weight-dtype``, ``--kv-dtype``, ``--attention-dtype``) with ``settings``."""
+        ``--weight-dtype`` for ``model``, ``--kv-dtype``, ``--attention-dtype``) with
+        ``settings``."""
         return cls(
             tensor_parallel=args.tp,
             pipeline_parallel=args.pp,
             expert_parallel=args.ep,
-            weight_dtype=args.weight_dtype,
+            weight_dtype=weight_format(model, args.weight_dtype),
             kv_dtype=args.kv_dtype,
             attention_dtype=args.attention_dtype,
             **settings,
@@ -269,6 +272,7 @@ def run(args: argparse.Namespace) -> int:
     model, gpu = load_model(args.model), load_gpu(args.gpu)
     opts = FitOptions.from_args(
         args,
+        model,
         context_tokens=args.context,
         gpu_memory_utilization=args.gpu_memory_utilization,
         max_num_batched_tokens=args.max_num_batched_tokens,

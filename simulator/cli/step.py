@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from simulator.cli.common import add_replica_arguments
+from simulator.cli.common import add_replica_arguments, add_weight_dtype_argument, weight_format
 from simulator.costmodel import CostConfig, CostModel, Parallelism, Precision, StepShape
 from simulator.errors import UserError
 
@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="calibration YAML, or 'none' for datasheet defaults "
         "(default: hardware_specs/calibration/<gpu>.yaml when it exists)",
     )
-    p.add_argument("--weight-dtype", default="bf16")
+    add_weight_dtype_argument(p, "bf16, fp8, fp8_block, int4, fp4, ...")
     p.add_argument("--kv-dtype", default="bf16")
     p.add_argument("--activation-dtype", default="bf16")
     p.add_argument(
@@ -155,7 +155,7 @@ def replica_cost_model(args: argparse.Namespace, model, gpu):
                 tensor=args.tp, pipeline=args.pp, expert=args.ep, placement=placement
             ),
             precision=Precision(
-                weights=args.weight_dtype,
+                weights=weight_format(model, args.weight_dtype),
                 kv_cache=args.kv_dtype,
                 activations=args.activation_dtype,
                 attention=args.attention_dtype,
@@ -174,6 +174,7 @@ def memory_note(args: argparse.Namespace, model, gpu, shape: StepShape) -> str |
     profile = load_profile(args.profile) if args.profile else None
     options = FitOptions.from_args(
         args,
+        model,
         max_num_batched_tokens=max(1, shape.tokens),
         gpu_memory_utilization=profile.default_memory_fraction(args.tp) if profile else 0.9,
         accounting=profile.memory_accounting if profile else "gpu_fraction",
