@@ -24,6 +24,11 @@ from simulator.errors import UserError, WorkerStopped, check_termination
 WAIT_SLICE_S = 0.5
 #: Signals that stop a command and its workers.
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+#: Why a command stops when one of its workers did.
+WORKER_STOPPED = (
+    "a worker process stopped before finishing its task (a signal, or out of memory); the "
+    "tasks left were not run"
+)
 
 
 def _exit_at_once(signum: int, frame: object) -> None:
@@ -35,8 +40,9 @@ def _worker_setup() -> None:
     try:
         signal.signal(signal.SIGINT, _exit_at_once)
         signal.signal(signal.SIGTERM, _exit_at_once)
-        # forked with the stop signals held (``_stop_signals_held``): now they end it
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        if hasattr(signal, "pthread_sigmask"):
+            # forked with the stop signals held (``_stop_signals_held``): now they end it
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         with contextlib.suppress(OSError, AttributeError):
             import ctypes
 
@@ -165,10 +171,7 @@ def first_done(futures) -> set:
     done = _wait_first(futures)
     for future in done:
         if isinstance(future.exception(), BrokenProcessPool):
-            raise WorkerStopped(
-                "a worker process stopped before finishing its task (a signal, or out of "
-                "memory); the tasks left were not run"
-            )
+            raise WorkerStopped(WORKER_STOPPED)
     return done
 
 
@@ -209,10 +212,7 @@ def _run_pool(pool, fn, payloads) -> Iterator[tuple[int, Any]]:
             try:
                 result = future.result()
             except BrokenProcessPool:
-                raise WorkerStopped(
-                    "a worker process stopped before finishing its task (a signal, or out of "
-                    "memory); the tasks left were not run"
-                ) from None
+                raise WorkerStopped(WORKER_STOPPED) from None
             yield futures[future], result
 
 
