@@ -30,8 +30,10 @@ row is held out when the CRC-32 of its shape key is divisible by 4 (key: ``n×k`
 GEMM; batch, length, heads, KV heads and head dim for attention; hidden, intermediate,
 top-k, experts, TP and EP for MoE; GPUs and bytes for all-reduce). Efficiencies are of
 the catalog GPU's datasheet peaks, the same numbers the cost model divides by. Where one
-format was measured with several kernels, the one with the most measured rows stands for
-the engine's default; MoE rows use the power-law routing (exponent 1.01) that
+format was measured with several kernels, each GEMM shape and each MoE layout keeps the
+kernel measured most on it (engines dispatch by shape and layout), and each attention table
+the one with the most measured rows (its others are alternative backends on the same
+shapes); MoE rows use the power-law routing (exponent 1.01) that
 AIConfigurator itself assumes for serving, so their time includes real routing
 imbalance, and layouts of at most 8 GPUs (tensor × expert parallel inside one node).
 """
