@@ -277,3 +277,11 @@ def test_graph_padding_sizes_need_captured_graphs(engine, expected):
     with pytest.raises(ValueError, match="cuda_graph_batch_sizes") as info:
         EngineConfig.model_validate(engine)
     assert expected in info.value.errors()[0]["msg"]
+
+
+def test_a_batching_parameter_without_its_policy_shows_the_whole_setting_to_write():
+    from simulator.policies import policy_params
+
+    with pytest.raises(ValueError) as info:
+        policy_params({"chunk_size": 100})
+    assert "--set 'engine.batching={policy: NAME, chunk_size: 100}'" in str(info.value)

@@ -249,9 +249,13 @@ def policy_params(value: object) -> PolicyParams:
         raise ValueError(f"expected a policy name or a mapping, got {type(value).__name__}")
     name = value.get("policy")
     if not isinstance(name, str):
+        given = ", ".join(f"{k}: {v}" for k, v in value.items() if k != "policy")
+        example = "{policy: NAME" + (f", {given}" if given else "") + "}"
         raise ValueError(
-            "name the policy with its parameters, as {policy: NAME, ...} "
-            f"(policies: {', '.join(known_policies())})"
+            f"name the policy with its parameters, as {example} (policies: "
+            f"{', '.join(known_policies())}); --set engine.batching.PARAM=... on a policy "
+            "given by name (or by the engine profile) starts a mapping without it, so set the "
+            f"whole setting: --set 'engine.batching={example}'"
         )
     try:
         model = params_model(name)
