@@ -285,3 +285,15 @@ def test_a_batching_parameter_without_its_policy_shows_the_whole_setting_to_writ
     with pytest.raises(ValueError) as info:
         policy_params({"chunk_size": 100})
     assert "--set 'engine.batching={policy: NAME, chunk_size: 100}'" in str(info.value)
+
+
+def test_an_error_found_while_a_scenario_runs_names_its_file(tmp_path, capsys):
+    path = tmp_path / "long.yaml"
+    path.write_text(
+        "model: llama-3.1-8b\nengine: {max_model_len: 1000000}\n"
+        "workload: {arrival: {process: poisson, rate_per_s: 1},"
+        " prompt_tokens: {distribution: fixed, value: 10},"
+        " output_tokens: {distribution: fixed, value: 10}, num_requests: 5}\n"
+    )
+    assert main(["simulate", str(path)]) == 2
+    assert f"{path}: engine.max_model_len: 1,000,000 tokens" in capsys.readouterr().err

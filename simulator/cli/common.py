@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+from collections.abc import Iterator
 
 
 def add_command(subparsers, name: str, *, help: str, description: str, examples: str):
@@ -95,3 +97,17 @@ def weight_format(model, given: str | None) -> str:
     from simulator.costmodel.quant import checkpoint_dtype
 
     return checkpoint_dtype(model, given or "bf16", explicit=given is not None)
+
+
+@contextlib.contextmanager
+def naming_file(source: str) -> Iterator[None]:
+    """Errors found while a scenario file runs (building its replicas, say) name the file,
+    as the errors found when loading it do."""
+    from simulator.errors import UserError
+
+    try:
+        yield
+    except UserError as exc:
+        prefix = f"{source}: "
+        messages = [m if m.startswith(prefix) else prefix + m for m in exc.messages]
+        raise UserError(messages) from None

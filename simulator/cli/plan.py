@@ -15,6 +15,7 @@ from simulator.cli.common import (
     add_scenario_arguments,
     available_cores,
     check_run_budget,
+    naming_file,
 )
 from simulator.cli.outputs import add_force_argument, check_output_file, write_atomic
 
@@ -78,13 +79,14 @@ def run(args: argparse.Namespace) -> int:
         runs=args.replications or loaded.plan.replications,
         allow_long_run=args.allow_long_run,
     )
-    result = plan(
-        loaded,
-        replications=args.replications,
-        workers=args.workers,
-        dask_scheduler=args.dask_scheduler,
-        progress=not args.quiet,
-    ).to_dict()
+    with naming_file(args.scenario):
+        result = plan(
+            loaded,
+            replications=args.replications,
+            workers=args.workers,
+            dask_scheduler=args.dask_scheduler,
+            progress=not args.quiet,
+        ).to_dict()
     if args.csv:
         import pandas as pd
 

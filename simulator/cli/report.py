@@ -12,6 +12,7 @@ from simulator.cli.common import (
     add_command,
     add_scenario_arguments,
     check_run_budget,
+    naming_file,
 )
 from simulator.cli.outputs import add_force_argument, check_output_file
 
@@ -101,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     runs = args.replications or loaded.plan.replications
     check_run_budget(loaded.scenario, args.scenario, runs=runs, allow_long_run=args.allow_long_run)
     progress = not args.quiet and not args.json and sys.stderr.isatty()
-    report = build_report(loaded, replications=args.replications, progress=progress)
+    with naming_file(args.scenario):
+        report = build_report(loaded, replications=args.replications, progress=progress)
     written = _write(report, args.output, args.pdf)
     rec = {k: _jsonable(v) for k, v in report.recommendation.items()}
     if args.json:

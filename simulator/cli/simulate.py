@@ -13,6 +13,7 @@ from simulator.cli.common import (
     add_command,
     add_scenario_arguments,
     check_run_budget,
+    naming_file,
 )
 from simulator.cli.outputs import add_force_argument, check_output_file, check_output_folder
 
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = _OutFolder(args.out, args.out_format) if args.out else None
     try:
-        with reused_builds():  # every seed runs the same replicas
+        with reused_builds(), naming_file(args.scenario):  # every seed: the same replicas
             return _simulate(args, scenario, out)
     finally:
         if out is not None:
