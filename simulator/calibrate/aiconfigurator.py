@@ -48,6 +48,8 @@ import pandas as pd
 
 from simulator.calibrate.aiconfigurator_tables import Table
 from simulator.costmodel.costs import gemm_dtype
+from simulator.costmodel.gemm import FP8_INPUT as FP8_INPUT_GRID
+from simulator.costmodel.gemm import STATIC_FP8 as FP8_STATIC_GRID
 from simulator.costmodel.layers import compute_dtype
 from simulator.costmodel.loggrid import LogGrid, fit_log_grid
 from simulator.specs.gpu import GpuSpec
@@ -57,15 +59,15 @@ GEMM_DTYPES = {
     "bfloat16": "bf16",
     "fp8": "fp8",
     # derived from the fp8 rows (``static_fp8_rows``), not table dtypes of their own
-    "fp8_static": "fp8_static",
-    "fp8_input": "fp8_input",
+    FP8_STATIC_GRID: FP8_STATIC_GRID,
+    FP8_INPUT_GRID: FP8_INPUT_GRID,
     "fp8_block": "fp8_block",
     "nvfp4": "fp4",
     "int4_wo": "int4",
 }
 #: Per-tensor FP8 with static activation scales: the linear layer casting its bf16 input
 #: (``fp8_static``), or fed FP8 by the kernel before it (``fp8_input``).
-STATIC_FP8 = ("fp8_static", "fp8_input")
+STATIC_FP8 = (FP8_STATIC_GRID, FP8_INPUT_GRID)
 MOE_DTYPES = {
     **{raw: dtype for raw, dtype in GEMM_DTYPES.items() if raw not in STATIC_FP8},
     "w4a16_mxfp4": "mxfp4",
@@ -215,7 +217,7 @@ def fit_gemm(
         if derived:
             if rows.empty or None in quantize:
                 continue
-            rows = static_fp8_rows(rows, *quantize, cast=raw == "fp8_static")
+            rows = static_fp8_rows(rows, *quantize, cast=raw == FP8_STATIC_GRID)
         if rows.empty:
             continue
         flops = 2.0 * rows.m * rows.n * rows.k
