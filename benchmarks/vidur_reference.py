@@ -14,7 +14,8 @@ priced with vLLM's kernel calibration for it. Held out: nothing is fitted to 16.
 Kernels: Vidur's throughput rests on its own A100 operator profile of the model. The same
 GEMMs (QKV + O + gate/up + down per layer) priced by servesim's ``vllm`` calibration are
 printed beside Vidur's profiled times (``kernels`` in the data file): a gap there carries
-into the throughput of an engine whose steps are mostly those GEMMs.
+into the throughput of an engine whose steps are mostly those GEMMs. So are the decode
+attention times of Vidur's FlashInfer profile at the decode batches of this configuration.
 
 Run: ``python benchmarks/vidur_reference.py [--requests 4000]`` (a few seconds).
 """
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from simulator.api import run, scenario_from_dict  # noqa: E402
+from simulator.costmodel import StepShape  # noqa: E402
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "vidur_reference.yaml"
 #: servesim's schedulers: the profile's default, and the one Vidur simulates.
@@ -69,18 +71,32 @@ def scenario(ref: dict, requests: int, batching: str | None):
 GEMM_OPS = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
 
 
-def gemm_ms_per_layer(ref: dict, tokens: int) -> float:
-    """servesim's ``vllm``-profile time (ms) of one layer's GEMMs in a prefill of ``tokens``."""
-    from simulator.costmodel import CostConfig, CostModel, StepShape
+def _cost_model(ref: dict):
+    """The cost model of the reference configuration under the ``vllm`` profile."""
+    from simulator.costmodel import CostConfig, CostModel
     from simulator.costmodel.pricing import resolve_pricing
     from simulator.specs.catalog import load_gpu, load_model
 
     model, gpu = load_model(ref["model"]), load_gpu(ref["gpu"])
     pricing = resolve_pricing(gpu.name, calibration=None, profile="vllm", version=None)
-    cost_model = CostModel(CostConfig(model, gpu, params=pricing.params, kernels=pricing.kernels))
+    return CostModel(CostConfig(model, gpu, params=pricing.params, kernels=pricing.kernels))
+
+
+def gemm_ms_per_layer(ref: dict, tokens: int) -> float:
+    """servesim's ``vllm``-profile time (ms) of one layer's GEMMs in a prefill of ``tokens``."""
+    cost_model = _cost_model(ref)
     cost = cost_model.price(StepShape.uniform(prefill_count=1, prefill_new=tokens))
     seconds = sum(op.time_s for op in cost.ops if op.name in GEMM_OPS)
-    return seconds * 1e3 / model.num_layers
+    return seconds * 1e3 / cost_model.config.model.num_layers
+
+
+def attention_decode_ms_per_layer(ref: dict, batch: int, context: int) -> float:
+    """servesim's ``vllm``-profile decode-attention time (ms) of one layer for ``batch``
+    decodes of ``context`` tokens each."""
+    cost_model = _cost_model(ref)
+    cost = cost_model.price(StepShape.uniform(decode_count=batch, decode_context=context))
+    seconds = sum(op.time_s for op in cost.ops if op.name == "attention_decode")
+    return seconds * 1e3 / cost_model.config.model.num_layers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  {tokens:>5} tokens: Vidur {vidur_ms:.3f} ms, servesim {ours:.3f} ms "
             f"({(ours / vidur_ms - 1) * 100:+.1f} %)"
+        )
+    print("Decode attention per layer, Vidur's A100 profile (FlashInfer) vs servesim vllm:")
+    for row in data["kernels"]["attention_decode_ms_per_layer"]:
+        ours = attention_decode_ms_per_layer(ref, row["batch"], row["context"])
+        print(
+            f"  {row['batch']:>4} x {row['context']} tokens: Vidur {row['ms']:.3f} ms, "
+            f"servesim {ours:.3f} ms ({(ours / row['ms'] - 1) * 100:+.1f} %)"
         )
     print(f"Vidur: {ref['throughput_rps']} req/s ({REFERENCE.name})")
     for label, batching in SCHEDULERS.items():
