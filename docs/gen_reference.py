@@ -49,7 +49,8 @@ FIELD_NOTES = {
     "GroupConfig.name": "Name of the group in outputs; default: GPU and tensor-parallel size.",
     "DisaggregatedConfig.prefill": "Prefill pool: takes arrivals, prefills their prompts.",
     "max_num_seqs": "Most sequences in one batch.",
-    "max_num_batched_tokens": "Most tokens (prefill + decode) in one step.",
+    "max_num_batched_tokens": "Most tokens (prefill + decode) in one step; under a policy "
+    "that prefills prompts whole, a longer prompt is prefilled alone in a step of its own.",
     "kv_block_size": "Tokens per KV-cache block (paged attention).",
     "gpu_memory_utilization": "Fraction of GPU memory the engine may use (weights, "
     "activations, KV cache).",

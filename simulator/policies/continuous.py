@@ -3,7 +3,9 @@
 Every step, waiting requests are admitted in arrival order while the sequence limit, the
 per-step token budget and free KV blocks (above a watermark) allow; admitted prompts are
 prefilled whole in a step of their own, during which running sequences do not decode.
-When nothing can be admitted, the running sequences decode.
+A prompt longer than the whole budget is admitted alone and prefilled in a step of its own
+(SGLang prefills such a prompt in budget-sized chunks, also apart from decodes: the same
+work, split over several steps). When nothing can be admitted, the running sequences decode.
 """
 
 from __future__ import annotations
