@@ -10,6 +10,10 @@ Two servesim runs: the ``vllm`` profile as it runs by default (the V1 engine's c
 prefill), and the same profile with the scheduler Vidur simulates (vLLM's V0 scheduler:
 whole prompts first, apart from decodes: ``engine.batching: continuous``). The A100 is
 priced with vLLM's kernel calibration for it. Held out: nothing is fitted to 16.5 req/s.
+Two more runs take the same runtime on the datasheet-default A100 kernels
+(``hardware.calibration: none``), whose GEMMs are within -0.3 to +10.9 % of Vidur's own
+profile of this model (docs/validation.md, section E): what is left of the gap there does
+not come from the GEMM times.
 
 Kernels: Vidur's throughput rests on its own A100 operator profile of the model. The same
 GEMMs (QKV + O + gate/up + down per layer) priced by servesim's ``vllm`` calibration are
@@ -35,15 +39,19 @@ from simulator.api import run, scenario_from_dict  # noqa: E402
 from simulator.costmodel import StepShape  # noqa: E402
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "vidur_reference.yaml"
-#: servesim's schedulers: the profile's default, and the one Vidur simulates.
-SCHEDULERS = {
-    "vllm profile default (chunked prefill)": None,
-    "Vidur's vLLM V0 scheduler": "continuous",
-}
+#: (label, engine.batching, hardware.calibration): the profile's default scheduler and the
+#: one Vidur simulates, each on vLLM's A100 kernels and on the datasheet defaults.
+RUNS = (
+    ("vllm profile default (chunked prefill)", None, None),
+    ("Vidur's vLLM V0 scheduler", "continuous", None),
+    ("chunked prefill, datasheet-default kernels", None, "none"),
+    ("V0 scheduler, datasheet-default kernels", "continuous", "none"),
+)
 
 
-def scenario(ref: dict, requests: int, batching: str | None):
-    """The reference configuration as a servesim scenario."""
+def scenario(ref: dict, requests: int, batching: str | None, calibration: str | None = None):
+    """The reference configuration as a servesim scenario (``calibration``: the hardware's
+    calibration, ``None`` for the profile's own kernels)."""
     engine = {
         "profile": "vllm",
         "max_num_seqs": ref["max_num_seqs"],
@@ -51,11 +59,14 @@ def scenario(ref: dict, requests: int, batching: str | None):
     }
     if batching is not None:
         engine["batching"] = batching
+    hardware = {"gpu": ref["gpu"], "tensor_parallel": ref["tensor_parallel"]}
+    if calibration is not None:
+        hardware["calibration"] = calibration
     return scenario_from_dict(
         {
             "name": "vidur_reference",
             "model": ref["model"],
-            "hardware": {"gpu": ref["gpu"], "tensor_parallel": ref["tensor_parallel"]},
+            "hardware": hardware,
             "engine": engine,
             "workload": {
                 "arrival": ref["arrival"],
@@ -120,13 +131,13 @@ def main(argv: list[str] | None = None) -> int:
             f"servesim {ours:.3f} ms ({(ours / row['ms'] - 1) * 100:+.1f} %)"
         )
     print(f"Vidur: {ref['throughput_rps']} req/s ({REFERENCE.name})")
-    for label, batching in SCHEDULERS.items():
-        summary = run(scenario(ref, args.requests, batching)).summary
+    for label, batching, calibration in RUNS:
+        summary = run(scenario(ref, args.requests, batching, calibration)).summary
         rps = summary["throughput_rps"]
         low, high = summary.get("throughput_ci95_rps") or (None, None)
         error = (rps / ref["throughput_rps"] - 1) * 100
         interval = f" [{low:.2f}, {high:.2f}]" if low is not None else ""
-        print(f"  servesim, {label:<40} {rps:6.2f} req/s{interval}  {error:+.1f} %")
+        print(f"  servesim, {label:<44} {rps:6.2f} req/s{interval}  {error:+.1f} %")
     return 0
 
 
