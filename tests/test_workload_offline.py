@@ -8,6 +8,7 @@ import pytest
 from simulator.api import build_cost_model, run
 from simulator.costmodel.shape import StepShape
 from simulator.errors import UserError
+from simulator.metrics.output import format_summary_table
 from simulator.metrics.summary import OFFLINE_BASIS, STEADY_BASIS
 from simulator.workload.config import OfflineArrival
 from tests.conftest import make_scenario
@@ -47,6 +48,25 @@ def test_offline_runs_are_deterministic():
     first = run(make_scenario(workload=OFFLINE)).summary
     second = run(make_scenario(workload=OFFLINE)).summary
     assert first == second
+
+
+def test_offline_runs_claim_no_sampling_interval():
+    """An offline run is one sweep, not samples of a steady state: slices of its makespan and
+    batches of consecutive requests are no samples of one process, so no interval is given
+    (the SLO verdict follows the point estimate); the same workload as steady traffic gets
+    its intervals."""
+    workload = {**OFFLINE, "num_requests": 400}
+    summary = run(make_scenario(workload=workload)).summary_obj
+    assert summary.throughput_ci95_rps is None
+    assert summary.latency_ci95_ms == {}
+    assert summary.slo["constraints"]
+    for constraint in summary.slo["constraints"]:
+        assert constraint["ci95_ms"] == [constraint["observed_ms"]] * 2
+        assert constraint["verdict"] == ("met" if constraint["met"] else "missed")
+    assert "no 95% interval" in format_summary_table(summary)
+    steady = run(make_scenario(workload={"num_requests": 400})).summary_obj
+    assert steady.throughput_ci95_rps is not None
+    assert steady.latency_ci95_ms
 
 
 def test_one_batch_makespan_is_one_prefill_then_the_decode_steps():

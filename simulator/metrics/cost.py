@@ -26,8 +26,9 @@ def rate_interval(
     finish_s: np.ndarray, weights: np.ndarray, window: MeasuredWindow
 ) -> list[float] | None:
     """95% interval of a rate (weights per second: 1 per request, or its tokens) from
-    ``RATE_SLICES`` equal slices of the window (None for a window too short to slice)."""
-    if window.duration_s <= 0 or len(finish_s) < 2 * RATE_SLICES:
+    ``RATE_SLICES`` equal slices of the window (None for a window too short to slice, or one
+    whose slices are not samples of one process: ``MeasuredWindow.stationary``)."""
+    if not window.stationary or window.duration_s <= 0 or len(finish_s) < 2 * RATE_SLICES:
         return None
     edges = np.linspace(window.start_s, window.end_s, RATE_SLICES + 1)
     slices, _ = np.histogram(finish_s, bins=edges, weights=weights)

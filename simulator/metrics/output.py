@@ -14,6 +14,11 @@ if TYPE_CHECKING:
 
 LATENCY_ROWS = (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"), ("ITL", "itl_ms"), ("E2E", "e2e_ms"))
 LATENCY_COLUMNS = ("mean", "p50", "p90", "p99", "p99.9")
+#: Why an offline run prints no 95% intervals (``MeasuredWindow.stationary``).
+OFFLINE_PRECISION_NOTE = (
+    "  (one sweep of this set of requests, not samples of a steady state: no 95% interval; "
+    "precision: the model error band below; with random lengths another seed draws another set)"
+)
 
 
 def _num(value: Any, fmt: str = ".2f") -> str:
@@ -165,7 +170,8 @@ def _throughput_lines(s: Summary) -> list[str]:
         ("total tokens/s", _num(s.total_tokens_per_s, ",.0f")),
         ("goodput (req/s)", _num(s.goodput_rps, ".3f")),
     ]
-    return ["", heading, *_pairs(rows)]
+    note = [OFFLINE_PRECISION_NOTE] if offline and s.requests_completed else []
+    return ["", heading, *_pairs(rows), *note]
 
 
 def _summary_slo_lines(s: Summary, as_dict: dict[str, Any]) -> list[str]:

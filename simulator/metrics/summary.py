@@ -169,10 +169,10 @@ def _rate(count: float, duration_s: float) -> float:
 
 
 def _observed(
-    constraint: SloConstraint, ordered: dict[str, np.ndarray], itl
+    constraint: SloConstraint, ordered: dict[str, np.ndarray], itl, intervals: bool = True
 ) -> tuple[float, list | None]:
     """The constraint's statistic (ms) and its 95% interval (None: no interval for ITL,
-    whose gaps are kept only as a histogram)."""
+    whose gaps are kept only as a histogram, nor without ``intervals``)."""
     if constraint.metric == "itl_ms":
         if itl is None or itl.count == 0:
             return math.nan, None
@@ -180,7 +180,7 @@ def _observed(
             return itl.mean() * 1e3, None
         return float(itl.quantile(constraint.percentile / 100.0)) * 1e3, None
     found = statistic_interval(ordered[constraint.metric], constraint.key)
-    return found.estimate, [found.low, found.high]
+    return found.estimate, [found.low, found.high] if intervals else None
 
 
 def _all_met(results: list[bool | None]) -> bool | None:
@@ -208,7 +208,8 @@ def _group_metrics(
     output_tokens = float(req.output_tokens[done].sum())
     prompt_tokens = float(req.prompt_tokens[done].sum())
     ordered = {k: in_arrival_order(v, req.arrival_s, sel) for k, v in latencies.items()}
-    reports = [constraint_report(c, *_observed(c, ordered, itl)) for c in constraints]
+    intervals = window.stationary
+    reports = [constraint_report(c, *_observed(c, ordered, itl, intervals)) for c in constraints]
     met = int(np.count_nonzero(meets & sel))
     return {
         "requests_measured": n,
@@ -227,7 +228,7 @@ def _group_metrics(
             "all_met": _all_met([r["met"] for r in reports]),
             "verdict": overall_verdict([r["verdict"] for r in reports]),
         },
-        "latency_ci95_ms": latency_intervals(ordered),
+        "latency_ci95_ms": latency_intervals(ordered) if intervals else {},
         "output_tokens": output_tokens,
         "prompt_tokens": prompt_tokens,
     }

@@ -69,6 +69,14 @@ class MeasuredWindow:
     def duration_s(self) -> float:
         return max(0.0, self.end_s - self.start_s)
 
+    @property
+    def stationary(self) -> bool:
+        """Whether slices of the window, and batches of consecutive requests, sample one
+        process, so that intervals from them mean something. Not so offline: every request
+        waits from t = 0, TTFT is its place in the queue and completions come in one sweep,
+        so the run is one deterministic batch (its precision is the model's error band)."""
+        return self.basis != OFFLINE_BASIS
+
 
 def arrival_end_s(records: RunRecords) -> float:
     """When the last request arrived (s); the engine records it when arrivals stop."""
