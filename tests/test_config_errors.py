@@ -279,6 +279,34 @@ def test_graph_padding_sizes_need_captured_graphs(engine, expected):
     assert expected in info.value.errors()[0]["msg"]
 
 
+@pytest.mark.parametrize(
+    ("engine", "expected"),
+    [
+        (
+            {"batching": {"policy": "chunked", "chunk_size": 9000}},
+            "batching.chunk_size: 9000 tokens exceeds max_num_batched_tokens (8192)",
+        ),
+        (
+            {"max_num_batched_tokens": 256, "batching": "decode_priority"},
+            "batching.chunk_size: 512 tokens exceeds max_num_batched_tokens (256)",
+        ),
+        (
+            {"max_num_seqs": 64, "batching": {"policy": "static", "batch_size": 65}},
+            "batching.batch_size: 65 sequences exceeds max_num_seqs (64)",
+        ),
+    ],
+)
+def test_a_policy_budget_beyond_the_engine_limits_is_refused(engine, expected):
+    """A step budget or batch above the engine's limits would be cut back silently."""
+    from simulator.config.engine import EngineConfig
+
+    with pytest.raises(ValueError) as info:
+        EngineConfig.model_validate(engine)
+    assert expected in info.value.errors()[0]["msg"]
+    within = {**engine, "max_num_batched_tokens": 9000, "max_num_seqs": 65}
+    assert EngineConfig.model_validate(within).batching is not None
+
+
 def test_a_batching_parameter_without_its_policy_shows_the_whole_setting_to_write():
     from simulator.policies import policy_params
 

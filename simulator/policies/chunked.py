@@ -31,7 +31,8 @@ class ChunkedParams(PolicyParams):
     """Chunked prefill: decodes and prompt chunks share a per-step token budget."""
 
     policy: Literal["chunked"] = "chunked"
-    #: Token budget per step (decodes + prompt chunks); default: max_num_batched_tokens.
+    #: Token budget per step (decodes + prompt chunks), at most max_num_batched_tokens;
+    #: default: max_num_batched_tokens.
     chunk_size: StepTokens | None = None
     #: Cut the last prompt to fill the budget (false: prompts join a step only whole, each
     #: on one attention-data-parallel rank with room for it).

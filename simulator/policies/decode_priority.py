@@ -27,7 +27,8 @@ class DecodePriorityParams(PolicyParams):
     """Prefill steps of bounded size; decodes wait behind at most a few."""
 
     policy: Literal["decode_priority"] = "decode_priority"
-    #: Most prompt tokens of one prefill step (longer prompts are split).
+    #: Most prompt tokens of one prefill step (longer prompts are split), at most
+    #: max_num_batched_tokens.
     chunk_size: StepTokens = 512
     #: Prefill steps in a row before the running sequences take a decode step.
     max_prefill_steps: PolicyCount = 1

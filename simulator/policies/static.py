@@ -27,7 +27,7 @@ class StaticParams(PolicyParams):
     """Static batches run to the end of their longest request."""
 
     policy: Literal["static"] = "static"
-    #: Requests per batch; default: max_num_seqs.
+    #: Requests per batch, at most max_num_seqs; default: max_num_seqs.
     batch_size: PolicyCount | None = None
     #: Longest time the oldest request waits for a batch to fill (s).
     max_wait_s: Annotated[float, Field(ge=0.0, le=1e9, allow_inf_nan=False)] = 0.1
