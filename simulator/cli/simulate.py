@@ -16,6 +16,7 @@ from simulator.cli.common import (
     naming_file,
 )
 from simulator.cli.outputs import add_force_argument, check_output_file, check_output_folder
+from simulator.config.hardware import HardwareConfig
 
 EXAMPLES = """examples:
   servesim simulate workloads/quickstart.yaml
@@ -200,13 +201,25 @@ def _simulate(args: argparse.Namespace, scenario, out: _OutFolder | None) -> int
             payload["replications"] = combined
         print(json.dumps(payload, indent=2))
     else:
-        hw = scenario.hardware
         print(
-            f"scenario: {scenario.name}  model: {scenario.model}  hardware: {hw.replicas}× "
-            f"{hw.tensor_parallel}× {hw.gpu}  batching: {scenario.engine.batching}"
+            f"scenario: {scenario.name}  model: {scenario.model}  hardware: "
+            f"{hardware_label(scenario.hardware)}  batching: {scenario.engine.batching}"
         )
         print(format_summary_table(summary))
         if combined is not None:
             print()
             print(format_intervals(combined))
     return 0
+
+
+def hardware_label(hw: HardwareConfig) -> str:
+    """Replicas × GPUs per replica and the GPU, with the layout where it spans more than
+    tensor parallelism (``1× 3× h100-sxm (TP1 EP3)``)."""
+    per_replica = hw.tensor_parallel * hw.pipeline_parallel * hw.expert_parallel
+    label = f"{hw.replicas}× {per_replica}× {hw.gpu}"
+    if per_replica != hw.tensor_parallel:
+        parts = [f"TP{hw.tensor_parallel}"]
+        parts += [f"PP{hw.pipeline_parallel}"] if hw.pipeline_parallel > 1 else []
+        parts += [f"EP{hw.expert_parallel}"] if hw.expert_parallel > 1 else []
+        label += f" ({' '.join(parts)})"
+    return label

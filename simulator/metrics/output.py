@@ -17,7 +17,8 @@ LATENCY_COLUMNS = ("mean", "p50", "p90", "p99", "p99.9")
 #: Why an offline run prints no 95% intervals (``MeasuredWindow.stationary``).
 OFFLINE_PRECISION_NOTE = (
     "  (one sweep of this set of requests, not samples of a steady state: no 95% interval; "
-    "precision: the model error band below; with random lengths another seed draws another set)"
+    "precision: the model error band below; with random lengths, simulate --replications N "
+    "gives the spread over seeds)"
 )
 
 
