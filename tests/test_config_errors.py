@@ -307,6 +307,16 @@ def test_a_policy_budget_beyond_the_engine_limits_is_refused(engine, expected):
     assert EngineConfig.model_validate(within).batching is not None
 
 
+def test_micro_batches_without_pipeline_stages_are_refused():
+    from simulator.config.hardware import HardwareConfig
+
+    with pytest.raises(ValueError) as info:
+        HardwareConfig.model_validate({"pipeline_microbatches": 4})
+    assert "need pipeline stages (pipeline_parallel > 1)" in info.value.errors()[0]["msg"]
+    staged = HardwareConfig.model_validate({"pipeline_parallel": 2, "pipeline_microbatches": 4})
+    assert staged.pipeline_microbatches == 4
+
+
 def test_a_batching_parameter_without_its_policy_shows_the_whole_setting_to_write():
     from simulator.policies import policy_params
 

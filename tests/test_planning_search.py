@@ -195,3 +195,20 @@ def test_roofline_bounds_hold_for_simulated_points():
         assert c.max_rate_per_s <= c.rate_bound_per_s, c.settings
         assert c.cost_per_million_output_tokens_usd >= c.cost_lower_bound_usd, c.settings
         assert c.latency_ms >= c.latency_lower_bound_ms, c.settings
+
+
+def test_a_scenario_with_micro_batches_keeps_its_single_stage_candidates_feasible():
+    """Micro-batches need pipeline stages: a candidate of one stage drops the scenario's."""
+    from simulator.planning.search import Candidate, _static_check, expand_axes
+
+    staged = {**SEARCH_BASE["hardware"], "pipeline_parallel": 2, "pipeline_microbatches": 4}
+    scenario = scenario_from_dict({**SEARCH_BASE, "hardware": staged})
+    search = SearchConfig(pipeline_parallel=[1, 2], gpu_hour_usd={"h100-sxm": 2.0})
+    points = {}
+    for settings in expand_axes(scenario, search):
+        cand = Candidate(settings)
+        points[settings["pipeline_parallel"]] = (_static_check(scenario, search, cand), cand)
+    single, cand = points[1]
+    assert single is not None, cand.reason
+    assert single.hardware.pipeline_microbatches is None
+    assert points[2][0].hardware.pipeline_microbatches == 4

@@ -215,7 +215,7 @@ def _simulate(args: argparse.Namespace, scenario, out: _OutFolder | None) -> int
 def hardware_label(hw: HardwareConfig) -> str:
     """Replicas × GPUs per replica and the GPU, with the layout where it spans more than
     tensor parallelism (``1× 3× h100-sxm (TP1 EP3)``)."""
-    per_replica = hw.tensor_parallel * hw.pipeline_parallel * hw.expert_parallel
+    per_replica = hw.gpus_per_replica
     label = f"{hw.replicas}× {per_replica}× {hw.gpu}"
     if per_replica != hw.tensor_parallel:
         parts = [f"TP{hw.tensor_parallel}"]

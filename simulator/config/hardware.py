@@ -86,6 +86,16 @@ class HardwareConfig(StrictModel):
     def _catalog_spelling(cls, value: str) -> str:
         return gpu_catalog_spelling(value)
 
+    @model_validator(mode="after")
+    def _microbatches_need_stages(self) -> HardwareConfig:
+        """Micro-batches split a step over pipeline stages: without stages they do nothing."""
+        if self.pipeline_microbatches is not None and self.pipeline_parallel == 1:
+            raise ValueError(
+                f"pipeline_microbatches: {self.pipeline_microbatches} micro-batches need "
+                "pipeline stages (pipeline_parallel > 1); drop it or set pipeline_parallel"
+            )
+        return self
+
     @property
     def gpus_per_replica(self) -> int:
         return self.tensor_parallel * self.pipeline_parallel * self.expert_parallel

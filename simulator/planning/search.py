@@ -247,6 +247,8 @@ def _static_check(scenario: Scenario, search: SearchConfig, cand: Candidate) -> 
     if s["batching"] == scenario.engine.batching.policy:  # with the scenario's parameters
         settings["engine.batching"] = scenario.engine.batching
     settings["hardware.replicas"] = 1
+    if s["pipeline_parallel"] == 1:  # the scenario's micro-batches need its stages
+        settings["hardware.pipeline_microbatches"] = None
     settings["cost.gpu_hour_usd"] = cand.replica_hour_usd / cand.gpus_per_replica
     settings["hardware.interconnect"] = link if multi else None
     if multi and link != gpu.interconnect:

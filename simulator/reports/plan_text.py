@@ -215,6 +215,12 @@ def cost_lines(costs: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _layout(candidate: dict[str, Any]) -> str:
+    """Tensor, pipeline and expert parallel sizes of a candidate's replica (``2/1/1``)."""
+    keys = ("tensor_parallel", "pipeline_parallel", "expert_parallel")
+    return "/".join(str(candidate.get(key) or 1) for key in keys)
+
+
 def search_lines(result: dict[str, Any]) -> list[str]:
     """The configuration-search section (empty without a search)."""
     s = result.get("search")
@@ -228,12 +234,12 @@ def search_lines(result: dict[str, Any]) -> list[str]:
         f"  precision: {s.get('precision', '')}",
         "  rate/rep: req/s one replica sustains; $/M out: rented cost per replica-hour "
         "(whole instances its shape fits) / output tokens at that rate × 10⁶",
-        f"  {'#':>3} {'gpu':<14} {'tp':>2} {'batching':<15} {'w/kv':<10} {'seqs':>4} "
+        f"  {'#':>3} {'gpu':<14} {'tp/pp/ep':>8} {'batching':<15} {'w/kv':<10} {'seqs':>4} "
         f"{'rate/rep':>9} {'$/M out':>8} {'latency':>8} {'P':>1}  reason",
     ]
     for c in candidate_rows(result):
         lines.append(
-            f"  {fmt(c['rank']):>3} {c['gpu']:<14} {c['tensor_parallel']:>2} "
+            f"  {fmt(c['rank']):>3} {c['gpu']:<14} {_layout(c):>8} "
             f"{c['batching']:<15} {c['weight_dtype'] + '/' + c['kv_dtype']:<10} "
             f"{c['max_num_seqs']:>4} {fmt(c['max_rate_per_s']):>9} "
             f"{fmt(c['cost_per_million_output_tokens_usd'], 3):>8} "
