@@ -157,22 +157,17 @@ class EngineConfig(StrictModel):
     def _batching_within_limits(self) -> EngineConfig:
         """A policy's step budget and batch size stay within the engine's limits, which also
         size its activation memory: a larger one would be cut back without a word."""
-        params = self.batching
-        chunk = getattr(params, "chunk_size", None)
-        if chunk is not None and chunk > self.max_num_batched_tokens:
-            raise ValueError(
-                f"batching.chunk_size: {chunk} tokens exceeds max_num_batched_tokens "
-                f"({self.max_num_batched_tokens}), the most tokens one step holds; set "
-                f"chunk_size to at most {self.max_num_batched_tokens}, or raise "
-                "max_num_batched_tokens"
-            )
-        size = getattr(params, "batch_size", None)
-        if size is not None and size > self.max_num_seqs:
-            raise ValueError(
-                f"batching.batch_size: {size} sequences exceeds max_num_seqs "
-                f"({self.max_num_seqs}), the most sequences in one batch; set batch_size to "
-                f"at most {self.max_num_seqs}, or raise max_num_seqs"
-            )
+        checks = (
+            ("chunk_size", "tokens", "max_num_batched_tokens", "the most tokens one step holds"),
+            ("batch_size", "sequences", "max_num_seqs", "the most sequences in one batch"),
+        )
+        for param, unit, limit_name, meaning in checks:
+            value, limit = getattr(self.batching, param, None), getattr(self, limit_name)
+            if value is not None and value > limit:
+                raise ValueError(
+                    f"batching.{param}: {value} {unit} exceeds {limit_name} ({limit}), "
+                    f"{meaning}; set {param} to at most {limit}, or raise {limit_name}"
+                )
         return self
 
     @model_validator(mode="after")
