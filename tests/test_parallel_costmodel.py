@@ -358,17 +358,22 @@ def test_rows_cross_the_network_once_per_remote_node():
 
 
 def test_a_bridge_joins_a_pair_beyond_which_the_cards_use_pcie():
-    """An NVLink bridge joins two PCIe cards: TP2 of A100 PCIe runs its all-reduces over the
-    bridge, TP4 and TP8 over PCIe (the slowest hop of their ring)."""
+    """PCIe cards talk over PCIe unless bridged (AIConfigurator's A100 PCIe node: no NVLink);
+    an NVLink bridge joins two of them: TP2 of bridged A100 PCIe runs its all-reduces over
+    the bridge, TP4 and TP8 over PCIe (the slowest hop of their ring)."""
     from simulator.specs.topology import build_placement
 
     gpu = load_gpu("a100-pcie-80gb")
+    assert build_placement(gpu.name, gpu.interconnect, tensor_parallel=2).tp_link().name == (
+        "pcie4"
+    )
     links = {
         tp: build_placement(
-            gpu.name, gpu.interconnect, tensor_parallel=tp, host_link=gpu.host_link
+            gpu.name, gpu.interconnect, tensor_parallel=tp, interconnect="nvlink-bridge",
+            host_link=gpu.host_link,
         ).tp_link()
         for tp in (2, 4, 8)
-    }
+    }  # fmt: skip
     assert links[2].name == "nvlink-bridge" and links[2].max_gpus == 2
     assert links[4].name == links[8].name == "pcie4"
     h100 = load_gpu("h100-sxm")  # NVSwitch: no pair limit
