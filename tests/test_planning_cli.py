@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -41,6 +42,10 @@ PLAN_FILE = {
 }
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
 def _parser():
     parser = argparse.ArgumentParser()
     plan_cli.register(parser.add_subparsers())
@@ -60,7 +65,7 @@ def outputs(tmp_path_factory):
 def test_plan_json_and_csv(outputs, capsys):
     args, _, csv = outputs
     assert args.func(args) == 0
-    result = json.loads(capsys.readouterr().out)
+    result = json.loads(capsys.readouterr().out, parse_constant=_no_constant)  # strict JSON
     assert result["max_rate_per_s"] > 0
     assert result["fewest_replicas"]["replicas"] >= 1
     assert result["costs"]["options"]
@@ -147,3 +152,15 @@ def test_python_api_plan_from_path(planned):
     assert result.search is not None and result.search.best.settings["gpu"] == "h100-sxm"
     frame = result.search.to_frame()
     assert len(frame) == 4 and {"gpu", "tensor_parallel", "feasible", "pareto"} <= set(frame)
+
+
+def test_json_output_has_no_nan_or_infinity():
+    """What --json prints is strict JSON: NaN and infinities become null, numpy numbers
+    plain ones, through nested dicts, lists and tuples."""
+    import numpy as np
+
+    from simulator.metrics.summary import jsonable
+
+    value = {"a": math.nan, "b": [np.float64(math.inf), (np.int64(3), -math.inf)], 4: 1.5}
+    text = json.dumps(jsonable(value), allow_nan=False)
+    assert json.loads(text) == {"a": None, "b": [None, [3, None]], "4": 1.5}

@@ -212,3 +212,16 @@ def test_a_scenario_with_micro_batches_keeps_its_single_stage_candidates_feasibl
     assert single is not None, cand.reason
     assert single.hardware.pipeline_microbatches is None
     assert points[2][0].hardware.pipeline_microbatches == 4
+
+
+def test_a_planned_rate_takes_a_workload_rate_bounds():
+    """A target rate is simulated as an arrival rate: below the lowest one a workload takes,
+    the plan file is refused at load time, not deep in the search."""
+    from pydantic import ValidationError
+
+    from simulator.workload.config import MIN_RATE_PER_S
+
+    with pytest.raises(ValidationError, match=r"greater than or equal to 0\.000001"):
+        PlanConfig(target_rate_per_s=MIN_RATE_PER_S / 100)
+    assert PlanConfig(target_rate_per_s=MIN_RATE_PER_S).target_rate_per_s == MIN_RATE_PER_S
+

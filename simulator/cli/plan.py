@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
-from typing import Any
 
 from simulator.cli.common import (
     add_budget_argument,
@@ -18,6 +16,7 @@ from simulator.cli.common import (
     naming_file,
 )
 from simulator.cli.outputs import add_force_argument, check_output_file, write_atomic
+from simulator.metrics.summary import jsonable
 
 EXAMPLES = """examples:
   servesim plan workloads/plan_chat.yaml
@@ -101,13 +100,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"wrote {args.csv}", file=sys.stderr)
     if args.json:
-        print(json.dumps(result, indent=2, default=_json_default))
+        print(json.dumps(jsonable(result), indent=2, default=str, allow_nan=False))
     else:
         print(format_plan(result))
     return 0
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return str(value)

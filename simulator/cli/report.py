@@ -15,6 +15,7 @@ from simulator.cli.common import (
     naming_file,
 )
 from simulator.cli.outputs import add_force_argument, check_output_file
+from simulator.metrics.summary import jsonable
 
 EXAMPLES = """examples:
   servesim report workloads/plan_chat.yaml -o report.html
@@ -54,12 +55,6 @@ def register(subparsers) -> None:
     add_force_argument(p)
     add_budget_argument(p)
     p.set_defaults(func=run)
-
-
-def _jsonable(value):
-    if hasattr(value, "item"):
-        return value.item()
-    return value
 
 
 def _write(report, html: Path, pdf: Path | None) -> list[Path]:
@@ -105,15 +100,14 @@ def run(args: argparse.Namespace) -> int:
     with naming_file(args.scenario):
         report = build_report(loaded, replications=args.replications, progress=progress)
     written = _write(report, args.output, args.pdf)
-    rec = {k: _jsonable(v) for k, v in report.recommendation.items()}
     if args.json:
         out = {
-            "recommendation": rec,
+            "recommendation": report.recommendation,
             "options": json.loads(report.options.to_json(orient="records", double_precision=15)),
             "files": [str(p) for p in written],
             "wall_s": report.wall_s,
         }
-        print(json.dumps(out, indent=2))
+        print(json.dumps(jsonable(out), indent=2, allow_nan=False))
         return 0
     if args.quiet:
         return 0

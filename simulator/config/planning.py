@@ -11,6 +11,7 @@ from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_v
 from simulator.config.base import SLO_METRICS, SLO_PERCENTILES
 from simulator.specs.dtypes import canonical_dtype
 from simulator.specs.strict import StrictModel
+from simulator.workload.config import MAX_RATE_PER_S, MIN_RATE_PER_S
 
 PRICE_KINDS = ("on_demand", "reserved", "spot")
 #: Most simulations per rate, and most configurations a search compares.
@@ -18,7 +19,8 @@ MAX_REPLICATIONS = 100
 MAX_SEARCH_POINTS = 10_000
 #: Most requests per replica a planning point may simulate (its run length and budget).
 MAX_REQUESTS_PER_REPLICA = 1_000_000
-Rate = Annotated[float, Field(gt=0, le=1e6)]
+#: A planned rate is a workload's arrival rate: the same bounds (requests/s).
+Rate = Annotated[float, Field(ge=MIN_RATE_PER_S, le=MAX_RATE_PER_S)]
 
 
 class _Strict(StrictModel):

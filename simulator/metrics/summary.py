@@ -145,14 +145,16 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: plain floats/ints/strs, NaN and infinities as None."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` with plain Python numbers in place of numpy ones and None for NaN and
+    infinities (strict JSON has neither), through dicts, lists and tuples."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, bool | np.bool_):
         return bool(value)
     if isinstance(value, int | np.integer):

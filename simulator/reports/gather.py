@@ -25,6 +25,7 @@ from simulator.planning import PlanFile, PlanResult, fewest_replicas, load_plan_
 from simulator.planning.bounds import gpus_per_replica
 from simulator.planning.outcome import judge
 from simulator.planning.peak import peak_equivalent
+from simulator.workload.config import MIN_RATE_PER_S
 
 #: Rates of the latency-against-load curve, as fractions of the deployment's knee (where
 #: the SLO statistics reach their thresholds): dense near it, two points beyond.
@@ -210,9 +211,11 @@ def _fleet_by_traffic(
     for factor in TRAFFIC_FACTORS:
         if factor == 1.0:
             continue
+        # a fleet that serves the lowest arrival rate a workload takes serves any lower one
+        rate = max(factor * target * peak * (1 + planned.safety_margin), MIN_RATE_PER_S)
         found = fewest_replicas(
             sizing,
-            factor * target * peak * (1 + planned.safety_margin),
+            rate,
             planned.plan,
             per_replica_rate_per_s=per_replica,
         )
