@@ -224,4 +224,3 @@ def test_a_planned_rate_takes_a_workload_rate_bounds():
     with pytest.raises(ValidationError, match=r"greater than or equal to 0\.000001"):
         PlanConfig(target_rate_per_s=MIN_RATE_PER_S / 100)
     assert PlanConfig(target_rate_per_s=MIN_RATE_PER_S).target_rate_per_s == MIN_RATE_PER_S
-
