@@ -78,4 +78,8 @@ def run(args: argparse.Namespace) -> int:
         f"{frame.attrs['cached']} from cache, {failed} failed)",
         file=sys.stderr,
     )
+    if failed == len(frame):
+        # the table is written (it holds each point's error), but nothing was simulated
+        first = " ".join(str(frame["error"].iloc[0]).split())
+        raise UserError(f"sweep: all {failed} points failed; the first: {first}")
     return 0

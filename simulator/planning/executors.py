@@ -18,12 +18,15 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from simulator.errors import UserError, WorkerStopped, check_termination
+from simulator.specs.files import shown
 
 #: Longest a wait for workers blocks before looking whether SIGTERM arrived meanwhile (s):
 #: a signal handler's exception can be lost where it lands.
 WAIT_SLICE_S = 0.5
 #: Signals that stop a command and its workers.
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+#: The form of a Dask scheduler address, for messages.
+SCHEDULER_EXAMPLE = "tcp://host:8786"
 #: Why a command stops when one of its workers did.
 WORKER_STOPPED = (
     "a worker process stopped before finishing its task (a signal, or out of memory); the "
@@ -95,10 +98,23 @@ def _dask_client(scheduler: Any):
         ) from None
     if isinstance(scheduler, Client):
         return scheduler, False
+    given = shown(scheduler) if isinstance(scheduler, str) else type(scheduler).__name__
+    if isinstance(scheduler, str) and not scheduler.strip():
+        raise UserError(
+            f"--dask-scheduler {given}: empty; give a scheduler address such as {SCHEDULER_EXAMPLE}"
+        )
     try:
         return Client(scheduler, timeout="10s"), True
+    except (ValueError, TypeError) as exc:
+        # distributed reads the address only when connecting: a malformed one (no port,
+        # an unknown scheme, not a string) surfaces here
+        reason = str(exc) if len(str(exc)) <= 200 else "malformed"  # it may quote the address
+        raise UserError(
+            f"--dask-scheduler {given}: not a scheduler address ({reason}); give one such as "
+            f"{SCHEDULER_EXAMPLE}"
+        ) from None
     except OSError as exc:
-        raise UserError(f"--dask-scheduler {scheduler!r}: cannot connect ({exc})") from None
+        raise UserError(f"--dask-scheduler {given}: cannot connect ({exc})") from None
 
 
 class TaskRunner:

@@ -20,8 +20,10 @@ import itertools
 import json
 import math
 import os
+import stat
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterable, Mapping, Set
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +35,21 @@ from simulator.errors import UserError
 from simulator.planning.executors import run_tasks
 from simulator.planning.outcome import scenario_data, scenario_from_data
 from simulator.planning.sweep_cache import code_and_catalog_digest, scenario_hash
-from simulator.specs.files import parse_yaml
+from simulator.specs.files import parse_yaml, shown
 
 #: Summary fields that are not one number per run, left out of sweep rows.
 NESTED_FIELDS_LEFT_OUT = ("per_class", "rejections", "saturation_details")
 #: Most points a grid may have (each is validated before anything runs).
 MAX_GRID_POINTS = 10_000
+#: Scenario sections no simulation reads, and why: sweeping one repeats the same run.
+NOT_SIMULATED = {
+    "plan": "is read by `servesim plan`, not by a simulation",
+    "search": "is read by `servesim plan`, not by a simulation",
+    "name": "is a label",
+    "description": "is a label",
+}
+#: What to do about a cache that cannot be used, for messages.
+CACHE_HINT = "remove or rename it, or run without the cache (--no-cache)"
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
@@ -55,6 +66,61 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
             raise UserError(f"--grid {key}: given twice")
         grid[key] = values
     return grid
+
+
+def _grid_key(key: Any) -> str:
+    """A grid key: a dotted scenario key that a simulation reads."""
+    if not isinstance(key, str):
+        raise UserError(
+            f"--grid key {key!r}: not a string ({type(key).__name__}); keys are dotted "
+            "scenario keys such as 'workload.arrival.rate_per_s'"
+        )
+    parts = key.split(".")
+    if not all(part.strip() for part in parts):
+        raise UserError(
+            f"--grid key {shown(key)}: expected a dotted scenario key such as "
+            "'workload.arrival.rate_per_s'"
+        )
+    if parts[0] in NOT_SIMULATED:
+        raise UserError(
+            f"--grid {key}: {parts[0]!r} {NOT_SIMULATED[parts[0]]}, so every point would be "
+            "the same simulation; sweep keys a simulation reads (model, hardware, engine, "
+            "workload, slo, cost, ...)"
+        )
+    return key
+
+
+def _grid_values(key: str, values: Any) -> list[Any]:
+    """A grid key's values as a list. A single value is refused rather than taken as a
+    one-value list: a string would otherwise be iterated into its characters."""
+    if isinstance(values, str | int | float | bool):
+        given = shown(values) if isinstance(values, str) else repr(values)
+        raise UserError(
+            f"--grid {key}: {given} is a single value, not a list of values; give a list, "
+            f"e.g. [{given}]"
+        )
+    if isinstance(values, bytes | Mapping | Set) or not isinstance(values, Iterable):
+        # a set has no order, and the grid's order is the rows' order
+        raise UserError(
+            f"--grid {key}: not a list of values ({type(values).__name__}); give a list"
+        )
+    # numpy arrays and pandas series: their plain Python values
+    listed = values.tolist() if hasattr(values, "tolist") else list(values)
+    if not listed:
+        raise UserError(f"--grid {key}: no values; give at least one")
+    return listed
+
+
+def check_grid(grid: Any) -> dict[str, list[Any]]:
+    """``grid`` as dotted key -> list of values; a ``UserError`` naming what is wrong."""
+    if not isinstance(grid, Mapping):
+        raise UserError(
+            f"grid: not a mapping ({type(grid).__name__}); give dotted scenario keys and "
+            "lists of values, e.g. {'workload.arrival.rate_per_s': [5, 10]}"
+        )
+    if not grid:
+        raise UserError("--grid: give at least one dotted.key=v1,v2,...")
+    return {_grid_key(key): _grid_values(key, values) for key, values in grid.items()}
 
 
 def expand_grid(grid: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
@@ -107,8 +173,73 @@ def _write_atomic(path: Path, data: dict[str, Any]) -> None:
     try:
         tmp.write_text(json.dumps(data))
         os.replace(tmp, path)
+    except OSError as exc:
+        raise UserError(
+            f"cache entry {shown(path)}: cannot write it ({exc.strerror or exc}); {CACHE_HINT}"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _open_cache(cache_dir: str | Path) -> Path:
+    """The cache folder, created if missing, checked writable before anything runs."""
+    cache = Path(cache_dir)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UserError(
+            f"cache folder {shown(cache)} is a file; it must be a folder: {CACHE_HINT}"
+        ) from None
+    except NotADirectoryError:
+        raise UserError(
+            f"cache folder {shown(cache)}: a part of its path is a file, not a folder"
+        ) from None
+    except OSError as exc:
+        raise UserError(
+            f"cache folder {shown(cache)}: cannot create it ({exc.strerror or exc})"
+        ) from None
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".servesim-probe-", dir=cache)
+    except OSError as exc:
+        raise UserError(
+            f"cache folder {shown(cache)}: cannot write in it ({exc.strerror or exc}); {CACHE_HINT}"
+        ) from None
+    os.close(handle)
+    os.unlink(probe)
+    return cache
+
+
+def _is_result(data: Any) -> bool:
+    """Whether ``data`` has the shape ``run_point`` gives: an error and no numbers, or
+    numbers and no error."""
+    if not isinstance(data, dict) or set(data) != {"error", "summary"}:
+        return False
+    error, summary = data["error"], data["summary"]
+    return (
+        isinstance(error, str)
+        and isinstance(summary, dict)
+        and bool(error) != bool(summary)
+        and not {"error", "scenario_hash"} & set(summary)
+    )
+
+
+def _read_entry(path: Path) -> dict[str, Any] | None:
+    """A cache entry's result; None when missing or damaged (the point is simulated again
+    and its entry replaced)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UserError(f"cache entry {shown(path)}: {exc.strerror or exc}; {CACHE_HINT}") from None
+    if not stat.S_ISREG(mode):
+        # a folder cannot be replaced by a file, and reading a pipe would wait forever
+        raise UserError(f"cache entry {shown(path)} is not a regular file; {CACHE_HINT}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return None  # unreadable, not JSON, or not UTF-8
+    return data if _is_result(data) else None
 
 
 def _resolve_points(
@@ -136,14 +267,11 @@ def _cached_results(cache: Path | None, hashes: list[str]) -> tuple[dict[int, di
     results: dict[int, dict[str, Any]] = {}
     todo = []
     for i, digest in enumerate(hashes):
-        cached = cache / f"{digest}.json" if cache is not None else None
-        if cached is not None and cached.is_file():
-            try:
-                results[i] = json.loads(cached.read_text())
-                continue
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                pass  # a damaged entry is simulated again
-        todo.append(i)
+        found = _read_entry(cache / f"{digest}.json") if cache is not None else None
+        if found is None:
+            todo.append(i)
+        else:
+            results[i] = found
     return results, todo
 
 
@@ -183,6 +311,11 @@ def sweep(
 ) -> pd.DataFrame:
     """Simulate every point of ``grid`` (dotted scenario keys -> values); one row per point.
 
+    Each key's values are a list (a tuple, a NumPy array, ...): a single value, a string
+    included, is refused rather than taken as a one-value list. Keys no simulation reads
+    (under ``plan`` or ``search``, ``name``, ``description``) are refused: every point
+    would be the same run.
+
     ``dask_scheduler``: an address or a ``distributed.Client``; else ``workers`` local
     processes. ``cache_dir``: store and reuse finished points there. Without
     ``allow_long_run``, points that would take longer than the run budget in all are
@@ -191,15 +324,11 @@ def sweep(
 
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
-    if not grid:
-        raise UserError("--grid: give at least one dotted.key=v1,v2,...")
-    points = expand_grid(grid)
+    points = expand_grid(check_grid(grid))
     resolved, payloads = _resolve_points(scenario, points)
+    cache = _open_cache(cache_dir) if cache_dir is not None else None
     environment = code_and_catalog_digest()
     hashes = [scenario_hash(point, environment) for point in resolved]
-    cache = Path(cache_dir) if cache_dir is not None else None
-    if cache is not None:
-        cache.mkdir(parents=True, exist_ok=True)
     results, todo = _cached_results(cache, hashes)
     check_sweep_budget([resolved[i] for i in todo], allow_long_run=allow_long_run)
 
