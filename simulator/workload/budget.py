@@ -2,9 +2,11 @@
 
 From a dumped ``WorkloadConfig``: the expected number of requests (``num_requests``, or
 the arrival process's mean rate × ``duration_s``; closed-loop users at most one request per
-think time plus one token step per output token), when the last of them arrives, and the
-sequence-steps they need (a decode step per output token, a prefill step per chunk of
-prompt). :func:`budget_problems` turns that into what is wrong with a run before it starts:
+think time plus one token step per output token, or per think time alone when every
+request finishes the instant it arrives, as ``trace generate`` writes them), when the last
+of them arrives, and the sequence-steps they need (a decode step per output token, a
+prefill step per chunk of prompt). :func:`budget_problems` turns that into what is wrong
+with a run before it starts:
 
 - arrivals expected past ``MAX_SIMULATED_S`` (float seconds lose the resolution of a step);
 - fewer than one request expected within ``duration_s`` (nothing to simulate);
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,12 @@ class WorkEstimate:
     never_reached: float | None = None
     #: Cost of a request relative to simulating it (writing a trace is cheaper).
     request_cost: float = 1.0
+    #: Closed loops: the requests expected when every request finishes the instant it
+    #: arrives (``trace generate``), and what the count follows from (for messages).
+    instant_requests: float | None = None
+    basis: str | None = None
+    #: What the run time is spent on (for messages).
+    task: str = "simulation"
 
     @property
     def run_time_s(self) -> float:
@@ -146,7 +154,13 @@ def estimate_work(
     if arrival["process"] == "offline":  # every request queued at t = 0
         requests, span = float(count), 0.0
     elif arrival["process"] == "closed_loop":
-        requests, span = _closed_loop(arrival, count, duration, output)
+        loop = _ClosedLoop.of(workload, base_dir)
+        requests, span = loop.requests(count, duration, output * MIN_SECONDS_PER_OUTPUT_TOKEN)
+        instant, _ = loop.requests(count, duration, 0.0)
+        steps = requests * (output + math.ceil(prompt / max_batched_tokens))
+        return WorkEstimate(
+            requests, span, steps, instant_requests=instant, basis=loop.basis(duration)
+        )
     else:
         arrivals_by, time_for = _arrivals_until(arrival)
         if duration is not None:
@@ -177,18 +191,59 @@ def _mean_turns(sessions: Mapping[str, Any] | None) -> float:
     return max(1.0, min(sampler.nominal_mean, sampler.maximum))
 
 
-def _closed_loop(arrival, count, duration, output_tokens) -> tuple[float, float]:
-    users = int(arrival["users"])
-    think = arrival.get("think_time_s", 0.0)
-    think_s = float(think) if isinstance(think, int | float) else 0.0
-    per_request_s = think_s + output_tokens * MIN_SECONDS_PER_OUTPUT_TOKEN
-    ramp = float(arrival.get("ramp_up_s") or 0.0)
-    if duration is not None:
-        requests = users * max(0.0, float(duration) - ramp / 2) / per_request_s + users
-        if count is not None:
-            requests = min(requests, float(count))
-        return requests, float(duration)
-    return float(count), ramp + count / users * per_request_s
+def _mean_seconds(spec: Any, base_dir: Path | None) -> float:
+    """Mean of a dumped ``DurationConfig`` (s): a number, or a distribution's clipped mean."""
+    if isinstance(spec, int | float):
+        return float(spec)
+    from simulator.workload.distributions import build_sampler
+
+    sampler = build_sampler(spec, integer=False, base_dir=base_dir)
+    return max(sampler.minimum, min(sampler.nominal_mean, sampler.maximum))
+
+
+@dataclass(frozen=True)
+class _ClosedLoop:
+    """What paces a closed loop: ``users``, their ``ramp_up_s``, and the mean time (s) a
+    user waits between requests besides service (think times, sessions' included)."""
+
+    users: int
+    ramp_s: float
+    think_s: float
+    wait_s: float
+
+    @classmethod
+    def of(cls, workload: Mapping[str, Any], base_dir: Path | None) -> _ClosedLoop:
+        arrival = workload["arrival"]
+        think_s = _mean_seconds(arrival.get("think_time_s", 0.0), base_dir)
+        # A conversation of k turns: k - 1 session think times, then the loop's think time.
+        sessions = workload.get("sessions")
+        turns = _mean_turns(sessions)
+        session_think_s = (
+            _mean_seconds(sessions.get("think_time_s", 0.0), base_dir) if sessions else 0.0
+        )
+        wait_s = (think_s + (turns - 1) * session_think_s) / turns
+        ramp_s = float(arrival.get("ramp_up_s") or 0.0)
+        return cls(int(arrival["users"]), ramp_s, think_s, wait_s)
+
+    def requests(
+        self, count: int | None, duration: float | None, service_s: float
+    ) -> tuple[float, float]:
+        """(expected requests, time of the last arrival in s) when each request is served
+        in ``service_s``; infinite requests when nothing separates a user's requests."""
+        per_request_s = self.wait_s + service_s
+        if duration is not None:
+            span = max(0.0, float(duration) - self.ramp_s / 2)
+            requests = math.inf if per_request_s <= 0 else self.users * span / per_request_s
+            requests += self.users
+            if count is not None:
+                requests = min(requests, float(count))
+            return requests, float(duration)
+        return float(count), self.ramp_s + count / self.users * per_request_s
+
+    def basis(self, duration: float | None) -> str:
+        """The settings the request count follows from."""
+        limit = "" if duration is None else f", duration_s {float(duration):g}"
+        return f"closed loop: users {self.users}, think_time_s {self.think_s:g}{limit}"
 
 
 #: Writing one request of a generated trace (s), for ``trace generate``'s estimate.
@@ -201,8 +256,17 @@ def generation_budget(estimate: WorkEstimate | None) -> WorkEstimate | None:
     if estimate is None:
         return None
     scale = SECONDS_PER_GENERATED_REQUEST / SECONDS_PER_REQUEST
-    return WorkEstimate(
-        estimate.requests, estimate.arrival_span_s, 0.0, estimate.never_reached, scale
+    # A generated trace takes every request to finish on arrival (zero service time), so
+    # closed-loop users send one request per think time.
+    requests = estimate.requests
+    if estimate.instant_requests is not None:
+        requests = estimate.instant_requests
+    return replace(
+        estimate,
+        requests=requests,
+        sequence_steps=0.0,
+        request_cost=scale,
+        task="trace generation",
     )
 
 
@@ -220,7 +284,14 @@ def budget_problems(
     if estimate is None:
         return []
     problems = []
-    if estimate.never_reached is not None:
+    basis = f" ({estimate.basis})" if estimate.basis else ""
+    if math.isinf(estimate.requests):
+        problems.append(
+            f"workload: endless requests{basis}: with every request finishing the instant it "
+            "arrives, nothing separates a user's requests; give num_requests or a "
+            "think_time_s above 0"
+        )
+    elif estimate.never_reached is not None:
         problems.append(
             f"workload: the arrival rate stays 0 after about {estimate.requests:,.3g} "
             f"requests; num_requests {estimate.never_reached:,.0f} would never be reached: "
@@ -240,12 +311,13 @@ def budget_problems(
     elif estimate.run_time_s * runs > BUDGET_S and not allow_long_run:
         times = f" × {runs} runs" if runs > 1 else ""
         steps = estimate.sequence_steps * runs
+        think = ", raise think_time_s" if estimate.basis else ""
         problems.append(
-            f"workload: about {estimate.requests:,.0f} requests{times}"
+            f"workload: about {estimate.requests:,.0f} requests{times}{basis}"
             + (f", {steps:.3g} sequence-steps" if steps else "")
             + ": an estimated "
-            f"{_duration(estimate.run_time_s * runs)} of simulation, over the budget of "
-            f"{_duration(BUDGET_S)}; lower num_requests or duration_s, or pass "
+            f"{_duration(estimate.run_time_s * runs)} of {estimate.task}, over the budget of "
+            f"{_duration(BUDGET_S)}; lower num_requests or duration_s{think}, or pass "
             "--allow-long-run to run it anyway"
         )
     return problems

@@ -43,6 +43,13 @@ SecondsOrZero = Annotated[float, Field(ge=0, le=MAX_SIMULATED_S, allow_inf_nan=F
 Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 
 
+def _left_default(model: StrictModel, key: str) -> bool:
+    """Whether ``model.key`` is unset or equal to its default (a fully resolved scenario,
+    as ``servesim show`` writes it, lists the defaults)."""
+    default = type(model).model_fields[key].get_default(call_default_factory=True)
+    return key not in model.model_fields_set or getattr(model, key) == default
+
+
 class _Strict(StrictModel):
     """A workload section (unknown keys, wrong types and infinite numbers are errors)."""
 
@@ -509,34 +516,14 @@ class WorkloadConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self):
+        self._check_class_names()
         if self.trace is not None:
-            synthetic = [
-                k
-                for k in ("arrival", "sessions", "prompt_tokens", "output_tokens")
-                if getattr(self, k) is not None
-            ]
-            synthetic += [
-                f"classes.{c.name}.{k}"
-                for c in self.classes or []
-                for k in ("prompt_tokens", "output_tokens", "length_correlation")
-                if getattr(c, k) is not None
-            ]
-            if "length_correlation" in self.model_fields_set:
-                synthetic.append("length_correlation")
-            if synthetic:
-                raise ValueError(
-                    "trace replay takes arrivals and lengths from the trace; remove "
-                    + ", ".join(synthetic)
-                )
+            self._check_trace_only_settings()
             return self
         trace_only = [k for k in ("format", "window", "time_unit") if getattr(self, k) is not None]
         # set away from their defaults (a fully resolved scenario lists the defaults)
         trace_only += [
-            k
-            for k in ("time_scale", "sample", "on_bad_row")
-            if k in self.model_fields_set
-            and getattr(self, k)
-            != type(self).model_fields[k].get_default(call_default_factory=True)
+            k for k in ("time_scale", "sample", "on_bad_row") if not _left_default(self, k)
         ]
         if trace_only:
             raise ValueError(f"{', '.join(trace_only)} only apply with trace")
@@ -556,16 +543,49 @@ class WorkloadConfig(_Strict):
                     f"{key} is required (here or in every class) unless trace is given"
                 )
         if classes:
-            names = [c.name for c in classes]
-            duplicates = sorted({n for n in names if names.count(n) > 1})
-            if duplicates:
-                raise ValueError(f"classes: duplicate names {duplicates}")
             total = sum(c.weight for c in classes)
             if total <= 0:
                 raise ValueError(f"classes: weights must sum to a positive number (got {total})")
         if self.num_requests is None and self.duration_s is None:
             self.num_requests = 1000
         return self
+
+    def _check_class_names(self) -> None:
+        names = [c.name for c in self.classes or []]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"classes: duplicate names {duplicates}")
+
+    def _check_trace_only_settings(self) -> None:
+        """Refuse what a trace replay would ignore: the trace gives every request's arrival
+        time, whole prompt (any system prompt included) and output length, and its class
+        (the ``class_name`` column); classes only give priorities and SLOs."""
+        ignored = [
+            k
+            for k in ("arrival", "sessions", "prompt_tokens", "output_tokens")
+            if getattr(self, k) is not None
+        ]
+        if not _left_default(self, "length_correlation"):
+            ignored.append(f"length_correlation ({self.length_correlation})")
+        if self.system_prompt_tokens:
+            ignored.append(f"system_prompt_tokens ({self.system_prompt_tokens})")
+        for c in self.classes or []:
+            ignored += [
+                f"classes.{c.name}.{k}"
+                for k in ("prompt_tokens", "output_tokens", "length_correlation")
+                if getattr(c, k) is not None
+            ]
+            if c.system_prompt_tokens:
+                ignored.append(f"classes.{c.name}.system_prompt_tokens ({c.system_prompt_tokens})")
+            # Shares of a replay are the trace's; a weight would be silently ignored.
+            if not _left_default(c, "weight"):
+                ignored.append(f"classes.{c.name}.weight ({c.weight})")
+        if ignored:
+            raise ValueError(
+                "trace replay takes arrivals, prompt lengths (a system prompt included), output "
+                "lengths and each request's class from the trace; a class gives only its "
+                "priority and slo there; remove " + ", ".join(ignored)
+            )
 
     def mean_rate(self) -> float | None:
         """The mean arrival rate (requests/s), or None where it has no single rate (traces,

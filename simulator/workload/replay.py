@@ -9,7 +9,8 @@ Options of a dumped ``WorkloadConfig`` that apply here:
 - ``num_requests`` / ``duration_s`` stop after that many kept rows / that replay time;
   with neither, the whole trace is replayed.
 - ``classes`` (optional) give the priority of rows by ``class_name`` (a ``priority``
-  column of the trace wins).
+  column of the trace wins); a class that no row of the trace names is an error (the
+  trace is searched until every class is found).
 - ``on_bad_row: skip`` skips bad rows instead of stopping: ``row_report()`` counts them
   all (the whole file is read, whatever the options above left out) and logs the count;
   a trace whose rows are all bad, or that keeps no row, is an error either way.
@@ -34,6 +35,8 @@ from simulator.workload.trace_io import TraceReader, TraceRow
 logger = logging.getLogger("simulator.workload")
 #: Latest replay time (s) a row may reach after ``window`` and ``time_scale``.
 MAX_REPLAY_S = 1e9
+#: Class names of a trace listed when a scenario's class is not among them.
+MAX_SHOWN_CLASSES = 10
 
 
 def resolve_path(path: str, base_dir: Path | None) -> Path:
@@ -76,6 +79,7 @@ class TraceSource:
         self._next: TraceRow | None = next(self._rows, None)
         if self._next is None:
             self._raise_empty()
+        self._check_classes(spec)
 
     def _kept_rows(self) -> Iterator[TraceRow]:
         for row in self._read:
@@ -94,6 +98,40 @@ class TraceSource:
                     f"{self._scale:g}) is beyond {MAX_REPLAY_S:g} s, the longest simulated span"
                 )
             yield row
+
+    def _check_classes(self, spec: Mapping[str, Any]) -> None:
+        """Refuse classes that no row of the trace names: their priority and SLO would
+        silently never apply. Reads the trace ahead (bad rows ignored; the replay reports
+        them) only until every class is found."""
+        absent = set(self._priorities) - {self._next.class_name or "default"}
+        if not absent:
+            return
+        path = self.reader.path
+        if not self.reader.class_column:
+            raise UserError(
+                f"workload.classes: {path} has no class_name column, so every row is class "
+                f"'default'; classes {sorted(absent)} would never apply: remove them (or name "
+                "the class 'default')"
+            )
+        seen: set[str] = set()
+        ahead = TraceReader(
+            path, layout=spec.get("format"), time_unit=spec.get("time_unit"), skip_bad_rows=True
+        )
+        for row in ahead:
+            name = row.class_name or "default"
+            if name not in seen:
+                seen.add(name)
+                absent.discard(name)
+                if not absent:
+                    return
+        found = ", ".join(repr(n) for n in sorted(seen)[:MAX_SHOWN_CLASSES])
+        if len(seen) > MAX_SHOWN_CLASSES:
+            found += f" and {len(seen) - MAX_SHOWN_CLASSES} more"
+        raise UserError(
+            f"workload.classes: no row of {path} has class_name "
+            f"{' or '.join(map(repr, sorted(absent)))}, so its priority and slo would never "
+            f"apply (the trace's classes: {found}): rename or remove it"
+        )
 
     def row_report(self) -> dict:
         """Rows of the trace file read and skipped, with the first reasons. With

@@ -9,7 +9,8 @@ Three column layouts are recognised from the header (or the first JSON object's 
   ``class_name, session_id, turn, prefix_tokens, priority``; seconds, used as they are
   (so a generated trace replays exactly).
 
-Times of the recorded layouts (azure, burstgpt) count from the trace's first row.
+Times of the recorded layouts (azure, burstgpt) count from the trace's first good row
+(a bad row skipped before it does not move the origin).
 Numeric timestamps are seconds unless ``time_unit="ms"``.
 
 Each line is read on its own (a quote left open, a line that is not UTF-8 or longer than
@@ -54,7 +55,8 @@ from simulator.workload.trace_lines import (
 @dataclass(frozen=True)
 class TraceLayout:
     """Column names of one trace format. Times of a ``recorded`` layout may be date-times
-    or numbers (e.g. epoch seconds) and count from the first row; ours are used as they are."""
+    or numbers (e.g. epoch seconds) and count from the first good row; ours are used as
+    they are."""
 
     name: str
     time: str
@@ -75,7 +77,7 @@ SERVESIM_EXTRA_COLUMNS = ("class_name", "session_id", "turn", "prefix_tokens", "
 @dataclass(slots=True)
 class TraceRow:
     """One good row: trace time in seconds (relative; absolute times rebased to the first
-    row) and the request's shape."""
+    good row) and the request's shape."""
 
     line: int
     time_s: float
@@ -139,6 +141,9 @@ class TraceReader:
         self._time_factor = 1e-3 if time_unit == "ms" else 1.0
         self._skip = skip_bad_rows
         self.layout: TraceLayout | None = None
+        #: Whether rows may name their class (a ``class_name`` column of our layout); when
+        #: False every row is class "default". Known once the header (or first row) is read.
+        self.class_column = False
         self.bad_rows = 0
         self.bad_messages: list[str] = []
         self.data_rows = 0
@@ -165,7 +170,9 @@ class TraceReader:
         if len(self.bad_messages) < self.MAX_KEPT_MESSAGES:
             self.bad_messages.append(text)
 
-    def _time(self, raw, line: int, column: str) -> float | None:
+    def _stamp(self, raw, line: int, column: str) -> float | None:
+        """The row's timestamp in seconds (absolute for a recorded layout), or None after
+        counting the row as bad."""
         value = parse_number(raw)
         if value is None:
             if not self.layout.recorded or not isinstance(raw, str):
@@ -178,16 +185,20 @@ class TraceReader:
                 return None
             if stamp.tzinfo is None:
                 stamp = stamp.replace(tzinfo=UTC)
-            value = stamp.timestamp()
-        else:
-            value *= self._time_factor
-            if not math.isfinite(value) or value < 0:
-                self._fail(line, column, f"{shown_value(raw)} must be a finite number >= 0")
-                return None
+            return stamp.timestamp()
+        value *= self._time_factor
+        if not math.isfinite(value) or value < 0:
+            self._fail(line, column, f"{shown_value(raw)} must be a finite number >= 0")
+            return None
+        return value
+
+    def _trace_time(self, stamp_s: float, raw, line: int, column: str) -> float | None:
+        """Seconds into the trace of a row stamped ``stamp_s``: a recorded layout counts
+        from its first good row (this row's own stamp while none has been kept yet), ours
+        uses its stamps as they are. None after counting the row as bad."""
+        value = stamp_s
         if self.layout.recorded:
-            if self._origin_s is None:
-                self._origin_s = value
-            value -= self._origin_s
+            value -= stamp_s if self._origin_s is None else self._origin_s
         if value > MAX_ROW_TIME_S:
             self._fail(
                 line,
@@ -220,7 +231,10 @@ class TraceReader:
                 self._fail(line, column, "missing value")
                 return None
             values.append(raw)
-        time_s = self._time(values[0], line, layout.time)
+        stamp_s = self._stamp(values[0], line, layout.time)
+        if stamp_s is None:
+            return None
+        time_s = self._trace_time(stamp_s, values[0], line, layout.time)
         if time_s is None:
             return None
         prompt = self._count(values[1], line, layout.prompt)
@@ -240,6 +254,9 @@ class TraceReader:
         row = TraceRow(line, time_s, prompt, output)
         if layout.name == "servesim" and not self._extras(row, record):
             return None
+        # Only a good row sets the origin: rows skipped before it must not shift the rest.
+        if layout.recorded and self._origin_s is None:
+            self._origin_s = stamp_s
         self._last_time_s = time_s
         return row
 
@@ -325,6 +342,7 @@ class TraceReader:
         except csv.Error as exc:
             raise TraceRowError(f"{self.path}:{number}: header: not valid CSV ({exc})") from None
         self.layout = detect_layout(header, self.path, self._requested_layout)
+        self.class_column = self.layout.name == "servesim" and "class_name" in header
         return header
 
     def _record(self, number: int, text: str, header: list[str] | None) -> dict | None:
@@ -341,6 +359,8 @@ class TraceReader:
                 return None
             if self.layout is None:
                 self.layout = detect_layout(record.keys(), self.path, self._requested_layout)
+                # Any JSON row of our layout may carry a class_name, the first or not.
+                self.class_column = self.layout.name == "servesim"
             return record
         try:
             fields = csv_fields(text)
