@@ -256,11 +256,27 @@ def test_cli_writes_html_and_prints_json(tmp_path, capsys):
 
 def test_write_report_without_browser_for_pdf(tmp_path, monkeypatch, built):
     report, _ = built
-    monkeypatch.setenv("SERVESIM_CHROMIUM", str(tmp_path / "no-such-browser"))
+    monkeypatch.delenv("SERVESIM_CHROMIUM", raising=False)
     monkeypatch.setenv("PATH", "")
     with pytest.raises(UserError, match="needs Chromium"):
         write_report(report, tmp_path / "r.html", tmp_path / "r.pdf")
     assert (tmp_path / "r.html").is_file()
+
+
+def test_a_browser_that_cannot_run_is_named_not_the_output(tmp_path, monkeypatch, built):
+    """SERVESIM_CHROMIUM naming nothing, or a file that is no program, is the browser's
+    problem: the message names the setting or the browser, not the PDF being written."""
+    report, _ = built
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.setenv("SERVESIM_CHROMIUM", str(tmp_path / "no-such-browser"))
+    with pytest.raises(UserError, match=r"SERVESIM_CHROMIUM=.* is neither a file nor a program"):
+        write_report(report, tmp_path / "a.html", tmp_path / "a.pdf")
+    not_a_program = tmp_path / "browser.txt"
+    not_a_program.write_text("not a program")
+    monkeypatch.setenv("SERVESIM_CHROMIUM", str(not_a_program))
+    with pytest.raises(UserError, match="cannot run the browser") as info:
+        write_report(report, tmp_path / "b.html", tmp_path / "b.pdf")
+    assert "b.pdf" not in str(info.value)
 
 
 def test_report_with_a_search_lists_the_ranked_candidates():

@@ -49,6 +49,12 @@ def find_chromium() -> str | None:
 
 def _run(args: list[str]) -> subprocess.CompletedProcess:
     browser = find_chromium()
+    chosen = os.environ.get(CHROMIUM_ENV)
+    if browser is None and chosen:
+        raise UserError(
+            f"--pdf: {CHROMIUM_ENV}={chosen!r} is neither a file nor a program on the PATH; "
+            "set it to the browser's path"
+        )
     if browser is None:
         raise UserError(
             "--pdf needs Chromium: install it (Debian: apt-get install chromium) or set "
@@ -62,6 +68,11 @@ def _run(args: list[str]) -> subprocess.CompletedProcess:
             )
         except subprocess.TimeoutExpired:
             raise UserError(f"{browser} did not finish in {BROWSER_TIMEOUT_S} s") from None
+        except OSError as exc:  # not executable, not a program: the browser, not the output
+            raise UserError(
+                f"--pdf: cannot run the browser {browser!r} ({exc.strerror or exc}); install "
+                f"Chromium or set {CHROMIUM_ENV} to its path"
+            ) from None
 
 
 def print_to_pdf(html_path: Path, pdf_path: Path) -> Path:
@@ -80,7 +91,8 @@ def print_to_pdf(html_path: Path, pdf_path: Path) -> Path:
     )
     if not pdf_path.is_file() or pdf_path.stat().st_size == 0:
         tail = (done.stderr or "").strip().splitlines()[-3:]
-        raise UserError(f"{pdf_path}: the browser wrote no PDF ({' | '.join(tail)})")
+        # the path written is a temporary one beside the output: the browser is named instead
+        raise UserError(f"--pdf: the browser wrote no PDF ({' | '.join(tail) or 'no message'})")
     return pdf_path
 
 
