@@ -163,6 +163,12 @@ def test_outputs_are_checked_before_work_and_never_overwritten(tmp_path, capsys)
         (["simulate", str(scenario), "--trace-out", str(tmp_path)], "is a folder; give a file"),
         (["simulate", str(scenario), "--out", str(taken / "sub")], "is a file, not a folder"),
         (["trace", "generate", str(scenario), "-o", str(taken)], "exists; pass --force"),
+        (["trace", "generate", str(scenario), "-o", str(tmp_path / "t.parquet")], "got .parquet"),
+        (["report", str(scenario), "-o", str(tmp_path / "r.pdf")], "written as an HTML page"),
+        (
+            ["report", str(scenario), "-o", str(tmp_path / "r.html"), "--pdf", str(tmp_path / "r")],
+            "written as a PDF",
+        ),
         (["sweep", str(scenario), "--grid", "workload.seed=1,2", "-o", str(taken)], "exists"),
         (["plan", str(scenario), "--csv", str(taken)], "exists; pass --force"),
     ]:

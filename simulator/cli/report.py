@@ -72,21 +72,30 @@ def _write(report, html: Path, pdf: Path | None) -> list[Path]:
     return [html, pdf]
 
 
+def _check_suffix(path: Path, option: str, suffixes: tuple[str, ...], what: str) -> None:
+    """Refuse an output name whose extension promises another format than the one written."""
+    from simulator.errors import UserError
+
+    if path.suffix.lower() not in suffixes:
+        raise UserError(
+            f"{option} {path}: the report is written as {what}; name it {' or '.join(suffixes)}"
+            f" (got {path.suffix or 'no extension'})"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from simulator.errors import UserError
 
     check_output_file(args.output, "-o", force=args.force)
+    _check_suffix(args.output, "-o", (".html", ".htm"), "an HTML page")
     if args.pdf is not None:
         if args.pdf.resolve() == args.output.resolve():
             raise UserError(f"--pdf {args.pdf}: the same file as -o; give another name")
         check_output_file(args.pdf, "--pdf", force=args.force)
-        from simulator.reports.browser import CHROMIUM_ENV, find_chromium
+        _check_suffix(args.pdf, "--pdf", (".pdf",), "a PDF")
+        from simulator.reports.browser import require_chromium
 
-        if find_chromium() is None:
-            raise UserError(
-                "--pdf needs Chromium: install it (Debian: apt-get install chromium) or set "
-                f"{CHROMIUM_ENV} to the browser's path"
-            )
+        require_chromium()
     if args.replications is not None and args.replications < 1:
         raise UserError(f"--replications: {args.replications} must be >= 1")
     from simulator.planning import load_plan_file

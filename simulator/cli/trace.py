@@ -86,6 +86,21 @@ def load_workload_section(path: str | Path, overrides: dict | None = None):
         raise UserError([f"{path}: {m}" for m in messages]) from None
 
 
+#: Trace files ``trace generate`` writes, by the name's ending (before an optional .gz).
+TRACE_SUFFIXES = (".csv", ".jsonl", ".ndjson")
+
+
+def _check_trace_suffix(path: Path) -> None:
+    """Refuse an output name that promises a format the trace is not written in."""
+    suffixes = [s for s in path.suffixes if s != ".gz"]
+    if not suffixes or suffixes[-1] not in TRACE_SUFFIXES:
+        given = suffixes[-1] if suffixes else "no extension"
+        raise UserError(
+            f"-o {path}: a trace is written as CSV (.csv) or JSON lines (.jsonl, .ndjson), "
+            f"optionally gzipped (.gz); got {given}"
+        )
+
+
 def _generate(args: argparse.Namespace) -> int:
     from simulator.cli.outputs import check_output_file, write_atomic
     from simulator.workload import build_source, iterate_requests
@@ -93,6 +108,7 @@ def _generate(args: argparse.Namespace) -> int:
     from simulator.workload.trace_io import write_trace
 
     check_output_file(args.output, "-o", force=args.force)
+    _check_trace_suffix(Path(args.output))
     overrides = {}
     if args.num_requests is not None:
         overrides["num_requests"] = args.num_requests

@@ -47,7 +47,8 @@ def find_chromium() -> str | None:
     return None
 
 
-def _run(args: list[str]) -> subprocess.CompletedProcess:
+def require_chromium() -> str:
+    """The browser's path, or a ``UserError`` saying how to get one."""
     browser = find_chromium()
     chosen = os.environ.get(CHROMIUM_ENV)
     if browser is None and chosen:
@@ -60,6 +61,11 @@ def _run(args: list[str]) -> subprocess.CompletedProcess:
             "--pdf needs Chromium: install it (Debian: apt-get install chromium) or set "
             f"{CHROMIUM_ENV} to the browser's path"
         )
+    return browser
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess:
+    browser = require_chromium()
     with tempfile.TemporaryDirectory(prefix="servesim-chromium-") as profile:
         command = [browser, *HEADLESS_FLAGS, f"--user-data-dir={profile}", *args]
         try:
