@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from simulator.api import run
 from simulator.cli.main import main
@@ -312,3 +313,29 @@ def test_sweep_cache_key_covers_the_curve_beside_a_calibration(tmp_path):
     before = scenario_hash(scenario, environment="fixed")
     write(tmp_path / "mygpu-moe.yaml", (shipped / "h100-sxm-moe.yaml").read_text())
     assert scenario_hash(scenario, environment="fixed") != before
+
+
+def test_a_plan_whose_fleets_would_run_past_the_budget_is_refused_before_work(tmp_path, capsys):
+    """A large target rate sizes fleets of hundreds of replicas, each simulated with
+    plan.min_requests_per_replica requests: the budget counts them, not only the
+    scenario's own 20 requests; the scenario's own size still passes."""
+    scenario = write(tmp_path / "s.yaml", SCENARIO + "slo: {ttft_ms: {p99: 1000}}\n")
+    large = ["--set", "plan.target_rate_per_s=1000000", "--set", "plan.max_replicas=10000"]
+    for command in (["plan"], ["report", "-o", str(tmp_path / "r.html")]):
+        (line,) = errors_of([*command, str(scenario), *large], capsys)
+        assert "with the fleets plan.target_rate_per_s needs" in line
+        assert "--allow-long-run" in line
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_the_fleet_estimate_grows_with_the_target_and_the_searches():
+    from simulator.config.loader import scenario_from_dict
+    from simulator.config.planning import PlanConfig
+    from simulator.planning.work import fleet_requests
+
+    scenario = scenario_from_dict(yaml.safe_load(SCENARIO))
+    assert fleet_requests(scenario, PlanConfig()) == 0.0  # no target: no fleet
+    small = fleet_requests(scenario, PlanConfig(target_rate_per_s=10))
+    large = fleet_requests(scenario, PlanConfig(target_rate_per_s=10_000))
+    assert 0 < small < large
+    assert fleet_requests(scenario, PlanConfig(target_rate_per_s=10), searches=3) == 3 * small

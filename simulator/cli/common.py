@@ -55,10 +55,21 @@ def add_budget_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def check_run_budget(scenario, source: str, *, runs: int = 1, allow_long_run: bool = False) -> None:
+def check_run_budget(
+    scenario,
+    source: str,
+    *,
+    runs: int = 1,
+    allow_long_run: bool = False,
+    fleet_requests: float = 0.0,
+) -> None:
     """Refuse, before any work, a scenario whose arrivals run past the simulated span,
     that expects no request, or whose estimated run time is over the budget (unless
-    allowed); one ``UserError`` line each, naming the scenario file."""
+    allowed); one ``UserError`` line each, naming the scenario file. ``fleet_requests``:
+    what a plan's fleets simulate besides the scenario's own runs, per replication
+    (``planning.work.fleet_requests``)."""
+    from dataclasses import replace
+
     from simulator.errors import UserError
     from simulator.workload.budget import budget_problems, estimate_work
 
@@ -67,6 +78,16 @@ def check_run_budget(scenario, source: str, *, runs: int = 1, allow_long_run: bo
         max_batched_tokens=scenario.engine.max_num_batched_tokens,
         base_dir=scenario.base_dir,
     )
+    if estimate is not None and fleet_requests and estimate.requests:
+        # the fleets' requests are the scenario's, in the same proportion of steps
+        scale = 1 + fleet_requests / estimate.requests
+        estimate = replace(
+            estimate,
+            requests=estimate.requests * scale,
+            sequence_steps=estimate.sequence_steps * scale,
+            task="simulation with the fleets plan.target_rate_per_s needs (a lower target or "
+            "plan.min_requests_per_replica shortens it)",
+        )
     problems = budget_problems(estimate, runs=runs, allow_long_run=allow_long_run)
     if problems:
         raise UserError([f"{source}: {p}" for p in problems])

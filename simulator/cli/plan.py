@@ -61,6 +61,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from simulator.errors import UserError
     from simulator.planning import load_plan_file, plan
+    from simulator.planning.work import fleet_requests
     from simulator.reports.plan_text import candidate_rows, format_plan
 
     if args.replications is not None and args.replications < 1:
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         args.scenario,
         runs=args.replications or loaded.plan.replications,
         allow_long_run=args.allow_long_run,
+        fleet_requests=fleet_requests(loaded.scenario, loaded.plan),
     )
     with naming_file(args.scenario):
         result = plan(

@@ -99,12 +99,21 @@ def run(args: argparse.Namespace) -> int:
     if args.replications is not None and args.replications < 1:
         raise UserError(f"--replications: {args.replications} must be >= 1")
     from simulator.planning import load_plan_file
+    from simulator.planning.work import fleet_requests
     from simulator.reports import build_report
+    from simulator.reports.gather import TRAFFIC_FACTORS
     from simulator.reports.terminal import paint, use_colour
 
     loaded = load_plan_file(args.scenario, args.overrides)
     runs = args.replications or loaded.plan.replications
-    check_run_budget(loaded.scenario, args.scenario, runs=runs, allow_long_run=args.allow_long_run)
+    searches = len(TRAFFIC_FACTORS)  # the plan's fleet and one per other traffic level
+    check_run_budget(
+        loaded.scenario,
+        args.scenario,
+        runs=runs,
+        allow_long_run=args.allow_long_run,
+        fleet_requests=fleet_requests(loaded.scenario, loaded.plan, searches),
+    )
     progress = not args.quiet and not args.json and sys.stderr.isatty()
     with naming_file(args.scenario):
         report = build_report(loaded, replications=args.replications, progress=progress)
