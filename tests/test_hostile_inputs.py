@@ -339,3 +339,13 @@ def test_the_fleet_estimate_grows_with_the_target_and_the_searches():
     large = fleet_requests(scenario, PlanConfig(target_rate_per_s=10_000))
     assert 0 < small < large
     assert fleet_requests(scenario, PlanConfig(target_rate_per_s=10), searches=3) == 3 * small
+
+
+def test_options_that_would_do_nothing_say_so(tmp_path, capsys):
+    """--dask-scheduler on a plan without a search would be ignored; a price listing with
+    no row says there is none rather than printing only its footer."""
+    scenario = write(tmp_path / "s.yaml", SCENARIO)
+    (line,) = errors_of(["plan", str(scenario), "--dask-scheduler", "tcp://x:1"], capsys)
+    assert "has no search: section" in line
+    assert main(["list", "prices", "--gpu", "cpu-server"]) == 0
+    assert capsys.readouterr().out.startswith("no prices for --gpu cpu-server")

@@ -232,6 +232,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         colour = use_colour()
         if args.what == "prices":
+            if not rows:
+                scope = " ".join(
+                    f"{flag} {value}"
+                    for flag, value in (("--gpu", args.gpu), ("--section", args.section))
+                    if value
+                )
+                print(f"no prices for {scope or 'the catalog'}")
             for section in PRICE_SECTIONS:
                 part = [
                     {k: v for k, v in r.items() if k != "section"}

@@ -73,6 +73,11 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:
         check_output_file(args.csv, "--csv", force=args.force)
     loaded = load_plan_file(args.scenario, args.overrides)
+    if args.dask_scheduler and loaded.search is None:
+        raise UserError(
+            f"--dask-scheduler: only a configuration search runs on Dask, and "
+            f"{args.scenario} has no search: section; drop the option or add a search"
+        )
     check_run_budget(
         loaded.scenario,
         args.scenario,
