@@ -239,3 +239,15 @@ def test_per_class_itl_from_per_class_histograms():
     assert s.per_class["chat"]["itl_ms"]["p99"] == pytest.approx(20.0)
     assert s.per_class["chat"]["slo"]["all_met"] is True
     assert s.per_class["rag"]["slo"]["all_met"] is False
+
+
+def test_default_windows_stay_few_over_any_span():
+    """Round lengths give at least 12 windows; a span past 100 of the longest round length
+    is cut into whole days (a 2-row trace over 1e9 s printed 69,444 rows)."""
+    from simulator.metrics.per_window import MIN_WINDOWS, default_window_s
+
+    assert default_window_s(86_400.0, 1e9) == 3_600.0  # a daily cycle: its hours
+    assert default_window_s(None, 120.0) == 10.0
+    for span_s in (3.0 * 86_400, 30.0 * 86_400, 365.0 * 86_400, 1e9):
+        windows = span_s / default_window_s(None, span_s)
+        assert MIN_WINDOWS <= windows <= 100

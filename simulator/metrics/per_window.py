@@ -26,17 +26,25 @@ WINDOWS_PER_PERIOD = 24
 MIN_WINDOWS = 12
 #: Window lengths (s) chosen from for a run without a period.
 ROUND_WINDOWS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
+#: Most windows a run without a period is cut into by default; a longer run is cut into
+#: whole days instead (a long trace otherwise printed one row per 4 hours of it).
+MAX_DEFAULT_WINDOWS = 100
+DAY_S = 86_400.0
 #: Latency statistics reported per window.
 WINDOW_PERCENTILES = ("p50", "p99")
 
 
 def default_window_s(period_s: float | None, span_s: float) -> float:
     """``period_s / 24`` (an hour of a day), else the longest round length giving at least
-    ``MIN_WINDOWS`` windows over ``span_s``."""
+    ``MIN_WINDOWS`` windows over ``span_s``, or, where that would give more than
+    ``MAX_DEFAULT_WINDOWS``, the most whole days that still give ``MIN_WINDOWS``."""
     if period_s:
         return period_s / WINDOWS_PER_PERIOD
     fitting = [w for w in ROUND_WINDOWS_S if w * MIN_WINDOWS <= span_s]
-    return float(fitting[-1] if fitting else ROUND_WINDOWS_S[0])
+    window = float(fitting[-1] if fitting else ROUND_WINDOWS_S[0])
+    if span_s / window > MAX_DEFAULT_WINDOWS:
+        window = DAY_S * max(1, math.floor(span_s / (MIN_WINDOWS * DAY_S)))
+    return window
 
 
 def _stats(values: np.ndarray) -> dict[str, Any]:
