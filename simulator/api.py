@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING
 
 from simulator.config.compile import compile_scenario, cost_model, replica_memory_plan
 from simulator.config.compile import resolve_calibration as hardware_calibration
-from simulator.config.loader import load_scenario, scenario_from_dict
+from simulator.config.loader import (
+    as_scenario,
+    load_scenario,
+    require_scenario,
+    scenario_from_dict,
+)
 from simulator.config.scenario import Scenario
 from simulator.costmodel import CostModel, CostParams, MemoryPlan
 from simulator.engine.gap_ema import GAP_EMA_SPAN
@@ -29,6 +34,7 @@ __all__ = ["Result", "build_simulation", "load_scenario", "run", "scenario_from_
 
 def resolve_calibration(scenario: Scenario) -> tuple[CostParams, str]:
     """Cost-model parameters for the scenario's GPU and where they came from."""
+    require_scenario(scenario, "resolve_calibration")
     return hardware_calibration(scenario.hardware, scenario.base_dir)
 
 
@@ -37,6 +43,7 @@ def resolve_pricing(scenario: Scenario):
     parameters, the engine's kernel tables and where each came from."""
     from simulator.config.compile import resolve_pricing as resolve
 
+    require_scenario(scenario, "resolve_pricing")
     return resolve(scenario.hardware, scenario.engine, scenario.base_dir)
 
 
@@ -54,27 +61,31 @@ def pricing_description(scenario: Scenario) -> dict | None:
 def build_cost_model(scenario: Scenario) -> CostModel:
     """The step-time model of one replica of the scenario (its ``hardware`` and ``engine``
     sections: TP × PP × EP GPUs, offload)."""
+    require_scenario(scenario, "build_cost_model")
     return cost_model(scenario.model, scenario.hardware, scenario.engine, scenario.base_dir)
 
 
 def build_memory_plan(scenario: Scenario) -> MemoryPlan:
     """Memory of the most loaded GPU of a replica: weights, workspace and the KV cache left."""
+    require_scenario(scenario, "build_memory_plan")
     return replica_memory_plan(scenario.model, scenario.hardware, scenario.engine)
 
 
 def build_simulation(
-    scenario: Scenario,
+    scenario: Scenario | str | Path,
     progress: Callable[[int], None] | None = None,
     trace_steps: bool = False,
     records_out: RecordSink | None = None,
     exact_requests: int | None = None,
 ) -> Simulation:
-    """Turn a validated scenario into a ready-to-run simulation (checks the memory fit).
-    ``records_out`` receives the per-request records chunk by chunk as they settle. Up to
-    ``exact_requests`` requests (default ``metrics.sketch.EXACT_REQUESTS``) are kept and
-    summarised exactly; a longer run is summarised through sketches (``metrics.sketch``)."""
+    """Turn a validated scenario (or a scenario file path) into a ready-to-run simulation
+    (checks the memory fit). ``records_out`` receives the per-request records chunk by
+    chunk as they settle. Up to ``exact_requests`` requests (default
+    ``metrics.sketch.EXACT_REQUESTS``) are kept and summarised exactly; a longer run is
+    summarised through sketches (``metrics.sketch``)."""
     from simulator.metrics.sketch import EXACT_REQUESTS, RequestSketch
 
+    scenario = as_scenario(scenario, "build_simulation")
     workload = scenario.workload
     classes = workload.classes or []
     sketch = RequestSketch(
@@ -158,8 +169,7 @@ class Result:
 
 def run(scenario: Scenario | str | Path, progress: Callable[[int], None] | None = None) -> Result:
     """Simulate a scenario (object or YAML path) and summarise it."""
-    if not isinstance(scenario, Scenario):
-        scenario = load_scenario(scenario)
+    scenario = as_scenario(scenario, "run")
     records = build_simulation(scenario, progress=progress).run()
     return Result(scenario, records, summarize_run(scenario, records))
 
@@ -211,6 +221,7 @@ def error_band_for(scenario: Scenario) -> dict | None:
     from simulator.metrics.error_band import error_band
     from simulator.specs.catalog import load_model
 
+    require_scenario(scenario, "error_band_for")
     hw, eng = scenario.hardware, scenario.engine
     key = (
         hw.gpu,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
+from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -12,6 +14,56 @@ from simulator.config.scenario import Scenario
 from simulator.errors import UnknownNameError, UserError
 from simulator.specs.files import parse_yaml, read_yaml
 from simulator.specs.strict import validation_messages
+
+#: What ``overrides`` may be: one ``"dotted.key=value"`` string (the value read as YAML), a
+#: list of them, or a ``{"dotted.key": value}`` mapping (values taken as given).
+Overrides = str | list[str] | tuple[str, ...] | Mapping[str, Any] | None
+
+
+def _given(value: Any) -> str:
+    """``value`` for a message about a wrong argument: its type and a short repr."""
+    text = repr(value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return text if value is None else f"{type(value).__name__} {text}"
+
+
+def refuse(where: str, argument: str, expected: str, value: Any, hint: str = "") -> NoReturn:
+    """Raise the UserError of a wrong argument: the call, the argument, what is allowed
+    and what was given (and ``hint``, what to do instead)."""
+    prefix = f"{where}: " if where else ""
+    tail = f"; {hint}" if hint else ""
+    raise UserError(f"{prefix}{argument}: expected {expected}, got {_given(value)}{tail}")
+
+
+#: What a function taking a validated scenario expects, and where one comes from.
+SCENARIO_EXPECTED = (
+    "a Scenario (load_scenario(path) reads a file, scenario_from_dict(data) a mapping)"
+)
+
+
+def require_scenario(value: Any, where: str = "") -> Scenario:
+    """``value`` when it is a Scenario, else a UserError naming ``where``."""
+    if not isinstance(value, Scenario):
+        refuse(where, "scenario", SCENARIO_EXPECTED, value)
+    return value
+
+
+def as_scenario(value: Any, where: str = "") -> Scenario:
+    """A Scenario given, or the one read from a scenario file path (str or Path)."""
+    if isinstance(value, Scenario):
+        return value
+    if isinstance(value, str | PathLike):
+        return load_scenario(value)
+    refuse(where, "scenario", "a Scenario or a scenario file path (str or Path)", value)
+
+
+def scenario_path(value: Any, where: str = "load_scenario") -> Path:
+    """``value`` as a Path, or a UserError naming ``where`` unless it is a str or a Path."""
+    try:
+        return Path(value)
+    except TypeError:
+        hint = "scenario_from_dict(data) validates a mapping" if isinstance(value, dict) else ""
+        refuse(where, "path", "a scenario file path (str or Path)", value, hint)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -37,23 +89,51 @@ def set_dotted(data: dict, key: str | list[str], value: Any) -> None:
     node[parts[-1]] = value
 
 
-def with_settings(scenario: Scenario, settings: Mapping[str, Any]) -> Scenario:
-    """``scenario`` with user-given ``dotted.key: value`` settings (as ``--set`` gives them):
-    each key and value is checked like the scenario file, and errors name the key."""
-    if not settings:
+def with_settings(scenario: Scenario, settings: Overrides) -> Scenario:
+    """``scenario`` with user-given ``dotted.key: value`` settings (as ``--set`` gives them;
+    any form of ``Overrides``): each key and value is checked like the scenario file, and
+    errors name the key."""
+    items = override_items(settings, "settings")
+    if not items:
         return scenario
     data = scenario.model_dump(mode="json", exclude_unset=True)
-    for key, value in settings.items():
-        set_dotted(data, key, value)
-    return scenario_from_dict(data, base_dir=scenario.base_dir)
+    return scenario_from_dict(_set_all(data, items), base_dir=scenario.base_dir)
 
 
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Set each ``dotted.key=value`` in a nested dict (creating sections as needed)."""
+def _mapping_key(key: Any, argument: str) -> list[str]:
+    """The parts of a ``{"dotted.key": value}`` key; a UserError unless a non-empty str."""
+    if not isinstance(key, str) or not key.strip():
+        refuse("", f"{argument} key", "a 'dotted.key' string", key)
+    return key.strip().split(".")
+
+
+def override_items(overrides: Overrides, argument: str = "overrides") -> list[tuple[list, Any]]:
+    """(key parts, value) of every override (see ``Overrides``); None or an empty string,
+    list or mapping is none; anything else is a UserError naming ``argument``."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, str):
+        return [parse_override(overrides)] if overrides else []
+    if isinstance(overrides, Mapping):
+        return [(_mapping_key(k, argument), copy.deepcopy(v)) for k, v in overrides.items()]
+    if not isinstance(overrides, list | tuple):
+        expected = "a 'dotted.key=value' string, a list of them or a {'dotted.key': value} mapping"
+        refuse("", argument, expected, overrides)
     for text in overrides:
-        path, value = parse_override(text)
+        if not isinstance(text, str):
+            refuse("", f"{argument} item", "a 'dotted.key=value' string", text)
+    return [parse_override(text) for text in overrides]
+
+
+def _set_all(data: dict, items: list[tuple[list, Any]]) -> dict:
+    for path, value in items:
         set_dotted(data, path, value)
     return data
+
+
+def apply_overrides(data: dict, overrides: Overrides) -> dict:
+    """Set each override (see ``Overrides``) in a nested dict (creating sections as needed)."""
+    return _set_all(data, override_items(overrides))
 
 
 def _catalog_errors(data: dict) -> list[str]:
@@ -86,6 +166,8 @@ def scenario_from_dict(
         raise UserError(
             f"{source}: a scenario must be a mapping of keys, got {type(data).__name__}"
         )
+    if base_dir is not None and not isinstance(base_dir, str | PathLike):
+        refuse("scenario_from_dict", "base_dir", "a folder path (str or Path) or None", base_dir)
     errors = _catalog_errors(data)
     if "base_dir" in data:
         errors.append("base_dir: unknown key")
@@ -107,10 +189,13 @@ def read_scenario_file(path: Path) -> Any:
     return read_yaml(path, "scenario file")
 
 
-def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
-    """Load and validate a scenario file; relative paths inside it resolve from its folder."""
-    path = Path(path)
+def load_scenario(path: str | Path, overrides: Overrides = None) -> Scenario:
+    """Load and validate a scenario file; relative paths inside it resolve from its folder.
+    ``overrides``: one ``"dotted.key=value"`` string (the value read as YAML, like
+    ``--set``), a list of them, or a ``{"dotted.key": value}`` mapping (values as given)."""
+    path = scenario_path(path, "load_scenario")
+    items = override_items(overrides)
     data = read_scenario_file(path)
     if isinstance(data, dict):
-        data = apply_overrides(data, overrides or [])
+        data = _set_all(data, items)
     return scenario_from_dict(data, source=str(path), base_dir=path.resolve().parent)

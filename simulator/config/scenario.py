@@ -10,6 +10,8 @@ scenario is compiled.
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,12 +19,13 @@ from pydantic import (
     Field,
     PositiveFloat,
     PrivateAttr,
+    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from simulator.config.base import SLO_PERCENTILES, Seconds, StrictModel
+from simulator.config.base import MAX_REPLICAS, SLO_PERCENTILES, Seconds, StrictModel
 from simulator.config.deployment import (
     DisaggregatedConfig,
     GroupConfig,
@@ -34,7 +37,13 @@ from simulator.config.engine import EngineConfig, SpeculativeConfig
 from simulator.config.hardware import AutoscaleConfig, HardwareConfig, OffloadConfig
 from simulator.config.planning import PlanConfig, SearchConfig
 from simulator.errors import UserError
-from simulator.workload.config import WorkloadConfig
+from simulator.specs.strict import validation_messages
+from simulator.workload.config import (
+    MAX_NUM_REQUESTS,
+    MAX_RATE_PER_S,
+    MIN_RATE_PER_S,
+    WorkloadConfig,
+)
 
 __all__ = [
     "AutoscaleConfig",
@@ -98,21 +107,46 @@ class Scenario(StrictModel):
     # ------------------------------------------------------------- variants
     def with_rate(self, rate_per_s: float) -> Scenario:
         """The same scenario with arrivals at mean rate ``rate_per_s`` (requests/s)."""
-        return self.replace(workload=self.workload.with_rate(rate_per_s))
+        call = f"with_rate(rate_per_s={rate_per_s!r})"
+        allowed = f"a number of requests/s from {MIN_RATE_PER_S:g} to {MAX_RATE_PER_S:g}"
+        if isinstance(rate_per_s, bool) or not isinstance(rate_per_s, numbers.Real):
+            raise InvalidValue(f"{call}: expected {allowed}")
+        workload = _checked(
+            call, allowed, "workload.arrival", lambda: self.workload.with_rate(rate_per_s)
+        )
+        return self.replace(workload=workload)
 
     def with_replicas(self, replicas: int) -> Scenario:
         """The same scenario with ``replicas`` identical replicas."""
-        return self.replace(hardware=self.hardware.replace(replicas=replicas))
+        hardware = _checked(
+            f"with_replicas(replicas={replicas!r})",
+            f"a whole number from 1 to {MAX_REPLICAS}",
+            "hardware",
+            lambda: self.hardware.replace(replicas=replicas),
+        )
+        return self.replace(hardware=hardware)
 
     def with_seed_offset(self, offset: int) -> Scenario:
         """The same scenario with workload seed ``seed + offset`` (another replication)."""
+        call = f"with_seed_offset(offset={offset!r})"
+        allowed = "a whole number keeping workload.seed from 0 to 2**64 - 1"
+        if isinstance(offset, bool) or not isinstance(offset, numbers.Integral):
+            raise InvalidValue(f"{call}: expected {allowed}")
         if not offset:
             return self
-        return self.replace(workload=self.workload.replace(seed=self.workload.seed + offset))
+        seed = self.workload.seed + int(offset)
+        workload = _checked(call, allowed, "workload", lambda: self.workload.replace(seed=seed))
+        return self.replace(workload=workload)
 
     def with_num_requests(self, num_requests: int) -> Scenario:
         """The same scenario with ``num_requests`` requests."""
-        return self.replace(workload=self.workload.replace(num_requests=num_requests))
+        workload = _checked(
+            f"with_num_requests(num_requests={num_requests!r})",
+            f"a whole number from 1 to {MAX_NUM_REQUESTS:,}",
+            "workload",
+            lambda: self.workload.replace(num_requests=num_requests),
+        )
+        return self.replace(workload=workload)
 
     @field_validator("slo")
     @classmethod
@@ -194,6 +228,21 @@ class Scenario(StrictModel):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+class InvalidValue(UserError, ValueError):
+    """A value a scenario variant (``with_rate``, ``with_replicas``, ...) does not allow;
+    a ``ValueError`` too, as pydantic's validation error was."""
+
+
+def _checked(call: str, allowed: str, section: str, make: Callable[[], Any]) -> Any:
+    """``make()``, the new ``section`` of a variant; its validation errors raised as one
+    ``InvalidValue`` naming the call, the field and what is allowed."""
+    try:
+        return make()
+    except ValidationError as exc:
+        problems = "; ".join(validation_messages(exc, None, section))
+        raise InvalidValue(f"{call}: {problems}; allowed: {allowed}") from None
 
 
 def _catalog_problems(where: str, name: str, kind: str) -> list[str]:

@@ -29,6 +29,7 @@ from simulator.config.loader import (
     apply_overrides,
     read_scenario_file,
     scenario_from_dict,
+    scenario_path,
     validation_messages,
 )
 from simulator.config.planning import (  # noqa: F401  (re-exported)
@@ -93,7 +94,7 @@ def plan_file_from_dict(
 
 def load_plan_file(path: str | Path, overrides: list[str] | None = None) -> PlanFile:
     """Read a planning file; ``overrides`` (``dotted.key=value``) may set plan/search keys too."""
-    path = Path(path)
+    path = scenario_path(path, "load_plan_file")
     data = read_scenario_file(path)
     if isinstance(data, dict):
         data = apply_overrides(data, overrides or [])

@@ -9,16 +9,24 @@
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from simulator.config.compile import reused_builds
+from simulator.config.loader import refuse, validation_messages
 from simulator.config.scenario import Scenario
+from simulator.errors import UserError
 from simulator.planning.bounds import gpus_per_replica
 from simulator.planning.config import PlanConfig, PlanFile, SearchConfig, load_plan_file
 from simulator.planning.costs import PlannedCosts, planned_costs
 from simulator.planning.peak import TrafficShape, peak_equivalent, traffic_shape
+from simulator.planning.points import check_replications
 from simulator.planning.rate import RateSearch, max_sustainable_rate
 from simulator.planning.replicas import ReplicaSearch, fewest_replicas
 from simulator.planning.search import SearchResult, search_configurations
@@ -185,7 +193,6 @@ def _costs(
 def _require_rate(scenario: Scenario) -> None:
     """Before any simulation: the rate search varies the arrival rate, so the process must
     have one."""
-    from simulator.errors import UserError
     from simulator.workload.config import rate_error
 
     arrival = scenario.workload.arrival
@@ -193,10 +200,46 @@ def _require_rate(scenario: Scenario) -> None:
         raise UserError(rate_error(arrival.process if arrival is not None else None))
 
 
+#: What ``plan`` (and ``build_report``) take as the thing to plan.
+PLAN_SOURCE = "a Scenario, a PlanFile or a planning file path (str or Path)"
+
+
+def planning_source(source: Any, where: str) -> Scenario | PlanFile:
+    """``source`` when it is a Scenario or a PlanFile, the planning file read when it is a
+    path, else a UserError naming ``where``."""
+    if isinstance(source, str | PathLike):
+        return load_plan_file(source)
+    if not isinstance(source, Scenario | PlanFile):
+        refuse(where, "scenario", PLAN_SOURCE, source)
+    return source
+
+
+def _section(value: Any, model: type, argument: str) -> Any:
+    """A ``plan:``/``search:`` section given to ``plan``: None, the model, or a mapping
+    validated like the file's section; anything else a UserError."""
+    if value is None or isinstance(value, model):
+        return value
+    if not isinstance(value, Mapping):
+        refuse("plan", argument, f"a {model.__name__}, a mapping of its keys or None", value)
+    try:
+        return model.model_validate(dict(value))
+    except ValidationError as exc:
+        messages = validation_messages(exc, dict(value), argument)
+        raise UserError([f"plan: {m}" for m in messages]) from None
+
+
+def _check_workers(workers: Any) -> None:
+    """Local worker processes: a whole number >= 1, worded like ``--workers``'s check."""
+    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral):
+        raise UserError(f"plan: workers: {workers!r} must be a whole number >= 1")
+    if workers < 1:
+        raise UserError(f"plan: workers: {workers} must be >= 1")
+
+
 def plan(
     scenario: Scenario | PlanFile | str | Path,
-    plan_config: PlanConfig | None = None,
-    search: SearchConfig | None = None,
+    plan_config: PlanConfig | Mapping[str, Any] | None = None,
+    search: SearchConfig | Mapping[str, Any] | None = None,
     *,
     replications: int | None = None,
     workers: int = 1,
@@ -205,12 +248,17 @@ def plan(
 ) -> PlanResult:
     """Plan a scenario: its maximum rate, the fewest replicas for the target rate, the
     configuration search and the cost options. A path or ``PlanFile`` brings its own
-    ``plan:``/``search:`` sections; arguments given here override them. Changing traffic
-    (a daily cycle, a schedule) is planned for its busiest window (``planning.peak``)."""
+    ``plan:``/``search:`` sections; arguments given here override them (``plan_config`` and
+    ``search`` may be mappings, validated like those sections). ``replications``: a whole
+    number >= 1, or None for the plan's own. Changing traffic (a daily cycle, a schedule)
+    is planned for its busiest window (``planning.peak``)."""
     from simulator.api import error_band_for
 
-    if isinstance(scenario, str | Path):
-        scenario = load_plan_file(scenario)
+    plan_config = _section(plan_config, PlanConfig, "plan_config")
+    search = _section(search, SearchConfig, "search")
+    replications = check_replications(replications, "plan")
+    _check_workers(workers)
+    scenario = planning_source(scenario, "plan")
     if isinstance(scenario, PlanFile):
         plan_config = plan_config or scenario.plan
         search = search or scenario.search

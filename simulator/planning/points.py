@@ -30,10 +30,15 @@ replications, which would be as short (``planning.evidence``).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from simulator.config.loader import refuse, require_scenario
+from simulator.config.planning import MAX_REPLICATIONS
 from simulator.config.scenario import Scenario
+from simulator.errors import UserError
 from simulator.metrics.slo import parse_slo
 from simulator.planning.config import PlanConfig
 from simulator.planning.evidence import (
@@ -84,6 +89,31 @@ def criteria_of(plan: PlanConfig) -> Criteria:
     return Criteria(plan.max_rejected_fraction, plan.min_attainment)
 
 
+def check_replications(replications: Any, where: str = "") -> int | None:
+    """``replications`` when None (the plan's own) or a whole number from 1 to
+    ``MAX_REPLICATIONS``, else a UserError worded like ``--replications``'s."""
+    if replications is None:
+        return None
+    prefix = f"{where}: " if where else ""
+    if isinstance(replications, bool) or not isinstance(replications, numbers.Integral):
+        raise UserError(
+            f"{prefix}replications: {replications!r} must be a whole number >= 1 "
+            "(or None for the plan's replications)"
+        )
+    if replications < 1:
+        raise UserError(f"{prefix}replications: {replications} must be >= 1")
+    if replications > MAX_REPLICATIONS:
+        raise UserError(f"{prefix}replications: {replications} must be <= {MAX_REPLICATIONS}")
+    return int(replications)
+
+
+def require_plan(plan: Any, where: str = "") -> PlanConfig:
+    """``plan`` when it is a PlanConfig, else a UserError naming ``where``."""
+    if not isinstance(plan, PlanConfig):
+        refuse(where, "plan", "a PlanConfig (the plan: section of a planning file)", plan)
+    return plan
+
+
 class PointEvaluator:
     """Simulates points of ``scenario`` once each, sequentially (see the module docstring)."""
 
@@ -96,13 +126,13 @@ class PointEvaluator:
         screening: bool = False,
         replications: int | None = None,
     ):
-        self.scenario = scenario
-        self.plan = plan
+        self.scenario = require_scenario(scenario)
+        self.plan = require_plan(plan)
         self.criteria = criteria_of(plan)
         self.constraints = parse_slo(scenario.slo or None)
         self.on_simulated = on_simulated
         self.screening = screening
-        self.first_replications = replications or plan.replications
+        self.first_replications = check_replications(replications) or plan.replications
         self._points: dict[tuple[float, int], Point] = {}
 
     @property

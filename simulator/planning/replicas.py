@@ -14,17 +14,24 @@ requests per replica as one replica would (``planning.points``).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.config.compile import reused_builds
+from simulator.config.loader import refuse, require_scenario
 from simulator.config.scenario import Scenario
 from simulator.errors import UserError
 from simulator.planning.bounds import gpus_per_replica, scenario_memory_plan
 from simulator.planning.config import PlanConfig
 from simulator.planning.evidence import MEETS, MISSES, UNCERTAIN
-from simulator.planning.points import OnSimulated, PointEvaluator
+from simulator.planning.points import (
+    OnSimulated,
+    PointEvaluator,
+    check_replications,
+    require_plan,
+)
 from simulator.planning.rate import deployment_rate_bound_per_s
 
 
@@ -65,6 +72,15 @@ class ReplicaSearch:
         }
 
 
+def check_target_rate(rate: Any, where: str = "") -> float:
+    """``rate`` as a float when it is a finite number of requests/s above 0, else a
+    UserError naming ``where``."""
+    number = isinstance(rate, numbers.Real) and not isinstance(rate, bool)
+    if not number or not 0 < rate < math.inf:  # NaN fails the comparison too
+        refuse(where, "target_rate_per_s", "a finite number of requests/s > 0", rate)
+    return float(rate)
+
+
 def _first_count(target: float, least: int, per_replica_rate_per_s: float | None) -> int:
     """Where the replica search starts: the target over one replica's knee, else the
     roofline bound."""
@@ -86,8 +102,13 @@ def fewest_replicas(
 ) -> ReplicaSearch:
     """Fewest replicas of the scenario's replica that serve ``target_rate_per_s`` in the SLO;
     ``per_replica_rate_per_s`` (one replica's knee, when known) gives the first count tried."""
-    plan = plan or PlanConfig()
-    target = target_rate_per_s or plan.target_rate_per_s
+    require_scenario(scenario, "fewest_replicas")
+    plan = PlanConfig() if plan is None else require_plan(plan, "fewest_replicas")
+    check_replications(replications, "fewest_replicas")
+    if target_rate_per_s is not None:
+        target = check_target_rate(target_rate_per_s, "fewest_replicas")
+    else:
+        target = plan.target_rate_per_s
     if target is None:
         raise UserError("plan.target_rate_per_s: give the rate the deployment must serve")
     per_replica = deployment_rate_bound_per_s(scenario)

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from simulator.config.loader import Overrides, override_items, refuse
 from simulator.config.scenario import Scenario
 from simulator.planning import PlanFile
+from simulator.planning.plan import PLAN_SOURCE
+from simulator.planning.points import check_replications
 from simulator.reports import costs, plots, sections
 from simulator.reports.gather import Simulated, simulate_for_report
 from simulator.reports.html import esc, figure, page, usd
@@ -167,12 +171,18 @@ def _version() -> str:
 
 def build_report(
     source: PlanFile | Scenario | str | Path,
-    overrides: list[str] | None = None,
+    overrides: Overrides = None,
     *,
     replications: int | None = None,
     progress: bool = False,
 ) -> Report:
-    """Simulate and render the report of a planning file (or scenario)."""
+    """Simulate and render the report of a planning file (or scenario). ``overrides`` (of a
+    file path only) take any form ``load_scenario`` takes; ``replications``: a whole number
+    >= 1, or None for the plan's own."""
+    if not isinstance(source, str | PathLike | PlanFile | Scenario):
+        refuse("build_report", "source", PLAN_SOURCE, source)
+    override_items(overrides)  # their form, checked before any simulation
+    check_replications(replications, "build_report")
     sim = simulate_for_report(source, overrides, replications=replications, progress=progress)
     return render(sim)
 

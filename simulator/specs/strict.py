@@ -81,7 +81,9 @@ class StrictModel(BaseModel):
     """A model validated from user input: see the module's rules. A wrong scalar is a
     ``strict_scalar`` error whose context names the field (``ctx["field"]``)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # Assignments are checked too: a notebook that sets s.workload.num_requests = -1 gets
+    # the field's error then, not a numpy error deep in the run.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
 
     @model_validator(mode="before")
     @classmethod
