@@ -62,6 +62,9 @@ def test_bad_grid_key_is_reported_before_running(scenario):
     with pytest.raises(UserError) as err:
         sweep(scenario, {"engine.max_num_seqz": [1, 2]})
     assert "engine.max_num_seqz" in str(err.value)
+    with pytest.raises(UserError) as err:  # a point's error names the scenario file
+        sweep(scenario, {"engine.max_num_seqs": [0]}, source="s.yaml")
+    assert "grid point 0 (engine.max_num_seqs=0): s.yaml: engine.max_num_seqs" in str(err.value)
 
 
 def test_point_that_cannot_run_records_its_error(scenario):

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=cache_dir,
         progress=not args.quiet,
         allow_long_run=args.allow_long_run,
+        source=args.scenario,
     )
     path = write_table(frame, args.output)
     failed = int((frame["error"] != "").sum())

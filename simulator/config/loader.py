@@ -89,15 +89,15 @@ def set_dotted(data: dict, key: str | list[str], value: Any) -> None:
     node[parts[-1]] = value
 
 
-def with_settings(scenario: Scenario, settings: Overrides) -> Scenario:
+def with_settings(scenario: Scenario, settings: Overrides, source: str = "<scenario>") -> Scenario:
     """``scenario`` with user-given ``dotted.key: value`` settings (as ``--set`` gives them;
     any form of ``Overrides``): each key and value is checked like the scenario file, and
-    errors name the key."""
+    errors name ``source`` (the scenario file, where there is one) and the key."""
     items = override_items(settings, "settings")
     if not items:
         return scenario
     data = scenario.model_dump(mode="json", exclude_unset=True)
-    return scenario_from_dict(_set_all(data, items), base_dir=scenario.base_dir)
+    return scenario_from_dict(_set_all(data, items), source=source, base_dir=scenario.base_dir)
 
 
 def _mapping_key(key: Any, argument: str) -> list[str]:

@@ -243,14 +243,14 @@ def _read_entry(path: Path) -> dict[str, Any] | None:
 
 
 def _resolve_points(
-    scenario: Scenario, points: list[dict[str, Any]]
+    scenario: Scenario, points: list[dict[str, Any]], source: str = "<scenario>"
 ) -> tuple[list[Scenario], list[dict[str, Any]]]:
     """Each grid point as a validated scenario and as a task payload; every invalid point
-    reported at once, before anything runs."""
+    reported at once (naming ``source``, the scenario file), before anything runs."""
     resolved, payloads, problems = [], [], []
     for i, values in enumerate(points):
         try:
-            point = with_settings(scenario, values)
+            point = with_settings(scenario, values, source)
         except UserError as exc:
             where = ", ".join(f"{k}={v}" for k, v in values.items())
             problems += [f"grid point {i} ({where}): {m}" for m in exc.messages]
@@ -308,6 +308,7 @@ def sweep(
     cache_dir: str | Path | None = None,
     progress: bool = False,
     allow_long_run: bool = True,
+    source: str | None = None,
 ) -> pd.DataFrame:
     """Simulate every point of ``grid`` (dotted scenario keys -> values); one row per point.
 
@@ -319,13 +320,15 @@ def sweep(
     ``dask_scheduler``: an address or a ``distributed.Client``; else ``workers`` local
     processes. ``cache_dir``: store and reuse finished points there. Without
     ``allow_long_run``, points that would take longer than the run budget in all are
-    refused before anything runs."""
+    refused before anything runs. Errors of a point name ``source`` (default: the scenario
+    file given, else ``<scenario>``)."""
     from simulator.api import load_scenario
 
     if not isinstance(scenario, Scenario):
+        source = source or str(scenario)
         scenario = load_scenario(scenario)
     points = expand_grid(check_grid(grid))
-    resolved, payloads = _resolve_points(scenario, points)
+    resolved, payloads = _resolve_points(scenario, points, source or "<scenario>")
     cache = _open_cache(cache_dir) if cache_dir is not None else None
     environment = code_and_catalog_digest()
     hashes = [scenario_hash(point, environment) for point in resolved]
