@@ -15,17 +15,9 @@ from simulator.cli.main import main
 from simulator.config.loader import scenario_from_dict
 from simulator.errors import UserError
 from simulator.planning import sweep
+from tests.test_hostile_inputs import SCENARIO as TINY_SCENARIO
 
-SCENARIO = """\
-model: llama-3.2-1b
-engine: {max_num_seqs: 16}
-workload:
-  arrival: {process: poisson, rate_per_s: 10}
-  prompt_tokens: {distribution: fixed, value: 64}
-  output_tokens: {distribution: fixed, value: 4}
-  num_requests: 20
-plan: {target_rate_per_s: 40}
-"""
+SCENARIO = TINY_SCENARIO + "plan: {target_rate_per_s: 40}\n"
 TRACE_SCENARIO = """\
 model: llama-3.2-1b
 workload: {trace: traces/missing.csv, format: servesim}
