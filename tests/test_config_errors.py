@@ -263,6 +263,18 @@ def test_a_key_of_another_arrival_process_names_the_process_it_is_unknown_to(tmp
     assert "workload.arrival.rate_per_s: unknown key for 'offline'" in capsys.readouterr().err
 
 
+def test_a_section_of_several_kinds_without_its_kind_names_the_missing_key(tmp_path, capsys):
+    path = tmp_path / "no_process.yaml"
+    path.write_text(
+        "model: llama-3.1-8b\n"
+        "workload: {arrival: {rate_per_s: 3},"
+        " prompt_tokens: {distribution: fixed, value: 10},"
+        " output_tokens: {distribution: fixed, value: 10}}\n"
+    )
+    assert main(["simulate", str(path)]) == 2
+    assert "workload.arrival.process: required key is missing" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("engine", "expected"),
     [

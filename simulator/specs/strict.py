@@ -151,6 +151,9 @@ def _format_error(err: dict, data: object, prefix: tuple[str, ...] = ()) -> str:
         return f"{loc}: unknown key" + (f" for {tag}" if tag else "")
     if err["type"] == "missing":
         return f"{loc}: required key is missing"
+    if err["type"] == "union_tag_not_found":  # a section of several kinds without its kind
+        key = str(err.get("ctx", {}).get("discriminator", "")).strip("'")
+        return f"{loc}.{key}: required key is missing (it names the kind of {loc or 'section'})"
     shown = "" if isinstance(value, dict | list) or value is None else f" (got {_short(value)})"
     return f"{loc}: {msg}{shown}" if loc else f"{msg}{shown}"
 
