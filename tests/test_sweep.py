@@ -43,9 +43,12 @@ def local(scenario):
 def test_parse_grid_reads_yaml_values():
     grid = parse_grid(["hardware.gpu=h100-sxm,h200", "engine.max_num_seqs=64,128"])
     assert grid == {"hardware.gpu": ["h100-sxm", "h200"], "engine.max_num_seqs": [64, 128]}
-    for bad in (["nokey"], ["a.b="], ["a=1", "a=2"]):
+    for bad in (["nokey"], ["a.b="], ["a=1", "a=2"], ["a=[1, 2"]):
         with pytest.raises(UserError):
             parse_grid(bad)
+    # values with commas of their own: one YAML list
+    grid = parse_grid(["slo.ttft_ms=[{p99: 500}, {p99: 1000}]", "e.sizes=[[1, 2], [4]]"])
+    assert grid == {"slo.ttft_ms": [{"p99": 500}, {"p99": 1000}], "e.sizes": [[1, 2], [4]]}
 
 
 def test_rows_follow_the_grid(local):

@@ -15,6 +15,7 @@ EXAMPLES = """examples:
       --grid engine.max_num_seqs=64,256 -o grid.parquet --workers 2
   servesim sweep workloads/quickstart.yaml --grid hardware.gpu=h100-sxm,h200 -o g.csv \\
       --dask-scheduler tcp://scheduler:8786
+  servesim sweep workloads/quickstart.yaml --grid 'slo.ttft_ms=[{p99: 500}, {p99: 1000}]' -o s.csv
 """
 
 
@@ -38,7 +39,8 @@ def register(subparsers) -> None:
         default=[],
         required=True,
         metavar="KEY=V1,V2,...",
-        help="a dotted scenario key and its values (repeatable; the cross product is run)",
+        help="a dotted scenario key and its values (repeatable; the cross product is run); "
+        "values with commas of their own as one YAML list: 'slo.ttft_ms=[{p99: 500}, {p99: 1000}]'",
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="results .csv or .parquet")
     p.add_argument("--workers", type=int, default=1, help="local worker processes")

@@ -54,14 +54,20 @@ CACHE_HINT = "remove or rename it, or run without the cache (--no-cache)"
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
     """``["hardware.gpu=h100-sxm,h200", "engine.max_num_seqs=64,128"]`` -> a grid; each value
-    is read as YAML (numbers stay numbers)."""
+    is read as YAML (numbers stay numbers). Values holding commas themselves (mappings, say)
+    are given as one YAML list: ``slo.ttft_ms=[{p99: 500}, {p99: 1000}]``."""
     grid: dict[str, list[Any]] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key or not raw.strip():
-            raise UserError(f"--grid {item!r}: expected dotted.key=v1,v2,...")
-        values = [parse_yaml(v, f"--grid {key}") for v in raw.split(",")]
+            raise UserError(f"--grid {item!r}: expected dotted.key=v1,v2,... or dotted.key=[...]")
+        if raw.strip().startswith("["):
+            values = parse_yaml(raw, f"--grid {key}")
+            if not isinstance(values, list):
+                raise UserError(f"--grid {key}: expected a YAML list of values, [v1, v2, ...]")
+        else:
+            values = [parse_yaml(v, f"--grid {key}") for v in raw.split(",")]
         if key in grid:
             raise UserError(f"--grid {key}: given twice")
         grid[key] = values
