@@ -317,3 +317,15 @@ def test_unreadable_files_are_user_errors(tmp_path):
     bom = tmp_path / "bom.csv"
     bom.write_bytes(b"\xef\xbb\xbfarrival_s,prompt_tokens,output_tokens\r\n1,2,3\r\n")
     assert [(r.arrival_s, r.prompt_tokens) for r in replay(bom)] == [(1.0, 2)]
+
+
+def test_a_trace_written_from_a_replay_says_where_its_requests_came_from(tmp_path):
+    """A copy of a replayed trace is recorded traffic, not a synthetic draw."""
+    root = Path(__file__).resolve().parent.parent
+    synthetic, copy = tmp_path / "s.csv", tmp_path / "c.csv"
+    assert main(["trace", "generate", str(root / "workloads" / "quickstart.yaml"), "-o",
+                 str(synthetic), "--num-requests", "5"]) == 0  # fmt: skip
+    assert main(["trace", "generate", str(root / "workloads" / "trace_replay.yaml"), "-o",
+                 str(copy), "--num-requests", "5"]) == 0  # fmt: skip
+    assert synthetic.read_text().startswith("# synthetic trace (not recorded traffic)")
+    assert copy.read_text().startswith("# requests replayed from the trace traces/sample_trace")
