@@ -254,3 +254,14 @@ def test_show_output_reads_back(tmp_path, scenario):
     dumped = tmp_path / scenario.name
     dumped.write_text(yaml.safe_dump(shown, sort_keys=False, allow_unicode=True))
     assert resolved_scenario(str(dumped)) == shown
+
+
+def test_a_header_naming_a_column_twice_is_refused(tmp_path):
+    """A row would keep only the last of two columns of one name: refused, naming it."""
+    from simulator.workload.trace_io import TraceRowError
+
+    path = write(
+        tmp_path / "dup.csv", "arrival_s,prompt_tokens,output_tokens,prompt_tokens\n0,10,5,20\n"
+    )
+    with pytest.raises(TraceRowError, match="column 'prompt_tokens' given twice"):
+        list(TraceReader(path))

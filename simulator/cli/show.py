@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from simulator.errors import UserError
 
     data = resolved_scenario(args.scenario, args.overrides)
-    if args.only:
+    if args.only is not None:
         if args.only not in data:
             raise UserError(f"--only: no section {args.only!r}; sections: {', '.join(data)}")
         data = {args.only: data[args.only]}

@@ -341,6 +341,11 @@ class TraceReader:
             header = [h.strip() for h in csv_fields(text)]
         except csv.Error as exc:
             raise TraceRowError(f"{self.path}:{number}: header: not valid CSV ({exc})") from None
+        twice = sorted({h for h in header if header.count(h) > 1})
+        if twice:  # a row would keep only the last column of each name
+            raise TraceRowError(
+                f"{self.path}:{number}: header: column {', '.join(map(repr, twice))} given twice"
+            )
         self.layout = detect_layout(header, self.path, self._requested_layout)
         self.class_column = self.layout.name == "servesim" and "class_name" in header
         return header
