@@ -265,3 +265,17 @@ def test_a_header_naming_a_column_twice_is_refused(tmp_path):
     )
     with pytest.raises(TraceRowError, match="column 'prompt_tokens' given twice"):
         list(TraceReader(path))
+
+
+def test_a_time_unit_on_date_time_stamps_is_refused(tmp_path):
+    """time_unit scales numbers; date-times carry their own unit, so asking for ms there
+    would otherwise be ignored without a word."""
+    from simulator.workload.trace_io import TraceRowError
+
+    path = write(
+        tmp_path / "azure.csv",
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,374,44\n",
+    )
+    assert [row.time_s for row in TraceReader(path)] == [0.0]
+    with pytest.raises(TraceRowError, match="time_unit ms applies to numeric timestamps"):
+        list(TraceReader(path, time_unit="ms"))

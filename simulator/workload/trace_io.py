@@ -183,6 +183,11 @@ class TraceReader:
             except ValueError:
                 self._fail(line, column, f"{shown_value(raw)} is neither a number nor a date-time")
                 return None
+            if self._time_factor != 1.0:  # a unit for numbers: these stamps carry their own
+                raise TraceRowError(
+                    f"{self.path}:{line}: {column}: time_unit ms applies to numeric timestamps, "
+                    f"and this trace's are date-times ({shown_value(raw)}); drop time_unit"
+                )
             if stamp.tzinfo is None:
                 stamp = stamp.replace(tzinfo=UTC)
             return stamp.timestamp()
