@@ -139,6 +139,13 @@ def test_some_points_failed_exits_0(scenario_file, tmp_path, capsys):
     assert list(pd.read_csv(out)["error"].isna()) == [True, False]
 
 
+def test_a_key_both_set_and_gridded_is_refused(scenario_file, tmp_path, capsys):
+    argv = ["sweep", str(scenario_file), "--set", "workload.seed=7", "--grid", "workload.seed=1,2"]
+    line = error_line([*argv, "-o", str(tmp_path / "r.csv"), "--quiet"], capsys)
+    assert "--set workload.seed: also given by --grid" in line
+    assert not (tmp_path / "r.csv").exists()
+
+
 @pytest.mark.parametrize(
     ("grid", "expected"),
     [

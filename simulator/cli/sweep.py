@@ -52,6 +52,18 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def _check_set_and_grid_apart(overrides: list[str], grid: dict) -> None:
+    """A key both --set and --grid would take the grid's values without a word: refused."""
+    from simulator.config.loader import parse_override
+    from simulator.errors import UserError
+
+    both = [key for key in (".".join(parse_override(o)[0]) for o in overrides) if key in grid]
+    if both:
+        raise UserError(
+            f"--set {both[0]}: also given by --grid, whose values every point takes; drop one"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from simulator.api import load_scenario
     from simulator.errors import UserError
@@ -62,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.output)
     check_output_file(args.output, "-o", force=args.force)
     grid = parse_grid(args.grid)
+    _check_set_and_grid_apart(args.overrides, grid)
     scenario = load_scenario(args.scenario, args.overrides)
     cache_dir = None if args.no_cache else args.output.parent / ".servesim-cache"
     frame = sweep(
