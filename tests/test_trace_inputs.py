@@ -279,3 +279,12 @@ def test_a_time_unit_on_date_time_stamps_is_refused(tmp_path):
     assert [row.time_s for row in TraceReader(path)] == [0.0]
     with pytest.raises(TraceRowError, match="time_unit ms applies to numeric timestamps"):
         list(TraceReader(path, time_unit="ms"))
+
+
+def test_numbers_with_underscores_are_bad_rows(tmp_path):
+    """Python reads "1_000" as 1000, but no trace writer writes numbers so: a bad row."""
+    from simulator.workload.trace_io import TraceRowError
+
+    path = write(tmp_path / "u.csv", "arrival_s,prompt_tokens,output_tokens\n0,1_000,5\n")
+    with pytest.raises(TraceRowError, match="'1_000' is not"):
+        list(TraceReader(path))

@@ -82,6 +82,8 @@ def parse_number(raw: object) -> float | None:
     """``raw`` (text or JSON number) as a float; None when it is not a number."""
     if isinstance(raw, bool) or not isinstance(raw, str | int | float):
         return None
+    if isinstance(raw, str) and "_" in raw:  # Python reads 1_000; no trace writer writes it
+        return None
     try:
         return float(raw)
     except (ValueError, OverflowError):
