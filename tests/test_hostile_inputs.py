@@ -349,3 +349,18 @@ def test_options_that_would_do_nothing_say_so(tmp_path, capsys):
     assert "has no search: section" in line
     assert main(["list", "prices", "--gpu", "cpu-server"]) == 0
     assert capsys.readouterr().out.startswith("no prices for --gpu cpu-server")
+
+
+def test_fit_and_step_check_contexts_and_budgets(capsys):
+    """A context past the model's, a budget below one token, or a step flag that holds no
+    sequence are named; step prices a sequence past the model's context but says so."""
+    fit = ["fit", "--model", "llama-3.1-8b", "--gpu", "h100-sxm"]
+    (line,) = errors_of([*fit, "--context", "200000"], capsys)
+    assert "more than llama-3.1-8b takes (131,072" in line
+    (line,) = errors_of([*fit, "--max-num-batched-tokens", "0"], capsys)
+    assert "--max-num-batched-tokens: 0 must be >= 1" in line
+    step = ["step", "--model", "llama-3.1-8b", "--gpu", "h100-sxm"]
+    (line,) = errors_of([*step, "--decode", "0x0"], capsys)
+    assert "--decode 0x0 holds no sequence" in line
+    assert main([*step, "--decode", "16x200000"]) == 0
+    assert "a sequence of 200,001 tokens is more than llama-3.1-8b takes" in capsys.readouterr().out

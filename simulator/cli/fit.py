@@ -104,6 +104,16 @@ def plan_for(model: ModelSpec, gpu: GpuSpec, opts: FitOptions) -> MemoryPlan:
         raise UserError([flags[e.partition(":")[0]] + ":" + e.partition(":")[2] for e in errors])
     if opts.context_tokens < 1:
         raise UserError(f"--context: {opts.context_tokens} must be >= 1")
+    if opts.context_tokens > model.max_position_embeddings:
+        raise UserError(
+            f"--context: {opts.context_tokens} tokens is more than {model.name} takes "
+            f"({model.max_position_embeddings:,}, its max_position_embeddings)"
+        )
+    if opts.max_num_batched_tokens < 1:
+        raise UserError(
+            f"--max-num-batched-tokens: {opts.max_num_batched_tokens} must be >= 1 (the most "
+            "tokens one step holds, which sizes the activation workspace)"
+        )
     return memory_plan(
         model,
         gpu,

@@ -99,6 +99,13 @@ def parse_prefill(value: str) -> tuple[int, int, int]:
     return int(match[1]), int(match[2]), int(match[3] or 0)
 
 
+def longest_sequence(decodes: list[str], prefills: list[str]) -> int:
+    """Tokens of the longest sequence the flags describe, its new token included."""
+    lengths = [parse_decode(d)[1] + 1 for d in decodes]
+    lengths += [new + cached for _, new, cached in map(parse_prefill, prefills)]
+    return max(lengths, default=0)
+
+
 def build_shape(decodes: list[str], prefills: list[str]) -> StepShape:
     """The step described by the ``--decode`` and ``--prefill`` flags."""
     shape = StepShape()
@@ -111,7 +118,14 @@ def build_shape(decodes: list[str], prefills: list[str]) -> StepShape:
         count, context = parse_decode(spec)
         shape = shape + StepShape.uniform(decode_count=count, decode_context=context)
     if shape.tokens == 0:
-        raise UserError("step: give at least one --decode COUNTxCONTEXT or --prefill COUNTxTOKENS")
+        flags = [*(f"--decode {d}" for d in decodes), *(f"--prefill {p}" for p in prefills)]
+        given = ", ".join(flags)
+        raise UserError(
+            f"step: {given} holds no sequence; give at least one --decode COUNTxCONTEXT or "
+            "--prefill COUNTxTOKENS with COUNT >= 1"
+            if given
+            else "step: give at least one --decode COUNTxCONTEXT or --prefill COUNTxTOKENS"
+        )
     return shape
 
 
@@ -180,6 +194,12 @@ def memory_note(args: argparse.Namespace, model, gpu, shape: StepShape) -> str |
         accounting=profile.memory_accounting if profile else "gpu_fraction",
     )
     plan = plan_for(model, gpu, options)
+    longest = longest_sequence(args.decode, args.prefill)
+    if longest > model.max_position_embeddings:
+        return (
+            f"a sequence of {longest:,} tokens is more than {model.name} takes "
+            f"({model.max_position_embeddings:,}, its max_position_embeddings)"
+        )
     if not plan.fits:
         return plan.explain()
     kv_tokens = shape.decode_context_tokens + shape.decode_seqs + shape.prefill_kv_tokens
