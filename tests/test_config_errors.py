@@ -347,3 +347,20 @@ def test_an_error_found_while_a_scenario_runs_names_its_file(tmp_path, capsys):
     )
     assert main(["simulate", str(path)]) == 2
     assert f"{path}: engine.max_model_len: 1,000,000 tokens" in capsys.readouterr().err
+
+
+def test_a_number_in_a_dotted_key_names_an_item_of_a_list():
+    """--set fleet.0.replicas=5 reaches the first group (it replaced the list with a
+    mapping, and the error blamed a valid list); a position past the end is named."""
+    from simulator.config.loader import set_dotted
+
+    data = {"fleet": [{"gpu": "h100-sxm", "replicas": 1}, {"gpu": "a100-sxm-80gb"}]}
+    set_dotted(data, "fleet.0.replicas", 5)
+    set_dotted(data, "fleet.1.engine.max_num_seqs", 8)
+    assert data["fleet"] == [
+        {"gpu": "h100-sxm", "replicas": 5},
+        {"gpu": "a100-sxm-80gb", "engine": {"max_num_seqs": 8}},
+    ]
+    for key in ("fleet.2.replicas", "fleet.first.replicas"):
+        with pytest.raises(UserError, match="fleet is a list of 2; name an item by its position"):
+            set_dotted(data, key, 1)

@@ -75,18 +75,32 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return [part for part in key.strip().split(".")], value
 
 
+def _list_index(items: list, part: str, parts: list[str]) -> int:
+    """The position ``part`` names in a list reached by ``parts`` (``fleet.0``)."""
+    if not part.isdigit() or int(part) >= len(items):
+        where = ".".join(parts[:-1])
+        raise UserError(
+            f"--set {'.'.join(parts)}: {where} is a list of {len(items)}; name an item by its "
+            f"position, 0 to {len(items) - 1} (got {part!r})"
+        )
+    return int(part)
+
+
 def set_dotted(data: dict, key: str | list[str], value: Any) -> None:
     """Set ``data["a"]["b"] = value`` for the key ``"a.b"`` (or ``["a", "b"]``), creating
-    sections as needed."""
+    sections as needed; a number names an item of a list (``fleet.0.replicas``)."""
     parts = key.split(".") if isinstance(key, str) else key
-    node = data
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
+    node: dict | list = data
+    for depth, part in enumerate(parts):
+        place = _list_index(node, part, parts[: depth + 1]) if isinstance(node, list) else part
+        if depth == len(parts) - 1:
+            node[place] = value
+            return
+        child = node[place] if isinstance(node, list) else node.get(place)
+        if not isinstance(child, dict | list):
             child = {}
-            node[part] = child
+            node[place] = child
         node = child
-    node[parts[-1]] = value
 
 
 def with_settings(scenario: Scenario, settings: Overrides, source: str = "<scenario>") -> Scenario:
