@@ -364,3 +364,17 @@ def test_fit_and_step_check_contexts_and_budgets(capsys):
     assert "--decode 0x0 holds no sequence" in line
     assert main([*step, "--decode", "16x200000"]) == 0
     assert "a sequence of 200,001 tokens is more than llama-3.1-8b takes" in capsys.readouterr().out
+
+
+def test_the_header_names_every_group_and_counts_every_gpu(tmp_path, capsys):
+    """A fleet's header listed only the scenario's own hardware section (1× 1× h100-sxm for
+    a run of 3 GPUs)."""
+    fleet = (
+        SCENARIO
+        + "fleet:\n  - {name: big, gpu: h100-sxm, replicas: 2}\n"
+        + "  - {name: small, gpu: a100-sxm-80gb, tensor_parallel: 2}\n"
+    )
+    scenario = write(tmp_path / "fleet.yaml", fleet)
+    assert main(["simulate", str(scenario)]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "big: 2× 1× h100-sxm + small: 1× 2× a100-sxm-80gb (4 GPUs)" in header

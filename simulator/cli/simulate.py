@@ -203,7 +203,7 @@ def _simulate(args: argparse.Namespace, scenario, out: _OutFolder | None) -> int
     else:
         print(
             f"scenario: {scenario.name}  model: {scenario.model}  hardware: "
-            f"{hardware_label(scenario.hardware)}  batching: {scenario.engine.batching}"
+            f"{hardware_label(scenario)}  batching: {scenario.engine.batching}"
         )
         print(format_summary_table(summary))
         if combined is not None:
@@ -212,11 +212,21 @@ def _simulate(args: argparse.Namespace, scenario, out: _OutFolder | None) -> int
     return 0
 
 
-def hardware_label(hw: HardwareConfig) -> str:
-    """Replicas × GPUs per replica and the GPU, with the layout where it spans more than
-    tensor parallelism (``1× 3× h100-sxm (TP1 EP3)``)."""
+def hardware_label(scenario) -> str:
+    """Replicas × GPUs per replica and the GPU of each group, with the layout where it spans
+    more than tensor parallelism (``1× 3× h100-sxm (TP1 EP3)``); a fleet's groups and a
+    disaggregated deployment's pools by name, with the GPUs in all."""
+    groups = scenario.groups
+    if len(groups) == 1 and groups[0].where == "hardware":
+        return _group_label(groups[0].hardware, groups[0].count)
+    parts = [f"{g.name}: {_group_label(g.hardware, g.count)}" for g in groups]
+    gpus = sum(g.count * g.hardware.gpus_per_replica for g in groups)
+    return f"{' + '.join(parts)} ({gpus} GPUs)"
+
+
+def _group_label(hw: HardwareConfig, replicas: int) -> str:
     per_replica = hw.gpus_per_replica
-    label = f"{hw.replicas}× {per_replica}× {hw.gpu}"
+    label = f"{replicas}× {per_replica}× {hw.gpu}"
     if per_replica != hw.tensor_parallel:
         parts = [f"TP{hw.tensor_parallel}"]
         parts += [f"PP{hw.pipeline_parallel}"] if hw.pipeline_parallel > 1 else []
