@@ -185,15 +185,23 @@ def _simulate(args: argparse.Namespace, scenario, out: _OutFolder | None) -> int
         if bar is not None:
             bar.close()
     result = Result(scenario, records, summary)
+    # the files hold one run's requests and steps: the first seed's, where several ran
+    seed = (
+        f" (seed {scenario.workload.seed}, the first of {args.replications} replications)"
+        if args.replications > 1
+        else ""
+    )
     if args.trace_out:
         events = json.dumps(simulation.step_trace.to_json())
         write_atomic(args.trace_out, lambda path: path.write_text(events), "--trace-out")
         if not args.json:
-            print(f"wrote {args.trace_out} (open in https://ui.perfetto.dev)", file=sys.stderr)
+            print(
+                f"wrote {args.trace_out}{seed} (open in https://ui.perfetto.dev)", file=sys.stderr
+            )
     if out is not None:
         written = out.finish(summary, records)
         if not args.json:
-            print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+            print("wrote " + ", ".join(str(p) for p in written) + seed, file=sys.stderr)
     combined = combine(summaries) if args.replications > 1 else None
     if args.json:
         payload = result.summary
