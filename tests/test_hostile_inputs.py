@@ -378,3 +378,21 @@ def test_the_header_names_every_group_and_counts_every_gpu(tmp_path, capsys):
     assert main(["simulate", str(scenario)]) == 0
     header = capsys.readouterr().out.splitlines()[0]
     assert "big: 2× 1× h100-sxm + small: 1× 2× a100-sxm-80gb (4 GPUs)" in header
+
+
+def test_an_output_format_that_cannot_be_written_leaves_no_folder(tmp_path, capsys):
+    """--out-format parquet without pyarrow is refused, and the folders --out would have
+    created are gone again."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("pyarrow is installed: Parquet can be written")
+    scenario = write(tmp_path / "s.yaml", SCENARIO)
+    out = tmp_path / "new" / "out"
+    (line,) = errors_of(
+        ["simulate", str(scenario), "--out", str(out), "--out-format", "parquet"], capsys
+    )
+    assert "needs pyarrow" in line
+    assert not (tmp_path / "new").exists()

@@ -107,14 +107,20 @@ class _OutFolder:
     removed if the command stops before."""
 
     def __init__(self, folder: Path, fmt: str):
+        import shutil
         import tempfile
 
         from simulator.metrics.stream import RecordWriter
 
+        created = [p for p in (folder, *folder.parents) if not p.exists()]
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder))
-        self.writer = RecordWriter(self.staging, fmt)
+        try:
+            self.writer = RecordWriter(self.staging, fmt)
+        except Exception:  # e.g. Parquet without pyarrow: leave no folder behind
+            shutil.rmtree(created[-1] if created else self.staging, ignore_errors=True)
+            raise
 
     def finish(self, summary, records) -> list[Path]:
         written = self.writer.close(summary, records)
