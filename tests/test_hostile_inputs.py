@@ -396,3 +396,10 @@ def test_an_output_format_that_cannot_be_written_leaves_no_folder(tmp_path, caps
     )
     assert "needs pyarrow" in line
     assert not (tmp_path / "new").exists()
+
+
+def test_replications_past_the_largest_seed_are_refused_before_running(tmp_path, capsys):
+    scenario = write(tmp_path / "s.yaml", SCENARIO)
+    argv = ["simulate", str(scenario), "--set", f"workload.seed={2**64 - 1}", "--replications", "2"]
+    (line,) = errors_of(argv, capsys)
+    assert "--replications 2: the seeds run from workload.seed" in line

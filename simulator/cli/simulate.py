@@ -101,6 +101,10 @@ def _progress_bar(total: int | None, quiet: bool):
     return bar, update
 
 
+#: Largest workload seed (an unsigned 64-bit integer).
+MAX_SEED = 2**64 - 1
+
+
 class _OutFolder:
     """``--out``'s files, written into a temporary folder inside ``folder`` while the run
     goes on (the per-request records as they settle) and renamed into place at the end;
@@ -148,6 +152,13 @@ def run(args: argparse.Namespace) -> int:
     if args.trace_out:
         check_output_file(args.trace_out, "--trace-out", force=args.force)
     scenario = load_scenario(args.scenario, args.overrides)
+    last_seed = scenario.workload.seed + args.replications - 1
+    if last_seed > MAX_SEED:  # replication i runs seed + i
+        raise UserError(
+            f"--replications {args.replications}: the seeds run from workload.seed "
+            f"{scenario.workload.seed} to {last_seed}, past the largest, 2**64 - 1; lower "
+            "workload.seed"
+        )
     check_run_budget(
         scenario, args.scenario, runs=args.replications, allow_long_run=args.allow_long_run
     )
