@@ -61,6 +61,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from simulator.errors import UserError
     from simulator.planning import load_plan_file, plan
+    from simulator.planning.rate import require_one_replica_kind
     from simulator.planning.work import fleet_requests
     from simulator.reports.plan_text import candidate_rows, format_plan
 
@@ -73,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:
         check_output_file(args.csv, "--csv", force=args.force)
     loaded = load_plan_file(args.scenario, args.overrides)
+    with naming_file(args.scenario):
+        require_one_replica_kind(loaded.scenario, "servesim plan")
     if args.dask_scheduler and loaded.search is None:
         raise UserError(
             f"--dask-scheduler: only a configuration search runs on Dask, and "

@@ -99,12 +99,15 @@ def run(args: argparse.Namespace) -> int:
     if args.replications is not None and args.replications < 1:
         raise UserError(f"--replications: {args.replications} must be >= 1")
     from simulator.planning import load_plan_file
+    from simulator.planning.rate import require_one_replica_kind
     from simulator.planning.work import fleet_requests
     from simulator.reports import build_report
     from simulator.reports.gather import TRAFFIC_FACTORS
     from simulator.reports.terminal import paint, use_colour
 
     loaded = load_plan_file(args.scenario, args.overrides)
+    with naming_file(args.scenario):
+        require_one_replica_kind(loaded.scenario, "servesim report")
     runs = args.replications or loaded.plan.replications
     searches = len(TRAFFIC_FACTORS)  # the plan's fleet and one per other traffic level
     check_run_budget(

@@ -167,10 +167,14 @@ def _offload_plan(hw: HardwareConfig, gpu):
     if hw.offload is None:
         return None
     has_link = gpu.host_link not in ("", "none")
+    try:
+        host = load_gpu(hw.offload.host)
+    except UserError as exc:  # named under its own key, not as the replica's GPU
+        raise UserError([f"offload.host: {m}" for m in exc.messages]) from None
     return OffloadPlan(
         gpu_layers=hw.offload.gpu_layers,
         mode=hw.offload.mode,
-        host=load_gpu(hw.offload.host),
+        host=host,
         host_link=load_link(gpu.host_link) if has_link else None,
     )
 
@@ -408,6 +412,7 @@ def _group(scenario: Scenario, group: GroupSettings) -> ReplicaGroup:
         cost = cost_model(scenario.model, hw, eng, scenario.base_dir)
         if eng.speculative is not None and group.role != "prefill":
             cost = _speculative(scenario, group, cost)
+        longest = max_model_len(model, eng)
     except UserError as exc:
         raise _under_group(exc, group.where) from None
     seqs = max(1, min(eng.max_num_seqs, plan.max_kv_tokens // CAPACITY_CONTEXT_TOKENS))
@@ -422,7 +427,7 @@ def _group(scenario: Scenario, group: GroupSettings) -> ReplicaGroup:
         memory=plan,
         policy=eng.batching,
         config=config,
-        max_model_len=max_model_len(model, eng),
+        max_model_len=longest,
         capacity=seqs / cost.step_time_s(full_batch),
         kv_link=_kv_link(scenario, group),
     )
@@ -456,8 +461,25 @@ def _autoscaling(hw: HardwareConfig) -> Autoscaling | None:
     return Autoscaling(hw.replicas, policy)
 
 
+def _decode_limit_at_arrival(groups: tuple[ReplicaGroup, ...]) -> tuple[ReplicaGroup, ...]:
+    """``groups`` with the prefill pool refusing what the decode pool's ``max_model_len``
+    would: a request is checked where it arrives (the prefill pool), but the decode pool
+    holds it to its last token, so it must fit both pools' limits."""
+    decode = [g.max_model_len for g in groups if g.role == "decode"]
+    if not decode:
+        return groups
+    limit = min(decode)
+    return tuple(
+        dataclasses.replace(g, max_model_len=min(g.max_model_len, limit))
+        if g.role == "prefill"
+        else g
+        for g in groups
+    )
+
+
 def compile_scenario(scenario: Scenario) -> Deployment:
     """The deployment of ``scenario``: every group priced and planned (a group whose model
     does not fit in memory is a ``UserError`` naming the group)."""
     groups = tuple(_group(scenario, group) for group in scenario.groups)
+    groups = _decode_limit_at_arrival(groups)
     return Deployment(groups, _routing(scenario), _autoscaling(scenario.hardware))

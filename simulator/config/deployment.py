@@ -13,6 +13,7 @@ from simulator.config.base import Parallel, Replicas, StrictModel, Tokens
 from simulator.config.engine import EngineConfig
 from simulator.config.hardware import HardwareConfig
 from simulator.errors import UnknownNameError
+from simulator.policies import known_policies
 from simulator.specs.catalog import gpu_catalog_spelling
 from simulator.specs.strict import validation_messages
 
@@ -57,6 +58,33 @@ class DisaggregatedConfig(StrictModel):
     #: Link carrying KV caches from prefill to decode replicas (per prefill GPU); default:
     #: the prefill GPU's interconnect, else InfiniBand NDR.
     kv_link: str | None = None
+
+
+#: Batching policies a decode pool cannot run, and why: its requests arrive prefilled.
+NOT_FOR_DECODE = {
+    "static": "a static batch starts by prefilling its prompts together, and a decode "
+    "pool's requests arrive already prefilled",
+}
+
+
+def decode_pool_problems(member: GroupConfig, engine: EngineConfig, where: str) -> list[str]:
+    """What a decode pool cannot run with ``engine``, its resolved settings: a batching
+    policy of ``NOT_FOR_DECODE``, named where it is set (the pool's own engine settings,
+    else the scenario's ``engine`` section it takes them from)."""
+    policy = engine.batching.policy
+    if policy not in NOT_FOR_DECODE:
+        return []
+    allowed = ", ".join(p for p in known_policies() if p not in NOT_FOR_DECODE)
+    own = f"{where}.engine.batching"
+    if "batching" in member.engine:
+        field, fix = own, f"set {own} to one of them"
+    else:
+        field = "engine.batching"
+        fix = f"set {own} to one of them (it overrides engine.batching for this pool)"
+    return [
+        f"{field}: {policy} batching does not apply to the decode pool ({where}): "
+        f"{NOT_FOR_DECODE[policy]}; a decode pool takes one of: {allowed}; {fix}"
+    ]
 
 
 class RoutingConfig(StrictModel):
@@ -142,6 +170,8 @@ def replica_groups(
         except ValueError as exc:
             problems.append(str(exc))
             continue
+        if role == "decode":
+            problems += decode_pool_problems(member, eng, where)
         name = name or f"{hw.gpu}-tp{hw.tensor_parallel}"
         groups.append(GroupSettings(name, role, where, hw.replicas, hw, eng))
     return groups, problems

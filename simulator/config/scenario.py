@@ -164,15 +164,62 @@ class Scenario(StrictModel):
         """Every group of replicas with its own hardware and engine settings resolved."""
         return self._groups
 
+    @field_validator("fleet")
+    @classmethod
+    def _fleet_has_groups(cls, value: list[GroupConfig] | None) -> list[GroupConfig] | None:
+        """An empty fleet would deploy the ``hardware`` section without a word."""
+        if value is not None and not value:
+            raise ValueError(
+                "an empty list has no group of replicas; list at least one group "
+                "({gpu: ..., replicas: ...}), or leave fleet out to deploy the hardware section"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _classes_listed(self) -> Scenario:
+        """An empty list of classes would run every request alike without a word."""
+        if self.workload.classes is not None and not self.workload.classes:
+            raise ValueError(
+                "workload.classes: an empty list has no class; list at least one class "
+                "({name: ..., weight: ...}), or leave classes out (every request alike)"
+            )
+        return self
+
     @model_validator(mode="after")
     def _offline_takes_no_warmup(self) -> Scenario:
-        arrival = self.workload.arrival
-        if arrival is not None and arrival.process == "offline" and self.output.warmup_s:
+        if self._offline() and self.output.warmup_s:
             raise ValueError(
                 f"output.warmup_s: {self.output.warmup_s} does not apply to offline arrivals "
                 "(their throughput is over the whole makespan); remove it"
             )
         return self
+
+    @model_validator(mode="after")
+    def _offline_takes_no_feedback(self) -> Scenario:
+        """Offline arrivals queue every request at t = 0: nothing arrives later, so neither
+        a session's next turn (it follows the previous answer) nor a new replica (it
+        follows the load) has a time to happen."""
+        if not self._offline():
+            return self
+        if self.workload.sessions is not None:
+            raise ValueError(
+                "workload.sessions: multi-turn sessions do not apply to workload.arrival."
+                "process: offline (every request is queued at t = 0, but a follow-up turn "
+                "arrives after the previous answer); remove sessions, or use an arrival "
+                "process in time (poisson, closed_loop, ...)"
+            )
+        if self.hardware.autoscale is not None:
+            raise ValueError(
+                "hardware.autoscale: autoscaling does not apply to workload.arrival.process: "
+                "offline (every request is queued at t = 0 on the replicas serving then, so a "
+                "replica started later gets none); remove autoscale and set hardware.replicas, "
+                "or use an arrival process in time"
+            )
+        return self
+
+    def _offline(self) -> bool:
+        arrival = self.workload.arrival
+        return arrival is not None and arrival.process == "offline"
 
     @model_validator(mode="before")
     @classmethod

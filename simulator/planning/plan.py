@@ -27,7 +27,7 @@ from simulator.planning.config import PlanConfig, PlanFile, SearchConfig, load_p
 from simulator.planning.costs import PlannedCosts, planned_costs
 from simulator.planning.peak import TrafficShape, peak_equivalent, traffic_shape
 from simulator.planning.points import check_replications
-from simulator.planning.rate import RateSearch, max_sustainable_rate
+from simulator.planning.rate import RateSearch, max_sustainable_rate, require_one_replica_kind
 from simulator.planning.replicas import ReplicaSearch, fewest_replicas
 from simulator.planning.search import SearchResult, search_configurations
 
@@ -263,6 +263,7 @@ def plan(
         plan_config = plan_config or scenario.plan
         search = search or scenario.search
         scenario = scenario.scenario
+    require_one_replica_kind(scenario)
     plan_config = plan_config or PlanConfig()
     if replications:
         plan_config = plan_config.model_copy(update={"replications": replications})

@@ -192,6 +192,40 @@ def _precision(evaluator: PointEvaluator) -> str:
     )
 
 
+#: Per deployment mode that planning refuses: what it is, why it has no one replica to
+#: size, and the sweep that compares its sizes instead.
+_NOT_PLANNED = {
+    "fleet": (
+        "a fleet of replica groups",
+        "its rate bound and replica count belong to each group",
+        "fleets with servesim sweep --grid 'fleet=[[{gpu: ..., replicas: ...}, ...], [...]]' "
+        "(a YAML list of fleets)",
+    ),
+    "disaggregated": (
+        "a disaggregated deployment",
+        "its capacity comes from the prefill and decode pools together",
+        "pool sizes with servesim sweep --grid disaggregated.prefill.replicas=1,2 "
+        "--grid disaggregated.decode.replicas=1,2,4",
+    ),
+}
+
+
+def require_one_replica_kind(scenario: Scenario, where: str = "plan") -> None:
+    """Planning sizes identical replicas of the ``hardware`` section: its rate bound is one
+    replica's times their number, and the fewest-replicas answer counts them. A fleet or a
+    disaggregated deployment has no such replica, so it is refused before any run (a
+    ``UserError`` saying what to run instead)."""
+    mode = "fleet" if scenario.fleet else "disaggregated" if scenario.disaggregated else None
+    if mode is None:
+        return
+    what, why, sweep = _NOT_PLANNED[mode]
+    raise UserError(
+        f"{mode}: {where} sizes identical replicas of the hardware section and cannot plan "
+        f"{what} ({why}); simulate it with servesim simulate, and compare {sweep} and "
+        "--grid workload.arrival.rate_per_s=..."
+    )
+
+
 @reused_builds(draws=True)
 def max_sustainable_rate(
     scenario: Scenario,
@@ -204,6 +238,7 @@ def max_sustainable_rate(
 ) -> RateSearch:
     """Highest request rate the scenario's deployment sustains within its SLO.
     ``on_simulated(rate, replicas, verdict)`` is called after each simulation."""
+    require_one_replica_kind(scenario, "max_sustainable_rate")
     plan = plan or PlanConfig()
     evaluator = evaluator or PointEvaluator(
         scenario, plan, on_simulated, screening=screening, replications=replications

@@ -32,7 +32,7 @@ from simulator.planning.points import (
     check_replications,
     require_plan,
 )
-from simulator.planning.rate import deployment_rate_bound_per_s
+from simulator.planning.rate import deployment_rate_bound_per_s, require_one_replica_kind
 
 
 @dataclass
@@ -103,6 +103,7 @@ def fewest_replicas(
     """Fewest replicas of the scenario's replica that serve ``target_rate_per_s`` in the SLO;
     ``per_replica_rate_per_s`` (one replica's knee, when known) gives the first count tried."""
     require_scenario(scenario, "fewest_replicas")
+    require_one_replica_kind(scenario, "fewest_replicas")
     plan = PlanConfig() if plan is None else require_plan(plan, "fewest_replicas")
     check_replications(replications, "fewest_replicas")
     if target_rate_per_s is not None:

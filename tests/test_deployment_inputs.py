@@ -1,0 +1,178 @@
+"""Deployment settings that cannot run as given are refused at load (or before a plan runs)
+with the field, the value and what is allowed; those that can run are applied."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator.cli.main import main
+from simulator.errors import UserError
+from simulator.planning import max_sustainable_rate, plan
+from tests.conftest import make_scenario
+
+POOLS = {"prefill": {"gpu": "h100-sxm"}, "decode": {"gpu": "h100-sxm"}}
+FLEET = [{"gpu": "h100-sxm", "replicas": 2}, {"gpu": "a100-sxm-80gb"}]
+OFFLINE = {"process": "offline"}
+SMALL = {"num_requests": 20, "prompt_tokens": {"distribution": "fixed", "value": 200}}
+
+
+def _pools(**decode) -> dict:
+    return {**POOLS, "decode": {**POOLS["decode"], **decode}}
+
+
+# ------------------------------------------------------- static batching in a decode pool
+
+
+def test_static_batching_in_the_decode_pool_is_refused_naming_the_pool():
+    with pytest.raises(UserError) as info:
+        make_scenario(disaggregated=_pools(engine={"batching": "static"}))
+    text = str(info.value)
+    assert "disaggregated.decode.engine.batching: static batching does not apply" in text
+    assert "chunked, continuous, decode_priority, priority" in text
+
+
+def test_static_batching_the_decode_pool_inherits_names_the_engine_section():
+    with pytest.raises(UserError) as info:
+        make_scenario(engine={"batching": "static"}, disaggregated=POOLS)
+    text = str(info.value)
+    assert "engine.batching: static batching does not apply to the decode pool" in text
+    assert "set disaggregated.decode.engine.batching to one of them" in text
+
+
+def test_static_batching_in_the_prefill_pool_runs():
+    from simulator.api import run
+
+    pools = {**POOLS, "prefill": {"gpu": "h100-sxm", "engine": {"batching": "static"}}}
+    summary = run(make_scenario(disaggregated=pools, workload=SMALL)).summary
+    assert summary["requests_completed"] == 20
+
+
+def test_static_batching_in_a_decode_pool_exits_2_without_a_traceback(tmp_path, capsys):
+    path = tmp_path / "dis.yaml"
+    path.write_text(
+        "model: llama-3.2-1b\n"
+        "disaggregated: {prefill: {gpu: h100-sxm}, decode: {gpu: h100-sxm}}\n"
+        "workload: {arrival: {process: poisson, rate_per_s: 5}, num_requests: 10,"
+        " prompt_tokens: {distribution: fixed, value: 100},"
+        " output_tokens: {distribution: fixed, value: 10}}\n"
+    )
+    assert main(["simulate", str(path), "--quiet", "--set", "engine.batching=static"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: engine.batching: static batching does not apply" in err
+    assert "Traceback" not in err
+
+
+# ------------------------------------------------------- the decode pool's max_model_len
+
+
+def test_the_decode_pools_max_model_len_rejects_longer_requests():
+    from simulator.api import run
+
+    scenario = make_scenario(disaggregated=_pools(engine={"max_model_len": 100}), workload=SMALL)
+    summary = run(scenario).summary
+    assert summary["requests_rejected"] == 20
+    assert summary["rejections"] == {"prompt + output exceeds max_model_len of 100 tokens": 20}
+
+
+def test_a_decode_pool_max_model_len_beyond_the_model_is_named_under_the_pool():
+    from simulator.api import run
+
+    scenario = make_scenario(disaggregated=_pools(engine={"max_model_len": 10_000_000}))
+    with pytest.raises(UserError, match=r"disaggregated\.decode\.engine\.max_model_len: "):
+        run(scenario)
+
+
+# ------------------------------------------------------- planning one kind of replica
+
+
+@pytest.mark.parametrize(
+    ("deployment", "mode", "instead"),
+    [
+        ({"fleet": FLEET}, "fleet", "--grid 'fleet=[["),
+        ({"disaggregated": POOLS}, "disaggregated", "--grid disaggregated.decode.replicas="),
+    ],
+)
+def test_plan_refuses_a_fleet_or_pools_saying_what_to_run(deployment, mode, instead):
+    scenario = make_scenario(**deployment)
+    for entry in (plan, max_sustainable_rate):
+        with pytest.raises(UserError) as info:
+            entry(scenario)
+        text = str(info.value)
+        assert text.startswith(f"{mode}: ") and "sizes identical replicas" in text
+        assert "servesim simulate" in text and instead in text
+
+
+@pytest.mark.parametrize("command", [["plan"], ["report", "-o", "r.html"]])
+def test_plan_and_report_refuse_a_fleet_before_any_run(command, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "fleet.yaml"
+    path.write_text(
+        "model: llama-3.2-1b\n"
+        "fleet: [{gpu: h100-sxm, replicas: 2}, {gpu: a100-sxm-80gb}]\n"
+        "workload: {arrival: {process: poisson, rate_per_s: 5}, num_requests: 10,"
+        " prompt_tokens: {distribution: fixed, value: 100},"
+        " output_tokens: {distribution: fixed, value: 10}}\n"
+        "slo: {ttft_ms: {p99: 1000}}\n"
+    )
+    assert main([command[0], str(path), "--quiet", *command[1:]]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: fleet: servesim {command[0]} sizes identical replicas" in err
+    assert not (tmp_path / "r.html").exists()
+
+
+# ------------------------------------------------------- offline arrivals
+
+
+def test_sessions_with_offline_arrivals_are_refused_naming_both_keys():
+    workload = {"arrival": OFFLINE, "sessions": {"turns": 3}}
+    with pytest.raises(UserError) as info:
+        make_scenario(workload=workload)
+    text = str(info.value)
+    assert "workload.sessions: multi-turn sessions do not apply" in text
+    assert "workload.arrival.process: offline" in text
+
+
+def test_autoscale_with_offline_arrivals_is_refused():
+    autoscale = {"max_replicas": 4, "target": 2}
+    with pytest.raises(UserError) as info:
+        make_scenario(workload={"arrival": OFFLINE}, hardware={"autoscale": autoscale})
+    text = str(info.value)
+    assert "hardware.autoscale: autoscaling does not apply" in text
+    assert "workload.arrival.process: offline" in text
+
+
+def test_sessions_and_autoscale_still_load_with_arrivals_in_time():
+    scenario = make_scenario(
+        workload={"sessions": {"turns": 3}},
+        hardware={"autoscale": {"max_replicas": 4, "target": 2}},
+    )
+    assert scenario.workload.sessions.turns == 3
+    assert scenario.hardware.autoscale.max_replicas == 4
+
+
+# ------------------------------------------------------- empty lists
+
+
+def test_an_empty_fleet_is_refused():
+    with pytest.raises(UserError, match=r"fleet: an empty list has no group of replicas"):
+        make_scenario(fleet=[])
+
+
+def test_an_empty_list_of_classes_is_refused():
+    with pytest.raises(UserError, match=r"workload\.classes: an empty list has no class"):
+        make_scenario(workload={"classes": []})
+
+
+def test_an_unknown_offload_host_is_named_under_its_own_key(tmp_path, capsys):
+    from simulator.cli.main import main
+
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "model: llama-3.2-1b\n"
+        "hardware: {gpu: h100-sxm, offload: {gpu_layers: 4, host: nohost}}\n"
+        "workload: {arrival: {process: poisson, rate_per_s: 5}, num_requests: 10,"
+        " prompt_tokens: {distribution: fixed, value: 16},"
+        " output_tokens: {distribution: fixed, value: 4}}\n"
+    )
+    assert main(["simulate", str(path)]) == 2
+    assert "hardware.offload.host: unknown GPU 'nohost'" in capsys.readouterr().err
