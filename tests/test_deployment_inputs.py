@@ -176,3 +176,48 @@ def test_an_unknown_offload_host_is_named_under_its_own_key(tmp_path, capsys):
     )
     assert main(["simulate", str(path)]) == 2
     assert "hardware.offload.host: unknown GPU 'nohost'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        (
+            "engine.speculative={method: draft, draft_model: mistral-7b}",
+            "mistral-7b has a vocabulary of 32,000 tokens",
+        ),
+        (
+            "engine.speculative={method: draft, draft_model: llama-3.1-8b}",
+            "llama-3.1-8b is no smaller than llama-3.1-8b",
+        ),
+        (
+            "engine.speculative={method: mtp, draft_model: llama-3.2-1b}",
+            "draft_model: 'llama-3.2-1b' is not used by method 'mtp'",
+        ),
+    ],
+)
+def test_a_draft_that_cannot_draft_is_refused(tmp_path, capsys, setting, expected):
+    """A draft needs the target's vocabulary and must be smaller; mtp drafts with the
+    model's own head (each of these ran, the draft ignored or pointless)."""
+    from simulator.cli.main import main
+
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "model: llama-3.1-8b\n"
+        "workload: {arrival: {process: poisson, rate_per_s: 5}, num_requests: 10,"
+        " prompt_tokens: {distribution: fixed, value: 16},"
+        " output_tokens: {distribution: fixed, value: 4}}\n"
+    )
+    assert main(["simulate", str(path), "--set", setting]) == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_speculative_decoding_on_a_prefill_pool_alone_is_refused():
+    from pydantic import ValidationError
+
+    from simulator.config.deployment import DisaggregatedConfig
+
+    spec = {"speculative": {"method": "draft", "draft_model": "llama-3.2-1b"}}
+    with pytest.raises(ValidationError, match="a prefill pool produces only"):
+        DisaggregatedConfig.model_validate({"prefill": {"engine": spec}, "decode": {}})
+    pools = DisaggregatedConfig.model_validate({"prefill": {}, "decode": {"engine": spec}})
+    assert pools.decode.engine == spec

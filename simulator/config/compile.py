@@ -349,10 +349,28 @@ def _draft_memory(eng: EngineConfig) -> dict:
     return {"draft": draft, "draft_weight_dtype": weight_dtype(draft, eng)}
 
 
+def _check_draft(target, draft) -> None:
+    """A draft proposes the target's tokens: it needs the target's vocabulary, and a draft
+    no smaller than the target saves nothing."""
+    if draft.vocab_size != target.vocab_size:
+        raise UserError(
+            f"engine.speculative.draft_model: {draft.name} has a vocabulary of "
+            f"{draft.vocab_size:,} tokens and {target.name} {target.vocab_size:,}; a draft "
+            "proposes the target's tokens, so it needs the same tokenizer (e.g. a smaller "
+            "model of the same family)"
+        )
+    if draft.param_count() >= target.param_count():
+        raise UserError(
+            f"engine.speculative.draft_model: {draft.name} is no smaller than {target.name}; "
+            "a draft saves time only when it is much smaller than the model it drafts for"
+        )
+
+
 def _speculative(scenario: Scenario, group: GroupSettings, target) -> SpeculativeCostModel:
     spec = group.engine.speculative
     hw, eng = group.hardware, group.engine
     if spec.method == "draft":
+        _check_draft(load_model(scenario.model), load_model(spec.draft_model))
         draft = cost_model(spec.draft_model, hw, eng, scenario.base_dir)
     else:  # the model's multi-token-prediction module: one more layer and the LM head
         model = load_model(scenario.model)

@@ -59,6 +59,17 @@ class DisaggregatedConfig(StrictModel):
     #: the prefill GPU's interconnect, else InfiniBand NDR.
     kv_link: str | None = None
 
+    @model_validator(mode="after")
+    def _drafts_decode(self) -> DisaggregatedConfig:
+        """Speculative decoding drafts decode tokens; a prefill pool makes only the first."""
+        if self.prefill.engine.get("speculative") is not None:
+            raise ValueError(
+                "prefill.engine.speculative: speculative decoding drafts decode tokens, and a "
+                "prefill pool produces only each request's first token; set it on "
+                "decode.engine (or the engine section, which both pools take)"
+            )
+        return self
+
 
 #: Batching policies a decode pool cannot run, and why: its requests arrive prefilled.
 NOT_FOR_DECODE = {

@@ -35,6 +35,12 @@ class SpeculativeConfig(StrictModel):
     def _draft_named(self) -> SpeculativeConfig:
         if self.method == "draft" and not self.draft_model:
             raise ValueError("speculative.draft_model: required when method is 'draft'")
+        if self.method == "mtp" and self.draft_model:
+            raise ValueError(
+                f"draft_model: {self.draft_model!r} is not used by method 'mtp' "
+                "(the model's own multi-token-prediction head drafts); remove it, or use "
+                "method: draft"
+            )
         return self
 
 
