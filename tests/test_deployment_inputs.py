@@ -221,3 +221,20 @@ def test_speculative_decoding_on_a_prefill_pool_alone_is_refused():
         DisaggregatedConfig.model_validate({"prefill": {"engine": spec}, "decode": {}})
     pools = DisaggregatedConfig.model_validate({"prefill": {}, "decode": {"engine": spec}})
     assert pools.decode.engine == spec
+
+
+def test_groups_take_the_hardware_tensor_parallel_and_refuse_its_replica_count():
+    """A group without its own tensor_parallel takes the hardware section's (it ran TP1);
+    a replica count there is used by no group, so it is refused."""
+    from simulator.config.loader import scenario_from_dict
+    from simulator.errors import UserError
+
+    data = {
+        "model": "llama-3.1-8b",
+        "hardware": {"gpu": "h100-sxm", "tensor_parallel": 2},
+        "fleet": [{"name": "a", "replicas": 2}, {"name": "b", "tensor_parallel": 4}],
+    }
+    groups = scenario_from_dict(data).groups
+    assert [g.hardware.tensor_parallel for g in groups] == [2, 4]
+    with pytest.raises(UserError, match=r"hardware\.replicas: 3 is not used with fleet"):
+        scenario_from_dict({**data, "hardware": {"gpu": "h100-sxm", "replicas": 3}})

@@ -25,7 +25,8 @@ class GroupConfig(StrictModel):
     name: str | None = None
     #: GPU of this group's replicas; default: the ``hardware`` section's.
     gpu: str | None = None
-    tensor_parallel: Parallel = 1
+    #: Tensor-parallel GPUs of this group's replicas; default: the ``hardware`` section's.
+    tensor_parallel: Parallel | None = None
     replicas: Replicas = 1
     interconnect: str | None = None
     calibration: str | None = None
@@ -140,7 +141,7 @@ def member_settings(
     try:
         hw = hardware.replace(
             gpu=group.gpu or hardware.gpu,
-            tensor_parallel=group.tensor_parallel,
+            tensor_parallel=group.tensor_parallel or hardware.tensor_parallel,
             replicas=group.replicas,
             interconnect=group.interconnect,
             calibration=group.calibration,

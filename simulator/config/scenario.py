@@ -176,6 +176,19 @@ class Scenario(StrictModel):
         return value
 
     @model_validator(mode="after")
+    def _groups_count_their_own_replicas(self) -> Scenario:
+        """A fleet group or pool sets its own replica count (default 1): a count in the
+        ``hardware`` section would be ignored without a word."""
+        mode = "fleet" if self.fleet else "disaggregated" if self.disaggregated else None
+        if mode and self.hardware.replicas != 1:  # 1, a group's default, changes nothing
+            what = "fleet group" if mode == "fleet" else "pool"
+            raise ValueError(
+                f"hardware.replicas: {self.hardware.replicas} is not used with {mode}: each "
+                f"{what} sets its own replicas (default 1); remove it and set them there"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _classes_listed(self) -> Scenario:
         """An empty list of classes would run every request alike without a word."""
         if self.workload.classes is not None and not self.workload.classes:
