@@ -233,6 +233,11 @@ def test_groups_take_the_hardware_tensor_parallel_and_refuse_its_replica_count()
         "model": "llama-3.1-8b",
         "hardware": {"gpu": "h100-sxm", "tensor_parallel": 2},
         "fleet": [{"name": "a", "replicas": 2}, {"name": "b", "tensor_parallel": 4}],
+        "workload": {
+            "arrival": {"process": "poisson", "rate_per_s": 5},
+            "prompt_tokens": {"distribution": "fixed", "value": 16},
+            "output_tokens": {"distribution": "fixed", "value": 4},
+        },
     }
     groups = scenario_from_dict(data).groups
     assert [g.hardware.tensor_parallel for g in groups] == [2, 4]
