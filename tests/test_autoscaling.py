@@ -78,3 +78,40 @@ def test_fleet_never_leaves_its_bounds(step_run):
     serving = np.array(fleet.serving[:-1])
     assert held.max() <= AUTOSCALE["max_replicas"]
     assert serving.min() >= AUTOSCALE["min_replicas"]
+
+
+def test_a_fleet_that_never_scales_reports_the_one_replica_it_held():
+    """KV use never reaches a target of 5, so the fleet holds its one replica throughout:
+    the GPU count, the price line and GPU busy are that replica's, not the 4 it may run."""
+    from simulator.metrics import format_summary_table
+
+    never = {"max_replicas": 4, "metric": "kv", "target": 5}
+    closed_loop = {"arrival": {"process": "closed_loop", "users": 20}, "num_requests": 100}
+    result = run(make_scenario(hardware={"autoscale": never}, workload=closed_loop))
+    records, summary = result.records, result.summary_obj
+    assert records.num_gpus == 4 and max(records.fleet.held) == 1
+    assert summary.num_gpus == 1
+    held_s = records.end_s - records.requests.arrival_s.min()  # one GPU, held throughout
+    busy_s = sum(r.busy_s for r in records.replicas)
+    assert summary.gpu_busy_fraction == pytest.approx(busy_s / held_s)
+    assert summary.gpu_cost_usd == pytest.approx(2.0 * summary.duration_s / 3600)
+    text = format_summary_table(summary)
+    assert "$2/GPU-hour × 1 GPU\n" in text
+
+
+def test_a_sketched_fleet_is_priced_and_kept_busy_on_the_replicas_held():
+    """A run too long to keep its rows (summarised through sketches) counts the same held
+    GPUs: GPU busy over those held, the cost over those held in its window."""
+    from simulator.api import build_simulation, summarize_run
+
+    never = {"max_replicas": 4, "metric": "kv", "target": 5}
+    scenario = make_scenario(hardware={"autoscale": never})
+    records = build_simulation(scenario, exact_requests=100).run()
+    summary = summarize_run(scenario, records)
+    assert records.request_sketch is not None and records.num_gpus == 4
+    assert set(records.fleet.held[:-1]) == {1}  # one replica of one GPU until the release
+    assert summary.num_gpus == 1
+    held_s = records.end_s - records.request_sketch.first_arrival_s
+    busy_s = sum(r.busy_s for r in records.replicas)
+    assert summary.gpu_busy_fraction == pytest.approx(busy_s / held_s)
+    assert summary.gpu_cost_usd == pytest.approx(2.0 * summary.duration_s / 3600)

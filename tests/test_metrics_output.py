@@ -83,3 +83,36 @@ def test_write_outputs(tmp_path):
         "time_s", "replica", "waiting", "running", "kv_used_fraction", "batch_tokens",
     ]  # fmt: skip
     assert len(series) == len(records.timeseries.time_s)
+
+
+def test_table_prices_the_gpus_an_autoscaled_fleet_held():
+    from tests.test_metrics_summary import _autoscaled_hand_records
+
+    text = format_summary_table(summarize(_autoscaled_hand_records(), slo=None, gpu_hour_usd=3.6))
+    # 15 GPU-seconds held over the 5 s window: 3 GPUs on average, 4 at most
+    assert "× 3 GPUs (mean held over the window; peak 4)" in text
+    assert "GPUs held (peak)   4" in text
+    assert "GPU busy           53.3 % of the GPU-seconds held" in text
+
+
+def test_table_says_which_requests_goodput_and_attainment_are_over():
+    """Goodput counts completions in the window, attainment the requests that arrived in it:
+    each line names its own, so a goodput above 0 next to 0% meeting the SLO reads right."""
+    slo = {"ttft_ms": {"p99": 400}}
+    s = summarize(
+        hand_records(),
+        slo=slo,
+        gpu_hour_usd=None,
+        warmup_s=1.5,
+        class_slos={"rag": {"e2e_ms": {"max": 1000}}},
+    )
+    chat = s.per_class["chat"]
+    # chat: request 1 (arrived at 1 s, in the warm-up) completes in the window and meets
+    # TTFT ≤ 400 ms, but no chat request arrived in the window
+    assert chat["goodput_rps"] > 0 and chat["requests_measured"] == 0
+    text = format_summary_table(s)
+    assert "goodput (req/s)  0.571  (completions meeting every SLO threshold)" in text
+    assert "of the 2 measured requests, those that arrived in the window, 50.0% met" in text
+    rag = next(line for line in text.splitlines() if line.strip().startswith("rag:"))
+    assert "goodput 0.286 req/s (completions meeting the SLO)" in rag
+    assert "of the 2 that arrived in it, 50.0% met it" in rag

@@ -251,3 +251,35 @@ def test_default_windows_stay_few_over_any_span():
     for span_s in (3.0 * 86_400, 30.0 * 86_400, 365.0 * 86_400, 1e9):
         windows = span_s / default_window_s(None, span_s)
         assert MIN_WINDOWS <= windows <= 100
+
+
+def _autoscaled_hand_records():
+    """The hand-worked run on a fleet that may run 4 replicas of 2 GPUs: it holds one from
+    0 to 2.5 s, two to 5 s (one more started and released at 2.5 s, held no time), and
+    only the first replica steps (4 busy seconds)."""
+    from dataclasses import replace
+
+    from simulator.metrics.records import FleetRecord
+
+    records = hand_records()
+    idle = replace(records.replicas[0], busy_s=0.0, steps=0, batch_seq_seconds=0.0)
+    records.replicas += [replace(idle, replica=i) for i in (1, 2, 3)]
+    records.num_gpus = 8
+    records.fleet = FleetRecord(
+        times_s=[0.0, 2.5, 2.5, 5.0],
+        serving=[1, 2, 2, 0],
+        held=[1, 3, 2, 0],
+        mean_held=1.5,
+        max_held=3,
+        replica_seconds_held=7.5,
+        gpu_seconds_held=15.0,
+    )
+    return records
+
+
+def test_autoscaled_utilisation_and_cost_count_the_gpus_held():
+    s = summarize(_autoscaled_hand_records(), slo=None, gpu_hour_usd=3.6)
+    # 8 busy GPU-seconds of 2 × 2.5 + 4 × 2.5 = 15 held (not 8 GPUs × 5 s = 40)
+    assert s.gpu_busy_fraction == pytest.approx(8.0 / 15.0)
+    assert s.num_gpus == 4  # the most held for any time: 2 replicas × 2 GPUs
+    assert s.gpu_cost_usd == pytest.approx(3.6 * 15.0 / 3600)

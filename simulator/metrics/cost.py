@@ -39,19 +39,35 @@ def rate_interval(
     return [max(0.0, mean - half), mean + half]
 
 
-def gpu_seconds_in_window(records: RunRecords, window: MeasuredWindow, num_gpus: int) -> float:
-    """GPU-seconds the fleet holds during the window: every GPU for the whole window, or,
+def gpu_seconds_held(records: RunRecords, start_s: float, end_s: float, num_gpus: int) -> float:
+    """GPU-seconds the fleet holds from ``start_s`` to ``end_s``: every GPU throughout, or,
     with autoscaling, the replicas held at each moment (the fleet log) × GPUs per replica."""
     fleet = records.fleet
     if fleet is None or not fleet.replica_seconds_held:
-        return num_gpus * window.duration_s
+        return num_gpus * max(0.0, end_s - start_s)
     gpus_per_replica = fleet.gpu_seconds_held / fleet.replica_seconds_held
     times = np.append(np.asarray(fleet.times_s, dtype=np.float64), records.end_s)
     held = np.asarray(fleet.held, dtype=np.float64)
-    overlap = np.clip(times[1:], window.start_s, window.end_s) - np.clip(
-        times[:-1], window.start_s, window.end_s
-    )
+    overlap = np.clip(times[1:], start_s, end_s) - np.clip(times[:-1], start_s, end_s)
     return float(np.dot(held, overlap)) * gpus_per_replica
+
+
+def gpu_seconds_in_window(records: RunRecords, window: MeasuredWindow, num_gpus: int) -> float:
+    """GPU-seconds the fleet holds during the window (``gpu_seconds_held``)."""
+    return gpu_seconds_held(records, window.start_s, window.end_s, num_gpus)
+
+
+def most_gpus_held(records: RunRecords, num_gpus: int) -> int:
+    """Most GPUs held at once: ``num_gpus`` for a fixed fleet; with autoscaling, the most
+    replicas the fleet log holds for a positive time × GPUs per replica (a replica started
+    and released in the same instant was never paid for)."""
+    fleet = records.fleet
+    if fleet is None or not fleet.replica_seconds_held:
+        return num_gpus
+    gpus_per_replica = fleet.gpu_seconds_held / fleet.replica_seconds_held
+    times = np.append(np.asarray(fleet.times_s, dtype=np.float64), records.end_s)
+    held = np.asarray(fleet.held, dtype=np.float64)[np.diff(times) > 0]
+    return round(float(held.max()) * gpus_per_replica) if len(held) else 0
 
 
 def window_costs(

@@ -6,8 +6,9 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from simulator.metrics.cost import SECONDS_PER_HOUR
 from simulator.metrics.records import RunRecords
-from simulator.metrics.summary import OFFLINE_BASIS, Summary
+from simulator.metrics.summary import DRAIN_BASIS, OFFLINE_BASIS, Summary
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -19,6 +20,16 @@ OFFLINE_PRECISION_NOTE = (
     "  (one sweep of this set of requests, not samples of a steady state: no 95% interval; "
     "precision: the model error band below; with random lengths, simulate --replications N "
     "gives the spread over seeds)"
+)
+#: Why a steady run's rates are over its drain (``window.DRAIN_BASIS``).
+DRAIN_NOTE = (
+    "  (no request completed between the end of the warm-up and the last arrival, which "
+    "would read as 0 req/s: rates are over the first arrival + warm-up to the last "
+    "completion, one drain of the queue rather than a steady state, so no 95% interval)"
+)
+#: What ITL covers where a warm-up is left out of the other latencies (``GapHistogram``).
+ITL_NOTE = (
+    "  (ITL: the gaps of every request of the run, warm-up included: gaps are not kept by time)"
 )
 
 
@@ -75,15 +86,17 @@ def _interval_ms(interval: list | None) -> str:
     return f"[{_ms(interval[0])}, {high}]"
 
 
-def _slo_lines(slo: dict[str, Any], indent: str = "  ") -> list[str]:
+def _slo_lines(slo: dict[str, Any], indent: str = "  ", intervals: bool = True) -> list[str]:
+    """One line per constraint; without ``intervals`` (a window that does not sample a steady
+    state) the interval column is left blank rather than showing the point estimate twice."""
     lines = []
     for c in slo.get("constraints", []):
         verdict = c.get("verdict") or {True: "met", False: "missed", None: "not observed"}[c["met"]]
         name = f"{c['metric'].removesuffix('_ms').upper()} {c['percentile']}"
+        interval = _interval_ms(c.get("ci95_ms")) if intervals else ""
         lines.append(
             f"{indent}{VERDICT_MARKS[verdict]} {name:<14} {_ms(c['observed_ms']):>10} ms "
-            f"{_interval_ms(c.get('ci95_ms')):<22} target ≤ {_ms(c['threshold_ms'])} ms: "
-            f"{verdict}"
+            f"{interval:<22} target ≤ {_ms(c['threshold_ms'])} ms: {verdict}"
         )
     return lines
 
@@ -93,8 +106,8 @@ def _interval_lines(summary: dict[str, Any]) -> list[str]:
     lines = []
     for label, key in LATENCY_ROWS:
         found = (summary.get("latency_ci95_ms") or {}).get(key)
-        if not found:
-            continue
+        if not found or not any(_interval_ms(v) for v in found.values()):
+            continue  # no measured request: no interval to show
         parts = [f"{stat} {_interval_ms(found.get(stat))}" for stat in ("p50", "p90", "p99")]
         lines.append(f"  {label:<4}  " + "  ".join(parts))
     return lines
@@ -106,7 +119,7 @@ def format_summary_table(summary: Summary) -> str:
     out = _saturation_lines(summary)
     out += _request_lines(summary)
     out += _throughput_lines(summary)
-    out += ["", "latency", *_latency_table(as_dict)]
+    out += ["", "latency", *_latency_lines(summary, as_dict)]
     intervals = _interval_lines(as_dict)
     if intervals:
         out += ["", "95% intervals (ms; batch means over consecutive requests; ? = unbounded)"]
@@ -114,7 +127,7 @@ def format_summary_table(summary: Summary) -> str:
     out += _summary_slo_lines(summary, as_dict)
     out += _utilisation_lines(summary)
     out += _cost_lines(summary)
-    out += _per_class_lines(as_dict)
+    out += _per_class_lines(as_dict, _has_intervals(summary))
     out += _window_lines(as_dict)
     out += _provenance_lines(summary)
     return "\n".join(out)
@@ -131,13 +144,27 @@ def _saturation_lines(s: Summary) -> list[str]:
     ]
 
 
-def _request_lines(s: Summary) -> list[str]:
-    """Request counts, the measured window and the trace's skipped rows."""
+def _window_text(s: Summary) -> str:
+    """The measured window's length and warm-up, or why nothing was measured."""
+    if s.duration_s == 0 and s.requests_completed and s.warmup_s:
+        return (
+            f"none: the warm-up ({s.warmup_s:.3g} s, {s.warmup_method}) outlasts the run, "
+            "whose last request finished within it (lower output.warmup_s or send more "
+            "requests)"
+        )
     window = f"{_num(s.duration_s, '.1f')} s"
     if s.warmup_s:
         window += f" (after {s.warmup_s:.3g} s of warm-up: {s.warmup_method})"
     if s.steady_state is False:
         window += "; no steady state within the run (run longer)"
+    if s.requests_measured == 0 and s.requests_completed:
+        window += "; no completed request arrived after the warm-up: no latency measured"
+    return window
+
+
+def _request_lines(s: Summary) -> list[str]:
+    """Request counts, the measured window and the trace's skipped rows."""
+    window = _window_text(s)
     offline = s.throughput_basis == OFFLINE_BASIS
     out = ["requests"]
     rows = [
@@ -164,15 +191,35 @@ def _request_lines(s: Summary) -> list[str]:
 def _throughput_lines(s: Summary) -> list[str]:
     """Requests, tokens and goodput per second of the measured window (or the makespan)."""
     offline = s.throughput_basis == OFFLINE_BASIS
-    heading = "throughput (offline: output tokens over the makespan)" if offline else "throughput"
+    heading = "throughput (requests completed in the window)"
+    if offline:
+        heading = "throughput (offline: output tokens over the makespan)"
     rows = [
         ("requests/s", _num(s.throughput_rps, ".3f") + _rate_interval(s.throughput_ci95_rps)),
         ("output tokens/s", _num(s.output_tokens_per_s, ",.0f")),
         ("total tokens/s", _num(s.total_tokens_per_s, ",.0f")),
         ("goodput (req/s)", _num(s.goodput_rps, ".3f")),
     ]
+    if s.slo.get("constraints"):
+        rows[-1] = ("goodput (req/s)", rows[-1][1] + "  (completions meeting every SLO threshold)")
     note = [OFFLINE_PRECISION_NOTE] if offline and s.requests_completed else []
+    if s.throughput_basis == DRAIN_BASIS:
+        note = [DRAIN_NOTE]
     return ["", heading, *_pairs(rows), *note]
+
+
+def _latency_lines(s: Summary, as_dict: dict[str, Any]) -> list[str]:
+    """The latency table, what its ITL row covers, or that no request was measured."""
+    table = _latency_table(as_dict)
+    if len(table) < 2:  # the header alone
+        return ["  (no measured request)"]
+    return [*table, *_itl_note(s)]
+
+
+def _itl_note(s: Summary) -> list[str]:
+    """What the ITL row covers, where it differs from the measured requests."""
+    shown = s.itl_ms.get("mean") is not None and math.isfinite(s.itl_ms["mean"])
+    return [ITL_NOTE] if shown and s.warmup_s > 0 else []
 
 
 def _summary_slo_lines(s: Summary, as_dict: dict[str, Any]) -> list[str]:
@@ -182,19 +229,29 @@ def _summary_slo_lines(s: Summary, as_dict: dict[str, Any]) -> list[str]:
     attainment = s.slo.get("attainment")
     att = "-" if attainment is None or not math.isfinite(attainment) else f"{attainment:.1%}"
     verdict = s.slo.get("verdict", "")
-    return [
-        "",
-        f"SLO: {verdict}  (requests meeting every threshold: {att}; verdicts from the 95% "
-        "intervals)",
-        *_slo_lines(as_dict["slo"]),
-    ]
+    intervals = _has_intervals(s)
+    basis = "the 95% intervals" if intervals else "the point estimates"
+    detail = (
+        f"of the {s.requests_measured} measured requests, those that arrived in the window, "
+        f"{att} met every threshold; verdicts from {basis}"
+    )
+    if not s.requests_measured:
+        detail = "no measured request: nothing to judge"
+    return ["", f"SLO: {verdict}  ({detail})", *_slo_lines(as_dict["slo"], intervals=intervals)]
+
+
+def _has_intervals(s: Summary) -> bool:
+    """Whether the window samples a steady state, so that SLO verdicts come from 95%
+    intervals (``MeasuredWindow.stationary``)."""
+    return s.throughput_basis not in (OFFLINE_BASIS, DRAIN_BASIS)
 
 
 def _utilisation_lines(s: Summary) -> list[str]:
     """GPU count and busy time, mean batch, peak KV-cache use, preemptions, prefix hits."""
     rows = [
-        ("GPUs", str(s.num_gpus)),
-        ("GPU busy", _num(s.gpu_busy_fraction * 100, ".1f") + " %"),
+        # an autoscaled fleet holds fewer GPUs at times: the count is its most at once
+        ("GPUs held (peak)", str(s.num_gpus)),
+        ("GPU busy", _num(s.gpu_busy_fraction * 100, ".1f") + " % of the GPU-seconds held"),
         ("mean batch (seqs)", _num(s.mean_batch_size, ".1f")),
         ("peak KV cache use", _num(s.peak_kv_use_fraction * 100, ".1f") + " %"),
     ]
@@ -205,12 +262,29 @@ def _utilisation_lines(s: Summary) -> list[str]:
     return ["", "utilisation", *_pairs(rows)]
 
 
+def _mean_gpus_held(s: Summary) -> float | None:
+    """GPUs held on average over the window, as the window cost counts them (None without a
+    price or a window)."""
+    if s.gpu_cost_usd is None or not s.gpu_hour_usd or not s.duration_s > 0:
+        return None
+    return s.gpu_cost_usd * SECONDS_PER_HOUR / (s.gpu_hour_usd * s.duration_s)
+
+
+def _gpus_priced(s: Summary) -> str:
+    """The GPUs the window cost is for: all of them, or, where an autoscaled fleet held
+    fewer than its peak for part of the window, their mean over the window."""
+    mean = _mean_gpus_held(s)
+    if mean is None or math.isclose(mean, s.num_gpus, rel_tol=1e-9, abs_tol=1e-9):
+        return f"{s.num_gpus} GPU" + ("" if s.num_gpus == 1 else "s")
+    return f"{mean:.3g} GPUs (mean held over the window; peak {s.num_gpus})"
+
+
 def _cost_lines(s: Summary) -> list[str]:
     """The fleet's cost over the window and per million tokens (USD), when priced."""
     if s.gpu_hour_usd is None:
         return ["", "cost", "  (no cost.gpu_hour_usd given)"]
     rows = [
-        ("GPU price", f"${s.gpu_hour_usd:g}/GPU-hour × {s.num_gpus} GPUs"),
+        ("GPU price", f"${s.gpu_hour_usd:g}/GPU-hour × {_gpus_priced(s)}"),
         ("window cost", "$" + _num(s.gpu_cost_usd, ",.4f")),
         (
             "per 1M output tokens",
@@ -223,25 +297,33 @@ def _cost_lines(s: Summary) -> list[str]:
     return ["", "cost", *_pairs(rows)]
 
 
-def _per_class_lines(summary: dict[str, Any]) -> list[str]:
+def _per_class_lines(summary: dict[str, Any], intervals: bool = True) -> list[str]:
     """Each request class: counts, rates, latency table and SLO lines."""
     per_class = summary.get("per_class")
     if not per_class:
         return []
     out = ["", "per class"]
     for name, c in per_class.items():
-        rps = _num(c["throughput_rps"], ".3f")
-        good = _num(c["goodput_rps"], ".3f")
-        attainment = c["slo"]["attainment"]
-        met = ""
-        if c["slo"]["constraints"] and attainment is not None:
-            met = f" ({attainment:.1%} meet the SLO)"
-        out.append(
-            f"  {name}: {c['requests_completed']} completed, {rps} req/s, goodput {good} req/s{met}"
-        )
+        out.append(_class_heading(name, c))
         out += _latency_table(c, indent="    ")
-        out += _slo_lines(c["slo"], indent="    ")
+        out += _slo_lines(c["slo"], indent="    ", intervals=intervals)
     return out
+
+
+def _class_heading(name: str, c: dict[str, Any]) -> str:
+    """A class's completions, rates and, with an SLO, the share meeting it. Goodput counts
+    the completions in the window, the share the requests that arrived in it: under
+    saturation these are different requests, so each says which it is over."""
+    rps = _num(c["throughput_rps"], ".3f")
+    good = _num(c["goodput_rps"], ".3f")
+    text = f"  {name}: {c['requests_completed']} completed; in the window {rps} req/s completed"
+    if not c["slo"]["constraints"]:
+        return f"{text}, goodput {good} req/s"
+    text += f", goodput {good} req/s (completions meeting the SLO)"
+    attainment = c["slo"]["attainment"]
+    if attainment is not None:
+        text += f"; of the {c['requests_measured']} that arrived in it, {attainment:.1%} met it"
+    return text
 
 
 def _provenance_lines(s: Summary) -> list[str]:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from simulator.metrics import saturation as sat
-from simulator.metrics.cost import SECONDS_PER_HOUR
+from simulator.metrics.cost import SECONDS_PER_HOUR, gpu_seconds_held, most_gpus_held
 from simulator.metrics.latency import gap_stats_ms
 from simulator.metrics.records import RunRecords
 from simulator.metrics.sketch import RequestSketch, _Group
@@ -113,13 +113,12 @@ def summarize_sketch(
             }
     replicas = records.replicas
     num_gpus = records.num_gpus if records.num_gpus is not None else sum(r.gpus for r in replicas)
-    gpu_seconds = sum(r.gpus for r in replicas) * (records.end_s - first)
+    # an autoscaled fleet pays for, and can keep busy, only the replicas it held
+    gpu_seconds = gpu_seconds_held(records, first, records.end_s, num_gpus)
     busy_s = sum(r.busy_s for r in replicas)
     cost = per_out = per_total = None
     if gpu_hour_usd is not None:
-        held = records.fleet.gpu_seconds_held if records.fleet is not None else None
-        cost = gpu_hour_usd * (held if held is not None else num_gpus * duration)
-        cost /= SECONDS_PER_HOUR
+        cost = gpu_hour_usd * gpu_seconds_held(records, start, end, num_gpus) / SECONDS_PER_HOUR
         per_out = cost / o.output_tokens * 1e6 if o.output_tokens else math.nan
         all_tokens = o.output_tokens + o.prompt_tokens
         per_total = cost / all_tokens * 1e6 if all_tokens else math.nan
@@ -153,7 +152,7 @@ def summarize_sketch(
         if busy_s > 0
         else math.nan,
         peak_kv_use_fraction=max((r.peak_kv_used_fraction for r in replicas), default=math.nan),
-        num_gpus=num_gpus,
+        num_gpus=most_gpus_held(records, num_gpus),
         gpu_hour_usd=gpu_hour_usd,
         gpu_cost_usd=cost,
         cost_per_million_output_tokens_usd=per_out,

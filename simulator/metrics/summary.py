@@ -6,15 +6,19 @@ intervals, throughput, goodput, utilisation and cost. Definitions follow DESIGN.
   with more than one output token; E2E = finish − arrival; ITL = every gap between
   consecutive tokens (the run's ``GapHistogram``).
 - The measured window (``metrics.window``): for steady traffic, from the end of the warm-up
-  (MSER-5, or ``warmup_s`` when longer) to the end of arrivals; for changing traffic, from
-  the first arrival plus ``warmup_s`` to the last completion. Latency percentiles are taken
-  over the requests that arrived in the window (*measured requests*); throughput, token
-  rates, goodput and cost over the requests that completed inside it. ITL covers the whole
-  run (its histogram is not split by time).
+  (MSER-5, or ``warmup_s`` when longer) to the end of arrivals (when no request completes
+  in that, first arrival plus ``warmup_s`` to the last completion); for changing traffic,
+  from the first arrival plus ``warmup_s`` to the last completion. Latency percentiles are
+  taken over the requests that arrived in the window (*measured requests*); throughput,
+  token rates, goodput and cost over the requests that completed inside it. ITL covers the
+  whole run (its histogram is not split by time); none is given with no measured request.
+  A window the warm-up leaves empty has no rates (NaN), unless the run served nothing (0).
 - Every latency percentile comes with a 95% interval (``metrics.steady``: batch means over
   consecutive requests, Woodruff's inversion), and every SLO constraint with the verdict that
   interval supports (met, missed or uncertain).
 - Goodput = completions in the window that met every per-request SLO threshold, per second.
+- GPU busy = busy GPU-seconds / GPU-seconds held from the first arrival to the end of the
+  run (with autoscaling, of the replicas held at each moment, ``metrics.cost``).
 - Cost per million output tokens = the fleet's whole cost over the window (gpu_hour_usd ×
   GPUs held × window hours) / output tokens of the requests completed in it × 1e6 (and
   likewise per million prompt + output tokens).
@@ -31,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.metrics.cost import rate_interval, window_costs
+from simulator.metrics.cost import gpu_seconds_held, most_gpus_held, rate_interval, window_costs
 from simulator.metrics.histogram import GapHistogram
 from simulator.metrics.latency import (  # noqa: F401  (re-exported)
     LATENCY_PERCENTILES,
@@ -55,6 +59,7 @@ from simulator.metrics.slo import (
 )
 from simulator.metrics.steady import statistic_interval
 from simulator.metrics.window import (  # noqa: F401  (re-exported)
+    DRAIN_BASIS,
     OFFLINE_BASIS,
     STEADY_BASIS,
     WINDOW_BASIS,
@@ -80,7 +85,7 @@ class Summary:
     window_end_s: float
     duration_s: float
     #: What the window and so every rate is over (``metrics.window``: steady window,
-    #: measured window or offline makespan).
+    #: measured window, a steady run's drain or offline makespan).
     throughput_basis: str
     throughput_rps: float
     output_tokens_per_s: float
@@ -99,12 +104,15 @@ class Summary:
     #: were left unfinished; the reason says which, with numbers ("" when not saturated).
     saturated: bool
     saturation_reason: str
-    #: GPU-seconds spent executing steps / GPU-seconds from the first arrival to the run's end.
+    #: GPU-seconds spent executing steps / GPU-seconds held from the first arrival to the
+    #: run's end (with autoscaling, those of the replicas held at each moment).
     gpu_busy_fraction: float
     #: Running sequences per step, weighted by step time, while replicas were busy.
     mean_batch_size: float
     #: Highest KV-cache use (used / total blocks) of any replica.
     peak_kv_use_fraction: float
+    #: GPUs of the deployment; with autoscaling, the most held at once (the cost is over the
+    #: replicas held at each moment of the window, so it may average fewer).
     num_gpus: int
     gpu_hour_usd: float | None
     gpu_cost_usd: float | None
@@ -164,10 +172,13 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def _rate(count: float, duration_s: float) -> float:
+def _rate(count: float, duration_s: float, served: bool = False) -> float:
+    """``count`` per second of the window. Over an empty window: 0 when the run ``served``
+    no request, else unknown (NaN; a warm-up past the last completion leaves nothing to
+    measure, which is not a rate of 0)."""
     if duration_s > 0:
         return count / duration_s
-    return 0.0 if count == 0 else math.nan
+    return 0.0 if count == 0 and not served else math.nan
 
 
 def _observed(
@@ -206,24 +217,27 @@ def _group_metrics(
     sel = window.latency_mask & in_group
     done = window.rate_mask & in_group
     duration_s = window.duration_s
+    served = bool(np.isfinite(req.finish_s).any())
     n = int(np.count_nonzero(sel))
     output_tokens = float(req.output_tokens[done].sum())
     prompt_tokens = float(req.prompt_tokens[done].sum())
     ordered = {k: in_arrival_order(v, req.arrival_s, sel) for k, v in latencies.items()}
+    if n == 0:
+        itl = None  # the run's gaps are not split by time: none belongs to a measured request
     intervals = window.stationary
     reports = [constraint_report(c, *_observed(c, ordered, itl, intervals)) for c in constraints]
     met = int(np.count_nonzero(meets & sel))
     return {
         "requests_measured": n,
         "requests_completed_in_window": int(np.count_nonzero(done)),
-        "throughput_rps": _rate(np.count_nonzero(done), duration_s),
-        "output_tokens_per_s": _rate(output_tokens, duration_s),
-        "total_tokens_per_s": _rate(output_tokens + prompt_tokens, duration_s),
+        "throughput_rps": _rate(np.count_nonzero(done), duration_s, served),
+        "output_tokens_per_s": _rate(output_tokens, duration_s, served),
+        "total_tokens_per_s": _rate(output_tokens + prompt_tokens, duration_s, served),
         "ttft_ms": latency_stats_ms(latencies["ttft_ms"][sel]),
         "tpot_ms": latency_stats_ms(latencies["tpot_ms"][sel]),
         "itl_ms": gap_stats_ms(itl),
         "e2e_ms": latency_stats_ms(latencies["e2e_ms"][sel]),
-        "goodput_rps": _rate(np.count_nonzero(meets & done), duration_s),
+        "goodput_rps": _rate(np.count_nonzero(meets & done), duration_s, served),
         "slo": {
             "constraints": reports,
             "attainment": met / n if n else math.nan,
@@ -277,12 +291,14 @@ def _per_class(
     return out
 
 
-def _utilisation(records: RunRecords) -> dict[str, float]:
-    """GPU busy fraction, time-weighted batch size and peak KV use of the run."""
+def _utilisation(records: RunRecords, num_gpus: int) -> dict[str, float]:
+    """GPU busy fraction (of the GPU-seconds held from the first arrival to the end of the
+    run), time-weighted batch size and peak KV use of the run."""
     replicas = records.replicas
     req = records.requests
     first_arrival_s = float(req.arrival_s.min()) if len(req) else 0.0
-    gpu_seconds = sum(r.gpus for r in replicas) * (records.end_s - first_arrival_s)
+    # an autoscaled fleet pays only for the replicas it held, so only those can be busy
+    gpu_seconds = gpu_seconds_held(records, first_arrival_s, records.end_s, num_gpus)
     busy_gpu_seconds = sum(r.busy_s * r.gpus for r in replicas)
     busy_s = sum(r.busy_s for r in replicas)
     peak_kv = max((r.peak_kv_used_fraction for r in replicas), default=math.nan)
@@ -397,8 +413,8 @@ def summarize(
         throughput_basis=window.basis,
         saturated=verdict.saturated,
         saturation_reason=verdict.reason,
-        **_utilisation(records),
-        num_gpus=num_gpus,
+        **_utilisation(records, num_gpus),
+        num_gpus=most_gpus_held(records, num_gpus),
         gpu_hour_usd=gpu_hour_usd,
         preemptions=int(req.preemptions.sum()) if req.preemptions is not None else None,
         prefix_cache_hit_fraction=_prefix_cache_hit_fraction(records, window),

@@ -10,7 +10,11 @@ Two kinds of run:
   window then runs to the end of arrivals: after it the system only drains, which is not the
   steady state either. Latencies are measured on the requests that *arrived* in the window;
   rates count the completions *inside* it, so that a system keeping up completes what
-  arrives (throughput = arrival rate) and a saturated one shows its capacity.
+  arrives (throughput = arrival rate) and a saturated one shows its capacity. A run so far
+  over capacity that no request completes inside that window (every one finishes after
+  arrivals stop) would show a throughput of 0 although it served every request: its window
+  is instead first arrival + ``output.warmup_s`` to the last completion (``DRAIN_BASIS``),
+  one drain of a queue rather than samples of a steady state, so without intervals.
 - **Changing traffic** (time-varying, daily cycle, on/off, traces): the traffic itself is
   the question, so the window is the whole run, from the first arrival plus
   ``output.warmup_s`` to the last completion, and per-window summaries (``windows``) show
@@ -40,6 +44,10 @@ METHOD_FIXED = "output.warmup_s"
 #: ``Summary.throughput_basis``: what the window, and so every rate, is over.
 STEADY_BASIS = "steady window: end of the warm-up to the end of arrivals"
 WINDOW_BASIS = "measured window: first arrival + warmup to last completion"
+DRAIN_BASIS = (
+    "first arrival + warmup to last completion: no request completed between the end of the "
+    "warm-up and the end of arrivals (all finished after arrivals stopped)"
+)
 OFFLINE_BASIS = (
     "offline: every request queued at t = 0; output tokens over the makespan (first arrival "
     "to last completion), as trtllm-bench throughput, vLLM benchmark_throughput and MLPerf "
@@ -62,7 +70,8 @@ class MeasuredWindow:
     latency_mask: np.ndarray
     #: Requests that completed inside the window (throughput, tokens, goodput, cost).
     rate_mask: np.ndarray
-    #: What the window is over (``STEADY_BASIS``, ``WINDOW_BASIS`` or ``OFFLINE_BASIS``).
+    #: What the window is over (``STEADY_BASIS``, ``WINDOW_BASIS``, ``DRAIN_BASIS`` or
+    #: ``OFFLINE_BASIS``).
     basis: str = WINDOW_BASIS
 
     @property
@@ -74,8 +83,10 @@ class MeasuredWindow:
         """Whether slices of the window, and batches of consecutive requests, sample one
         process, so that intervals from them mean something. Not so offline: every request
         waits from t = 0, TTFT is its place in the queue and completions come in one sweep,
-        so the run is one deterministic batch (its precision is the model's error band)."""
-        return self.basis != OFFLINE_BASIS
+        so the run is one deterministic batch (its precision is the model's error band).
+        Nor when the window is a drain (``DRAIN_BASIS``): every completion comes after the
+        arrivals stopped."""
+        return self.basis not in (OFFLINE_BASIS, DRAIN_BASIS)
 
 
 def arrival_end_s(records: RunRecords) -> float:
@@ -112,6 +123,43 @@ def measured_window(
         stop_s = arrival_end_s(records)
         if stop_s > start_s:
             end_s, basis = stop_s, STEADY_BASIS
+    window = _window(records, completed, first_s, start_s, end_s, method, steady, basis)
+    if basis == STEADY_BASIS and not window.rate_mask.any():
+        return _drain_window(records, completed, first_s, warmup_s, window)
+    return window
+
+
+def _drain_window(
+    records: RunRecords,
+    completed: np.ndarray,
+    first_s: float,
+    warmup_s: float,
+    steady_window: MeasuredWindow,
+) -> MeasuredWindow:
+    """A steady window that no completion falls in: if requests completed after it (after
+    arrivals stopped), first arrival + ``warmup_s`` to the last completion instead, as a
+    rate of 0 would say the deployment served nothing; else ``steady_window`` as it is."""
+    finish_s = records.requests.finish_s[completed]
+    if not len(finish_s) or float(finish_s.max()) <= steady_window.end_s:
+        return steady_window
+    last_s = float(finish_s.max())
+    start_s = first_s + warmup_s
+    steady = steady_window.steady
+    return _window(records, completed, first_s, start_s, last_s, METHOD_FIXED, steady, DRAIN_BASIS)
+
+
+def _window(
+    records: RunRecords,
+    completed: np.ndarray,
+    first_s: float,
+    start_s: float,
+    end_s: float,
+    method: str,
+    steady: bool | None,
+    basis: str,
+) -> MeasuredWindow:
+    """The window from ``start_s`` to ``end_s`` (s) with its request masks."""
+    req = records.requests
     arrived_in = (req.arrival_s >= start_s) & (req.arrival_s <= max(end_s, start_s))
     finished_in = (req.finish_s >= start_s) & (req.finish_s <= end_s)
     return MeasuredWindow(
