@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.config.compile import reused_builds
+from simulator.config.loader import require_scenario
 from simulator.config.scenario import Scenario
 from simulator.errors import UserError
 from simulator.planning.bounds import (
@@ -238,6 +239,7 @@ def max_sustainable_rate(
 ) -> RateSearch:
     """Highest request rate the scenario's deployment sustains within its SLO.
     ``on_simulated(rate, replicas, verdict)`` is called after each simulation."""
+    require_scenario(scenario, "max_sustainable_rate")
     require_one_replica_kind(scenario, "max_sustainable_rate")
     plan = plan or PlanConfig()
     evaluator = evaluator or PointEvaluator(
