@@ -191,8 +191,16 @@ def summarize_run(scenario: Scenario, records: RunRecords) -> Summary:
         offline=arrival is not None and arrival.process == "offline",
         window_s=_window_s(scenario, records),
     )
-    summary.step_time_error_band = error_band_for(scenario)
-    summary.pricing = pricing_description(scenario)
+    groups = pricing_by_group(scenario)
+    if groups:  # the hardware section itself may price no replica of a fleet
+        summary.pricing_by_group = groups
+        summary.pricing, summary.step_time_error_band = (
+            groups[0]["pricing"],
+            groups[0]["error_band"],
+        )
+    else:
+        summary.step_time_error_band = error_band_for(scenario)
+        summary.pricing = pricing_description(scenario)
     summary.trace = records.input_rows
     return summary
 
@@ -216,25 +224,22 @@ def _window_s(scenario: Scenario, records: RunRecords) -> float | None:
 def error_band_for(scenario: Scenario) -> dict | None:
     """The validated error band of the scenario's GPU and engine (``metrics.error_band``):
     held-out where calibrated, the datasheet band where not, saying which."""
+    require_scenario(scenario, "error_band_for")
+    return _error_band_of(scenario.model, scenario.hardware, scenario.engine, scenario.base_dir)
+
+
+def _error_band_of(model: str, hw, eng, base_dir: Path) -> dict | None:
+    """The error band of one replica kind: ``hw`` and ``eng``, resolved settings."""
+    from simulator.config.compile import resolve_pricing as resolve
     from simulator.costmodel.pricing import engine_calibration_path
     from simulator.errors import UserError
     from simulator.metrics.error_band import error_band
     from simulator.specs.catalog import load_model
 
-    require_scenario(scenario, "error_band_for")
-    hw, eng = scenario.hardware, scenario.engine
-    key = (
-        hw.gpu,
-        hw.calibration,
-        eng.profile,
-        eng.version,
-        eng.weight_dtype,
-        scenario.model,
-        str(scenario.base_dir),
-    )
+    key = (hw.gpu, hw.calibration, eng.profile, eng.version, eng.weight_dtype, model, str(base_dir))
     if key not in _ERROR_BANDS:  # the calibration files are parsed once per process
         try:
-            pricing = resolve_pricing(scenario)
+            pricing = resolve(hw, eng, base_dir)
         except UserError:
             return None
         source = pricing.parameters
@@ -252,9 +257,29 @@ def error_band_for(scenario: Scenario) -> dict | None:
             calibration,
             engine_file,
             eng.weight_dtype,
-            moe=load_model(scenario.model).is_moe,
+            moe=load_model(model).is_moe,
         )
     return _ERROR_BANDS[key]
+
+
+def pricing_by_group(scenario: Scenario) -> list[dict] | None:
+    """What priced each group of a fleet or disaggregated deployment, and its error band
+    (None for a deployment of the ``hardware`` section alone)."""
+    from simulator.config.compile import resolve_pricing as resolve
+    from simulator.errors import UserError
+
+    groups = scenario.groups
+    if len(groups) == 1 and groups[0].where == "hardware":
+        return None
+    out = []
+    for g in groups:
+        try:
+            pricing = resolve(g.hardware, g.engine, scenario.base_dir).describe()
+        except UserError:
+            pricing = None
+        band = _error_band_of(scenario.model, g.hardware, g.engine, scenario.base_dir)
+        out.append({"group": g.name, "role": g.role, "pricing": pricing, "error_band": band})
+    return out
 
 
 #: Error bands by (GPU, calibration, engine profile, base folder).

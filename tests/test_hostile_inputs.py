@@ -376,8 +376,13 @@ def test_the_header_names_every_group_and_counts_every_gpu(tmp_path, capsys):
     )
     scenario = write(tmp_path / "fleet.yaml", fleet)
     assert main(["simulate", str(scenario)]) == 0
-    header = capsys.readouterr().out.splitlines()[0]
+    printed = capsys.readouterr().out
+    header = printed.splitlines()[0]
     assert "big: 2× 1× h100-sxm + small: 1× 2× a100-sxm-80gb (4 GPUs)" in header
+    # each group's pricing and error band (the A100 group was reported as the H100's)
+    assert "big priced with: PyTorch reference runtime; kernels: PyTorch reference" in printed
+    assert "small priced with: PyTorch reference runtime; kernels: datasheet defaults" in printed
+    assert "small model error: datasheet band for a100-sxm-80gb" in printed
 
 
 def test_an_output_format_that_cannot_be_written_leaves_no_folder(tmp_path, capsys):

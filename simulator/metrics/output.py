@@ -326,21 +326,36 @@ def _class_heading(name: str, c: dict[str, Any]) -> str:
     return text
 
 
+def _priced_with(pricing: dict[str, Any]) -> str:
+    engine = pricing.get("engine")
+    version = pricing.get("engine_version")
+    runtime = f"{engine} {version}" if engine and version else engine or "PyTorch reference"
+    return f"{runtime} runtime; kernels: {pricing.get('kernels')}"
+
+
+def _band_text(band: dict[str, Any]) -> str:
+    return band.get("text") or (
+        f"step times within {band['median_pct']:.1f}% (median) and "
+        f"{band['worst_pct']:.1f}% (worst) on {band['rows']} held-out measurements"
+    )
+
+
 def _provenance_lines(s: Summary) -> list[str]:
-    """Which runtime and kernels priced the run, and the model's error band."""
+    """Which runtime and kernels priced the run, and the model's error band (per group of a
+    fleet or disaggregated deployment)."""
     out: list[str] = []
+    if s.pricing_by_group:
+        for g in s.pricing_by_group:
+            name = g["group"] if g["role"] == "serve" else f"{g['group']} ({g['role']} pool)"
+            if g["pricing"]:
+                out += ["", f"{name} priced with: {_priced_with(g['pricing'])}"]
+            if g["error_band"]:
+                out += [f"{name} model error: {_band_text(g['error_band'])}"]
+        return out
     if s.pricing:
-        engine = s.pricing.get("engine")
-        version = s.pricing.get("engine_version")
-        runtime = f"{engine} {version}" if engine and version else engine or "PyTorch reference"
-        out += ["", f"priced with: {runtime} runtime; kernels: {s.pricing.get('kernels')}"]
-    band = s.step_time_error_band
-    if band:
-        text = band.get("text") or (
-            f"step times within {band['median_pct']:.1f}% (median) and "
-            f"{band['worst_pct']:.1f}% (worst) on {band['rows']} held-out measurements"
-        )
-        out += ["", f"model error: {text}"]
+        out += ["", f"priced with: {_priced_with(s.pricing)}"]
+    if s.step_time_error_band:
+        out += ["", f"model error: {_band_text(s.step_time_error_band)}"]
     return out
 
 

@@ -147,6 +147,9 @@ class Summary:
     #: What the step times were priced with: ``{"engine", "engine_version", "kernels",
     #: "parameters"}`` (kernels: the engine calibration used, or the fallback and why).
     pricing: dict[str, Any] | None = None
+    #: A fleet's groups or a disaggregated deployment's pools: each one's ``pricing`` and
+    #: ``error_band`` (``pricing`` and ``step_time_error_band`` are then the first's).
+    pricing_by_group: list[dict[str, Any]] | None = None
     #: Rows of the replayed trace: ``{"rows_read", "rows_skipped", "skipped_reasons" (the
     #: first few, FILE:LINE: ...), "read_to_end"}``; None without a trace.
     trace: dict[str, Any] | None = None
