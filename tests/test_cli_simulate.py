@@ -78,3 +78,17 @@ def test_interval_of_known_values():
     assert iv["mean"] == 2.0
     assert round(iv["high"] - 2.0, 4) == round(4.302653 * 1.0 / 3**0.5, 4)  # t(0.975, 2)
     assert combine([{"throughput_rps": 1.0}, {"throughput_rps": 3.0}])["throughput_rps"]["n"] == 2
+
+
+def test_replication_intervals_keep_bounds_and_say_when_seeds_change_nothing():
+    """A fraction's interval stays inside [0, 1] (GPU busy showed [0.92, 1.03]); seeds that
+    all give the same run (a trace replay) are named, not shown as a precise answer."""
+    from simulator.metrics.replications import combine, format_intervals
+
+    runs = [{"gpu_busy_fraction": b, "throughput_rps": 1.0 + b} for b in (0.92, 0.99, 1.0)]
+    combined = combine(runs)
+    assert combined["gpu_busy_fraction"]["high"] <= 1.0
+    assert not combined["identical_runs"]
+    same = combine([{"gpu_busy_fraction": 0.5, "throughput_rps": 2.0, "trace": {"rows": 1}}] * 3)
+    assert same["identical_runs"]
+    assert "every seed gave the same run" in format_intervals(same)
