@@ -364,3 +364,20 @@ def test_a_number_in_a_dotted_key_names_an_item_of_a_list():
     for key in ("fleet.2.replicas", "fleet.first.replicas"):
         with pytest.raises(UserError, match="fleet is a list of 2; name an item by its position"):
             set_dotted(data, key, 1)
+
+
+def test_a_scalar_where_a_number_or_a_distribution_goes_gets_one_plain_line(tmp_path, capsys):
+    """sessions.turns: 0 failed both members of its union, and the second line printed
+    pydantic's internal names of the distribution members."""
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "model: llama-3.1-8b\n"
+        "workload: {arrival: {process: poisson, rate_per_s: 1}, num_requests: 10,"
+        " prompt_tokens: {distribution: fixed, value: 10},"
+        " output_tokens: {distribution: fixed, value: 10}, sessions: {turns: 0}}\n"
+    )
+    assert main(["simulate", str(path)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.endswith(
+        "workload.sessions.turns: Input should be greater than or equal to 1 (got 0)"
+    )

@@ -120,6 +120,8 @@ def _data_path(loc: tuple, data: object) -> list[str]:
                 continue  # a tag of a tagged union, not a key
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             node = node[part]
+        elif parts and not isinstance(node, dict | list):
+            break  # a scalar has no keys: what follows names a member of a union
         parts.append(str(part))
     return parts
 
@@ -163,9 +165,21 @@ def _short(value: object) -> str:
     return text if len(text) <= 80 else text[:60] + f"… ({len(text):,} characters)"
 
 
+#: pydantic's complaint of a union's mapping member about a scalar input.
+_NOT_A_MAPPING = "Input should be a valid dictionary or object to extract fields from"
+
+
 def validation_messages(exc: ValidationError, data: object, prefix: str = "") -> list[str]:
     """One line per error of a pydantic ``ValidationError`` raised validating ``data``:
     ``dotted.path: what is wrong (got value)``; ``prefix`` (``"engine"``) is put before
     each path."""
     parts = tuple(prefix.split(".")) if prefix else ()
-    return list(dict.fromkeys(_format_error(e, data, parts) for e in exc.errors()))
+    lines = list(dict.fromkeys(_format_error(e, data, parts) for e in exc.errors()))
+    # a scalar given where a number or a mapping may go fails both members of the union:
+    # the mapping member's complaint says nothing about the number's problem
+    paths = [line.partition(": ")[0] for line in lines]
+    return [
+        line
+        for line, path in zip(lines, paths, strict=True)
+        if not (_NOT_A_MAPPING in line and paths.count(path) > 1)
+    ]
