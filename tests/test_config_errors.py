@@ -381,3 +381,13 @@ def test_a_scalar_where_a_number_or_a_distribution_goes_gets_one_plain_line(tmp_
     assert line.endswith(
         "workload.sessions.turns: Input should be greater than or equal to 1 (got 0)"
     )
+
+
+def test_length_aware_options_under_another_router_are_refused():
+    from pydantic import ValidationError
+
+    from simulator.config.deployment import RoutingConfig
+
+    with pytest.raises(ValidationError, match="options of the length_aware policy"):
+        RoutingConfig.model_validate({"policy": "round_robin", "long_prompt_tokens": 100})
+    assert RoutingConfig.model_validate({"policy": "length_aware", "long_prompt_tokens": 100})

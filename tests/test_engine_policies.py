@@ -124,7 +124,9 @@ def test_routing_policies_and_fleets_run_and_balance():
         "prefix_affinity",
         "length_aware",
     ):
-        routing = {"policy": policy, "long_prompt_tokens": 300, "long_replica_fraction": 0.34}
+        routing = {"policy": policy}
+        if policy == "length_aware":
+            routing |= {"long_prompt_tokens": 300, "long_replica_fraction": 0.34}
         result = _run(hardware={"replicas": 3}, routing=routing, workload=wl)
         counts = np.bincount(result.records.requests.replica, minlength=3)
         assert counts.sum() == 600 and (counts > 0).all(), policy

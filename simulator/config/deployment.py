@@ -117,6 +117,17 @@ class RoutingConfig(StrictModel):
             raise ValueError(str(UnknownNameError("routing policy", value, known_routers())))
         return value
 
+    @model_validator(mode="after")
+    def _options_of_the_policy(self) -> RoutingConfig:
+        """The length_aware options do nothing under another policy."""
+        given = sorted({"long_prompt_tokens", "long_replica_fraction"} & self.model_fields_set)
+        if given and self.policy != "length_aware":
+            raise ValueError(
+                f"{', '.join(given)}: options of the length_aware policy, not of "
+                f"{self.policy!r}; set policy: length_aware or remove them"
+            )
+        return self
+
 
 @dataclass(frozen=True)
 class GroupSettings:
