@@ -120,7 +120,10 @@ class RoutingConfig(StrictModel):
     @model_validator(mode="after")
     def _options_of_the_policy(self) -> RoutingConfig:
         """The length_aware options do nothing under another policy."""
-        given = sorted({"long_prompt_tokens", "long_replica_fraction"} & self.model_fields_set)
+        options = ("long_prompt_tokens", "long_replica_fraction")
+        # a value equal to its default changes nothing (servesim show writes them all)
+        fields = type(self).model_fields
+        given = [k for k in options if getattr(self, k) != fields[k].default]
         if given and self.policy != "length_aware":
             raise ValueError(
                 f"{', '.join(given)}: options of the length_aware policy, not of "
