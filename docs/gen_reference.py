@@ -73,8 +73,9 @@ FIELD_NOTES = {
     "arrival": "When requests arrive.",
     "prompt_tokens": "Prompt lengths.",
     "output_tokens": "Output lengths.",
-    "num_requests": "Requests to simulate.",
-    "duration_s": "Simulated arrival period (s), instead of a request count.",
+    "num_requests": "Requests to simulate (with duration_s too: whichever limit comes first).",
+    "duration_s": "Simulated arrival period (s), instead of a request count or with one "
+    "(whichever limit comes first).",
     "seed": "Seed of every random draw of the workload (one seed, one result).",
     "trace": "Path of a trace file to replay instead of generated arrivals.",
     "format": "Trace layout (azure, burstgpt, servesim); default: guessed from the columns.",
