@@ -288,3 +288,18 @@ def test_numbers_with_underscores_are_bad_rows(tmp_path):
     path = write(tmp_path / "u.csv", "arrival_s,prompt_tokens,output_tokens\n0,1_000,5\n")
     with pytest.raises(TraceRowError, match="'1_000' is not"):
         list(TraceReader(path))
+
+
+def test_a_trace_shorter_than_num_requests_says_so():
+    """num_requests past the trace's rows ran the rows it had without a word."""
+    from simulator.api import load_scenario, run
+
+    root = Path(__file__).resolve().parent.parent
+    scenario = load_scenario(
+        root / "workloads" / "trace_replay.yaml", ["workload.num_requests=5000"]
+    )
+    summary = run(scenario).summary
+    assert summary["requests_total"] == 1000
+    assert summary["trace"]["short_of_num_requests"] == "num_requests 5,000: the trace held 1,000"
+    fewer = load_scenario(root / "workloads" / "trace_replay.yaml", ["workload.num_requests=10"])
+    assert "short_of_num_requests" not in run(fewer).summary["trace"]

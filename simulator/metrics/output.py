@@ -185,6 +185,8 @@ def _request_lines(s: Summary) -> list[str]:
         out.append(f"    {count} × {reason}")
     if s.trace:
         out += [f"    {reason}" for reason in s.trace["skipped_reasons"]]
+        if s.trace.get("short_of_num_requests"):
+            out.append(f"    {s.trace['short_of_num_requests']}")
     return out
 
 

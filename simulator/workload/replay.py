@@ -143,6 +143,11 @@ class TraceSource:
             for _ in self._read:
                 pass
         report = reader.report()
+        if self._next is None and self._issued < self._max_requests < math.inf:
+            # the trace ran out first: the run has fewer requests than asked for
+            report["short_of_num_requests"] = (
+                f"num_requests {self._max_requests:,}: the trace held {self._issued:,}"
+            )
         if reader.bad_rows and not self._reported:
             self._reported = True
             logger.warning(
