@@ -408,3 +408,13 @@ def test_replications_past_the_largest_seed_are_refused_before_running(tmp_path,
     argv = ["simulate", str(scenario), "--set", f"workload.seed={2**64 - 1}", "--replications", "2"]
     (line,) = errors_of(argv, capsys)
     assert "--replications 2: the seeds run from workload.seed" in line
+
+
+def test_an_engine_on_a_gpu_it_does_not_run_on_is_refused(capsys):
+    """TensorRT-LLM runs on NVIDIA GPUs only: on an AMD or Apple part it was priced on
+    datasheet defaults (and printed as running CUDA graphs)."""
+    step = ["step", "--model", "llama-3.1-8b", "--decode", "8x100", "--profile", "trtllm"]
+    for gpu, vendor in (("mi300x", "amd"), ("m2-ultra", "apple")):
+        (line,) = errors_of([*step, "--gpu", gpu], capsys)
+        assert f"trtllm runs on nvidia GPUs, and {gpu} is {vendor}" in line
+    assert main([*step[:-1], "vllm", "--gpu", "mi300x"]) == 0

@@ -128,6 +128,15 @@ def resolve_pricing(
             raise UserError("engine.version: needs engine.profile (the engine it versions)")
         return Pricing(params, None, where, None, None, _reference_line(where))
     prof = load_profile(profile)
+    if prof.vendors:
+        from simulator.specs.catalog import load_gpu
+
+        vendor = load_gpu(gpu).vendor
+        if vendor not in prof.vendors:
+            raise UserError(
+                f"engine.profile: {prof.name} runs on {', '.join(prof.vendors)} GPUs, and "
+                f"{gpu} is {vendor}; choose another profile (servesim list profiles)"
+            )
     params = prof.apply(params)
     engine = prof.kernel_engine
     datasheet = calibration is not None and calibration.lower() == "none"

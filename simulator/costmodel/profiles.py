@@ -128,6 +128,8 @@ class EngineProfile:
     gguf_gemv_bytes_per_sm_cycle: float | None = None
     #: Pure roofline: all efficiencies 1, all latencies and overheads 0.
     roofline: bool = False
+    #: GPU vendors the engine runs on (the catalog's ``vendor``); empty: any device.
+    vendors: tuple[str, ...] = ()
     #: Default engine settings (scenario ``engine`` fields of ``LIMIT_FIELDS``): numbers,
     #: and the name of the batching policy the engine's scheduler follows.
     limits: dict[str, float | str | dict[str, object]] = field(default_factory=dict)
@@ -330,6 +332,7 @@ PROFILES: dict[str, EngineProfile] = {
         fused_rope_kv_write=True,
         fp8_static_activations=True,
         kernel_engine="trtllm",
+        vendors=("nvidia",),
         memory_accounting="free_fraction",
         memory_fraction=0.9,
         limits={
@@ -342,6 +345,7 @@ PROFILES: dict[str, EngineProfile] = {
         sources=(
             _FUSED_SOURCE,
             _KERNELS_SOURCE.format(engine="trtllm"),
+            "vendors nvidia: TensorRT-LLM builds on TensorRT and CUDA, NVIDIA GPUs only",
             "step_overhead_s 20 µs: C++ batch manager, the CostParams default graph-launch "
             "overhead",
             "fused_rope_kv_write: TensorRT-LLM's attention op takes the fused QKV, applies "
