@@ -160,6 +160,12 @@ class Scenario(StrictModel):
         return value
 
     @property
+    def deployment_mode(self) -> str | None:
+        """``"fleet"`` or ``"disaggregated"`` where the scenario deploys one, else None
+        (identical replicas of the ``hardware`` section)."""
+        return "fleet" if self.fleet else "disaggregated" if self.disaggregated else None
+
+    @property
     def groups(self) -> list[GroupSettings]:
         """Every group of replicas with its own hardware and engine settings resolved."""
         return self._groups
@@ -179,7 +185,7 @@ class Scenario(StrictModel):
     def _groups_count_their_own_replicas(self) -> Scenario:
         """A fleet group or pool sets its own replica count (default 1): a count in the
         ``hardware`` section would be ignored without a word."""
-        mode = "fleet" if self.fleet else "disaggregated" if self.disaggregated else None
+        mode = self.deployment_mode
         if mode and self.hardware.replicas != 1:  # 1, a group's default, changes nothing
             what = "fleet group" if mode == "fleet" else "pool"
             raise ValueError(

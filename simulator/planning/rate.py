@@ -216,7 +216,7 @@ def require_one_replica_kind(scenario: Scenario, where: str = "plan") -> None:
     replica's times their number, and the fewest-replicas answer counts them. A fleet or a
     disaggregated deployment has no such replica, so it is refused before any run (a
     ``UserError`` saying what to run instead)."""
-    mode = "fleet" if scenario.fleet else "disaggregated" if scenario.disaggregated else None
+    mode = scenario.deployment_mode
     if mode is None:
         return
     what, why, sweep = _NOT_PLANNED[mode]
