@@ -362,6 +362,8 @@ def test_fit_and_step_check_contexts_and_budgets(capsys):
     step = ["step", "--model", "llama-3.1-8b", "--gpu", "h100-sxm"]
     (line,) = errors_of([*step, "--decode", "0x0"], capsys)
     assert "--decode 0x0 holds no sequence" in line
+    (line,) = errors_of([*step, "--decode", "8x100", "--link", "bogus"], capsys)
+    assert "--link: unknown link 'bogus'" in line  # checked though one GPU uses no link
     assert main([*step, "--decode", "16x200000"]) == 0
     assert "a sequence of 200,001 tokens is more than llama-3.1-8b takes" in capsys.readouterr().out
 

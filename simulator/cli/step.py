@@ -133,10 +133,17 @@ def replica_cost_model(args: argparse.Namespace, model, gpu):
     """The cost model the options describe and what priced it (``costmodel.pricing``)."""
     from simulator.costmodel.moe import curve_for_calibration
     from simulator.costmodel.pricing import resolve_pricing
+    from simulator.specs.catalog import load_link
     from simulator.specs.topology import build_placement
 
     if args.tp < 1:
         raise UserError(f"--tp: {args.tp} must be >= 1")
+    for flag, name in (("--link", args.link), ("--inter-node-link", args.inter_node_link)):
+        if name is not None:  # checked even where one GPU leaves it unused
+            try:
+                load_link(name)
+            except UserError as exc:
+                raise UserError([f"{flag}: {m}" for m in exc.messages]) from None
     placement = build_placement(
         gpu.name,
         gpu.interconnect,
