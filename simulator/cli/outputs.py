@@ -73,6 +73,21 @@ def check_output_file(path: str | Path, option: str, *, force: bool = False) -> 
     return path
 
 
+def check_suffix(
+    path: Path, option: str, suffixes: tuple[str, ...], what: str, *, gzipped: bool = False
+) -> None:
+    """Refuse an output name whose extension promises another format than ``what``, the one
+    written (``gzipped``: a final ``.gz`` is allowed and looked past)."""
+    names = [s for s in path.suffixes if not (gzipped and s == ".gz")]
+    given = names[-1] if names else ""
+    if given.lower() not in suffixes:
+        also = ", optionally gzipped (.gz)" if gzipped else ""
+        raise UserError(
+            f"{option} {path}: written as {what}; name it {' or '.join(suffixes)}{also} "
+            f"(got {given or 'no extension'})"
+        )
+
+
 def check_output_folder(
     path: str | Path, option: str, names: tuple[str, ...], *, force: bool = False
 ) -> Path:

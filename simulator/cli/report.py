@@ -14,7 +14,7 @@ from simulator.cli.common import (
     check_run_budget,
     naming_file,
 )
-from simulator.cli.outputs import add_force_argument, check_output_file
+from simulator.cli.outputs import add_force_argument, check_output_file, check_suffix
 from simulator.metrics.summary import jsonable
 
 EXAMPLES = """examples:
@@ -72,27 +72,16 @@ def _write(report, html: Path, pdf: Path | None) -> list[Path]:
     return [html, pdf]
 
 
-def _check_suffix(path: Path, option: str, suffixes: tuple[str, ...], what: str) -> None:
-    """Refuse an output name whose extension promises another format than the one written."""
-    from simulator.errors import UserError
-
-    if path.suffix.lower() not in suffixes:
-        raise UserError(
-            f"{option} {path}: the report is written as {what}; name it {' or '.join(suffixes)}"
-            f" (got {path.suffix or 'no extension'})"
-        )
-
-
 def run(args: argparse.Namespace) -> int:
     from simulator.errors import UserError
 
     check_output_file(args.output, "-o", force=args.force)
-    _check_suffix(args.output, "-o", (".html", ".htm"), "an HTML page")
+    check_suffix(args.output, "-o", (".html", ".htm"), "an HTML page")
     if args.pdf is not None:
         if args.pdf.resolve() == args.output.resolve():
             raise UserError(f"--pdf {args.pdf}: the same file as -o; give another name")
         check_output_file(args.pdf, "--pdf", force=args.force)
-        _check_suffix(args.pdf, "--pdf", (".pdf",), "a PDF")
+        check_suffix(args.pdf, "--pdf", (".pdf",), "a PDF")
         from simulator.reports.browser import require_chromium
 
         require_chromium()

@@ -90,25 +90,14 @@ def load_workload_section(path: str | Path, overrides: dict | None = None):
 TRACE_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 
 
-def _check_trace_suffix(path: Path) -> None:
-    """Refuse an output name that promises a format the trace is not written in."""
-    suffixes = [s for s in path.suffixes if s != ".gz"]
-    if not suffixes or suffixes[-1] not in TRACE_SUFFIXES:
-        given = suffixes[-1] if suffixes else "no extension"
-        raise UserError(
-            f"-o {path}: a trace is written as CSV (.csv) or JSON lines (.jsonl, .ndjson), "
-            f"optionally gzipped (.gz); got {given}"
-        )
-
-
 def _generate(args: argparse.Namespace) -> int:
-    from simulator.cli.outputs import check_output_file, write_atomic
+    from simulator.cli.outputs import check_output_file, check_suffix, write_atomic
     from simulator.workload import build_source, iterate_requests
     from simulator.workload.budget import budget_problems, estimate_work, generation_budget
     from simulator.workload.trace_io import write_trace
 
     check_output_file(args.output, "-o", force=args.force)
-    _check_trace_suffix(Path(args.output))
+    check_suffix(Path(args.output), "-o", TRACE_SUFFIXES, "CSV or JSON lines", gzipped=True)
     overrides = {}
     if args.num_requests is not None:
         overrides["num_requests"] = args.num_requests

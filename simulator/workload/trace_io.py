@@ -96,7 +96,7 @@ class TraceRowError(UserError):
 
 def _is_jsonl(path: Path) -> bool:
     suffixes = [s for s in path.suffixes if s != ".gz"]
-    return bool(suffixes) and suffixes[-1] in (".jsonl", ".ndjson")
+    return bool(suffixes) and suffixes[-1].lower() in (".jsonl", ".ndjson")
 
 
 def detect_layout(columns: Iterable[str], path: Path, requested: str | None) -> TraceLayout:
