@@ -251,28 +251,28 @@ def test_a_fleet_members_engine_setting_is_named_under_its_own_path(tmp_path, ca
     assert "fleet.1.engine.gpu_memory_utilization: trtllm sizes its KV cache" in err
 
 
-def test_a_key_of_another_arrival_process_names_the_process_it_is_unknown_to(tmp_path, capsys):
-    path = tmp_path / "offline.yaml"
+@pytest.mark.parametrize(
+    ("arrival", "expected"),
+    [
+        # a key of another arrival process names the process it is unknown to
+        (
+            "{process: offline, rate_per_s: 3}",
+            "workload.arrival.rate_per_s: unknown key for 'offline'",
+        ),
+        # a section of several kinds without its kind names the missing key
+        ("{rate_per_s: 3}", "workload.arrival.process: required key is missing"),
+    ],
+)
+def test_arrival_errors_name_the_key_at_fault(tmp_path, capsys, arrival, expected):
+    path = tmp_path / "arrival.yaml"
     path.write_text(
         "model: llama-3.1-8b\n"
-        "workload: {arrival: {process: offline, rate_per_s: 3},"
+        f"workload: {{arrival: {arrival},"
         " prompt_tokens: {distribution: fixed, value: 10},"
         " output_tokens: {distribution: fixed, value: 10}}\n"
     )
     assert main(["simulate", str(path)]) == 2
-    assert "workload.arrival.rate_per_s: unknown key for 'offline'" in capsys.readouterr().err
-
-
-def test_a_section_of_several_kinds_without_its_kind_names_the_missing_key(tmp_path, capsys):
-    path = tmp_path / "no_process.yaml"
-    path.write_text(
-        "model: llama-3.1-8b\n"
-        "workload: {arrival: {rate_per_s: 3},"
-        " prompt_tokens: {distribution: fixed, value: 10},"
-        " output_tokens: {distribution: fixed, value: 10}}\n"
-    )
-    assert main(["simulate", str(path)]) == 2
-    assert "workload.arrival.process: required key is missing" in capsys.readouterr().err
+    assert expected in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
